@@ -1,0 +1,85 @@
+// Fused multi-head self-attention with an online softmax (flash-attention style): the T x T score
+// matrix is never stored.
+//   qkv (B, T, 3*H*DH)  the fused QKV projection: q, k, v blocks, each head-major (h*DH + d)
+//   out (B, T, H*DH)    heads concatenated, ready for the output projection
+// A workgroup owns BQ queries of one (batch, head); each invocation owns one query row and keeps
+// its output row in registers. Keys and values stream through workgroup memory BKV rows at a
+// time; the running max and sum rescale the accumulator when a larger score appears.
+struct Params { tokens: u32, heads: u32, scale: f32, _pad: u32 }
+@group(0) @binding(0) var<uniform> P: Params;
+@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+@group(0) @binding(2) var<storage, read_write> qkv: array<f32>;
+
+var<workgroup> k_tile: array<f32, BKV * DH>;
+var<workgroup> v_tile: array<f32, BKV * DH>;
+
+@compute @workgroup_size(BQ, 1, 1)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let b = wid.z;
+    let h = wid.y;
+    let query = wid.x * BQ + lid;
+    let valid = query < P.tokens;
+    let dim = P.heads * DH;
+    let row_stride = 3u * dim;
+    let base = b * P.tokens * row_stride;
+
+    var q: array<f32, DH>;
+    var acc: array<f32, DH>;
+    if (valid) {
+        let q_off = base + query * row_stride + h * DH;
+        for (var d = 0u; d < DH; d++) {
+            q[d] = qkv[q_off + d] * P.scale;
+            acc[d] = 0.0;
+        }
+    }
+    var m = -3.0e38;
+    var l = 0.0;
+    var s: array<f32, BKV>;
+
+    for (var kv0 = 0u; kv0 < P.tokens; kv0 += BKV) {
+        for (var i = lid; i < BKV * DH; i += BQ) {
+            let key = kv0 + i / DH;
+            var kv = vec2<f32>(0.0);
+            if (key < P.tokens) {
+                let off = base + key * row_stride + h * DH + i % DH;
+                kv = vec2<f32>(qkv[off + dim], qkv[off + 2u * dim]);
+            }
+            k_tile[i] = kv.x;
+            v_tile[i] = kv.y;
+        }
+        workgroupBarrier();
+        if (valid) {
+            let n = min(BKV, P.tokens - kv0);
+            var m_new = m;
+            for (var j = 0u; j < n; j++) {
+                var dot = 0.0;
+                for (var d = 0u; d < DH; d++) {
+                    dot = fma(q[d], k_tile[j * DH + d], dot);
+                }
+                s[j] = dot;
+                m_new = max(m_new, dot);
+            }
+            let correction = exp(m - m_new);
+            l *= correction;
+            for (var d = 0u; d < DH; d++) {
+                acc[d] *= correction;
+            }
+            for (var j = 0u; j < n; j++) {
+                let p = exp(s[j] - m_new);
+                l += p;
+                for (var d = 0u; d < DH; d++) {
+                    acc[d] = fma(p, v_tile[j * DH + d], acc[d]);
+                }
+            }
+            m = m_new;
+        }
+        workgroupBarrier();
+    }
+    if (valid) {
+        let o = (b * P.tokens + query) * dim + h * DH;
+        let inv = 1.0 / l;
+        for (var d = 0u; d < DH; d++) {
+            out[o + d] = acc[d] * inv;
+        }
+    }
+}

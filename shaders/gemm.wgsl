@@ -1,0 +1,55 @@
+// Tiled GEMM core: C[M, N] = A[M, K] * B[K, N], shared by matmul and patch_embed.
+// The including kernel supplies the data access:
+//   load_a4(row, k)   -> A[row, k..k+4]   (zero outside M x K)
+//   load_b4(k, col)   -> B[k, col..col+4] (zero outside K x N)
+//   store_c4(row, col, acc) stores C[row, col..col+4] with its epilogue (skipping out-of-range parts)
+// and the uniform `P` with fields m, n, k.
+// Tiling: a workgroup of (BN/4) x (BM/TM) invocations computes a BM x BN tile of C; each invocation
+// holds a TM x 4 register block. K advances in steps of BK through two workgroup tiles:
+// A transposed ([k][m], so a column of A is contiguous) and B as vec4 rows ([k][n/4]).
+const WG_X: u32 = BN / 4u;
+const WG_Y: u32 = BM / TM;
+const WG_SIZE: u32 = WG_X * WG_Y;
+
+var<workgroup> a_tile: array<f32, BK * BM>;
+var<workgroup> b_tile: array<vec4<f32>, BK * BN / 4u>;
+
+@compute @workgroup_size(WG_X, WG_Y, 1)
+fn main(@builtin(workgroup_id) wid: vec3<u32>,
+        @builtin(local_invocation_id) lxy: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+    let m0 = wid.y * BM;
+    let n0 = wid.x * BN;
+    var acc: array<vec4<f32>, TM>;
+    for (var i = 0u; i < TM; i++) {
+        acc[i] = vec4<f32>(0.0);
+    }
+    for (var k0 = 0u; k0 < P.k; k0 += BK) {
+        for (var i = lid; i < BM * BK / 4u; i += WG_SIZE) {
+            let r = i / (BK / 4u);
+            let kk = (i % (BK / 4u)) * 4u;
+            let v = load_a4(m0 + r, k0 + kk);
+            a_tile[kk * BM + r] = v.x;
+            a_tile[(kk + 1u) * BM + r] = v.y;
+            a_tile[(kk + 2u) * BM + r] = v.z;
+            a_tile[(kk + 3u) * BM + r] = v.w;
+        }
+        for (var i = lid; i < BK * BN / 4u; i += WG_SIZE) {
+            let kk = i / (BN / 4u);
+            let c = (i % (BN / 4u)) * 4u;
+            b_tile[i] = load_b4(k0 + kk, n0 + c);
+        }
+        workgroupBarrier();
+        for (var kk = 0u; kk < BK; kk++) {
+            let b = b_tile[kk * (BN / 4u) + lxy.x];
+            let a_base = kk * BM + lxy.y * TM;
+            for (var i = 0u; i < TM; i++) {
+                acc[i] = fma(vec4<f32>(a_tile[a_base + i]), b, acc[i]);
+            }
+        }
+        workgroupBarrier();
+    }
+    for (var i = 0u; i < TM; i++) {
+        store_c4(m0 + lxy.y * TM + i, n0 + lxy.x * 4u, acc[i]);
+    }
+}

@@ -1,0 +1,73 @@
+// Patch embedding as an implicit GEMM: a strided convolution (kernel = stride = patch) whose
+// im2col matrix is gathered inside the tile loader, never stored.
+//   image  (B, C, H, W)
+//   weight (C*p*p, D)   the conv weight (D, C, p, p) flattened and transposed once at load
+//   bias   (D)
+//   tokens (PREFIX, D)  class (and distillation) token, when PREFIX > 0
+//   pos    (T, D)       position embeddings, T = PREFIX + (H/p)*(W/p)
+//   out    (B, T, D)    row t < PREFIX: tokens[t] + pos[t]; otherwise patch @ weight + bias + pos[t]
+// Rows of the GEMM are output tokens (M = B*T), so prefix rows ride along with zero A rows.
+struct Params {
+    m: u32, n: u32, k: u32, channels: u32,
+    height: u32, width: u32, psize: u32, grid_w: u32,
+    tokens: u32, prefix: u32, _pad0: u32, _pad1: u32,
+}
+@group(0) @binding(0) var<uniform> P: Params;
+@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+@group(0) @binding(2) var<storage, read_write> image: array<f32>;
+@group(0) @binding(3) var<storage, read_write> weight: array<f32>;
+@group(0) @binding(4) var<storage, read_write> bias: array<f32>;
+@group(0) @binding(5) var<storage, read_write> pos: array<f32>;
+#ifdef PREFIX
+@group(0) @binding(6) var<storage, read_write> prefix_tokens: array<f32>;
+#endif
+
+fn pixel(row: u32, k: u32) -> f32 {
+    let t = row % P.tokens;
+    if (row >= P.m || k >= P.k || t < P.prefix) {
+        return 0.0;
+    }
+    let b = row / P.tokens;
+    let p = t - P.prefix;
+    let pp = P.psize * P.psize;
+    let c = k / pp;
+    let r = k % pp;
+    let y = (p / P.grid_w) * P.psize + r / P.psize;
+    let x = (p % P.grid_w) * P.psize + r % P.psize;
+    return image[((b * P.channels + c) * P.height + y) * P.width + x];
+}
+
+fn load_a4(row: u32, k: u32) -> vec4<f32> {
+    return vec4<f32>(pixel(row, k), pixel(row, k + 1u), pixel(row, k + 2u), pixel(row, k + 3u));
+}
+
+fn load_b4(k: u32, col: u32) -> vec4<f32> {
+    var v = vec4<f32>(0.0);
+    if (k < P.k) {
+        for (var j = 0u; j < 4u; j++) {
+            if (col + j < P.n) {
+                v[j] = weight[k * P.n + col + j];
+            }
+        }
+    }
+    return v;
+}
+
+fn store_c4(row: u32, col: u32, acc: vec4<f32>) {
+    if (row >= P.m) {
+        return;
+    }
+    let t = row % P.tokens;
+    for (var j = 0u; j < 4u; j++) {
+        let c = col + j;
+        if (c < P.n) {
+            var v = acc[j] + bias[c];
+#ifdef PREFIX
+            if (t < P.prefix) {
+                v = prefix_tokens[t * P.n + c];
+            }
+#endif
+            out[row * P.n + c] = v + pos[t * P.n + c];
+        }
+    }
+}

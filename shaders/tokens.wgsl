@@ -1,0 +1,36 @@
+// Token selection over a sequence, one output element per invocation.
+//   x   (B, T, D)
+//   SLICE: out (B, COUNT, D) = x[:, start:start+count, :]   (count 1 at start 0: the CLS token)
+//   MEAN:  out (B, D)        = mean of x[:, start:start+count, :] over tokens (mean-pool)
+struct Params { batch: u32, tokens: u32, dim: u32, start: u32, count: u32, _pad0: u32, _pad1: u32, _pad2: u32 }
+@group(0) @binding(0) var<uniform> P: Params;
+@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+@group(0) @binding(2) var<storage, read_write> x: array<f32>;
+
+@compute @workgroup_size(WG, 1, 1)
+fn main(@builtin(workgroup_id) wid: vec3<u32>,
+        @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+    let i = linear_workgroup(wid, nwg) * WG + lid;
+#ifdef SLICE
+    if (i >= P.batch * P.count * P.dim) {
+        return;
+    }
+    let d = i % P.dim;
+    let t = (i / P.dim) % P.count;
+    let b = i / (P.dim * P.count);
+    out[i] = x[(b * P.tokens + P.start + t) * P.dim + d];
+#endif
+#ifdef MEAN
+    if (i >= P.batch * P.dim) {
+        return;
+    }
+    let d = i % P.dim;
+    let b = i / P.dim;
+    var sum = 0.0;
+    for (var t = 0u; t < P.count; t++) {
+        sum += x[(b * P.tokens + P.start + t) * P.dim + d];
+    }
+    out[i] = sum / f32(P.count);
+#endif
+}

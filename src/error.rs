@@ -1,0 +1,136 @@
+//! The crate's one error type. Every variant carries the names a user needs to find the problem:
+//! the op, the tensor, the file or the limit involved.
+
+/// Result alias used across the crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Errors returned by tessera.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// No adapter matched (or none exists).
+    #[error(
+        "no GPU adapter found{detail}. Install a GPU driver (Vulkan, Metal or DX12); on Linux without \
+         a GPU, install Mesa's lavapipe CPU adapter (Debian/Ubuntu: `apt-get install mesa-vulkan-drivers`)"
+    )]
+    NoAdapter {
+        /// What was asked for, e.g. ` matching TESSERA_ADAPTER="nvidia"`.
+        detail: String,
+    },
+
+    /// The adapter refused to create a device.
+    #[error("could not open a device on adapter `{adapter}`: {reason}")]
+    RequestDevice {
+        /// Adapter name.
+        adapter: String,
+        /// What the driver said.
+        reason: String,
+    },
+
+    /// A tensor's shape does not fit what an op needs.
+    #[error("op `{op}`: tensor `{tensor}` has shape {actual}, expected {expected}")]
+    Shape {
+        /// The op (node name).
+        op: String,
+        /// The tensor.
+        tensor: String,
+        /// What the op needs.
+        expected: String,
+        /// What it got.
+        actual: String,
+    },
+
+    /// A tensor's dtype is not supported by the op.
+    #[error("op `{op}`: tensor `{tensor}` has dtype {dtype}, supported: {supported}")]
+    UnsupportedDtype {
+        /// The op (node name).
+        op: String,
+        /// The tensor.
+        tensor: String,
+        /// Its dtype.
+        dtype: String,
+        /// What the op accepts.
+        supported: String,
+    },
+
+    /// An op parameter is invalid (zero heads, head dim over the maximum, ...).
+    #[error("op `{op}`: {problem}")]
+    InvalidOp {
+        /// The op (node name).
+        op: String,
+        /// What is wrong.
+        problem: String,
+    },
+
+    /// The graph's structure is invalid: a cycle, a dangling tensor, a tensor written twice.
+    #[error("invalid graph: {0}")]
+    InvalidGraph(String),
+
+    /// A buffer or dispatch would exceed a device limit.
+    #[error("op `{op}`: tensor `{tensor}` needs {required}, over the device limit {limit} = {max}")]
+    LimitExceeded {
+        /// The op (node name), or `arena`.
+        op: String,
+        /// The tensor (or buffer) concerned.
+        tensor: String,
+        /// Which limit (`max_storage_buffer_binding_size`, ...).
+        limit: &'static str,
+        /// What was needed.
+        required: u64,
+        /// What the device allows.
+        max: u64,
+    },
+
+    /// A weight is missing or has the wrong size.
+    #[error("weight `{name}`: {problem}")]
+    Weight {
+        /// Weight (tensor) name.
+        name: String,
+        /// What is wrong.
+        problem: String,
+    },
+
+    /// An input given to `run` is missing or has the wrong size.
+    #[error("input `{name}`: {problem}")]
+    Input {
+        /// Input name.
+        name: String,
+        /// What is wrong.
+        problem: String,
+    },
+
+    /// The GPU reported an error (validation, out of memory, device lost).
+    #[error("GPU error{context}: {message}")]
+    Gpu {
+        /// Where it happened, e.g. ` while compiling pipeline matmul`.
+        context: String,
+        /// The driver's or wgpu's message.
+        message: String,
+    },
+}
+
+impl Error {
+    pub(crate) fn gpu(context: impl Into<String>, message: impl std::fmt::Display) -> Self {
+        let context = context.into();
+        Error::Gpu {
+            context: if context.is_empty() { context } else { format!(" {context}") },
+            message: message.to_string(),
+        }
+    }
+
+    /// A stable, machine-readable name of the error kind.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::NoAdapter { .. } => "no_adapter",
+            Error::RequestDevice { .. } => "request_device",
+            Error::Shape { .. } => "shape",
+            Error::UnsupportedDtype { .. } => "unsupported_dtype",
+            Error::InvalidOp { .. } => "invalid_op",
+            Error::InvalidGraph(_) => "invalid_graph",
+            Error::LimitExceeded { .. } => "limit_exceeded",
+            Error::Weight { .. } => "weight",
+            Error::Input { .. } => "input",
+            Error::Gpu { .. } => "gpu",
+        }
+    }
+}

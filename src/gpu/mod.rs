@@ -1,0 +1,347 @@
+//! GPU context: adapter choice, device creation with the adapter's own limits, and a report of
+//! what was chosen.
+
+mod readback;
+
+pub(crate) use readback::read_buffer;
+
+use crate::error::{Error, Result};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// How to choose an adapter. [`GpuOptions::from_env`] reads `TESSERA_ADAPTER` (a case-insensitive
+/// substring of the adapter name) and `TESSERA_BACKEND` (`vulkan`, `metal`, `dx12`, `gl`, `webgpu`).
+#[derive(Clone, Debug, Default)]
+pub struct GpuOptions {
+    /// Only adapters whose name contains this (case-insensitive).
+    pub adapter_name: Option<String>,
+    /// Only adapters of these backends (None: all that the build supports).
+    pub backends: Option<wgpu::Backends>,
+    /// Prefer a low-power adapter instead of the fastest one.
+    pub low_power: bool,
+}
+
+impl GpuOptions {
+    /// Options from `TESSERA_ADAPTER` and `TESSERA_BACKEND`.
+    pub fn from_env() -> Result<Self> {
+        let mut opts = GpuOptions::default();
+        if let Ok(name) = std::env::var("TESSERA_ADAPTER") {
+            if !name.is_empty() {
+                opts.adapter_name = Some(name);
+            }
+        }
+        if let Ok(b) = std::env::var("TESSERA_BACKEND") {
+            if !b.is_empty() {
+                opts.backends = Some(parse_backends(&b)?);
+            }
+        }
+        Ok(opts)
+    }
+}
+
+/// Parses a comma-separated backend list (`vulkan,metal`).
+pub fn parse_backends(s: &str) -> Result<wgpu::Backends> {
+    let mut out = wgpu::Backends::empty();
+    for part in s.split(',').map(|p| p.trim().to_ascii_lowercase()) {
+        out |= match part.as_str() {
+            "vulkan" | "vk" => wgpu::Backends::VULKAN,
+            "metal" | "mtl" => wgpu::Backends::METAL,
+            "dx12" | "d3d12" => wgpu::Backends::DX12,
+            "gl" | "gles" | "opengl" => wgpu::Backends::GL,
+            "webgpu" | "browser" => wgpu::Backends::BROWSER_WEBGPU,
+            other => {
+                return Err(Error::NoAdapter {
+                    detail: format!(
+                        ": unknown backend `{other}` in TESSERA_BACKEND (use vulkan, metal, dx12, gl or webgpu)"
+                    ),
+                })
+            }
+        };
+    }
+    Ok(out)
+}
+
+/// What the engine runs on: the adapter's identity, the features turned on and the key limits.
+#[derive(Clone, Debug)]
+pub struct AdapterReport {
+    /// Adapter name, e.g. `NVIDIA H100` or `llvmpipe (LLVM 15.0.6, 256 bits)`.
+    pub name: String,
+    /// Backend (`Vulkan`, `Metal`, ...).
+    pub backend: String,
+    /// Device type (`DiscreteGpu`, `Cpu`, ...).
+    pub device_type: String,
+    /// Driver name and version.
+    pub driver: String,
+    /// Whether `shader-f16` is on.
+    pub shader_f16: bool,
+    /// Whether `timestamp-query` is on (per-op profiling).
+    pub timestamp_query: bool,
+    /// Whether the adapter has subgroup operations.
+    pub subgroups: bool,
+    /// `max_buffer_size`.
+    pub max_buffer_size: u64,
+    /// `max_storage_buffer_binding_size`.
+    pub max_storage_buffer_binding_size: u64,
+    /// `max_compute_workgroup_storage_size`.
+    pub max_workgroup_storage: u32,
+    /// `max_compute_invocations_per_workgroup`.
+    pub max_invocations: u32,
+    /// `max_storage_buffers_per_shader_stage`.
+    pub max_storage_buffers_per_stage: u32,
+}
+
+impl std::fmt::Display for AdapterReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut features = Vec::new();
+        if self.shader_f16 {
+            features.push("shader-f16");
+        }
+        if self.timestamp_query {
+            features.push("timestamp-query");
+        }
+        if self.subgroups {
+            features.push("subgroups");
+        }
+        writeln!(f, "adapter:  {} ({}, {})", self.name, self.backend, self.device_type)?;
+        writeln!(f, "driver:   {}", if self.driver.is_empty() { "-" } else { &self.driver })?;
+        writeln!(f, "features: {}", if features.is_empty() { "-".into() } else { features.join(", ") })?;
+        write!(
+            f,
+            "limits:   max buffer {} MiB, max storage binding {} MiB, workgroup storage {} KiB, \
+             {} invocations/workgroup, {} storage buffers/stage",
+            self.max_buffer_size >> 20,
+            self.max_storage_buffer_binding_size >> 20,
+            self.max_workgroup_storage >> 10,
+            self.max_invocations,
+            self.max_storage_buffers_per_stage
+        )
+    }
+}
+
+/// An open GPU device. Cheap to share (`Arc`); all engine objects hold one.
+pub struct Gpu {
+    pub(crate) device: wgpu::Device,
+    pub(crate) queue: wgpu::Queue,
+    pub(crate) limits: wgpu::Limits,
+    pub(crate) features: wgpu::Features,
+    report: AdapterReport,
+    errors: Arc<Mutex<Vec<String>>>,
+    pipelines: Mutex<HashMap<String, wgpu::ComputePipeline>>,
+}
+
+impl Gpu {
+    /// Opens the best adapter allowed by `opts`.
+    pub async fn new(opts: &GpuOptions) -> Result<Arc<Gpu>> {
+        let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+        if let Some(b) = opts.backends {
+            desc.backends = b;
+        }
+        let instance = wgpu::Instance::new(desc);
+        let adapter = pick_adapter(&instance, opts).await?;
+        Self::from_adapter(adapter).await
+    }
+
+    /// Opens the adapter chosen by `TESSERA_ADAPTER` / `TESSERA_BACKEND`, or the best one.
+    pub async fn from_env() -> Result<Arc<Gpu>> {
+        Self::new(&GpuOptions::from_env()?).await
+    }
+
+    /// Native convenience: [`Gpu::from_env`] blocking on the current thread.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn from_env_blocking() -> Result<Arc<Gpu>> {
+        pollster::block_on(Self::from_env())
+    }
+
+    async fn from_adapter(adapter: wgpu::Adapter) -> Result<Arc<Gpu>> {
+        let info = adapter.get_info();
+        let available = adapter.features();
+        let wanted = wgpu::Features::SHADER_F16 | wgpu::Features::TIMESTAMP_QUERY;
+        let features = available & wanted;
+        let limits = adapter.limits();
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("tessera"),
+                required_features: features,
+                required_limits: limits.clone(),
+                experimental_features: wgpu::ExperimentalFeatures::disabled(),
+                memory_hints: wgpu::MemoryHints::Performance,
+                trace: wgpu::Trace::Off,
+            })
+            .await
+            .map_err(|e| Error::RequestDevice { adapter: info.name.clone(), reason: e.to_string() })?;
+        // Errors outside an error scope are recorded rather than panicking (wgpu's default);
+        // the engine checks the record after each run.
+        let errors = Arc::new(Mutex::new(Vec::new()));
+        let sink = errors.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            if let Ok(mut v) = sink.lock() {
+                v.push(e.to_string());
+            }
+        }));
+        let report = AdapterReport {
+            name: info.name.clone(),
+            backend: format!("{:?}", info.backend),
+            device_type: format!("{:?}", info.device_type),
+            driver: format!("{} {}", info.driver, info.driver_info).trim().to_string(),
+            shader_f16: features.contains(wgpu::Features::SHADER_F16),
+            timestamp_query: features.contains(wgpu::Features::TIMESTAMP_QUERY),
+            subgroups: available.contains(wgpu::Features::SUBGROUP),
+            max_buffer_size: limits.max_buffer_size,
+            max_storage_buffer_binding_size: limits.max_storage_buffer_binding_size as u64,
+            max_workgroup_storage: limits.max_compute_workgroup_storage_size,
+            max_invocations: limits.max_compute_invocations_per_workgroup,
+            max_storage_buffers_per_stage: limits.max_storage_buffers_per_shader_stage,
+        };
+        Ok(Arc::new(Gpu { device, queue, limits, features, report, errors, pipelines: Mutex::new(HashMap::new()) }))
+    }
+
+    /// What was chosen.
+    pub fn report(&self) -> &AdapterReport {
+        &self.report
+    }
+
+    /// The device limits in force (the adapter's own).
+    pub fn limits(&self) -> &wgpu::Limits {
+        &self.limits
+    }
+
+    /// The wgpu device, for callers that add their own work.
+    pub fn device(&self) -> &wgpu::Device {
+        &self.device
+    }
+
+    /// The wgpu queue.
+    pub fn queue(&self) -> &wgpu::Queue {
+        &self.queue
+    }
+
+    /// The pipeline of a shader variant, compiled on first use and cached by its key.
+    pub(crate) fn pipeline(&self, v: &crate::ops::ShaderVariant) -> wgpu::ComputePipeline {
+        let mut cache = match self.pipelines.lock() {
+            Ok(c) => c,
+            Err(p) => p.into_inner(),
+        };
+        if let Some(p) = cache.get(&v.key) {
+            return p.clone();
+        }
+        let module = self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some(&v.key),
+            source: wgpu::ShaderSource::Wgsl(v.source.as_str().into()),
+        });
+        let pipeline = self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(&v.key),
+            layout: None,
+            module: &module,
+            entry_point: Some("main"),
+            compilation_options: Default::default(),
+            cache: None,
+        });
+        cache.insert(v.key.clone(), pipeline.clone());
+        pipeline
+    }
+
+    pub(crate) fn has_timestamps(&self) -> bool {
+        self.features.contains(wgpu::Features::TIMESTAMP_QUERY)
+    }
+
+    /// Returns (and clears) GPU errors raised outside error scopes.
+    pub(crate) fn take_errors(&self, context: &str) -> Result<()> {
+        let mut v = match self.errors.lock() {
+            Ok(v) => v,
+            Err(p) => p.into_inner(),
+        };
+        if v.is_empty() {
+            return Ok(());
+        }
+        let msg = v.join("; ");
+        v.clear();
+        Err(Error::gpu(context, msg))
+    }
+
+    /// Waits for submitted work natively; a no-op in the browser, where completion is awaited.
+    pub(crate) fn poll_wait(&self) -> Result<()> {
+        #[cfg(not(target_arch = "wasm32"))]
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| Error::gpu("while waiting for the GPU", e))?;
+        Ok(())
+    }
+}
+
+fn type_rank(t: wgpu::DeviceType, low_power: bool) -> u32 {
+    use wgpu::DeviceType::*;
+    match (t, low_power) {
+        (DiscreteGpu, false) | (IntegratedGpu, true) => 0,
+        (IntegratedGpu, false) | (DiscreteGpu, true) => 1,
+        (VirtualGpu, _) => 2,
+        (Cpu, _) => 3,
+        (Other, _) => 4,
+    }
+}
+
+fn backend_rank(b: wgpu::Backend) -> u32 {
+    match b {
+        wgpu::Backend::Vulkan | wgpu::Backend::Metal | wgpu::Backend::Dx12 => 0,
+        wgpu::Backend::BrowserWebGpu => 0,
+        wgpu::Backend::Gl => 1,
+        _ => 2,
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+async fn pick_adapter(instance: &wgpu::Instance, opts: &GpuOptions) -> Result<wgpu::Adapter> {
+    let adapters = instance.enumerate_adapters(opts.backends.unwrap_or(wgpu::Backends::all())).await;
+    let seen: Vec<String> =
+        adapters.iter().map(|a| format!("{} ({:?})", a.get_info().name, a.get_info().backend)).collect();
+    let wanted = opts.adapter_name.as_ref().map(|n| n.to_lowercase());
+    let mut candidates: Vec<wgpu::Adapter> = adapters
+        .into_iter()
+        .filter(|a| match &wanted {
+            Some(n) => a.get_info().name.to_lowercase().contains(n),
+            None => true,
+        })
+        .collect();
+    candidates.sort_by_key(|a| {
+        let i = a.get_info();
+        (type_rank(i.device_type, opts.low_power), backend_rank(i.backend))
+    });
+    match candidates.into_iter().next() {
+        Some(a) => Ok(a),
+        None => {
+            let mut detail = String::new();
+            if let Some(n) = &opts.adapter_name {
+                detail.push_str(&format!(" matching TESSERA_ADAPTER=\"{n}\""));
+            }
+            if let Some(b) = opts.backends {
+                detail.push_str(&format!(" on backends {b:?}"));
+            }
+            if !seen.is_empty() {
+                detail.push_str(&format!(" (available: {})", seen.join(", ")));
+            }
+            Err(Error::NoAdapter { detail })
+        }
+    }
+}
+
+#[cfg(target_arch = "wasm32")]
+async fn pick_adapter(instance: &wgpu::Instance, opts: &GpuOptions) -> Result<wgpu::Adapter> {
+    let power_preference =
+        if opts.low_power { wgpu::PowerPreference::LowPower } else { wgpu::PowerPreference::HighPerformance };
+    instance
+        .request_adapter(&wgpu::RequestAdapterOptions { power_preference, ..Default::default() })
+        .await
+        .map_err(|e| Error::NoAdapter { detail: format!(" ({e}); this browser needs WebGPU enabled") })
+}
+
+/// Lists the adapters this machine offers (native only), as `name (backend, type)`.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn list_adapters() -> Vec<String> {
+    let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+    pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()))
+        .iter()
+        .map(|a| {
+            let i = a.get_info();
+            format!("{} ({:?}, {:?})", i.name, i.backend, i.device_type)
+        })
+        .collect()
+}

@@ -1,0 +1,759 @@
+//! Compiling a graph (schedule, memory plan, pipelines, bind groups: once) and running it
+//! (upload the inputs, one encoder, one submit, one readback of the requested outputs).
+
+use super::ir::{fmt_shape, Graph, TensorId, TensorInfo, TensorKind};
+use super::plan::{plan_memory, Interval, MemoryPlan};
+use crate::error::{Error, Result};
+use crate::gpu::{read_buffer, Gpu};
+use crate::ops::Kernel;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+
+/// Weights on the GPU, uploaded once and shared by every graph compiled against them.
+pub struct Weights {
+    gpu: Arc<Gpu>,
+    map: HashMap<String, (wgpu::Buffer, Vec<usize>)>,
+    bytes: u64,
+}
+
+impl Weights {
+    /// An empty set on `gpu`.
+    pub fn new(gpu: &Arc<Gpu>) -> Self {
+        Weights { gpu: gpu.clone(), map: HashMap::new(), bytes: 0 }
+    }
+
+    /// Uploads one f32 tensor (replacing any of the same name).
+    pub fn insert(&mut self, name: &str, shape: &[usize], data: &[f32]) -> Result<()> {
+        let numel = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+        if numel != Some(data.len()) || data.is_empty() {
+            return Err(Error::Weight {
+                name: name.into(),
+                problem: format!("shape {} does not match {} values", fmt_shape(shape), data.len()),
+            });
+        }
+        let bytes = data.len() as u64 * 4;
+        check_binding(&self.gpu, "weights", name, bytes)?;
+        let buffer = self.gpu.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(name),
+            size: bytes,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        self.gpu.queue.write_buffer(&buffer, 0, bytemuck::cast_slice(data));
+        if let Some((old, _)) = self.map.insert(name.into(), (buffer, shape.to_vec())) {
+            self.bytes -= old.size();
+        }
+        self.bytes += bytes;
+        Ok(())
+    }
+
+    /// Total bytes on the GPU.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Number of tensors.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Whether no weight was uploaded.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+}
+
+fn check_binding(gpu: &Gpu, op: &str, tensor: &str, bytes: u64) -> Result<()> {
+    let l = gpu.limits();
+    let max_binding = l.max_storage_buffer_binding_size as u64;
+    if bytes > max_binding {
+        return Err(Error::LimitExceeded {
+            op: op.into(),
+            tensor: tensor.into(),
+            limit: "max_storage_buffer_binding_size",
+            required: bytes,
+            max: max_binding,
+        });
+    }
+    if bytes > l.max_buffer_size {
+        return Err(Error::LimitExceeded {
+            op: op.into(),
+            tensor: tensor.into(),
+            limit: "max_buffer_size",
+            required: bytes,
+            max: l.max_buffer_size,
+        });
+    }
+    Ok(())
+}
+
+/// Compile-time choices.
+#[derive(Clone, Debug, Default)]
+pub struct CompileOptions {
+    /// Record GPU timestamps around every op (needs `timestamp-query`).
+    pub profile: bool,
+}
+
+/// A tensor read back from the GPU.
+#[derive(Clone, Debug)]
+pub struct HostTensor {
+    /// The graph tensor's name.
+    pub name: String,
+    /// Its shape.
+    pub shape: Vec<usize>,
+    /// Its values, row-major.
+    pub data: Vec<f32>,
+}
+
+/// How the arena was packed.
+#[derive(Clone, Debug)]
+pub struct PlanReport {
+    /// Arena bytes.
+    pub arena: u64,
+    /// Bytes without sharing (every input and activation its own range).
+    pub naive: u64,
+    /// Most bytes live at one step.
+    pub peak_live: u64,
+    /// Weight bytes bound by the graph.
+    pub weights: u64,
+}
+
+impl std::fmt::Display for PlanReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+        write!(
+            f,
+            "arena {:.2} MiB (unshared {:.2} MiB, peak live {:.2} MiB), weights {:.2} MiB",
+            mib(self.arena),
+            mib(self.naive),
+            mib(self.peak_live),
+            mib(self.weights)
+        )
+    }
+}
+
+/// GPU time of one op.
+#[derive(Clone, Debug)]
+pub struct OpTiming {
+    /// Node name.
+    pub name: String,
+    /// Op kind.
+    pub kind: &'static str,
+    /// Output shape.
+    pub shape: String,
+    /// Milliseconds.
+    pub ms: f64,
+    /// Floating-point throughput (0 for data movement ops).
+    pub gflops: f64,
+}
+
+/// Per-op GPU times of one run.
+#[derive(Clone, Debug, Default)]
+pub struct Profile {
+    /// In schedule order.
+    pub ops: Vec<OpTiming>,
+}
+
+impl Profile {
+    /// Sum of the op times.
+    pub fn total_ms(&self) -> f64 {
+        self.ops.iter().map(|o| o.ms).sum()
+    }
+}
+
+impl std::fmt::Display for Profile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "{:<28} {:<12} {:<18} {:>10} {:>10}", "op", "kind", "shape", "ms", "GFLOP/s")?;
+        for o in &self.ops {
+            let g = if o.gflops > 0.0 { format!("{:.1}", o.gflops) } else { "-".into() };
+            writeln!(f, "{:<28} {:<12} {:<18} {:>10.4} {:>10}", o.name, o.kind, o.shape, o.ms, g)?;
+        }
+        write!(f, "{:<28} {:<12} {:<18} {:>10.4}", "total", "", "", self.total_ms())
+    }
+}
+
+struct Step {
+    name: String,
+    kind: &'static str,
+    shape: String,
+    flops: f64,
+    pipeline: wgpu::ComputePipeline,
+    bind_group: wgpu::BindGroup,
+    workgroups: [u32; 3],
+}
+
+struct Slot {
+    name: String,
+    shape: Vec<usize>,
+    offset: u64,
+    bytes: u64,
+}
+
+struct Profiler {
+    queries: wgpu::QuerySet,
+    resolve: wgpu::Buffer,
+    readback: wgpu::Buffer,
+}
+
+/// A graph compiled for one set of input shapes on one device.
+pub struct Executable {
+    gpu: Arc<Gpu>,
+    steps: Vec<Step>,
+    arena: wgpu::Buffer,
+    inputs: Vec<Slot>,
+    outputs: Vec<Slot>,
+    readback_bytes: u64,
+    staging: Mutex<Vec<wgpu::Buffer>>,
+    profiler: Option<Profiler>,
+    report: PlanReport,
+    // Bind groups reference these; kept for clarity of ownership.
+    _uniforms: wgpu::Buffer,
+}
+
+/// Topological order of the nodes (ties broken by insertion order), after checking that every
+/// activation is written exactly once, nothing reads an unwritten activation, and outputs exist.
+pub(crate) fn schedule(graph: &Graph) -> Result<Vec<usize>> {
+    let tensors = graph.tensors();
+    let nodes = graph.nodes();
+    let check_id = |t: TensorId, node: &str| -> Result<()> {
+        if t.0 >= tensors.len() {
+            return Err(Error::InvalidGraph(format!("node `{node}` refers to tensor #{} that does not exist", t.0)));
+        }
+        Ok(())
+    };
+    let mut producer: Vec<Option<usize>> = vec![None; tensors.len()];
+    for (i, n) in nodes.iter().enumerate() {
+        check_id(n.output, &n.name)?;
+        for &t in &n.inputs {
+            check_id(t, &n.name)?;
+        }
+        let out = &tensors[n.output.0];
+        if out.kind != TensorKind::Activation {
+            return Err(Error::InvalidGraph(format!(
+                "node `{}` writes `{}`, which is a graph {}",
+                n.name,
+                out.name,
+                if out.kind == TensorKind::Input { "input" } else { "weight" }
+            )));
+        }
+        if let Some(p) = producer[n.output.0] {
+            return Err(Error::InvalidGraph(format!(
+                "tensor `{}` is written by both `{}` and `{}`",
+                out.name, nodes[p].name, n.name
+            )));
+        }
+        producer[n.output.0] = Some(i);
+    }
+    for n in nodes {
+        for &t in &n.inputs {
+            let info = &tensors[t.0];
+            if info.kind == TensorKind::Activation && producer[t.0].is_none() {
+                return Err(Error::InvalidGraph(format!(
+                    "node `{}` reads `{}`, which no node writes (a dangling tensor)",
+                    n.name, info.name
+                )));
+            }
+        }
+    }
+    if graph.outputs().is_empty() {
+        return Err(Error::InvalidGraph("the graph has no outputs".into()));
+    }
+    for &o in graph.outputs() {
+        check_id(o, "outputs")?;
+        let info = &tensors[o.0];
+        match info.kind {
+            TensorKind::Weight => {
+                return Err(Error::InvalidGraph(format!("output `{}` is a weight", info.name)));
+            }
+            TensorKind::Activation if producer[o.0].is_none() => {
+                return Err(Error::InvalidGraph(format!("output `{}` is never written", info.name)));
+            }
+            _ => {}
+        }
+    }
+
+    // Kahn's algorithm over node dependencies.
+    let mut deps = vec![0usize; nodes.len()];
+    let mut users: Vec<Vec<usize>> = vec![Vec::new(); nodes.len()];
+    for (i, n) in nodes.iter().enumerate() {
+        let mut seen = BTreeSet::new();
+        for &t in &n.inputs {
+            if let Some(p) = producer[t.0] {
+                if seen.insert(p) {
+                    deps[i] += 1;
+                    users[p].push(i);
+                }
+            }
+        }
+    }
+    let mut ready: BTreeSet<usize> = (0..nodes.len()).filter(|&i| deps[i] == 0).collect();
+    let mut order = Vec::with_capacity(nodes.len());
+    while let Some(i) = ready.pop_first() {
+        order.push(i);
+        for &u in &users[i] {
+            deps[u] -= 1;
+            if deps[u] == 0 {
+                ready.insert(u);
+            }
+        }
+    }
+    if order.len() != nodes.len() {
+        let stuck: Vec<&str> =
+            (0..nodes.len()).filter(|i| deps[*i] > 0).map(|i| nodes[i].name.as_str()).collect();
+        return Err(Error::InvalidGraph(format!("the graph has a cycle through {}", stuck.join(", "))));
+    }
+    Ok(order)
+}
+
+impl Executable {
+    /// Compiles `graph` against `weights` (every weight tensor of the graph must be there, with
+    /// its shape).
+    pub async fn compile(gpu: &Arc<Gpu>, graph: &Graph, weights: &Weights, opts: &CompileOptions) -> Result<Self> {
+        let order = schedule(graph)?;
+        let tensors = graph.tensors();
+        let nodes = graph.nodes();
+
+        // Shapes, checked again for nodes added with `add_node`.
+        for &i in &order {
+            let n = &nodes[i];
+            let infos: Vec<&TensorInfo> = n.inputs.iter().map(|t| &tensors[t.0]).collect();
+            let shape = n.op.output_shape(&n.name, &infos)?;
+            let out = &tensors[n.output.0];
+            if shape != out.shape {
+                return Err(Error::Shape {
+                    op: n.name.clone(),
+                    tensor: out.name.clone(),
+                    expected: fmt_shape(&shape),
+                    actual: fmt_shape(&out.shape),
+                });
+            }
+        }
+
+        // Lifetimes of every arena tensor (inputs and activations) that is used at all.
+        let steps = order.len();
+        let mut first: HashMap<usize, usize> = HashMap::new();
+        let mut last: HashMap<usize, usize> = HashMap::new();
+        for (s, &i) in order.iter().enumerate() {
+            let n = &nodes[i];
+            for &t in &n.inputs {
+                if tensors[t.0].kind != TensorKind::Weight {
+                    last.insert(t.0, s);
+                }
+            }
+            first.insert(n.output.0, s);
+            last.entry(n.output.0).or_insert(s);
+        }
+        for (t, info) in tensors.iter().enumerate() {
+            if info.kind == TensorKind::Input {
+                first.insert(t, 0);
+                last.entry(t).or_insert(0);
+            }
+        }
+        for &o in graph.outputs() {
+            last.insert(o.0, steps);
+        }
+        let mut arena_ids: Vec<usize> = first.keys().copied().collect();
+        arena_ids.sort_unstable();
+        let mut intervals = Vec::with_capacity(arena_ids.len());
+        for &t in &arena_ids {
+            let info = &tensors[t];
+            let size = info.bytes().ok_or_else(|| Error::LimitExceeded {
+                op: "arena".into(),
+                tensor: info.name.clone(),
+                limit: "max_buffer_size",
+                required: u64::MAX,
+                max: gpu.limits().max_buffer_size,
+            })?;
+            if info.shape.is_empty() || info.shape.contains(&0) {
+                return Err(Error::Shape {
+                    op: "graph".into(),
+                    tensor: info.name.clone(),
+                    expected: "a non-empty shape with no zero dimension".into(),
+                    actual: fmt_shape(&info.shape),
+                });
+            }
+            check_binding(gpu, "arena", &info.name, size)?;
+            intervals.push(Interval { first: first[&t], last: last[&t], size });
+        }
+        let align = (gpu.limits().min_storage_buffer_offset_alignment as u64).max(16);
+        let plan: MemoryPlan = plan_memory(&intervals, align);
+        if plan.arena > gpu.limits().max_buffer_size {
+            return Err(Error::LimitExceeded {
+                op: "arena".into(),
+                tensor: "all activations".into(),
+                limit: "max_buffer_size",
+                required: plan.arena,
+                max: gpu.limits().max_buffer_size,
+            });
+        }
+        let offset_of: HashMap<usize, u64> =
+            arena_ids.iter().enumerate().map(|(k, &t)| (t, plan.offsets[k])).collect();
+
+        // Bind every weight by name.
+        let mut weight_bytes = 0u64;
+        let mut weight_seen = BTreeSet::new();
+        for n in nodes {
+            for &t in &n.inputs {
+                let info = &tensors[t.0];
+                if info.kind != TensorKind::Weight {
+                    continue;
+                }
+                match weights.map.get(&info.name) {
+                    None => {
+                        return Err(Error::Weight { name: info.name.clone(), problem: "not uploaded".into() });
+                    }
+                    Some((buf, shape)) => {
+                        if *shape != info.shape {
+                            return Err(Error::Weight {
+                                name: info.name.clone(),
+                                problem: format!(
+                                    "uploaded with shape {}, the graph needs {}",
+                                    fmt_shape(shape),
+                                    fmt_shape(&info.shape)
+                                ),
+                            });
+                        }
+                        if weight_seen.insert(t.0) {
+                            weight_bytes += buf.size();
+                        }
+                    }
+                }
+            }
+        }
+
+        let device = &gpu.device;
+        let arena = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("tessera arena"),
+            size: plan.arena.max(16),
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        });
+
+        // Kernels and their uniforms, one 256-aligned slot each in a single buffer.
+        let kernels: Vec<Kernel> = order
+            .iter()
+            .map(|&i| {
+                let n = &nodes[i];
+                let infos: Vec<&TensorInfo> = n.inputs.iter().map(|t| &tensors[t.0]).collect();
+                n.op.kernel(&infos, &tensors[n.output.0])
+            })
+            .collect();
+        let max_groups = gpu.limits().max_compute_workgroups_per_dimension;
+        for (k, &i) in kernels.iter().zip(&order) {
+            if let Some(&g) = k.workgroups.iter().find(|&&g| g > max_groups) {
+                return Err(Error::LimitExceeded {
+                    op: nodes[i].name.clone(),
+                    tensor: tensors[nodes[i].output.0].name.clone(),
+                    limit: "max_compute_workgroups_per_dimension",
+                    required: g as u64,
+                    max: max_groups as u64,
+                });
+            }
+        }
+        let ualign = gpu.limits().min_uniform_buffer_offset_alignment.max(16) as u64;
+        let slot_size = kernels.iter().map(|k| k.params.len() as u64 * 4).max().unwrap_or(16).div_ceil(ualign) * ualign;
+        let mut udata = vec![0u8; (slot_size * kernels.len().max(1) as u64) as usize];
+        for (s, k) in kernels.iter().enumerate() {
+            let off = s * slot_size as usize;
+            let bytes: &[u8] = bytemuck::cast_slice(&k.params);
+            udata[off..off + bytes.len()].copy_from_slice(bytes);
+        }
+        let uniforms = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("tessera uniforms"),
+            size: udata.len() as u64,
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        gpu.queue.write_buffer(&uniforms, 0, &udata);
+
+        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let mut built = Vec::with_capacity(kernels.len());
+        for (s, (k, &i)) in kernels.iter().zip(&order).enumerate() {
+            let n = &nodes[i];
+            let pipeline = gpu.pipeline(&k.shader);
+            let binding = |t: TensorId| -> wgpu::BindingResource<'_> {
+                let info = &tensors[t.0];
+                let size = info.bytes().unwrap_or(0);
+                if info.kind == TensorKind::Weight {
+                    // Checked above: present.
+                    let (buf, _) = &weights.map[&info.name];
+                    buf.as_entire_binding()
+                } else {
+                    wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                        buffer: &arena,
+                        offset: offset_of[&t.0],
+                        size: wgpu::BufferSize::new(size),
+                    })
+                }
+            };
+            let mut entries = vec![
+                wgpu::BindGroupEntry {
+                    binding: 0,
+                    resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                        buffer: &uniforms,
+                        offset: s as u64 * slot_size,
+                        size: wgpu::BufferSize::new(k.params.len() as u64 * 4),
+                    }),
+                },
+                wgpu::BindGroupEntry { binding: 1, resource: binding(n.output) },
+            ];
+            for (&t, &b) in n.inputs.iter().zip(&k.input_bindings) {
+                entries.push(wgpu::BindGroupEntry { binding: b, resource: binding(t) });
+            }
+            let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some(&n.name),
+                layout: &pipeline.get_bind_group_layout(0),
+                entries: &entries,
+            });
+            built.push(Step {
+                name: n.name.clone(),
+                kind: n.op.kind(),
+                shape: fmt_shape(&tensors[n.output.0].shape),
+                flops: k.flops,
+                pipeline,
+                bind_group,
+                workgroups: k.workgroups,
+            });
+        }
+        if let Some(e) = scope.pop().await {
+            return Err(Error::gpu("while compiling the graph", e));
+        }
+
+        let slot = |t: usize| Slot {
+            name: tensors[t].name.clone(),
+            shape: tensors[t].shape.clone(),
+            offset: offset_of[&t],
+            bytes: tensors[t].bytes().unwrap_or(0),
+        };
+        let inputs: Vec<Slot> = (0..tensors.len())
+            .filter(|&t| tensors[t].kind == TensorKind::Input && offset_of.contains_key(&t))
+            .map(slot)
+            .collect();
+        let outputs: Vec<Slot> = graph.outputs().iter().map(|o| slot(o.0)).collect();
+        let readback_bytes = outputs.iter().map(|o| o.bytes).sum::<u64>().div_ceil(8) * 8;
+
+        let profiler = if opts.profile {
+            if !gpu.has_timestamps() {
+                return Err(Error::gpu(
+                    "while compiling for profiling",
+                    "this adapter has no timestamp-query feature; run without profiling",
+                ));
+            }
+            let count = (2 * built.len()).max(2) as u32;
+            if count > wgpu::QUERY_SET_MAX_QUERIES {
+                return Err(Error::LimitExceeded {
+                    op: "profile".into(),
+                    tensor: "timestamp queries".into(),
+                    limit: "QUERY_SET_MAX_QUERIES",
+                    required: count as u64,
+                    max: wgpu::QUERY_SET_MAX_QUERIES as u64,
+                });
+            }
+            let bytes = count as u64 * 8;
+            Some(Profiler {
+                queries: device.create_query_set(&wgpu::QuerySetDescriptor {
+                    label: Some("tessera timestamps"),
+                    ty: wgpu::QueryType::Timestamp,
+                    count,
+                }),
+                resolve: device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("tessera timestamp resolve"),
+                    size: bytes,
+                    usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+                    mapped_at_creation: false,
+                }),
+                readback: device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("tessera timestamp readback"),
+                    size: bytes,
+                    usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                    mapped_at_creation: false,
+                }),
+            })
+        } else {
+            None
+        };
+        gpu.take_errors("while compiling the graph")?;
+
+        Ok(Executable {
+            gpu: gpu.clone(),
+            steps: built,
+            arena,
+            inputs,
+            outputs,
+            readback_bytes,
+            staging: Mutex::new(Vec::new()),
+            profiler,
+            report: PlanReport { arena: plan.arena, naive: plan.naive, peak_live: plan.peak_live, weights: weight_bytes },
+            _uniforms: uniforms,
+        })
+    }
+
+    /// How the arena was packed.
+    pub fn plan(&self) -> &PlanReport {
+        &self.report
+    }
+
+    /// Number of dispatches per run.
+    pub fn num_steps(&self) -> usize {
+        self.steps.len()
+    }
+
+    /// Names and shapes of the inputs `run` expects.
+    pub fn inputs(&self) -> Vec<(String, Vec<usize>)> {
+        self.inputs.iter().map(|s| (s.name.clone(), s.shape.clone())).collect()
+    }
+
+    /// Runs once: uploads `inputs` (by name), records every op into one encoder, submits once
+    /// and reads back the graph outputs, in the order they were marked.
+    pub async fn run(&self, inputs: &[(&str, &[f32])]) -> Result<Vec<HostTensor>> {
+        Ok(self.run_inner(inputs, false).await?.0)
+    }
+
+    /// Like [`Executable::run`], with GPU timestamps per op (compile with `profile: true`).
+    pub async fn run_profiled(&self, inputs: &[(&str, &[f32])]) -> Result<(Vec<HostTensor>, Profile)> {
+        let (out, profile) = self.run_inner(inputs, true).await?;
+        Ok((out, profile.unwrap_or_default()))
+    }
+
+    /// Native convenience: [`Executable::run`] blocking on the current thread.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn run_blocking(&self, inputs: &[(&str, &[f32])]) -> Result<Vec<HostTensor>> {
+        pollster::block_on(self.run(inputs))
+    }
+
+    fn write_inputs(&self, inputs: &[(&str, &[f32])]) -> Result<()> {
+        for (name, _) in inputs {
+            if !self.inputs.iter().any(|s| s.name == *name) {
+                let known: Vec<&str> = self.inputs.iter().map(|s| s.name.as_str()).collect();
+                return Err(Error::Input {
+                    name: name.to_string(),
+                    problem: format!("the graph has no such input (inputs: {})", known.join(", ")),
+                });
+            }
+        }
+        for s in &self.inputs {
+            let data = inputs.iter().find(|(n, _)| *n == s.name).map(|(_, d)| *d).ok_or_else(|| Error::Input {
+                name: s.name.clone(),
+                problem: "missing".into(),
+            })?;
+            if data.len() as u64 * 4 != s.bytes {
+                return Err(Error::Input {
+                    name: s.name.clone(),
+                    problem: format!("got {} values, shape {} needs {}", data.len(), fmt_shape(&s.shape), s.bytes / 4),
+                });
+            }
+            self.gpu.queue.write_buffer(&self.arena, s.offset, bytemuck::cast_slice(data));
+        }
+        Ok(())
+    }
+
+    async fn run_inner(&self, inputs: &[(&str, &[f32])], profile: bool) -> Result<(Vec<HostTensor>, Option<Profile>)> {
+        let profiler = match (profile, &self.profiler) {
+            (false, _) => None,
+            (true, Some(p)) => Some(p),
+            (true, None) => {
+                return Err(Error::gpu("while profiling", "the graph was compiled without `profile: true`"));
+            }
+        };
+        self.write_inputs(inputs)?;
+        let device = &self.gpu.device;
+        let mut enc = device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("tessera run") });
+        match profiler {
+            None => {
+                let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("tessera"), timestamp_writes: None });
+                for s in &self.steps {
+                    pass.set_pipeline(&s.pipeline);
+                    pass.set_bind_group(0, &s.bind_group, &[]);
+                    pass.dispatch_workgroups(s.workgroups[0], s.workgroups[1], s.workgroups[2]);
+                }
+            }
+            Some(p) => {
+                // One pass per op: pass-level timestamps work on every adapter with timestamp-query.
+                for (i, s) in self.steps.iter().enumerate() {
+                    let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                        label: Some(&s.name),
+                        timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
+                            query_set: &p.queries,
+                            beginning_of_pass_write_index: Some(2 * i as u32),
+                            end_of_pass_write_index: Some(2 * i as u32 + 1),
+                        }),
+                    });
+                    pass.set_pipeline(&s.pipeline);
+                    pass.set_bind_group(0, &s.bind_group, &[]);
+                    pass.dispatch_workgroups(s.workgroups[0], s.workgroups[1], s.workgroups[2]);
+                }
+                let n = (2 * self.steps.len()) as u32;
+                enc.resolve_query_set(&p.queries, 0..n, &p.resolve, 0);
+                enc.copy_buffer_to_buffer(&p.resolve, 0, &p.readback, 0, n as u64 * 8);
+            }
+        }
+        let staging = self.take_staging();
+        let mut at = 0u64;
+        for o in &self.outputs {
+            enc.copy_buffer_to_buffer(&self.arena, o.offset, &staging, at, o.bytes);
+            at += o.bytes;
+        }
+        self.gpu.queue.submit([enc.finish()]);
+        let data = read_buffer(&self.gpu, &staging, self.readback_bytes).await;
+        self.give_back_staging(staging);
+        let data: Vec<f32> = bytemuck::pod_collect_to_vec(&data?);
+        self.gpu.take_errors("while running the graph")?;
+
+        let mut out = Vec::with_capacity(self.outputs.len());
+        let mut at = 0usize;
+        for o in &self.outputs {
+            let n = (o.bytes / 4) as usize;
+            out.push(HostTensor { name: o.name.clone(), shape: o.shape.clone(), data: data[at..at + n].to_vec() });
+            at += n;
+        }
+
+        let profile = match profiler {
+            None => None,
+            Some(p) => {
+                let n = 2 * self.steps.len() as u64;
+                let bytes = read_buffer(&self.gpu, &p.readback, n * 8).await?;
+                let ticks: Vec<u64> = bytemuck::pod_collect_to_vec(&bytes);
+                let period = self.gpu.queue.get_timestamp_period() as f64;
+                let ops = self
+                    .steps
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| {
+                        let ms = ticks[2 * i + 1].saturating_sub(ticks[2 * i]) as f64 * period / 1e6;
+                        OpTiming {
+                            name: s.name.clone(),
+                            kind: s.kind,
+                            shape: s.shape.clone(),
+                            ms,
+                            gflops: if ms > 0.0 { s.flops / (ms * 1e6) } else { 0.0 },
+                        }
+                    })
+                    .collect();
+                Some(Profile { ops })
+            }
+        };
+        Ok((out, profile))
+    }
+
+    fn take_staging(&self) -> wgpu::Buffer {
+        let pooled = match self.staging.lock() {
+            Ok(mut v) => v.pop(),
+            Err(p) => p.into_inner().pop(),
+        };
+        pooled.unwrap_or_else(|| {
+            self.gpu.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("tessera readback"),
+                size: self.readback_bytes.max(8),
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            })
+        })
+    }
+
+    fn give_back_staging(&self, b: wgpu::Buffer) {
+        match self.staging.lock() {
+            Ok(mut v) => v.push(b),
+            Err(p) => p.into_inner().push(b),
+        }
+    }
+}

@@ -1,0 +1,259 @@
+//! The graph IR: tensors (shape + dtype + kind) and nodes (an op reading tensors, writing one).
+//! Builders check shapes as nodes are added; `add_node` adds a node as given, and the compiler
+//! checks everything again (cycles, dangling tensors, shapes).
+
+use crate::error::Result;
+use crate::ops::Op;
+
+/// A tensor of a [`Graph`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TensorId(pub(crate) usize);
+
+impl TensorId {
+    /// Position in [`Graph::tensors`].
+    pub fn index(self) -> usize {
+        self.0
+    }
+}
+
+/// Element type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DType {
+    /// 32-bit float.
+    F32,
+    /// 16-bit float (storage only, where the adapter has `shader-f16`).
+    F16,
+}
+
+impl DType {
+    /// Bytes per element.
+    pub fn size(self) -> usize {
+        match self {
+            DType::F32 => 4,
+            DType::F16 => 2,
+        }
+    }
+}
+
+impl std::fmt::Display for DType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            DType::F32 => "f32",
+            DType::F16 => "f16",
+        })
+    }
+}
+
+/// Where a tensor's data comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TensorKind {
+    /// Written by the caller on every run.
+    Input,
+    /// Uploaded once, looked up by name in [`crate::Weights`].
+    Weight,
+    /// Produced by a node; lives in the arena.
+    Activation,
+}
+
+/// A tensor's description.
+#[derive(Clone, Debug)]
+pub struct TensorInfo {
+    /// Name (weights are looked up by it).
+    pub name: String,
+    /// Shape, outermost first.
+    pub shape: Vec<usize>,
+    /// Element type.
+    pub dtype: DType,
+    /// Input, weight or activation.
+    pub kind: TensorKind,
+}
+
+impl TensorInfo {
+    /// Number of elements.
+    pub fn numel(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    /// Size in bytes, or None on overflow.
+    pub fn bytes(&self) -> Option<u64> {
+        self.shape
+            .iter()
+            .try_fold(self.dtype.size() as u64, |acc, &d| acc.checked_mul(d as u64))
+    }
+}
+
+/// One op application.
+#[derive(Clone, Debug)]
+pub struct Node {
+    /// Name used in errors and profiles.
+    pub name: String,
+    /// The op.
+    pub op: Op,
+    /// Inputs in the op's order.
+    pub inputs: Vec<TensorId>,
+    /// The tensor it writes.
+    pub output: TensorId,
+}
+
+/// A model as a graph of ops.
+#[derive(Clone, Debug, Default)]
+pub struct Graph {
+    tensors: Vec<TensorInfo>,
+    nodes: Vec<Node>,
+    outputs: Vec<TensorId>,
+}
+
+pub(crate) fn fmt_shape(shape: &[usize]) -> String {
+    format!("[{}]", shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", "))
+}
+
+impl Graph {
+    /// An empty graph.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn declare(&mut self, name: &str, shape: &[usize], dtype: DType, kind: TensorKind) -> TensorId {
+        self.tensors.push(TensorInfo { name: name.to_string(), shape: shape.to_vec(), dtype, kind });
+        TensorId(self.tensors.len() - 1)
+    }
+
+    /// Declares an f32 input, written on every run.
+    pub fn input(&mut self, name: &str, shape: &[usize]) -> TensorId {
+        self.declare(name, shape, DType::F32, TensorKind::Input)
+    }
+
+    /// Declares an f32 weight, bound by name at compile time.
+    pub fn weight(&mut self, name: &str, shape: &[usize]) -> TensorId {
+        self.declare(name, shape, DType::F32, TensorKind::Weight)
+    }
+
+    /// Declares a tensor of any kind and dtype (for [`Graph::add_node`]).
+    pub fn tensor(&mut self, name: &str, shape: &[usize], dtype: DType, kind: TensorKind) -> TensorId {
+        self.declare(name, shape, dtype, kind)
+    }
+
+    /// Adds a node as given; nothing is checked until compile.
+    pub fn add_node(&mut self, name: &str, op: Op, inputs: &[TensorId], output: TensorId) {
+        self.nodes.push(Node { name: name.to_string(), op, inputs: inputs.to_vec(), output });
+    }
+
+    /// Adds a node, checking its inputs and creating its output tensor (named like the node).
+    pub fn op(&mut self, name: &str, op: Op, inputs: &[TensorId]) -> Result<TensorId> {
+        let infos: Vec<&TensorInfo> = inputs.iter().map(|t| &self.tensors[t.0]).collect();
+        let shape = op.output_shape(name, &infos)?;
+        let out = self.declare(name, &shape, DType::F32, TensorKind::Activation);
+        self.add_node(name, op, inputs, out);
+        Ok(out)
+    }
+
+    /// Marks a tensor to be read back after each run (in the order marked).
+    pub fn output(&mut self, t: TensorId) {
+        if !self.outputs.contains(&t) {
+            self.outputs.push(t);
+        }
+    }
+
+    /// All tensors.
+    pub fn tensors(&self) -> &[TensorInfo] {
+        &self.tensors
+    }
+
+    /// One tensor's description.
+    pub fn info(&self, t: TensorId) -> &TensorInfo {
+        &self.tensors[t.0]
+    }
+
+    /// Nodes in insertion order.
+    pub fn nodes(&self) -> &[Node] {
+        &self.nodes
+    }
+
+    /// Tensors marked as outputs.
+    pub fn outputs(&self) -> &[TensorId] {
+        &self.outputs
+    }
+
+    // Builders for the ops, each checking shapes as it adds the node.
+
+    /// `a (.., K) x b (K, N) [+ bias (N)] [GELU] [+ residual (.., N)]`.
+    pub fn matmul(
+        &mut self,
+        name: &str,
+        a: TensorId,
+        b: TensorId,
+        bias: Option<TensorId>,
+        gelu: bool,
+        residual: Option<TensorId>,
+    ) -> Result<TensorId> {
+        let mut inputs = vec![a, b];
+        inputs.extend(bias);
+        inputs.extend(residual);
+        self.op(name, Op::MatMul { bias: bias.is_some(), gelu, residual: residual.is_some() }, &inputs)
+    }
+
+    /// Patch embedding of `image (B, C, H, W)` with `weight (C*p*p, D)`, `bias (D)`, optional
+    /// `prefix (P, D)` tokens (class, distillation) and `pos (P + N, D)`.
+    pub fn patch_embed(
+        &mut self,
+        name: &str,
+        image: TensorId,
+        weight: TensorId,
+        bias: TensorId,
+        pos: TensorId,
+        prefix: Option<TensorId>,
+        patch: usize,
+    ) -> Result<TensorId> {
+        let mut inputs = vec![image, weight, bias, pos];
+        inputs.extend(prefix);
+        let prefix_len = prefix.map(|p| self.info(p).shape.first().copied().unwrap_or(0)).unwrap_or(0);
+        self.op(name, Op::PatchEmbed { patch, prefix: prefix_len }, &inputs)
+    }
+
+    /// Multi-head self-attention over a fused `qkv (B, T, 3*D)`, giving `(B, T, D)`.
+    pub fn attention(&mut self, name: &str, qkv: TensorId, heads: usize, scale: f32) -> Result<TensorId> {
+        self.op(name, Op::Attention { heads, scale }, &[qkv])
+    }
+
+    /// Layer norm over the last dimension.
+    pub fn layer_norm(
+        &mut self,
+        name: &str,
+        x: TensorId,
+        gamma: TensorId,
+        beta: TensorId,
+        eps: f32,
+    ) -> Result<TensorId> {
+        self.op(name, Op::LayerNorm { eps }, &[x, gamma, beta])
+    }
+
+    /// Softmax over the last dimension.
+    pub fn softmax(&mut self, name: &str, x: TensorId) -> Result<TensorId> {
+        self.op(name, Op::Softmax, &[x])
+    }
+
+    /// `a + b` (same shapes).
+    pub fn add(&mut self, name: &str, a: TensorId, b: TensorId) -> Result<TensorId> {
+        self.op(name, Op::Add, &[a, b])
+    }
+
+    /// `a * scale` with `scale` broadcast over the last dimension (layer scale).
+    pub fn mul_row(&mut self, name: &str, a: TensorId, scale: TensorId) -> Result<TensorId> {
+        self.op(name, Op::MulRow, &[a, scale])
+    }
+
+    /// Tokens `start..start+count` of `x (B, T, D)`, giving `(B, count, D)`.
+    pub fn slice_tokens(&mut self, name: &str, x: TensorId, start: usize, count: usize) -> Result<TensorId> {
+        self.op(name, Op::SliceTokens { start, count }, &[x])
+    }
+
+    /// Mean of tokens `start..start+count` of `x (B, T, D)`, giving `(B, D)`.
+    pub fn mean_tokens(&mut self, name: &str, x: TensorId, start: usize, count: usize) -> Result<TensorId> {
+        self.op(name, Op::MeanTokens { start, count }, &[x])
+    }
+
+    /// Concatenation along the last dimension.
+    pub fn concat(&mut self, name: &str, a: TensorId, b: TensorId) -> Result<TensorId> {
+        self.op(name, Op::Concat, &[a, b])
+    }
+}

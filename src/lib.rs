@@ -1,0 +1,21 @@
+//! tessera: a portable WebGPU compute engine for Vision Transformers.
+//!
+//! The engine is generic: a [`Graph`] of typed ops over tensors is compiled once for its input
+//! shapes into an [`Executable`] (schedule, memory plan, pipelines, bind groups) and run with one
+//! submit per inference. WGSL kernels live in `shaders/`; [`reference`] holds plain CPU
+//! implementations (f64 accumulation) that the tests compare against.
+
+#![warn(missing_docs)]
+
+pub mod error;
+pub mod gpu;
+pub mod graph;
+pub mod ops;
+pub mod reference;
+
+pub use error::{Error, Result};
+pub use gpu::{AdapterReport, Gpu, GpuOptions};
+pub use graph::exec::{CompileOptions, Executable, HostTensor, OpTiming, PlanReport, Profile, Weights};
+pub use graph::ir::{DType, Graph, Node, TensorId, TensorInfo, TensorKind};
+pub use graph::plan::{plan_memory, Interval, MemoryPlan};
+pub use ops::Op;

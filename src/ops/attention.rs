@@ -1,0 +1,57 @@
+//! Fused multi-head attention (online softmax, no score matrix in memory).
+
+use super::shader::{specialize, ShaderVariant};
+use super::{invalid, pad_params, shape_err, Kernel};
+use crate::error::Result;
+use crate::graph::ir::TensorInfo;
+
+/// Largest head dim the kernel is specialized for.
+pub const MAX_HEAD_DIM: usize = 128;
+
+/// Queries per workgroup (one per invocation).
+const BQ: u32 = 64;
+
+/// Keys per workgroup tile: K and V tiles together stay within 16 KiB of workgroup memory
+/// (the WebGPU minimum).
+fn kv_tile(head_dim: u32) -> u32 {
+    (2048 / head_dim).clamp(1, 64)
+}
+
+pub(crate) fn output_shape(node: &str, inputs: &[&TensorInfo], heads: usize, scale: f32) -> Result<Vec<usize>> {
+    let qkv = inputs[0];
+    if qkv.shape.len() != 3 || qkv.shape[2] % 3 != 0 {
+        return Err(shape_err(node, qkv, "[B, T, 3 * D]"));
+    }
+    let d = qkv.shape[2] / 3;
+    if heads == 0 || d % heads != 0 {
+        return Err(invalid(node, format!("{heads} heads do not divide the model dim {d}")));
+    }
+    if d / heads > MAX_HEAD_DIM {
+        return Err(invalid(node, format!("head dim {} is over the maximum {MAX_HEAD_DIM}", d / heads)));
+    }
+    if !scale.is_finite() {
+        return Err(invalid(node, format!("scale {scale} is not finite")));
+    }
+    Ok(vec![qkv.shape[0], qkv.shape[1], d])
+}
+
+fn variant(head_dim: u32) -> ShaderVariant {
+    specialize(&["attention"], &[("DH", head_dim), ("BQ", BQ), ("BKV", kv_tile(head_dim))], &[])
+}
+
+pub(crate) fn kernel(inputs: &[&TensorInfo], heads: usize, scale: f32) -> Kernel {
+    let s = &inputs[0].shape;
+    let (b, t, d) = (s[0] as u64, s[1] as u64, (s[2] / 3) as u64);
+    let dh = d / heads as u64;
+    Kernel {
+        shader: variant(dh as u32),
+        params: pad_params(vec![t as u32, heads as u32, scale.to_bits()]),
+        workgroups: [t.div_ceil(BQ as u64) as u32, heads as u32, b as u32],
+        input_bindings: vec![2],
+        flops: 4.0 * (b * heads as u64 * t * t * dh) as f64,
+    }
+}
+
+pub(crate) fn variants() -> Vec<ShaderVariant> {
+    (1..=MAX_HEAD_DIM as u32).map(variant).collect()
+}

@@ -1,0 +1,227 @@
+//! The ops: for each, the same sequence — check inputs and infer the output shape, choose the
+//! shader variant, fill the uniforms, size the dispatch. One module per kernel, named like its
+//! shader.
+
+pub mod attention;
+pub mod elementwise;
+pub mod layernorm;
+pub mod matmul;
+pub mod patch_embed;
+pub mod shader;
+pub mod softmax;
+pub mod tokens;
+
+use crate::error::{Error, Result};
+use crate::graph::ir::{fmt_shape, DType, TensorInfo};
+pub use shader::ShaderVariant;
+
+/// An operation of the graph. Parameters that follow from input shapes are not stored.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Op {
+    /// `a (.., K) x b (K, N)` with optional bias, exact GELU and residual, in that order.
+    /// Inputs: `a, b, [bias (N)], [residual (.., N)]`.
+    MatMul {
+        /// A bias input follows `b`.
+        bias: bool,
+        /// Apply GELU (erf) after the bias.
+        gelu: bool,
+        /// A residual input comes last, added after the activation.
+        residual: bool,
+    },
+    /// Patchify + projection + prefix tokens + position embeddings.
+    /// Inputs: `image (B, C, H, W), weight (C*p*p, D), bias (D), pos (T, D), [prefix (P, D)]`.
+    PatchEmbed {
+        /// Patch size p (kernel = stride).
+        patch: usize,
+        /// Number of prefix tokens P (0 when there is no prefix input).
+        prefix: usize,
+    },
+    /// Multi-head self-attention on a fused `qkv (B, T, 3*D)`.
+    Attention {
+        /// Number of heads (D / heads is the head dim, at most [`attention::MAX_HEAD_DIM`]).
+        heads: usize,
+        /// Scale applied to scores, usually `1/sqrt(head_dim)`.
+        scale: f32,
+    },
+    /// Layer norm over the last dim. Inputs: `x, gamma, beta`.
+    LayerNorm {
+        /// Added to the variance.
+        eps: f32,
+    },
+    /// Softmax over the last dim.
+    Softmax,
+    /// Element-wise sum of two tensors of one shape.
+    Add,
+    /// `a * b` with `b (C)` broadcast over `a (.., C)`.
+    MulRow,
+    /// `x (B, T, D)[:, start..start+count, :]`.
+    SliceTokens {
+        /// First token.
+        start: usize,
+        /// Number of tokens.
+        count: usize,
+    },
+    /// Mean of `x (B, T, D)[:, start..start+count, :]` over tokens, giving `(B, D)`.
+    MeanTokens {
+        /// First token.
+        start: usize,
+        /// Number of tokens.
+        count: usize,
+    },
+    /// Concatenation along the last dim.
+    Concat,
+}
+
+/// What the executor needs to run one node.
+pub(crate) struct Kernel {
+    pub shader: ShaderVariant,
+    /// Uniform words (u32 or f32 bits), padded to 16 bytes.
+    pub params: Vec<u32>,
+    pub workgroups: [u32; 3],
+    /// Binding number of each input, in the node's input order (binding 0 is the uniform,
+    /// binding 1 the output).
+    pub input_bindings: Vec<u32>,
+    /// Floating-point operations, for the profile.
+    pub flops: f64,
+}
+
+impl Op {
+    /// Short name of the op kind.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Op::MatMul { .. } => "matmul",
+            Op::PatchEmbed { .. } => "patch_embed",
+            Op::Attention { .. } => "attention",
+            Op::LayerNorm { .. } => "layernorm",
+            Op::Softmax => "softmax",
+            Op::Add => "add",
+            Op::MulRow => "mul_row",
+            Op::SliceTokens { .. } => "slice_tokens",
+            Op::MeanTokens { .. } => "mean_tokens",
+            Op::Concat => "concat",
+        }
+    }
+
+    fn arity(&self) -> usize {
+        match self {
+            Op::MatMul { bias, residual, .. } => 2 + *bias as usize + *residual as usize,
+            Op::PatchEmbed { prefix, .. } => 4 + (*prefix > 0) as usize,
+            Op::Attention { .. } | Op::Softmax | Op::SliceTokens { .. } | Op::MeanTokens { .. } => 1,
+            Op::LayerNorm { .. } => 3,
+            Op::Add | Op::MulRow | Op::Concat => 2,
+        }
+    }
+
+    /// Checks the inputs (count, dtype, shapes) and returns the output shape.
+    pub fn output_shape(&self, node: &str, inputs: &[&TensorInfo]) -> Result<Vec<usize>> {
+        if inputs.len() != self.arity() {
+            return Err(Error::InvalidOp {
+                op: node.into(),
+                problem: format!("{} takes {} inputs, got {}", self.kind(), self.arity(), inputs.len()),
+            });
+        }
+        for t in inputs {
+            if t.dtype != DType::F32 {
+                return Err(Error::UnsupportedDtype {
+                    op: node.into(),
+                    tensor: t.name.clone(),
+                    dtype: t.dtype.to_string(),
+                    supported: "f32".into(),
+                });
+            }
+            if t.shape.is_empty() || t.shape.contains(&0) {
+                return Err(shape_err(node, t, "a non-empty shape with no zero dimension"));
+            }
+        }
+        match self {
+            Op::MatMul { bias, residual, .. } => matmul::output_shape(node, inputs, *bias, *residual),
+            Op::PatchEmbed { patch, prefix } => patch_embed::output_shape(node, inputs, *patch, *prefix),
+            Op::Attention { heads, scale } => attention::output_shape(node, inputs, *heads, *scale),
+            Op::LayerNorm { eps } => layernorm::output_shape(node, inputs, *eps),
+            Op::Softmax => Ok(inputs[0].shape.clone()),
+            Op::Add | Op::MulRow => elementwise::output_shape(node, inputs, self),
+            Op::SliceTokens { start, count } | Op::MeanTokens { start, count } => {
+                tokens::output_shape(node, inputs, *start, *count, matches!(self, Op::MeanTokens { .. }))
+            }
+            Op::Concat => tokens::concat_shape(node, inputs),
+        }
+    }
+
+    /// The kernel for inputs already checked by [`Op::output_shape`].
+    pub(crate) fn kernel(&self, inputs: &[&TensorInfo], output: &TensorInfo) -> Kernel {
+        match self {
+            Op::MatMul { bias, gelu, residual } => matmul::kernel(inputs, output, *bias, *gelu, *residual),
+            Op::PatchEmbed { patch, prefix } => patch_embed::kernel(inputs, output, *patch, *prefix),
+            Op::Attention { heads, scale } => attention::kernel(inputs, *heads, *scale),
+            Op::LayerNorm { eps } => layernorm::kernel(inputs, *eps),
+            Op::Softmax => softmax::kernel(inputs),
+            Op::Add | Op::MulRow => elementwise::kernel(inputs, self),
+            Op::SliceTokens { start, count } | Op::MeanTokens { start, count } => {
+                tokens::kernel(inputs, output, *start, *count, matches!(self, Op::MeanTokens { .. }))
+            }
+            Op::Concat => tokens::concat_kernel(inputs, output),
+        }
+    }
+}
+
+/// Every shader variant the engine can produce, for validation without a GPU.
+pub fn all_shader_variants() -> Vec<ShaderVariant> {
+    let mut v = Vec::new();
+    v.extend(matmul::variants());
+    v.extend(patch_embed::variants());
+    v.extend(attention::variants());
+    v.extend(layernorm::variants());
+    v.extend(softmax::variants());
+    v.extend(elementwise::variants());
+    v.extend(tokens::variants());
+    v
+}
+
+pub(crate) fn shape_err(node: &str, t: &TensorInfo, expected: impl Into<String>) -> Error {
+    Error::Shape {
+        op: node.into(),
+        tensor: t.name.clone(),
+        expected: expected.into(),
+        actual: fmt_shape(&t.shape),
+    }
+}
+
+pub(crate) fn invalid(node: &str, problem: impl Into<String>) -> Error {
+    Error::InvalidOp { op: node.into(), problem: problem.into() }
+}
+
+/// Widest dispatch in one dimension that every WebGPU device accepts.
+pub(crate) const MAX_GROUPS_PER_DIM: u64 = 65535;
+
+/// Spreads `groups` workgroups over x, then y (kernels recover the index with `linear_workgroup`).
+pub(crate) fn grid(groups: u64) -> [u32; 3] {
+    let x = groups.clamp(1, MAX_GROUPS_PER_DIM);
+    let y = groups.div_ceil(x);
+    [x as u32, y.min(u32::MAX as u64) as u32, 1]
+}
+
+/// Workgroup size for one-row-per-workgroup kernels: about four columns per invocation,
+/// a power of two in 32..=256 (256 is the WebGPU minimum for invocations per workgroup).
+pub(crate) fn row_workgroup(cols: usize) -> u32 {
+    (cols.div_ceil(4).next_power_of_two()).clamp(32, 256) as u32
+}
+
+pub(crate) const ROW_WORKGROUPS: [u32; 4] = [32, 64, 128, 256];
+
+/// Workgroup size of the one-element-per-invocation kernels.
+pub(crate) const ELEMENT_WG: u32 = 256;
+
+pub(crate) fn pad_params(mut words: Vec<u32>) -> Vec<u32> {
+    while words.len() % 4 != 0 {
+        words.push(0);
+    }
+    words
+}
+
+pub(crate) fn rows_of(shape: &[usize]) -> usize {
+    shape[..shape.len() - 1].iter().product()
+}
+
+pub(crate) fn last(shape: &[usize]) -> usize {
+    shape[shape.len() - 1]
+}

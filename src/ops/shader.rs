@@ -1,0 +1,113 @@
+//! WGSL sources and the one specialization step: integer constants prepended as `const`
+//! declarations, and `#ifdef NAME` / `#ifndef NAME` / `#else` / `#endif` switches on flags.
+//! Nothing else: the text that reaches naga is plain WGSL.
+
+/// Every shader file, by stem.
+pub(crate) const SOURCES: &[(&str, &str)] = &[
+    ("common", include_str!("../../shaders/common.wgsl")),
+    ("reduce", include_str!("../../shaders/reduce.wgsl")),
+    ("gemm", include_str!("../../shaders/gemm.wgsl")),
+    ("matmul", include_str!("../../shaders/matmul.wgsl")),
+    ("patch_embed", include_str!("../../shaders/patch_embed.wgsl")),
+    ("attention", include_str!("../../shaders/attention.wgsl")),
+    ("layernorm", include_str!("../../shaders/layernorm.wgsl")),
+    ("softmax", include_str!("../../shaders/softmax.wgsl")),
+    ("elementwise", include_str!("../../shaders/elementwise.wgsl")),
+    ("tokens", include_str!("../../shaders/tokens.wgsl")),
+    ("concat", include_str!("../../shaders/concat.wgsl")),
+];
+
+pub(crate) fn source(stem: &str) -> &'static str {
+    SOURCES.iter().find(|(s, _)| *s == stem).map(|(_, src)| *src).unwrap_or("")
+}
+
+/// A fully specialized shader: its WGSL text and a key naming the variant (also the pipeline label).
+#[derive(Clone, Debug)]
+pub struct ShaderVariant {
+    /// `stem[FLAG,NAME=VALUE,...]`, unique per distinct source.
+    pub key: String,
+    /// The WGSL handed to the device.
+    pub source: String,
+}
+
+/// Builds a variant: `common.wgsl`, then the constants, then `parts` (stems) in order, each
+/// filtered by the flags. The first part names the variant.
+pub(crate) fn specialize(parts: &[&str], consts: &[(&str, u32)], flags: &[&str]) -> ShaderVariant {
+    let mut key = parts[0].to_string();
+    let mut tags: Vec<String> = flags.iter().map(|f| f.to_string()).collect();
+    tags.extend(consts.iter().map(|(n, v)| format!("{n}={v}")));
+    if !tags.is_empty() {
+        key.push('[');
+        key.push_str(&tags.join(","));
+        key.push(']');
+    }
+    let mut out = String::new();
+    out.push_str(&format!("// tessera shader variant {key}\n"));
+    out.push_str(&preprocess(source("common"), flags));
+    for (name, value) in consts {
+        out.push_str(&format!("const {name}: u32 = {value}u;\n"));
+    }
+    for p in parts {
+        out.push_str(&preprocess(source(p), flags));
+    }
+    ShaderVariant { key, source: out }
+}
+
+/// Keeps the lines whose enclosing `#ifdef`/`#ifndef` conditions hold.
+pub(crate) fn preprocess(src: &str, flags: &[&str]) -> String {
+    let mut out = String::with_capacity(src.len());
+    // One entry per open conditional: (this branch active, parent active).
+    let mut stack: Vec<(bool, bool)> = Vec::new();
+    let active = |stack: &Vec<(bool, bool)>| stack.last().map(|&(a, p)| a && p).unwrap_or(true);
+    for line in src.lines() {
+        let t = line.trim();
+        if let Some(name) = t.strip_prefix("#ifdef ") {
+            let parent = active(&stack);
+            stack.push((flags.contains(&name.trim()), parent));
+        } else if let Some(name) = t.strip_prefix("#ifndef ") {
+            let parent = active(&stack);
+            stack.push((!flags.contains(&name.trim()), parent));
+        } else if t == "#else" {
+            if let Some(top) = stack.last_mut() {
+                top.0 = !top.0;
+            }
+        } else if t == "#endif" {
+            stack.pop();
+        } else if active(&stack) {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nested_conditionals() {
+        let src = "a\n#ifdef X\nb\n#ifdef Y\nc\n#else\nd\n#endif\n#else\ne\n#endif\nf\n";
+        assert_eq!(preprocess(src, &[]), "a\ne\nf\n");
+        assert_eq!(preprocess(src, &["X"]), "a\nb\nd\nf\n");
+        assert_eq!(preprocess(src, &["X", "Y"]), "a\nb\nc\nf\n");
+        assert_eq!(preprocess(src, &["Y"]), "a\ne\nf\n");
+    }
+
+    #[test]
+    fn every_source_has_balanced_conditionals() {
+        for (stem, src) in SOURCES {
+            let mut depth = 0i32;
+            for line in src.lines() {
+                let t = line.trim();
+                if t.starts_with("#ifdef ") || t.starts_with("#ifndef ") {
+                    depth += 1;
+                } else if t == "#endif" {
+                    depth -= 1;
+                }
+                assert!(depth >= 0, "{stem}.wgsl: #endif without #ifdef");
+            }
+            assert_eq!(depth, 0, "{stem}.wgsl: unclosed #ifdef");
+        }
+    }
+}

@@ -1,0 +1,242 @@
+//! Plain CPU implementations of every op, accumulating in f64: the independent reference the
+//! kernels are tested against. Slow and simple on purpose.
+
+/// Exact GELU: `0.5 x (1 + erf(x / sqrt 2))`.
+pub fn gelu(x: f64) -> f64 {
+    0.5 * x * (1.0 + libm::erf(x / std::f64::consts::SQRT_2))
+}
+
+/// `a (m, k) x b (k, n) [+ bias] [GELU] [+ residual]`.
+#[allow(clippy::too_many_arguments)]
+pub fn matmul(
+    a: &[f32],
+    b: &[f32],
+    m: usize,
+    k: usize,
+    n: usize,
+    bias: Option<&[f32]>,
+    gelu_act: bool,
+    residual: Option<&[f32]>,
+) -> Vec<f32> {
+    let mut out = vec![0f32; m * n];
+    for i in 0..m {
+        for j in 0..n {
+            let mut acc = 0f64;
+            for p in 0..k {
+                acc += a[i * k + p] as f64 * b[p * n + j] as f64;
+            }
+            if let Some(bias) = bias {
+                acc += bias[j] as f64;
+            }
+            if gelu_act {
+                acc = gelu(acc);
+            }
+            if let Some(r) = residual {
+                acc += r[i * n + j] as f64;
+            }
+            out[i * n + j] = acc as f32;
+        }
+    }
+    out
+}
+
+/// Patch embedding of `image (b, c, h, w)` with `weight (c*p*p, d)`; prefix tokens `(prefix, d)`
+/// first, then patches in row-major grid order; position embeddings `(tokens, d)` added to all.
+#[allow(clippy::too_many_arguments)]
+pub fn patch_embed(
+    image: &[f32],
+    dims: [usize; 4],
+    weight: &[f32],
+    bias: &[f32],
+    pos: &[f32],
+    prefix_tokens: &[f32],
+    patch: usize,
+    d: usize,
+) -> Vec<f32> {
+    let [b, c, h, w] = dims;
+    let (gh, gw) = (h / patch, w / patch);
+    let prefix = prefix_tokens.len() / d;
+    let t = prefix + gh * gw;
+    let mut out = vec![0f32; b * t * d];
+    for bi in 0..b {
+        for ti in 0..t {
+            for j in 0..d {
+                let v = if ti < prefix {
+                    prefix_tokens[ti * d + j] as f64
+                } else {
+                    let p = ti - prefix;
+                    let (py, px) = (p / gw, p % gw);
+                    let mut acc = bias[j] as f64;
+                    for ci in 0..c {
+                        for ky in 0..patch {
+                            for kx in 0..patch {
+                                let x = image[((bi * c + ci) * h + py * patch + ky) * w + px * patch + kx] as f64;
+                                let kk = (ci * patch + ky) * patch + kx;
+                                acc += x * weight[kk * d + j] as f64;
+                            }
+                        }
+                    }
+                    acc
+                };
+                out[(bi * t + ti) * d + j] = (v + pos[ti * d + j] as f64) as f32;
+            }
+        }
+    }
+    out
+}
+
+/// Multi-head self-attention on `qkv (b, t, 3 * heads * dh)`, giving `(b, t, heads * dh)`.
+pub fn attention(qkv: &[f32], b: usize, t: usize, heads: usize, dh: usize, scale: f32) -> Vec<f32> {
+    let d = heads * dh;
+    let mut out = vec![0f32; b * t * d];
+    let at = |bi: usize, ti: usize, part: usize, h: usize, e: usize| qkv[(bi * t + ti) * 3 * d + part * d + h * dh + e] as f64;
+    let mut s = vec![0f64; t];
+    for bi in 0..b {
+        for h in 0..heads {
+            for qi in 0..t {
+                let mut mx = f64::NEG_INFINITY;
+                for (ki, sk) in s.iter_mut().enumerate() {
+                    let mut dot = 0f64;
+                    for e in 0..dh {
+                        dot += at(bi, qi, 0, h, e) * at(bi, ki, 1, h, e);
+                    }
+                    *sk = dot * scale as f64;
+                    mx = mx.max(*sk);
+                }
+                let mut sum = 0f64;
+                for sk in s.iter_mut() {
+                    *sk = (*sk - mx).exp();
+                    sum += *sk;
+                }
+                for e in 0..dh {
+                    let mut acc = 0f64;
+                    for (ki, sk) in s.iter().enumerate() {
+                        acc += sk * at(bi, ki, 2, h, e);
+                    }
+                    out[(bi * t + qi) * d + h * dh + e] = (acc / sum) as f32;
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Layer norm of `x (rows, cols)` over cols.
+pub fn layer_norm(x: &[f32], rows: usize, cols: usize, gamma: &[f32], beta: &[f32], eps: f32) -> Vec<f32> {
+    let mut out = vec![0f32; rows * cols];
+    for r in 0..rows {
+        let row = &x[r * cols..(r + 1) * cols];
+        let mean = row.iter().map(|&v| v as f64).sum::<f64>() / cols as f64;
+        let var = row.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / cols as f64;
+        let inv = 1.0 / (var + eps as f64).sqrt();
+        for c in 0..cols {
+            out[r * cols + c] = ((row[c] as f64 - mean) * inv * gamma[c] as f64 + beta[c] as f64) as f32;
+        }
+    }
+    out
+}
+
+/// Softmax of `x (rows, cols)` over cols.
+pub fn softmax(x: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut out = vec![0f32; rows * cols];
+    for r in 0..rows {
+        let row = &x[r * cols..(r + 1) * cols];
+        let mx = row.iter().fold(f64::NEG_INFINITY, |m, &v| m.max(v as f64));
+        let sum: f64 = row.iter().map(|&v| (v as f64 - mx).exp()).sum();
+        for c in 0..cols {
+            out[r * cols + c] = ((row[c] as f64 - mx).exp() / sum) as f32;
+        }
+    }
+    out
+}
+
+/// `a + b`.
+pub fn add(a: &[f32], b: &[f32]) -> Vec<f32> {
+    a.iter().zip(b).map(|(&x, &y)| (x as f64 + y as f64) as f32).collect()
+}
+
+/// `a * s[i % s.len()]`.
+pub fn mul_row(a: &[f32], s: &[f32]) -> Vec<f32> {
+    a.iter().enumerate().map(|(i, &x)| (x as f64 * s[i % s.len()] as f64) as f32).collect()
+}
+
+/// Tokens `start..start+count` of `x (b, t, d)`.
+pub fn slice_tokens(x: &[f32], b: usize, t: usize, d: usize, start: usize, count: usize) -> Vec<f32> {
+    let mut out = Vec::with_capacity(b * count * d);
+    for bi in 0..b {
+        out.extend_from_slice(&x[(bi * t + start) * d..(bi * t + start + count) * d]);
+    }
+    out
+}
+
+/// Mean over tokens `start..start+count` of `x (b, t, d)`, giving `(b, d)`.
+pub fn mean_tokens(x: &[f32], b: usize, t: usize, d: usize, start: usize, count: usize) -> Vec<f32> {
+    let mut out = vec![0f32; b * d];
+    for bi in 0..b {
+        for j in 0..d {
+            let s: f64 = (start..start + count).map(|ti| x[(bi * t + ti) * d + j] as f64).sum();
+            out[bi * d + j] = (s / count as f64) as f32;
+        }
+    }
+    out
+}
+
+/// Concatenation of `a (rows, d1)` and `b (rows, d2)` along the last dim.
+pub fn concat(a: &[f32], b: &[f32], rows: usize, d1: usize, d2: usize) -> Vec<f32> {
+    let mut out = Vec::with_capacity(rows * (d1 + d2));
+    for r in 0..rows {
+        out.extend_from_slice(&a[r * d1..(r + 1) * d1]);
+        out.extend_from_slice(&b[r * d2..(r + 1) * d2]);
+    }
+    out
+}
+
+/// A small seeded generator (PCG-style) for reproducible test data.
+pub struct Rng(u64);
+
+impl Rng {
+    /// A generator from a seed.
+    pub fn new(seed: u64) -> Self {
+        Rng(seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407))
+    }
+
+    /// Uniform in [0, 1).
+    pub fn uniform(&mut self) -> f32 {
+        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        ((self.0 >> 40) as f32) / (1u64 << 24) as f32
+    }
+
+    /// `n` values uniform in [-scale, scale).
+    pub fn vec(&mut self, n: usize, scale: f32) -> Vec<f32> {
+        (0..n).map(|_| (self.uniform() * 2.0 - 1.0) * scale).collect()
+    }
+}
+
+/// Checks `|got - want| <= atol + rtol * |want|` everywhere; on failure, says where and by how much.
+pub fn compare(what: &str, got: &[f32], want: &[f32], atol: f32, rtol: f32) -> Result<f32, String> {
+    if got.len() != want.len() {
+        return Err(format!("{what}: {} values, expected {}", got.len(), want.len()));
+    }
+    let mut max_diff = 0f32;
+    let mut bad = Vec::new();
+    let mut count = 0usize;
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        let diff = (g - w).abs();
+        max_diff = max_diff.max(if diff.is_nan() { f32::INFINITY } else { diff });
+        if !(diff <= atol + rtol * w.abs()) {
+            count += 1;
+            if bad.len() < 5 {
+                bad.push(format!("[{i}] got {g} want {w}"));
+            }
+        }
+    }
+    if bad.is_empty() {
+        Ok(max_diff)
+    } else {
+        Err(format!(
+            "{what}: MISMATCH in {count} of {} values, max diff {max_diff:e} (atol {atol:e}, rtol {rtol:e}); first: {}",
+            got.len(),
+            bad.join(", ")
+        ))
+    }
+}
