@@ -19,3 +19,4 @@ pub use graph::exec::{CompileOptions, Executable, HostTensor, OpTiming, PlanRepo
 pub use graph::ir::{DType, Graph, Node, TensorId, TensorInfo, TensorKind};
 pub use graph::plan::{plan_memory, Interval, MemoryPlan};
 pub use ops::Op;
+pub use wgpu;

@@ -223,7 +223,10 @@ pub fn compare(what: &str, got: &[f32], want: &[f32], atol: f32, rtol: f32) -> R
     for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
         let diff = (g - w).abs();
         max_diff = max_diff.max(if diff.is_nan() { f32::INFINITY } else { diff });
-        if !(diff <= atol + rtol * w.abs()) {
+        // Negated so that NaN fails.
+        #[allow(clippy::neg_cmp_op_on_partial_ord)]
+        let bad_value = !(diff <= atol + rtol * w.abs());
+        if bad_value {
             count += 1;
             if bad.len() < 5 {
                 bad.push(format!("[{i}] got {g} want {w}"));

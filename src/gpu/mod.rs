@@ -187,7 +187,7 @@ impl Gpu {
             timestamp_query: features.contains(wgpu::Features::TIMESTAMP_QUERY),
             subgroups: available.contains(wgpu::Features::SUBGROUP),
             max_buffer_size: limits.max_buffer_size,
-            max_storage_buffer_binding_size: limits.max_storage_buffer_binding_size as u64,
+            max_storage_buffer_binding_size: limits.max_storage_buffer_binding_size,
             max_workgroup_storage: limits.max_compute_workgroup_storage_size,
             max_invocations: limits.max_compute_invocations_per_workgroup,
             max_storage_buffers_per_stage: limits.max_storage_buffers_per_shader_stage,

@@ -65,7 +65,7 @@ impl Weights {
 
 fn check_binding(gpu: &Gpu, op: &str, tensor: &str, bytes: u64) -> Result<()> {
     let l = gpu.limits();
-    let max_binding = l.max_storage_buffer_binding_size as u64;
+    let max_binding = l.max_storage_buffer_binding_size;
     if bytes > max_binding {
         return Err(Error::LimitExceeded {
             op: op.into(),

@@ -164,6 +164,11 @@ impl Graph {
         &self.tensors[t.0]
     }
 
+    /// The first tensor declared with this name.
+    pub fn find(&self, name: &str) -> Option<TensorId> {
+        self.tensors.iter().position(|t| t.name == name).map(TensorId)
+    }
+
     /// Nodes in insertion order.
     pub fn nodes(&self) -> &[Node] {
         &self.nodes
@@ -194,6 +199,7 @@ impl Graph {
 
     /// Patch embedding of `image (B, C, H, W)` with `weight (C*p*p, D)`, `bias (D)`, optional
     /// `prefix (P, D)` tokens (class, distillation) and `pos (P + N, D)`.
+    #[allow(clippy::too_many_arguments)]
     pub fn patch_embed(
         &mut self,
         name: &str,

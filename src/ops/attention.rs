@@ -19,11 +19,11 @@ fn kv_tile(head_dim: u32) -> u32 {
 
 pub(crate) fn output_shape(node: &str, inputs: &[&TensorInfo], heads: usize, scale: f32) -> Result<Vec<usize>> {
     let qkv = inputs[0];
-    if qkv.shape.len() != 3 || qkv.shape[2] % 3 != 0 {
+    if qkv.shape.len() != 3 || !qkv.shape[2].is_multiple_of(3) {
         return Err(shape_err(node, qkv, "[B, T, 3 * D]"));
     }
     let d = qkv.shape[2] / 3;
-    if heads == 0 || d % heads != 0 {
+    if heads == 0 || !d.is_multiple_of(heads) {
         return Err(invalid(node, format!("{heads} heads do not divide the model dim {d}")));
     }
     if d / heads > MAX_HEAD_DIM {

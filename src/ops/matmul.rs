@@ -51,7 +51,7 @@ pub(crate) fn kernel(inputs: &[&TensorInfo], output: &TensorInfo, bias: bool, ge
     let m = rows_of(&inputs[0].shape) as u64;
     let k = last(&inputs[0].shape) as u64;
     let n = last(&output.shape) as u64;
-    let vec4 = k % 4 == 0 && n % 4 == 0;
+    let vec4 = k.is_multiple_of(4) && n.is_multiple_of(4);
     let (bm, bn, _, _) = TILE;
     let mut input_bindings = vec![2, 3];
     if bias {

@@ -212,7 +212,7 @@ pub(crate) const ROW_WORKGROUPS: [u32; 4] = [32, 64, 128, 256];
 pub(crate) const ELEMENT_WG: u32 = 256;
 
 pub(crate) fn pad_params(mut words: Vec<u32>) -> Vec<u32> {
-    while words.len() % 4 != 0 {
+    while !words.len().is_multiple_of(4) {
         words.push(0);
     }
     words

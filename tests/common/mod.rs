@@ -1,0 +1,67 @@
+//! Shared helpers: one GPU per test binary (failing loudly when there is none) and a runner for
+//! single-op graphs.
+#![allow(dead_code)]
+
+use std::sync::{Arc, OnceLock};
+use tessera::{CompileOptions, Executable, Gpu, Graph, Op, Weights};
+
+/// The adapter chosen by `TESSERA_ADAPTER` / `TESSERA_BACKEND`. A machine without one fails the
+/// test: GPU tests never pass by doing nothing.
+pub fn gpu() -> Arc<Gpu> {
+    static GPU: OnceLock<Arc<Gpu>> = OnceLock::new();
+    GPU.get_or_init(|| match Gpu::from_env_blocking() {
+        Ok(g) => {
+            eprintln!("{}", g.report());
+            g
+        }
+        Err(e) => panic!("GPU tests need an adapter: {e}"),
+    })
+    .clone()
+}
+
+/// A tensor fed to a single-op graph: name, shape, data, and whether it is a weight.
+pub struct Arg<'a> {
+    pub name: &'a str,
+    pub shape: Vec<usize>,
+    pub data: &'a [f32],
+    pub weight: bool,
+}
+
+pub fn input<'a>(name: &'a str, shape: &[usize], data: &'a [f32]) -> Arg<'a> {
+    Arg { name, shape: shape.to_vec(), data, weight: false }
+}
+
+pub fn weight<'a>(name: &'a str, shape: &[usize], data: &'a [f32]) -> Arg<'a> {
+    Arg { name, shape: shape.to_vec(), data, weight: true }
+}
+
+/// Builds a one-node graph, runs it once on the GPU and returns the output.
+pub fn run_op(op: Op, args: &[Arg]) -> Vec<f32> {
+    let gpu = gpu();
+    let mut g = Graph::new();
+    let mut w = Weights::new(&gpu);
+    let mut ids = Vec::new();
+    let mut feeds: Vec<(&str, &[f32])> = Vec::new();
+    for a in args {
+        if a.weight {
+            ids.push(g.weight(a.name, &a.shape));
+            w.insert(a.name, &a.shape, a.data).expect("upload weight");
+        } else {
+            ids.push(g.input(a.name, &a.shape));
+            feeds.push((a.name, a.data));
+        }
+    }
+    let out = g.op("op", op, &ids).expect("build graph");
+    g.output(out);
+    let exe = pollster::block_on(Executable::compile(&gpu, &g, &w, &CompileOptions::default())).expect("compile");
+    let mut res = exe.run_blocking(&feeds).expect("run");
+    res.remove(0).data
+}
+
+/// Panics with the comparison's report when it fails; prints the max difference otherwise.
+pub fn assert_close(what: &str, got: &[f32], want: &[f32], atol: f32, rtol: f32) {
+    match tessera::reference::compare(what, got, want, atol, rtol) {
+        Ok(max) => eprintln!("{what}: OK, max diff {max:e}"),
+        Err(msg) => panic!("{msg}"),
+    }
+}
