@@ -4,7 +4,7 @@
 //   bias     (N)      when BIAS
 //   residual (M, N)   when RESIDUAL, added after the activation
 //   out      (M, N)
-// GELU applies exact (erf) GELU. VEC4 (set when K % 4 == 0 and N % 4 == 0) reads and writes vec4s;
+// GELU applies exact (erf) GELU, TANH applies tanh. VEC4 (set when K % 4 == 0 and N % 4 == 0) reads and writes vec4s;
 // otherwise scalars with per-element bounds. Tiling lives in gemm.wgsl, appended after this file.
 struct Params { m: u32, n: u32, k: u32, _pad: u32 }
 @group(0) @binding(0) var<uniform> P: Params;
@@ -56,6 +56,9 @@ fn store_c4(row: u32, col: u32, acc: vec4<f32>) {
 #ifdef GELU
     v = vec4<f32>(gelu_erf(v.x), gelu_erf(v.y), gelu_erf(v.z), gelu_erf(v.w));
 #endif
+#ifdef TANH
+    v = tanh(v);
+#endif
     let o = (row * P.n + col) / 4u;
 #ifdef RESIDUAL
     v += residual[o];
@@ -100,6 +103,9 @@ fn store_c4(row: u32, col: u32, acc: vec4<f32>) {
 #endif
 #ifdef GELU
             v = gelu_erf(v);
+#endif
+#ifdef TANH
+            v = tanh(v);
 #endif
             let o = row * P.n + c;
 #ifdef RESIDUAL

@@ -18,5 +18,5 @@ pub use gpu::{AdapterReport, Gpu, GpuOptions};
 pub use graph::exec::{CompileOptions, Executable, HostTensor, OpTiming, PlanReport, Profile, Weights};
 pub use graph::ir::{DType, Graph, Node, TensorId, TensorInfo, TensorKind};
 pub use graph::plan::{plan_memory, Interval, MemoryPlan};
-pub use ops::Op;
+pub use ops::{Activation, Op};
 pub use wgpu;

@@ -6,7 +6,7 @@ pub fn gelu(x: f64) -> f64 {
     0.5 * x * (1.0 + libm::erf(x / std::f64::consts::SQRT_2))
 }
 
-/// `a (m, k) x b (k, n) [+ bias] [GELU] [+ residual]`.
+/// `a (m, k) x b (k, n) [+ bias] [activation] [+ residual]`.
 #[allow(clippy::too_many_arguments)]
 pub fn matmul(
     a: &[f32],
@@ -15,7 +15,7 @@ pub fn matmul(
     k: usize,
     n: usize,
     bias: Option<&[f32]>,
-    gelu_act: bool,
+    act: crate::ops::Activation,
     residual: Option<&[f32]>,
 ) -> Vec<f32> {
     let mut out = vec![0f32; m * n];
@@ -28,9 +28,11 @@ pub fn matmul(
             if let Some(bias) = bias {
                 acc += bias[j] as f64;
             }
-            if gelu_act {
-                acc = gelu(acc);
-            }
+            acc = match act {
+                crate::ops::Activation::None => acc,
+                crate::ops::Activation::Gelu => gelu(acc),
+                crate::ops::Activation::Tanh => acc.tanh(),
+            };
             if let Some(r) = residual {
                 acc += r[i * n + j] as f64;
             }

@@ -5,7 +5,7 @@ mod common;
 use common::*;
 use std::collections::HashMap;
 use tessera::reference::{self as r, Rng};
-use tessera::{CompileOptions, DType, Error, Executable, Graph, GpuOptions, Op, TensorId, TensorKind, Weights};
+use tessera::{Activation, CompileOptions, DType, Error, Executable, Graph, GpuOptions, Op, TensorId, TensorKind, Weights};
 
 const B: usize = 2;
 const T: usize = 37;
@@ -35,12 +35,12 @@ fn block_graph() -> (Graph, Vec<(String, Vec<usize>)>) {
     let fc2_w = w(&mut g, "fc2.weight", &[MLP, D]);
     let fc2_b = w(&mut g, "fc2.bias", &[D]);
     let h = g.layer_norm("ln1", x, ln1_g, ln1_b, 1e-6).unwrap();
-    let qkv = g.matmul("qkv", h, qkv_w, Some(qkv_b), false, None).unwrap();
+    let qkv = g.matmul("qkv", h, qkv_w, Some(qkv_b), Activation::None, None).unwrap();
     let att = g.attention("attention", qkv, HEADS, 1.0 / ((D / HEADS) as f32).sqrt()).unwrap();
-    let x1 = g.matmul("proj", att, proj_w, Some(proj_b), false, Some(x)).unwrap();
+    let x1 = g.matmul("proj", att, proj_w, Some(proj_b), Activation::None, Some(x)).unwrap();
     let h2 = g.layer_norm("ln2", x1, ln2_g, ln2_b, 1e-6).unwrap();
-    let m = g.matmul("fc1", h2, fc1_w, Some(fc1_b), true, None).unwrap();
-    let out = g.matmul("fc2", m, fc2_w, Some(fc2_b), false, Some(x1)).unwrap();
+    let m = g.matmul("fc1", h2, fc1_w, Some(fc1_b), Activation::Gelu, None).unwrap();
+    let out = g.matmul("fc2", m, fc2_w, Some(fc2_b), Activation::None, Some(x1)).unwrap();
     let cls = g.slice_tokens("cls", out, 0, 1).unwrap();
     g.output(out);
     g.output(cls);
@@ -87,13 +87,13 @@ fn block_graph_equals_ops_one_by_one_and_the_reference() {
     assert_eq!(out[1].shape, vec![B, 1, D]);
 
     // The same ops, each as its own one-node graph.
-    let lin = |a: &[f32], rows: usize, k: usize, n: usize, name: &str, gelu: bool, res: Option<&[f32]>| {
+    let lin = |a: &[f32], rows: usize, k: usize, n: usize, name: &str, act: Activation, res: Option<&[f32]>| {
         let (wn, bn) = (format!("{name}.weight"), format!("{name}.bias"));
         let mut args = vec![input("a", &[rows, k], a), weight("w", &[k, n], &wd[&wn]), weight("b", &[n], &wd[&bn])];
         if let Some(res) = res {
             args.push(input("r", &[rows, n], res));
         }
-        run_op(Op::MatMul { bias: true, gelu, residual: res.is_some() }, &args)
+        run_op(Op::MatMul { bias: true, act, residual: res.is_some() }, &args)
     };
     let ln = |a: &[f32], name: &str| {
         run_op(
@@ -102,22 +102,22 @@ fn block_graph_equals_ops_one_by_one_and_the_reference() {
         )
     };
     let h = ln(&x, "ln1");
-    let qkv = lin(&h, B * T, D, 3 * D, "qkv", false, None);
+    let qkv = lin(&h, B * T, D, 3 * D, "qkv", Activation::None, None);
     let att = run_op(Op::Attention { heads: HEADS, scale: 1.0 / ((D / HEADS) as f32).sqrt() }, &[input("qkv", &[B, T, 3 * D], &qkv)]);
-    let x1 = lin(&att, B * T, D, D, "proj", false, Some(&x));
+    let x1 = lin(&att, B * T, D, D, "proj", Activation::None, Some(&x));
     let h2 = ln(&x1, "ln2");
-    let m = lin(&h2, B * T, D, MLP, "fc1", true, None);
-    let step_by_step = lin(&m, B * T, MLP, D, "fc2", false, Some(&x1));
+    let m = lin(&h2, B * T, D, MLP, "fc1", Activation::Gelu, None);
+    let step_by_step = lin(&m, B * T, MLP, D, "fc2", Activation::None, Some(&x1));
     assert_eq!(out[0].data, step_by_step, "the compiled graph and its ops run one by one differ");
 
     // And the f64 reference end to end.
     let rh = r::layer_norm(&x, B * T, D, &wd["ln1.weight"], &wd["ln1.bias"], 1e-6);
-    let rq = r::matmul(&rh, &wd["qkv.weight"], B * T, D, 3 * D, Some(&wd["qkv.bias"]), false, None);
+    let rq = r::matmul(&rh, &wd["qkv.weight"], B * T, D, 3 * D, Some(&wd["qkv.bias"]), Activation::None, None);
     let ra = r::attention(&rq, B, T, HEADS, D / HEADS, 1.0 / ((D / HEADS) as f32).sqrt());
-    let rx1 = r::matmul(&ra, &wd["proj.weight"], B * T, D, D, Some(&wd["proj.bias"]), false, Some(&x));
+    let rx1 = r::matmul(&ra, &wd["proj.weight"], B * T, D, D, Some(&wd["proj.bias"]), Activation::None, Some(&x));
     let rh2 = r::layer_norm(&rx1, B * T, D, &wd["ln2.weight"], &wd["ln2.bias"], 1e-6);
-    let rm = r::matmul(&rh2, &wd["fc1.weight"], B * T, D, MLP, Some(&wd["fc1.bias"]), true, None);
-    let rout = r::matmul(&rm, &wd["fc2.weight"], B * T, MLP, D, Some(&wd["fc2.bias"]), false, Some(&rx1));
+    let rm = r::matmul(&rh2, &wd["fc1.weight"], B * T, D, MLP, Some(&wd["fc1.bias"]), Activation::Gelu, None);
+    let rout = r::matmul(&rm, &wd["fc2.weight"], B * T, MLP, D, Some(&wd["fc2.bias"]), Activation::None, Some(&rx1));
     assert_close("block vs f64 reference", &out[0].data, &rout, 1e-4, 1e-4);
     assert_close("cls token", &out[1].data, &r::slice_tokens(&rout, B, T, D, 0, 1), 1e-4, 1e-4);
 }
@@ -131,12 +131,12 @@ fn arena_is_smaller_than_the_sum_of_intermediates() {
     for layer in 1..12 {
         let n = |s: &str| format!("l{layer}.{s}");
         let h = g.layer_norm(&n("ln1"), x, ids["ln1.weight"], ids["ln1.bias"], 1e-6).unwrap();
-        let qkv = g.matmul(&n("qkv"), h, ids["qkv.weight"], Some(ids["qkv.bias"]), false, None).unwrap();
+        let qkv = g.matmul(&n("qkv"), h, ids["qkv.weight"], Some(ids["qkv.bias"]), Activation::None, None).unwrap();
         let att = g.attention(&n("attention"), qkv, HEADS, 0.25).unwrap();
-        let x1 = g.matmul(&n("proj"), att, ids["proj.weight"], Some(ids["proj.bias"]), false, Some(x)).unwrap();
+        let x1 = g.matmul(&n("proj"), att, ids["proj.weight"], Some(ids["proj.bias"]), Activation::None, Some(x)).unwrap();
         let h2 = g.layer_norm(&n("ln2"), x1, ids["ln2.weight"], ids["ln2.bias"], 1e-6).unwrap();
-        let m = g.matmul(&n("fc1"), h2, ids["fc1.weight"], Some(ids["fc1.bias"]), true, None).unwrap();
-        x = g.matmul(&n("fc2"), m, ids["fc2.weight"], Some(ids["fc2.bias"]), false, Some(x1)).unwrap();
+        let m = g.matmul(&n("fc1"), h2, ids["fc1.weight"], Some(ids["fc1.bias"]), Activation::Gelu, None).unwrap();
+        x = g.matmul(&n("fc2"), m, ids["fc2.weight"], Some(ids["fc2.bias"]), Activation::None, Some(x1)).unwrap();
     }
     g.output(x);
     let w = upload(&random_weights(&shapes, 3), &shapes);
@@ -229,7 +229,7 @@ fn shape_mismatch_names_op_and_tensor() {
     let mut g = Graph::new();
     let a = g.input("a", &[5, 7]);
     let b = g.weight("w", &[8, 3]);
-    let e = g.matmul("proj", a, b, None, false, None).unwrap_err();
+    let e = g.matmul("proj", a, b, None, Activation::None, None).unwrap_err();
     assert_eq!(e.kind(), "shape");
     let msg = e.to_string();
     assert!(msg.contains("proj") && msg.contains("`w`") && msg.contains("[8, 3]") && msg.contains("[7, N]"), "{msg}");

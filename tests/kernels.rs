@@ -10,12 +10,12 @@
 mod common;
 use common::*;
 use tessera::reference::{self as r, Rng};
-use tessera::Op;
+use tessera::{Activation, Op};
 
 const ATOL: f32 = 1e-5;
 const RTOL: f32 = 1e-4;
 
-fn check_matmul(m: usize, k: usize, n: usize, bias: bool, gelu: bool, residual: bool, seed: u64) {
+fn check_matmul(m: usize, k: usize, n: usize, bias: bool, act: Activation, residual: bool, seed: u64) {
     let mut rng = Rng::new(seed);
     let a = rng.vec(m * k, 1.0);
     let b = rng.vec(k * n, 1.0 / (k as f32).sqrt());
@@ -28,9 +28,9 @@ fn check_matmul(m: usize, k: usize, n: usize, bias: bool, gelu: bool, residual: 
     if residual {
         args.push(input("residual", &[m, n], &rv));
     }
-    let got = run_op(Op::MatMul { bias, gelu, residual }, &args);
-    let want = r::matmul(&a, &b, m, k, n, bias.then_some(&bv[..]), gelu, residual.then_some(&rv[..]));
-    assert_close(&format!("matmul {m}x{k}x{n} bias={bias} gelu={gelu} residual={residual}"), &got, &want, ATOL, RTOL);
+    let got = run_op(Op::MatMul { bias, act, residual }, &args);
+    let want = r::matmul(&a, &b, m, k, n, bias.then_some(&bv[..]), act, residual.then_some(&rv[..]));
+    assert_close(&format!("matmul {m}x{k}x{n} bias={bias} act={act:?} residual={residual}"), &got, &want, ATOL, RTOL);
 }
 
 #[test]
@@ -38,7 +38,7 @@ fn matmul_plain_over_many_shapes() {
     let mut seed = 1;
     for m in [1, 7, 101, 197, 394] {
         for (k, n) in [(33, 65), (64, 96), (75, 19), (3, 5), (192, 200)] {
-            check_matmul(m, k, n, false, false, false, seed);
+            check_matmul(m, k, n, false, Activation::None, false, seed);
             seed += 1;
         }
     }
@@ -48,9 +48,11 @@ fn matmul_plain_over_many_shapes() {
 fn matmul_epilogues() {
     let mut seed = 100;
     for (m, k, n) in [(197, 64, 96), (101, 33, 65), (7, 128, 36)] {
-        for flags in 1..8 {
-            check_matmul(m, k, n, flags & 1 != 0, flags & 2 != 0, flags & 4 != 0, seed);
-            seed += 1;
+        for act in [Activation::None, Activation::Gelu, Activation::Tanh] {
+            for flags in 0..4 {
+                check_matmul(m, k, n, flags & 1 != 0, act, flags & 2 != 0, seed);
+                seed += 1;
+            }
         }
     }
 }
@@ -58,9 +60,9 @@ fn matmul_epilogues() {
 #[test]
 fn matmul_vit_block_widths() {
     // The shapes of a ViT-S block at 197 tokens (vec4 path, K and N multiples of 4).
-    check_matmul(197, 384, 1152, true, false, false, 7);
-    check_matmul(197, 384, 1536, true, true, false, 8);
-    check_matmul(197, 1536, 384, true, false, true, 9);
+    check_matmul(197, 384, 1152, true, Activation::None, false, 7);
+    check_matmul(197, 384, 1536, true, Activation::Gelu, false, 8);
+    check_matmul(197, 1536, 384, true, Activation::None, true, 9);
 }
 
 #[test]
@@ -70,8 +72,8 @@ fn matmul_batched_leading_dims() {
     let mut rng = Rng::new(5);
     let a = rng.vec(b * t * k, 1.0);
     let w = rng.vec(k * n, 0.2);
-    let got = run_op(Op::MatMul { bias: false, gelu: false, residual: false }, &[input("a", &[b, t, k], &a), weight("w", &[k, n], &w)]);
-    assert_close("matmul (3, 17, 24) x (24, 40)", &got, &r::matmul(&a, &w, b * t, k, n, None, false, None), ATOL, RTOL);
+    let got = run_op(Op::MatMul { bias: false, act: Activation::None, residual: false }, &[input("a", &[b, t, k], &a), weight("w", &[k, n], &w)]);
+    assert_close("matmul (3, 17, 24) x (24, 40)", &got, &r::matmul(&a, &w, b * t, k, n, None, Activation::None, None), ATOL, RTOL);
 }
 
 #[test]
@@ -79,7 +81,7 @@ fn gelu_matches_erf_form_across_range() {
     // One column, identity weight: the epilogue alone, over [-10, 10].
     let m = 2001;
     let a: Vec<f32> = (0..m).map(|i| -10.0 + 20.0 * i as f32 / (m - 1) as f32).collect();
-    let got = run_op(Op::MatMul { bias: false, gelu: true, residual: false }, &[input("a", &[m, 1], &a), weight("one", &[1, 1], &[1.0])]);
+    let got = run_op(Op::MatMul { bias: false, act: Activation::Gelu, residual: false }, &[input("a", &[m, 1], &a), weight("one", &[1, 1], &[1.0])]);
     let want: Vec<f32> = a.iter().map(|&x| r::gelu(x as f64) as f32).collect();
     assert_close("gelu over [-10, 10]", &got, &want, 1e-6, 1e-5);
 }

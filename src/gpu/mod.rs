@@ -290,7 +290,11 @@ fn backend_rank(b: wgpu::Backend) -> u32 {
 
 #[cfg(not(target_arch = "wasm32"))]
 async fn pick_adapter(instance: &wgpu::Instance, opts: &GpuOptions) -> Result<wgpu::Adapter> {
-    let adapters = instance.enumerate_adapters(opts.backends.unwrap_or(wgpu::Backends::all())).await;
+    // Native APIs first; GL only where none of them has an adapter (or when asked for).
+    let mut adapters = instance.enumerate_adapters(opts.backends.unwrap_or(wgpu::Backends::PRIMARY)).await;
+    if adapters.is_empty() && opts.backends.is_none() {
+        adapters = instance.enumerate_adapters(wgpu::Backends::SECONDARY).await;
+    }
     let seen: Vec<String> =
         adapters.iter().map(|a| format!("{} ({:?})", a.get_info().name, a.get_info().backend)).collect();
     let wanted = opts.adapter_name.as_ref().map(|n| n.to_lowercase());

@@ -3,7 +3,7 @@
 //! checks everything again (cycles, dangling tensors, shapes).
 
 use crate::error::Result;
-use crate::ops::Op;
+use crate::ops::{Activation, Op};
 
 /// A tensor of a [`Graph`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -181,20 +181,20 @@ impl Graph {
 
     // Builders for the ops, each checking shapes as it adds the node.
 
-    /// `a (.., K) x b (K, N) [+ bias (N)] [GELU] [+ residual (.., N)]`.
+    /// `a (.., K) x b (K, N) [+ bias (N)] [activation] [+ residual (.., N)]`.
     pub fn matmul(
         &mut self,
         name: &str,
         a: TensorId,
         b: TensorId,
         bias: Option<TensorId>,
-        gelu: bool,
+        act: Activation,
         residual: Option<TensorId>,
     ) -> Result<TensorId> {
         let mut inputs = vec![a, b];
         inputs.extend(bias);
         inputs.extend(residual);
-        self.op(name, Op::MatMul { bias: bias.is_some(), gelu, residual: residual.is_some() }, &inputs)
+        self.op(name, Op::MatMul { bias: bias.is_some(), act, residual: residual.is_some() }, &inputs)
     }
 
     /// Patch embedding of `image (B, C, H, W)` with `weight (C*p*p, D)`, `bias (D)`, optional

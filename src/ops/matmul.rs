@@ -1,7 +1,7 @@
 //! Tiled matrix multiply with a fused epilogue (bias, exact GELU, residual).
 
 use super::shader::{specialize, ShaderVariant};
-use super::{last, pad_params, rows_of, shape_err, Kernel};
+use super::{last, pad_params, rows_of, shape_err, Activation, Kernel};
 use crate::error::Result;
 use crate::graph::ir::{fmt_shape, TensorInfo};
 
@@ -29,7 +29,7 @@ pub(crate) fn output_shape(node: &str, inputs: &[&TensorInfo], bias: bool, resid
     Ok(out)
 }
 
-fn variant(vec4: bool, bias: bool, gelu: bool, residual: bool) -> ShaderVariant {
+fn variant(vec4: bool, bias: bool, act: Activation, residual: bool) -> ShaderVariant {
     let mut flags = Vec::new();
     if vec4 {
         flags.push("VEC4");
@@ -37,8 +37,10 @@ fn variant(vec4: bool, bias: bool, gelu: bool, residual: bool) -> ShaderVariant 
     if bias {
         flags.push("BIAS");
     }
-    if gelu {
-        flags.push("GELU");
+    match act {
+        Activation::None => {}
+        Activation::Gelu => flags.push("GELU"),
+        Activation::Tanh => flags.push("TANH"),
     }
     if residual {
         flags.push("RESIDUAL");
@@ -47,7 +49,7 @@ fn variant(vec4: bool, bias: bool, gelu: bool, residual: bool) -> ShaderVariant 
     specialize(&["matmul", "gemm"], &[("BM", bm), ("BN", bn), ("BK", bk), ("TM", tm)], &flags)
 }
 
-pub(crate) fn kernel(inputs: &[&TensorInfo], output: &TensorInfo, bias: bool, gelu: bool, residual: bool) -> Kernel {
+pub(crate) fn kernel(inputs: &[&TensorInfo], output: &TensorInfo, bias: bool, act: Activation, residual: bool) -> Kernel {
     let m = rows_of(&inputs[0].shape) as u64;
     let k = last(&inputs[0].shape) as u64;
     let n = last(&output.shape) as u64;
@@ -61,7 +63,7 @@ pub(crate) fn kernel(inputs: &[&TensorInfo], output: &TensorInfo, bias: bool, ge
         input_bindings.push(5);
     }
     Kernel {
-        shader: variant(vec4, bias, gelu, residual),
+        shader: variant(vec4, bias, act, residual),
         params: pad_params(vec![m as u32, n as u32, k as u32]),
         workgroups: [n.div_ceil(bn as u64) as u32, m.div_ceil(bm as u64) as u32, 1],
         input_bindings,
@@ -71,8 +73,10 @@ pub(crate) fn kernel(inputs: &[&TensorInfo], output: &TensorInfo, bias: bool, ge
 
 pub(crate) fn variants() -> Vec<ShaderVariant> {
     let mut v = Vec::new();
-    for i in 0..16 {
-        v.push(variant(i & 1 != 0, i & 2 != 0, i & 4 != 0, i & 8 != 0));
+    for act in [Activation::None, Activation::Gelu, Activation::Tanh] {
+        for i in 0..8 {
+            v.push(variant(i & 1 != 0, i & 2 != 0, act, i & 4 != 0));
+        }
     }
     v
 }

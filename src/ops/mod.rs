@@ -15,16 +15,27 @@ use crate::error::{Error, Result};
 use crate::graph::ir::{fmt_shape, DType, TensorInfo};
 pub use shader::ShaderVariant;
 
+/// Activation fused into a matmul epilogue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Activation {
+    /// Identity.
+    None,
+    /// Exact GELU, `0.5 x (1 + erf(x / sqrt 2))` (PyTorch's default `nn.GELU`).
+    Gelu,
+    /// `tanh` (the ViT / DeiT pooler).
+    Tanh,
+}
+
 /// An operation of the graph. Parameters that follow from input shapes are not stored.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Op {
-    /// `a (.., K) x b (K, N)` with optional bias, exact GELU and residual, in that order.
+    /// `a (.., K) x b (K, N)` with optional bias, activation and residual, in that order.
     /// Inputs: `a, b, [bias (N)], [residual (.., N)]`.
     MatMul {
         /// A bias input follows `b`.
         bias: bool,
-        /// Apply GELU (erf) after the bias.
-        gelu: bool,
+        /// Activation after the bias.
+        act: Activation,
         /// A residual input comes last, added after the activation.
         residual: bool,
     },
@@ -150,7 +161,7 @@ impl Op {
     /// The kernel for inputs already checked by [`Op::output_shape`].
     pub(crate) fn kernel(&self, inputs: &[&TensorInfo], output: &TensorInfo) -> Kernel {
         match self {
-            Op::MatMul { bias, gelu, residual } => matmul::kernel(inputs, output, *bias, *gelu, *residual),
+            Op::MatMul { bias, act, residual } => matmul::kernel(inputs, output, *bias, *act, *residual),
             Op::PatchEmbed { patch, prefix } => patch_embed::kernel(inputs, output, *patch, *prefix),
             Op::Attention { heads, scale } => attention::kernel(inputs, *heads, *scale),
             Op::LayerNorm { eps } => layernorm::kernel(inputs, *eps),

@@ -41,7 +41,7 @@ fn gemm_case(m: usize, k: usize, n: usize, label: &str) -> Case {
     let mut g = Graph::new();
     let a = g.input("a", &[m, k]);
     let b = g.weight("b", &[k, n]);
-    let c = g.matmul("gemm", a, b, None, false, None).expect("valid shape");
+    let c = g.matmul("gemm", a, b, None, tessera::Activation::None, None).expect("valid shape");
     g.output(c);
     Case {
         name: format!("gemm {label}"),
