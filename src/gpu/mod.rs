@@ -132,12 +132,7 @@ pub struct Gpu {
 impl Gpu {
     /// Opens the best adapter allowed by `opts`.
     pub async fn new(opts: &GpuOptions) -> Result<Arc<Gpu>> {
-        let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
-        if let Some(b) = opts.backends {
-            desc.backends = b;
-        }
-        let instance = wgpu::Instance::new(desc);
-        let adapter = pick_adapter(&instance, opts).await?;
+        let adapter = pick_adapter(opts).await?;
         Self::from_adapter(adapter).await
     }
 
@@ -288,12 +283,19 @@ fn backend_rank(b: wgpu::Backend) -> u32 {
     }
 }
 
+fn instance(backends: wgpu::Backends) -> wgpu::Instance {
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+    desc.backends = backends;
+    wgpu::Instance::new(desc)
+}
+
 #[cfg(not(target_arch = "wasm32"))]
-async fn pick_adapter(instance: &wgpu::Instance, opts: &GpuOptions) -> Result<wgpu::Adapter> {
+async fn pick_adapter(opts: &GpuOptions) -> Result<wgpu::Adapter> {
     // Native APIs first; GL only where none of them has an adapter (or when asked for).
-    let mut adapters = instance.enumerate_adapters(opts.backends.unwrap_or(wgpu::Backends::PRIMARY)).await;
+    let backends = opts.backends.unwrap_or(wgpu::Backends::PRIMARY);
+    let mut adapters = instance(backends).enumerate_adapters(backends).await;
     if adapters.is_empty() && opts.backends.is_none() {
-        adapters = instance.enumerate_adapters(wgpu::Backends::SECONDARY).await;
+        adapters = instance(wgpu::Backends::SECONDARY).enumerate_adapters(wgpu::Backends::SECONDARY).await;
     }
     let seen: Vec<String> =
         adapters.iter().map(|a| format!("{} ({:?})", a.get_info().name, a.get_info().backend)).collect();
@@ -328,7 +330,8 @@ async fn pick_adapter(instance: &wgpu::Instance, opts: &GpuOptions) -> Result<wg
 }
 
 #[cfg(target_arch = "wasm32")]
-async fn pick_adapter(instance: &wgpu::Instance, opts: &GpuOptions) -> Result<wgpu::Adapter> {
+async fn pick_adapter(opts: &GpuOptions) -> Result<wgpu::Adapter> {
+    let instance = instance(opts.backends.unwrap_or(wgpu::Backends::BROWSER_WEBGPU));
     let power_preference =
         if opts.low_power { wgpu::PowerPreference::LowPower } else { wgpu::PowerPreference::HighPerformance };
     instance
@@ -340,8 +343,7 @@ async fn pick_adapter(instance: &wgpu::Instance, opts: &GpuOptions) -> Result<wg
 /// Lists the adapters this machine offers (native only), as `name (backend, type)`.
 #[cfg(not(target_arch = "wasm32"))]
 pub fn list_adapters() -> Vec<String> {
-    let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
-    pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()))
+    pollster::block_on(instance(wgpu::Backends::all()).enumerate_adapters(wgpu::Backends::all()))
         .iter()
         .map(|a| {
             let i = a.get_info();
