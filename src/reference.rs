@@ -123,6 +123,37 @@ pub fn attention(qkv: &[f32], b: usize, t: usize, heads: usize, dh: usize, scale
     out
 }
 
+/// Attention probabilities of queries `0..queries` over keys `first_key..t`:
+/// `(b, heads, queries, t - first_key)`.
+#[allow(clippy::too_many_arguments)]
+pub fn attention_probs(
+    qkv: &[f32],
+    b: usize,
+    t: usize,
+    heads: usize,
+    dh: usize,
+    scale: f32,
+    queries: usize,
+    first_key: usize,
+) -> Vec<f32> {
+    let d = heads * dh;
+    let at = |bi: usize, ti: usize, part: usize, h: usize, e: usize| qkv[(bi * t + ti) * 3 * d + part * d + h * dh + e] as f64;
+    let mut out = Vec::with_capacity(b * heads * queries * (t - first_key));
+    for bi in 0..b {
+        for h in 0..heads {
+            for qi in 0..queries {
+                let s: Vec<f64> = (0..t)
+                    .map(|ki| (0..dh).map(|e| at(bi, qi, 0, h, e) * at(bi, ki, 1, h, e)).sum::<f64>() * scale as f64)
+                    .collect();
+                let mx = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                let sum: f64 = s.iter().map(|v| (v - mx).exp()).sum();
+                out.extend(s[first_key..].iter().map(|v| ((v - mx).exp() / sum) as f32));
+            }
+        }
+    }
+    out
+}
+
 /// Layer norm of `x (rows, cols)` over cols.
 pub fn layer_norm(x: &[f32], rows: usize, cols: usize, gamma: &[f32], beta: &[f32], eps: f32) -> Vec<f32> {
     let mut out = vec![0f32; rows * cols];

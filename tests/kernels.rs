@@ -126,6 +126,18 @@ fn attention_large_scores_stay_finite() {
 }
 
 #[test]
+fn attention_probabilities_of_the_cls_token() {
+    for (b, t, heads, dh, queries, first_key) in [(2, 17, 2, 16, 1, 1), (1, 197, 3, 64, 1, 2), (1, 50, 4, 8, 3, 0)] {
+        let mut rng = Rng::new(450 + t as u64);
+        let qkv = rng.vec(b * t * 3 * heads * dh, 1.0);
+        let scale = 1.0 / (dh as f32).sqrt();
+        let got = run_op(Op::AttentionProbs { heads, scale, queries, first_key }, &[input("qkv", &[b, t, 3 * heads * dh], &qkv)]);
+        let want = r::attention_probs(&qkv, b, t, heads, dh, scale, queries, first_key);
+        assert_close(&format!("attention_probs b={b} t={t} heads={heads} queries={queries} first_key={first_key}"), &got, &want, 1e-6, RTOL);
+    }
+}
+
+#[test]
 fn patch_embed_prefixes_and_patch_sizes() {
     // (batch, channels, height, width, patch, prefix, dim): 14-px patches and sizes that leave a
     // remainder (dropped, as a strided convolution does).

@@ -221,6 +221,19 @@ impl Graph {
         self.op(name, Op::Attention { heads, scale }, &[qkv])
     }
 
+    /// Attention probabilities of tokens `0..queries` over keys `first_key..T`.
+    pub fn attention_probs(
+        &mut self,
+        name: &str,
+        qkv: TensorId,
+        heads: usize,
+        scale: f32,
+        queries: usize,
+        first_key: usize,
+    ) -> Result<TensorId> {
+        self.op(name, Op::AttentionProbs { heads, scale, queries, first_key }, &[qkv])
+    }
+
     /// Layer norm over the last dimension.
     pub fn layer_norm(
         &mut self,

@@ -3,6 +3,7 @@
 //! shader.
 
 pub mod attention;
+pub mod attention_probs;
 pub mod elementwise;
 pub mod layernorm;
 pub mod matmul;
@@ -54,6 +55,18 @@ pub enum Op {
         /// Scale applied to scores, usually `1/sqrt(head_dim)`.
         scale: f32,
     },
+    /// Attention probabilities of the first `queries` tokens over keys `first_key..T`, from a
+    /// fused `qkv (B, T, 3*D)`, giving `(B, heads, queries, T - first_key)`.
+    AttentionProbs {
+        /// Number of heads.
+        heads: usize,
+        /// Score scale.
+        scale: f32,
+        /// Query tokens 0..queries (1: the CLS token).
+        queries: usize,
+        /// First key token kept in the output (the number of prefix tokens, for patch maps).
+        first_key: usize,
+    },
     /// Layer norm over the last dim. Inputs: `x, gamma, beta`.
     LayerNorm {
         /// Added to the variance.
@@ -103,6 +116,7 @@ impl Op {
             Op::MatMul { .. } => "matmul",
             Op::PatchEmbed { .. } => "patch_embed",
             Op::Attention { .. } => "attention",
+            Op::AttentionProbs { .. } => "attention_probs",
             Op::LayerNorm { .. } => "layernorm",
             Op::Softmax => "softmax",
             Op::Add => "add",
@@ -117,7 +131,7 @@ impl Op {
         match self {
             Op::MatMul { bias, residual, .. } => 2 + *bias as usize + *residual as usize,
             Op::PatchEmbed { prefix, .. } => 4 + (*prefix > 0) as usize,
-            Op::Attention { .. } | Op::Softmax | Op::SliceTokens { .. } | Op::MeanTokens { .. } => 1,
+            Op::Attention { .. } | Op::AttentionProbs { .. } | Op::Softmax | Op::SliceTokens { .. } | Op::MeanTokens { .. } => 1,
             Op::LayerNorm { .. } => 3,
             Op::Add | Op::MulRow | Op::Concat => 2,
         }
@@ -148,6 +162,9 @@ impl Op {
             Op::MatMul { bias, residual, .. } => matmul::output_shape(node, inputs, *bias, *residual),
             Op::PatchEmbed { patch, prefix } => patch_embed::output_shape(node, inputs, *patch, *prefix),
             Op::Attention { heads, scale } => attention::output_shape(node, inputs, *heads, *scale),
+            Op::AttentionProbs { heads, scale, queries, first_key } => {
+                attention_probs::output_shape(node, inputs, *heads, *scale, *queries, *first_key)
+            }
             Op::LayerNorm { eps } => layernorm::output_shape(node, inputs, *eps),
             Op::Softmax => Ok(inputs[0].shape.clone()),
             Op::Add | Op::MulRow => elementwise::output_shape(node, inputs, self),
@@ -164,6 +181,9 @@ impl Op {
             Op::MatMul { bias, act, residual } => matmul::kernel(inputs, output, *bias, *act, *residual),
             Op::PatchEmbed { patch, prefix } => patch_embed::kernel(inputs, output, *patch, *prefix),
             Op::Attention { heads, scale } => attention::kernel(inputs, *heads, *scale),
+            Op::AttentionProbs { heads, scale, queries, first_key } => {
+                attention_probs::kernel(inputs, *heads, *scale, *queries, *first_key)
+            }
             Op::LayerNorm { eps } => layernorm::kernel(inputs, *eps),
             Op::Softmax => softmax::kernel(inputs),
             Op::Add | Op::MulRow => elementwise::kernel(inputs, self),
@@ -181,6 +201,7 @@ pub fn all_shader_variants() -> Vec<ShaderVariant> {
     v.extend(matmul::variants());
     v.extend(patch_embed::variants());
     v.extend(attention::variants());
+    v.extend(attention_probs::variants());
     v.extend(layernorm::variants());
     v.extend(softmax::variants());
     v.extend(elementwise::variants());

@@ -1,0 +1,45 @@
+// Attention probabilities of the first QUERIES query tokens, for inspection (e.g. CLS attention
+// maps): softmax(q k^T * scale) over all keys, written from key `first_key` on.
+//   qkv (B, T, 3*H*DH)  as for attention.wgsl
+//   out (B, H, QUERIES, T - first_key)
+// One workgroup of WG invocations per (query, head, batch); scores are recomputed per pass
+// instead of stored, since T is small next to the model's work.
+struct Params { tokens: u32, heads: u32, scale: f32, first_key: u32, queries: u32, head_dim: u32, _pad0: u32, _pad1: u32 }
+@group(0) @binding(0) var<uniform> P: Params;
+@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+@group(0) @binding(2) var<storage, read_write> qkv: array<f32>;
+
+fn score(base: u32, q_off: u32, key: u32) -> f32 {
+    let dim = P.heads * P.head_dim;
+    let k_off = base + key * 3u * dim + dim;
+    var dot = 0.0;
+    for (var d = 0u; d < P.head_dim; d++) {
+        dot = fma(qkv[q_off + d], qkv[k_off + d], dot);
+    }
+    return dot * P.scale;
+}
+
+@compute @workgroup_size(WG, 1, 1)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let query = wid.x;
+    let h = wid.y;
+    let b = wid.z;
+    let dim = P.heads * P.head_dim;
+    let base = b * P.tokens * 3u * dim + h * P.head_dim;
+    let q_off = base + query * 3u * dim;
+    var mx = -3.0e38;
+    for (var key = lid; key < P.tokens; key += WG) {
+        mx = max(mx, score(base, q_off, key));
+    }
+    mx = reduce_max(mx, lid);
+    var sum = 0.0;
+    for (var key = lid; key < P.tokens; key += WG) {
+        sum += exp(score(base, q_off, key) - mx);
+    }
+    let inv = 1.0 / reduce_sum(sum, lid);
+    let width = P.tokens - P.first_key;
+    let o = ((b * P.heads + h) * P.queries + query) * width;
+    for (var key = P.first_key + lid; key < P.tokens; key += WG) {
+        out[o + key - P.first_key] = exp(score(base, q_off, key) - mx) * inv;
+    }
+}
