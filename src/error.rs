@@ -99,6 +99,24 @@ pub enum Error {
         problem: String,
     },
 
+    /// A model file (config, weights, preprocessor config) is unreadable, malformed or unsupported.
+    #[error("{file}: {problem}")]
+    Model {
+        /// The file (or checkpoint) concerned.
+        file: String,
+        /// What is wrong.
+        problem: String,
+    },
+
+    /// An image cannot be decoded or is unusable.
+    #[error("{file}: {problem}")]
+    Image {
+        /// The image file.
+        file: String,
+        /// What is wrong.
+        problem: String,
+    },
+
     /// The GPU reported an error (validation, out of memory, device lost).
     #[error("GPU error{context}: {message}")]
     Gpu {
@@ -110,6 +128,14 @@ pub enum Error {
 }
 
 impl Error {
+    pub(crate) fn model(file: impl Into<String>, problem: impl Into<String>) -> Self {
+        Error::Model { file: file.into(), problem: problem.into() }
+    }
+
+    pub(crate) fn image(file: impl Into<String>, problem: impl Into<String>) -> Self {
+        Error::Image { file: file.into(), problem: problem.into() }
+    }
+
     pub(crate) fn gpu(context: impl Into<String>, message: impl std::fmt::Display) -> Self {
         let context = context.into();
         Error::Gpu {
@@ -130,6 +156,8 @@ impl Error {
             Error::LimitExceeded { .. } => "limit_exceeded",
             Error::Weight { .. } => "weight",
             Error::Input { .. } => "input",
+            Error::Model { .. } => "model",
+            Error::Image { .. } => "image",
             Error::Gpu { .. } => "gpu",
         }
     }

@@ -10,6 +10,7 @@
 pub mod error;
 pub mod gpu;
 pub mod graph;
+pub mod model;
 pub mod ops;
 pub mod reference;
 
@@ -17,6 +18,7 @@ pub use error::{Error, Result};
 pub use gpu::{AdapterReport, Gpu, GpuOptions};
 pub use graph::exec::{CompileOptions, Executable, HostTensor, OpTiming, PlanReport, Profile, Weights};
 pub use graph::ir::{DType, Graph, Node, TensorId, TensorInfo, TensorKind};
+pub use model::{Checkpoint, Model, ModelOutput, RunOptions};
 pub use graph::plan::{plan_memory, Interval, MemoryPlan};
 pub use ops::{Activation, Op};
 pub use wgpu;

@@ -1,0 +1,121 @@
+//! A checkpoint as the hub lays it out: `config.json`, `model.safetensors` (f32, f16 or bf16) and
+//! `preprocessor_config.json`. The weights file is read once and its header validated before any
+//! tensor is touched; tensors are converted to f32 one at a time as the model uploads them.
+
+use super::config::ModelConfig;
+use super::preprocess::PreprocessorConfig;
+use crate::error::{Error, Result};
+use safetensors::tensor::{Metadata, SafeTensors};
+use safetensors::Dtype;
+
+/// A loaded (not yet uploaded) checkpoint.
+pub struct Checkpoint {
+    /// Where it came from (a folder, a hub id, `embedded`), for messages.
+    pub source: String,
+    /// The model config.
+    pub config: ModelConfig,
+    /// The preprocessing config (defaults where the file is absent).
+    pub preprocessor: PreprocessorConfig,
+    weights_name: String,
+    bytes: Vec<u8>,
+    data_start: usize,
+    metadata: Metadata,
+}
+
+impl Checkpoint {
+    /// From the three files' contents. `source` names the checkpoint in errors.
+    pub fn from_bytes(source: &str, config: &[u8], weights: Vec<u8>, preprocessor: Option<&[u8]>) -> Result<Self> {
+        let config_name = format!("{source}/config.json");
+        let weights_name = format!("{source}/model.safetensors");
+        let config = ModelConfig::parse(config, &config_name)?;
+        let preprocessor = match preprocessor {
+            Some(p) => PreprocessorConfig::parse(p, &format!("{source}/preprocessor_config.json"))?,
+            None => PreprocessorConfig::default_for(&config),
+        };
+        let (header, metadata) = SafeTensors::read_metadata(&weights)
+            .map_err(|e| Error::model(&weights_name, format!("not a valid safetensors file: {e}")))?;
+        let data_start = 8 + header;
+        let data_len = weights.len().saturating_sub(data_start);
+        if metadata.data_len() != data_len {
+            return Err(Error::model(
+                &weights_name,
+                format!(
+                    "the header describes {} bytes of tensor data but the file holds {data_len} (truncated or corrupt)",
+                    metadata.data_len()
+                ),
+            ));
+        }
+        Ok(Checkpoint { source: source.into(), config, preprocessor, weights_name, bytes: weights, data_start, metadata })
+    }
+
+    /// From a folder holding the three files (`preprocessor_config.json` is optional).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn from_dir(dir: &std::path::Path) -> Result<Self> {
+        let source = dir.display().to_string();
+        let read = |name: &str| -> Result<Vec<u8>> {
+            let p = dir.join(name);
+            std::fs::read(&p).map_err(|e| Error::model(p.display().to_string(), format!("cannot read: {e}")))
+        };
+        let config = read("config.json")?;
+        let weights = read("model.safetensors")?;
+        let pre = dir.join("preprocessor_config.json");
+        let pre = if pre.exists() { Some(read("preprocessor_config.json")?) } else { None };
+        Self::from_bytes(&source, &config, weights, pre.as_deref())
+    }
+
+    /// Names of all tensors in the weights file.
+    pub fn tensor_names(&self) -> Vec<String> {
+        self.metadata.offset_keys()
+    }
+
+    /// Whether the weights file has this tensor.
+    pub fn has(&self, name: &str) -> bool {
+        self.metadata.info(name).is_some()
+    }
+
+    /// A tensor's shape as stored.
+    pub fn tensor_shape(&self, name: &str) -> Option<Vec<usize>> {
+        self.metadata.info(name).map(|i| i.shape.clone())
+    }
+
+    /// The weights file's name, for messages.
+    pub fn weights_name(&self) -> &str {
+        &self.weights_name
+    }
+
+    /// One tensor as f32, checked against the shape the model needs.
+    pub fn tensor(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
+        let info = self
+            .metadata
+            .info(name)
+            .ok_or_else(|| Error::model(&self.weights_name, format!("tensor `{name}` is missing")))?;
+        let want: usize = shape.iter().product();
+        let got: usize = info.shape.iter().product();
+        if got != want || info.shape.iter().filter(|&&d| d != 1).ne(shape.iter().filter(|&&d| d != 1)) {
+            return Err(Error::model(
+                &self.weights_name,
+                format!("tensor `{name}` has shape {:?}, the config implies {:?}", info.shape, shape),
+            ));
+        }
+        let (s, e) = info.data_offsets;
+        let raw = &self.bytes[self.data_start + s..self.data_start + e];
+        let values: Vec<f32> = match info.dtype {
+            Dtype::F32 => raw.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
+            Dtype::F16 => raw.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
+            Dtype::BF16 => raw.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
+            other => {
+                return Err(Error::model(
+                    &self.weights_name,
+                    format!("tensor `{name}` has dtype {other:?} (supported: F32, F16, BF16)"),
+                ));
+            }
+        };
+        if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+            return Err(Error::model(
+                &self.weights_name,
+                format!("tensor `{name}` holds a non-finite value ({}) at index {i}", values[i]),
+            ));
+        }
+        Ok(values)
+    }
+}

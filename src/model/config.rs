@@ -1,0 +1,243 @@
+//! `config.json` as the hub writes it for ViT, DeiT and DINOv2, reduced to what the engine needs
+//! and validated. Mirrors `transformers`' `ViTConfig`, `DeiTConfig` and `Dinov2Config`
+//! (models/{vit,deit,dinov2}/configuration_*.py); unknown keys are ignored.
+
+use crate::error::{Error, Result};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+/// Which `transformers` family the checkpoint belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Family {
+    /// `model_type: "vit"`.
+    Vit,
+    /// `model_type: "deit"` (class + distillation tokens).
+    Deit,
+    /// `model_type: "dinov2"` (layer scale, always-interpolated position embeddings).
+    Dinov2,
+}
+
+/// The head on top of the encoder.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Head {
+    /// Base model (`ViTModel`, `DeiTModel`, `Dinov2Model`): no logits.
+    None,
+    /// A linear classifier on the CLS token (`ViTForImageClassification`, `DeiTForImageClassification`).
+    Cls,
+    /// Class and distillation heads averaged (`DeiTForImageClassificationWithTeacher`).
+    ClsDistilled,
+    /// A linear classifier on CLS concatenated with the mean patch token (`Dinov2ForImageClassification`).
+    ClsMeanPatch,
+}
+
+/// The model's shape and options, validated.
+#[derive(Clone, Debug)]
+pub struct ModelConfig {
+    /// Family.
+    pub family: Family,
+    /// Head, from `architectures` (or from the weights when absent).
+    pub head: Option<Head>,
+    /// `architectures[0]`, when given.
+    pub architecture: Option<String>,
+    /// Model width D.
+    pub hidden_size: usize,
+    /// Encoder layers.
+    pub num_layers: usize,
+    /// Attention heads.
+    pub num_heads: usize,
+    /// MLP width.
+    pub intermediate_size: usize,
+    /// Training resolution (height, width).
+    pub image_size: (usize, usize),
+    /// Patch size.
+    pub patch_size: usize,
+    /// Input channels.
+    pub num_channels: usize,
+    /// Layer norm epsilon.
+    pub layer_norm_eps: f32,
+    /// Whether query/key/value have biases.
+    pub qkv_bias: bool,
+    /// Class names by index (`id2label`); empty for base models.
+    pub labels: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Size {
+    One(usize),
+    Two([usize; 2]),
+}
+
+#[derive(Deserialize)]
+struct Raw {
+    model_type: Option<String>,
+    architectures: Option<Vec<String>>,
+    hidden_size: Option<usize>,
+    num_hidden_layers: Option<usize>,
+    num_attention_heads: Option<usize>,
+    intermediate_size: Option<usize>,
+    mlp_ratio: Option<f64>,
+    image_size: Option<Size>,
+    patch_size: Option<Size>,
+    num_channels: Option<usize>,
+    layer_norm_eps: Option<f64>,
+    qkv_bias: Option<bool>,
+    hidden_act: Option<String>,
+    use_swiglu_ffn: Option<bool>,
+    id2label: Option<BTreeMap<String, String>>,
+    num_labels: Option<usize>,
+}
+
+/// Limits on config values: far above any published ViT, low enough that nothing overflows.
+const MAX_HIDDEN: usize = 16384;
+const MAX_LAYERS: usize = 512;
+const MAX_MLP: usize = 131072;
+const MAX_IMAGE: usize = 16384;
+const MAX_LABELS: usize = 1 << 20;
+
+impl ModelConfig {
+    /// Parses and validates `config.json`; `file` names it in errors.
+    pub fn parse(json: &[u8], file: &str) -> Result<Self> {
+        let raw: Raw =
+            serde_json::from_slice(json).map_err(|e| Error::model(file, format!("not a valid config.json: {e}")))?;
+        let bad = |p: String| Error::model(file, p);
+        let family = match raw.model_type.as_deref() {
+            Some("vit") => Family::Vit,
+            Some("deit") => Family::Deit,
+            Some("dinov2") => Family::Dinov2,
+            Some(other) => {
+                return Err(bad(format!("model_type `{other}` is not supported (supported: vit, deit, dinov2)")));
+            }
+            None => return Err(bad("no `model_type` (expected vit, deit or dinov2)".into())),
+        };
+        let architecture = raw.architectures.as_ref().and_then(|a| a.first().cloned());
+        let head = match architecture.as_deref() {
+            None => None,
+            Some("ViTModel" | "DeiTModel" | "Dinov2Model") => Some(Head::None),
+            Some("ViTForImageClassification" | "DeiTForImageClassification") => Some(Head::Cls),
+            Some("DeiTForImageClassificationWithTeacher") => Some(Head::ClsDistilled),
+            Some("Dinov2ForImageClassification") => Some(Head::ClsMeanPatch),
+            Some(other) => {
+                return Err(bad(format!(
+                    "architecture `{other}` is not supported (supported: ViTModel, ViTForImageClassification, \
+                     DeiTModel, DeiTForImageClassification, DeiTForImageClassificationWithTeacher, \
+                     Dinov2Model, Dinov2ForImageClassification)"
+                )));
+            }
+        };
+        let need = |v: Option<usize>, key: &str, max: usize| -> Result<usize> {
+            match v {
+                None => Err(bad(format!("`{key}` is missing"))),
+                Some(0) => Err(bad(format!("`{key}` is 0"))),
+                Some(n) if n > max => Err(bad(format!("`{key}` = {n} is over the supported maximum {max}"))),
+                Some(n) => Ok(n),
+            }
+        };
+        let hidden_size = need(raw.hidden_size, "hidden_size", MAX_HIDDEN)?;
+        let num_layers = need(raw.num_hidden_layers, "num_hidden_layers", MAX_LAYERS)?;
+        let num_heads = need(raw.num_attention_heads, "num_attention_heads", hidden_size)?;
+        if hidden_size % num_heads != 0 {
+            return Err(bad(format!("hidden_size {hidden_size} is not divisible by num_attention_heads {num_heads}")));
+        }
+        let head_dim = hidden_size / num_heads;
+        if head_dim > crate::ops::attention::MAX_HEAD_DIM {
+            return Err(bad(format!(
+                "head dim {head_dim} is over the supported maximum {}",
+                crate::ops::attention::MAX_HEAD_DIM
+            )));
+        }
+        let intermediate_size = match family {
+            Family::Dinov2 => {
+                let ratio = raw.mlp_ratio.unwrap_or(4.0);
+                if !(ratio.is_finite() && ratio > 0.0 && ratio * hidden_size as f64 <= MAX_MLP as f64) {
+                    return Err(bad(format!("`mlp_ratio` {ratio} is not usable")));
+                }
+                (hidden_size as f64 * ratio) as usize
+            }
+            _ => need(raw.intermediate_size, "intermediate_size", MAX_MLP)?,
+        };
+        let size = |s: Option<Size>, key: &str, default: Option<usize>| -> Result<(usize, usize)> {
+            let (h, w) = match s {
+                Some(Size::One(n)) => (n, n),
+                Some(Size::Two([h, w])) => (h, w),
+                None => match default {
+                    Some(d) => (d, d),
+                    None => return Err(bad(format!("`{key}` is missing"))),
+                },
+            };
+            if h == 0 || w == 0 || h > MAX_IMAGE || w > MAX_IMAGE {
+                return Err(bad(format!("`{key}` {h}x{w} is out of range (1..={MAX_IMAGE})")));
+            }
+            Ok((h, w))
+        };
+        let image_size = size(raw.image_size, "image_size", None)?;
+        let (ph, pw) = size(raw.patch_size, "patch_size", None)?;
+        if ph != pw {
+            return Err(bad(format!("non-square patches {ph}x{pw} are not supported")));
+        }
+        if ph > image_size.0 || ph > image_size.1 {
+            return Err(bad(format!(
+                "patch_size {ph} is larger than the image_size {}x{}",
+                image_size.0, image_size.1
+            )));
+        }
+        let num_channels = raw.num_channels.unwrap_or(3);
+        if num_channels == 0 || num_channels > 16 {
+            return Err(bad(format!("`num_channels` = {num_channels} is out of range (1..=16)")));
+        }
+        let eps = raw.layer_norm_eps.unwrap_or(1e-12);
+        if !(eps.is_finite() && (0.0..1.0).contains(&eps)) {
+            return Err(bad(format!("`layer_norm_eps` = {eps} is out of range")));
+        }
+        match raw.hidden_act.as_deref() {
+            None | Some("gelu") => {}
+            Some(other) => return Err(bad(format!("hidden_act `{other}` is not supported (supported: gelu)"))),
+        }
+        if raw.use_swiglu_ffn == Some(true) {
+            return Err(bad("`use_swiglu_ffn: true` (SwiGLU MLP) is not supported".into()));
+        }
+        let labels = match raw.id2label {
+            Some(map) if !map.is_empty() => {
+                let n = map.len();
+                if n > MAX_LABELS {
+                    return Err(bad(format!("id2label has {n} entries, over {MAX_LABELS}")));
+                }
+                let mut labels: Vec<String> = (0..n).map(|i| format!("LABEL_{i}")).collect();
+                for (k, v) in map {
+                    let i: usize = k.parse().map_err(|_| bad(format!("id2label key `{k}` is not an integer")))?;
+                    if i >= n {
+                        return Err(bad(format!("id2label key {i} is not below the number of labels {n}")));
+                    }
+                    labels[i] = v;
+                }
+                labels
+            }
+            _ => (0..raw.num_labels.unwrap_or(0).min(MAX_LABELS)).map(|i| format!("LABEL_{i}")).collect(),
+        };
+        Ok(ModelConfig {
+            family,
+            head,
+            architecture,
+            hidden_size,
+            num_layers,
+            num_heads,
+            intermediate_size,
+            image_size,
+            patch_size: ph,
+            num_channels,
+            layer_norm_eps: eps as f32,
+            qkv_bias: raw.qkv_bias.unwrap_or(true),
+            labels,
+        })
+    }
+
+    /// Prefix tokens before the patches: CLS, and the distillation token for DeiT.
+    pub fn prefix_tokens(&self) -> usize {
+        if self.family == Family::Deit { 2 } else { 1 }
+    }
+
+    /// Head dim.
+    pub fn head_dim(&self) -> usize {
+        self.hidden_size / self.num_heads
+    }
+}

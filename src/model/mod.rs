@@ -1,0 +1,13 @@
+//! Hugging Face ViT, DeiT and DINOv2 checkpoints on the engine: config, weights, preprocessing
+//! and one graph builder for all three families.
+
+pub mod checkpoint;
+pub mod config;
+pub mod interp;
+pub mod preprocess;
+pub mod vit;
+
+pub use checkpoint::Checkpoint;
+pub use config::{Family, Head, ModelConfig};
+pub use preprocess::{decode_image, PreprocessorConfig};
+pub use vit::{Model, ModelOutput, RunOptions, TopK};

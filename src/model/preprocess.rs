@@ -1,0 +1,439 @@
+//! Image preprocessing as `transformers`' image processors do it (PIL backend): convert to RGB,
+//! resize with PIL's resampling filters (same fixed-point arithmetic, 8-bit intermediate between
+//! the horizontal and vertical pass), center crop, rescale, normalize. Decoding uses the `image`
+//! crate with size limits checked before any pixel buffer is allocated; EXIF orientation is
+//! applied as `transformers.image_utils.load_image` does.
+
+use super::config::ModelConfig;
+use crate::error::{Error, Result};
+use serde::Deserialize;
+
+/// Largest decoded image side accepted.
+pub const MAX_IMAGE_SIDE: u32 = 16384;
+/// Largest decoded image, in bytes.
+pub const MAX_IMAGE_BYTES: u64 = 512 << 20;
+
+/// PIL's resampling filters (the integer codes in `preprocessor_config.json`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Resample {
+    /// 1
+    Lanczos,
+    /// 2
+    Bilinear,
+    /// 3
+    Bicubic,
+    /// 4
+    Box,
+    /// 5
+    Hamming,
+}
+
+impl Resample {
+    fn support(self) -> f64 {
+        match self {
+            Resample::Box => 0.5,
+            Resample::Bilinear | Resample::Hamming => 1.0,
+            Resample::Bicubic => 2.0,
+            Resample::Lanczos => 3.0,
+        }
+    }
+
+    fn weight(self, x: f64) -> f64 {
+        let x = x.abs();
+        match self {
+            Resample::Box => {
+                if x <= 0.5 {
+                    1.0
+                } else {
+                    0.0
+                }
+            }
+            Resample::Bilinear => (1.0 - x).max(0.0),
+            Resample::Hamming => {
+                if x >= 1.0 {
+                    0.0
+                } else if x == 0.0 {
+                    1.0
+                } else {
+                    let px = x * std::f64::consts::PI;
+                    (px.sin() / px) * (0.54 + 0.46 * px.cos())
+                }
+            }
+            Resample::Bicubic => {
+                const A: f64 = -0.5;
+                if x < 1.0 {
+                    ((A + 2.0) * x - (A + 3.0)) * x * x + 1.0
+                } else if x < 2.0 {
+                    (((x - 5.0) * x + 8.0) * x - 4.0) * A
+                } else {
+                    0.0
+                }
+            }
+            Resample::Lanczos => {
+                let sinc = |v: f64| {
+                    if v == 0.0 {
+                        1.0
+                    } else {
+                        let p = v * std::f64::consts::PI;
+                        p.sin() / p
+                    }
+                };
+                if x < 3.0 {
+                    sinc(x) * sinc(x / 3.0)
+                } else {
+                    0.0
+                }
+            }
+        }
+    }
+}
+
+/// How to resize.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResizeTo {
+    /// Exactly this (height, width).
+    Exact(usize, usize),
+    /// Shortest edge to this, keeping the aspect ratio (the long edge truncated).
+    ShortestEdge(usize),
+}
+
+/// `preprocessor_config.json`, validated.
+#[derive(Clone, Debug)]
+pub struct PreprocessorConfig {
+    /// Resize (None: keep the size).
+    pub resize: Option<(ResizeTo, Resample)>,
+    /// Center crop to (height, width).
+    pub center_crop: Option<(usize, usize)>,
+    /// Multiply 0..255 values by this (in f64, then rounded to f32, as numpy does).
+    pub rescale: Option<f64>,
+    /// Per-channel (mean, std).
+    pub normalize: Option<(Vec<f32>, Vec<f32>)>,
+}
+
+#[derive(Deserialize, Default)]
+struct RawSize {
+    height: Option<usize>,
+    width: Option<usize>,
+    shortest_edge: Option<usize>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum SizeField {
+    Int(usize),
+    Map(RawSize),
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Channels {
+    One(f32),
+    Many(Vec<f32>),
+}
+
+#[derive(Deserialize)]
+struct Raw {
+    do_resize: Option<bool>,
+    size: Option<SizeField>,
+    resample: Option<u32>,
+    do_center_crop: Option<bool>,
+    crop_size: Option<SizeField>,
+    do_rescale: Option<bool>,
+    rescale_factor: Option<f64>,
+    do_normalize: Option<bool>,
+    image_mean: Option<Channels>,
+    image_std: Option<Channels>,
+}
+
+const MAX_SIDE: usize = MAX_IMAGE_SIDE as usize;
+
+impl PreprocessorConfig {
+    /// What `ViTImageProcessor` does by default for this model: resize to the training
+    /// resolution (bilinear), rescale by 1/255, normalize with mean 0.5 and std 0.5.
+    pub fn default_for(config: &ModelConfig) -> Self {
+        let (h, w) = config.image_size;
+        PreprocessorConfig {
+            resize: Some((ResizeTo::Exact(h, w), Resample::Bilinear)),
+            center_crop: None,
+            rescale: Some(1.0 / 255.0),
+            normalize: Some((vec![0.5; 3], vec![0.5; 3])),
+        }
+    }
+
+    /// Parses `preprocessor_config.json`; `file` names it in errors.
+    pub fn parse(json: &[u8], file: &str) -> Result<Self> {
+        let raw: Raw = serde_json::from_slice(json)
+            .map_err(|e| Error::model(file, format!("not a valid preprocessor_config.json: {e}")))?;
+        let bad = |p: String| Error::model(file, p);
+        let side = |v: usize, key: &str| -> Result<usize> {
+            if v == 0 || v > MAX_SIDE {
+                Err(bad(format!("`{key}` {v} is out of range (1..={MAX_SIDE})")))
+            } else {
+                Ok(v)
+            }
+        };
+        let resample = match raw.resample.unwrap_or(2) {
+            1 => Resample::Lanczos,
+            2 => Resample::Bilinear,
+            3 => Resample::Bicubic,
+            4 => Resample::Box,
+            5 => Resample::Hamming,
+            other => return Err(bad(format!("resample {other} is not supported (1-5: lanczos, bilinear, bicubic, box, hamming)"))),
+        };
+        let resize = if raw.do_resize.unwrap_or(true) {
+            let to = match raw.size {
+                Some(SizeField::Int(s)) => ResizeTo::Exact(side(s, "size")?, side(s, "size")?),
+                Some(SizeField::Map(RawSize { height: Some(h), width: Some(w), .. })) => {
+                    ResizeTo::Exact(side(h, "size.height")?, side(w, "size.width")?)
+                }
+                Some(SizeField::Map(RawSize { shortest_edge: Some(s), .. })) => {
+                    ResizeTo::ShortestEdge(side(s, "size.shortest_edge")?)
+                }
+                Some(SizeField::Map(_)) => {
+                    return Err(bad("`size` needs height and width, or shortest_edge".into()));
+                }
+                None => return Err(bad("`do_resize` is set but `size` is missing".into())),
+            };
+            Some((to, resample))
+        } else {
+            None
+        };
+        let center_crop = if raw.do_center_crop.unwrap_or(false) {
+            match raw.crop_size {
+                Some(SizeField::Int(s)) => Some((side(s, "crop_size")?, side(s, "crop_size")?)),
+                Some(SizeField::Map(RawSize { height: Some(h), width: Some(w), .. })) => {
+                    Some((side(h, "crop_size.height")?, side(w, "crop_size.width")?))
+                }
+                _ => return Err(bad("`do_center_crop` is set but `crop_size` has no height and width".into())),
+            }
+        } else {
+            None
+        };
+        let rescale = if raw.do_rescale.unwrap_or(true) {
+            let f = raw.rescale_factor.unwrap_or(1.0 / 255.0);
+            if !f.is_finite() {
+                return Err(bad(format!("rescale_factor {f} is not finite")));
+            }
+            Some(f)
+        } else {
+            None
+        };
+        let channels = |c: Option<Channels>, key: &str, default: f32| -> Result<Vec<f32>> {
+            let v = match c {
+                None => vec![default; 3],
+                Some(Channels::One(x)) => vec![x; 3],
+                Some(Channels::Many(v)) => v,
+            };
+            if v.len() != 3 || v.iter().any(|x| !x.is_finite()) {
+                return Err(bad(format!("`{key}` must hold 3 finite numbers, got {v:?}")));
+            }
+            Ok(v)
+        };
+        let normalize = if raw.do_normalize.unwrap_or(true) {
+            let mean = channels(raw.image_mean, "image_mean", 0.5)?;
+            let std = channels(raw.image_std, "image_std", 0.5)?;
+            if std.iter().any(|&s| s == 0.0) {
+                return Err(bad("`image_std` has a zero".into()));
+            }
+            Some((mean, std))
+        } else {
+            None
+        };
+        Ok(PreprocessorConfig { resize, center_crop, rescale, normalize })
+    }
+
+    /// The (height, width) this produces for an input of the given size.
+    pub fn output_size(&self, h: usize, w: usize) -> (usize, usize) {
+        let (mut h, mut w) = (h, w);
+        if let Some((to, _)) = self.resize {
+            (h, w) = resize_target(to, h, w);
+        }
+        if let Some(c) = self.center_crop {
+            (h, w) = c;
+        }
+        (h, w)
+    }
+
+    /// An RGB image to `pixel_values` (3, H, W), channel-major.
+    pub fn apply(&self, img: &image::RgbImage) -> (Vec<f32>, usize, usize) {
+        let (w0, h0) = img.dimensions();
+        let mut buf = Planes { h: h0 as usize, w: w0 as usize, data: [vec![], vec![], vec![]] };
+        for (c, plane) in buf.data.iter_mut().enumerate() {
+            *plane = img.pixels().map(|p| p.0[c]).collect();
+        }
+        if let Some((to, filter)) = self.resize {
+            let (h, w) = resize_target(to, buf.h, buf.w);
+            buf = resize(&buf, h, w, filter);
+        }
+        if let Some((ch, cw)) = self.center_crop {
+            buf = center_crop(&buf, ch, cw);
+        }
+        let (h, w) = (buf.h, buf.w);
+        let mut out = Vec::with_capacity(3 * h * w);
+        for (c, plane) in buf.data.iter().enumerate() {
+            out.extend(plane.iter().map(|&v| {
+                let mut x = v as f32;
+                if let Some(f) = self.rescale {
+                    x = (v as f64 * f) as f32;
+                }
+                if let Some((mean, std)) = &self.normalize {
+                    x = (x - mean[c]) / std[c];
+                }
+                x
+            }));
+        }
+        (out, h, w)
+    }
+}
+
+fn resize_target(to: ResizeTo, h: usize, w: usize) -> (usize, usize) {
+    match to {
+        ResizeTo::Exact(h, w) => (h, w),
+        ResizeTo::ShortestEdge(s) => {
+            // transformers' get_resize_output_image_size(default_to_square=False): the long
+            // edge is truncated, not rounded.
+            if w <= h {
+                (((s as f64 * h as f64 / w as f64) as usize).max(1), s)
+            } else {
+                (s, ((s as f64 * w as f64 / h as f64) as usize).max(1))
+            }
+        }
+    }
+}
+
+struct Planes {
+    h: usize,
+    w: usize,
+    data: [Vec<u8>; 3],
+}
+
+const PRECISION_BITS: u32 = 32 - 8 - 2;
+
+/// PIL's precompute_coeffs + normalize_coeffs_8bpc: per output pixel, the first input index and
+/// fixed-point weights.
+fn coefficients(input: usize, output: usize, filter: Resample) -> Vec<(usize, Vec<i32>)> {
+    let scale = input as f64 / output as f64;
+    let filterscale = scale.max(1.0);
+    let support = filter.support() * filterscale;
+    (0..output)
+        .map(|o| {
+            let center = (o as f64 + 0.5) * scale;
+            let ss = 1.0 / filterscale;
+            let xmin = ((center - support + 0.5) as i64).max(0) as usize;
+            let xmax = ((center + support + 0.5) as i64).min(input as i64) as usize;
+            let mut k: Vec<f64> =
+                (xmin..xmax).map(|x| filter.weight((x as f64 - center + 0.5) * ss)).collect();
+            let total: f64 = k.iter().sum();
+            if total != 0.0 {
+                k.iter_mut().for_each(|v| *v /= total);
+            }
+            let fixed = k
+                .iter()
+                .map(|&v| {
+                    let s = v * (1u32 << PRECISION_BITS) as f64;
+                    if v < 0.0 { (s - 0.5) as i32 } else { (s + 0.5) as i32 }
+                })
+                .collect();
+            (xmin, fixed)
+        })
+        .collect()
+}
+
+fn clip8(acc: i64) -> u8 {
+    (acc >> PRECISION_BITS).clamp(0, 255) as u8
+}
+
+fn resize(src: &Planes, h: usize, w: usize, filter: Resample) -> Planes {
+    let mut cur = Planes { h: src.h, w: src.w, data: src.data.clone() };
+    if w != cur.w {
+        let coeffs = coefficients(cur.w, w, filter);
+        let mut data: [Vec<u8>; 3] = [vec![0; cur.h * w], vec![0; cur.h * w], vec![0; cur.h * w]];
+        for c in 0..3 {
+            for y in 0..cur.h {
+                let row = &cur.data[c][y * cur.w..(y + 1) * cur.w];
+                for (x, (start, k)) in coeffs.iter().enumerate() {
+                    let mut acc: i64 = 1 << (PRECISION_BITS - 1);
+                    for (i, &kk) in k.iter().enumerate() {
+                        acc += row[start + i] as i64 * kk as i64;
+                    }
+                    data[c][y * w + x] = clip8(acc);
+                }
+            }
+        }
+        cur = Planes { h: cur.h, w, data };
+    }
+    if h != cur.h {
+        let coeffs = coefficients(cur.h, h, filter);
+        let mut data: [Vec<u8>; 3] = [vec![0; h * cur.w], vec![0; h * cur.w], vec![0; h * cur.w]];
+        for c in 0..3 {
+            for (y, (start, k)) in coeffs.iter().enumerate() {
+                for x in 0..cur.w {
+                    let mut acc: i64 = 1 << (PRECISION_BITS - 1);
+                    for (i, &kk) in k.iter().enumerate() {
+                        acc += cur.data[c][(start + i) * cur.w + x] as i64 * kk as i64;
+                    }
+                    data[c][y * cur.w + x] = clip8(acc);
+                }
+            }
+        }
+        cur = Planes { h, w: cur.w, data };
+    }
+    cur
+}
+
+/// transformers' center_crop: offsets (size - crop) // 2; zero padding where the crop is larger.
+fn center_crop(src: &Planes, ch: usize, cw: usize) -> Planes {
+    let top = (src.h as i64 - ch as i64).div_euclid(2);
+    let left = (src.w as i64 - cw as i64).div_euclid(2);
+    let mut data: [Vec<u8>; 3] = [vec![0; ch * cw], vec![0; ch * cw], vec![0; ch * cw]];
+    for c in 0..3 {
+        for y in 0..ch {
+            let sy = y as i64 + top;
+            if sy < 0 || sy >= src.h as i64 {
+                continue;
+            }
+            for x in 0..cw {
+                let sx = x as i64 + left;
+                if sx >= 0 && sx < src.w as i64 {
+                    data[c][y * cw + x] = src.data[c][sy as usize * src.w + sx as usize];
+                }
+            }
+        }
+    }
+    Planes { h: ch, w: cw, data }
+}
+
+/// Decodes an image file's bytes to RGB, applying EXIF orientation. Sizes are checked from the
+/// header before decoding; gray, alpha and 16-bit images are converted.
+pub fn decode_image(bytes: &[u8], name: &str) -> Result<image::RgbImage> {
+    use image::ImageDecoder;
+    if bytes.is_empty() {
+        return Err(Error::image(name, "the file is empty"));
+    }
+    let reader = image::ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| Error::image(name, format!("cannot read: {e}")))?;
+    if reader.format().is_none() {
+        return Err(Error::image(name, "not an image in a supported format (PNG, JPEG, WebP, BMP, GIF, TIFF)"));
+    }
+    let mut decoder = reader.into_decoder().map_err(|e| Error::image(name, format!("cannot decode: {e}")))?;
+    let (w, h) = decoder.dimensions();
+    if w == 0 || h == 0 {
+        return Err(Error::image(name, format!("the image is {w}x{h} pixels")));
+    }
+    if w > MAX_IMAGE_SIDE || h > MAX_IMAGE_SIDE || decoder.total_bytes() > MAX_IMAGE_BYTES {
+        return Err(Error::image(
+            name,
+            format!("the image claims {w}x{h} pixels, over the limit of {MAX_IMAGE_SIDE} per side and {} MiB", MAX_IMAGE_BYTES >> 20),
+        ));
+    }
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_IMAGE_SIDE);
+    limits.max_image_height = Some(MAX_IMAGE_SIDE);
+    limits.max_alloc = Some(MAX_IMAGE_BYTES);
+    decoder.set_limits(limits).map_err(|e| Error::image(name, format!("over the decoding limits: {e}")))?;
+    let orientation = decoder.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
+    let mut img = image::DynamicImage::from_decoder(decoder).map_err(|e| Error::image(name, format!("cannot decode: {e}")))?;
+    img.apply_orientation(orientation);
+    Ok(img.to_rgb8())
+}
