@@ -322,7 +322,7 @@ impl Model {
         let d = self.config.hidden_size;
         let s = self.pos.side;
         let mut out = self.pos.prefix.clone();
-        if gh * gw == s * s {
+        if gh * gw == s * s && h == w {
             out.extend_from_slice(&self.pos.patches);
         } else {
             out.extend(bicubic(&self.pos.patches, s, s, d, gh, gw));
