@@ -1,0 +1,92 @@
+//! Preprocessing of real photos against `transformers`' image processors (PIL backend), with the
+//! configs in tests/fixtures/photos. Tolerance: 1e-5 absolute on normalized values (float
+//! rounding only; PIL's fixed-point resampling is reproduced exactly). No GPU needed.
+
+use safetensors::SafeTensors;
+use std::path::Path;
+use tessera::model::{decode_image, PreprocessorConfig};
+
+fn photos() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/photos")
+}
+
+#[test]
+fn photos_match_transformers_image_processors() {
+    let bytes = std::fs::read(photos().join("expected.safetensors")).unwrap();
+    let st = SafeTensors::deserialize(&bytes).unwrap();
+    let mut checked = 0;
+    for (key, view) in st.tensors() {
+        let (photo, cfg_name) = key.split_once(':').unwrap();
+        let cfg_path = photos().join(format!("{cfg_name}.json"));
+        let cfg = PreprocessorConfig::parse(&std::fs::read(&cfg_path).unwrap(), &cfg_path.display().to_string()).unwrap();
+        let img = decode_image(&std::fs::read(photos().join(photo)).unwrap(), photo).unwrap();
+        let (got, h, w) = cfg.apply(&img);
+        assert_eq!([3, h, w], [view.shape()[0], view.shape()[1], view.shape()[2]], "{key}: shape");
+        let want: Vec<f32> = view.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+        match tessera::reference::compare(&key, &got, &want, 1e-5, 0.0) {
+            Ok(max) => eprintln!("{key}: OK, max diff {max:e}"),
+            Err(e) => panic!("{e}"),
+        }
+        checked += 1;
+    }
+    assert_eq!(checked, 8);
+}
+
+#[test]
+fn bad_images_are_clear_errors() {
+    let err = |bytes: &[u8]| decode_image(bytes, "input.bin").unwrap_err();
+    let e = err(b"");
+    assert!(e.kind() == "image" && e.to_string().contains("input.bin") && e.to_string().contains("empty"), "{e}");
+    let e = err(b"%PDF-1.4 not an image at all");
+    assert!(e.to_string().contains("not an image"), "{e}");
+    // A PNG header claiming 100000 x 100000 pixels: refused from the header, nothing allocated.
+    let mut png = Vec::new();
+    png.extend_from_slice(b"\x89PNG\r\n\x1a\n");
+    let mut ihdr = Vec::new();
+    ihdr.extend_from_slice(b"IHDR");
+    ihdr.extend_from_slice(&100_000u32.to_be_bytes());
+    ihdr.extend_from_slice(&100_000u32.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
+    png.extend_from_slice(&13u32.to_be_bytes());
+    png.extend_from_slice(&ihdr);
+    png.extend_from_slice(&crc32(&ihdr).to_be_bytes());
+    for chunk in [&b"IDAT\x78\x9c\x03\x00\x00\x00\x00\x01"[..], &b"IEND"[..]] {
+        png.extend_from_slice(&(chunk.len() as u32 - 4).to_be_bytes());
+        png.extend_from_slice(chunk);
+        png.extend_from_slice(&crc32(chunk).to_be_bytes());
+    }
+    let e = err(&png);
+    assert!(e.kind() == "image" && e.to_string().contains("100000x100000"), "{e}");
+    // Truncated photo.
+    let photo = std::fs::read(photos().join("chelsea.png")).unwrap();
+    let e = err(&photo[..photo.len() / 3]);
+    assert_eq!(e.kind(), "image", "{e}");
+}
+
+#[test]
+fn gray_and_alpha_images_become_rgb() {
+    let gray = image::GrayImage::from_fn(5, 4, |x, y| image::Luma([(x * 40 + y) as u8]));
+    let mut bytes = Vec::new();
+    gray.write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png).unwrap();
+    let rgb = decode_image(&bytes, "gray.png").unwrap();
+    assert_eq!(rgb.dimensions(), (5, 4));
+    assert!(rgb.pixels().zip(gray.pixels()).all(|(c, g)| c.0 == [g.0[0]; 3]));
+
+    let rgba = image::RgbaImage::from_fn(3, 3, |x, _| image::Rgba([x as u8 * 50, 7, 9, 0]));
+    let mut bytes = Vec::new();
+    rgba.write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png).unwrap();
+    let rgb = decode_image(&bytes, "alpha.png").unwrap();
+    // As PIL's convert("RGB"): alpha dropped, colour kept.
+    assert!(rgb.pixels().zip(rgba.pixels()).all(|(c, a)| c.0 == [a.0[0], a.0[1], a.0[2]]));
+}
+
+fn crc32(data: &[u8]) -> u32 {
+    let mut crc = 0xffff_ffffu32;
+    for &b in data {
+        crc ^= b as u32;
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 { (crc >> 1) ^ 0xedb8_8320 } else { crc >> 1 };
+        }
+    }
+    !crc
+}
