@@ -49,7 +49,11 @@ def main():
     ap.add_argument("--epochs", type=int, default=15)
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--samples-only", action="store_true")
     args = ap.parse_args()
+    if args.samples_only:
+        write_samples(args.out)
+        return
     torch.manual_seed(0)
     np.random.seed(0)
 
@@ -110,7 +114,21 @@ def main():
             "accuracy": acc,
             "predictions": "".join(str(int(p)) for p in preds),
         }, f)
+    write_samples(args.out)
     print(f"saved {args.out}: test accuracy {acc:.4f}")
+
+
+
+def write_samples(out):
+    """One test image per class, as PNG, named by test-set index and class."""
+    images, labels = load("t10k")
+    from PIL import Image
+    folder = os.path.join(out, "samples")
+    os.makedirs(folder, exist_ok=True)
+    for c, name in enumerate(CLASSES):
+        i = int(np.nonzero(labels == c)[0][0])
+        slug = name.lower().replace("/", "-").replace(" ", "-")
+        Image.fromarray(images[i]).save(os.path.join(folder, f"{i:04d}-{slug}.png"))
 
 
 if __name__ == "__main__":

@@ -3,8 +3,11 @@
 
 pub mod checkpoint;
 pub mod config;
+#[cfg(feature = "embedded")]
+pub mod embedded;
 pub mod interp;
 pub mod preprocess;
+pub mod synthetic;
 pub mod vit;
 
 pub use checkpoint::Checkpoint;

@@ -20,12 +20,20 @@ pub struct BenchArgs {
     /// Batch sizes for the ViT-B/16 shapes (197 tokens per image).
     #[arg(long, value_delimiter = ',', default_value = "1,64")]
     batch: Vec<usize>,
+    /// Extra GEMM shapes, MxKxN (e.g. 4096x4096x4096).
+    #[arg(long, value_delimiter = ',')]
+    gemm: Vec<String>,
     /// Only cases whose name contains this (e.g. `gemm`, `attention`, `1024`).
     #[arg(long)]
     only: Option<String>,
     /// Also write the results as JSON to this file.
     #[arg(long)]
     json: Option<std::path::PathBuf>,
+    /// Benchmark this model end to end instead of the kernels (checkpoint folder, hub id,
+    /// `default` for the embedded model, or a built-in config with random weights: vit-b16,
+    /// deit-s16, deit-ti16): latency, throughput and a per-op GPU profile.
+    #[arg(long)]
+    model: Option<String>,
 }
 
 struct Case {
@@ -80,6 +88,14 @@ fn cases(args: &BenchArgs) -> Vec<Case> {
         v.push(gemm_case(m, 3072, 768, &tag("fc2")));
     }
     v.push(gemm_case(1024, 1024, 1024, "1024^3"));
+    for g in &args.gemm {
+        let dims: Vec<usize> = g.split('x').filter_map(|d| d.parse().ok()).collect();
+        if let [m, k, n] = dims[..] {
+            v.push(gemm_case(m, k, n, g));
+        } else {
+            eprintln!("--gemm {g}: expected MxKxN, skipped");
+        }
+    }
     for &b in &args.batch {
         v.push(attention_case(b, 197, 12, 64));
     }
@@ -141,7 +157,76 @@ fn measure(gpu: &Arc<Gpu>, case: &Case, args: &BenchArgs) -> anyhow::Result<(usi
     Ok((runs, gpu, median(&mut wall_ms)))
 }
 
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+fn model_bench(gpu: &Arc<Gpu>, spec: &str, args: &BenchArgs) -> anyhow::Result<()> {
+    let model = crate::models::load(gpu, Some(spec))?;
+    let cfg = &model.config;
+    let (h, w) = cfg.image_size;
+    println!("{}", gpu.report());
+    println!(
+        "model: {} ({:?}, {} layers, width {}, {} heads, {}x{} input, patch {}), weights {:.1} MiB on the GPU\n",
+        model.source, cfg.family, cfg.num_layers, cfg.hidden_size, cfg.num_heads, h, w, cfg.patch_size,
+        model.weight_bytes() as f64 / 1048576.0
+    );
+    println!("{:>6} {:>6} {:>12} {:>12} {:>12} {:>12}", "batch", "runs", "p50 ms", "p90 ms", "ms/image", "images/s");
+    let mut rows = Vec::new();
+    for &b in &args.batch {
+        let pixels = Rng::new(b as u64).vec(b * cfg.num_channels * h * w, 1.0);
+        let dims = [b, cfg.num_channels, h, w];
+        let opts = tessera::RunOptions::default();
+        if let Err(e) = model.run_blocking(&pixels, dims, opts) {
+            println!("{b:>6}  skipped: {e}");
+            continue;
+        }
+        for _ in 0..args.warmup {
+            model.run_blocking(&pixels, dims, opts)?;
+        }
+        let mut ms = Vec::new();
+        let start = Instant::now();
+        while ms.len() < args.iters.max(1) && (ms.is_empty() || start.elapsed().as_secs_f64() < args.max_seconds) {
+            let t = Instant::now();
+            model.run_blocking(&pixels, dims, opts)?;
+            ms.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+        ms.sort_by(|a, b| a.total_cmp(b));
+        let (p50, p90) = (percentile(&ms, 0.5), percentile(&ms, 0.9));
+        println!("{b:>6} {:>6} {p50:>12.3} {p90:>12.3} {:>12.3} {:>12.1}", ms.len(), p50 / b as f64, 1e3 * b as f64 / p50);
+        rows.push(serde_json::json!({"batch": b, "runs": ms.len(), "p50_ms": p50, "p90_ms": p90, "images_per_s": 1e3 * b as f64 / p50}));
+    }
+    if gpu.report().timestamp_query {
+        let b = args.batch.first().copied().unwrap_or(1);
+        let pixels = Rng::new(7).vec(b * cfg.num_channels * h * w, 1.0);
+        let out = model.run_blocking(&pixels, [b, cfg.num_channels, h, w], tessera::RunOptions { profile: true, ..Default::default() })?;
+        if let Some(p) = out.profile {
+            println!("\nper-op GPU time, batch {b}:\n{p}");
+            let mut by_kind: Vec<(&str, f64)> = Vec::new();
+            for o in &p.ops {
+                match by_kind.iter_mut().find(|(k, _)| *k == o.kind) {
+                    Some(e) => e.1 += o.ms,
+                    None => by_kind.push((o.kind, o.ms)),
+                }
+            }
+            by_kind.sort_by(|a, b| b.1.total_cmp(&a.1));
+            println!("\nby kind:");
+            for (k, t) in by_kind {
+                println!("  {k:<16} {t:>10.3} ms  {:>5.1}%", 100.0 * t / p.total_ms());
+            }
+        }
+    }
+    if let Some(path) = &args.json {
+        let doc = serde_json::json!({"adapter": gpu.report().name, "model": model.source, "results": rows});
+        std::fs::write(path, serde_json::to_string_pretty(&doc)?)?;
+    }
+    Ok(())
+}
+
 pub fn run(gpu: &Arc<Gpu>, args: &BenchArgs) -> anyhow::Result<()> {
+    if let Some(m) = &args.model {
+        return model_bench(gpu, m, args);
+    }
     println!("{}", gpu.report());
     let timing = if gpu.report().timestamp_query { "GPU timestamps" } else { "wall clock (no timestamp-query)" };
     println!("timing: {timing}; median of up to {} runs after {} warm-up\n", args.iters, args.warmup);

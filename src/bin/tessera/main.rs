@@ -2,6 +2,12 @@
 
 #[cfg(not(target_arch = "wasm32"))]
 mod bench;
+#[cfg(not(target_arch = "wasm32"))]
+mod commands;
+#[cfg(not(target_arch = "wasm32"))]
+mod hub;
+#[cfg(not(target_arch = "wasm32"))]
+mod models;
 
 #[cfg(not(target_arch = "wasm32"))]
 fn main() -> std::process::ExitCode {
@@ -26,9 +32,19 @@ fn main() -> std::process::ExitCode {
 
     #[derive(Subcommand)]
     enum Command {
+        /// Top-k classes for images (files or folders), with the embedded model or --model.
+        Classify(commands::ClassifyArgs),
+        /// Accuracy on the Fashion-MNIST test set (10,000 images) through the engine.
+        Eval(commands::EvalArgs),
+        /// Image embeddings (pooler output, CLS token or mean of patch tokens).
+        Embed(commands::EmbedArgs),
+        /// The last layer's CLS attention over the patches, overlaid on the image as a PNG.
+        Attention(commands::AttentionArgs),
+        /// Run on a pixel_values tensor exactly as `model(pixel_values=...)` in transformers.
+        Run(commands::RunArgs),
         /// List the adapters and describe the one tessera would use.
         Info,
-        /// Measure the kernels on the ViT-B/16 shapes (GEMM, attention) and print GFLOP/s.
+        /// Kernel throughput on the ViT-B/16 shapes, or a model's latency and per-op profile.
         Bench(bench::BenchArgs),
     }
 
@@ -51,9 +67,17 @@ fn main() -> std::process::ExitCode {
                 println!("\nselected:\n{}", gpu.report());
                 Ok(())
             }
-            Command::Bench(args) => {
+            command => {
                 let gpu = pollster::block_on(tessera::Gpu::new(&opts))?;
-                bench::run(&gpu, &args)
+                match command {
+                    Command::Bench(args) => bench::run(&gpu, &args),
+                    Command::Classify(args) => commands::classify(&gpu, &args),
+                    Command::Eval(args) => commands::eval(&gpu, &args),
+                    Command::Embed(args) => commands::embed(&gpu, &args),
+                    Command::Attention(args) => commands::attention(&gpu, &args),
+                    Command::Run(args) => commands::run(&gpu, &args),
+                    Command::Info => Ok(()),
+                }
             }
         }
     })();

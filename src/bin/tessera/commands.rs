@@ -1,0 +1,386 @@
+//! The model subcommands: run, classify, embed, attention, eval.
+
+use crate::models::{self, row};
+use anyhow::{bail, Context, Result};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tessera::{Gpu, RunOptions};
+
+#[derive(clap::Args)]
+pub struct ModelArg {
+    /// Checkpoint folder (config.json, model.safetensors, preprocessor_config.json), hub id
+    /// (org/name), or a built-in config with random weights (vit-b16, deit-s16, deit-ti16); the
+    /// embedded Fashion-MNIST ViT when omitted.
+    #[arg(long, short)]
+    pub model: Option<String>,
+}
+
+#[derive(clap::Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    model: ModelArg,
+    /// safetensors file with `pixel_values` (B, C, H, W), f32.
+    #[arg(long)]
+    pixels: PathBuf,
+    /// Where to write logits, last_hidden_state and pooler_output (f32 safetensors).
+    #[arg(long)]
+    out: PathBuf,
+    /// Also write every layer's hidden state (hidden_state.0 = embeddings, hidden_state.i = layer i).
+    #[arg(long)]
+    hidden_states: bool,
+}
+
+#[derive(clap::Args)]
+pub struct ClassifyArgs {
+    /// Image files or folders of images.
+    #[arg(required = true)]
+    images: Vec<PathBuf>,
+    #[command(flatten)]
+    model: ModelArg,
+    /// How many classes to show per image.
+    #[arg(long, default_value_t = 5)]
+    top: usize,
+    /// Images per GPU run.
+    #[arg(long, default_value_t = 16)]
+    batch: usize,
+    /// Print JSON (see README, "JSON output").
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::Args)]
+pub struct EmbedArgs {
+    /// Image files or folders of images.
+    #[arg(required = true)]
+    images: Vec<PathBuf>,
+    #[command(flatten)]
+    model: ModelArg,
+    /// Which embedding: the model's pooler output (ViT/DeiT pooler, DINOv2 normed CLS), the CLS
+    /// token of the last hidden state, or the mean of its patch tokens.
+    #[arg(long, value_enum, default_value = "pooler")]
+    pool: Pool,
+    /// Images per GPU run.
+    #[arg(long, default_value_t = 16)]
+    batch: usize,
+    /// Write the embeddings as a (N, D) f32 safetensors tensor `embeddings` instead of JSON lines.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, PartialEq, Eq)]
+pub enum Pool {
+    Pooler,
+    Cls,
+    Mean,
+}
+
+#[derive(clap::Args)]
+pub struct AttentionArgs {
+    /// The image.
+    image: PathBuf,
+    #[command(flatten)]
+    model: ModelArg,
+    /// Output PNG: the image with the CLS attention of the last layer overlaid, patch grid drawn.
+    #[arg(long, default_value = "attention.png")]
+    out: PathBuf,
+    /// One head instead of the mean over heads.
+    #[arg(long)]
+    head: Option<usize>,
+}
+
+#[derive(clap::Args)]
+pub struct EvalArgs {
+    #[command(flatten)]
+    model: ModelArg,
+    /// Folder with Fashion-MNIST's t10k-images-idx3-ubyte.gz and t10k-labels-idx1-ubyte.gz.
+    #[arg(long, default_value = "/usr/share/datasets/fashion-mnist")]
+    data: PathBuf,
+    /// Images per GPU run.
+    #[arg(long, default_value_t = 500)]
+    batch: usize,
+    /// Only the first N test images.
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Print JSON: accuracy, count, and the predicted class of every image.
+    #[arg(long)]
+    json: bool,
+}
+
+fn tensor_bytes(data: &[f32]) -> Vec<u8> {
+    data.iter().flat_map(|v| v.to_le_bytes()).collect()
+}
+
+fn write_safetensors(path: &Path, tensors: &[(&str, &tessera::HostTensor)]) -> Result<()> {
+    use safetensors::tensor::TensorView;
+    let bytes: Vec<Vec<u8>> = tensors.iter().map(|(_, t)| tensor_bytes(&t.data)).collect();
+    let views: Vec<(String, TensorView)> = tensors
+        .iter()
+        .zip(&bytes)
+        .map(|((n, t), b)| Ok((n.to_string(), TensorView::new(safetensors::Dtype::F32, t.shape.clone(), b)?)))
+        .collect::<Result<_>>()?;
+    safetensors::serialize_to_file(views, None, path).with_context(|| format!("{}: cannot write", path.display()))
+}
+
+pub fn run(gpu: &Arc<Gpu>, args: &RunArgs) -> Result<()> {
+    let model = models::load(gpu, args.model.model.as_deref())?;
+    let name = args.pixels.display().to_string();
+    let bytes = std::fs::read(&args.pixels).with_context(|| format!("{name}: cannot read"))?;
+    let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| anyhow::anyhow!("{name}: not a valid safetensors file: {e}"))?;
+    let names = st.names();
+    let key = if names.iter().any(|n| *n == "pixel_values") {
+        "pixel_values".to_string()
+    } else if names.len() == 1 {
+        names[0].to_string()
+    } else {
+        bail!("{name}: no tensor `pixel_values` (found: {})", names.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", "));
+    };
+    let view = st.tensor(&key)?;
+    if view.dtype() != safetensors::Dtype::F32 || view.shape().len() != 4 {
+        bail!("{name}: `{key}` must be f32 with shape [B, C, H, W], got {:?} {:?}", view.dtype(), view.shape());
+    }
+    let s = view.shape();
+    let pixels: Vec<f32> = view.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+    let out = model.run_blocking(&pixels, [s[0], s[1], s[2], s[3]], RunOptions { hidden_states: args.hidden_states, ..Default::default() })?;
+    let mut tensors: Vec<(String, &tessera::HostTensor)> = Vec::new();
+    if let Some(l) = &out.logits {
+        tensors.push(("logits".into(), l));
+    }
+    tensors.push(("last_hidden_state".into(), &out.last_hidden_state));
+    if let Some(p) = &out.pooler_output {
+        tensors.push(("pooler_output".into(), p));
+    }
+    for (i, h) in out.hidden_states.iter().enumerate() {
+        tensors.push((format!("hidden_state.{i}"), h));
+    }
+    let refs: Vec<(&str, &tessera::HostTensor)> = tensors.iter().map(|(n, t)| (n.as_str(), *t)).collect();
+    write_safetensors(&args.out, &refs)?;
+    eprintln!("wrote {} ({})", args.out.display(), tensors.iter().map(|(n, t)| format!("{n} {:?}", t.shape)).collect::<Vec<_>>().join(", "));
+    Ok(())
+}
+
+pub fn classify(gpu: &Arc<Gpu>, args: &ClassifyArgs) -> Result<()> {
+    let model = models::load(gpu, args.model.model.as_deref())?;
+    if model.labels().is_empty() {
+        bail!("{}: this is a base model without a classifier head; use `tessera embed`", model.source);
+    }
+    let paths = models::collect_images(&args.images)?;
+    let mut results = Vec::new();
+    models::run_batches(&model, &paths, args.batch.max(1), RunOptions::default(), |p, out, i| {
+        let logits = out.logits.as_ref().context("no logits")?;
+        let one = tessera::HostTensor { name: "logits".into(), shape: vec![1, logits.shape[1]], data: row(logits, i).to_vec() };
+        let top = model.top_k(&one, args.top).remove(0);
+        results.push((p.path.display().to_string(), top));
+        Ok(())
+    })?;
+    let mut stdout = std::io::stdout().lock();
+    if args.json {
+        let doc = serde_json::json!({
+            "model": model.source,
+            "results": results.iter().map(|(img, top)| serde_json::json!({"image": img, "top": top})).collect::<Vec<_>>(),
+        });
+        writeln!(stdout, "{}", serde_json::to_string_pretty(&doc)?)?;
+    } else {
+        for (img, top) in &results {
+            writeln!(stdout, "{img}")?;
+            for t in top {
+                writeln!(stdout, "  {:>6.2}%  {}", t.score * 100.0, t.label)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+pub fn embed(gpu: &Arc<Gpu>, args: &EmbedArgs) -> Result<()> {
+    let model = models::load(gpu, args.model.model.as_deref())?;
+    let paths = models::collect_images(&args.images)?;
+    let prefix = model.config.prefix_tokens();
+    let d = model.config.hidden_size;
+    let mut rows: Vec<(String, Vec<f32>)> = Vec::new();
+    models::run_batches(&model, &paths, args.batch.max(1), RunOptions::default(), |p, out, i| {
+        let seq = row(&out.last_hidden_state, i);
+        let v = match (args.pool, &out.pooler_output) {
+            (Pool::Pooler, Some(po)) => row(po, i).to_vec(),
+            (Pool::Pooler, None) | (Pool::Cls, _) => seq[..d].to_vec(),
+            (Pool::Mean, _) => {
+                let n = seq.len() / d - prefix;
+                (0..d).map(|j| (0..n).map(|t| seq[(prefix + t) * d + j] as f64).sum::<f64>() as f32 / n as f32).collect()
+            }
+        };
+        rows.push((p.path.display().to_string(), v));
+        Ok(())
+    })?;
+    match &args.out {
+        Some(path) => {
+            let t = tessera::HostTensor {
+                name: "embeddings".into(),
+                shape: vec![rows.len(), d],
+                data: rows.iter().flat_map(|(_, v)| v.iter().copied()).collect(),
+            };
+            write_safetensors(path, &[("embeddings", &t)])?;
+            eprintln!("wrote {} ({} x {d})", path.display(), rows.len());
+        }
+        None => {
+            let mut stdout = std::io::stdout().lock();
+            for (img, v) in rows {
+                writeln!(stdout, "{}", serde_json::json!({"image": img, "embedding": v}))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A perceptual colormap (dark blue -> red -> yellow), for heatmaps.
+fn heat_color(t: f32) -> [f32; 3] {
+    let t = t.clamp(0.0, 1.0);
+    let stops = [[0.05, 0.03, 0.3], [0.55, 0.1, 0.55], [0.9, 0.3, 0.2], [1.0, 0.85, 0.2]];
+    let x = t * 3.0;
+    let i = (x.floor() as usize).min(2);
+    let f = x - i as f32;
+    let (a, b) = (stops[i], stops[i + 1]);
+    [a[0] + (b[0] - a[0]) * f, a[1] + (b[1] - a[1]) * f, a[2] + (b[2] - a[2]) * f]
+}
+
+pub fn attention(gpu: &Arc<Gpu>, args: &AttentionArgs) -> Result<()> {
+    let model = models::load(gpu, args.model.model.as_deref())?;
+    let p = models::prepare(&model, &args.image)?;
+    let (h, w) = p.size;
+    let out = model.run_blocking(&p.pixels, [1, model.config.num_channels, h, w], RunOptions { attention: true, ..Default::default() })?;
+    let att = out.cls_attention.context("no attention output")?;
+    let heads = att.shape[1];
+    let (gh, gw) = out.grid;
+    let n = gh * gw;
+    let map: Vec<f32> = match args.head {
+        Some(k) if k >= heads => bail!("--head {k}: the model has heads 0..{}", heads - 1),
+        Some(k) => att.data[k * n..(k + 1) * n].to_vec(),
+        None => (0..n).map(|j| (0..heads).map(|k| att.data[k * n + j]).sum::<f32>() / heads as f32).collect(),
+    };
+    let (lo, hi) = map.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| (a.min(v), b.max(v)));
+    let norm: Vec<f32> = map.iter().map(|v| if hi > lo { (v - lo) / (hi - lo) } else { 0.0 }).collect();
+    // Upsample the grid bilinearly over the original image and blend.
+    let img = &p.original;
+    let (iw, ih) = img.dimensions();
+    let mut outimg = image::RgbImage::new(iw, ih);
+    for y in 0..ih {
+        for x in 0..iw {
+            let gy = ((y as f32 + 0.5) / ih as f32 * gh as f32 - 0.5).clamp(0.0, (gh - 1) as f32);
+            let gx = ((x as f32 + 0.5) / iw as f32 * gw as f32 - 0.5).clamp(0.0, (gw - 1) as f32);
+            let (y0, x0) = (gy.floor() as usize, gx.floor() as usize);
+            let (y1, x1) = ((y0 + 1).min(gh - 1), (x0 + 1).min(gw - 1));
+            let (fy, fx) = (gy - y0 as f32, gx - x0 as f32);
+            let v = norm[y0 * gw + x0] * (1.0 - fy) * (1.0 - fx)
+                + norm[y0 * gw + x1] * (1.0 - fy) * fx
+                + norm[y1 * gw + x0] * fy * (1.0 - fx)
+                + norm[y1 * gw + x1] * fy * fx;
+            let c = heat_color(v);
+            let src = img.get_pixel(x, y).0;
+            let on_grid = (x * gw as u32 / iw) != ((x + 1) * gw as u32 / iw).min(gw as u32 - 1) && x + 1 < iw
+                || (y * gh as u32 / ih) != ((y + 1) * gh as u32 / ih).min(gh as u32 - 1) && y + 1 < ih;
+            let mut px = [0u8; 3];
+            for k in 0..3 {
+                let blended = 0.45 * src[k] as f32 / 255.0 + 0.55 * c[k];
+                px[k] = ((if on_grid { 0.7 * blended + 0.3 } else { blended }) * 255.0).round().clamp(0.0, 255.0) as u8;
+            }
+            outimg.put_pixel(x, y, image::Rgb(px));
+        }
+    }
+    outimg.save(&args.out).with_context(|| format!("{}: cannot write", args.out.display()))?;
+    let best = map.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map(|(i, _)| i).unwrap_or(0);
+    eprintln!(
+        "wrote {} ({}x{} patch grid, {}; strongest patch row {} col {})",
+        args.out.display(),
+        gh,
+        gw,
+        args.head.map(|k| format!("head {k}")).unwrap_or_else(|| format!("mean of {heads} heads")),
+        best / gw,
+        best % gw
+    );
+    Ok(())
+}
+
+fn read_idx(path: &Path, magic: u32) -> Result<(Vec<usize>, Vec<u8>)> {
+    use std::io::Read;
+    let name = path.display().to_string();
+    let f = std::fs::File::open(path).with_context(|| {
+        format!("{name}: cannot open (on Debian: `apt-get install dataset-fashion-mnist`, or pass --data)")
+    })?;
+    let mut bytes = Vec::new();
+    flate2::read::GzDecoder::new(f).take(200 << 20).read_to_end(&mut bytes).with_context(|| format!("{name}: not a gzip file"))?;
+    if bytes.len() < 8 || u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) != magic {
+        bail!("{name}: not an IDX file of the expected kind");
+    }
+    let dims = (magic & 0xff) as usize;
+    let header = 4 + 4 * dims;
+    if bytes.len() < header {
+        bail!("{name}: truncated header");
+    }
+    let shape: Vec<usize> = (0..dims).map(|i| u32::from_be_bytes(bytes[4 + 4 * i..8 + 4 * i].try_into().unwrap_or([0; 4])) as usize).collect();
+    let n: usize = shape.iter().product();
+    if bytes.len() != header + n {
+        bail!("{name}: holds {} data bytes, its header says {n}", bytes.len() - header);
+    }
+    Ok((shape, bytes[header..].to_vec()))
+}
+
+pub fn eval(gpu: &Arc<Gpu>, args: &EvalArgs) -> Result<()> {
+    let model = models::load(gpu, args.model.model.as_deref())?;
+    if model.labels().len() != 10 {
+        bail!("{}: eval runs Fashion-MNIST, which needs a 10-class model", model.source);
+    }
+    let (ishape, images) = read_idx(&args.data.join("t10k-images-idx3-ubyte.gz"), 0x0803)?;
+    let (_, labels) = read_idx(&args.data.join("t10k-labels-idx1-ubyte.gz"), 0x0801)?;
+    let (count, ih, iw) = (ishape[0], ishape[1], ishape[2]);
+    let count = args.limit.unwrap_or(count).min(count).min(labels.len());
+    let bar = indicatif::ProgressBar::new(count as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} images  {per_sec}  eta {eta}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let start = std::time::Instant::now();
+    let mut preds: Vec<u8> = Vec::with_capacity(count);
+    let batch = args.batch.max(1);
+    for b0 in (0..count).step_by(batch) {
+        let b1 = (b0 + batch).min(count);
+        let mut pixels = Vec::new();
+        let mut size = (0, 0);
+        for i in b0..b1 {
+            let gray = image::GrayImage::from_raw(iw as u32, ih as u32, images[i * ih * iw..(i + 1) * ih * iw].to_vec())
+                .context("image size")?;
+            let rgb = image::DynamicImage::ImageLuma8(gray).to_rgb8();
+            let (p, h, w) = model.preprocessor.apply(&rgb);
+            size = (h, w);
+            pixels.extend(p);
+        }
+        let out = model.run_blocking(&pixels, [b1 - b0, model.config.num_channels, size.0, size.1], RunOptions::default())?;
+        let logits = out.logits.context("no logits")?;
+        for i in 0..b1 - b0 {
+            let r = row(&logits, i);
+            let best = r.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1).then(b.0.cmp(&a.0))).map(|(k, _)| k).unwrap_or(0);
+            preds.push(best as u8);
+        }
+        bar.inc((b1 - b0) as u64);
+    }
+    bar.finish_and_clear();
+    let secs = start.elapsed().as_secs_f64();
+    let correct = preds.iter().zip(&labels).filter(|(p, l)| p == l).count();
+    let accuracy = correct as f64 / count as f64;
+    if args.json {
+        let doc = serde_json::json!({
+            "model": model.source, "images": count, "correct": correct, "accuracy": accuracy,
+            "seconds": secs, "adapter": gpu.report().name,
+            "predictions": preds.iter().map(|p| char::from(b'0' + p)).collect::<String>(),
+        });
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+    } else {
+        println!("Fashion-MNIST test set: {correct}/{count} correct, accuracy {:.2}%", accuracy * 100.0);
+        println!("{:.1} s on {} ({:.0} images/s)", secs, gpu.report().name, count as f64 / secs);
+        if args.model.model.is_none() {
+            if let Some(reference) = tessera::model::embedded::reference_accuracy() {
+                if count == 10_000 {
+                    println!("PyTorch measured {:.2}% for the same weights (difference {:+.2} points)", reference * 100.0, (accuracy - reference) * 100.0);
+                }
+            }
+        }
+    }
+    Ok(())
+}

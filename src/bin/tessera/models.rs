@@ -1,0 +1,135 @@
+//! Model sources (the embedded default, a checkpoint folder, a hub id) and image batches.
+
+use anyhow::{bail, Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tessera::{Checkpoint, Gpu, Model};
+
+/// Loads `--model`: nothing for the embedded default, a folder, or a hub id.
+pub fn load(gpu: &Arc<Gpu>, spec: Option<&str>) -> Result<Model> {
+    let ck = match spec {
+        None | Some("default") | Some("embedded") => tessera::model::embedded::checkpoint()?,
+        Some(s) if tessera::model::synthetic::NAMES.contains(&s) => tessera::model::synthetic::checkpoint(s)?,
+        Some(s) if Path::new(s).is_dir() => Checkpoint::from_dir(Path::new(s))?,
+        Some(s) if Path::new(s).exists() => bail!("{s}: --model takes a checkpoint folder (config.json, model.safetensors), not a file"),
+        Some(s) if looks_like_hub_id(s) => crate::hub::checkpoint(s)?,
+        Some(s) => bail!("{s}: no such checkpoint folder (a hub id looks like `org/name`)"),
+    };
+    Ok(Model::load(gpu, &ck)?)
+}
+
+fn looks_like_hub_id(s: &str) -> bool {
+    let parts: Vec<&str> = s.split('/').collect();
+    parts.len() == 2
+        && parts.iter().all(|p| {
+            p.starts_with(|c: char| c.is_ascii_alphanumeric())
+                && p.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        })
+}
+
+const IMAGE_EXTENSIONS: &[&str] = &["png", "jpg", "jpeg", "webp", "bmp", "gif", "tif", "tiff"];
+
+/// Expands folders (their image files, sorted) and keeps files as given.
+pub fn collect_images(args: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for a in args {
+        if a.is_dir() {
+            let mut files: Vec<PathBuf> = std::fs::read_dir(a)
+                .with_context(|| format!("{}: cannot list the folder", a.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| {
+                    p.extension()
+                        .and_then(|e| e.to_str())
+                        .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+                })
+                .collect();
+            files.sort();
+            if files.is_empty() {
+                bail!("{}: the folder has no images ({})", a.display(), IMAGE_EXTENSIONS.join(", "));
+            }
+            out.extend(files);
+        } else {
+            out.push(a.clone());
+        }
+    }
+    if out.is_empty() {
+        bail!("no images given");
+    }
+    Ok(out)
+}
+
+/// One preprocessed image.
+pub struct Prepared {
+    pub path: PathBuf,
+    pub pixels: Vec<f32>,
+    pub size: (usize, usize),
+    pub original: image::RgbImage,
+}
+
+pub fn prepare(model: &Model, path: &Path) -> Result<Prepared> {
+    let name = path.display().to_string();
+    let bytes = std::fs::read(path).with_context(|| format!("{name}: cannot read"))?;
+    let img = tessera::model::decode_image(&bytes, &name)?;
+    let (pixels, h, w) = model.preprocessor.apply(&img);
+    if h < model.config.patch_size || w < model.config.patch_size {
+        bail!("{name}: preprocessed to {h}x{w}, smaller than one {0}x{0} patch", model.config.patch_size);
+    }
+    Ok(Prepared { path: path.to_path_buf(), pixels, size: (h, w), original: img })
+}
+
+/// Runs images through the model in batches of `batch` (consecutive images of one size share a
+/// batch), calling `each` with every image and its row of the outputs.
+pub fn run_batches(
+    model: &Model,
+    paths: &[PathBuf],
+    batch: usize,
+    opts: tessera::RunOptions,
+    mut each: impl FnMut(&Prepared, &tessera::ModelOutput, usize) -> Result<()>,
+) -> Result<()> {
+    let bar = if paths.len() > batch {
+        let b = ProgressBar::new(paths.len() as u64);
+        b.set_style(
+            ProgressStyle::with_template("{bar:40} {pos}/{len} images  {per_sec}  eta {eta}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        b
+    } else {
+        ProgressBar::hidden()
+    };
+    let mut pending: Vec<Prepared> = Vec::new();
+    let flush = |pending: &mut Vec<Prepared>, each: &mut dyn FnMut(&Prepared, &tessera::ModelOutput, usize) -> Result<()>| -> Result<()> {
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let (h, w) = pending[0].size;
+        let c = model.config.num_channels;
+        let pixels: Vec<f32> = pending.iter().flat_map(|p| p.pixels.iter().copied()).collect();
+        let out = model.run_blocking(&pixels, [pending.len(), c, h, w], opts)?;
+        for (i, p) in pending.iter().enumerate() {
+            each(p, &out, i)?;
+        }
+        bar.inc(pending.len() as u64);
+        pending.clear();
+        Ok(())
+    };
+    for path in paths {
+        let p = prepare(model, path)?;
+        if p.pixels.len() != model.config.num_channels * p.size.0 * p.size.1 {
+            bail!("{}: the model takes {} channels", path.display(), model.config.num_channels);
+        }
+        if pending.first().is_some_and(|q| q.size != p.size) || pending.len() == batch {
+            flush(&mut pending, &mut each)?;
+        }
+        pending.push(p);
+    }
+    flush(&mut pending, &mut each)?;
+    bar.finish_and_clear();
+    Ok(())
+}
+
+/// Row `i` of a `(B, ...)` tensor.
+pub fn row(t: &tessera::HostTensor, i: usize) -> &[f32] {
+    let n = t.data.len() / t.shape[0].max(1);
+    &t.data[i * n..(i + 1) * n]
+}

@@ -1,0 +1,92 @@
+//! Built-in configs with random weights, for benchmarks without a download: ViT-B/16, DeiT-S/16
+//! and DeiT-Ti/16 at 224 px with 1000 classes, laid out exactly as their hub checkpoints.
+
+use super::Checkpoint;
+use crate::error::{Error, Result};
+use crate::reference::Rng;
+
+/// The built-in names.
+pub const NAMES: &[&str] = &["vit-b16", "deit-s16", "deit-ti16"];
+
+fn spec(name: &str) -> Option<(&'static str, usize, usize)> {
+    // (model_type, hidden size, heads); 12 layers, MLP 4x, patch 16, 224 px.
+    match name {
+        "vit-b16" => Some(("vit", 768, 12)),
+        "deit-s16" => Some(("deit", 384, 6)),
+        "deit-ti16" => Some(("deit", 192, 3)),
+        _ => None,
+    }
+}
+
+/// A checkpoint of a built-in config with seeded random weights.
+pub fn checkpoint(name: &str) -> Result<Checkpoint> {
+    let (kind, d, heads) = spec(name).ok_or_else(|| Error::model(name, format!("unknown built-in config (known: {})", NAMES.join(", "))))?;
+    let (layers, mlp, patch, image, classes) = (12usize, 4 * d, 16usize, 224usize, 1000usize);
+    let arch = if kind == "vit" { "ViTForImageClassification" } else { "DeiTForImageClassification" };
+    let labels: serde_json::Map<String, serde_json::Value> =
+        (0..classes).map(|i| (i.to_string(), serde_json::Value::String(format!("class {i}")))).collect();
+    let config = serde_json::json!({
+        "model_type": kind, "architectures": [arch], "hidden_size": d, "num_hidden_layers": layers,
+        "num_attention_heads": heads, "intermediate_size": mlp, "image_size": image, "patch_size": patch,
+        "num_channels": 3, "layer_norm_eps": 1e-12, "qkv_bias": true, "hidden_act": "gelu", "id2label": labels,
+    });
+    let p = if kind == "vit" { "vit." } else { "deit." };
+    let prefix = if kind == "vit" { 1 } else { 2 };
+    let tokens = prefix + (image / patch) * (image / patch);
+    let mut shapes: Vec<(String, Vec<usize>)> = vec![
+        (format!("{p}embeddings.cls_token"), vec![1, 1, d]),
+        (format!("{p}embeddings.position_embeddings"), vec![1, tokens, d]),
+        (format!("{p}embeddings.patch_embeddings.projection.weight"), vec![d, 3, patch, patch]),
+        (format!("{p}embeddings.patch_embeddings.projection.bias"), vec![d]),
+        (format!("{p}layernorm.weight"), vec![d]),
+        (format!("{p}layernorm.bias"), vec![d]),
+        ("classifier.weight".into(), vec![classes, d]),
+        ("classifier.bias".into(), vec![classes]),
+    ];
+    if kind == "deit" {
+        shapes.push((format!("{p}embeddings.distillation_token"), vec![1, 1, d]));
+    }
+    for i in 0..layers {
+        let l = format!("{p}encoder.layer.{i}.");
+        for part in ["query", "key", "value"] {
+            shapes.push((format!("{l}attention.attention.{part}.weight"), vec![d, d]));
+            shapes.push((format!("{l}attention.attention.{part}.bias"), vec![d]));
+        }
+        for (n, s) in [
+            ("attention.output.dense.weight", vec![d, d]),
+            ("attention.output.dense.bias", vec![d]),
+            ("intermediate.dense.weight", vec![mlp, d]),
+            ("intermediate.dense.bias", vec![mlp]),
+            ("output.dense.weight", vec![d, mlp]),
+            ("output.dense.bias", vec![d]),
+            ("layernorm_before.weight", vec![d]),
+            ("layernorm_before.bias", vec![d]),
+            ("layernorm_after.weight", vec![d]),
+            ("layernorm_after.bias", vec![d]),
+        ] {
+            shapes.push((format!("{l}{n}"), s));
+        }
+    }
+    let mut rng = Rng::new(0x7e55e7a);
+    let data: Vec<Vec<u8>> = shapes
+        .iter()
+        .map(|(n, s)| {
+            let numel: usize = s.iter().product();
+            let scale = if n.ends_with("norm.weight") || n.contains("layernorm_") && n.ends_with("weight") { 0.0 } else { 0.02 };
+            let v = rng.vec(numel, scale);
+            let v: Vec<f32> = if scale == 0.0 { vec![1.0; numel] } else { v };
+            v.iter().flat_map(|x| x.to_le_bytes()).collect()
+        })
+        .collect();
+    let views: Vec<(String, safetensors::tensor::TensorView)> = shapes
+        .iter()
+        .zip(&data)
+        .map(|((n, s), b)| {
+            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b)
+                .map(|v| (n.clone(), v))
+                .map_err(|e| Error::model(name, e.to_string()))
+        })
+        .collect::<Result<_>>()?;
+    let bytes = safetensors::serialize(views, None).map_err(|e| Error::model(name, e.to_string()))?;
+    Checkpoint::from_bytes(&format!("builtin:{name}"), config.to_string().as_bytes(), bytes, None)
+}

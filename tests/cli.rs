@@ -1,0 +1,263 @@
+//! The `tessera` binary end to end: `run` against transformers' outputs, the embedded model
+//! against PyTorch's predictions, the hub download from a local server, and clear errors.
+
+use safetensors::SafeTensors;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn tessera(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_tessera"));
+    c.args(args).current_dir(root());
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().expect("run tessera")
+}
+
+fn ok(out: &Output) -> String {
+    assert!(out.status.success(), "tessera failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn fails_with(out: &Output, needles: &[&str]) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "expected failure, got success; stderr: {err}");
+    for n in needles {
+        assert!(err.contains(n), "stderr lacks `{n}`: {err}");
+    }
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+fn read_tensors(path: &Path) -> Vec<(String, Vec<f32>)> {
+    let bytes = std::fs::read(path).unwrap();
+    let st = SafeTensors::deserialize(&bytes).unwrap();
+    st.tensors()
+        .into_iter()
+        .map(|(n, t)| (n, t.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()))
+        .collect()
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("tessera-cli-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+#[test]
+fn run_matches_transformers_outputs() {
+    for fixture in ["vit-classifier", "deit-distilled-bf16", "dinov2-classifier", "vit-base-nobias-f16"] {
+        let dir = root().join("tests/fixtures").join(fixture);
+        let out_file = tmp(fixture).join("out.safetensors");
+        let out = tessera(
+            &["run", "--model", dir.to_str().unwrap(), "--pixels", dir.join("expected.safetensors").to_str().unwrap(), "--out", out_file.to_str().unwrap()],
+            &[],
+        );
+        ok(&out);
+        let got = read_tensors(&out_file);
+        let want = read_tensors(&dir.join("expected.safetensors"));
+        for name in ["logits", "last_hidden_state", "pooler_output"] {
+            let w = want.iter().find(|(n, _)| n == name);
+            let g = got.iter().find(|(n, _)| n == name);
+            match (w, g) {
+                (Some((_, w)), Some((_, g))) => {
+                    if let Err(e) = tessera::reference::compare(&format!("{fixture} {name}"), g, w, 1e-4, 0.0) {
+                        panic!("{e}");
+                    }
+                }
+                (None, None) => {}
+                _ => panic!("{fixture}: `{name}` present in one output only"),
+            }
+        }
+    }
+}
+
+fn sample_images() -> Vec<(usize, PathBuf)> {
+    let dir = root().join("models/fashion-vit/samples");
+    let mut v: Vec<(usize, PathBuf)> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .map(|p| (p.file_name().unwrap().to_str().unwrap()[..4].parse().unwrap(), p))
+        .collect();
+    v.sort();
+    assert_eq!(v.len(), 10, "one sample per class");
+    v
+}
+
+#[test]
+fn classify_with_the_embedded_model_agrees_with_pytorch() {
+    let reference = tessera::model::embedded::reference_predictions().expect("reference.json");
+    let labels: Vec<String> = serde_json::from_slice::<serde_json::Value>(&std::fs::read(root().join("models/fashion-vit/config.json")).unwrap())
+        .unwrap()["id2label"]
+        .as_object()
+        .map(|m| (0..m.len()).map(|i| m[&i.to_string()].as_str().unwrap().to_string()).collect())
+        .unwrap();
+    let samples = sample_images();
+    let mut args = vec!["classify", "--json", "--top", "3", "--batch", "4"];
+    let paths: Vec<String> = samples.iter().map(|(_, p)| p.display().to_string()).collect();
+    args.extend(paths.iter().map(|s| s.as_str()));
+    let doc: serde_json::Value = serde_json::from_str(&ok(&tessera(&args, &[]))).unwrap();
+    let results = doc["results"].as_array().unwrap();
+    assert_eq!(results.len(), samples.len());
+    for ((idx, path), r) in samples.iter().zip(results) {
+        assert_eq!(r["image"].as_str().unwrap(), path.display().to_string());
+        let top = r["top"].as_array().unwrap();
+        assert_eq!(top.len(), 3);
+        let top1 = top[0]["index"].as_u64().unwrap() as usize;
+        assert_eq!(top1, reference[*idx] as usize, "{}: PyTorch predicted {}", path.display(), labels[reference[*idx] as usize]);
+        assert_eq!(top[0]["label"].as_str().unwrap(), labels[top1]);
+        let s: Vec<f64> = top.iter().map(|t| t["score"].as_f64().unwrap()).collect();
+        assert!(s[0] >= s[1] && s[1] >= s[2] && s[0] <= 1.0 && s[2] >= 0.0);
+    }
+    // A folder works too, with the text output.
+    let text = ok(&tessera(&["classify", "models/fashion-vit/samples", "--top", "1"], &[]));
+    assert_eq!(text.lines().filter(|l| l.starts_with("  ")).count(), 10);
+}
+
+#[test]
+fn eval_subset_agrees_with_pytorch_predictions() {
+    if !Path::new("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz").exists() {
+        panic!("Fashion-MNIST is missing: apt-get install dataset-fashion-mnist");
+    }
+    let doc: serde_json::Value =
+        serde_json::from_str(&ok(&tessera(&["eval", "--limit", "1000", "--batch", "250", "--json"], &[]))).unwrap();
+    let ours: Vec<u8> = doc["predictions"].as_str().unwrap().bytes().map(|b| b - b'0').collect();
+    let theirs = tessera::model::embedded::reference_predictions().unwrap();
+    assert_eq!(ours.len(), 1000);
+    let agree = ours.iter().zip(&theirs).filter(|(a, b)| a == b).count();
+    eprintln!("agreement with PyTorch on 1000 test images: {agree}/1000, accuracy {}", doc["accuracy"]);
+    // f32 on a different device: only near-ties may flip.
+    assert!(agree >= 997, "only {agree}/1000 predictions agree with PyTorch");
+}
+
+#[test]
+fn embed_and_attention_outputs() {
+    let (_, sample) = &sample_images()[0];
+    let lines = ok(&tessera(&["embed", sample.to_str().unwrap(), "--pool", "cls"], &[]));
+    let v: serde_json::Value = serde_json::from_str(lines.lines().next().unwrap()).unwrap();
+    assert_eq!(v["embedding"].as_array().unwrap().len(), 64);
+    let heat = tmp("attention").join("heat.png");
+    ok(&tessera(&["attention", sample.to_str().unwrap(), "--out", heat.to_str().unwrap()], &[]));
+    let img = image::open(&heat).unwrap();
+    assert_eq!((img.width(), img.height()), (28, 28));
+}
+
+#[test]
+fn bad_inputs_fail_with_clear_messages() {
+    fails_with(&tessera(&["classify", "Cargo.toml"], &[]), &["Cargo.toml", "not an image"]);
+    fails_with(&tessera(&["classify", "--model", "no/such-dir-xyz", "x.png"], &[("HF_ENDPOINT", "http://127.0.0.1:9"), ("HF_HOME", tmp("nohub").to_str().unwrap())]), &["no/such-dir-xyz"]);
+    fails_with(&tessera(&["classify", "--model", "./missing-folder", "x.png"], &[]), &["missing-folder", "no such checkpoint folder"]);
+
+    // A truncated weights file.
+    let dir = tmp("truncated");
+    let src = root().join("tests/fixtures/vit-classifier");
+    for f in ["config.json", "preprocessor_config.json"] {
+        std::fs::copy(src.join(f), dir.join(f)).unwrap();
+    }
+    let w = std::fs::read(src.join("model.safetensors")).unwrap();
+    std::fs::write(dir.join("model.safetensors"), &w[..w.len() - 100]).unwrap();
+    let sample = sample_images()[0].1.display().to_string();
+    fails_with(&tessera(&["classify", "--model", dir.to_str().unwrap(), &sample], &[]), &["model.safetensors", "truncated"]);
+
+    // An unknown model type.
+    std::fs::write(dir.join("model.safetensors"), &w).unwrap();
+    let cfg = std::fs::read_to_string(src.join("config.json")).unwrap().replace("\"model_type\": \"vit\"", "\"model_type\": \"swin\"");
+    std::fs::write(dir.join("config.json"), cfg).unwrap();
+    fails_with(&tessera(&["classify", "--model", dir.to_str().unwrap(), &sample], &[]), &["config.json", "swin"]);
+
+    // A config that contradicts the weights.
+    let cfg = std::fs::read_to_string(src.join("config.json")).unwrap().replace("\"intermediate_size\": 64", "\"intermediate_size\": 65");
+    std::fs::write(dir.join("config.json"), cfg).unwrap();
+    fails_with(&tessera(&["classify", "--model", dir.to_str().unwrap(), &sample], &[]), &["intermediate.dense.weight", "shape"]);
+
+    // pixel_values of the wrong channel count.
+    fails_with(
+        &tessera(&["run", "--pixels", "tests/fixtures/photos/expected.safetensors", "--out", "/tmp/never.safetensors"], &[]),
+        &["expected.safetensors"],
+    );
+}
+
+/// Serves `files` (repo id -> folder) in the hub's URL layout: /{repo}/resolve/main/{file}, with
+/// the ETag, X-Repo-Commit and Range support the hub client needs. Answers a bounded number of
+/// requests.
+fn hub_server(repo: &'static str, folder: PathBuf) -> (String, std::thread::JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = format!("http://{}", listener.local_addr().unwrap());
+    let handle = std::thread::spawn(move || {
+        for stream in listener.incoming().take(64) {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            if reader.read_line(&mut line).is_err() {
+                continue;
+            }
+            let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
+            let mut range: Option<(usize, Option<usize>)> = None;
+            loop {
+                let mut h = String::new();
+                if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+                    break;
+                }
+                let lower = h.to_ascii_lowercase();
+                if let Some(r) = lower.strip_prefix("range: bytes=") {
+                    let (a, b) = r.trim().split_once('-').unwrap_or(("0", ""));
+                    range = Some((a.parse().unwrap_or(0), b.parse().ok()));
+                }
+            }
+            let prefix = format!("/{repo}/resolve/main/");
+            let file = path.strip_prefix(&prefix).map(|f| folder.join(f)).filter(|p| p.is_file());
+            let response = match file {
+                None => b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_vec(),
+                Some(p) => {
+                    let mut data = Vec::new();
+                    std::fs::File::open(&p).unwrap().read_to_end(&mut data).unwrap();
+                    let etag = format!("{:016x}", data.iter().fold(0xcbf29ce484222325u64, |h, &b| (h ^ b as u64).wrapping_mul(0x100000001b3)));
+                    let (status, body, extra) = match range {
+                        Some((a, b)) => {
+                            let end = b.unwrap_or(data.len() - 1).min(data.len() - 1);
+                            (
+                                "206 Partial Content",
+                                data[a..=end].to_vec(),
+                                format!("Content-Range: bytes {a}-{end}/{}\r\n", data.len()),
+                            )
+                        }
+                        None => ("200 OK", data.clone(), String::new()),
+                    };
+                    let mut r = format!(
+                        "HTTP/1.1 {status}\r\nContent-Length: {}\r\nETag: \"{etag}\"\r\nX-Repo-Commit: 0123456789abcdef0123456789abcdef01234567\r\nAccept-Ranges: bytes\r\n{extra}Connection: close\r\n\r\n",
+                        body.len()
+                    )
+                    .into_bytes();
+                    r.extend(body);
+                    r
+                }
+            };
+            let _ = stream.write_all(&response);
+        }
+    });
+    (addr, handle)
+}
+
+#[test]
+fn hub_id_downloads_into_the_cache_and_works_offline() {
+    let home = tmp("hfhome");
+    let (endpoint, _server) = hub_server("tessera-test/vit-classifier", root().join("tests/fixtures/vit-classifier"));
+    let photo = root().join("tests/fixtures/photos/chelsea.png");
+    let env = [("HF_ENDPOINT", endpoint.as_str()), ("HF_HOME", home.to_str().unwrap())];
+    let first = ok(&tessera(&["classify", "--model", "tessera-test/vit-classifier", photo.to_str().unwrap(), "--json"], &env));
+    let snapshot = home.join("hub/models--tessera-test--vit-classifier/snapshots");
+    assert!(snapshot.exists(), "nothing cached under {}", snapshot.display());
+    // The server is not asked again: an unreachable endpoint still works from the cache.
+    let offline = [("HF_ENDPOINT", "http://127.0.0.1:9"), ("HF_HOME", home.to_str().unwrap())];
+    let second = ok(&tessera(&["classify", "--model", "tessera-test/vit-classifier", photo.to_str().unwrap(), "--json"], &offline));
+    let strip = |s: &str| serde_json::from_str::<serde_json::Value>(s).unwrap()["results"].clone();
+    assert_eq!(strip(&first), strip(&second));
+    // A repo the server does not have.
+    fails_with(&tessera(&["classify", "--model", "tessera-test/missing", photo.to_str().unwrap()], &env), &["tessera-test/missing", "config.json"]);
+}
