@@ -13,6 +13,8 @@ pub mod graph;
 pub mod model;
 pub mod ops;
 pub mod reference;
+#[cfg(target_arch = "wasm32")]
+pub mod wasm;
 
 pub use error::{Error, Result};
 pub use gpu::{AdapterReport, Gpu, GpuOptions};

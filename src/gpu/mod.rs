@@ -289,6 +289,7 @@ impl Gpu {
     }
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 fn type_rank(t: wgpu::DeviceType, low_power: bool) -> u32 {
     use wgpu::DeviceType::*;
     match (t, low_power) {
@@ -300,6 +301,7 @@ fn type_rank(t: wgpu::DeviceType, low_power: bool) -> u32 {
     }
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 fn backend_rank(b: wgpu::Backend) -> u32 {
     match b {
         wgpu::Backend::Vulkan | wgpu::Backend::Metal | wgpu::Backend::Dx12 => 0,

@@ -9,7 +9,9 @@ use crate::ops::Kernel;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
-/// Weights on the GPU, uploaded once and shared by every graph compiled against them.
+/// Weights on the GPU, uploaded once and shared by every graph compiled against them. Cloning
+/// shares the buffers.
+#[derive(Clone)]
 pub struct Weights {
     gpu: Arc<Gpu>,
     map: HashMap<String, (wgpu::Buffer, Vec<usize>)>,

@@ -48,6 +48,21 @@ pub struct ModelOutput {
     pub profile: Option<Profile>,
 }
 
+/// CLS attention over the patch grid.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct AttentionMap {
+    /// Patch grid rows.
+    pub rows: usize,
+    /// Patch grid columns.
+    pub cols: usize,
+    /// Heads.
+    pub heads: usize,
+    /// `(heads, rows * cols)`, each row a probability distribution restricted to the patches.
+    pub per_head: Vec<f32>,
+    /// Mean over heads, `rows * cols`.
+    pub mean: Vec<f32>,
+}
+
 /// One top-k entry.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct TopK {
@@ -441,13 +456,15 @@ impl Model {
         }
         let (graph, pos_name) = self.build(batch, h, w, opts)?;
         let p = self.config.patch_size;
-        let exe = {
+        // No lock is held across the await: concurrent calls (from JS too) must not block.
+        let weights = {
             let mut weights = lock(&self.weights);
             let d = self.config.hidden_size;
             let rows = self.config.prefix_tokens() + (h / p) * (w / p);
             weights.insert(&pos_name, &[rows, d], &self.positions(h / p, w / p, h, w))?;
-            Executable::compile(&self.gpu, &graph, &weights, &CompileOptions { profile: opts.profile }).await?
+            weights.clone()
         };
+        let exe = Executable::compile(&self.gpu, &graph, &weights, &CompileOptions { profile: opts.profile }).await?;
         let exe = Arc::new(exe);
         lock(&self.compiled).insert(key, exe.clone());
         Ok(exe)
@@ -504,6 +521,61 @@ impl Model {
     #[cfg(not(target_arch = "wasm32"))]
     pub fn run_blocking(&self, pixels: &[f32], dims: [usize; 4], opts: RunOptions) -> Result<ModelOutput> {
         pollster::block_on(self.run(pixels, dims, opts))
+    }
+
+    /// Preprocesses RGB images as the checkpoint asks and runs them as one batch (they must
+    /// preprocess to one size, as fixed-size resizes and crops do).
+    pub async fn run_images(&self, images: &[&image::RgbImage], opts: RunOptions) -> Result<ModelOutput> {
+        let mut pixels = Vec::new();
+        let mut size = None;
+        for (i, img) in images.iter().enumerate() {
+            let (p, h, w) = self.preprocessor.apply(img);
+            if size.is_some_and(|s| s != (h, w)) {
+                return Err(Error::Input {
+                    name: format!("image {i}"),
+                    problem: format!("preprocesses to {h}x{w}, the batch's first image to {:?}", size),
+                });
+            }
+            size = Some((h, w));
+            pixels.extend(p);
+        }
+        let Some((h, w)) = size else {
+            return Err(Error::Input { name: "images".into(), problem: "no images".into() });
+        };
+        self.run(&pixels, [images.len(), 3, h, w], opts).await
+    }
+
+    /// Top-k classes of each image.
+    pub async fn classify(&self, images: &[&image::RgbImage], k: usize) -> Result<Vec<Vec<TopK>>> {
+        if self.head == Head::None {
+            return Err(Error::model(&self.source, "this is a base model without a classifier head"));
+        }
+        let out = self.run_images(images, RunOptions::default()).await?;
+        let logits = out.logits.ok_or_else(|| Error::gpu("", "no logits"))?;
+        Ok(self.top_k(&logits, k))
+    }
+
+    /// One embedding per image: the pooler output where the model has one, else the CLS token.
+    pub async fn embed(&self, images: &[&image::RgbImage]) -> Result<Vec<Vec<f32>>> {
+        let out = self.run_images(images, RunOptions::default()).await?;
+        let d = self.config.hidden_size;
+        Ok(match out.pooler_output {
+            Some(p) => p.data.chunks(d).map(|c| c.to_vec()).collect(),
+            None => {
+                let t = out.last_hidden_state.shape[1];
+                out.last_hidden_state.data.chunks(t * d).map(|c| c[..d].to_vec()).collect()
+            }
+        })
+    }
+
+    /// The last layer's attention of the CLS token over the patch grid: per head and the mean.
+    pub async fn attention_map(&self, img: &image::RgbImage) -> Result<AttentionMap> {
+        let out = self.run_images(&[img], RunOptions { attention: true, ..Default::default() }).await?;
+        let att = out.cls_attention.ok_or_else(|| Error::gpu("", "no attention output"))?;
+        let heads = att.shape[1];
+        let n = out.grid.0 * out.grid.1;
+        let mean = (0..n).map(|j| (0..heads).map(|k| att.data[k * n + j]).sum::<f32>() / heads as f32).collect();
+        Ok(AttentionMap { rows: out.grid.0, cols: out.grid.1, heads, per_head: att.data, mean })
     }
 
     /// Top-k classes per image from logits `(B, N)`, with softmax probabilities.

@@ -1,0 +1,178 @@
+//! The browser API (wasm32 + WebGPU): thin bindings over the same engine and models. Results
+//! cross as JSON strings or typed arrays; errors as JS `Error`s with the crate's message and kind.
+//! The JavaScript package in `web/` wraps these in the documented API.
+
+use crate::error::Error;
+use crate::model::{decode_image, Checkpoint, Model, RunOptions};
+use crate::{Gpu, GpuOptions};
+use js_sys::{Float32Array, Object, Reflect};
+use std::sync::Arc;
+use wasm_bindgen::prelude::*;
+
+fn js_err(e: Error) -> JsError {
+    JsError::new(&format!("[{}] {e}", e.kind()))
+}
+
+#[wasm_bindgen(start)]
+fn start() {
+    // Diagnostics only: errors are returned as values, never raised by panicking.
+    console_error_panic_hook::set_once();
+}
+
+/// An open WebGPU device.
+#[wasm_bindgen]
+pub struct Engine {
+    gpu: Arc<Gpu>,
+}
+
+#[wasm_bindgen]
+impl Engine {
+    /// Opens the browser's WebGPU adapter.
+    pub async fn create() -> Result<Engine, JsError> {
+        let gpu = Gpu::new(&GpuOptions::default()).await.map_err(js_err)?;
+        Ok(Engine { gpu })
+    }
+
+    /// The adapter, its features and limits, as JSON.
+    #[wasm_bindgen(js_name = adapterInfo)]
+    pub fn adapter_info(&self) -> String {
+        let r = self.gpu.report();
+        serde_json::json!({
+            "name": r.name, "backend": r.backend, "deviceType": r.device_type, "driver": r.driver,
+            "shaderF16": r.shader_f16, "timestampQuery": r.timestamp_query,
+            "maxBufferSize": r.max_buffer_size, "maxStorageBufferBindingSize": r.max_storage_buffer_binding_size,
+            "maxWorkgroupStorage": r.max_workgroup_storage, "maxInvocations": r.max_invocations,
+        })
+        .to_string()
+    }
+
+    /// Loads a checkpoint from its files' bytes and uploads its weights.
+    #[wasm_bindgen(js_name = loadModel)]
+    pub fn load_model(
+        &self,
+        name: &str,
+        config: &[u8],
+        weights: Vec<u8>,
+        preprocessor: Option<Vec<u8>>,
+    ) -> Result<WasmModel, JsError> {
+        let ck = Checkpoint::from_bytes(name, config, weights, preprocessor.as_deref()).map_err(js_err)?;
+        let model = Model::load(&self.gpu, &ck).map_err(js_err)?;
+        Ok(WasmModel { model: Some(model) })
+    }
+}
+
+/// A model on the GPU.
+#[wasm_bindgen]
+pub struct WasmModel {
+    model: Option<Model>,
+}
+
+fn rgba_to_rgb(rgba: &[u8], width: u32, height: u32) -> Result<image::RgbImage, JsError> {
+    if width == 0 || height == 0 || rgba.len() as u64 != 4 * width as u64 * height as u64 {
+        return Err(JsError::new(&format!("[image] RGBA data of {} bytes does not make a {width}x{height} image", rgba.len())));
+    }
+    let rgb: Vec<u8> = rgba.chunks_exact(4).flat_map(|p| [p[0], p[1], p[2]]).collect();
+    image::RgbImage::from_raw(width, height, rgb).ok_or_else(|| JsError::new("[image] bad image size"))
+}
+
+fn set(obj: &Object, key: &str, value: &JsValue) -> Result<(), JsError> {
+    Reflect::set(obj, &JsValue::from_str(key), value).map_err(|_| JsError::new("cannot build the result object"))?;
+    Ok(())
+}
+
+fn tensor(obj: &Object, key: &str, t: &crate::HostTensor) -> Result<(), JsError> {
+    set(obj, key, &Float32Array::from(&t.data[..]).into())?;
+    let dims = js_sys::Array::new();
+    for d in &t.shape {
+        dims.push(&JsValue::from_f64(*d as f64));
+    }
+    set(obj, &format!("{key}Dims"), &dims.into())
+}
+
+impl WasmModel {
+    fn get(&self) -> Result<&Model, JsError> {
+        self.model.as_ref().ok_or_else(|| JsError::new("[disposed] this model was disposed"))
+    }
+
+    fn image(bytes: Option<Vec<u8>>, rgba: Option<Vec<u8>>, width: u32, height: u32, name: &str) -> Result<image::RgbImage, JsError> {
+        match (bytes, rgba) {
+            (Some(b), _) => decode_image(&b, name).map_err(js_err),
+            (None, Some(p)) => rgba_to_rgb(&p, width, height),
+            (None, None) => Err(JsError::new("[image] no image data")),
+        }
+    }
+}
+
+#[wasm_bindgen]
+impl WasmModel {
+    /// Config summary as JSON: family, head, labels, sizes.
+    pub fn info(&self) -> Result<String, JsError> {
+        let m = self.get()?;
+        let c = &m.config;
+        Ok(serde_json::json!({
+            "source": m.source, "family": format!("{:?}", c.family), "head": format!("{:?}", m.head()),
+            "labels": c.labels, "hiddenSize": c.hidden_size, "layers": c.num_layers, "heads": c.num_heads,
+            "imageSize": [c.image_size.0, c.image_size.1], "patchSize": c.patch_size,
+            "weightBytes": m.weight_bytes(),
+        })
+        .to_string())
+    }
+
+    /// Top-k classes of one image, given as encoded file bytes (`bytes`, decoded exactly as
+    /// natively) or as RGBA pixels. JSON `[{index, label, score}]`.
+    pub async fn classify(
+        &self,
+        bytes: Option<Vec<u8>>,
+        rgba: Option<Vec<u8>>,
+        width: u32,
+        height: u32,
+        name: String,
+        top_k: usize,
+    ) -> Result<String, JsError> {
+        let img = Self::image(bytes, rgba, width, height, &name)?;
+        let top = self.get()?.classify(&[&img], top_k).await.map_err(js_err)?;
+        Ok(serde_json::to_string(&top[0]).unwrap_or_default())
+    }
+
+    /// The embedding of one image (pooler output, else CLS token).
+    pub async fn embed(&self, bytes: Option<Vec<u8>>, rgba: Option<Vec<u8>>, width: u32, height: u32, name: String) -> Result<Float32Array, JsError> {
+        let img = Self::image(bytes, rgba, width, height, &name)?;
+        let e = self.get()?.embed(&[&img]).await.map_err(js_err)?;
+        Ok(Float32Array::from(&e[0][..]))
+    }
+
+    /// CLS attention over the patch grid (last layer) as JSON `{rows, cols, heads, perHead, mean}`.
+    pub async fn attention(&self, bytes: Option<Vec<u8>>, rgba: Option<Vec<u8>>, width: u32, height: u32, name: String) -> Result<String, JsError> {
+        let img = Self::image(bytes, rgba, width, height, &name)?;
+        let a = self.get()?.attention_map(&img).await.map_err(js_err)?;
+        Ok(serde_json::json!({"rows": a.rows, "cols": a.cols, "heads": a.heads, "perHead": a.per_head, "mean": a.mean}).to_string())
+    }
+
+    /// Runs `pixel_values` (B, C, H, W) as `model(pixel_values=...)` does: `{logits, logitsDims,
+    /// lastHiddenState, lastHiddenStateDims, poolerOutput, poolerOutputDims}` (absent where the
+    /// model has none).
+    pub async fn run(&self, pixels: Vec<f32>, dims: Vec<u32>) -> Result<Object, JsError> {
+        let [b, c, h, w] = dims[..] else {
+            return Err(JsError::new(&format!("[input] dims must be [B, C, H, W], got {dims:?}")));
+        };
+        let out = self
+            .get()?
+            .run(&pixels, [b as usize, c as usize, h as usize, w as usize], RunOptions::default())
+            .await
+            .map_err(js_err)?;
+        let obj = Object::new();
+        if let Some(l) = &out.logits {
+            tensor(&obj, "logits", l)?;
+        }
+        tensor(&obj, "lastHiddenState", &out.last_hidden_state)?;
+        if let Some(p) = &out.pooler_output {
+            tensor(&obj, "poolerOutput", p)?;
+        }
+        Ok(obj)
+    }
+
+    /// Frees the model's GPU memory; later calls reject.
+    pub fn dispose(&mut self) {
+        self.model = None;
+    }
+}
