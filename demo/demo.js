@@ -1,0 +1,252 @@
+import { Tessera } from '../web/index.js';
+
+const $ = (id) => document.getElementById(id);
+const SAMPLES = [
+  '0000-ankle-boot.png', '0001-pullover.png', '0002-trouser.png', '0004-shirt.png', '0006-coat.png',
+  '0008-sandal.png', '0009-sneaker.png', '0013-dress.png', '0018-bag.png', '0019-t-shirt-top.png',
+];
+const DEFAULT_MODEL = new URL('../models/fashion-vit', import.meta.url).href;
+
+let engine = null;
+let model = null;
+let busy = false;
+let lastAttention = null;
+
+function status(text) {
+  $('status').textContent = text;
+}
+
+function showError(err) {
+  const box = $('error');
+  box.textContent = err ? (err.message || String(err)) : '';
+  box.hidden = !err;
+}
+
+function setBusy(b) {
+  busy = b;
+  $('loadBtn').disabled = b;
+}
+
+async function loadModel(kind) {
+  setBusy(true);
+  showError(null);
+  const progress = $('progress');
+  try {
+    let source;
+    if (kind === 'default') {
+      source = DEFAULT_MODEL;
+    } else if (kind === 'hub') {
+      source = $('hubId').value.trim();
+      if (!source) throw new Error('Type a hub id such as facebook/deit-tiny-patch16-224.');
+    } else {
+      const files = Array.from($('ckptFiles').files || []);
+      const pick = (n) => files.find((f) => f.name === n);
+      if (!pick('config.json') || !pick('model.safetensors')) {
+        throw new Error('Choose the checkpoint files: config.json, model.safetensors and (optionally) preprocessor_config.json.');
+      }
+      source = { name: 'dropped checkpoint', config: pick('config.json'), weights: pick('model.safetensors'), preprocessor: pick('preprocessor_config.json') };
+    }
+    status('Loading model…');
+    progress.hidden = false;
+    progress.removeAttribute('value');
+    const next = await engine.load(source, {
+      onProgress: ({ file, loaded, total }) => {
+        if (total) {
+          progress.max = total;
+          progress.value = loaded;
+        }
+        status(`Downloading ${file}: ${(loaded / 1048576).toFixed(1)} MB${total ? ` of ${(total / 1048576).toFixed(1)} MB` : ''}`);
+      },
+    });
+    if (model) model.dispose();
+    model = next;
+    const info = model.info;
+    const shownName = kind === 'default' ? 'Fashion-MNIST ViT (embedded)' : info.source;
+    $('modelName').textContent = `${shownName} — ${info.family}, ${info.layers} layers, ${info.imageSize[0]}×${info.imageSize[1]} input, ${(info.weightBytes / 1048576).toFixed(1)} MB`;
+    status(info.labels.length ? 'Ready. Drop an image.' : 'Ready (a base model: embeddings and attention, no classes).');
+  } catch (e) {
+    showError(e);
+    status(model ? 'Still using the previous model.' : 'No model loaded.');
+  } finally {
+    progress.hidden = true;
+    setBusy(false);
+  }
+}
+
+function drawImage(bitmap) {
+  const view = $('view');
+  const heat = $('heat');
+  const maxSide = 420;
+  const scale = Math.min(maxSide / bitmap.width, maxSide / bitmap.height);
+  const w = Math.max(1, Math.round(bitmap.width * scale));
+  const h = Math.max(1, Math.round(bitmap.height * scale));
+  for (const c of [view, heat]) {
+    c.width = w;
+    c.height = h;
+    c.style.width = `${w}px`;
+  }
+  const ctx = view.getContext('2d');
+  ctx.imageSmoothingEnabled = scale < 4;
+  ctx.drawImage(bitmap, 0, 0, w, h);
+  $('stage').hidden = false;
+  $('drop').classList.add('has-image');
+}
+
+function heatColor(t) {
+  const stops = [[13, 8, 77], [140, 26, 140], [230, 77, 51], [255, 217, 51]];
+  const x = Math.min(Math.max(t, 0), 1) * 3;
+  const i = Math.min(Math.floor(x), 2);
+  const f = x - i;
+  return stops[i].map((a, k) => Math.round(a + (stops[i + 1][k] - a) * f));
+}
+
+function drawHeat() {
+  const heat = $('heat');
+  const ctx = heat.getContext('2d');
+  ctx.clearRect(0, 0, heat.width, heat.height);
+  if (!lastAttention || !$('showHeat').checked) return;
+  const { rows, cols, mean } = lastAttention;
+  let lo = Infinity;
+  let hi = -Infinity;
+  for (const v of mean) {
+    lo = Math.min(lo, v);
+    hi = Math.max(hi, v);
+  }
+  const cw = heat.width / cols;
+  const ch = heat.height / rows;
+  for (let r = 0; r < rows; r++) {
+    for (let c = 0; c < cols; c++) {
+      const t = hi > lo ? (mean[r * cols + c] - lo) / (hi - lo) : 0;
+      const [R, G, B] = heatColor(t);
+      ctx.fillStyle = `rgba(${R}, ${G}, ${B}, ${0.25 + 0.45 * t})`;
+      ctx.fillRect(c * cw, r * ch, cw, ch);
+    }
+  }
+  ctx.strokeStyle = 'rgba(255, 255, 255, 0.35)';
+  ctx.lineWidth = 1;
+  ctx.beginPath();
+  for (let c = 1; c < cols; c++) {
+    ctx.moveTo(Math.round(c * cw) + 0.5, 0);
+    ctx.lineTo(Math.round(c * cw) + 0.5, heat.height);
+  }
+  for (let r = 1; r < rows; r++) {
+    ctx.moveTo(0, Math.round(r * ch) + 0.5);
+    ctx.lineTo(heat.width, Math.round(r * ch) + 0.5);
+  }
+  ctx.stroke();
+  heat.dataset.drawn = 'true';
+}
+
+function showPredictions(preds) {
+  const list = $('predictions');
+  list.replaceChildren();
+  for (const p of preds) {
+    const li = document.createElement('li');
+    const label = Object.assign(document.createElement('span'), { className: 'label', textContent: p.label, title: p.label });
+    const bar = Object.assign(document.createElement('span'), { className: 'bar' });
+    const fill = document.createElement('span');
+    fill.style.width = `${(p.score * 100).toFixed(1)}%`;
+    bar.append(fill);
+    const score = Object.assign(document.createElement('span'), { className: 'score', textContent: `${(p.score * 100).toFixed(1)}%` });
+    li.append(label, bar, score);
+    list.append(li);
+  }
+}
+
+async function handleFile(file) {
+  if (!model) {
+    showError(new Error('No model is loaded yet.'));
+    return;
+  }
+  if (busy) return;
+  setBusy(true);
+  showError(null);
+  status(`Running ${file.name || 'image'}…`);
+  try {
+    if (!file.size) throw new Error(`${file.name || 'The file'} is empty.`);
+    const t0 = performance.now();
+    // The engine decodes and checks the file first, so an unusable file never reaches the page.
+    const preds = model.info.labels.length ? await model.classify(file, { topK: 5 }) : [];
+    const t1 = performance.now();
+    lastAttention = await model.attention(file);
+    const bitmap = await createImageBitmap(file);
+    drawImage(bitmap);
+    bitmap.close();
+    drawHeat();
+    showPredictions(preds);
+    $('latency').textContent = `${(t1 - t0).toFixed(1)} ms (classify, incl. decode and upload)`;
+    status(preds.length ? `${file.name || 'image'}: ${preds[0].label}` : `${file.name || 'image'}: attention map`);
+    document.body.dataset.result = preds.length ? preds[0].label : '';
+  } catch (e) {
+    showError(e);
+    status('Drop another image.');
+  } finally {
+    setBusy(false);
+  }
+}
+
+function setupInputs() {
+  const drop = $('drop');
+  for (const ev of ['dragenter', 'dragover']) {
+    drop.addEventListener(ev, (e) => {
+      e.preventDefault();
+      drop.classList.add('over');
+    });
+  }
+  for (const ev of ['dragleave', 'drop']) {
+    drop.addEventListener(ev, () => drop.classList.remove('over'));
+  }
+  drop.addEventListener('drop', (e) => {
+    e.preventDefault();
+    const file = e.dataTransfer && e.dataTransfer.files && e.dataTransfer.files[0];
+    if (file) handleFile(file);
+    else showError(new Error('Drop an image file.'));
+  });
+  window.addEventListener('dragover', (e) => e.preventDefault());
+  window.addEventListener('drop', (e) => e.preventDefault());
+  $('file').addEventListener('change', (e) => {
+    const f = e.target.files[0];
+    if (f) handleFile(f);
+    e.target.value = '';
+  });
+  $('showHeat').addEventListener('change', drawHeat);
+  $('modelKind').addEventListener('change', () => {
+    const kind = $('modelKind').value;
+    $('hubId').hidden = kind !== 'hub';
+    $('ckptFiles').hidden = kind !== 'files';
+  });
+  $('loadBtn').addEventListener('click', () => loadModel($('modelKind').value));
+  const samples = $('samples');
+  for (const name of SAMPLES) {
+    const url = new URL(`../models/fashion-vit/samples/${name}`, import.meta.url).href;
+    const b = document.createElement('button');
+    b.type = 'button';
+    b.title = name.slice(5, -4).replace(/-/g, ' ');
+    b.append(Object.assign(document.createElement('img'), { src: url, alt: b.title }));
+    b.addEventListener('click', async () => {
+      const blob = await (await fetch(url)).blob();
+      handleFile(new File([blob], name, { type: 'image/png' }));
+    });
+    samples.append(b);
+  }
+}
+
+async function main() {
+  setupInputs();
+  try {
+    engine = await Tessera.create();
+  } catch (e) {
+    const box = $('unsupported');
+    box.textContent = e.message;
+    box.hidden = false;
+    status('WebGPU is not available.');
+    setBusy(true);
+    return;
+  }
+  const a = engine.adapterInfo;
+  $('adapter').textContent = `${a.name || 'WebGPU adapter'}${a.deviceType ? ` (${a.deviceType})` : ''}`;
+  await loadModel('default');
+  document.body.dataset.ready = 'true';
+}
+
+main();

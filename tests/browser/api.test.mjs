@@ -1,0 +1,107 @@
+// The wasm API in headless Chromium (WebGPU on SwiftShader): for each test checkpoint, `run`
+// matches transformers' expected logits within 1e-4 and the native engine's output for the same
+// input; errors reject with Error objects carrying a kind.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { readFileSync, mkdtempSync, existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { tmpdir } from 'node:os';
+import { ROOT, NATIVE, serve, launch, readSafetensors, maxDiff } from './harness.mjs';
+
+let server;
+let browser;
+let page;
+
+before(async () => {
+  assert.ok(existsSync(join(ROOT, 'web/pkg/tessera_bg.wasm')), 'build the package first: bash scripts/build_web.sh');
+  assert.ok(existsSync(NATIVE), 'build the native binary first: cargo build --release');
+  server = await serve();
+  browser = await launch();
+  page = await browser.newPage();
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  await page.goto(`${server.url}/tests/browser/blank.html`);
+  const info = await page.evaluate(async () => {
+    const { Tessera } = await import('/web/index.js');
+    window.engine = await Tessera.create();
+    return window.engine.adapterInfo;
+  });
+  console.log(`browser adapter: ${JSON.stringify(info)}`);
+  assert.ok(info.name !== undefined);
+});
+
+after(async () => {
+  await browser?.close();
+  await server?.close();
+});
+
+for (const fixture of ['vit-classifier', 'deit-distilled-bf16', 'dinov2-classifier', 'vit-base-nobias-f16']) {
+  test(`run ${fixture} matches transformers and the native engine`, { timeout: 300_000 }, async () => {
+    const dir = join(ROOT, 'tests/fixtures', fixture);
+    const expected = readSafetensors(readFileSync(join(dir, 'expected.safetensors')));
+    const native = join(mkdtempSync(join(tmpdir(), 'tessera-native-')), 'out.safetensors');
+    execFileSync(NATIVE, ['run', '--model', dir, '--pixels', join(dir, 'expected.safetensors'), '--out', native], { stdio: 'pipe' });
+    const nat = readSafetensors(readFileSync(native));
+    const got = await page.evaluate(async (name) => {
+      const { readTensor } = await import('/tests/browser/blank.js');
+      const model = await window.engine.load(`/tests/fixtures/${name}`, { cache: false });
+      const pv = await readTensor(`/tests/fixtures/${name}/expected.safetensors`, 'pixel_values');
+      const out = await model.run(pv.data, pv.dims);
+      model.dispose();
+      return {
+        logits: out.logits ? Array.from(out.logits) : null,
+        logitsDims: out.logitsDims ?? null,
+        last: Array.from(out.lastHiddenState),
+        lastDims: out.lastHiddenStateDims,
+        pooler: out.poolerOutput ? Array.from(out.poolerOutput) : null,
+      };
+    }, fixture);
+    assert.deepEqual(got.lastDims, expected.last_hidden_state.dims);
+    const checks = [['last_hidden_state', got.last], ['logits', got.logits], ['pooler_output', got.pooler]];
+    for (const [name, values] of checks) {
+      if (!expected[name]) {
+        assert.equal(values, null, `${fixture}: ${name} should be absent`);
+        continue;
+      }
+      const vsRef = maxDiff(values, expected[name].data);
+      const vsNative = maxDiff(values, nat[name].data);
+      console.log(`${fixture} ${name}: max diff ${vsRef.toExponential(2)} vs transformers, ${vsNative.toExponential(2)} vs native`);
+      assert.ok(vsRef <= 1e-4, `${fixture} ${name}: ${vsRef} from transformers`);
+      assert.ok(vsNative <= 1e-4, `${fixture} ${name}: ${vsNative} from the native engine`);
+    }
+  });
+}
+
+test('errors reject with a kind and a message', { timeout: 120_000 }, async () => {
+  const r = await page.evaluate(async () => {
+    const results = {};
+    const grab = async (key, f) => {
+      try {
+        await f();
+        results[key] = 'resolved';
+      } catch (e) {
+        results[key] = { isError: e instanceof Error, kind: e.kind, message: e.message };
+      }
+    };
+    await grab('missing', () => window.engine.load('/tests/fixtures/no-such-model', { cache: false }));
+    await grab('garbage', () => window.engine.load({ config: new TextEncoder().encode('{"model_type": "vit"'), weights: new Uint8Array(16) }));
+    const model = await window.engine.load('/tests/fixtures/vit-classifier', { cache: false });
+    await grab('pdf', () => model.classify(new Blob([new TextEncoder().encode('%PDF-1.4')], { type: 'application/pdf' })));
+    await grab('empty', () => model.classify(new File([], 'empty.png')));
+    await grab('dims', () => model.run(new Float32Array(10), [1, 3, 32, 32]));
+    model.dispose();
+    await grab('disposed', () => model.classify(new File([new Uint8Array(4)], 'x.png')));
+    return results;
+  });
+  assert.equal(r.missing.kind, 'not_found');
+  assert.match(r.missing.message, /no-such-model\/config\.json/);
+  assert.equal(r.garbage.kind, 'model');
+  assert.match(r.garbage.message, /config\.json/);
+  assert.equal(r.pdf.kind, 'image');
+  assert.equal(r.empty.kind, 'image');
+  assert.match(r.empty.message, /empty/);
+  assert.equal(r.dims.kind, 'input');
+  assert.equal(r.disposed.kind, 'disposed');
+  for (const v of Object.values(r)) assert.equal(v.isError, true);
+});

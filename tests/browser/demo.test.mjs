@@ -1,0 +1,116 @@
+// The demo page end to end in headless Chromium: a real drag-and-drop of an image file onto the
+// drop zone, the top-1 label checked against `tessera classify` natively on the same file, the
+// heatmap drawn, bad files shown as messages without breaking the page, and a screenshot.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { ROOT, NATIVE, serve, launch } from './harness.mjs';
+
+let server;
+let browser;
+let page;
+const consoleErrors = [];
+const SHOTS = join(ROOT, 'target/browser');
+
+before(async () => {
+  mkdirSync(SHOTS, { recursive: true });
+  server = await serve();
+  browser = await launch();
+  page = await browser.newPage({ viewport: { width: 1280, height: 860 } });
+  page.on('console', (m) => {
+    if (m.type() === 'error') consoleErrors.push(m.text());
+  });
+  page.on('pageerror', (e) => consoleErrors.push(e.message));
+  await page.goto(`${server.url}/demo/`);
+  await page.waitForSelector('body[data-ready="true"]', { timeout: 180_000 });
+});
+
+after(async () => {
+  await browser?.close();
+  await server?.close();
+});
+
+async function dropFile(path, name, type) {
+  const bytes = path ? Array.from(readFileSync(path)) : [];
+  const dataTransfer = await page.evaluateHandle(({ bytes, name, type }) => {
+    const dt = new DataTransfer();
+    dt.items.add(new File([new Uint8Array(bytes)], name, { type }));
+    return dt;
+  }, { bytes, name, type });
+  await page.evaluate(() => {
+    delete document.body.dataset.result;
+  });
+  for (const ev of ['dragenter', 'dragover', 'drop']) {
+    await page.dispatchEvent('#drop', ev, { dataTransfer });
+  }
+}
+
+function nativeTop1(file) {
+  const out = JSON.parse(execFileSync(NATIVE, ['classify', '--json', '--top', '1', file], { encoding: 'utf8' }));
+  return out.results[0].top[0].label;
+}
+
+test('dropping an image shows the same top-1 label as the native CLI, with the heatmap', { timeout: 300_000 }, async () => {
+  for (const sample of ['0009-sneaker.png', '0004-shirt.png']) {
+    const file = join(ROOT, 'models/fashion-vit/samples', sample);
+    await dropFile(file, sample, 'image/png');
+    await page.waitForSelector('body[data-result]', { timeout: 120_000 });
+    const shown = await page.textContent('#predictions li:first-child .label');
+    assert.equal(shown, nativeTop1(file), `${sample}: browser and native disagree`);
+    assert.equal(await page.locator('#predictions li').count(), 5);
+    const lit = await page.evaluate(() => {
+      const c = document.getElementById('heat');
+      const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+      let n = 0;
+      for (let i = 3; i < d.length; i += 4) if (d[i] > 0) n++;
+      return { n, total: d.length / 4, drawn: c.dataset.drawn };
+    });
+    assert.equal(lit.drawn, 'true');
+    assert.ok(lit.n > lit.total / 2, `heatmap covers ${lit.n} of ${lit.total} pixels`);
+  }
+  assert.match(await page.textContent('#latency'), /ms/);
+  assert.notEqual((await page.textContent('#adapter')).trim(), '–');
+  await page.screenshot({ path: join(SHOTS, 'demo.png') });
+});
+
+test('bad files give a readable message and the page stays usable', { timeout: 300_000 }, async () => {
+  await dropFile(null, 'empty.png', 'image/png');
+  await page.waitForSelector('#error:not([hidden])');
+  assert.match(await page.textContent('#error'), /empty/);
+
+  await dropFile(join(ROOT, 'Cargo.toml'), 'paper.pdf', 'application/pdf');
+  await page.waitForFunction(() => /not an image/.test(document.getElementById('error').textContent));
+
+  // A checkpoint without config.json, through the file picker path.
+  await page.selectOption('#modelKind', 'files');
+  await page.setInputFiles('#ckptFiles', [join(ROOT, 'tests/fixtures/vit-classifier/model.safetensors')]);
+  await page.click('#loadBtn');
+  await page.waitForFunction(() => /config\.json/.test(document.getElementById('error').textContent));
+
+  // Still usable: the next drop works.
+  const file = join(ROOT, 'models/fashion-vit/samples/0002-trouser.png');
+  await dropFile(file, 'trouser.png', 'image/png');
+  await page.waitForSelector('body[data-result]', { timeout: 120_000 });
+  assert.equal(await page.textContent('#predictions li:first-child .label'), nativeTop1(file));
+  assert.equal(await page.isHidden('#error'), true);
+  await page.screenshot({ path: join(SHOTS, 'demo-after-errors.png') });
+});
+
+test('a dropped checkpoint replaces the model', { timeout: 300_000 }, async () => {
+  const dir = join(ROOT, 'tests/fixtures/vit-classifier');
+  await page.selectOption('#modelKind', 'files');
+  await page.setInputFiles('#ckptFiles', ['config.json', 'model.safetensors', 'preprocessor_config.json'].map((f) => join(dir, f)));
+  await page.click('#loadBtn');
+  await page.waitForFunction(() => /vit-classifier|dropped checkpoint/.test(document.getElementById('modelName').textContent), null, { timeout: 120_000 });
+  const photo = join(ROOT, 'tests/fixtures/photos/chelsea.png');
+  await dropFile(photo, 'chelsea.png', 'image/png');
+  await page.waitForSelector('body[data-result]', { timeout: 120_000 });
+  const native = JSON.parse(execFileSync(NATIVE, ['classify', '--json', '--top', '1', '--model', dir, photo], { encoding: 'utf8' }));
+  assert.equal(await page.textContent('#predictions li:first-child .label'), native.results[0].top[0].label);
+});
+
+test('no console errors', () => {
+  assert.deepEqual(consoleErrors, []);
+});

@@ -1,0 +1,91 @@
+/** An error from tessera: `kind` is stable ("no_webgpu", "model", "image", "input", "gpu", "network", "not_found", "disposed", ...). */
+export interface TesseraError extends Error {
+  kind: string;
+}
+
+export interface AdapterInfo {
+  name: string;
+  backend: string;
+  deviceType: string;
+  driver: string;
+  shaderF16: boolean;
+  timestampQuery: boolean;
+  maxBufferSize: number;
+  maxStorageBufferBindingSize: number;
+  maxWorkgroupStorage: number;
+  maxInvocations: number;
+}
+
+export interface ModelInfo {
+  source: string;
+  family: 'Vit' | 'Deit' | 'Dinov2';
+  head: 'None' | 'Cls' | 'ClsDistilled' | 'ClsMeanPatch';
+  labels: string[];
+  hiddenSize: number;
+  layers: number;
+  heads: number;
+  imageSize: [number, number];
+  patchSize: number;
+  weightBytes: number;
+}
+
+export interface Prediction {
+  index: number;
+  label: string;
+  score: number;
+}
+
+export interface RunOutput {
+  logits?: Float32Array;
+  logitsDims?: number[];
+  lastHiddenState: Float32Array;
+  lastHiddenStateDims: number[];
+  poolerOutput?: Float32Array;
+  poolerOutputDims?: number[];
+}
+
+export interface AttentionMap {
+  rows: number;
+  cols: number;
+  heads: number;
+  /** heads x (rows * cols) */
+  perHead: Float32Array;
+  /** rows * cols, the mean over heads */
+  mean: Float32Array;
+}
+
+export type ImageInput = HTMLImageElement | ImageBitmap | ImageData | HTMLCanvasElement | OffscreenCanvas | Blob | File;
+export type Bytes = ArrayBuffer | ArrayBufferView | Blob | File;
+
+export interface LoadProgress {
+  file: string;
+  loaded: number;
+  total: number;
+  cached: boolean;
+}
+
+export interface LoadOptions {
+  /** Hub endpoint for hub ids (default https://huggingface.co). */
+  endpoint?: string;
+  revision?: string;
+  onProgress?: (p: LoadProgress) => void;
+  /** Keep downloads in the Cache API (default true). */
+  cache?: boolean;
+}
+
+export declare class Model {
+  readonly info: ModelInfo;
+  classify(image: ImageInput, options?: { topK?: number }): Promise<Prediction[]>;
+  embed(image: ImageInput): Promise<Float32Array>;
+  attention(image: ImageInput): Promise<AttentionMap>;
+  run(pixelValues: Float32Array, dims: [number, number, number, number]): Promise<RunOutput>;
+  dispose(): void;
+}
+
+export declare class Tessera {
+  readonly adapterInfo: AdapterInfo;
+  static create(options?: { wasmUrl?: string | URL }): Promise<Tessera>;
+  load(source: string | { config: Bytes; weights: Bytes; preprocessor?: Bytes; name?: string }, options?: LoadOptions): Promise<Model>;
+}
+
+export default Tessera;
