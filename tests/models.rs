@@ -100,3 +100,100 @@ fn dinov2_classifier_interpolated_42x70() {
 fn dinov2_base() {
     check_fixture("dinov2-base");
 }
+
+// ---- bad checkpoints: clear errors naming the file and the problem ----
+
+fn fixture_files(name: &str) -> (Vec<u8>, Vec<(String, safetensors::Dtype, Vec<usize>, Vec<u8>)>) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name);
+    let config = std::fs::read(dir.join("config.json")).unwrap();
+    let bytes = std::fs::read(dir.join("model.safetensors")).unwrap();
+    let st = SafeTensors::deserialize(&bytes).unwrap();
+    let tensors = st.tensors().into_iter().map(|(n, t)| (n, t.dtype(), t.shape().to_vec(), t.data().to_vec())).collect();
+    (config, tensors)
+}
+
+fn serialize(tensors: &[(String, safetensors::Dtype, Vec<usize>, Vec<u8>)]) -> Vec<u8> {
+    let views: Vec<(String, safetensors::tensor::TensorView)> = tensors
+        .iter()
+        .map(|(n, d, s, b)| (n.clone(), safetensors::tensor::TensorView::new(*d, s.clone(), b).unwrap()))
+        .collect();
+    safetensors::serialize(views, None).unwrap()
+}
+
+fn load_err(config: &[u8], weights: Vec<u8>) -> tessera::Error {
+    match Checkpoint::from_bytes("bad", config, weights, None) {
+        Err(e) => e,
+        Ok(ck) => match Model::load(&gpu(), &ck) {
+            Err(e) => e,
+            Ok(_) => panic!("a bad checkpoint loaded"),
+        },
+    }
+}
+
+fn assert_model_err(e: tessera::Error, needles: &[&str]) {
+    let msg = e.to_string();
+    assert_eq!(e.kind(), "model", "{msg}");
+    assert!(msg.contains("bad/"), "names no file: {msg}");
+    for n in needles {
+        assert!(msg.contains(n), "`{n}` not in: {msg}");
+    }
+}
+
+#[test]
+fn corrupt_and_inconsistent_weights_are_named() {
+    let (config, tensors) = fixture_files("vit-classifier");
+    let good = serialize(&tensors);
+
+    // Header length larger than the file; truncated at several offsets.
+    let mut huge = good.clone();
+    huge[..8].copy_from_slice(&(1u64 << 40).to_le_bytes());
+    assert_model_err(load_err(&config, huge), &["model.safetensors"]);
+    for cut in [0, 5, 8, 100, good.len() / 2, good.len() - 1] {
+        assert_model_err(load_err(&config, good[..cut].to_vec()), &["model.safetensors"]);
+    }
+    // Data offsets pointing past the end of the file.
+    let n = u64::from_le_bytes(good[..8].try_into().unwrap()) as usize;
+    let header = String::from_utf8(good[8..8 + n].to_vec()).unwrap();
+    let last_end = good.len() - 8 - n;
+    let moved = header.replace(&format!("{last_end}]"), &format!("{}]", last_end + 4096));
+    let mut bad = (moved.len() as u64).to_le_bytes().to_vec();
+    bad.extend(moved.as_bytes());
+    bad.extend(&good[8 + n..]);
+    assert_model_err(load_err(&config, bad), &["model.safetensors"]);
+
+    // A missing tensor, an extra one, a wrong dtype, NaN weights.
+    let without: Vec<_> = tensors.iter().filter(|t| t.0 != "vit.layernorm.weight").cloned().collect();
+    assert_model_err(load_err(&config, serialize(&without)), &["vit.layernorm.weight", "missing"]);
+    let mut extra = tensors.clone();
+    extra.push(("vit.encoder.layer.9.output.dense.bias".into(), safetensors::Dtype::F32, vec![2], vec![0; 8]));
+    assert_model_err(load_err(&config, serialize(&extra)), &["layer.9", "does not use"]);
+    let mut ints = tensors.clone();
+    let i = ints.iter().position(|t| t.0 == "vit.layernorm.bias").unwrap();
+    ints[i] = (ints[i].0.clone(), safetensors::Dtype::I32, ints[i].2.clone(), ints[i].3.clone());
+    assert_model_err(load_err(&config, serialize(&ints)), &["vit.layernorm.bias", "I32"]);
+    let mut nan = tensors.clone();
+    let i = nan.iter().position(|t| t.0 == "classifier.weight").unwrap();
+    nan[i].3[4..8].copy_from_slice(&f32::NAN.to_le_bytes());
+    assert_model_err(load_err(&config, serialize(&nan)), &["classifier.weight", "non-finite"]);
+}
+
+#[test]
+fn configs_that_cannot_run_are_rejected() {
+    let (config, tensors) = fixture_files("vit-classifier");
+    let weights = serialize(&tensors);
+    let cfg = String::from_utf8(config).unwrap();
+    for (from, to, needle) in [
+        ("\"model_type\": \"vit\"", "\"model_type\": \"swin\"", "swin"),
+        ("\"num_attention_heads\": 2", "\"num_attention_heads\": 0", "num_attention_heads"),
+        ("\"num_attention_heads\": 2", "\"num_attention_heads\": 3", "divisible"),
+        ("\"hidden_size\": 32", "\"hidden_size\": 2147483648", "hidden_size"),
+        ("\"patch_size\": 8", "\"patch_size\": 64", "patch_size"),
+        ("\"hidden_act\": \"gelu\"", "\"hidden_act\": \"relu\"", "relu"),
+        ("\"intermediate_size\": 64", "\"intermediate_size\": 96", "intermediate.dense.weight"),
+    ] {
+        assert!(cfg.contains(from), "fixture config lacks {from}");
+        let e = load_err(cfg.replace(from, to).as_bytes(), weights.clone());
+        assert_model_err(e, &[needle]);
+    }
+    assert_model_err(load_err(b"{not json", weights.clone()), &["config.json"]);
+}

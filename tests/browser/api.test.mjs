@@ -36,7 +36,7 @@ after(async () => {
   await server?.close();
 });
 
-for (const fixture of ['vit-classifier', 'deit-distilled-bf16', 'dinov2-classifier', 'vit-base-nobias-f16']) {
+for (const fixture of ['vit-classifier', 'vit-base-nobias-f16', 'deit-distilled-bf16', 'deit-classifier', 'dinov2-classifier', 'dinov2-base']) {
   test(`run ${fixture} matches transformers and the native engine`, { timeout: 300_000 }, async () => {
     const dir = join(ROOT, 'tests/fixtures', fixture);
     const expected = readSafetensors(readFileSync(join(dir, 'expected.safetensors')));
