@@ -60,6 +60,12 @@ async function loadModel(kind) {
     });
     if (model) model.dispose();
     model = next;
+    // Compile the pipelines now, so the first image's latency is the model's, not the compiler's.
+    status('Preparing the GPU pipelines…');
+    const [h, w] = next.info.imageSize;
+    const blank = new ImageData(w, h);
+    if (next.info.labels.length) await next.classify(blank);
+    await next.attention(blank);
     const info = model.info;
     const shownName = kind === 'default' ? 'Fashion-MNIST ViT (embedded)' : info.source;
     $('modelName').textContent = `${shownName} — ${info.family}, ${info.layers} layers, ${info.imageSize[0]}×${info.imageSize[1]} input, ${(info.weightBytes / 1048576).toFixed(1)} MB`;
