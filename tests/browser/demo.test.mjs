@@ -111,6 +111,14 @@ test('a dropped checkpoint replaces the model', { timeout: 300_000 }, async () =
   assert.equal(await page.textContent('#predictions li:first-child .label'), native.results[0].top[0].label);
 });
 
+test('a reload takes the weights from the Cache API, not the network', { timeout: 300_000 }, async () => {
+  const weights = () => server.requests.filter((r) => r.endsWith('/models/fashion-vit/model.safetensors')).length;
+  assert.equal(weights(), 1, 'the first visit downloads the weights once');
+  await page.reload();
+  await page.waitForSelector('body[data-ready="true"]', { timeout: 180_000 });
+  assert.equal(weights(), 1, 'the reload downloaded the weights again');
+});
+
 test('no console errors', () => {
   assert.deepEqual(consoleErrors, []);
 });

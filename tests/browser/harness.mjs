@@ -14,9 +14,11 @@ const TYPES = {
   '.safetensors': 'application/octet-stream', '.svg': 'image/svg+xml',
 };
 
-/** Serves `dir` on 127.0.0.1 (a free port); resolves to {url, close}. */
+/** Serves `dir` on 127.0.0.1 (a free port); resolves to {url, requests (paths asked for), close}. */
 export function serve(dir = ROOT) {
+  const requests = [];
   const server = createServer(async (req, res) => {
+    requests.push(req.url);
     try {
       const path = decodeURIComponent(new URL(req.url, 'http://x').pathname);
       let file = normalize(join(dir, path));
@@ -33,7 +35,7 @@ export function serve(dir = ROOT) {
   return new Promise((ok) => {
     server.listen(0, '127.0.0.1', () => {
       const { port } = server.address();
-      ok({ url: `http://127.0.0.1:${port}`, close: () => new Promise((done) => server.close(done)) });
+      ok({ url: `http://127.0.0.1:${port}`, requests, close: () => new Promise((done) => server.close(done)) });
     });
   });
 }
