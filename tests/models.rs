@@ -197,3 +197,29 @@ fn configs_that_cannot_run_are_rejected() {
     }
     assert_model_err(load_err(b"{not json", weights.clone()), &["config.json"]);
 }
+
+#[test]
+fn concurrent_runs_from_several_threads_equal_serial_runs() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/deit-distilled-bf16");
+    let model = std::sync::Arc::new(Model::load(&gpu(), &Checkpoint::from_dir(&dir).unwrap()).unwrap());
+    let inputs: Vec<Vec<f32>> = (0..6).map(|i| tessera::reference::Rng::new(100 + i).vec(3 * 32 * 32, 1.0)).collect();
+    let serial: Vec<Vec<f32>> = inputs
+        .iter()
+        .map(|x| model.run_blocking(x, [1, 3, 32, 32], RunOptions::default()).unwrap().logits.unwrap().data)
+        .collect();
+    let handles: Vec<_> = inputs
+        .iter()
+        .cloned()
+        .map(|x| {
+            let m = model.clone();
+            std::thread::spawn(move || {
+                (0..3).map(|_| m.run_blocking(&x, [1, 3, 32, 32], RunOptions::default()).unwrap().logits.unwrap().data).collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    for (h, want) in handles.into_iter().zip(&serial) {
+        for got in h.join().unwrap() {
+            assert_eq!(&got, want, "a concurrent run differs from the serial one");
+        }
+    }
+}

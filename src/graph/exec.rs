@@ -206,6 +206,9 @@ pub struct Executable {
     outputs: Vec<Slot>,
     readback_bytes: u64,
     staging: Mutex<Vec<wgpu::Buffer>>,
+    // Held from writing the inputs to submitting, so that concurrent runs (other threads) cannot
+    // interleave their input writes with this run's submit. Never held across an await.
+    submit: Mutex<()>,
     profiler: Option<Profiler>,
     report: PlanReport,
     // Bind groups reference these; kept for clarity of ownership.
@@ -584,6 +587,7 @@ impl Executable {
             outputs,
             readback_bytes,
             staging: Mutex::new(Vec::new()),
+            submit: Mutex::new(()),
             profiler,
             report: PlanReport { arena: plan.arena, naive: plan.naive, peak_live: plan.peak_live, weights: weight_bytes },
             _uniforms: uniforms,
@@ -657,6 +661,10 @@ impl Executable {
                 return Err(Error::gpu("while profiling", "the graph was compiled without `profile: true`"));
             }
         };
+        let guard = match self.submit.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
         self.write_inputs(inputs)?;
         let device = &self.gpu.device;
         let mut enc = device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("tessera run") });
@@ -696,6 +704,7 @@ impl Executable {
             at += o.bytes;
         }
         self.gpu.queue.submit([enc.finish()]);
+        drop(guard);
         let data = read_buffer(&self.gpu, &staging, self.readback_bytes).await;
         self.give_back_staging(staging);
         let data: Vec<f32> = bytemuck::pod_collect_to_vec(&data?);

@@ -73,6 +73,20 @@ for (const fixture of ['vit-classifier', 'vit-base-nobias-f16', 'deit-distilled-
   });
 }
 
+test('classify calls in flight at once give the serial results', { timeout: 300_000 }, async () => {
+  const r = await page.evaluate(async () => {
+    const model = await window.engine.load('/models/fashion-vit', { cache: false });
+    const names = ['0000-ankle-boot', '0001-pullover', '0002-trouser', '0004-shirt', '0006-coat', '0008-sandal'];
+    const blobs = await Promise.all(names.map(async (n) => (await fetch(`/models/fashion-vit/samples/${n}.png`)).blob()));
+    const serial = [];
+    for (const b of blobs) serial.push(await model.classify(b, { topK: 3 }));
+    const parallel = await Promise.all(blobs.map((b) => model.classify(b, { topK: 3 })));
+    model.dispose();
+    return { serial, parallel };
+  });
+  assert.deepEqual(r.parallel, r.serial);
+});
+
 test('errors reject with a kind and a message', { timeout: 120_000 }, async () => {
   const r = await page.evaluate(async () => {
     const results = {};
