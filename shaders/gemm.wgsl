@@ -4,10 +4,12 @@
 //   load_b4(k, col)   -> B[k, col..col+4] (zero outside K x N)
 //   store_c4(row, col, acc) stores C[row, col..col+4] with its epilogue (skipping out-of-range parts)
 // and the uniform `P` with fields m, n, k.
-// Tiling: a workgroup of (BN/4) x (BM/TM) invocations computes a BM x BN tile of C; each invocation
-// holds a TM x 4 register block. K advances in steps of BK through two workgroup tiles:
-// A transposed ([k][m], so a column of A is contiguous) and B as vec4 rows ([k][n/4]).
-const WG_X: u32 = BN / 4u;
+// Tiling: a workgroup of (BN/TN) x (BM/TM) invocations computes a BM x BN tile of C; each
+// invocation holds a TM x TN register block (TN a multiple of 4, kept as TN/4 vec4s per row).
+// K advances in steps of BK through two workgroup tiles: A transposed ([k][m], so a column of A
+// is contiguous) and B as vec4 rows ([k][n/4]).
+const VN: u32 = TN / 4u;
+const WG_X: u32 = BN / TN;
 const WG_Y: u32 = BM / TM;
 const WG_SIZE: u32 = WG_X * WG_Y;
 
@@ -20,8 +22,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
     let m0 = wid.y * BM;
     let n0 = wid.x * BN;
-    var acc: array<vec4<f32>, TM>;
-    for (var i = 0u; i < TM; i++) {
+    var acc: array<vec4<f32>, TM * VN>;
+    for (var i = 0u; i < TM * VN; i++) {
         acc[i] = vec4<f32>(0.0);
     }
     for (var k0 = 0u; k0 < P.k; k0 += BK) {
@@ -41,15 +43,19 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
         }
         workgroupBarrier();
         for (var kk = 0u; kk < BK; kk++) {
-            let b = b_tile[kk * (BN / 4u) + lxy.x];
             let a_base = kk * BM + lxy.y * TM;
-            for (var i = 0u; i < TM; i++) {
-                acc[i] = fma(vec4<f32>(a_tile[a_base + i]), b, acc[i]);
+            for (var j = 0u; j < VN; j++) {
+                let b = b_tile[kk * (BN / 4u) + lxy.x * VN + j];
+                for (var i = 0u; i < TM; i++) {
+                    acc[i * VN + j] = fma(vec4<f32>(a_tile[a_base + i]), b, acc[i * VN + j]);
+                }
             }
         }
         workgroupBarrier();
     }
     for (var i = 0u; i < TM; i++) {
-        store_c4(m0 + lxy.y * TM + i, n0 + lxy.x * 4u, acc[i]);
+        for (var j = 0u; j < VN; j++) {
+            store_c4(m0 + lxy.y * TM + i, n0 + (lxy.x * VN + j) * 4u, acc[i * VN + j]);
+        }
     }
 }

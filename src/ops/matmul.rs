@@ -5,8 +5,44 @@ use super::{last, pad_params, rows_of, shape_err, Activation, Kernel};
 use crate::error::Result;
 use crate::graph::ir::{fmt_shape, TensorInfo};
 
-/// Output tile rows, columns, K step and rows per invocation (4 columns each, as a vec4).
-pub(crate) const TILE: (u32, u32, u32, u32) = (64, 64, 16, 4);
+/// A GEMM tiling: the workgroup's output tile (BM x BN), the K step, and each invocation's
+/// register block (TM x TN, TN a multiple of 4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Tile {
+    pub bm: u32,
+    pub bn: u32,
+    pub bk: u32,
+    pub tm: u32,
+    pub tn: u32,
+}
+
+impl Tile {
+    pub(crate) fn consts(self) -> [(&'static str, u32); 5] {
+        [("BM", self.bm), ("BN", self.bn), ("BK", self.bk), ("TM", self.tm), ("TN", self.tn)]
+    }
+}
+
+/// 64x64 tiles of 4x4 blocks (256 invocations): enough workgroups for narrow shapes.
+pub(crate) const SMALL: Tile = Tile { bm: 64, bn: 64, bk: 16, tm: 4, tn: 4 };
+/// 128x128 tiles of 8x8 blocks (256 invocations): twice the arithmetic per loaded value, for
+/// shapes with enough tiles to fill a GPU.
+pub(crate) const LARGE: Tile = Tile { bm: 128, bn: 128, bk: 8, tm: 8, tn: 8 };
+
+/// The tile for an M x N output. `TESSERA_GEMM_TILE=small|large` overrides it natively.
+pub(crate) fn choose_tile(m: u64, n: u64) -> Tile {
+    #[cfg(not(target_arch = "wasm32"))]
+    match std::env::var("TESSERA_GEMM_TILE").as_deref() {
+        Ok("small") => return SMALL,
+        Ok("large") => return LARGE,
+        _ => {}
+    }
+    // Large tiles once they still give a few hundred workgroups.
+    if m.div_ceil(128) * n.div_ceil(128) >= 256 {
+        LARGE
+    } else {
+        SMALL
+    }
+}
 
 pub(crate) fn output_shape(node: &str, inputs: &[&TensorInfo], bias: bool, residual: bool) -> Result<Vec<usize>> {
     let (a, b) = (inputs[0], inputs[1]);
@@ -29,7 +65,7 @@ pub(crate) fn output_shape(node: &str, inputs: &[&TensorInfo], bias: bool, resid
     Ok(out)
 }
 
-fn variant(vec4: bool, bias: bool, act: Activation, residual: bool) -> ShaderVariant {
+fn variant(tile: Tile, vec4: bool, bias: bool, act: Activation, residual: bool) -> ShaderVariant {
     let mut flags = Vec::new();
     if vec4 {
         flags.push("VEC4");
@@ -45,8 +81,7 @@ fn variant(vec4: bool, bias: bool, act: Activation, residual: bool) -> ShaderVar
     if residual {
         flags.push("RESIDUAL");
     }
-    let (bm, bn, bk, tm) = TILE;
-    specialize(&["matmul", "gemm"], &[("BM", bm), ("BN", bn), ("BK", bk), ("TM", tm)], &flags)
+    specialize(&["matmul", "gemm"], &tile.consts(), &flags)
 }
 
 pub(crate) fn kernel(inputs: &[&TensorInfo], output: &TensorInfo, bias: bool, act: Activation, residual: bool) -> Kernel {
@@ -54,7 +89,7 @@ pub(crate) fn kernel(inputs: &[&TensorInfo], output: &TensorInfo, bias: bool, ac
     let k = last(&inputs[0].shape) as u64;
     let n = last(&output.shape) as u64;
     let vec4 = k.is_multiple_of(4) && n.is_multiple_of(4);
-    let (bm, bn, _, _) = TILE;
+    let tile = choose_tile(m, n);
     let mut input_bindings = vec![2, 3];
     if bias {
         input_bindings.push(4);
@@ -63,9 +98,9 @@ pub(crate) fn kernel(inputs: &[&TensorInfo], output: &TensorInfo, bias: bool, ac
         input_bindings.push(5);
     }
     Kernel {
-        shader: variant(vec4, bias, act, residual),
+        shader: variant(tile, vec4, bias, act, residual),
         params: pad_params(vec![m as u32, n as u32, k as u32]),
-        workgroups: [n.div_ceil(bn as u64) as u32, m.div_ceil(bm as u64) as u32, 1],
+        workgroups: [n.div_ceil(tile.bn as u64) as u32, m.div_ceil(tile.bm as u64) as u32, 1],
         input_bindings,
         flops: 2.0 * (m * n * k) as f64,
     }
@@ -73,9 +108,11 @@ pub(crate) fn kernel(inputs: &[&TensorInfo], output: &TensorInfo, bias: bool, ac
 
 pub(crate) fn variants() -> Vec<ShaderVariant> {
     let mut v = Vec::new();
-    for act in [Activation::None, Activation::Gelu, Activation::Tanh] {
-        for i in 0..8 {
-            v.push(variant(i & 1 != 0, i & 2 != 0, act, i & 4 != 0));
+    for tile in [SMALL, LARGE] {
+        for act in [Activation::None, Activation::Gelu, Activation::Tanh] {
+            for i in 0..8 {
+                v.push(variant(tile, i & 1 != 0, i & 2 != 0, act, i & 4 != 0));
+            }
         }
     }
     v

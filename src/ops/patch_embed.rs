@@ -2,7 +2,7 @@
 //! and position embeddings folded into the epilogue.
 
 use super::shader::{specialize, ShaderVariant};
-use super::{invalid, matmul::TILE, pad_params, shape_err, Kernel};
+use super::{invalid, matmul::SMALL, pad_params, shape_err, Kernel};
 use crate::error::Result;
 use crate::graph::ir::TensorInfo;
 
@@ -38,9 +38,8 @@ pub(crate) fn output_shape(node: &str, inputs: &[&TensorInfo], patch: usize, pre
 }
 
 fn variant(prefix: bool) -> ShaderVariant {
-    let (bm, bn, bk, tm) = TILE;
     let flags: &[&str] = if prefix { &["PREFIX"] } else { &[] };
-    specialize(&["patch_embed", "gemm"], &[("BM", bm), ("BN", bn), ("BK", bk), ("TM", tm)], flags)
+    specialize(&["patch_embed", "gemm"], &SMALL.consts(), flags)
 }
 
 pub(crate) fn kernel(inputs: &[&TensorInfo], output: &TensorInfo, patch: usize, prefix: usize) -> Kernel {
@@ -50,7 +49,7 @@ pub(crate) fn kernel(inputs: &[&TensorInfo], output: &TensorInfo, patch: usize, 
     let p = patch as u64;
     let m = b * tokens;
     let k = c * p * p;
-    let (bm, bn, _, _) = TILE;
+    let (bm, bn) = (SMALL.bm, SMALL.bn);
     let mut input_bindings = vec![2, 3, 4, 5];
     if prefix > 0 {
         input_bindings.push(6);
