@@ -66,14 +66,6 @@ fn matmul_vit_block_widths() {
 }
 
 #[test]
-fn matmul_large_tiles() {
-    // Shapes with at least 256 tiles of 128x128 take the 8x8-per-invocation variant; ragged edges
-    // in M and N, and both the vec4 and the scalar path.
-    check_matmul(2100, 64, 2060, true, Activation::Gelu, true, 20);
-    check_matmul(2049, 33, 2051, true, Activation::None, false, 21);
-}
-
-#[test]
 fn matmul_batched_leading_dims() {
     // a (B, T, K): the leading dims fold into M.
     let (b, t, k, n) = (3, 17, 24, 40);
