@@ -15,24 +15,6 @@ use tessera::{Activation, Op};
 const ATOL: f32 = 1e-5;
 const RTOL: f32 = 1e-4;
 
-fn check_matmul(m: usize, k: usize, n: usize, bias: bool, act: Activation, residual: bool, seed: u64) {
-    let mut rng = Rng::new(seed);
-    let a = rng.vec(m * k, 1.0);
-    let b = rng.vec(k * n, 1.0 / (k as f32).sqrt());
-    let bv = rng.vec(n, 0.5);
-    let rv = rng.vec(m * n, 1.0);
-    let mut args = vec![input("a", &[m, k], &a), weight("b", &[k, n], &b)];
-    if bias {
-        args.push(weight("bias", &[n], &bv));
-    }
-    if residual {
-        args.push(input("residual", &[m, n], &rv));
-    }
-    let got = run_op(Op::MatMul { bias, act, residual }, &args);
-    let want = r::matmul(&a, &b, m, k, n, bias.then_some(&bv[..]), act, residual.then_some(&rv[..]));
-    assert_close(&format!("matmul {m}x{k}x{n} bias={bias} act={act:?} residual={residual}"), &got, &want, ATOL, RTOL);
-}
-
 #[test]
 fn matmul_plain_over_many_shapes() {
     let mut seed = 1;

@@ -3,7 +3,8 @@
 #![allow(dead_code)]
 
 use std::sync::{Arc, OnceLock};
-use tessera::{CompileOptions, Executable, Gpu, Graph, Op, Weights};
+use tessera::reference::{self as r, Rng};
+use tessera::{Activation, CompileOptions, Executable, Gpu, Graph, Op, Weights};
 
 /// The adapter chosen by `TESSERA_ADAPTER` / `TESSERA_BACKEND`. A machine without one fails the
 /// test: GPU tests never pass by doing nothing.
@@ -64,4 +65,24 @@ pub fn assert_close(what: &str, got: &[f32], want: &[f32], atol: f32, rtol: f32)
         Ok(max) => eprintln!("{what}: OK, max diff {max:e}"),
         Err(msg) => panic!("{msg}"),
     }
+}
+
+#[allow(clippy::too_many_arguments)]
+/// One matmul on seeded random data against the f64 reference (atol 1e-5, rtol 1e-4).
+pub fn check_matmul(m: usize, k: usize, n: usize, bias: bool, act: Activation, residual: bool, seed: u64) {
+    let mut rng = Rng::new(seed);
+    let a = rng.vec(m * k, 1.0);
+    let b = rng.vec(k * n, 1.0 / (k as f32).sqrt());
+    let bv = rng.vec(n, 0.5);
+    let rv = rng.vec(m * n, 1.0);
+    let mut args = vec![input("a", &[m, k], &a), weight("b", &[k, n], &b)];
+    if bias {
+        args.push(weight("bias", &[n], &bv));
+    }
+    if residual {
+        args.push(input("residual", &[m, n], &rv));
+    }
+    let got = run_op(Op::MatMul { bias, act, residual }, &args);
+    let want = r::matmul(&a, &b, m, k, n, bias.then_some(&bv[..]), act, residual.then_some(&rv[..]));
+    assert_close(&format!("matmul {m}x{k}x{n} bias={bias} act={act:?} residual={residual}"), &got, &want, 1e-5, 1e-4);
 }
