@@ -5,7 +5,7 @@ Writes a Hugging Face checkpoint folder (config.json, model.safetensors,
 preprocessor_config.json) plus reference.json with PyTorch's own test-set accuracy
 and predictions, and a few sample images.
 
-    python scripts/train_default.py --out models/fashion-vit [--epochs 15]
+    python scripts/train_default.py --out models/fashion-vit   # 32 epochs, about 25 min on 2 cores
 """
 import argparse, gzip, json, os, time
 
@@ -46,7 +46,7 @@ def augment(x):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="models/fashion-vit")
-    ap.add_argument("--epochs", type=int, default=15)
+    ap.add_argument("--epochs", type=int, default=32)
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--samples-only", action="store_true")
