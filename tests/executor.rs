@@ -186,6 +186,8 @@ fn profile_reports_every_op() {
     assert!(profile.ops.iter().all(|o| o.ms >= 0.0 && o.ms.is_finite()));
     assert!(profile.total_ms() > 0.0);
     assert!(profile.ops.iter().find(|o| o.kind == "matmul").unwrap().gflops > 0.0);
+    let per_run = pollster::block_on(exe.gpu_time_per_run(&[("x", &x)], 4)).unwrap();
+    assert!(per_run > 0.0 && per_run.is_finite(), "{per_run}");
 }
 
 // ---- bad input: typed errors, never a panic ----

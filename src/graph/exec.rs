@@ -599,6 +599,58 @@ impl Executable {
         &self.report
     }
 
+    /// GPU time of `repeats` back-to-back runs on the inputs (written once), in ms per run: one
+    /// submit, a timestamp before the first dispatch and after the last, no host round trip
+    /// between runs, so the GPU stays busy and its clocks steady. Needs `timestamp-query`.
+    pub async fn gpu_time_per_run(&self, inputs: &[(&str, &[f32])], repeats: u32) -> Result<f64> {
+        if !self.gpu.has_timestamps() {
+            return Err(Error::gpu("while timing", "this adapter has no timestamp-query feature"));
+        }
+        let repeats = repeats.max(1);
+        let device = &self.gpu.device;
+        let queries = device.create_query_set(&wgpu::QuerySetDescriptor {
+            label: Some("tessera timing"),
+            ty: wgpu::QueryType::Timestamp,
+            count: 2,
+        });
+        let buffer = |usage| {
+            device.create_buffer(&wgpu::BufferDescriptor { label: Some("tessera timing"), size: 16, usage, mapped_at_creation: false })
+        };
+        let resolve = buffer(wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC);
+        let readback = buffer(wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST);
+        let guard = match self.submit.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        self.write_inputs(inputs)?;
+        let mut enc = device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("tessera timing") });
+        {
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("tessera timing"),
+                timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
+                    query_set: &queries,
+                    beginning_of_pass_write_index: Some(0),
+                    end_of_pass_write_index: Some(1),
+                }),
+            });
+            for _ in 0..repeats {
+                for s in &self.steps {
+                    pass.set_pipeline(&s.pipeline);
+                    pass.set_bind_group(0, &s.bind_group, &[]);
+                    pass.dispatch_workgroups(s.workgroups[0], s.workgroups[1], s.workgroups[2]);
+                }
+            }
+        }
+        enc.resolve_query_set(&queries, 0..2, &resolve, 0);
+        enc.copy_buffer_to_buffer(&resolve, 0, &readback, 0, 16);
+        self.gpu.queue.submit([enc.finish()]);
+        drop(guard);
+        let ticks: Vec<u64> = bytemuck::pod_collect_to_vec(&read_buffer(&self.gpu, &readback, 16).await?);
+        self.gpu.take_errors("while timing")?;
+        let ns = ticks[1].saturating_sub(ticks[0]) as f64 * self.gpu.queue.get_timestamp_period() as f64;
+        Ok(ns / 1e6 / repeats as f64)
+    }
+
     /// Number of dispatches per run.
     pub fn num_steps(&self) -> usize {
         self.steps.len()

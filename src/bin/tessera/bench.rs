@@ -17,6 +17,10 @@ pub struct BenchArgs {
     /// Stop timing a case after this many seconds (at least one timed run).
     #[arg(long, default_value_t = 5.0)]
     max_seconds: f64,
+    /// Kernel cases: back-to-back runs per timed submit (GPU time = first begin to last end, over
+    /// the runs), so the GPU does not idle between runs. 1 times each run alone.
+    #[arg(long, default_value_t = 10)]
+    repeat: u32,
     /// Batch sizes for the ViT-B/16 shapes (197 tokens per image).
     #[arg(long, value_delimiter = ',', default_value = "1,64")]
     batch: Vec<usize>,
@@ -144,7 +148,9 @@ fn measure(gpu: &Arc<Gpu>, case: &Case, args: &BenchArgs) -> anyhow::Result<(usi
     let start = Instant::now();
     while wall_ms.len() < args.iters.max(1) && (wall_ms.is_empty() || start.elapsed().as_secs_f64() < args.max_seconds) {
         let t = Instant::now();
-        if profile {
+        if profile && args.repeat > 1 {
+            gpu_ms.push(pollster::block_on(exe.gpu_time_per_run(&feeds, args.repeat))?);
+        } else if profile {
             let (_, p) = pollster::block_on(exe.run_profiled(&feeds))?;
             gpu_ms.push(p.total_ms());
         } else {
@@ -229,7 +235,10 @@ pub fn run(gpu: &Arc<Gpu>, args: &BenchArgs) -> anyhow::Result<()> {
     }
     println!("{}", gpu.report());
     let timing = if gpu.report().timestamp_query { "GPU timestamps" } else { "wall clock (no timestamp-query)" };
-    println!("timing: {timing}; median of up to {} runs after {} warm-up\n", args.iters, args.warmup);
+    println!(
+        "timing: {timing}; median of up to {} timed submits of {} back-to-back run(s) each, after {} warm-up\n",
+        args.iters, args.repeat, args.warmup
+    );
     println!("{:<22} {:<18} {:>9} {:>5} {:>11} {:>11} {:>10}", "case", "shape", "GFLOP", "runs", "GPU ms", "wall ms", "GFLOP/s");
     let mut rows = Vec::new();
     for case in cases(args) {
