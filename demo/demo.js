@@ -9,6 +9,7 @@ const DEFAULT_MODEL = new URL('../models/fashion-vit', import.meta.url).href;
 
 let engine = null;
 let model = null;
+let modelKind = 'default';
 let busy = false;
 let lastAttention = null;
 
@@ -28,6 +29,7 @@ function setBusy(b) {
 }
 
 async function loadModel(kind) {
+  modelKind = kind;
   setBusy(true);
   showError(null);
   const progress = $('progress');
@@ -184,10 +186,29 @@ async function handleFile(file) {
     status(preds.length ? `${file.name || 'image'}: ${preds[0].label}` : `${file.name || 'image'}: attention map`);
     document.body.dataset.result = preds.length ? preds[0].label : '';
   } catch (e) {
+    if (e.kind === 'device_lost') {
+      setBusy(false);
+      await recover(file);
+      return;
+    }
     showError(e);
     status('Drop another image.');
   } finally {
     setBusy(false);
+  }
+}
+
+// A lost GPU device (driver reset, tab backgrounded on some systems): open WebGPU again, reload the
+// model and retry, without reloading the page.
+async function recover(file) {
+  status('The GPU was reset; reconnecting…');
+  try {
+    engine = await Tessera.create();
+    model = null;
+    await loadModel(modelKind);
+    if (model) await handleFile(file);
+  } catch (e) {
+    showError(e);
   }
 }
 
@@ -254,5 +275,8 @@ async function main() {
   await loadModel('default');
   document.body.dataset.ready = 'true';
 }
+
+// For the page's own tests: the engine in use (to simulate a GPU reset).
+window.__tessera = { engine: () => engine };
 
 main();

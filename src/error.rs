@@ -117,6 +117,14 @@ pub enum Error {
         problem: String,
     },
 
+    /// The GPU device was lost (driver reset, device removed, or destroyed). Everything created
+    /// on it is unusable; a new `Gpu` and a reload of the model recover.
+    #[error("the GPU device was lost ({reason}); open the GPU again (Gpu::new, or Tessera.create() in the browser) and load the model again")]
+    DeviceLost {
+        /// What the driver or browser said.
+        reason: String,
+    },
+
     /// The GPU reported an error (validation, out of memory, device lost).
     #[error("GPU error{context}: {message}")]
     Gpu {
@@ -158,6 +166,7 @@ impl Error {
             Error::Input { .. } => "input",
             Error::Model { .. } => "model",
             Error::Image { .. } => "image",
+            Error::DeviceLost { .. } => "device_lost",
             Error::Gpu { .. } => "gpu",
         }
     }

@@ -46,6 +46,17 @@ impl Engine {
         .to_string()
     }
 
+    /// Whether the device was lost (then create a new engine and load the model again).
+    #[wasm_bindgen(js_name = isLost)]
+    pub fn is_lost(&self) -> bool {
+        self.gpu.is_lost()
+    }
+
+    /// Destroys the device, as a GPU reset would (for testing recovery).
+    pub fn destroy(&self) {
+        self.gpu.destroy();
+    }
+
     /// Loads a checkpoint from its files' bytes and uploads its weights.
     #[wasm_bindgen(js_name = loadModel)]
     pub fn load_model(

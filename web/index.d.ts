@@ -84,6 +84,10 @@ export declare class Model {
 
 export declare class Tessera {
   readonly adapterInfo: AdapterInfo;
+  /** True once the GPU device was lost: create a new engine and load the model again. */
+  readonly lost: boolean;
+  /** Destroys the device as a GPU reset would (to test recovery). */
+  destroy(): void;
   static create(options?: { wasmUrl?: string | URL }): Promise<Tessera>;
   load(source: string | { config: Bytes; weights: Bytes; preprocessor?: Bytes; name?: string }, options?: LoadOptions): Promise<Model>;
 }

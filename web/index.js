@@ -196,6 +196,16 @@ export class Tessera {
     this.adapterInfo = JSON.parse(engine.adapterInfo());
   }
 
+  /** Whether the GPU device was lost; then create a new engine and load models again. */
+  get lost() {
+    return this._engine.isLost();
+  }
+
+  /** Destroys the device as a GPU reset would (to test recovery). */
+  destroy() {
+    this._engine.destroy();
+  }
+
   /** Opens WebGPU. Rejects with a readable message where the browser has none. */
   static async create({ wasmUrl } = {}) {
     if (typeof navigator === 'undefined' || !navigator.gpu) {

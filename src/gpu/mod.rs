@@ -136,6 +136,7 @@ pub struct Gpu {
     errors: Arc<Mutex<Vec<String>>>,
     pipelines: Mutex<HashMap<String, wgpu::ComputePipeline>>,
     checked_shaders: bool,
+    lost: Arc<Mutex<Option<String>>>,
 }
 
 impl Gpu {
@@ -182,6 +183,13 @@ impl Gpu {
                 v.push(e.to_string());
             }
         }));
+        let lost = Arc::new(Mutex::new(None));
+        let flag = lost.clone();
+        device.set_device_lost_callback(move |reason, message| {
+            if let Ok(mut l) = flag.lock() {
+                *l = Some(format!("{reason:?}: {message}").trim_end_matches(": ").to_string());
+            }
+        });
         let report = AdapterReport {
             name: info.name.clone(),
             backend: format!("{:?}", info.backend),
@@ -196,7 +204,7 @@ impl Gpu {
             max_invocations: limits.max_compute_invocations_per_workgroup,
             max_storage_buffers_per_stage: limits.max_storage_buffers_per_shader_stage,
         };
-        Ok(Arc::new(Gpu { device, queue, limits, features, report, errors, pipelines: Mutex::new(HashMap::new()), checked_shaders }))
+        Ok(Arc::new(Gpu { device, queue, limits, features, report, errors, pipelines: Mutex::new(HashMap::new()), checked_shaders, lost }))
     }
 
     /// Whether shaders keep wgpu's runtime bounds checks.
@@ -265,8 +273,34 @@ impl Gpu {
         self.features.contains(wgpu::Features::TIMESTAMP_QUERY)
     }
 
+    /// Whether the device was lost.
+    pub fn is_lost(&self) -> bool {
+        self.lost.lock().map(|l| l.is_some()).unwrap_or(true)
+    }
+
+    /// Destroys the device, as a driver reset would: every later call fails with
+    /// `Error::DeviceLost`. For testing recovery.
+    pub fn destroy(&self) {
+        if let Ok(mut l) = self.lost.lock() {
+            l.get_or_insert_with(|| "Destroyed: destroyed by the application".into());
+        }
+        self.device.destroy();
+    }
+
+    /// `Err(DeviceLost)` once the device is gone.
+    pub(crate) fn check_lost(&self) -> Result<()> {
+        match self.lost.lock() {
+            Ok(l) => match l.as_ref() {
+                Some(reason) => Err(Error::DeviceLost { reason: reason.clone() }),
+                None => Ok(()),
+            },
+            Err(_) => Err(Error::DeviceLost { reason: "unknown".into() }),
+        }
+    }
+
     /// Returns (and clears) GPU errors raised outside error scopes.
     pub(crate) fn take_errors(&self, context: &str) -> Result<()> {
+        self.check_lost()?;
         let mut v = match self.errors.lock() {
             Ok(v) => v,
             Err(p) => p.into_inner(),

@@ -34,6 +34,7 @@ impl Weights {
             });
         }
         let bytes = data.len() as u64 * 4;
+        self.gpu.check_lost()?;
         check_binding(&self.gpu, "weights", name, bytes)?;
         let buffer = self.gpu.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(name),
@@ -314,6 +315,7 @@ impl Executable {
     /// Compiles `graph` against `weights` (every weight tensor of the graph must be there, with
     /// its shape).
     pub async fn compile(gpu: &Arc<Gpu>, graph: &Graph, weights: &Weights, opts: &CompileOptions) -> Result<Self> {
+        gpu.check_lost()?;
         let order = schedule(graph)?;
         let tensors = graph.tensors();
         let nodes = graph.nodes();
@@ -713,6 +715,7 @@ impl Executable {
                 return Err(Error::gpu("while profiling", "the graph was compiled without `profile: true`"));
             }
         };
+        self.gpu.check_lost()?;
         let guard = match self.submit.lock() {
             Ok(g) => g,
             Err(p) => p.into_inner(),
@@ -759,7 +762,14 @@ impl Executable {
         drop(guard);
         let data = read_buffer(&self.gpu, &staging, self.readback_bytes).await;
         self.give_back_staging(staging);
-        let data: Vec<f32> = bytemuck::pod_collect_to_vec(&data?);
+        // A readback that failed because the device went away reports the loss.
+        let data: Vec<f32> = match data {
+            Ok(d) => bytemuck::pod_collect_to_vec(&d),
+            Err(e) => {
+                self.gpu.check_lost()?;
+                return Err(e);
+            }
+        };
         self.gpu.take_errors("while running the graph")?;
 
         let mut out = Vec::with_capacity(self.outputs.len());

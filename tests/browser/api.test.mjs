@@ -87,6 +87,31 @@ test('classify calls in flight at once give the serial results', { timeout: 300_
   assert.deepEqual(r.parallel, r.serial);
 });
 
+test('after a device loss calls reject with device_lost, and a new engine works', { timeout: 300_000 }, async () => {
+  const r = await page.evaluate(async () => {
+    const { Tessera } = await import('/web/index.js');
+    const engine = await Tessera.create();
+    const model = await engine.load('/models/fashion-vit', { cache: false });
+    const blob = await (await fetch('/models/fashion-vit/samples/0009-sneaker.png')).blob();
+    const before = await model.classify(blob);
+    engine.destroy();
+    let kind = null;
+    try {
+      await model.classify(blob);
+    } catch (e) {
+      kind = e.kind;
+    }
+    const engine2 = await Tessera.create();
+    const model2 = await engine2.load('/models/fashion-vit', { cache: false });
+    const after = await model2.classify(blob);
+    model2.dispose();
+    return { kind, lost: engine.lost, before, after };
+  });
+  assert.equal(r.kind, 'device_lost');
+  assert.equal(r.lost, true);
+  assert.deepEqual(r.after, r.before);
+});
+
 test('errors reject with a kind and a message', { timeout: 120_000 }, async () => {
   const r = await page.evaluate(async () => {
     const results = {};

@@ -111,6 +111,18 @@ test('a dropped checkpoint replaces the model', { timeout: 300_000 }, async () =
   assert.equal(await page.textContent('#predictions li:first-child .label'), native.results[0].top[0].label);
 });
 
+test('the page recovers from a GPU device loss without a reload', { timeout: 300_000 }, async () => {
+  await page.selectOption('#modelKind', 'default');
+  await page.click('#loadBtn');
+  await page.waitForFunction(() => /Fashion-MNIST/.test(document.getElementById('modelName').textContent), null, { timeout: 120_000 });
+  // Simulate a reset: destroy the device under the page's engine.
+  await page.evaluate(() => window.__tessera.engine().destroy());
+  const file = join(ROOT, 'models/fashion-vit/samples/0018-bag.png');
+  await dropFile(file, 'bag.png', 'image/png');
+  await page.waitForSelector('body[data-result]', { timeout: 180_000 });
+  assert.equal(await page.textContent('#predictions li:first-child .label'), nativeTop1(file));
+});
+
 test('a reload takes the weights from the Cache API, not the network', { timeout: 300_000 }, async () => {
   const weights = () => server.requests.filter((r) => r.endsWith('/models/fashion-vit/model.safetensors')).length;
   assert.equal(weights(), 1, 'the first visit downloads the weights once');
