@@ -149,6 +149,12 @@ fn embed_and_attention_outputs() {
 }
 
 #[test]
+fn short_soak_shows_no_memory_growth() {
+    let out = ok(&tessera(&["soak", "--runs", "200", "--reloads", "10", "--max-growth-mib", "16"], &[]));
+    assert!(out.contains("200 runs") && out.contains("10 loads and drops"), "{out}");
+}
+
+#[test]
 fn bad_inputs_fail_with_clear_messages() {
     fails_with(&tessera(&["classify", "Cargo.toml"], &[]), &["Cargo.toml", "not an image"]);
     fails_with(&tessera(&["classify", "--model", "no/such-dir-xyz", "x.png"], &[("HF_ENDPOINT", "http://127.0.0.1:9"), ("HF_HOME", tmp("nohub").to_str().unwrap())]), &["no/such-dir-xyz"]);

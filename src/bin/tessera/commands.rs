@@ -90,6 +90,75 @@ pub struct AttentionArgs {
 }
 
 #[derive(clap::Args)]
+pub struct SoakArgs {
+    #[command(flatten)]
+    model: ModelArg,
+    /// Inferences in the loop.
+    #[arg(long, default_value_t = 10_000)]
+    runs: usize,
+    /// Times the model is loaded and dropped afterwards.
+    #[arg(long, default_value_t = 100)]
+    reloads: usize,
+    /// Fail if resident memory grows by more than this many MiB after the warm-up.
+    #[arg(long, default_value_t = 64.0)]
+    max_growth_mib: f64,
+}
+
+fn rss_mib() -> f64 {
+    // Resident set size from /proc (Linux); on CPU adapters this includes "GPU" memory.
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1).and_then(|p| p.parse::<f64>().ok()))
+        .map(|pages| pages * 4096.0 / 1048576.0)
+        .unwrap_or(f64::NAN)
+}
+
+pub fn soak(gpu: &Arc<Gpu>, args: &SoakArgs) -> Result<()> {
+    let mut model = models::load(gpu, args.model.model.as_deref())?;
+    let (h, w) = model.config.image_size;
+    let pixels = tessera::reference::Rng::new(1).vec(model.config.num_channels * h * w, 1.0);
+    let dims = [1, model.config.num_channels, h, w];
+    let first = model.run_blocking(&pixels, dims, RunOptions::default())?.last_hidden_state.data;
+    let warmup = (args.runs / 10).max(1);
+    let mut base = f64::NAN;
+    let mut peak: f64 = 0.0;
+    let start = std::time::Instant::now();
+    for i in 0..args.runs {
+        let out = model.run_blocking(&pixels, dims, RunOptions::default())?;
+        if out.last_hidden_state.data != first {
+            bail!("run {i} gave a different result from the first run");
+        }
+        if i + 1 == warmup {
+            base = rss_mib();
+        }
+        if (i + 1) % (args.runs / 10).max(1) == 0 {
+            let rss = rss_mib();
+            peak = peak.max(rss);
+            println!("run {:>6}: resident {rss:.1} MiB", i + 1);
+        }
+    }
+    let runs_growth = peak - base;
+    println!("{} runs in {:.1} s; growth after warm-up {runs_growth:.1} MiB", args.runs, start.elapsed().as_secs_f64());
+    let mut reload_base = f64::NAN;
+    let mut reload_peak: f64 = 0.0;
+    for i in 0..args.reloads {
+        drop(model);
+        model = models::load(gpu, args.model.model.as_deref())?;
+        model.run_blocking(&pixels, dims, RunOptions::default())?;
+        if i == (args.reloads / 10).max(1) - 1 {
+            reload_base = rss_mib();
+        }
+        reload_peak = reload_peak.max(rss_mib());
+    }
+    let reload_growth = if args.reloads > 0 { reload_peak - reload_base } else { 0.0 };
+    println!("{} loads and drops; growth after warm-up {reload_growth:.1} MiB", args.reloads);
+    if runs_growth > args.max_growth_mib || reload_growth > args.max_growth_mib {
+        bail!("resident memory grew by more than {} MiB", args.max_growth_mib);
+    }
+    Ok(())
+}
+
+#[derive(clap::Args)]
 pub struct EvalArgs {
     #[command(flatten)]
     model: ModelArg,
@@ -119,7 +188,16 @@ fn write_safetensors(path: &Path, tensors: &[(&str, &tessera::HostTensor)]) -> R
         .zip(&bytes)
         .map(|((n, t), b)| Ok((n.to_string(), TensorView::new(safetensors::Dtype::F32, t.shape.clone(), b)?)))
         .collect::<Result<_>>()?;
-    safetensors::serialize_to_file(views, None, path).with_context(|| format!("{}: cannot write", path.display()))
+    // Written next to the target and renamed, so an interrupted run never leaves a partial file.
+    let tmp = partial_path(path);
+    safetensors::serialize_to_file(views, None, &tmp).with_context(|| format!("{}: cannot write", path.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("{}: cannot write", path.display()))
+}
+
+fn partial_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(".partial");
+    path.with_file_name(name)
 }
 
 pub fn run(gpu: &Arc<Gpu>, args: &RunArgs) -> Result<()> {
@@ -284,7 +362,11 @@ pub fn attention(gpu: &Arc<Gpu>, args: &AttentionArgs) -> Result<()> {
             outimg.put_pixel(x, y, image::Rgb(px));
         }
     }
-    outimg.save(&args.out).with_context(|| format!("{}: cannot write", args.out.display()))?;
+    let tmp = partial_path(&args.out);
+    outimg
+        .save_with_format(&tmp, image::ImageFormat::Png)
+        .and_then(|_| std::fs::rename(&tmp, &args.out).map_err(image::ImageError::IoError))
+        .with_context(|| format!("{}: cannot write", args.out.display()))?;
     let best = map.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map(|(i, _)| i).unwrap_or(0);
     eprintln!(
         "wrote {} ({}x{} patch grid, {}; strongest patch row {} col {})",

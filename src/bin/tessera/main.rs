@@ -42,6 +42,8 @@ fn main() -> std::process::ExitCode {
         Attention(commands::AttentionArgs),
         /// Run on a pixel_values tensor exactly as `model(pixel_values=...)` in transformers.
         Run(commands::RunArgs),
+        /// Run the model in a loop and load it repeatedly, watching resident memory.
+        Soak(commands::SoakArgs),
         /// List the adapters and describe the one tessera would use.
         Info,
         /// Kernel throughput on the ViT-B/16 shapes, or a model's latency and per-op profile.
@@ -76,6 +78,7 @@ fn main() -> std::process::ExitCode {
                     Command::Embed(args) => commands::embed(&gpu, &args),
                     Command::Attention(args) => commands::attention(&gpu, &args),
                     Command::Run(args) => commands::run(&gpu, &args),
+                    Command::Soak(args) => commands::soak(&gpu, &args),
                     Command::Info => Ok(()),
                 }
             }
