@@ -90,3 +90,28 @@ fn crc32(data: &[u8]) -> u32 {
     }
     !crc
 }
+
+#[test]
+fn exif_orientation_is_applied() {
+    // An 8x4 JPEG whose EXIF says "rotate 90 degrees clockwise" (orientation 6) decodes to 4x8,
+    // as transformers' load_image (exif_transpose) gives it.
+    let img = image::RgbImage::from_fn(8, 4, |x, _| if x < 4 { image::Rgb([250, 10, 10]) } else { image::Rgb([10, 10, 250]) });
+    let mut jpeg = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 95).encode_image(&img).unwrap();
+    let mut tiff = b"II*\x00\x08\x00\x00\x00\x01\x00".to_vec();
+    tiff.extend_from_slice(&[0x12, 0x01, 3, 0, 1, 0, 0, 0, 6, 0, 0, 0]);
+    tiff.extend_from_slice(&[0, 0, 0, 0]);
+    let mut app1 = b"Exif\x00\x00".to_vec();
+    app1.extend(tiff);
+    let mut with_exif = jpeg[..2].to_vec();
+    with_exif.extend_from_slice(&[0xff, 0xe1]);
+    with_exif.extend_from_slice(&((app1.len() + 2) as u16).to_be_bytes());
+    with_exif.extend(app1);
+    with_exif.extend_from_slice(&jpeg[2..]);
+    let plain = decode_image(&jpeg, "plain.jpg").unwrap();
+    assert_eq!(plain.dimensions(), (8, 4));
+    let rotated = decode_image(&with_exif, "rotated.jpg").unwrap();
+    assert_eq!(rotated.dimensions(), (4, 8));
+    // Rotated clockwise: the left (red) half of the original is now on top.
+    assert!(rotated.get_pixel(2, 1).0[0] > 200 && rotated.get_pixel(2, 6).0[2] > 200);
+}
