@@ -335,9 +335,11 @@ pub fn attention(gpu: &Arc<Gpu>, args: &AttentionArgs) -> Result<()> {
     };
     let (lo, hi) = map.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| (a.min(v), b.max(v)));
     let norm: Vec<f32> = map.iter().map(|v| if hi > lo { (v - lo) / (hi - lo) } else { 0.0 }).collect();
-    // Upsample the grid bilinearly over the original image and blend.
+    // Upsample the grid bilinearly over the original image and blend; small images are enlarged
+    // (pixel replication) to at least 256 px on the longer side so the map stays readable.
     let img = &p.original;
-    let (iw, ih) = img.dimensions();
+    let scale = 256u32.div_ceil(img.width().max(img.height())).max(1);
+    let (iw, ih) = (img.width() * scale, img.height() * scale);
     let mut outimg = image::RgbImage::new(iw, ih);
     for y in 0..ih {
         for x in 0..iw {
@@ -351,7 +353,7 @@ pub fn attention(gpu: &Arc<Gpu>, args: &AttentionArgs) -> Result<()> {
                 + norm[y1 * gw + x0] * fy * (1.0 - fx)
                 + norm[y1 * gw + x1] * fy * fx;
             let c = heat_color(v);
-            let src = img.get_pixel(x, y).0;
+            let src = img.get_pixel(x / scale, y / scale).0;
             let on_grid = (x * gw as u32 / iw) != ((x + 1) * gw as u32 / iw).min(gw as u32 - 1) && x + 1 < iw
                 || (y * gh as u32 / ih) != ((y + 1) * gh as u32 / ih).min(gh as u32 - 1) && y + 1 < ih;
             let mut px = [0u8; 3];
