@@ -57,6 +57,10 @@ fn bad_images_are_clear_errors() {
     }
     let e = err(&png);
     assert!(e.kind() == "image" && e.to_string().contains("100000x100000"), "{e}");
+    // Found by fuzzing: 18 bytes of GIF claiming 8140x13259 pixels (431 MB decoded).
+    let bomb = b"GIF87a\xcc\x1f\xcb\x339N\xef\xce\x86l\x00\x00";
+    let e = err(bomb);
+    assert!(e.kind() == "image" && e.to_string().contains("decompression bomb"), "{e}");
     // Truncated photo.
     let photo = std::fs::read(photos().join("chelsea.png")).unwrap();
     let e = err(&photo[..photo.len() / 3]);

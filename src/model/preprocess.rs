@@ -12,6 +12,10 @@ use serde::Deserialize;
 pub const MAX_IMAGE_SIDE: u32 = 16384;
 /// Largest decoded image, in bytes.
 pub const MAX_IMAGE_BYTES: u64 = 512 << 20;
+/// Decoded bytes any file may claim (a 2048x2048 RGBA image at 16 bits per channel).
+const MIN_DECODE_BUDGET: u64 = 32 << 20;
+/// Beyond that, decoded bytes per byte of file: far above real photos (JPEG ~10, PNG ~2-5).
+const MAX_EXPANSION: u64 = 1024;
 
 /// PIL's resampling filters (the integer codes in `preprocessor_config.json`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -425,6 +429,19 @@ pub fn decode_image(bytes: &[u8], name: &str) -> Result<image::RgbImage> {
         return Err(Error::image(
             name,
             format!("the image claims {w}x{h} pixels, over the limit of {MAX_IMAGE_SIDE} per side and {} MiB", MAX_IMAGE_BYTES >> 20),
+        ));
+    }
+    // Decoders allocate the whole image before reading the data, so a few bytes claiming a huge
+    // image would cost that much memory: the decoded size must be justified by the file's size.
+    let allowed = (bytes.len() as u64).saturating_mul(MAX_EXPANSION).max(MIN_DECODE_BUDGET);
+    if decoder.total_bytes() > allowed {
+        return Err(Error::image(
+            name,
+            format!(
+                "the image claims {w}x{h} pixels ({} MiB decoded) from a file of {} bytes: truncated, or a decompression bomb",
+                decoder.total_bytes() >> 20,
+                bytes.len()
+            ),
         ));
     }
     let mut limits = image::Limits::default();
