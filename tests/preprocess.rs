@@ -119,3 +119,30 @@ fn exif_orientation_is_applied() {
     // Rotated clockwise: the left (red) half of the original is now on top.
     assert!(rotated.get_pixel(2, 1).0[0] > 200 && rotated.get_pixel(2, 6).0[2] > 200);
 }
+
+#[test]
+fn sixteen_bit_and_animated_images_are_converted() {
+    // 16-bit RGB PNG: converted to 8 bits per channel.
+    let img16 = image::ImageBuffer::<image::Rgb<u16>, Vec<u16>>::from_fn(4, 2, |x, _| image::Rgb([0xffff, (x as u16) * 0x4000, 0]));
+    let mut bytes = Vec::new();
+    image::DynamicImage::ImageRgb16(img16).write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png).unwrap();
+    let rgb = decode_image(&bytes, "deep.png").unwrap();
+    assert_eq!(rgb.dimensions(), (4, 2));
+    assert_eq!(rgb.get_pixel(0, 0).0, [255, 0, 0]);
+    assert!((rgb.get_pixel(2, 1).0[1] as i32 - 128).abs() <= 1);
+
+    // A two-frame GIF: the first frame is used, as PIL's Image.open does.
+    use image::codecs::gif::GifEncoder;
+    let mut gif = Vec::new();
+    {
+        let mut enc = GifEncoder::new(&mut gif);
+        for c in [[200u8, 0, 0, 255], [0, 0, 200, 255]] {
+            let frame = image::Frame::new(image::RgbaImage::from_pixel(3, 3, image::Rgba(c)));
+            enc.encode_frame(frame).unwrap();
+        }
+    }
+    let first = decode_image(&gif, "anim.gif").unwrap();
+    assert_eq!(first.dimensions(), (3, 3));
+    let p = first.get_pixel(1, 1).0;
+    assert!(p[0] > 150 && p[2] < 50, "{p:?}");
+}
