@@ -8,8 +8,8 @@ use crate::graph::ir::TensorInfo;
 /// Largest head dim the kernel is specialized for.
 pub const MAX_HEAD_DIM: usize = 128;
 
-/// Queries per workgroup (one per invocation).
-const BQ: u32 = 64;
+/// Queries per workgroup (one per invocation): 32 keeps more workgroups in flight at batch 1.
+const BQ: u32 = 32;
 
 /// Keys per workgroup tile: K and V tiles together stay within 16 KiB of workgroup memory
 /// (the WebGPU minimum).
@@ -35,8 +35,10 @@ pub(crate) fn output_shape(node: &str, inputs: &[&TensorInfo], heads: usize, sca
     Ok(vec![qkv.shape[0], qkv.shape[1], d])
 }
 
+/// The vec4 variant needs the head dim (and so every q/k/v offset) to be a multiple of 4.
 fn variant(head_dim: u32) -> ShaderVariant {
-    specialize(&["attention"], &[("DH", head_dim), ("BQ", BQ), ("BKV", kv_tile(head_dim))], &[])
+    let flags: &[&str] = if head_dim % 4 == 0 { &["VEC4"] } else { &[] };
+    specialize(&["attention"], &[("DH", head_dim), ("BQ", BQ), ("BKV", kv_tile(head_dim))], flags)
 }
 
 pub(crate) fn kernel(inputs: &[&TensorInfo], heads: usize, scale: f32) -> Kernel {
