@@ -447,7 +447,9 @@ pub fn decode_image(bytes: &[u8], name: &str) -> Result<image::RgbImage> {
     let mut limits = image::Limits::default();
     limits.max_image_width = Some(MAX_IMAGE_SIDE);
     limits.max_image_height = Some(MAX_IMAGE_SIDE);
-    limits.max_alloc = Some(MAX_IMAGE_BYTES);
+    // Decoders also allocate for what sits inside the file (a GIF frame may claim more than its
+    // canvas): the same budget bounds every allocation.
+    limits.max_alloc = Some(allowed.min(MAX_IMAGE_BYTES));
     decoder.set_limits(limits).map_err(|e| Error::image(name, format!("over the decoding limits: {e}")))?;
     let orientation = decoder.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
     let mut img = image::DynamicImage::from_decoder(decoder).map_err(|e| Error::image(name, format!("cannot decode: {e}")))?;
