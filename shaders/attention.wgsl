@@ -5,17 +5,29 @@
 // A workgroup owns BQ queries of one (batch, head); each invocation owns one query row and keeps
 // its output row in registers. Keys and values stream through workgroup memory BKV rows at a
 // time; the running max and sum rescale the accumulator when a larger score appears.
-// VEC4 (head dim a multiple of 4) keeps q, the accumulator and the tiles as vec4s.
+// VEC4 (head dim a multiple of 4) works in vec4s: every index below counts elements of V, which is
+// vec4<f32> then and f32 otherwise, and a head spans DV of them.
 #ifdef VEC4
+alias V = vec4<f32>;
+const DV: u32 = DH / 4u;
+fn hsum(x: V) -> f32 {
+    return x.x + x.y + x.z + x.w;
+}
+#else
+alias V = f32;
+const DV: u32 = DH;
+fn hsum(x: V) -> f32 {
+    return x;
+}
+#endif
+
 struct Params { tokens: u32, heads: u32, scale: f32, _pad: u32 }
 @group(0) @binding(0) var<uniform> P: Params;
-@group(0) @binding(1) var<storage, read_write> out: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read_write> qkv: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read_write> out: array<V>;
+@group(0) @binding(2) var<storage, read_write> qkv: array<V>;
 
-const DV: u32 = DH / 4u;
-
-var<workgroup> k_tile: array<vec4<f32>, BKV * DV>;
-var<workgroup> v_tile: array<vec4<f32>, BKV * DV>;
+var<workgroup> k_tile: array<V, BKV * DV>;
+var<workgroup> v_tile: array<V, BKV * DV>;
 
 @compute @workgroup_size(BQ, 1, 1)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -23,18 +35,18 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let h = wid.y;
     let query = wid.x * BQ + lid;
     let valid = query < P.tokens;
-    // In vec4 units: the model dim, one token's row, one batch item.
+    // In units of V: the model dim, one token's row, one batch item.
     let dim = P.heads * DV;
     let row_stride = 3u * dim;
     let base = b * P.tokens * row_stride;
 
-    var q: array<vec4<f32>, DV>;
-    var acc: array<vec4<f32>, DV>;
+    var q: array<V, DV>;
+    var acc: array<V, DV>;
     if (valid) {
         let q_off = base + query * row_stride + h * DV;
         for (var d = 0u; d < DV; d++) {
             q[d] = qkv[q_off + d] * P.scale;
-            acc[d] = vec4<f32>(0.0);
+            acc[d] = V(0.0);
         }
     }
     var m = -3.0e38;
@@ -44,8 +56,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     for (var kv0 = 0u; kv0 < P.tokens; kv0 += BKV) {
         for (var i = lid; i < BKV * DV; i += BQ) {
             let key = kv0 + i / DV;
-            var kk = vec4<f32>(0.0);
-            var vv = vec4<f32>(0.0);
+            var kk = V(0.0);
+            var vv = V(0.0);
             if (key < P.tokens) {
                 let off = base + key * row_stride + h * DV + i % DV;
                 kk = qkv[off + dim];
@@ -59,11 +71,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
             let n = min(BKV, P.tokens - kv0);
             var m_new = m;
             for (var j = 0u; j < n; j++) {
-                var acc4 = vec4<f32>(0.0);
+                var partial = V(0.0);
                 for (var d = 0u; d < DV; d++) {
-                    acc4 = fma(q[d], k_tile[j * DV + d], acc4);
+                    partial = fma(q[d], k_tile[j * DV + d], partial);
                 }
-                let score = acc4.x + acc4.y + acc4.z + acc4.w;
+                let score = hsum(partial);
                 s[j] = score;
                 m_new = max(m_new, score);
             }
@@ -76,7 +88,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
                 let p = exp(s[j] - m_new);
                 l += p;
                 for (var d = 0u; d < DV; d++) {
-                    acc[d] = fma(vec4<f32>(p), v_tile[j * DV + d], acc[d]);
+                    acc[d] = fma(V(p), v_tile[j * DV + d], acc[d]);
                 }
             }
             m = m_new;
@@ -91,83 +103,3 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         }
     }
 }
-#else
-struct Params { tokens: u32, heads: u32, scale: f32, _pad: u32 }
-@group(0) @binding(0) var<uniform> P: Params;
-@group(0) @binding(1) var<storage, read_write> out: array<f32>;
-@group(0) @binding(2) var<storage, read_write> qkv: array<f32>;
-
-var<workgroup> k_tile: array<f32, BKV * DH>;
-var<workgroup> v_tile: array<f32, BKV * DH>;
-
-@compute @workgroup_size(BQ, 1, 1)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let b = wid.z;
-    let h = wid.y;
-    let query = wid.x * BQ + lid;
-    let valid = query < P.tokens;
-    let dim = P.heads * DH;
-    let row_stride = 3u * dim;
-    let base = b * P.tokens * row_stride;
-
-    var q: array<f32, DH>;
-    var acc: array<f32, DH>;
-    if (valid) {
-        let q_off = base + query * row_stride + h * DH;
-        for (var d = 0u; d < DH; d++) {
-            q[d] = qkv[q_off + d] * P.scale;
-            acc[d] = 0.0;
-        }
-    }
-    var m = -3.0e38;
-    var l = 0.0;
-    var s: array<f32, BKV>;
-
-    for (var kv0 = 0u; kv0 < P.tokens; kv0 += BKV) {
-        for (var i = lid; i < BKV * DH; i += BQ) {
-            let key = kv0 + i / DH;
-            var kv = vec2<f32>(0.0);
-            if (key < P.tokens) {
-                let off = base + key * row_stride + h * DH + i % DH;
-                kv = vec2<f32>(qkv[off + dim], qkv[off + 2u * dim]);
-            }
-            k_tile[i] = kv.x;
-            v_tile[i] = kv.y;
-        }
-        workgroupBarrier();
-        if (valid) {
-            let n = min(BKV, P.tokens - kv0);
-            var m_new = m;
-            for (var j = 0u; j < n; j++) {
-                var dot = 0.0;
-                for (var d = 0u; d < DH; d++) {
-                    dot = fma(q[d], k_tile[j * DH + d], dot);
-                }
-                s[j] = dot;
-                m_new = max(m_new, dot);
-            }
-            let correction = exp(m - m_new);
-            l *= correction;
-            for (var d = 0u; d < DH; d++) {
-                acc[d] *= correction;
-            }
-            for (var j = 0u; j < n; j++) {
-                let p = exp(s[j] - m_new);
-                l += p;
-                for (var d = 0u; d < DH; d++) {
-                    acc[d] = fma(p, v_tile[j * DH + d], acc[d]);
-                }
-            }
-            m = m_new;
-        }
-        workgroupBarrier();
-    }
-    if (valid) {
-        let o = (b * P.tokens + query) * dim + h * DH;
-        let inv = 1.0 / l;
-        for (var d = 0u; d < DH; d++) {
-            out[o + d] = acc[d] * inv;
-        }
-    }
-}
-#endif

@@ -185,6 +185,14 @@ struct Step {
     workgroups: [u32; 3],
 }
 
+impl Step {
+    fn record(&self, pass: &mut wgpu::ComputePass<'_>) {
+        pass.set_pipeline(&self.pipeline);
+        pass.set_bind_group(0, &self.bind_group, &[]);
+        pass.dispatch_workgroups(self.workgroups[0], self.workgroups[1], self.workgroups[2]);
+    }
+}
+
 struct Slot {
     name: String,
     shape: Vec<usize>,
@@ -637,9 +645,7 @@ impl Executable {
             });
             for _ in 0..repeats {
                 for s in &self.steps {
-                    pass.set_pipeline(&s.pipeline);
-                    pass.set_bind_group(0, &s.bind_group, &[]);
-                    pass.dispatch_workgroups(s.workgroups[0], s.workgroups[1], s.workgroups[2]);
+                    s.record(&mut pass);
                 }
             }
         }
@@ -727,9 +733,7 @@ impl Executable {
             None => {
                 let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("tessera"), timestamp_writes: None });
                 for s in &self.steps {
-                    pass.set_pipeline(&s.pipeline);
-                    pass.set_bind_group(0, &s.bind_group, &[]);
-                    pass.dispatch_workgroups(s.workgroups[0], s.workgroups[1], s.workgroups[2]);
+                    s.record(&mut pass);
                 }
             }
             Some(p) => {
@@ -743,9 +747,7 @@ impl Executable {
                             end_of_pass_write_index: Some(2 * i as u32 + 1),
                         }),
                     });
-                    pass.set_pipeline(&s.pipeline);
-                    pass.set_bind_group(0, &s.bind_group, &[]);
-                    pass.dispatch_workgroups(s.workgroups[0], s.workgroups[1], s.workgroups[2]);
+                    s.record(&mut pass);
                 }
                 let n = (2 * self.steps.len()) as u32;
                 enc.resolve_query_set(&p.queries, 0..n, &p.resolve, 0);
