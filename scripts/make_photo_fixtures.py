@@ -61,6 +61,14 @@ def main():
             print(photo, cfg_name, pv.shape, type(proc).__name__)
     save_file(expected, os.path.join(args.out, "expected.safetensors"))
 
+    # A CMYK JPEG (Adobe APP14 marker, as Photoshop and print workflows write them) and the RGB
+    # that PIL's decoder plus `convert("RGB")` (what `load_image` does) makes of it.
+    cmyk_path = os.path.join(args.out, "coffee-cmyk.jpg")
+    Image.open(os.path.join(args.out, "coffee-crop.png")).convert("CMYK").save(cmyk_path, quality=95)
+    rgb = np.asarray(load_image(cmyk_path), dtype=np.uint8)
+    save_file({"rgb": np.ascontiguousarray(rgb)}, os.path.join(args.out, "coffee-cmyk-rgb.safetensors"))
+    print("coffee-cmyk.jpg", rgb.shape)
+
 
 if __name__ == "__main__":
     main()

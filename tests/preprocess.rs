@@ -151,3 +151,25 @@ fn sixteen_bit_and_animated_images_are_converted() {
     let p = first.get_pixel(1, 1).0;
     assert!(p[0] > 150 && p[2] < 50, "{p:?}");
 }
+
+#[test]
+fn cmyk_jpeg_decodes_as_pil_does() {
+    // A CMYK JPEG with an Adobe marker; the expected RGB is what PIL (transformers' `load_image`)
+    // makes of the same file. JPEG decoders may differ by one level in the inverse DCT.
+    let bytes = std::fs::read(photos().join("coffee-cmyk-rgb.safetensors")).unwrap();
+    let st = SafeTensors::deserialize(&bytes).unwrap();
+    let want = st.tensor("rgb").unwrap();
+    let jpeg = std::fs::read(photos().join("coffee-cmyk.jpg")).unwrap();
+    assert!(jpeg.windows(5).any(|w| w == b"Adobe"), "the fixture lost its Adobe (CMYK) marker");
+    let img = decode_image(&jpeg, "coffee-cmyk.jpg").unwrap();
+    assert_eq!([img.height() as usize, img.width() as usize, 3], want.shape());
+    let (mut max, mut sum) = (0i32, 0u64);
+    for (a, b) in img.as_raw().iter().zip(want.data()) {
+        let d = (*a as i32 - *b as i32).abs();
+        max = max.max(d);
+        sum += d as u64;
+    }
+    let mean = sum as f64 / want.data().len() as f64;
+    eprintln!("CMYK JPEG vs PIL: max diff {max} levels, mean {mean:.4}");
+    assert!(max <= 2 && mean < 0.05, "CMYK JPEG decoded differently from PIL: max {max} levels, mean {mean}");
+}
