@@ -268,3 +268,49 @@ fn hub_id_downloads_into_the_cache_and_works_offline() {
     // A repo the server does not have.
     fails_with(&tessera(&["classify", "--model", "tessera-test/missing", photo.to_str().unwrap()], &env), &["tessera-test/missing", "config.json"]);
 }
+
+/// Starts `tessera` on 3,000 images, presses Ctrl-C (SIGINT) once it is running, and returns
+/// what it printed.
+#[cfg(unix)]
+fn interrupted_run(args: &[&str]) -> Output {
+    let child = Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args(args)
+        .current_dir(root())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let status = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    child.wait_with_output().unwrap()
+}
+
+#[cfg(unix)]
+#[test]
+fn ctrl_c_stops_a_batch_run_without_writing_output() {
+    use std::os::unix::process::ExitStatusExt;
+    let dir = tmp("ctrl-c");
+    let images = dir.join("images");
+    std::fs::create_dir_all(&images).unwrap();
+    for (label, path) in sample_images() {
+        for i in 0..300 {
+            std::os::unix::fs::symlink(&path, images.join(format!("{i:03}-{label}.png"))).unwrap();
+        }
+    }
+    let images = images.to_str().unwrap();
+    let out_file = dir.join("embeddings.safetensors");
+    for (args, what) in [
+        (vec!["classify", images, "--json"], "classify --json"),
+        (vec!["embed", images, "--out", out_file.to_str().unwrap()], "embed --out"),
+    ] {
+        let out = interrupted_run(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(130), "{what}: status {:?} (signal {:?}); stderr: {err}", out.status, out.status.signal());
+        assert!(err.contains("interrupted after") && err.contains("of 3000 images"), "{what}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+        assert!(out.stdout.is_empty(), "{what} printed output for an unfinished run: {}", String::from_utf8_lossy(&out.stdout));
+    }
+    let left: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(left, vec![std::ffi::OsString::from("images")], "files left by an interrupted run");
+}

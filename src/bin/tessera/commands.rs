@@ -131,6 +131,7 @@ pub fn soak(gpu: &Arc<Gpu>, args: &SoakArgs) -> Result<()> {
         if i + 1 == warmup {
             base = rss_mib();
         }
+        crate::interrupt::check(i + 1, args.runs)?;
         if (i + 1) % (args.runs / 10).max(1) == 0 {
             let rss = rss_mib();
             peak = peak.max(rss);
@@ -443,6 +444,7 @@ pub fn eval(gpu: &Arc<Gpu>, args: &EvalArgs) -> Result<()> {
             preds.push(best as u8);
         }
         bar.inc((b1 - b0) as u64);
+        crate::interrupt::check(b1, count)?;
     }
     bar.finish_and_clear();
     let secs = start.elapsed().as_secs_f64();

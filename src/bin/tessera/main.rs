@@ -7,6 +7,8 @@ mod commands;
 #[cfg(not(target_arch = "wasm32"))]
 mod hub;
 #[cfg(not(target_arch = "wasm32"))]
+mod interrupt;
+#[cfg(not(target_arch = "wasm32"))]
 mod models;
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -51,6 +53,7 @@ fn main() -> std::process::ExitCode {
     }
 
     let cli = Cli::parse();
+    interrupt::install();
     let result = (|| -> anyhow::Result<()> {
         let mut opts = tessera::GpuOptions::from_env()?;
         if let Some(a) = cli.adapter {
@@ -86,6 +89,10 @@ fn main() -> std::process::ExitCode {
     })();
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) if e.is::<interrupt::Interrupted>() => {
+            eprintln!("{e}");
+            std::process::ExitCode::from(interrupt::EXIT_CODE)
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             std::process::ExitCode::FAILURE

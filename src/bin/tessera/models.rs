@@ -98,6 +98,7 @@ pub fn run_batches(
         ProgressBar::hidden()
     };
     let mut pending: Vec<Prepared> = Vec::new();
+    let done = std::cell::Cell::new(0);
     let flush = |pending: &mut Vec<Prepared>, each: &mut dyn FnMut(&Prepared, &tessera::ModelOutput, usize) -> Result<()>| -> Result<()> {
         if pending.is_empty() {
             return Ok(());
@@ -110,10 +111,12 @@ pub fn run_batches(
             each(p, &out, i)?;
         }
         bar.inc(pending.len() as u64);
+        done.set(done.get() + pending.len());
         pending.clear();
-        Ok(())
+        crate::interrupt::check(done.get(), paths.len())
     };
     for path in paths {
+        crate::interrupt::check(done.get(), paths.len())?;
         let p = prepare(model, path)?;
         if p.pixels.len() != model.config.num_channels * p.size.0 * p.size.1 {
             bail!("{}: the model takes {} channels", path.display(), model.config.num_channels);
