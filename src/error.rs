@@ -81,6 +81,23 @@ pub enum Error {
         max: u64,
     },
 
+    /// GPU memory would exceed the budget (`GpuOptions::memory_budget`, `TESSERA_MEMORY_BUDGET`).
+    #[error(
+        "{what} needs {} of GPU memory, but {} of the {} budget are in use; use a smaller batch, \
+         free other models, or raise the budget (TESSERA_MEMORY_BUDGET)",
+        mib(*required), mib(*in_use), mib(*budget)
+    )]
+    OutOfMemory {
+        /// What was being allocated (model, tensor, activations of a batch).
+        what: String,
+        /// Bytes it needs.
+        required: u64,
+        /// Bytes the engine already holds on this device.
+        in_use: u64,
+        /// The budget.
+        budget: u64,
+    },
+
     /// A weight is missing or has the wrong size.
     #[error("weight `{name}`: {problem}")]
     Weight {
@@ -162,6 +179,7 @@ impl Error {
             Error::InvalidOp { .. } => "invalid_op",
             Error::InvalidGraph(_) => "invalid_graph",
             Error::LimitExceeded { .. } => "limit_exceeded",
+            Error::OutOfMemory { .. } => "out_of_memory",
             Error::Weight { .. } => "weight",
             Error::Input { .. } => "input",
             Error::Model { .. } => "model",
@@ -170,4 +188,8 @@ impl Error {
             Error::Gpu { .. } => "gpu",
         }
     }
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / 1048576.0)
 }

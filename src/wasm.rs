@@ -27,10 +27,24 @@ pub struct Engine {
 
 #[wasm_bindgen]
 impl Engine {
-    /// Opens the browser's WebGPU adapter.
-    pub async fn create() -> Result<Engine, JsError> {
-        let gpu = Gpu::new(&GpuOptions::default()).await.map_err(js_err)?;
+    /// Opens the browser's WebGPU adapter; `memory_budget` (bytes) bounds the GPU memory the
+    /// engine may hold (browsers do not say how much a GPU has, so there is none by default).
+    pub async fn create(memory_budget: Option<f64>) -> Result<Engine, JsError> {
+        let opts = GpuOptions { memory_budget: memory_budget.filter(|b| b.is_finite() && *b >= 0.0).map(|b| b as u64), ..Default::default() };
+        let gpu = Gpu::new(&opts).await.map_err(js_err)?;
         Ok(Engine { gpu })
+    }
+
+    /// Bytes of GPU memory the engine holds now (weights, activations, staging of live models).
+    #[wasm_bindgen(js_name = memoryInUse)]
+    pub fn memory_in_use(&self) -> f64 {
+        self.gpu.memory_in_use() as f64
+    }
+
+    /// The memory budget in bytes, if one was set.
+    #[wasm_bindgen(js_name = memoryBudget)]
+    pub fn memory_budget(&self) -> Option<f64> {
+        self.gpu.memory_budget().map(|b| b as f64)
     }
 
     /// The adapter, its features and limits, as JSON.

@@ -183,6 +183,10 @@ fn bad_inputs_fail_with_clear_messages() {
     std::fs::write(dir.join("config.json"), cfg).unwrap();
     fails_with(&tessera(&["classify", "--model", dir.to_str().unwrap(), &sample], &[]), &["intermediate.dense.weight", "shape"]);
 
+    // A memory budget too small for the model, and one that is not a size.
+    fails_with(&tessera(&["classify", &sample], &[("TESSERA_MEMORY_BUDGET", "64KiB")]), &["fashion-vit", "budget", "TESSERA_MEMORY_BUDGET"]);
+    fails_with(&tessera(&["classify", &sample], &[("TESSERA_MEMORY_BUDGET", "lots")]), &["TESSERA_MEMORY_BUDGET", "not a size"]);
+
     // pixel_values of the wrong channel count.
     fails_with(
         &tessera(&["run", "--pixels", "tests/fixtures/photos/expected.safetensors", "--out", "/tmp/never.safetensors"], &[]),

@@ -1,4 +1,4 @@
-/** An error from tessera: `kind` is stable ("no_webgpu", "model", "image", "input", "gpu", "network", "not_found", "disposed", ...). */
+/** An error from tessera: `kind` is stable ("no_webgpu", "model", "image", "input", "gpu", "network", "not_found", "disposed", "out_of_memory", "device_lost", ...). */
 export interface TesseraError extends Error {
   kind: string;
 }
@@ -88,7 +88,10 @@ export declare class Tessera {
   readonly lost: boolean;
   /** Destroys the device as a GPU reset would (to test recovery). */
   destroy(): void;
-  static create(options?: { wasmUrl?: string | URL }): Promise<Tessera>;
+  /** GPU memory held by the engine, the budget (null: none), and the wasm heap, in bytes. */
+  readonly memory: { gpuBytes: number; budget: number | null; wasmBytes: number };
+  /** `memoryBudget`: most GPU memory (bytes) the engine may hold; beyond it loads reject with kind "out_of_memory" and large batches run in chunks. */
+  static create(options?: { wasmUrl?: string | URL; memoryBudget?: number }): Promise<Tessera>;
   load(source: string | { config: Bytes; weights: Bytes; preprocessor?: Bytes; name?: string }, options?: LoadOptions): Promise<Model>;
 }
 

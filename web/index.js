@@ -3,13 +3,20 @@
 import init, { Engine } from './pkg/tessera.js';
 
 let wasmReady = null;
+let wasmExports = null;
 
 function initWasm(wasmUrl) {
   if (!wasmReady) {
-    wasmReady = init(wasmUrl ? { module_or_path: wasmUrl } : undefined).catch((e) => {
-      wasmReady = null;
-      throw e;
-    });
+    wasmReady = init(wasmUrl ? { module_or_path: wasmUrl } : undefined).then(
+      (exports) => {
+        wasmExports = exports;
+        return exports;
+      },
+      (e) => {
+        wasmReady = null;
+        throw e;
+      },
+    );
   }
   return wasmReady;
 }
@@ -206,15 +213,31 @@ export class Tessera {
     this._engine.destroy();
   }
 
-  /** Opens WebGPU. Rejects with a readable message where the browser has none. */
-  static async create({ wasmUrl } = {}) {
+  /**
+   * GPU memory the engine holds (weights, activations and staging buffers of live models), the
+   * budget if one was set, and the size of the wasm heap, in bytes.
+   */
+  get memory() {
+    return {
+      gpuBytes: this._engine.memoryInUse(),
+      budget: this._engine.memoryBudget() ?? null,
+      wasmBytes: wasmExports?.memory?.buffer.byteLength ?? 0,
+    };
+  }
+
+  /**
+   * Opens WebGPU. Rejects with a readable message where the browser has none. `memoryBudget`
+   * (bytes) bounds the GPU memory the engine may hold: a model or batch beyond it is refused
+   * (`kind: "out_of_memory"`) or run in smaller batches, before the GPU is asked for it.
+   */
+  static async create({ wasmUrl, memoryBudget } = {}) {
     if (typeof navigator === 'undefined' || !navigator.gpu) {
       const err = new Error('WebGPU is not available here. Use a recent Chrome or Edge (113+), Safari 26+, or Firefox with WebGPU enabled, on a page served over https or localhost.');
       err.kind = 'no_webgpu';
       throw err;
     }
     await initWasm(wasmUrl);
-    return new Tessera(await call(() => Engine.create()));
+    return new Tessera(await call(() => Engine.create(memoryBudget ?? undefined)));
   }
 
   /**

@@ -1,6 +1,7 @@
 //! GPU context: adapter choice, device creation with the adapter's own limits, and a report of
 //! what was chosen.
 
+pub mod memory;
 mod readback;
 
 pub(crate) use readback::read_buffer;
@@ -24,6 +25,11 @@ pub struct GpuOptions {
     /// guarded in the shader, and the checks cost up to 4x on large GEMMs. Browsers always
     /// keep them. `TESSERA_CHECKED_SHADERS=1` turns them on.
     pub checked_shaders: bool,
+    /// Most GPU memory the engine may hold on the device, in bytes; allocations beyond it fail with
+    /// `Error::OutOfMemory` before reaching the driver. None: for CPU adapters, three quarters of
+    /// the memory the OS reports available; otherwise no budget (WebGPU does not say how much
+    /// memory a GPU has). `TESSERA_MEMORY_BUDGET=4GiB` sets it.
+    pub memory_budget: Option<u64>,
 }
 
 impl GpuOptions {
@@ -37,6 +43,14 @@ impl GpuOptions {
         }
         if let Ok(v) = std::env::var("TESSERA_CHECKED_SHADERS") {
             opts.checked_shaders = !v.is_empty() && v != "0";
+        }
+        if let Ok(v) = std::env::var("TESSERA_MEMORY_BUDGET") {
+            if !v.is_empty() {
+                opts.memory_budget = Some(memory::parse_size(&v).ok_or_else(|| Error::Input {
+                    name: "TESSERA_MEMORY_BUDGET".into(),
+                    problem: format!("`{v}` is not a size (examples: 512MiB, 4GiB, 1073741824)"),
+                })?);
+            }
         }
         if let Ok(b) = std::env::var("TESSERA_BACKEND") {
             if !b.is_empty() {
@@ -96,6 +110,10 @@ pub struct AdapterReport {
     pub max_invocations: u32,
     /// `max_storage_buffers_per_shader_stage`.
     pub max_storage_buffers_per_stage: u32,
+    /// The engine's GPU memory budget, if any.
+    pub memory_budget: Option<u64>,
+    /// Whether that budget was derived from the system's available memory (CPU adapters).
+    pub memory_budget_from_system: bool,
 }
 
 impl std::fmt::Display for AdapterReport {
@@ -122,7 +140,16 @@ impl std::fmt::Display for AdapterReport {
             self.max_workgroup_storage >> 10,
             self.max_invocations,
             self.max_storage_buffers_per_stage
-        )
+        )?;
+        match self.memory_budget {
+            Some(b) if self.memory_budget_from_system => write!(
+                f,
+                "\nmemory:   budget {} MiB (3/4 of the system memory available; TESSERA_MEMORY_BUDGET sets it)",
+                b >> 20
+            ),
+            Some(b) => write!(f, "\nmemory:   budget {} MiB (as set)", b >> 20),
+            None => write!(f, "\nmemory:   no budget (the adapter does not report its memory; set TESSERA_MEMORY_BUDGET)"),
+        }
     }
 }
 
@@ -137,18 +164,25 @@ pub struct Gpu {
     pipelines: Mutex<HashMap<String, wgpu::ComputePipeline>>,
     checked_shaders: bool,
     lost: Arc<Mutex<Option<String>>>,
+    pub(crate) ledger: Arc<memory::Ledger>,
 }
 
 impl Gpu {
     /// Opens the best adapter allowed by `opts`.
     pub async fn new(opts: &GpuOptions) -> Result<Arc<Gpu>> {
         let adapter = pick_adapter(opts).await?;
-        Self::from_adapter(adapter, opts.checked_shaders).await
+        Self::from_adapter(adapter, opts.checked_shaders, opts.memory_budget).await
     }
 
     /// Opens the adapter chosen by `TESSERA_ADAPTER` / `TESSERA_BACKEND`, or the best one.
     pub async fn from_env() -> Result<Arc<Gpu>> {
         Self::new(&GpuOptions::from_env()?).await
+    }
+
+    /// Native convenience: [`Gpu::new`] blocking on the current thread.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn new_blocking(opts: &GpuOptions) -> Result<Arc<Gpu>> {
+        pollster::block_on(Self::new(opts))
     }
 
     /// Native convenience: [`Gpu::from_env`] blocking on the current thread.
@@ -157,7 +191,7 @@ impl Gpu {
         pollster::block_on(Self::from_env())
     }
 
-    async fn from_adapter(adapter: wgpu::Adapter, checked_shaders: bool) -> Result<Arc<Gpu>> {
+    async fn from_adapter(adapter: wgpu::Adapter, checked_shaders: bool, memory_budget: Option<u64>) -> Result<Arc<Gpu>> {
         let info = adapter.get_info();
         let available = adapter.features();
         let wanted = wgpu::Features::SHADER_F16 | wgpu::Features::TIMESTAMP_QUERY;
@@ -203,8 +237,52 @@ impl Gpu {
             max_workgroup_storage: limits.max_compute_workgroup_storage_size,
             max_invocations: limits.max_compute_invocations_per_workgroup,
             max_storage_buffers_per_stage: limits.max_storage_buffers_per_shader_stage,
+            memory_budget: None,
+            memory_budget_from_system: false,
         };
-        Ok(Arc::new(Gpu { device, queue, limits, features, report, errors, pipelines: Mutex::new(HashMap::new()), checked_shaders, lost }))
+        let budget_set = memory_budget.is_some();
+        let budget = memory_budget.or_else(|| {
+            if info.device_type == wgpu::DeviceType::Cpu {
+                memory::system_available().map(|b| b / 4 * 3)
+            } else {
+                None
+            }
+        });
+        let mut report = report;
+        report.memory_budget = budget;
+        report.memory_budget_from_system = !budget_set && budget.is_some();
+        Ok(Arc::new(Gpu {
+            device,
+            queue,
+            limits,
+            features,
+            report,
+            errors,
+            pipelines: Mutex::new(HashMap::new()),
+            checked_shaders,
+            lost,
+            ledger: memory::Ledger::new(budget),
+        }))
+    }
+
+    /// Bytes of GPU memory the engine holds on this device now (weights, activation arenas,
+    /// uniforms, staging buffers of every live model and graph).
+    pub fn memory_in_use(&self) -> u64 {
+        self.ledger.in_use()
+    }
+
+    /// The memory budget in force, if any (see [`GpuOptions::memory_budget`]).
+    pub fn memory_budget(&self) -> Option<u64> {
+        self.ledger.budget()
+    }
+
+    /// Fails with `Error::OutOfMemory` naming `what` if `bytes` more would exceed the budget.
+    pub fn check_memory(&self, what: &str, bytes: u64) -> Result<()> {
+        self.ledger.check(what, bytes)
+    }
+
+    pub(crate) fn tracked_buffer(&self, what: &str, desc: &wgpu::BufferDescriptor) -> Result<memory::TrackedBuffer> {
+        memory::TrackedBuffer::create(&self.device, &self.ledger, what, desc)
     }
 
     /// Whether shaders keep wgpu's runtime bounds checks.

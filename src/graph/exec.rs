@@ -4,6 +4,7 @@
 use super::ir::{fmt_shape, Graph, TensorId, TensorInfo, TensorKind};
 use super::plan::{plan_memory, Interval, MemoryPlan};
 use crate::error::{Error, Result};
+use crate::gpu::memory::TrackedBuffer;
 use crate::gpu::{read_buffer, Gpu};
 use crate::ops::Kernel;
 use std::collections::{BTreeSet, HashMap};
@@ -14,7 +15,7 @@ use std::sync::{Arc, Mutex};
 #[derive(Clone)]
 pub struct Weights {
     gpu: Arc<Gpu>,
-    map: HashMap<String, (wgpu::Buffer, Vec<usize>)>,
+    map: HashMap<String, (Arc<TrackedBuffer>, Vec<usize>)>,
     bytes: u64,
 }
 
@@ -36,13 +37,17 @@ impl Weights {
         let bytes = data.len() as u64 * 4;
         self.gpu.check_lost()?;
         check_binding(&self.gpu, "weights", name, bytes)?;
-        let buffer = self.gpu.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some(name),
-            size: bytes,
-            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
+        let buffer = self.gpu.tracked_buffer(
+            &format!("weight `{name}`"),
+            &wgpu::BufferDescriptor {
+                label: Some(name),
+                size: bytes,
+                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            },
+        )?;
         self.gpu.queue.write_buffer(&buffer, 0, bytemuck::cast_slice(data));
+        let buffer = Arc::new(buffer);
         if let Some((old, _)) = self.map.insert(name.into(), (buffer, shape.to_vec())) {
             self.bytes -= old.size();
         }
@@ -210,18 +215,20 @@ struct Profiler {
 pub struct Executable {
     gpu: Arc<Gpu>,
     steps: Vec<Step>,
-    arena: wgpu::Buffer,
+    arena: TrackedBuffer,
     inputs: Vec<Slot>,
     outputs: Vec<Slot>,
     readback_bytes: u64,
-    staging: Mutex<Vec<wgpu::Buffer>>,
+    staging: Mutex<Vec<TrackedBuffer>>,
     // Held from writing the inputs to submitting, so that concurrent runs (other threads) cannot
     // interleave their input writes with this run's submit. Never held across an await.
     submit: Mutex<()>,
     profiler: Option<Profiler>,
     report: PlanReport,
-    // Bind groups reference these; kept for clarity of ownership.
-    _uniforms: wgpu::Buffer,
+    // Bind groups reference these: kept alive (and counted in the memory ledger) with the graph,
+    // whatever happens to the `Weights` they came from.
+    _uniforms: TrackedBuffer,
+    _weights: Vec<Arc<TrackedBuffer>>,
 }
 
 /// Topological order of the nodes (ties broken by insertion order), after checking that every
@@ -407,6 +414,7 @@ impl Executable {
         // Bind every weight by name.
         let mut weight_bytes = 0u64;
         let mut weight_seen = BTreeSet::new();
+        let mut held_weights = Vec::new();
         for n in nodes {
             for &t in &n.inputs {
                 let info = &tensors[t.0];
@@ -430,6 +438,7 @@ impl Executable {
                         }
                         if weight_seen.insert(t.0) {
                             weight_bytes += buf.size();
+                            held_weights.push(buf.clone());
                         }
                     }
                 }
@@ -437,12 +446,26 @@ impl Executable {
         }
 
         let device = &gpu.device;
-        let arena = device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("tessera arena"),
-            size: plan.arena.max(16),
-            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC,
-            mapped_at_creation: false,
-        });
+        let what = format!(
+            "the activations for input {}",
+            tensors
+                .iter()
+                .filter(|t| t.kind == TensorKind::Input)
+                .map(|t| format!("`{}` {}", t.name, fmt_shape(&t.shape)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let readback_estimate = graph.outputs().iter().filter_map(|o| tensors[o.0].bytes()).sum::<u64>().div_ceil(8) * 8;
+        gpu.check_memory(&what, plan.arena + readback_estimate)?;
+        let arena = gpu.tracked_buffer(
+            &what,
+            &wgpu::BufferDescriptor {
+                label: Some("tessera arena"),
+                size: plan.arena.max(16),
+                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC,
+                mapped_at_creation: false,
+            },
+        )?;
 
         // Kernels and their uniforms, one 256-aligned slot each in a single buffer.
         let kernels: Vec<Kernel> = order
@@ -473,12 +496,15 @@ impl Executable {
             let bytes: &[u8] = bytemuck::cast_slice(&k.params);
             udata[off..off + bytes.len()].copy_from_slice(bytes);
         }
-        let uniforms = device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("tessera uniforms"),
-            size: udata.len() as u64,
-            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
+        let uniforms = gpu.tracked_buffer(
+            "graph uniforms",
+            &wgpu::BufferDescriptor {
+                label: Some("tessera uniforms"),
+                size: udata.len() as u64,
+                usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            },
+        )?;
         gpu.queue.write_buffer(&uniforms, 0, &udata);
 
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
@@ -601,6 +627,7 @@ impl Executable {
             profiler,
             report: PlanReport { arena: plan.arena, naive: plan.naive, peak_live: plan.peak_live, weights: weight_bytes },
             _uniforms: uniforms,
+            _weights: held_weights,
         })
     }
 
@@ -754,7 +781,7 @@ impl Executable {
                 enc.copy_buffer_to_buffer(&p.resolve, 0, &p.readback, 0, n as u64 * 8);
             }
         }
-        let staging = self.take_staging();
+        let staging = self.take_staging()?;
         let mut at = 0u64;
         for o in &self.outputs {
             enc.copy_buffer_to_buffer(&self.arena, o.offset, &staging, at, o.bytes);
@@ -810,22 +837,26 @@ impl Executable {
         Ok((out, profile))
     }
 
-    fn take_staging(&self) -> wgpu::Buffer {
+    fn take_staging(&self) -> Result<TrackedBuffer> {
         let pooled = match self.staging.lock() {
             Ok(mut v) => v.pop(),
             Err(p) => p.into_inner().pop(),
         };
-        pooled.unwrap_or_else(|| {
-            self.gpu.device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("tessera readback"),
-                size: self.readback_bytes.max(8),
-                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-                mapped_at_creation: false,
-            })
-        })
+        match pooled {
+            Some(b) => Ok(b),
+            None => self.gpu.tracked_buffer(
+                "the readback buffer",
+                &wgpu::BufferDescriptor {
+                    label: Some("tessera readback"),
+                    size: self.readback_bytes.max(8),
+                    usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                    mapped_at_creation: false,
+                },
+            ),
+        }
     }
 
-    fn give_back_staging(&self, b: wgpu::Buffer) {
+    fn give_back_staging(&self, b: TrackedBuffer) {
         match self.staging.lock() {
             Ok(mut v) => v.push(b),
             Err(p) => p.into_inner().push(b),

@@ -13,4 +13,4 @@ pub mod vit;
 pub use checkpoint::Checkpoint;
 pub use config::{Family, Head, ModelConfig};
 pub use preprocess::{decode_image, PreprocessorConfig};
-pub use vit::{AttentionMap, Model, ModelOutput, RunOptions, TopK};
+pub use vit::{AttentionMap, Model, ModelOutput, RunOptions, TopK, MAX_COMPILED};

@@ -93,7 +93,44 @@ pub struct Model {
     pooler: bool,
     weights: Mutex<Weights>,
     pos: Pos,
-    compiled: Mutex<HashMap<(usize, usize, usize, RunOptions), Arc<Executable>>>,
+    compiled: Mutex<Compiled>,
+}
+
+type GraphKey = (usize, usize, usize, RunOptions);
+
+/// Compiled graphs by (batch, height, width, options), least recently used dropped beyond
+/// [`MAX_COMPILED`] (each holds an activation arena), and the largest batch known to fit per size.
+#[derive(Default)]
+struct Compiled {
+    graphs: HashMap<GraphKey, (Arc<Executable>, u64)>,
+    tick: u64,
+    max_batch: HashMap<(usize, usize, RunOptions), usize>,
+}
+
+/// Compiled graphs (input sizes) a model keeps.
+pub const MAX_COMPILED: usize = 8;
+
+impl Compiled {
+    fn get(&mut self, key: &GraphKey) -> Option<Arc<Executable>> {
+        self.tick += 1;
+        let tick = self.tick;
+        self.graphs.get_mut(key).map(|(e, t)| {
+            *t = tick;
+            e.clone()
+        })
+    }
+
+    fn insert(&mut self, key: GraphKey, exe: Arc<Executable>) {
+        self.tick += 1;
+        self.graphs.insert(key, (exe, self.tick));
+        while self.graphs.len() > MAX_COMPILED {
+            let oldest = self.graphs.iter().min_by_key(|(_, (_, t))| *t).map(|(k, _)| *k);
+            match oldest {
+                Some(k) => self.graphs.remove(&k),
+                None => break,
+            };
+        }
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -160,6 +197,14 @@ impl Model {
             .find(|n| n.ends_with("embeddings.cls_token"))
             .ok_or_else(|| Error::model(&file, "no `embeddings.cls_token` tensor: not a ViT, DeiT or DINOv2 checkpoint"))?;
         let prefix = cls_name[..cls_name.len() - "embeddings.cls_token".len()].to_string();
+        // Refused before anything is uploaded if the weights (as f32) cannot fit the budget.
+        let need: u64 = ck
+            .tensor_names()
+            .iter()
+            .filter_map(|n| ck.tensor_shape(n))
+            .map(|s| s.iter().fold(4u64, |a, &d| a.saturating_mul(d as u64)))
+            .fold(0u64, u64::saturating_add);
+        gpu.check_memory(&format!("{file} (its weights as f32)"), need)?;
         let mut ld = Loader { ck, prefix: prefix.clone(), used: BTreeSet::new() };
         let (d, p, c) = (cfg.hidden_size, cfg.patch_size, cfg.num_channels);
         let mut w = Weights::new(gpu);
@@ -312,7 +357,7 @@ impl Model {
             pooler,
             weights: Mutex::new(w),
             pos,
-            compiled: Mutex::new(HashMap::new()),
+            compiled: Mutex::new(Compiled::default()),
         })
     }
 
@@ -452,22 +497,51 @@ impl Model {
     async fn executable(&self, batch: usize, h: usize, w: usize, opts: RunOptions) -> Result<Arc<Executable>> {
         let key = (batch, h, w, opts);
         if let Some(e) = lock(&self.compiled).get(&key) {
-            return Ok(e.clone());
+            return Ok(e);
         }
         let (graph, pos_name) = self.build(batch, h, w, opts)?;
         let p = self.config.patch_size;
-        // No lock is held across the await: concurrent calls (from JS too) must not block.
-        let weights = {
-            let mut weights = lock(&self.weights);
-            let d = self.config.hidden_size;
-            let rows = self.config.prefix_tokens() + (h / p) * (w / p);
-            weights.insert(&pos_name, &[rows, d], &self.positions(h / p, w / p, h, w))?;
-            weights.clone()
-        };
+        // The position embeddings for this grid belong to this graph alone (freed with it), so
+        // inputs of ever new sizes do not accumulate. No lock is held across the await:
+        // concurrent calls (from JS too) must not block.
+        let mut weights = lock(&self.weights).clone();
+        let d = self.config.hidden_size;
+        let rows = self.config.prefix_tokens() + (h / p) * (w / p);
+        weights.insert(&pos_name, &[rows, d], &self.positions(h / p, w / p, h, w))?;
         let exe = Executable::compile(&self.gpu, &graph, &weights, &CompileOptions { profile: opts.profile }).await?;
         let exe = Arc::new(exe);
         lock(&self.compiled).insert(key, exe.clone());
         Ok(exe)
+    }
+
+    /// The graph for the largest batch up to `batch` that the device takes (its limits and the
+    /// memory budget), halving on `limit_exceeded` / `out_of_memory`; cached graphs of other
+    /// sizes are dropped first when memory is short.
+    async fn executable_fitting(&self, batch: usize, h: usize, w: usize, opts: RunOptions) -> Result<(Arc<Executable>, usize)> {
+        let known = lock(&self.compiled).max_batch.get(&(h, w, opts)).copied();
+        let mut chunk = known.map_or(batch, |m| m.min(batch));
+        let mut evicted = false;
+        loop {
+            match self.executable(chunk, h, w, opts).await {
+                Ok(e) => {
+                    if chunk < batch {
+                        lock(&self.compiled).max_batch.insert((h, w, opts), chunk);
+                    }
+                    return Ok((e, chunk));
+                }
+                Err(Error::OutOfMemory { .. }) if !evicted && !lock(&self.compiled).graphs.is_empty() => {
+                    lock(&self.compiled).graphs.clear();
+                    evicted = true;
+                }
+                Err(Error::OutOfMemory { .. } | Error::LimitExceeded { .. }) if chunk > 1 => chunk = chunk.div_ceil(2),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Number of compiled graphs held (at most [`MAX_COMPILED`]).
+    pub fn compiled_graphs(&self) -> usize {
+        lock(&self.compiled).graphs.len()
     }
 
     /// Runs on `pixel_values` `(B, C, H, W)` exactly as `model(pixel_values=...)` does.
@@ -487,13 +561,31 @@ impl Model {
         if let Some(i) = pixels.iter().position(|v| !v.is_finite()) {
             return Err(bad(format!("value {} at index {i} is not finite", pixels[i])));
         }
-        let exe = self.executable(b, h, w, opts).await?;
-        let (outs, profile) = if opts.profile {
-            let (o, p) = exe.run_profiled(&[("pixel_values", pixels)]).await?;
-            (o, Some(p))
-        } else {
-            (exe.run(&[("pixel_values", pixels)]).await?, None)
-        };
+        // A batch too large for the device runs in chunks that fit.
+        let (exe, chunk) = self.executable_fitting(b, h, w, opts).await?;
+        let per_image = c * h * w;
+        let mut outs: Vec<HostTensor> = Vec::new();
+        let mut profile = None;
+        for start in (0..b).step_by(chunk) {
+            let n = chunk.min(b - start);
+            let exe = if n == chunk { exe.clone() } else { self.executable(n, h, w, opts).await? };
+            let input = &pixels[start * per_image..(start + n) * per_image];
+            let part = if opts.profile {
+                let (o, p) = exe.run_profiled(&[("pixel_values", input)]).await?;
+                profile.get_or_insert(p);
+                o
+            } else {
+                exe.run(&[("pixel_values", input)]).await?
+            };
+            if outs.is_empty() {
+                outs = part;
+            } else {
+                for (o, p) in outs.iter_mut().zip(part) {
+                    o.data.extend(p.data);
+                    o.shape[0] += p.shape[0];
+                }
+            }
+        }
         let mut it = outs.into_iter();
         let mut next = || it.next().ok_or_else(|| Error::gpu("", "the graph returned fewer outputs than it declares"));
         let logits = if self.head != Head::None { Some(next()?) } else { None };
