@@ -30,6 +30,13 @@ pub struct GpuOptions {
     /// the memory the OS reports available; otherwise no budget (WebGPU does not say how much
     /// memory a GPU has). `TESSERA_MEMORY_BUDGET=4GiB` sets it.
     pub memory_budget: Option<u64>,
+    /// Time the candidate kernels of each new shape (GEMM tiles) when a graph is compiled and use
+    /// the fastest, remembering the choice per adapter, driver and shape. Off: each op's
+    /// heuristic choice (reproducible). `TESSERA_TUNE=1` turns it on.
+    pub tune: bool,
+    /// Where tuning choices are kept natively (None: `TESSERA_TUNE_CACHE`, else
+    /// `$XDG_CACHE_HOME/tessera/tuning.json` or `~/.cache/tessera/tuning.json`).
+    pub tune_cache: Option<std::path::PathBuf>,
 }
 
 impl GpuOptions {
@@ -51,6 +58,9 @@ impl GpuOptions {
                     problem: format!("`{v}` is not a size (examples: 512MiB, 4GiB, 1073741824)"),
                 })?);
             }
+        }
+        if let Ok(v) = std::env::var("TESSERA_TUNE") {
+            opts.tune = !v.is_empty() && v != "0";
         }
         if let Ok(b) = std::env::var("TESSERA_BACKEND") {
             if !b.is_empty() {
@@ -165,13 +175,15 @@ pub struct Gpu {
     checked_shaders: bool,
     lost: Arc<Mutex<Option<String>>>,
     pub(crate) ledger: Arc<memory::Ledger>,
+    pub(crate) tune: bool,
+    pub(crate) tuning: Mutex<crate::graph::tune::TuneCache>,
 }
 
 impl Gpu {
     /// Opens the best adapter allowed by `opts`.
     pub async fn new(opts: &GpuOptions) -> Result<Arc<Gpu>> {
         let adapter = pick_adapter(opts).await?;
-        Self::from_adapter(adapter, opts.checked_shaders, opts.memory_budget).await
+        Self::from_adapter(adapter, opts).await
     }
 
     /// Opens the adapter chosen by `TESSERA_ADAPTER` / `TESSERA_BACKEND`, or the best one.
@@ -191,7 +203,8 @@ impl Gpu {
         pollster::block_on(Self::from_env())
     }
 
-    async fn from_adapter(adapter: wgpu::Adapter, checked_shaders: bool, memory_budget: Option<u64>) -> Result<Arc<Gpu>> {
+    async fn from_adapter(adapter: wgpu::Adapter, opts: &GpuOptions) -> Result<Arc<Gpu>> {
+        let (checked_shaders, memory_budget) = (opts.checked_shaders, opts.memory_budget);
         let info = adapter.get_info();
         let available = adapter.features();
         let wanted = wgpu::Features::SHADER_F16 | wgpu::Features::TIMESTAMP_QUERY;
@@ -262,6 +275,11 @@ impl Gpu {
             checked_shaders,
             lost,
             ledger: memory::Ledger::new(budget),
+            tune: opts.tune,
+            tuning: Mutex::new(crate::graph::tune::TuneCache::new(
+                &format!("{} | {:?} | {} {}", info.name, info.backend, info.driver, info.driver_info),
+                opts.tune_cache.clone().or_else(crate::graph::tune::default_cache_path),
+            )),
         }))
     }
 
@@ -283,6 +301,19 @@ impl Gpu {
 
     pub(crate) fn tracked_buffer(&self, what: &str, desc: &wgpu::BufferDescriptor) -> Result<memory::TrackedBuffer> {
         memory::TrackedBuffer::create(&self.device, &self.ledger, what, desc)
+    }
+
+    /// Whether graphs compiled on this device are autotuned ([`GpuOptions::tune`]).
+    pub fn tuning(&self) -> bool {
+        self.tune
+    }
+
+    /// What the autotuner measured and reused so far, and its cache file.
+    pub fn tuning_stats(&self) -> crate::graph::tune::TuneStats {
+        match self.tuning.lock() {
+            Ok(t) => t.stats.clone(),
+            Err(p) => p.into_inner().stats.clone(),
+        }
     }
 
     /// Whether shaders keep wgpu's runtime bounds checks.

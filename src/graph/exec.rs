@@ -182,6 +182,7 @@ impl std::fmt::Display for Profile {
 
 struct Step {
     name: String,
+    variant: String,
     kind: &'static str,
     shape: String,
     flops: f64,
@@ -467,16 +468,105 @@ impl Executable {
             },
         )?;
 
-        // Kernels and their uniforms, one 256-aligned slot each in a single buffer.
-        let kernels: Vec<Kernel> = order
-            .iter()
-            .map(|&i| {
-                let n = &nodes[i];
-                let infos: Vec<&TensorInfo> = n.inputs.iter().map(|t| &tensors[t.0]).collect();
-                n.op.kernel(&infos, &tensors[n.output.0])
+        // The bind group of a kernel for node `n`, its uniforms at `uoff` in `ubuf`.
+        let make_bind_group = |pipeline: &wgpu::ComputePipeline, k: &Kernel, n: &crate::graph::ir::Node, ubuf: &wgpu::Buffer, uoff: u64| {
+            let binding = |t: TensorId| -> wgpu::BindingResource<'_> {
+                let info = &tensors[t.0];
+                let size = info.bytes().unwrap_or(0);
+                if info.kind == TensorKind::Weight {
+                    // Checked above: present.
+                    let (buf, _) = &weights.map[&info.name];
+                    buf.as_entire_binding()
+                } else {
+                    wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                        buffer: &arena,
+                        offset: offset_of[&t.0],
+                        size: wgpu::BufferSize::new(size),
+                    })
+                }
+            };
+            let mut entries = vec![
+                wgpu::BindGroupEntry {
+                    binding: 0,
+                    resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                        buffer: ubuf,
+                        offset: uoff,
+                        size: wgpu::BufferSize::new(k.params.len() as u64 * 4),
+                    }),
+                },
+                wgpu::BindGroupEntry { binding: 1, resource: binding(n.output) },
+            ];
+            for (&t, &b) in n.inputs.iter().zip(&k.input_bindings) {
+                entries.push(wgpu::BindGroupEntry { binding: b, resource: binding(t) });
+            }
+            device.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some(&n.name),
+                layout: &pipeline.get_bind_group_layout(0),
+                entries: &entries,
             })
-            .collect();
+        };
         let max_groups = gpu.limits().max_compute_workgroups_per_dimension;
+
+        // Kernels: each op's heuristic choice, or with tuning on, the fastest candidate (timed
+        // here on this graph's buffers unless this adapter already timed the shape).
+        let mut kernels: Vec<Kernel> = Vec::with_capacity(order.len());
+        for &i in &order {
+            let n = &nodes[i];
+            let infos: Vec<&TensorInfo> = n.inputs.iter().map(|t| &tensors[t.0]).collect();
+            let out = &tensors[n.output.0];
+            let candidates = if gpu.tune { n.op.kernel_candidates(&infos, out) } else { None };
+            let Some((key, mut cands)) = candidates.filter(|(_, c)| c.len() > 1) else {
+                kernels.push(n.op.kernel(&infos, out));
+                continue;
+            };
+            cands.retain(|(_, k)| k.workgroups.iter().all(|&g| g <= max_groups));
+            if cands.len() <= 1 {
+                kernels.push(cands.pop().map(|(_, k)| k).unwrap_or_else(|| n.op.kernel(&infos, out)));
+                continue;
+            }
+            let cached = lock_tuning(gpu).get(&key);
+            if let Some(pos) = cached.and_then(|c| cands.iter().position(|(name, _)| *name == c)) {
+                kernels.push(cands.swap_remove(pos).1);
+                continue;
+            }
+            let mut ms = std::collections::BTreeMap::new();
+            let mut best: Option<(f64, usize)> = None;
+            for (ci, (name, k)) in cands.iter().enumerate() {
+                let ubuf = device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("tessera tune uniforms"),
+                    size: (k.params.len() as u64 * 4).max(16),
+                    usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+                    mapped_at_creation: false,
+                });
+                gpu.queue.write_buffer(&ubuf, 0, bytemuck::cast_slice(&k.params));
+                let pipeline = gpu.pipeline(&k.shader);
+                let bg = make_bind_group(&pipeline, k, n, &ubuf, 0);
+                match super::tune::time_dispatch(gpu, &pipeline, &bg, k.workgroups).await? {
+                    Some(t) => {
+                        ms.insert(name.to_string(), t);
+                        if best.is_none_or(|(b, _)| t < b) {
+                            best = Some((t, ci));
+                        }
+                    }
+                    None => {
+                        best = None;
+                        break;
+                    }
+                }
+            }
+            gpu.take_errors("while tuning the kernels")?;
+            match best {
+                Some((_, ci)) => {
+                    let (name, k) = cands.swap_remove(ci);
+                    lock_tuning(gpu).insert(&key, super::tune::TuneEntry { choice: name.to_string(), ms });
+                    kernels.push(k);
+                }
+                None => kernels.push(cands.swap_remove(0).1),
+            }
+        }
+        if gpu.tune {
+            lock_tuning(gpu).save();
+        }
         for (k, &i) in kernels.iter().zip(&order) {
             if let Some(&g) = k.workgroups.iter().find(|&&g| g > max_groups) {
                 return Err(Error::LimitExceeded {
@@ -512,42 +602,10 @@ impl Executable {
         for (s, (k, &i)) in kernels.iter().zip(&order).enumerate() {
             let n = &nodes[i];
             let pipeline = gpu.pipeline(&k.shader);
-            let binding = |t: TensorId| -> wgpu::BindingResource<'_> {
-                let info = &tensors[t.0];
-                let size = info.bytes().unwrap_or(0);
-                if info.kind == TensorKind::Weight {
-                    // Checked above: present.
-                    let (buf, _) = &weights.map[&info.name];
-                    buf.as_entire_binding()
-                } else {
-                    wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                        buffer: &arena,
-                        offset: offset_of[&t.0],
-                        size: wgpu::BufferSize::new(size),
-                    })
-                }
-            };
-            let mut entries = vec![
-                wgpu::BindGroupEntry {
-                    binding: 0,
-                    resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                        buffer: &uniforms,
-                        offset: s as u64 * slot_size,
-                        size: wgpu::BufferSize::new(k.params.len() as u64 * 4),
-                    }),
-                },
-                wgpu::BindGroupEntry { binding: 1, resource: binding(n.output) },
-            ];
-            for (&t, &b) in n.inputs.iter().zip(&k.input_bindings) {
-                entries.push(wgpu::BindGroupEntry { binding: b, resource: binding(t) });
-            }
-            let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
-                label: Some(&n.name),
-                layout: &pipeline.get_bind_group_layout(0),
-                entries: &entries,
-            });
+            let bind_group = make_bind_group(&pipeline, k, n, &uniforms, s as u64 * slot_size);
             built.push(Step {
                 name: n.name.clone(),
+                variant: k.shader.key.clone(),
                 kind: n.op.kind(),
                 shape: fmt_shape(&tensors[n.output.0].shape),
                 flops: k.flops,
@@ -684,6 +742,12 @@ impl Executable {
         self.gpu.take_errors("while timing")?;
         let ns = ticks[1].saturating_sub(ticks[0]) as f64 * self.gpu.queue.get_timestamp_period() as f64;
         Ok(ns / 1e6 / repeats as f64)
+    }
+
+    /// Each dispatch's node name and shader variant, in run order (which kernel the heuristics or
+    /// the autotuner chose).
+    pub fn kernels(&self) -> Vec<(String, String)> {
+        self.steps.iter().map(|s| (s.name.clone(), s.variant.clone())).collect()
     }
 
     /// Number of dispatches per run.
@@ -861,5 +925,12 @@ impl Executable {
             Ok(mut v) => v.push(b),
             Err(p) => p.into_inner().push(b),
         }
+    }
+}
+
+fn lock_tuning(gpu: &Gpu) -> std::sync::MutexGuard<'_, super::tune::TuneCache> {
+    match gpu.tuning.lock() {
+        Ok(t) => t,
+        Err(p) => p.into_inner(),
     }
 }

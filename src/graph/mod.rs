@@ -3,3 +3,4 @@
 pub mod exec;
 pub mod ir;
 pub mod plan;
+pub mod tune;

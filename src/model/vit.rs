@@ -11,7 +11,7 @@ use super::config::{Family, Head, ModelConfig};
 use super::interp::bicubic;
 use super::preprocess::PreprocessorConfig;
 use crate::error::{Error, Result};
-use crate::graph::exec::{CompileOptions, Executable, HostTensor, Profile, Weights};
+use crate::graph::exec::{CompileOptions, Executable, HostTensor, PlanReport, Profile, Weights};
 use crate::graph::ir::{Graph, TensorId};
 use crate::ops::Activation;
 use crate::Gpu;
@@ -537,6 +537,15 @@ impl Model {
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    /// How the activation arena of the graph that runs `batch` images of `h` x `w` was packed
+    /// (after a run of that size), and the batch that graph takes (smaller when the batch was
+    /// split to fit the device).
+    pub fn plan(&self, batch: usize, h: usize, w: usize, opts: RunOptions) -> Option<(usize, PlanReport)> {
+        let mut c = lock(&self.compiled);
+        let chunk = c.max_batch.get(&(h, w, opts)).map_or(batch, |m| (*m).min(batch));
+        c.get(&(chunk, h, w, opts)).map(|e| (chunk, e.plan().clone()))
     }
 
     /// Number of compiled graphs held (at most [`MAX_COMPILED`]).

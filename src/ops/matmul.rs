@@ -27,6 +27,12 @@ pub(crate) const SMALL: Tile = Tile { bm: 64, bn: 64, bk: 16, tm: 4, tn: 4 };
 /// 128x128 tiles of 8x8 blocks (256 invocations): twice the arithmetic per loaded value, for
 /// shapes with enough tiles to fill a GPU.
 pub(crate) const LARGE: Tile = Tile { bm: 128, bn: 128, bk: 8, tm: 8, tn: 8 };
+/// 32x64 tiles of 2x4 blocks (256 invocations): twice as many workgroups as the small tile, for
+/// the narrow batch-1 shapes (M = 197) that leave most of a large GPU idle.
+pub(crate) const NARROW: Tile = Tile { bm: 32, bn: 64, bk: 16, tm: 2, tn: 4 };
+
+/// The tiles the autotuner times, by name.
+pub(crate) const TILES: [(&str, Tile); 3] = [("64x64", SMALL), ("128x128", LARGE), ("32x64", NARROW)];
 
 /// The tile for an M x N output: the small tile unless `TESSERA_GEMM_TILE=large` (natively) asks
 /// for the large one. The large tile stays opt-in until a benchmark that keeps the GPU's clocks
@@ -81,10 +87,35 @@ fn variant(tile: Tile, vec4: bool, bias: bool, act: Activation, residual: bool) 
 
 pub(crate) fn kernel(inputs: &[&TensorInfo], output: &TensorInfo, bias: bool, act: Activation, residual: bool) -> Kernel {
     let m = rows_of(&inputs[0].shape) as u64;
+    let n = last(&output.shape) as u64;
+    kernel_with(inputs, output, bias, act, residual, choose_tile(m, n))
+}
+
+/// One kernel per tile, the heuristic's choice first, for the autotuner: a key naming the shape
+/// and epilogue (not the tile), and each tile's name with its kernel.
+pub(crate) fn candidates(inputs: &[&TensorInfo], output: &TensorInfo, bias: bool, act: Activation, residual: bool) -> (String, Vec<(&'static str, Kernel)>) {
+    let m = rows_of(&inputs[0].shape);
+    let k = last(&inputs[0].shape);
+    let n = last(&output.shape);
+    let key = format!("matmul {m}x{k}x{n} bias={bias} act={act:?} residual={residual}");
+    let chosen = choose_tile(m as u64, n as u64);
+    let mut out: Vec<(&'static str, Kernel)> = Vec::new();
+    for (name, tile) in TILES {
+        let kern = kernel_with(inputs, output, bias, act, residual, tile);
+        if tile == chosen {
+            out.insert(0, (name, kern));
+        } else {
+            out.push((name, kern));
+        }
+    }
+    (key, out)
+}
+
+fn kernel_with(inputs: &[&TensorInfo], output: &TensorInfo, bias: bool, act: Activation, residual: bool, tile: Tile) -> Kernel {
+    let m = rows_of(&inputs[0].shape) as u64;
     let k = last(&inputs[0].shape) as u64;
     let n = last(&output.shape) as u64;
     let vec4 = k.is_multiple_of(4) && n.is_multiple_of(4);
-    let tile = choose_tile(m, n);
     let mut input_bindings = vec![2, 3];
     if bias {
         input_bindings.push(4);
@@ -103,7 +134,7 @@ pub(crate) fn kernel(inputs: &[&TensorInfo], output: &TensorInfo, bias: bool, ac
 
 pub(crate) fn variants() -> Vec<ShaderVariant> {
     let mut v = Vec::new();
-    for tile in [SMALL, LARGE] {
+    for (_, tile) in TILES {
         for act in [Activation::None, Activation::Gelu, Activation::Tanh] {
             for i in 0..8 {
                 v.push(variant(tile, i & 1 != 0, i & 2 != 0, act, i & 4 != 0));

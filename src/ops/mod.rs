@@ -175,6 +175,15 @@ impl Op {
         }
     }
 
+    /// Alternative kernels the autotuner may time for this node (the first is [`Op::kernel`]'s
+    /// choice), with a key naming the shape; None where there is one kernel only.
+    pub(crate) fn kernel_candidates(&self, inputs: &[&TensorInfo], output: &TensorInfo) -> Option<(String, Vec<(&'static str, Kernel)>)> {
+        match self {
+            Op::MatMul { bias, act, residual } => Some(matmul::candidates(inputs, output, *bias, *act, *residual)),
+            _ => None,
+        }
+    }
+
     /// The kernel for inputs already checked by [`Op::output_shape`].
     pub(crate) fn kernel(&self, inputs: &[&TensorInfo], output: &TensorInfo) -> Kernel {
         match self {

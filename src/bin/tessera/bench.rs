@@ -118,6 +118,8 @@ struct Row {
     gpu_ms_median: Option<f64>,
     wall_ms_median: f64,
     gflops: f64,
+    /// The GEMM tile that ran (heuristic or tuned).
+    kernel: String,
     error: Option<String>,
 }
 
@@ -130,7 +132,16 @@ fn median(v: &mut [f64]) -> f64 {
     if n % 2 == 1 { v[n / 2] } else { 0.5 * (v[n / 2 - 1] + v[n / 2]) }
 }
 
-fn measure(gpu: &Arc<Gpu>, case: &Case, args: &BenchArgs) -> anyhow::Result<(usize, Option<f64>, f64)> {
+/// A short name of the kernel a GEMM step runs: its tile (`64x64`), else `-`.
+fn tile_of(variant: &str) -> String {
+    let field = |name: &str| variant.split(['[', ',', ']']).find_map(|p| p.strip_prefix(name)).map(str::to_string);
+    match (field("BM="), field("BN=")) {
+        (Some(m), Some(n)) => format!("{m}x{n}"),
+        _ => "-".into(),
+    }
+}
+
+fn measure(gpu: &Arc<Gpu>, case: &Case, args: &BenchArgs) -> anyhow::Result<(usize, Option<f64>, f64, String)> {
     let mut rng = Rng::new(1);
     let mut weights = Weights::new(gpu);
     for (name, shape) in &case.weights {
@@ -141,6 +152,7 @@ fn measure(gpu: &Arc<Gpu>, case: &Case, args: &BenchArgs) -> anyhow::Result<(usi
     let feeds: Vec<(&str, &[f32])> = data.iter().map(|(n, d)| (n.as_str(), d.as_slice())).collect();
     let profile = gpu.report().timestamp_query;
     let exe = pollster::block_on(Executable::compile(gpu, &case.graph, &weights, &CompileOptions { profile }))?;
+    let kernel = exe.kernels().first().map(|(_, v)| tile_of(v)).unwrap_or_default();
     for _ in 0..args.warmup {
         exe.run_blocking(&feeds)?;
     }
@@ -160,7 +172,7 @@ fn measure(gpu: &Arc<Gpu>, case: &Case, args: &BenchArgs) -> anyhow::Result<(usi
     }
     let runs = wall_ms.len();
     let gpu = if gpu_ms.is_empty() { None } else { Some(median(&mut gpu_ms)) };
-    Ok((runs, gpu, median(&mut wall_ms)))
+    Ok((runs, gpu, median(&mut wall_ms), kernel))
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -179,6 +191,7 @@ fn model_bench(gpu: &Arc<Gpu>, spec: &str, args: &BenchArgs) -> anyhow::Result<(
     );
     println!("{:>6} {:>6} {:>12} {:>12} {:>12} {:>12}", "batch", "runs", "p50 ms", "p90 ms", "ms/image", "images/s");
     let mut rows = Vec::new();
+    let mut memory = Vec::new();
     for &b in &args.batch {
         let pixels = Rng::new(b as u64).vec(b * cfg.num_channels * h * w, 1.0);
         let dims = [b, cfg.num_channels, h, w];
@@ -200,7 +213,29 @@ fn model_bench(gpu: &Arc<Gpu>, spec: &str, args: &BenchArgs) -> anyhow::Result<(
         ms.sort_by(|a, b| a.total_cmp(b));
         let (p50, p90) = (percentile(&ms, 0.5), percentile(&ms, 0.9));
         println!("{b:>6} {:>6} {p50:>12.3} {p90:>12.3} {:>12.3} {:>12.1}", ms.len(), p50 / b as f64, 1e3 * b as f64 / p50);
-        rows.push(serde_json::json!({"batch": b, "runs": ms.len(), "p50_ms": p50, "p90_ms": p90, "images_per_s": 1e3 * b as f64 / p50}));
+        let mut row = serde_json::json!({"batch": b, "runs": ms.len(), "p50_ms": p50, "p90_ms": p90, "images_per_s": 1e3 * b as f64 / p50,
+            "gpu_memory_bytes": gpu.memory_in_use(), "weight_bytes": model.weight_bytes()});
+        if let Some((chunk, plan)) = model.plan(b, h, w, opts) {
+            row["graph_batch"] = chunk.into();
+            row["arena_bytes"] = plan.arena.into();
+            row["peak_live_bytes"] = plan.peak_live.into();
+            row["unshared_bytes"] = plan.naive.into();
+            memory.push((b, chunk, plan, gpu.memory_in_use()));
+        }
+        rows.push(row);
+    }
+    let mib = |b: u64| b as f64 / 1048576.0;
+    println!("\nGPU memory (weights {:.1} MiB):", mib(model.weight_bytes()));
+    for (b, chunk, plan, held) in &memory {
+        let split = if chunk < b { format!(" (run as batches of {chunk}: the device limits)") } else { String::new() };
+        println!(
+            "  batch {b:>4}: arena {:.1} MiB = {:.3}x the peak live set {:.1} MiB (unshared {:.1} MiB); held in all {:.1} MiB{split}",
+            mib(plan.arena),
+            plan.arena as f64 / plan.peak_live.max(1) as f64,
+            mib(plan.peak_live),
+            mib(plan.naive),
+            mib(*held)
+        );
     }
     if gpu.report().timestamp_query {
         let b = args.batch.first().copied().unwrap_or(1);
@@ -222,11 +257,29 @@ fn model_bench(gpu: &Arc<Gpu>, spec: &str, args: &BenchArgs) -> anyhow::Result<(
             }
         }
     }
+    print_tuning(gpu);
     if let Some(path) = &args.json {
-        let doc = serde_json::json!({"adapter": gpu.report().name, "model": model.source, "results": rows});
+        let doc = serde_json::json!({"adapter": gpu.report().name, "model": model.source, "tuning": gpu.tuning(), "results": rows});
         std::fs::write(path, serde_json::to_string_pretty(&doc)?)?;
     }
     Ok(())
+}
+
+fn print_tuning(gpu: &Gpu) {
+    if !gpu.tuning() {
+        println!("\ntiles: heuristic (TESSERA_TUNE=1 or --tune times the candidates per shape and caches the choice)");
+        return;
+    }
+    let t = gpu.tuning_stats();
+    println!(
+        "\ntuning: {} shape(s) timed, {} choice(s) reused; cache {}",
+        t.measured,
+        t.reused,
+        t.path.map(|p| p.display().to_string()).unwrap_or_else(|| "in memory only".into())
+    );
+    if let Some(e) = t.cache_error {
+        println!("tuning cache: {e}");
+    }
 }
 
 pub fn run(gpu: &Arc<Gpu>, args: &BenchArgs) -> anyhow::Result<()> {
@@ -239,12 +292,15 @@ pub fn run(gpu: &Arc<Gpu>, args: &BenchArgs) -> anyhow::Result<()> {
         "timing: {timing}; median of up to {} timed submits of {} back-to-back run(s) each, after {} warm-up\n",
         args.iters, args.repeat, args.warmup
     );
-    println!("{:<22} {:<18} {:>9} {:>5} {:>11} {:>11} {:>10}", "case", "shape", "GFLOP", "runs", "GPU ms", "wall ms", "GFLOP/s");
+    println!(
+        "{:<22} {:<18} {:>9} {:>5} {:>11} {:>11} {:>10}  {}",
+        "case", "shape", "GFLOP", "runs", "GPU ms", "wall ms", "GFLOP/s", "tile"
+    );
     let mut rows = Vec::new();
     for case in cases(args) {
         let gflop = case.flops / 1e9;
         let row = match measure(gpu, &case, args) {
-            Ok((runs, gpu_ms, wall_ms)) => {
+            Ok((runs, gpu_ms, wall_ms, kernel)) => {
                 let t = gpu_ms.unwrap_or(wall_ms);
                 Row {
                     case: case.name.clone(),
@@ -254,6 +310,7 @@ pub fn run(gpu: &Arc<Gpu>, args: &BenchArgs) -> anyhow::Result<()> {
                     gpu_ms_median: gpu_ms,
                     wall_ms_median: wall_ms,
                     gflops: case.flops / (t * 1e6),
+                    kernel,
                     error: None,
                 }
             }
@@ -265,29 +322,32 @@ pub fn run(gpu: &Arc<Gpu>, args: &BenchArgs) -> anyhow::Result<()> {
                 gpu_ms_median: None,
                 wall_ms_median: f64::NAN,
                 gflops: 0.0,
+                kernel: String::new(),
                 error: Some(format!("{e:#}")),
             },
         };
         match &row.error {
             None => println!(
-                "{:<22} {:<18} {:>9.3} {:>5} {:>11} {:>11.3} {:>10.1}",
+                "{:<22} {:<18} {:>9.3} {:>5} {:>11} {:>11.3} {:>10.1}  {}",
                 row.case,
                 row.shape,
                 row.gflop,
                 row.runs,
                 row.gpu_ms_median.map(|m| format!("{m:.3}")).unwrap_or_else(|| "-".into()),
                 row.wall_ms_median,
-                row.gflops
+                row.gflops,
+                row.kernel
             ),
             Some(e) => println!("{:<22} {:<18} {:>9.3}  skipped: {e}", row.case, row.shape, row.gflop),
         }
         rows.push(row);
     }
+    print_tuning(gpu);
     if let Some(path) = &args.json {
         let r = gpu.report();
         let doc = serde_json::json!({
             "adapter": r.name, "backend": r.backend, "device_type": r.device_type, "driver": r.driver,
-            "timing": timing, "results": rows,
+            "timing": timing, "tuning": gpu.tuning(), "results": rows,
         });
         std::fs::write(path, serde_json::to_string_pretty(&doc)?)
             .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;

@@ -28,6 +28,10 @@ fn main() -> std::process::ExitCode {
         /// Restrict to these backends (comma-separated: vulkan, metal, dx12, gl); overrides TESSERA_BACKEND.
         #[arg(long, global = true)]
         backend: Option<String>,
+        /// Time the candidate GEMM kernels of each new shape and keep the fastest, cached per adapter
+        /// (also TESSERA_TUNE=1; cache file: TESSERA_TUNE_CACHE or ~/.cache/tessera/tuning.json).
+        #[arg(long, global = true)]
+        tune: bool,
         #[command(subcommand)]
         command: Command,
     }
@@ -58,6 +62,9 @@ fn main() -> std::process::ExitCode {
         let mut opts = tessera::GpuOptions::from_env()?;
         if let Some(a) = cli.adapter {
             opts.adapter_name = Some(a);
+        }
+        if cli.tune {
+            opts.tune = true;
         }
         if let Some(b) = cli.backend {
             opts.backends = Some(tessera::gpu::parse_backends(&b)?);

@@ -1,0 +1,119 @@
+//! The autotuner: with tuning on, each new GEMM shape is timed once per adapter (its tiles on the
+//! graph's own buffers), the choice is written to the cache file and reused by later compiles and
+//! later devices; a choice in the cache is what runs; every tile gives the reference's result.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tessera::reference::{self as r, Rng};
+use tessera::{Activation, CompileOptions, Executable, Gpu, GpuOptions, Graph, Weights};
+
+fn tuned_gpu(cache: &Path) -> Arc<Gpu> {
+    let mut opts = GpuOptions::from_env().unwrap();
+    opts.tune = true;
+    opts.tune_cache = Some(cache.to_path_buf());
+    Gpu::new_blocking(&opts).unwrap_or_else(|e| panic!("GPU tests need an adapter: {e}"))
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("tessera-tune-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d.join("tuning.json")
+}
+
+/// Two matmuls of one shape (so the second reuses the first's timing) with bias and GELU, then a
+/// checked result against the f64 reference.
+fn run(gpu: &Arc<Gpu>, m: usize, k: usize, n: usize) -> Executable {
+    let mut rng = Rng::new(5);
+    let a = rng.vec(m * k, 1.0);
+    let b1 = rng.vec(k * n, 1.0 / (k as f32).sqrt());
+    let b2 = rng.vec(n * n, 1.0 / (n as f32).sqrt());
+    let bias = rng.vec(n, 0.5);
+    let mut g = Graph::new();
+    let x = g.input("a", &[m, k]);
+    let w1 = g.weight("b1", &[k, n]);
+    let w2 = g.weight("b2", &[n, n]);
+    let bb = g.weight("bias", &[n]);
+    let h = g.matmul("first", x, w1, Some(bb), Activation::Gelu, None).unwrap();
+    let y = g.matmul("second", h, w2, Some(bb), Activation::Gelu, None).unwrap();
+    let z = g.matmul("third", y, w2, Some(bb), Activation::Gelu, None).unwrap();
+    g.output(z);
+    let mut w = Weights::new(gpu);
+    w.insert("b1", &[k, n], &b1).unwrap();
+    w.insert("b2", &[n, n], &b2).unwrap();
+    w.insert("bias", &[n], &bias).unwrap();
+    let exe = pollster::block_on(Executable::compile(gpu, &g, &w, &CompileOptions::default())).unwrap();
+    let got = exe.run_blocking(&[("a", &a)]).unwrap().remove(0).data;
+    let h = r::matmul(&a, &b1, m, k, n, Some(&bias), Activation::Gelu, None);
+    let y = r::matmul(&h, &b2, m, n, n, Some(&bias), Activation::Gelu, None);
+    let want = r::matmul(&y, &b2, m, n, n, Some(&bias), Activation::Gelu, None);
+    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+        assert!((g - w).abs() <= 1e-4 + 1e-4 * w.abs(), "element {i}: {g} vs {w} ({:?})", exe.kernels());
+    }
+    exe
+}
+
+#[test]
+fn tuning_times_each_shape_once_and_caches_the_choice() {
+    let path = tmp("cache");
+    let gpu = tuned_gpu(&path);
+    run(&gpu, 70, 36, 96);
+    let stats = gpu.tuning_stats();
+    // Two shapes (70x36x96 and 70x96x96): each timed once; the third matmul reuses the second's.
+    assert_eq!((stats.measured, stats.reused), (2, 1), "{stats:?}");
+    assert!(stats.cache_error.is_none(), "{stats:?}");
+    let file: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).expect("cache file written")).unwrap();
+    let entries = file["entries"].as_object().unwrap();
+    assert_eq!(entries.len(), 2);
+    let adapter = &gpu.report().name;
+    for (key, e) in entries {
+        assert!(key.starts_with(adapter.as_str()) && key.contains("matmul 70x"), "{key}");
+        let ms = e["ms"].as_object().unwrap();
+        assert_eq!(ms.len(), 3, "every tile timed: {e}");
+        let choice = e["choice"].as_str().unwrap();
+        let best = ms.iter().min_by(|a, b| a.1.as_f64().unwrap().total_cmp(&b.1.as_f64().unwrap())).unwrap().0;
+        assert_eq!(choice, best, "the fastest tile is chosen: {e}");
+    }
+    // Another device on the same adapter reuses the file without timing.
+    let again = tuned_gpu(&path);
+    run(&again, 70, 36, 96);
+    let stats = again.tuning_stats();
+    assert_eq!((stats.measured, stats.reused), (0, 3), "{stats:?}");
+}
+
+#[test]
+fn the_cached_choice_is_what_runs_and_every_tile_is_correct() {
+    let path = tmp("forced");
+    for ((tile, marker), (m, k, n)) in [("32x64", "BM=32"), ("128x128", "BM=128"), ("64x64", "BM=64")]
+        .into_iter()
+        .flat_map(|t| [(t, (45, 20, 68)), (t, (33, 7, 13))])
+    {
+        // Tune once to learn the keys, then rewrite every choice to `tile`.
+        let _ = std::fs::remove_file(&path);
+        run(&tuned_gpu(&path), m, k, n);
+        let mut file: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        for (_, e) in file["entries"].as_object_mut().unwrap() {
+            e["choice"] = serde_json::Value::from(tile);
+        }
+        std::fs::write(&path, serde_json::to_vec(&file).unwrap()).unwrap();
+        let gpu = tuned_gpu(&path);
+        let exe = run(&gpu, m, k, n);
+        for (node, variant) in exe.kernels() {
+            assert!(variant.contains(marker), "{node} runs {variant}, the cache says {tile}");
+        }
+        assert_eq!(gpu.tuning_stats().measured, 0);
+    }
+}
+
+#[test]
+fn tuning_off_uses_the_heuristic() {
+    let mut opts = GpuOptions::from_env().unwrap();
+    opts.tune = false;
+    let path = tmp("off");
+    opts.tune_cache = Some(path.clone());
+    let gpu = Gpu::new_blocking(&opts).unwrap();
+    let exe = run(&gpu, 45, 20, 68);
+    assert!(exe.kernels().iter().all(|(_, v)| v.contains("BM=64")), "{:?}", exe.kernels());
+    assert!(!path.exists(), "nothing written with tuning off");
+    assert_eq!(gpu.tuning_stats().measured, 0);
+}
