@@ -66,6 +66,7 @@ fn a_batch_over_the_budget_runs_in_chunks_with_the_same_results() {
     let per_image = free.memory_in_use() - weights;
     drop(model);
     let budget = weights + per_image * 5;
+    assert!(whole_cost > per_image * 5, "the budget must be too small for the whole batch in one graph");
     let gpu = gpu_with_budget(Some(budget));
     let model = Model::load(&gpu, &fixture()).unwrap();
     let chunked = model.run_blocking(&px, dims, opts).unwrap();
@@ -83,7 +84,7 @@ fn a_batch_over_the_budget_runs_in_chunks_with_the_same_results() {
     // Too small for even one image: a clear error, not a device loss.
     let tight = gpu_with_budget(Some(weights + per_image / 2));
     let model = Model::load(&tight, &fixture()).unwrap();
-    let e = model.run_blocking(&px, dims, opts).err().expect("no room for activations");
+    let e = model.run_blocking(&px, dims, opts).expect_err("no room for activations");
     assert_eq!(e.kind(), "out_of_memory", "{e}");
     assert!(!tight.is_lost());
     assert_eq!(tight.memory_in_use(), weights, "the failed attempts left nothing behind");

@@ -293,8 +293,8 @@ pub fn run(gpu: &Arc<Gpu>, args: &BenchArgs) -> anyhow::Result<()> {
         args.iters, args.repeat, args.warmup
     );
     println!(
-        "{:<22} {:<18} {:>9} {:>5} {:>11} {:>11} {:>10}  {}",
-        "case", "shape", "GFLOP", "runs", "GPU ms", "wall ms", "GFLOP/s", "tile"
+        "{:<22} {:<18} {:>9} {:>5} {:>11} {:>11} {:>10}  tile",
+        "case", "shape", "GFLOP", "runs", "GPU ms", "wall ms", "GFLOP/s"
     );
     let mut rows = Vec::new();
     for case in cases(args) {

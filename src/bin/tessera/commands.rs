@@ -207,7 +207,7 @@ pub fn run(gpu: &Arc<Gpu>, args: &RunArgs) -> Result<()> {
     let bytes = std::fs::read(&args.pixels).with_context(|| format!("{name}: cannot read"))?;
     let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| anyhow::anyhow!("{name}: not a valid safetensors file: {e}"))?;
     let names = st.names();
-    let key = if names.iter().any(|n| *n == "pixel_values") {
+    let key = if names.contains(&"pixel_values") {
         "pixel_values".to_string()
     } else if names.len() == 1 {
         names[0].to_string()
