@@ -6,15 +6,18 @@
 // its output row in registers. Keys and values stream through workgroup memory BKV rows at a
 // time; the running max and sum rescale the accumulator when a larger score appears.
 // VEC4 (head dim a multiple of 4) works in vec4s: every index below counts elements of V, which is
-// vec4<f32> then and f32 otherwise, and a head spans DV of them.
+// vec4<f32> then and f32 otherwise, and a head spans DV of them. Storage is SV (V in f32 or f16);
+// scores, softmax and the accumulator are f32.
 #ifdef VEC4
 alias V = vec4<f32>;
+alias SV = S4;
 const DV: u32 = DH / 4u;
 fn hsum(x: V) -> f32 {
     return x.x + x.y + x.z + x.w;
 }
 #else
 alias V = f32;
+alias SV = S;
 const DV: u32 = DH;
 fn hsum(x: V) -> f32 {
     return x;
@@ -23,8 +26,8 @@ fn hsum(x: V) -> f32 {
 
 struct Params { tokens: u32, heads: u32, scale: f32, _pad: u32 }
 @group(0) @binding(0) var<uniform> P: Params;
-@group(0) @binding(1) var<storage, read_write> out: array<V>;
-@group(0) @binding(2) var<storage, read_write> qkv: array<V>;
+@group(0) @binding(1) var<storage, read_write> out: array<SV>;
+@group(0) @binding(2) var<storage, read_write> qkv: array<SV>;
 
 var<workgroup> k_tile: array<V, BKV * DV>;
 var<workgroup> v_tile: array<V, BKV * DV>;
@@ -45,7 +48,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     if (valid) {
         let q_off = base + query * row_stride + h * DV;
         for (var d = 0u; d < DV; d++) {
-            q[d] = qkv[q_off + d] * P.scale;
+            q[d] = V(qkv[q_off + d]) * P.scale;
             acc[d] = V(0.0);
         }
     }
@@ -60,8 +63,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
             var vv = V(0.0);
             if (key < P.tokens) {
                 let off = base + key * row_stride + h * DV + i % DV;
-                kk = qkv[off + dim];
-                vv = qkv[off + 2u * dim];
+                kk = V(qkv[off + dim]);
+                vv = V(qkv[off + 2u * dim]);
             }
             k_tile[i] = kk;
             v_tile[i] = vv;
@@ -99,7 +102,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         let o = (b * P.tokens + query) * dim + h * DV;
         let inv = 1.0 / l;
         for (var d = 0u; d < DV; d++) {
-            out[o + d] = acc[d] * inv;
+            out[o + d] = SV(acc[d] * inv);
         }
     }
 }

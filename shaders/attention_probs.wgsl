@@ -6,15 +6,15 @@
 // instead of stored, since T is small next to the model's work.
 struct Params { tokens: u32, heads: u32, scale: f32, first_key: u32, queries: u32, head_dim: u32, _pad0: u32, _pad1: u32 }
 @group(0) @binding(0) var<uniform> P: Params;
-@group(0) @binding(1) var<storage, read_write> out: array<f32>;
-@group(0) @binding(2) var<storage, read_write> qkv: array<f32>;
+@group(0) @binding(1) var<storage, read_write> out: array<S>;
+@group(0) @binding(2) var<storage, read_write> qkv: array<S>;
 
 fn score(base: u32, q_off: u32, key: u32) -> f32 {
     let dim = P.heads * P.head_dim;
     let k_off = base + key * 3u * dim + dim;
     var dot = 0.0;
     for (var d = 0u; d < P.head_dim; d++) {
-        dot = fma(qkv[q_off + d], qkv[k_off + d], dot);
+        dot = fma(f32(qkv[q_off + d]), f32(qkv[k_off + d]), dot);
     }
     return dot * P.scale;
 }
@@ -40,6 +40,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let width = P.tokens - P.first_key;
     let o = ((b * P.heads + h) * P.queries + query) * width;
     for (var key = P.first_key + lid; key < P.tokens; key += WG) {
-        out[o + key - P.first_key] = exp(score(base, q_off, key) - mx) * inv;
+        out[o + key - P.first_key] = S(exp(score(base, q_off, key) - mx) * inv);
     }
 }

@@ -1,4 +1,14 @@
-// Helpers prepended to every kernel: exact GELU and flattened 2D workgroup grids.
+// Helpers prepended to every kernel: the storage type, exact GELU and flattened 2D workgroup grids.
+
+// Tensors are stored as S (f32, or f16 with F16: `enable f16;` then precedes this file) and read
+// into f32 for all arithmetic; S4 is the vec4 form.
+#ifdef F16
+alias S = f16;
+alias S4 = vec4<f16>;
+#else
+alias S = f32;
+alias S4 = vec4<f32>;
+#endif
 
 // GELU with the exact erf form used by PyTorch's nn.GELU(): 0.5 * x * erfc(-x / sqrt(2)).
 // erfc uses the Chebyshev fit of Numerical Recipes (erfcc), whose fractional error is below

@@ -3,9 +3,9 @@
 //   MUL_ROW: out = a * b[i % C]     a (N), b (C): a per-channel scale such as layer scale
 struct Params { n: u32, cols: u32, _pad0: u32, _pad1: u32 }
 @group(0) @binding(0) var<uniform> P: Params;
-@group(0) @binding(1) var<storage, read_write> out: array<f32>;
-@group(0) @binding(2) var<storage, read_write> a: array<f32>;
-@group(0) @binding(3) var<storage, read_write> b: array<f32>;
+@group(0) @binding(1) var<storage, read_write> out: array<S>;
+@group(0) @binding(2) var<storage, read_write> a: array<S>;
+@group(0) @binding(3) var<storage, read_write> b: array<S>;
 
 @compute @workgroup_size(WG, 1, 1)
 fn main(@builtin(workgroup_id) wid: vec3<u32>,
@@ -16,9 +16,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
         return;
     }
 #ifdef ADD
-    out[i] = a[i] + b[i];
+    out[i] = S(f32(a[i]) + f32(b[i]));
 #endif
 #ifdef MUL_ROW
-    out[i] = a[i] * b[i % P.cols];
+    out[i] = S(f32(a[i]) * f32(b[i % P.cols]));
 #endif
 }

@@ -5,10 +5,10 @@
 // One workgroup of WG invocations per row; rows beyond 65535 workgroups spill into y.
 struct Params { rows: u32, cols: u32, eps: f32, _pad: u32 }
 @group(0) @binding(0) var<uniform> P: Params;
-@group(0) @binding(1) var<storage, read_write> out: array<f32>;
-@group(0) @binding(2) var<storage, read_write> x: array<f32>;
-@group(0) @binding(3) var<storage, read_write> gamma: array<f32>;
-@group(0) @binding(4) var<storage, read_write> beta: array<f32>;
+@group(0) @binding(1) var<storage, read_write> out: array<S>;
+@group(0) @binding(2) var<storage, read_write> x: array<S>;
+@group(0) @binding(3) var<storage, read_write> gamma: array<S>;
+@group(0) @binding(4) var<storage, read_write> beta: array<S>;
 
 @compute @workgroup_size(WG, 1, 1)
 fn main(@builtin(workgroup_id) wid: vec3<u32>,
@@ -21,16 +21,16 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
     let base = row * P.cols;
     var sum = 0.0;
     for (var c = lid; c < P.cols; c += WG) {
-        sum += x[base + c];
+        sum += f32(x[base + c]);
     }
     let mean = reduce_sum(sum, lid) / f32(P.cols);
     var sq = 0.0;
     for (var c = lid; c < P.cols; c += WG) {
-        let d = x[base + c] - mean;
+        let d = f32(x[base + c]) - mean;
         sq = fma(d, d, sq);
     }
     let inv_std = inverseSqrt(reduce_sum(sq, lid) / f32(P.cols) + P.eps);
     for (var c = lid; c < P.cols; c += WG) {
-        out[base + c] = (x[base + c] - mean) * inv_std * gamma[c] + beta[c];
+        out[base + c] = S((f32(x[base + c]) - mean) * inv_std * f32(gamma[c]) + f32(beta[c]));
     }
 }

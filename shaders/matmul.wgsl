@@ -4,43 +4,44 @@
 //   bias     (N)      when BIAS
 //   residual (M, N)   when RESIDUAL, added after the activation
 //   out      (M, N)
+// Tensors are stored as S (f32 or f16), computed in f32.
 // GELU applies exact (erf) GELU, TANH applies tanh. VEC4 (set when K % 4 == 0 and N % 4 == 0) reads and writes vec4s;
 // otherwise scalars with per-element bounds. Tiling lives in gemm.wgsl, appended after this file.
 struct Params { m: u32, n: u32, k: u32, _pad: u32 }
 @group(0) @binding(0) var<uniform> P: Params;
 #ifdef VEC4
-@group(0) @binding(1) var<storage, read_write> out: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read_write> a: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read_write> b: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read_write> out: array<S4>;
+@group(0) @binding(2) var<storage, read_write> a: array<S4>;
+@group(0) @binding(3) var<storage, read_write> b: array<S4>;
 #ifdef BIAS
-@group(0) @binding(4) var<storage, read_write> bias: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read_write> bias: array<S4>;
 #endif
 #ifdef RESIDUAL
-@group(0) @binding(5) var<storage, read_write> residual: array<vec4<f32>>;
+@group(0) @binding(5) var<storage, read_write> residual: array<S4>;
 #endif
 #else
-@group(0) @binding(1) var<storage, read_write> out: array<f32>;
-@group(0) @binding(2) var<storage, read_write> a: array<f32>;
-@group(0) @binding(3) var<storage, read_write> b: array<f32>;
+@group(0) @binding(1) var<storage, read_write> out: array<S>;
+@group(0) @binding(2) var<storage, read_write> a: array<S>;
+@group(0) @binding(3) var<storage, read_write> b: array<S>;
 #ifdef BIAS
-@group(0) @binding(4) var<storage, read_write> bias: array<f32>;
+@group(0) @binding(4) var<storage, read_write> bias: array<S>;
 #endif
 #ifdef RESIDUAL
-@group(0) @binding(5) var<storage, read_write> residual: array<f32>;
+@group(0) @binding(5) var<storage, read_write> residual: array<S>;
 #endif
 #endif
 
 #ifdef VEC4
 fn load_a4(row: u32, k: u32) -> vec4<f32> {
     if (row < P.m && k < P.k) {
-        return a[(row * P.k + k) / 4u];
+        return vec4<f32>(a[(row * P.k + k) / 4u]);
     }
     return vec4<f32>(0.0);
 }
 
 fn load_b4(k: u32, col: u32) -> vec4<f32> {
     if (k < P.k && col < P.n) {
-        return b[(k * P.n + col) / 4u];
+        return vec4<f32>(b[(k * P.n + col) / 4u]);
     }
     return vec4<f32>(0.0);
 }
@@ -51,7 +52,7 @@ fn store_c4(row: u32, col: u32, acc: vec4<f32>) {
     }
     var v = acc;
 #ifdef BIAS
-    v += bias[col / 4u];
+    v += vec4<f32>(bias[col / 4u]);
 #endif
 #ifdef GELU
     v = vec4<f32>(gelu_erf(v.x), gelu_erf(v.y), gelu_erf(v.z), gelu_erf(v.w));
@@ -61,9 +62,9 @@ fn store_c4(row: u32, col: u32, acc: vec4<f32>) {
 #endif
     let o = (row * P.n + col) / 4u;
 #ifdef RESIDUAL
-    v += residual[o];
+    v += vec4<f32>(residual[o]);
 #endif
-    out[o] = v;
+    out[o] = S4(v);
 }
 #else
 fn load_a4(row: u32, k: u32) -> vec4<f32> {
@@ -71,7 +72,7 @@ fn load_a4(row: u32, k: u32) -> vec4<f32> {
     if (row < P.m) {
         for (var j = 0u; j < 4u; j++) {
             if (k + j < P.k) {
-                v[j] = a[row * P.k + k + j];
+                v[j] = f32(a[row * P.k + k + j]);
             }
         }
     }
@@ -83,7 +84,7 @@ fn load_b4(k: u32, col: u32) -> vec4<f32> {
     if (k < P.k) {
         for (var j = 0u; j < 4u; j++) {
             if (col + j < P.n) {
-                v[j] = b[k * P.n + col + j];
+                v[j] = f32(b[k * P.n + col + j]);
             }
         }
     }
@@ -99,7 +100,7 @@ fn store_c4(row: u32, col: u32, acc: vec4<f32>) {
         if (c < P.n) {
             var v = acc[j];
 #ifdef BIAS
-            v += bias[c];
+            v += f32(bias[c]);
 #endif
 #ifdef GELU
             v = gelu_erf(v);
@@ -109,9 +110,9 @@ fn store_c4(row: u32, col: u32, acc: vec4<f32>) {
 #endif
             let o = row * P.n + c;
 #ifdef RESIDUAL
-            v += residual[o];
+            v += f32(residual[o]);
 #endif
-            out[o] = v;
+            out[o] = S(v);
         }
     }
 }

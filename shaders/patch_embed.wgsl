@@ -1,6 +1,6 @@
 // Patch embedding as an implicit GEMM: a strided convolution (kernel = stride = patch) whose
 // im2col matrix is gathered inside the tile loader, never stored.
-//   image  (B, C, H, W)
+//   image  (B, C, H, W)  always f32 (the input); the rest are stored as S (f32 or f16)
 //   weight (C*p*p, D)   the conv weight (D, C, p, p) flattened and transposed once at load
 //   bias   (D)
 //   tokens (PREFIX, D)  class (and distillation) token, when PREFIX > 0
@@ -13,13 +13,13 @@ struct Params {
     tokens: u32, prefix: u32, _pad0: u32, _pad1: u32,
 }
 @group(0) @binding(0) var<uniform> P: Params;
-@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+@group(0) @binding(1) var<storage, read_write> out: array<S>;
 @group(0) @binding(2) var<storage, read_write> image: array<f32>;
-@group(0) @binding(3) var<storage, read_write> weight: array<f32>;
-@group(0) @binding(4) var<storage, read_write> bias: array<f32>;
-@group(0) @binding(5) var<storage, read_write> pos: array<f32>;
+@group(0) @binding(3) var<storage, read_write> weight: array<S>;
+@group(0) @binding(4) var<storage, read_write> bias: array<S>;
+@group(0) @binding(5) var<storage, read_write> pos: array<S>;
 #ifdef PREFIX
-@group(0) @binding(6) var<storage, read_write> prefix_tokens: array<f32>;
+@group(0) @binding(6) var<storage, read_write> prefix_tokens: array<S>;
 #endif
 
 fn pixel(row: u32, k: u32) -> f32 {
@@ -46,7 +46,7 @@ fn load_b4(k: u32, col: u32) -> vec4<f32> {
     if (k < P.k) {
         for (var j = 0u; j < 4u; j++) {
             if (col + j < P.n) {
-                v[j] = weight[k * P.n + col + j];
+                v[j] = f32(weight[k * P.n + col + j]);
             }
         }
     }
@@ -61,13 +61,13 @@ fn store_c4(row: u32, col: u32, acc: vec4<f32>) {
     for (var j = 0u; j < 4u; j++) {
         let c = col + j;
         if (c < P.n) {
-            var v = acc[j] + bias[c];
+            var v = acc[j] + f32(bias[c]);
 #ifdef PREFIX
             if (t < P.prefix) {
-                v = prefix_tokens[t * P.n + c];
+                v = f32(prefix_tokens[t * P.n + c]);
             }
 #endif
-            out[row * P.n + c] = v + pos[t * P.n + c];
+            out[row * P.n + c] = S(v + f32(pos[t * P.n + c]));
         }
     }
 }

@@ -4,8 +4,8 @@
 //   MEAN:  out (B, D)        = mean of x[:, start:start+count, :] over tokens (mean-pool)
 struct Params { batch: u32, tokens: u32, dim: u32, start: u32, count: u32, _pad0: u32, _pad1: u32, _pad2: u32 }
 @group(0) @binding(0) var<uniform> P: Params;
-@group(0) @binding(1) var<storage, read_write> out: array<f32>;
-@group(0) @binding(2) var<storage, read_write> x: array<f32>;
+@group(0) @binding(1) var<storage, read_write> out: array<S>;
+@group(0) @binding(2) var<storage, read_write> x: array<S>;
 
 @compute @workgroup_size(WG, 1, 1)
 fn main(@builtin(workgroup_id) wid: vec3<u32>,
@@ -29,8 +29,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
     let b = i / P.dim;
     var sum = 0.0;
     for (var t = 0u; t < P.count; t++) {
-        sum += x[(b * P.tokens + P.start + t) * P.dim + d];
+        sum += f32(x[(b * P.tokens + P.start + t) * P.dim + d]);
     }
-    out[i] = sum / f32(P.count);
+    out[i] = S(sum / f32(P.count));
 #endif
 }

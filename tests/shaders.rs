@@ -1,5 +1,6 @@
 //! Every shader variant the engine can produce parses and validates with naga under the
-//! capabilities a browser grants (no f16, no subgroups), and fits WebGPU's default limits.
+//! capabilities a browser grants (no subgroups; f16 only for the f16-storage variants, which need
+//! `shader-f16`), and fits WebGPU's default limits.
 //! No GPU needed: a WGSL mistake fails here, not in a user's browser.
 
 use naga::valid::{Capabilities, ValidationFlags, Validator};
@@ -21,7 +22,9 @@ fn every_variant_validates_with_browser_capabilities() {
                 continue;
             }
         };
-        let mut validator = Validator::new(ValidationFlags::all(), Capabilities::empty());
+        // f16 variants need exactly what a browser grants with the `shader-f16` feature.
+        let caps = if v.is_f16() { Capabilities::SHADER_FLOAT16 } else { Capabilities::empty() };
+        let mut validator = Validator::new(ValidationFlags::all(), caps);
         if let Err(e) = validator.validate(&module) {
             failures.push(format!("{}: invalid: {}", v.key, e.emit_to_string(&v.source)));
             continue;

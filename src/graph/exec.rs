@@ -1,7 +1,7 @@
 //! Compiling a graph (schedule, memory plan, pipelines, bind groups: once) and running it
 //! (upload the inputs, one encoder, one submit, one readback of the requested outputs).
 
-use super::ir::{fmt_shape, Graph, TensorId, TensorInfo, TensorKind};
+use super::ir::{fmt_shape, DType, Graph, TensorId, TensorInfo, TensorKind};
 use super::plan::{plan_memory, Interval, MemoryPlan};
 use crate::error::{Error, Result};
 use crate::gpu::memory::TrackedBuffer;
@@ -15,18 +15,30 @@ use std::sync::{Arc, Mutex};
 #[derive(Clone)]
 pub struct Weights {
     gpu: Arc<Gpu>,
-    map: HashMap<String, (Arc<TrackedBuffer>, Vec<usize>)>,
+    map: HashMap<String, (Arc<TrackedBuffer>, Vec<usize>, DType)>,
     bytes: u64,
+    dtype: DType,
 }
 
 impl Weights {
     /// An empty set on `gpu`.
     pub fn new(gpu: &Arc<Gpu>) -> Self {
-        Weights { gpu: gpu.clone(), map: HashMap::new(), bytes: 0 }
+        Weights { gpu: gpu.clone(), map: HashMap::new(), bytes: 0, dtype: DType::F32 }
     }
 
-    /// Uploads one f32 tensor (replacing any of the same name).
+    /// An empty set whose [`Weights::insert`] stores `dtype`.
+    pub fn new_as(gpu: &Arc<Gpu>, dtype: DType) -> Self {
+        Weights { gpu: gpu.clone(), map: HashMap::new(), bytes: 0, dtype }
+    }
+
+    /// Uploads one tensor (replacing any of the same name), stored in the set's dtype (f32
+    /// unless created with [`Weights::new_as`]).
     pub fn insert(&mut self, name: &str, shape: &[usize], data: &[f32]) -> Result<()> {
+        self.insert_as(name, shape, data, self.dtype)
+    }
+
+    /// Uploads one tensor stored as `dtype` (f16: rounded to nearest; needs `shader-f16`).
+    pub fn insert_as(&mut self, name: &str, shape: &[usize], data: &[f32], dtype: DType) -> Result<()> {
         let numel = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
         if numel != Some(data.len()) || data.is_empty() {
             return Err(Error::Weight {
@@ -34,7 +46,25 @@ impl Weights {
                 problem: format!("shape {} does not match {} values", fmt_shape(shape), data.len()),
             });
         }
-        let bytes = data.len() as u64 * 4;
+        if dtype == DType::F16 && !self.gpu.features.contains(wgpu::Features::SHADER_F16) {
+            return Err(Error::UnsupportedDtype {
+                op: "weights".into(),
+                tensor: name.into(),
+                dtype: "f16".into(),
+                supported: "f32 (this adapter has no shader-f16)".into(),
+            });
+        }
+        let raw: Vec<u8> = match dtype {
+            DType::F32 => bytemuck::cast_slice(data).to_vec(),
+            DType::F16 => {
+                let mut h: Vec<u16> = data.iter().map(|&v| half::f16::from_f32(v).to_bits()).collect();
+                if h.len() % 2 == 1 {
+                    h.push(0);
+                }
+                bytemuck::cast_slice(&h).to_vec()
+            }
+        };
+        let bytes = raw.len() as u64;
         self.gpu.check_lost()?;
         check_binding(&self.gpu, "weights", name, bytes)?;
         let buffer = self.gpu.tracked_buffer(
@@ -46,9 +76,9 @@ impl Weights {
                 mapped_at_creation: false,
             },
         )?;
-        self.gpu.queue.write_buffer(&buffer, 0, bytemuck::cast_slice(data));
+        self.gpu.queue.write_buffer(&buffer, 0, &raw);
         let buffer = Arc::new(buffer);
-        if let Some((old, _)) = self.map.insert(name.into(), (buffer, shape.to_vec())) {
+        if let Some((old, _, _)) = self.map.insert(name.into(), (buffer, shape.to_vec(), dtype)) {
             self.bytes -= old.size();
         }
         self.bytes += bytes;
@@ -202,6 +232,7 @@ impl Step {
 struct Slot {
     name: String,
     shape: Vec<usize>,
+    dtype: DType,
     offset: u64,
     bytes: u64,
 }
@@ -342,12 +373,41 @@ impl Executable {
             let infos: Vec<&TensorInfo> = n.inputs.iter().map(|t| &tensors[t.0]).collect();
             let shape = n.op.output_shape(&n.name, &infos)?;
             let out = &tensors[n.output.0];
+            let dtype = n.op.storage_dtype(&infos);
+            if out.dtype != dtype {
+                return Err(Error::UnsupportedDtype {
+                    op: n.name.clone(),
+                    tensor: out.name.clone(),
+                    dtype: out.dtype.to_string(),
+                    supported: format!("{dtype} (the dtype of the node's inputs)"),
+                });
+            }
             if shape != out.shape {
                 return Err(Error::Shape {
                     op: n.name.clone(),
                     tensor: out.name.clone(),
                     expected: fmt_shape(&shape),
                     actual: fmt_shape(&out.shape),
+                });
+            }
+        }
+
+        // f16 storage needs the feature; inputs are written from f32 host data.
+        for t in tensors {
+            if t.dtype == DType::F16 && !gpu.features.contains(wgpu::Features::SHADER_F16) {
+                return Err(Error::UnsupportedDtype {
+                    op: "graph".into(),
+                    tensor: t.name.clone(),
+                    dtype: "f16".into(),
+                    supported: "f32 (this adapter has no shader-f16)".into(),
+                });
+            }
+            if t.kind == TensorKind::Input && t.dtype != DType::F32 {
+                return Err(Error::UnsupportedDtype {
+                    op: "graph".into(),
+                    tensor: t.name.clone(),
+                    dtype: t.dtype.to_string(),
+                    supported: "f32 (graph inputs)".into(),
                 });
             }
         }
@@ -426,7 +486,13 @@ impl Executable {
                     None => {
                         return Err(Error::Weight { name: info.name.clone(), problem: "not uploaded".into() });
                     }
-                    Some((buf, shape)) => {
+                    Some((buf, shape, dtype)) => {
+                        if *dtype != info.dtype {
+                            return Err(Error::Weight {
+                                name: info.name.clone(),
+                                problem: format!("uploaded as {dtype}, the graph stores it as {}", info.dtype),
+                            });
+                        }
                         if *shape != info.shape {
                             return Err(Error::Weight {
                                 name: info.name.clone(),
@@ -475,7 +541,7 @@ impl Executable {
                 let size = info.bytes().unwrap_or(0);
                 if info.kind == TensorKind::Weight {
                     // Checked above: present.
-                    let (buf, _) = &weights.map[&info.name];
+                    let (buf, _, _) = &weights.map[&info.name];
                     buf.as_entire_binding()
                 } else {
                     wgpu::BindingResource::Buffer(wgpu::BufferBinding {
@@ -621,6 +687,7 @@ impl Executable {
         let slot = |t: usize| Slot {
             name: tensors[t].name.clone(),
             shape: tensors[t].shape.clone(),
+            dtype: tensors[t].dtype,
             offset: offset_of[&t],
             bytes: tensors[t].bytes().unwrap_or(0),
         };
@@ -856,8 +923,8 @@ impl Executable {
         let data = read_buffer(&self.gpu, &staging, self.readback_bytes).await;
         self.give_back_staging(staging);
         // A readback that failed because the device went away reports the loss.
-        let data: Vec<f32> = match data {
-            Ok(d) => bytemuck::pod_collect_to_vec(&d),
+        let data: Vec<u8> = match data {
+            Ok(d) => d,
             Err(e) => {
                 self.gpu.check_lost()?;
                 return Err(e);
@@ -868,9 +935,17 @@ impl Executable {
         let mut out = Vec::with_capacity(self.outputs.len());
         let mut at = 0usize;
         for o in &self.outputs {
-            let n = (o.bytes / 4) as usize;
-            out.push(HostTensor { name: o.name.clone(), shape: o.shape.clone(), data: data[at..at + n].to_vec() });
-            at += n;
+            let bytes = &data[at..at + o.bytes as usize];
+            let numel: usize = o.shape.iter().product();
+            let values: Vec<f32> = match o.dtype {
+                DType::F32 => bytemuck::pod_collect_to_vec(&bytes[..numel * 4]),
+                DType::F16 => bytes[..numel * 2]
+                    .chunks_exact(2)
+                    .map(|c| half::f16::from_bits(u16::from_le_bytes([c[0], c[1]])).to_f32())
+                    .collect(),
+            };
+            out.push(HostTensor { name: o.name.clone(), shape: o.shape.clone(), data: values });
+            at += o.bytes as usize;
         }
 
         let profile = match profiler {

@@ -74,11 +74,13 @@ impl TensorInfo {
         self.shape.iter().product()
     }
 
-    /// Size in bytes, or None on overflow.
+    /// Size in bytes, rounded up to 4 (the granularity of storage bindings and copies), or None
+    /// on overflow.
     pub fn bytes(&self) -> Option<u64> {
         self.shape
             .iter()
             .try_fold(self.dtype.size() as u64, |acc, &d| acc.checked_mul(d as u64))
+            .and_then(|b| b.checked_next_multiple_of(4))
     }
 }
 
@@ -101,6 +103,7 @@ pub struct Graph {
     tensors: Vec<TensorInfo>,
     nodes: Vec<Node>,
     outputs: Vec<TensorId>,
+    storage: Option<DType>,
 }
 
 pub(crate) fn fmt_shape(shape: &[usize]) -> String {
@@ -123,9 +126,22 @@ impl Graph {
         self.declare(name, shape, DType::F32, TensorKind::Input)
     }
 
-    /// Declares an f32 weight, bound by name at compile time.
+    /// Declares a weight in the graph's storage dtype (f32 unless [`Graph::set_storage`]), bound
+    /// by name at compile time.
     pub fn weight(&mut self, name: &str, shape: &[usize]) -> TensorId {
-        self.declare(name, shape, DType::F32, TensorKind::Weight)
+        self.declare(name, shape, self.storage(), TensorKind::Weight)
+    }
+
+    /// Stores weights and activations as `dtype` from now on (f16: half the memory and bandwidth,
+    /// arithmetic still in f32; needs `shader-f16`). Inputs stay f32, and outputs are read back
+    /// as f32.
+    pub fn set_storage(&mut self, dtype: DType) {
+        self.storage = Some(dtype);
+    }
+
+    /// The storage dtype of weights (and so of the activations computed from them).
+    pub fn storage(&self) -> DType {
+        self.storage.unwrap_or(DType::F32)
     }
 
     /// Declares a tensor of any kind and dtype (for [`Graph::add_node`]).
@@ -142,7 +158,8 @@ impl Graph {
     pub fn op(&mut self, name: &str, op: Op, inputs: &[TensorId]) -> Result<TensorId> {
         let infos: Vec<&TensorInfo> = inputs.iter().map(|t| &self.tensors[t.0]).collect();
         let shape = op.output_shape(name, &infos)?;
-        let out = self.declare(name, &shape, DType::F32, TensorKind::Activation);
+        let dtype = op.storage_dtype(&infos);
+        let out = self.declare(name, &shape, dtype, TensorKind::Activation);
         self.add_node(name, op, inputs, out);
         Ok(out)
     }

@@ -12,7 +12,7 @@ use super::interp::bicubic;
 use super::preprocess::PreprocessorConfig;
 use crate::error::{Error, Result};
 use crate::graph::exec::{CompileOptions, Executable, HostTensor, PlanReport, Profile, Weights};
-use crate::graph::ir::{Graph, TensorId};
+use crate::graph::ir::{DType, Graph, TensorId};
 use crate::ops::Activation;
 use crate::Gpu;
 use std::collections::{BTreeSet, HashMap};
@@ -94,6 +94,7 @@ pub struct Model {
     weights: Mutex<Weights>,
     pos: Pos,
     compiled: Mutex<Compiled>,
+    storage: DType,
 }
 
 type GraphKey = (usize, usize, usize, RunOptions);
@@ -189,6 +190,21 @@ impl Loader<'_> {
 impl Model {
     /// Uploads a checkpoint's weights (converted to f32) to the GPU.
     pub fn load(gpu: &Arc<Gpu>, ck: &Checkpoint) -> Result<Model> {
+        Self::load_as(gpu, ck, DType::F32)
+    }
+
+    /// Uploads a checkpoint's weights stored as `storage`: f16 halves the weights' and the
+    /// activations' memory and bandwidth while every kernel still computes in f32 (needs the
+    /// adapter's `shader-f16`; results differ from f32 by f16 rounding, about 1e-3 relative).
+    pub fn load_as(gpu: &Arc<Gpu>, ck: &Checkpoint, storage: DType) -> Result<Model> {
+        if storage == DType::F16 && !gpu.report().shader_f16 {
+            return Err(Error::UnsupportedDtype {
+                op: "model".into(),
+                tensor: ck.weights_name().into(),
+                dtype: "f16".into(),
+                supported: format!("f32 (adapter `{}` has no shader-f16)", gpu.report().name),
+            });
+        }
         let cfg = ck.config.clone();
         let file = ck.weights_name().to_string();
         let cls_name = ck
@@ -203,11 +219,12 @@ impl Model {
             .iter()
             .filter_map(|n| ck.tensor_shape(n))
             .map(|s| s.iter().fold(4u64, |a, &d| a.saturating_mul(d as u64)))
-            .fold(0u64, u64::saturating_add);
-        gpu.check_memory(&format!("{file} (its weights as f32)"), need)?;
+            .fold(0u64, u64::saturating_add)
+            / (4 / storage.size() as u64);
+        gpu.check_memory(&format!("{file} (its weights as {storage})"), need)?;
         let mut ld = Loader { ck, prefix: prefix.clone(), used: BTreeSet::new() };
         let (d, p, c) = (cfg.hidden_size, cfg.patch_size, cfg.num_channels);
-        let mut w = Weights::new(gpu);
+        let mut w = Weights::new_as(gpu, storage);
 
         // Embeddings.
         let k = c * p * p;
@@ -358,7 +375,13 @@ impl Model {
             weights: Mutex::new(w),
             pos,
             compiled: Mutex::new(Compiled::default()),
+            storage,
         })
+    }
+
+    /// How weights and activations are stored (f32, or f16 from [`Model::load_as`]).
+    pub fn storage(&self) -> DType {
+        self.storage
     }
 
     /// The head this model runs.
@@ -396,6 +419,7 @@ impl Model {
         let (gh, gw) = (h / p, w / p);
         let prefix = cfg.prefix_tokens();
         let mut g = Graph::new();
+        g.set_storage(self.storage);
         let wt = |g: &mut Graph, name: &str, shape: &[usize]| g.weight(name, shape);
         let x = g.input("pixel_values", &[batch, cfg.num_channels, h, w]);
         let pos_name = format!("pos.{gh}x{gw}.{}", if h == w { "sq" } else { "rect" });

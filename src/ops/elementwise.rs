@@ -21,7 +21,7 @@ pub(crate) fn output_shape(node: &str, inputs: &[&TensorInfo], op: &Op) -> Resul
     Ok(a.shape.clone())
 }
 
-fn variant(flag: &str) -> ShaderVariant {
+fn variant(flag: &'static str) -> ShaderVariant {
     specialize(&["elementwise"], &[("WG", ELEMENT_WG)], &[flag])
 }
 

@@ -145,13 +145,17 @@ impl Op {
                 problem: format!("{} takes {} inputs, got {}", self.kind(), self.arity(), inputs.len()),
             });
         }
-        for t in inputs {
-            if t.dtype != DType::F32 {
+        let dtype = self.storage_dtype(inputs);
+        for (i, t) in inputs.iter().enumerate() {
+            // The patch embedding's image is the graph's f32 input; everything else is stored in
+            // the node's dtype.
+            let want = if matches!(self, Op::PatchEmbed { .. }) && i == 0 { DType::F32 } else { dtype };
+            if t.dtype != want {
                 return Err(Error::UnsupportedDtype {
                     op: node.into(),
                     tensor: t.name.clone(),
                     dtype: t.dtype.to_string(),
-                    supported: "f32".into(),
+                    supported: format!("{want} (as the node's other tensors)"),
                 });
             }
             if t.shape.is_empty() || t.shape.contains(&0) {
@@ -179,13 +183,37 @@ impl Op {
     /// choice), with a key naming the shape; None where there is one kernel only.
     pub(crate) fn kernel_candidates(&self, inputs: &[&TensorInfo], output: &TensorInfo) -> Option<(String, Vec<(&'static str, Kernel)>)> {
         match self {
-            Op::MatMul { bias, act, residual } => Some(matmul::candidates(inputs, output, *bias, *act, *residual)),
+            Op::MatMul { bias, act, residual } => {
+                let (key, mut cands) = matmul::candidates(inputs, output, *bias, *act, *residual);
+                let f16 = self.storage_dtype(inputs) == DType::F16;
+                if f16 {
+                    for (_, k) in cands.iter_mut() {
+                        k.shader = k.shader.f16();
+                    }
+                }
+                Some((if f16 { format!("{key} f16") } else { key }, cands))
+            }
             _ => None,
         }
     }
 
+    /// The dtype this node stores its tensors (and its output) in: that of its first stored
+    /// input (the weight, for the patch embedding, whose image is always f32).
+    pub fn storage_dtype(&self, inputs: &[&TensorInfo]) -> DType {
+        let i = if matches!(self, Op::PatchEmbed { .. }) { 1 } else { 0 };
+        inputs.get(i).map_or(DType::F32, |t| t.dtype)
+    }
+
     /// The kernel for inputs already checked by [`Op::output_shape`].
     pub(crate) fn kernel(&self, inputs: &[&TensorInfo], output: &TensorInfo) -> Kernel {
+        let mut k = self.kernel_f32(inputs, output);
+        if self.storage_dtype(inputs) == DType::F16 {
+            k.shader = k.shader.f16();
+        }
+        k
+    }
+
+    fn kernel_f32(&self, inputs: &[&TensorInfo], output: &TensorInfo) -> Kernel {
         match self {
             Op::MatMul { bias, act, residual } => matmul::kernel(inputs, output, *bias, *act, *residual),
             Op::PatchEmbed { patch, prefix } => patch_embed::kernel(inputs, output, *patch, *prefix),
@@ -204,8 +232,15 @@ impl Op {
     }
 }
 
-/// Every shader variant the engine can produce, for validation without a GPU.
+/// Every shader variant the engine can produce (f32, then the same storing f16), for validation
+/// without a GPU.
 pub fn all_shader_variants() -> Vec<ShaderVariant> {
+    let v = all_f32_variants();
+    let f16: Vec<ShaderVariant> = v.iter().map(|s| s.f16()).collect();
+    v.into_iter().chain(f16).collect()
+}
+
+fn all_f32_variants() -> Vec<ShaderVariant> {
     let mut v = Vec::new();
     v.extend(matmul::variants());
     v.extend(patch_embed::variants());

@@ -29,11 +29,30 @@ pub struct ShaderVariant {
     pub key: String,
     /// The WGSL handed to the device.
     pub source: String,
+    recipe: (Vec<&'static str>, Vec<(&'static str, u32)>, Vec<&'static str>),
+}
+
+impl ShaderVariant {
+    /// The same kernel storing its tensors as f16 (computing in f32); needs `shader-f16`.
+    pub fn f16(&self) -> ShaderVariant {
+        let (parts, consts, flags) = &self.recipe;
+        if flags.contains(&"F16") {
+            return self.clone();
+        }
+        let mut flags = flags.clone();
+        flags.push("F16");
+        specialize(parts, consts, &flags)
+    }
+
+    /// Whether this variant stores f16 (and so needs `shader-f16`).
+    pub fn is_f16(&self) -> bool {
+        self.recipe.2.contains(&"F16")
+    }
 }
 
 /// Builds a variant: `common.wgsl`, then the constants, then `parts` (stems) in order, each
 /// filtered by the flags. The first part names the variant.
-pub(crate) fn specialize(parts: &[&str], consts: &[(&str, u32)], flags: &[&str]) -> ShaderVariant {
+pub(crate) fn specialize(parts: &[&'static str], consts: &[(&'static str, u32)], flags: &[&'static str]) -> ShaderVariant {
     let mut key = parts[0].to_string();
     let mut tags: Vec<String> = flags.iter().map(|f| f.to_string()).collect();
     tags.extend(consts.iter().map(|(n, v)| format!("{n}={v}")));
@@ -44,6 +63,9 @@ pub(crate) fn specialize(parts: &[&str], consts: &[(&str, u32)], flags: &[&str])
     }
     let mut out = String::new();
     out.push_str(&format!("// tessera shader variant {key}\n"));
+    if flags.contains(&"F16") {
+        out.push_str("enable f16;\n");
+    }
     out.push_str(&preprocess(source("common"), flags));
     for (name, value) in consts {
         out.push_str(&format!("const {name}: u32 = {value}u;\n"));
@@ -51,7 +73,7 @@ pub(crate) fn specialize(parts: &[&str], consts: &[(&str, u32)], flags: &[&str])
     for p in parts {
         out.push_str(&preprocess(source(p), flags));
     }
-    ShaderVariant { key, source: out }
+    ShaderVariant { key, source: out, recipe: (parts.to_vec(), consts.to_vec(), flags.to_vec()) }
 }
 
 /// Keeps the lines whose enclosing `#ifdef`/`#ifndef` conditions hold.

@@ -23,7 +23,7 @@ pub(crate) fn output_shape(
     Ok(if mean { vec![b, d] } else { vec![b, count, d] })
 }
 
-fn variant(flag: &str) -> ShaderVariant {
+fn variant(flag: &'static str) -> ShaderVariant {
     specialize(&["tokens"], &[("WG", ELEMENT_WG)], &[flag])
 }
 

@@ -38,6 +38,9 @@ pub struct BenchArgs {
     /// deit-s16, deit-ti16): latency, throughput and a per-op GPU profile.
     #[arg(long)]
     model: Option<String>,
+    /// With --model: store weights and activations as f16 (f32 arithmetic; needs shader-f16).
+    #[arg(long)]
+    f16: bool,
 }
 
 struct Case {
@@ -180,13 +183,13 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 fn model_bench(gpu: &Arc<Gpu>, spec: &str, args: &BenchArgs) -> anyhow::Result<()> {
-    let model = crate::models::load(gpu, Some(spec))?;
+    let model = crate::models::load_spec(gpu, Some(spec), args.f16)?;
     let cfg = &model.config;
     let (h, w) = cfg.image_size;
     println!("{}", gpu.report());
     println!(
-        "model: {} ({:?}, {} layers, width {}, {} heads, {}x{} input, patch {}), weights {:.1} MiB on the GPU\n",
-        model.source, cfg.family, cfg.num_layers, cfg.hidden_size, cfg.num_heads, h, w, cfg.patch_size,
+        "model: {} ({:?}, {} layers, width {}, {} heads, {}x{} input, patch {}), {} weights {:.1} MiB on the GPU\n",
+        model.source, cfg.family, cfg.num_layers, cfg.hidden_size, cfg.num_heads, h, w, cfg.patch_size, model.storage(),
         model.weight_bytes() as f64 / 1048576.0
     );
     println!("{:>6} {:>6} {:>12} {:>12} {:>12} {:>12}", "batch", "runs", "p50 ms", "p90 ms", "ms/image", "images/s");
@@ -259,7 +262,7 @@ fn model_bench(gpu: &Arc<Gpu>, spec: &str, args: &BenchArgs) -> anyhow::Result<(
     }
     print_tuning(gpu);
     if let Some(path) = &args.json {
-        let doc = serde_json::json!({"adapter": gpu.report().name, "model": model.source, "tuning": gpu.tuning(), "results": rows});
+        let doc = serde_json::json!({"adapter": gpu.report().name, "model": model.source, "storage": model.storage().to_string(), "tuning": gpu.tuning(), "results": rows});
         std::fs::write(path, serde_json::to_string_pretty(&doc)?)?;
     }
     Ok(())

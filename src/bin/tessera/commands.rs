@@ -14,6 +14,10 @@ pub struct ModelArg {
     /// embedded Fashion-MNIST ViT when omitted.
     #[arg(long, short)]
     pub model: Option<String>,
+    /// Store weights and activations as f16 (f32 arithmetic): half the GPU memory and bandwidth,
+    /// outputs within about 1e-2 of f32. Needs an adapter with shader-f16.
+    #[arg(long)]
+    pub f16: bool,
 }
 
 #[derive(clap::Args)]
@@ -114,7 +118,7 @@ fn rss_mib() -> f64 {
 }
 
 pub fn soak(gpu: &Arc<Gpu>, args: &SoakArgs) -> Result<()> {
-    let mut model = models::load(gpu, args.model.model.as_deref())?;
+    let mut model = models::load(gpu, &args.model)?;
     let (h, w) = model.config.image_size;
     let pixels = tessera::reference::Rng::new(1).vec(model.config.num_channels * h * w, 1.0);
     let dims = [1, model.config.num_channels, h, w];
@@ -144,7 +148,7 @@ pub fn soak(gpu: &Arc<Gpu>, args: &SoakArgs) -> Result<()> {
     let mut reload_peak: f64 = 0.0;
     for i in 0..args.reloads {
         drop(model);
-        model = models::load(gpu, args.model.model.as_deref())?;
+        model = models::load(gpu, &args.model)?;
         model.run_blocking(&pixels, dims, RunOptions::default())?;
         if i == (args.reloads / 10).max(1) - 1 {
             reload_base = rss_mib();
@@ -202,7 +206,7 @@ fn partial_path(path: &Path) -> PathBuf {
 }
 
 pub fn run(gpu: &Arc<Gpu>, args: &RunArgs) -> Result<()> {
-    let model = models::load(gpu, args.model.model.as_deref())?;
+    let model = models::load(gpu, &args.model)?;
     let name = args.pixels.display().to_string();
     let bytes = std::fs::read(&args.pixels).with_context(|| format!("{name}: cannot read"))?;
     let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| anyhow::anyhow!("{name}: not a valid safetensors file: {e}"))?;
@@ -239,7 +243,7 @@ pub fn run(gpu: &Arc<Gpu>, args: &RunArgs) -> Result<()> {
 }
 
 pub fn classify(gpu: &Arc<Gpu>, args: &ClassifyArgs) -> Result<()> {
-    let model = models::load(gpu, args.model.model.as_deref())?;
+    let model = models::load(gpu, &args.model)?;
     if model.labels().is_empty() {
         bail!("{}: this is a base model without a classifier head; use `tessera embed`", model.source);
     }
@@ -271,7 +275,7 @@ pub fn classify(gpu: &Arc<Gpu>, args: &ClassifyArgs) -> Result<()> {
 }
 
 pub fn embed(gpu: &Arc<Gpu>, args: &EmbedArgs) -> Result<()> {
-    let model = models::load(gpu, args.model.model.as_deref())?;
+    let model = models::load(gpu, &args.model)?;
     let paths = models::collect_images(&args.images)?;
     let prefix = model.config.prefix_tokens();
     let d = model.config.hidden_size;
@@ -321,7 +325,7 @@ fn heat_color(t: f32) -> [f32; 3] {
 }
 
 pub fn attention(gpu: &Arc<Gpu>, args: &AttentionArgs) -> Result<()> {
-    let model = models::load(gpu, args.model.model.as_deref())?;
+    let model = models::load(gpu, &args.model)?;
     let p = models::prepare(&model, &args.image)?;
     let (h, w) = p.size;
     let out = model.run_blocking(&p.pixels, [1, model.config.num_channels, h, w], RunOptions { attention: true, ..Default::default() })?;
@@ -408,7 +412,7 @@ fn read_idx(path: &Path, magic: u32) -> Result<(Vec<usize>, Vec<u8>)> {
 }
 
 pub fn eval(gpu: &Arc<Gpu>, args: &EvalArgs) -> Result<()> {
-    let model = models::load(gpu, args.model.model.as_deref())?;
+    let model = models::load(gpu, &args.model)?;
     if model.labels().len() != 10 {
         bail!("{}: eval runs Fashion-MNIST, which needs a 10-class model", model.source);
     }

@@ -6,8 +6,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tessera::{Checkpoint, Gpu, Model};
 
-/// Loads `--model`: nothing for the embedded default, a folder, or a hub id.
-pub fn load(gpu: &Arc<Gpu>, spec: Option<&str>) -> Result<Model> {
+/// Loads `--model` (nothing for the embedded default, a folder, or a hub id), f16 with `--f16`.
+pub fn load(gpu: &Arc<Gpu>, arg: &crate::commands::ModelArg) -> Result<Model> {
+    load_spec(gpu, arg.model.as_deref(), arg.f16)
+}
+
+pub fn load_spec(gpu: &Arc<Gpu>, spec: Option<&str>, f16: bool) -> Result<Model> {
     let ck = match spec {
         None | Some("default") | Some("embedded") => tessera::model::embedded::checkpoint()?,
         Some(s) if tessera::model::synthetic::NAMES.contains(&s) => tessera::model::synthetic::checkpoint(s)?,
@@ -16,7 +20,8 @@ pub fn load(gpu: &Arc<Gpu>, spec: Option<&str>) -> Result<Model> {
         Some(s) if looks_like_hub_id(s) => crate::hub::checkpoint(s)?,
         Some(s) => bail!("{s}: no such checkpoint folder (a hub id looks like `org/name`)"),
     };
-    Ok(Model::load(gpu, &ck)?)
+    let storage = if f16 { tessera::DType::F16 } else { tessera::DType::F32 };
+    Ok(Model::load_as(gpu, &ck, storage)?)
 }
 
 fn looks_like_hub_id(s: &str) -> bool {
