@@ -257,11 +257,20 @@ fn shape_mismatch_names_op_and_tensor() {
 
 #[test]
 fn unsupported_dtype_is_rejected() {
+    // One node mixing f32 and f16 tensors.
     let mut g = Graph::new();
-    let a = g.tensor("half", &[4, 4], DType::F16, TensorKind::Input);
-    let e = g.softmax("sm", a).unwrap_err();
+    let a = g.input("a", &[4, 4]);
+    let h = g.tensor("half", &[4], DType::F16, TensorKind::Weight);
+    let e = g.mul_row("scale", a, h).unwrap_err();
     assert_eq!(e.kind(), "unsupported_dtype");
     assert!(e.to_string().contains("f16") && e.to_string().contains("half"), "{e}");
+    // Graph inputs are written from f32 host data.
+    let mut g = Graph::new();
+    let a = g.tensor("half_input", &[4, 4], DType::F16, TensorKind::Input);
+    let y = g.softmax("sm", a).unwrap();
+    g.output(y);
+    let e = compile_err(&g);
+    assert!(e.kind() == "unsupported_dtype" && e.to_string().contains("half_input") && e.to_string().contains("graph inputs"), "{e}");
 }
 
 #[test]
