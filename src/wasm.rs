@@ -79,9 +79,11 @@ impl Engine {
         config: &[u8],
         weights: Vec<u8>,
         preprocessor: Option<Vec<u8>>,
+        f16: Option<bool>,
     ) -> Result<WasmModel, JsError> {
         let ck = Checkpoint::from_bytes(name, config, weights, preprocessor.as_deref()).map_err(js_err)?;
-        let model = Model::load(&self.gpu, &ck).map_err(js_err)?;
+        let storage = if f16.unwrap_or(false) { crate::DType::F16 } else { crate::DType::F32 };
+        let model = Model::load_as(&self.gpu, &ck, storage).map_err(js_err)?;
         Ok(WasmModel { model: Some(model) })
     }
 }

@@ -71,6 +71,8 @@ export interface LoadOptions {
   onProgress?: (p: LoadProgress) => void;
   /** Keep downloads in the Cache API (default true). */
   cache?: boolean;
+  /** Store weights and activations as f16 (f32 arithmetic): half the GPU memory; needs `adapterInfo.shaderF16`, else rejects with kind "unsupported_dtype". */
+  f16?: boolean;
 }
 
 export declare class Model {

@@ -245,7 +245,7 @@ export class Tessera {
    * config.json, model.safetensors and preprocessor_config.json, or `{config, weights,
    * preprocessor}` as ArrayBuffer / typed array / Blob / File.
    */
-  async load(source, { endpoint = 'https://huggingface.co', revision = 'main', onProgress, cache = true } = {}) {
+  async load(source, { endpoint = 'https://huggingface.co', revision = 'main', onProgress, cache = true, f16 = false } = {}) {
     let name;
     let config;
     let weights;
@@ -271,7 +271,7 @@ export class Tessera {
       err.kind = 'input';
       throw err;
     }
-    return new Model(await call(() => this._engine.loadModel(name, config, weights, preprocessor ?? undefined)));
+    return new Model(await call(() => this._engine.loadModel(name, config, weights, preprocessor ?? undefined, f16)));
   }
 }
 

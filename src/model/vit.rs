@@ -199,10 +199,10 @@ impl Model {
     pub fn load_as(gpu: &Arc<Gpu>, ck: &Checkpoint, storage: DType) -> Result<Model> {
         if storage == DType::F16 && !gpu.report().shader_f16 {
             return Err(Error::UnsupportedDtype {
-                op: "model".into(),
+                op: "load".into(),
                 tensor: ck.weights_name().into(),
                 dtype: "f16".into(),
-                supported: format!("f32 (adapter `{}` has no shader-f16)", gpu.report().name),
+                supported: "f32 only: the adapter lacks the shader-f16 feature".into(),
             });
         }
         let cfg = ck.config.clone();

@@ -112,6 +112,33 @@ test('after a device loss calls reject with device_lost, and a new engine works'
   assert.deepEqual(r.after, r.before);
 });
 
+test('f16 storage matches transformers within 1e-2 where the adapter has shader-f16, and is refused otherwise', { timeout: 300_000 }, async () => {
+  const expected = readSafetensors(readFileSync(join(ROOT, 'tests/fixtures/vit-classifier/expected.safetensors')));
+  const r = await page.evaluate(async () => {
+    const { readTensor } = await import('/tests/browser/blank.js');
+    const f16 = window.engine.adapterInfo.shaderF16;
+    try {
+      const model = await window.engine.load('/tests/fixtures/vit-classifier', { cache: false, f16: true });
+      const pv = await readTensor('/tests/fixtures/vit-classifier/expected.safetensors', 'pixel_values');
+      const out = await model.run(pv.data, pv.dims);
+      const bytes = model.info.weightBytes;
+      model.dispose();
+      return { f16, logits: Array.from(out.logits), bytes };
+    } catch (e) {
+      return { f16, kind: e.kind, message: e.message };
+    }
+  });
+  console.log(`browser shader-f16: ${r.f16}; ${r.logits ? `f16 logits max diff ${maxDiff(r.logits, expected.logits.data).toExponential(2)}` : `refused: ${r.message}`}`);
+  if (r.f16) {
+    assert.ok(r.logits, r.message);
+    const d = maxDiff(r.logits, expected.logits.data);
+    assert.ok(d <= 1e-2 && d > 0, `f16 logits differ by ${d}`);
+  } else {
+    assert.equal(r.kind, 'unsupported_dtype', r.message);
+    assert.match(r.message, /shader-f16/);
+  }
+});
+
 test('errors reject with a kind and a message', { timeout: 120_000 }, async () => {
   const r = await page.evaluate(async () => {
     const results = {};
