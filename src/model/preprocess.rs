@@ -452,7 +452,17 @@ pub fn decode_image(bytes: &[u8], name: &str) -> Result<image::RgbImage> {
     limits.max_alloc = Some(allowed.min(MAX_IMAGE_BYTES));
     decoder.set_limits(limits).map_err(|e| Error::image(name, format!("over the decoding limits: {e}")))?;
     let orientation = decoder.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
-    let mut img = image::DynamicImage::from_decoder(decoder).map_err(|e| Error::image(name, format!("cannot decode: {e}")))?;
+    let mut img = image::DynamicImage::from_decoder(decoder).map_err(|e| match e {
+        image::ImageError::Limits(_) => Error::image(
+            name,
+            format!(
+                "decoding needs more memory than a file of {} bytes justifies ({} MiB at most): a decompression bomb or a corrupt file",
+                bytes.len(),
+                allowed.min(MAX_IMAGE_BYTES) >> 20
+            ),
+        ),
+        e => Error::image(name, format!("cannot decode: {e}")),
+    })?;
     img.apply_orientation(orientation);
     Ok(img.to_rgb8())
 }

@@ -139,6 +139,45 @@ test('f16 storage matches transformers within 1e-2 where the adapter has shader-
   }
 });
 
+test('every input of the hostile corpus rejects with its kind, as natively', { timeout: 300_000 }, async () => {
+  const manifest = JSON.parse(readFileSync(join(ROOT, 'tests/fixtures/hostile/manifest.json'), 'utf8'));
+  const results = await page.evaluate(async (manifest) => {
+    const get = async (path) => new Uint8Array(await (await fetch(path)).arrayBuffer());
+    const base = `/${manifest.base}`;
+    const [config, weights, preprocessor] = await Promise.all(['config.json', 'model.safetensors', 'preprocessor_config.json'].map((f) => get(`${base}/${f}`)));
+    const model = await window.engine.load({ name: 'hostile', config, weights, preprocessor });
+    const out = [];
+    for (const c of manifest.cases) {
+      const bytes = await get(`/tests/fixtures/hostile/${c.file}`);
+      try {
+        if (c.role === 'image') {
+          await model.classify(new File([bytes], c.file));
+        } else {
+          const files = { name: 'hostile', config, weights, preprocessor };
+          files[c.role] = bytes;
+          (await window.engine.load(files)).dispose();
+        }
+        out.push({ file: c.file, kind: 'ok', message: '' });
+      } catch (e) {
+        out.push({ file: c.file, kind: e.kind, message: e.message, isError: e instanceof Error });
+      }
+    }
+    model.dispose();
+    return { out, lost: window.engine.lost };
+  }, manifest);
+  assert.equal(results.lost, false);
+  assert.equal(results.out.length, manifest.cases.length);
+  for (const [i, c] of manifest.cases.entries()) {
+    const r = results.out[i];
+    assert.equal(r.kind, c.kind, `${c.file}: ${r.message}`);
+    if (c.kind !== 'ok') {
+      assert.ok(r.isError, `${c.file}: not an Error`);
+      assert.ok(r.message.includes(c.needle), `${c.file}: \`${c.needle}\` not in: ${r.message}`);
+    }
+  }
+  console.log(`hostile corpus: ${manifest.cases.length} inputs, each with its error kind in the browser`);
+});
+
 test('errors reject with a kind and a message', { timeout: 120_000 }, async () => {
   const r = await page.evaluate(async () => {
     const results = {};
