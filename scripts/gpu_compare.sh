@@ -13,24 +13,39 @@ nvidia-smi --query-gpu=name,driver_version --format=csv,noheader || true
 "$BIN" info
 "$BIN" bench --batch 1,64 --gemm 4096x4096x4096 --iters 20 --max-seconds 3 --json "$OUT/tessera-kernels.json"
 "$BIN" bench --model vit-b16 --batch 1,64 --iters 20 --max-seconds 5 --json "$OUT/tessera-vit.json"
+# The same with the autotuner (choices cached in $OUT/tuning.json) and with f16 storage.
+export TESSERA_TUNE_CACHE="$OUT/tuning.json"
+"$BIN" --tune bench --batch 1,64 --gemm 4096x4096x4096 --iters 20 --max-seconds 3 --json "$OUT/tessera-kernels-tuned.json"
+"$BIN" --tune bench --model vit-b16 --batch 1,64 --iters 20 --max-seconds 5 --json "$OUT/tessera-vit-tuned.json"
+"$BIN" --tune bench --model vit-b16 --f16 --batch 1,64 --iters 20 --max-seconds 5 --json "$OUT/tessera-vit-f16.json"
 python3 scripts/gpu_compare.py > "$OUT/torch.json"
 python3 - "$OUT" <<'PY'
-import json, sys
+import json, os, sys
 out = sys.argv[1]
-k = json.load(open(f"{out}/tessera-kernels.json")); v = json.load(open(f"{out}/tessera-vit.json")); t = json.load(open(f"{out}/torch.json"))
+def load(name):
+    path = f"{out}/{name}.json"
+    return json.load(open(path)) if os.path.exists(path) else None
+t = load("torch")
+k = load("tessera-kernels")
 print(f"\n{t['device']}, torch {t['torch']}; tessera on {k['adapter']} ({k['backend']})")
-print(f"{'work':<34} {'tessera':>12} {'torch':>12} {'ratio':>8}")
-for r in k["results"]:
-    if r["error"]:
-        print(f"{r['case']:<34} {'error':>12}"); continue
-    if r["case"].startswith("gemm"):
-        ref = t["gemm"].get(r["shape"])
-    else:
-        ref = t["attention"].get(r["shape"])
-    if ref:
-        print(f"{r['case'] + ' ' + r['shape']:<34} {r['gflops']:>9.0f} GF {ref['gflops']:>9.0f} GF {r['gflops'] / ref['gflops']:>7.2f}x")
-for r in v["results"]:
-    ref = t["vit"].get(f"b{r['batch']}")
-    if ref:
-        print(f"{'ViT-B/16 b=' + str(r['batch']) + ' ms/image (wall)':<34} {r['p50_ms'] / r['batch']:>9.3f} ms {ref['ms_per_image']:>9.3f} ms {ref['ms_per_image'] / (r['p50_ms'] / r['batch']):>7.2f}x")
+print(f"{'work':<44} {'tessera':>12} {'torch':>12} {'ratio':>8}")
+for label, doc in [("", k), (" tuned", load("tessera-kernels-tuned"))]:
+    for r in (doc or {}).get("results", []):
+        if r["error"]:
+            print(f"{r['case'] + label:<44} {'error':>12}"); continue
+        ref = (t["gemm"] if r["case"].startswith("gemm") else t["attention"]).get(r["shape"])
+        if ref:
+            tile = f" [{r['kernel']}]" if r.get("kernel", "-") != "-" else ""
+            print(f"{r['case'] + ' ' + r['shape'] + label + tile:<44} {r['gflops']:>9.0f} GF {ref['gflops']:>9.0f} GF {r['gflops'] / ref['gflops']:>7.2f}x")
+own = {}
+for label, name in [("", "tessera-vit"), (" tuned", "tessera-vit-tuned"), (" tuned f16", "tessera-vit-f16")]:
+    for r in (load(name) or {}).get("results", []):
+        ms = r["p50_ms"] / r["batch"]
+        own[(label, r["batch"])] = ms
+        ref = t["vit"].get(f"b{r['batch']}")
+        if ref:
+            print(f"{'ViT-B/16 b=' + str(r['batch']) + label + ' ms/image (wall)':<44} {ms:>9.3f} ms {ref['ms_per_image']:>9.3f} ms {ref['ms_per_image'] / ms:>7.2f}x")
+for b in (1, 64):
+    if ("", b) in own and (" tuned f16", b) in own:
+        print(f"ViT-B/16 b={b}: f16 storage (tuned) is {own[('', b)] / own[(' tuned f16', b)]:.2f}x our f32 (untuned), {own.get((' tuned', b), float('nan')) / own[(' tuned f16', b)]:.2f}x our tuned f32")
 PY
