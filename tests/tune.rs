@@ -117,3 +117,55 @@ fn tuning_off_uses_the_heuristic() {
     assert!(!path.exists(), "nothing written with tuning off");
     assert_eq!(gpu.tuning_stats().measured, 0);
 }
+
+/// One attention op on `qkv` (an f32 input, or an f16 weight with f16 storage), compiled on `gpu`.
+fn attention(gpu: &Arc<Gpu>, b: usize, t: usize, heads: usize, dh: usize, f16: bool) -> (Executable, Vec<f32>, Vec<f32>) {
+    let d = heads * dh;
+    let mut qkv = Rng::new(9).vec(b * t * 3 * d, 1.0);
+    if f16 {
+        qkv = qkv.iter().map(|&v| half::f16::from_f32(v).to_f32()).collect();
+    }
+    let scale = 1.0 / (dh as f32).sqrt();
+    let mut g = Graph::new();
+    let mut w = Weights::new(gpu);
+    let x = if f16 {
+        g.set_storage(tessera::DType::F16);
+        w = Weights::new_as(gpu, tessera::DType::F16);
+        w.insert("qkv", &[b, t, 3 * d], &qkv).unwrap();
+        g.weight("qkv", &[b, t, 3 * d])
+    } else {
+        g.input("qkv", &[b, t, 3 * d])
+    };
+    let o = g.attention("attention", x, heads, scale).unwrap();
+    g.output(o);
+    let exe = pollster::block_on(Executable::compile(gpu, &g, &w, &CompileOptions::default())).unwrap();
+    let feeds: Vec<(&str, &[f32])> = if f16 { vec![] } else { vec![("qkv", &qkv[..])] };
+    let got = exe.run_blocking(&feeds).unwrap().remove(0).data;
+    (exe, got, r::attention(&qkv, b, t, heads, dh, scale))
+}
+
+#[test]
+fn split_attention_is_a_candidate_and_matches_the_reference() {
+    let path = tmp("attention");
+    for (b, t, heads, dh, f16) in [(2, 37, 2, 16, false), (1, 197, 3, 64, false), (2, 50, 2, 32, true)] {
+        let _ = std::fs::remove_file(&path);
+        let (_, got, want) = attention(&tuned_gpu(&path), b, t, heads, dh, f16);
+        let tol = if f16 { 2e-3 } else { 1e-5 };
+        tessera::reference::compare("tuned attention", &got, &want, tol, tol).unwrap();
+        let mut file: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        let entries = file["entries"].as_object_mut().unwrap();
+        assert_eq!(entries.len(), 1);
+        for (key, e) in entries.iter_mut() {
+            assert!(key.contains(&format!("attention b={b} t={t} heads={heads} dh={dh}")), "{key}");
+            assert_eq!(e["ms"].as_object().unwrap().len(), 2, "both kernels timed: {e}");
+            e["choice"] = serde_json::Value::from("split-4");
+        }
+        std::fs::write(&path, serde_json::to_vec(&file).unwrap()).unwrap();
+        let (exe, got, want) = attention(&tuned_gpu(&path), b, t, heads, dh, f16);
+        assert!(exe.kernels()[0].1.starts_with("attention_split"), "{:?}", exe.kernels());
+        match tessera::reference::compare(&format!("split attention b={b} t={t} dh={dh} f16={f16}"), &got, &want, tol, tol) {
+            Ok(max) => eprintln!("split attention b={b} t={t} dh={dh} f16={f16}: max diff {max:e}"),
+            Err(e) => panic!("{e}"),
+        }
+    }
+}

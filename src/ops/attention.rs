@@ -41,6 +41,43 @@ fn variant(head_dim: u32) -> ShaderVariant {
     specialize(&["attention"], &[("DH", head_dim), ("BQ", BQ), ("BKV", kv_tile(head_dim))], flags)
 }
 
+/// The split variant: G invocations per query, BQS queries per workgroup, BKVS keys per tile.
+const G: u32 = 4;
+const BQS: u32 = 16;
+const BKVS: u32 = 16;
+
+/// Whether the split kernel applies: vec4 head dims whose vec4 count G divides, with K, V and the
+/// partial scores within 16 KiB of workgroup memory.
+fn split_fits(head_dim: u32) -> bool {
+    head_dim.is_multiple_of(4) && (head_dim / 4).is_multiple_of(G) && 2 * BKVS * head_dim * 4 + BQS * G * BKVS * 4 <= 16384
+}
+
+fn split_variant(head_dim: u32) -> ShaderVariant {
+    specialize(&["attention_split"], &[("DH", head_dim), ("G", G), ("BQ", BQS), ("BKV", BKVS)], &[])
+}
+
+/// The default kernel and, where it applies, the split one, for the autotuner.
+pub(crate) fn candidates(inputs: &[&TensorInfo], heads: usize, scale: f32) -> (String, Vec<(&'static str, Kernel)>) {
+    let s = &inputs[0].shape;
+    let (b, t, d) = (s[0] as u64, s[1] as u64, (s[2] / 3) as u64);
+    let dh = d / heads as u64;
+    let key = format!("attention b={b} t={t} heads={heads} dh={dh}");
+    let mut out = vec![("query-per-invocation", kernel(inputs, heads, scale))];
+    if split_fits(dh as u32) {
+        out.push((
+            "split-4",
+            Kernel {
+                shader: split_variant(dh as u32),
+                params: pad_params(vec![t as u32, heads as u32, scale.to_bits()]),
+                workgroups: [t.div_ceil(BQS as u64) as u32, heads as u32, b as u32],
+                input_bindings: vec![2],
+                flops: 4.0 * (b * heads as u64 * t * t * dh) as f64,
+            },
+        ));
+    }
+    (key, out)
+}
+
 pub(crate) fn kernel(inputs: &[&TensorInfo], heads: usize, scale: f32) -> Kernel {
     let s = &inputs[0].shape;
     let (b, t, d) = (s[0] as u64, s[1] as u64, (s[2] / 3) as u64);
@@ -55,5 +92,7 @@ pub(crate) fn kernel(inputs: &[&TensorInfo], heads: usize, scale: f32) -> Kernel
 }
 
 pub(crate) fn variants() -> Vec<ShaderVariant> {
-    (1..=MAX_HEAD_DIM as u32).map(variant).collect()
+    let mut v: Vec<ShaderVariant> = (1..=MAX_HEAD_DIM as u32).map(variant).collect();
+    v.extend((1..=MAX_HEAD_DIM as u32).filter(|&d| split_fits(d)).map(split_variant));
+    v
 }

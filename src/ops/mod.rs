@@ -193,6 +193,16 @@ impl Op {
                 }
                 Some((if f16 { format!("{key} f16") } else { key }, cands))
             }
+            Op::Attention { heads, scale } => {
+                let (key, mut cands) = attention::candidates(inputs, *heads, *scale);
+                let f16 = self.storage_dtype(inputs) == DType::F16;
+                if f16 {
+                    for (_, k) in cands.iter_mut() {
+                        k.shader = k.shader.f16();
+                    }
+                }
+                Some((if f16 { format!("{key} f16") } else { key }, cands))
+            }
             _ => None,
         }
     }

@@ -10,6 +10,7 @@ pub(crate) const SOURCES: &[(&str, &str)] = &[
     ("matmul", include_str!("../../shaders/matmul.wgsl")),
     ("patch_embed", include_str!("../../shaders/patch_embed.wgsl")),
     ("attention", include_str!("../../shaders/attention.wgsl")),
+    ("attention_split", include_str!("../../shaders/attention_split.wgsl")),
     ("attention_probs", include_str!("../../shaders/attention_probs.wgsl")),
     ("layernorm", include_str!("../../shaders/layernorm.wgsl")),
     ("softmax", include_str!("../../shaders/softmax.wgsl")),

@@ -1,0 +1,108 @@
+// Fused multi-head self-attention, G invocations per query: the same online softmax as
+// attention.wgsl, but each of a query's G invocations holds only DH/G of its q and output row,
+// so registers stay small and a workgroup covers BQ queries with G*BQ invocations. Per key tile,
+// each invocation writes its partial dot products to workgroup memory; after a barrier every
+// invocation of the query sums the G partials in the same order (so the G copies of the running
+// max and sum agree exactly) and updates its slice of the output.
+//   qkv (B, T, 3*H*DH)  as for attention.wgsl; DH a multiple of 4 (vec4 storage)
+//   out (B, T, H*DH)
+// Storage is S4 (f32 or f16); arithmetic is f32.
+alias V = vec4<f32>;
+const DV: u32 = DH / 4u;
+const DG: u32 = DV / G;
+
+struct Params { tokens: u32, heads: u32, scale: f32, _pad: u32 }
+@group(0) @binding(0) var<uniform> P: Params;
+@group(0) @binding(1) var<storage, read_write> out: array<S4>;
+@group(0) @binding(2) var<storage, read_write> qkv: array<S4>;
+
+var<workgroup> k_tile: array<V, BKV * DV>;
+var<workgroup> v_tile: array<V, BKV * DV>;
+var<workgroup> part: array<f32, BQ * G * BKV>;
+
+@compute @workgroup_size(G, BQ, 1)
+fn main(@builtin(workgroup_id) wid: vec3<u32>,
+        @builtin(local_invocation_id) lxy: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+    let b = wid.z;
+    let h = wid.y;
+    let g = lxy.x;
+    let ql = lxy.y;
+    let query = wid.x * BQ + ql;
+    let valid = query < P.tokens;
+    let dim = P.heads * DV;
+    let row_stride = 3u * dim;
+    let base = b * P.tokens * row_stride;
+
+    var q: array<V, DG>;
+    var acc: array<V, DG>;
+    if (valid) {
+        let q_off = base + query * row_stride + h * DV + g * DG;
+        for (var d = 0u; d < DG; d++) {
+            q[d] = V(qkv[q_off + d]) * P.scale;
+            acc[d] = V(0.0);
+        }
+    }
+    var m = -3.0e38;
+    var l = 0.0;
+    var s: array<f32, BKV>;
+
+    for (var kv0 = 0u; kv0 < P.tokens; kv0 += BKV) {
+        for (var i = lid; i < BKV * DV; i += BQ * G) {
+            let key = kv0 + i / DV;
+            var kk = V(0.0);
+            var vv = V(0.0);
+            if (key < P.tokens) {
+                let off = base + key * row_stride + h * DV + i % DV;
+                kk = V(qkv[off + dim]);
+                vv = V(qkv[off + 2u * dim]);
+            }
+            k_tile[i] = kk;
+            v_tile[i] = vv;
+        }
+        workgroupBarrier();
+        let n = min(BKV, P.tokens - kv0);
+        if (valid) {
+            for (var j = 0u; j < n; j++) {
+                var partial = V(0.0);
+                for (var d = 0u; d < DG; d++) {
+                    partial = fma(q[d], k_tile[j * DV + g * DG + d], partial);
+                }
+                part[(ql * G + g) * BKV + j] = partial.x + partial.y + partial.z + partial.w;
+            }
+        }
+        workgroupBarrier();
+        if (valid) {
+            var m_new = m;
+            for (var j = 0u; j < n; j++) {
+                var score = 0.0;
+                for (var gg = 0u; gg < G; gg++) {
+                    score += part[(ql * G + gg) * BKV + j];
+                }
+                s[j] = score;
+                m_new = max(m_new, score);
+            }
+            let correction = exp(m - m_new);
+            l *= correction;
+            for (var d = 0u; d < DG; d++) {
+                acc[d] *= correction;
+            }
+            for (var j = 0u; j < n; j++) {
+                let p = exp(s[j] - m_new);
+                l += p;
+                for (var d = 0u; d < DG; d++) {
+                    acc[d] = fma(V(p), v_tile[j * DV + g * DG + d], acc[d]);
+                }
+            }
+            m = m_new;
+        }
+        workgroupBarrier();
+    }
+    if (valid) {
+        let o = (b * P.tokens + query) * dim + h * DV + g * DG;
+        let inv = 1.0 / l;
+        for (var d = 0u; d < DG; d++) {
+            out[o + d] = S4(acc[d] * inv);
+        }
+    }
+}
