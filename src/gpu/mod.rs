@@ -303,6 +303,29 @@ impl Gpu {
         memory::TrackedBuffer::create(&self.device, &self.ledger, what, desc)
     }
 
+    /// The kernel an op kind uses on this adapter when tuning is off, where that differs from the
+    /// op's own default. From measurements (BENCHMARKS.md): on CPU adapters (lavapipe) the
+    /// 128x128 GEMM tile is 1.8-2.2x faster than the 64x64 one on every ViT shape; on the H200 the
+    /// 64x64 tile wins or ties on most shapes, so GPUs keep the default. `TESSERA_GEMM_TILE`
+    /// (`small`, `large`, `narrow`) overrides it natively.
+    pub(crate) fn heuristic_kernel(&self, op_kind: &str) -> Option<&'static str> {
+        if op_kind != "matmul" {
+            return None;
+        }
+        #[cfg(not(target_arch = "wasm32"))]
+        match std::env::var("TESSERA_GEMM_TILE").as_deref() {
+            Ok("small") => return Some("64x64"),
+            Ok("large") => return Some("128x128"),
+            Ok("narrow") => return Some("32x64"),
+            _ => {}
+        }
+        #[cfg(not(target_arch = "wasm32"))]
+        if self.report.device_type == "Cpu" {
+            return Some("128x128");
+        }
+        None
+    }
+
     /// Whether graphs compiled on this device are autotuned ([`GpuOptions::tune`]).
     pub fn tuning(&self) -> bool {
         self.tune

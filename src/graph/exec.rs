@@ -580,6 +580,15 @@ impl Executable {
             let n = &nodes[i];
             let infos: Vec<&TensorInfo> = n.inputs.iter().map(|t| &tensors[t.0]).collect();
             let out = &tensors[n.output.0];
+            let preferred = if gpu.tune { None } else { gpu.heuristic_kernel(n.op.kind()) };
+            if let Some(name) = preferred {
+                // The adapter's measured heuristic, where it has one and the op offers that kernel.
+                let chosen = n.op.kernel_candidates(&infos, out).and_then(|(_, c)| {
+                    c.into_iter().find(|(nm, k)| *nm == name && k.workgroups.iter().all(|&g| g <= max_groups)).map(|(_, k)| k)
+                });
+                kernels.push(chosen.unwrap_or_else(|| n.op.kernel(&infos, out)));
+                continue;
+            }
             let candidates = if gpu.tune { n.op.kernel_candidates(&infos, out) } else { None };
             let Some((key, mut cands)) = candidates.filter(|(_, c)| c.len() > 1) else {
                 kernels.push(n.op.kernel(&infos, out));

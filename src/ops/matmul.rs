@@ -34,14 +34,9 @@ pub(crate) const NARROW: Tile = Tile { bm: 32, bn: 64, bk: 16, tm: 2, tn: 4 };
 /// The tiles the autotuner times, by name.
 pub(crate) const TILES: [(&str, Tile); 3] = [("64x64", SMALL), ("128x128", LARGE), ("32x64", NARROW)];
 
-/// The tile for an M x N output: the small tile unless `TESSERA_GEMM_TILE=large` (natively) asks
-/// for the large one. The large tile stays opt-in until a benchmark that keeps the GPU's clocks
-/// steady shows where it pays (BENCHMARKS.md, H200 notes).
+/// The op's own default tile: the small one. Adapters may prefer another (`Gpu::heuristic_kernel`,
+/// `TESSERA_GEMM_TILE`), and the autotuner times all of [`TILES`].
 pub(crate) fn choose_tile(_m: u64, _n: u64) -> Tile {
-    #[cfg(not(target_arch = "wasm32"))]
-    if std::env::var("TESSERA_GEMM_TILE").as_deref() == Ok("large") {
-        return LARGE;
-    }
     SMALL
 }
 
