@@ -779,16 +779,7 @@ impl Executable {
         }
         let repeats = repeats.max(1);
         let device = &self.gpu.device;
-        let queries = device.create_query_set(&wgpu::QuerySetDescriptor {
-            label: Some("tessera timing"),
-            ty: wgpu::QueryType::Timestamp,
-            count: 2,
-        });
-        let buffer = |usage| {
-            device.create_buffer(&wgpu::BufferDescriptor { label: Some("tessera timing"), size: 16, usage, mapped_at_creation: false })
-        };
-        let resolve = buffer(wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC);
-        let readback = buffer(wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST);
+        let timer = super::tune::PassTimer::new(device);
         let guard = match self.submit.lock() {
             Ok(g) => g,
             Err(p) => p.into_inner(),
@@ -796,28 +787,19 @@ impl Executable {
         self.write_inputs(inputs)?;
         let mut enc = device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("tessera timing") });
         {
-            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some("tessera timing"),
-                timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
-                    query_set: &queries,
-                    beginning_of_pass_write_index: Some(0),
-                    end_of_pass_write_index: Some(1),
-                }),
-            });
+            let mut pass = timer.pass(&mut enc);
             for _ in 0..repeats {
                 for s in &self.steps {
                     s.record(&mut pass);
                 }
             }
         }
-        enc.resolve_query_set(&queries, 0..2, &resolve, 0);
-        enc.copy_buffer_to_buffer(&resolve, 0, &readback, 0, 16);
+        timer.finish(&mut enc);
         self.gpu.queue.submit([enc.finish()]);
         drop(guard);
-        let ticks: Vec<u64> = bytemuck::pod_collect_to_vec(&read_buffer(&self.gpu, &readback, 16).await?);
+        let ms = timer.ms(&self.gpu).await?;
         self.gpu.take_errors("while timing")?;
-        let ns = ticks[1].saturating_sub(ticks[0]) as f64 * self.gpu.queue.get_timestamp_period() as f64;
-        Ok(ns / 1e6 / repeats as f64)
+        Ok(ms / repeats as f64)
     }
 
     /// Each dispatch's node name and shader variant, in run order (which kernel the heuristics or

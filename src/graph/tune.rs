@@ -145,6 +145,46 @@ impl TuneCache {
     }
 }
 
+/// GPU time of one compute pass from timestamp queries: `pass` begins a pass that writes them,
+/// `finish` resolves them into `enc`, and after the submit `ms` reads the time.
+pub(crate) struct PassTimer {
+    queries: wgpu::QuerySet,
+    resolve: wgpu::Buffer,
+    readback: wgpu::Buffer,
+}
+
+impl PassTimer {
+    pub(crate) fn new(device: &wgpu::Device) -> Self {
+        let buffer = |usage| device.create_buffer(&wgpu::BufferDescriptor { label: Some("tessera timing"), size: 16, usage, mapped_at_creation: false });
+        PassTimer {
+            queries: device.create_query_set(&wgpu::QuerySetDescriptor { label: Some("tessera timing"), ty: wgpu::QueryType::Timestamp, count: 2 }),
+            resolve: buffer(wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC),
+            readback: buffer(wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST),
+        }
+    }
+
+    pub(crate) fn pass<'e>(&self, enc: &'e mut wgpu::CommandEncoder) -> wgpu::ComputePass<'e> {
+        enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some("tessera timing"),
+            timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
+                query_set: &self.queries,
+                beginning_of_pass_write_index: Some(0),
+                end_of_pass_write_index: Some(1),
+            }),
+        })
+    }
+
+    pub(crate) fn finish(&self, enc: &mut wgpu::CommandEncoder) {
+        enc.resolve_query_set(&self.queries, 0..2, &self.resolve, 0);
+        enc.copy_buffer_to_buffer(&self.resolve, 0, &self.readback, 0, 16);
+    }
+
+    pub(crate) async fn ms(&self, gpu: &Gpu) -> Result<f64> {
+        let ticks: Vec<u64> = bytemuck::pod_collect_to_vec(&read_buffer(gpu, &self.readback, 16).await?);
+        Ok(ticks[1].saturating_sub(ticks[0]) as f64 * gpu.queue.get_timestamp_period() as f64 / 1e6)
+    }
+}
+
 /// GPU time of one dispatch (ms), the minimum over a few submits of several back-to-back
 /// dispatches; None where it cannot be timed (no timestamp queries in the browser).
 pub(crate) async fn time_dispatch(gpu: &Gpu, pipeline: &wgpu::ComputePipeline, bind_group: &wgpu::BindGroup, groups: [u32; 3]) -> Result<Option<f64>> {
@@ -163,29 +203,13 @@ pub(crate) async fn time_dispatch(gpu: &Gpu, pipeline: &wgpu::ComputePipeline, b
     gpu.poll_wait()?;
     let mut best = f64::INFINITY;
     if gpu.has_timestamps() {
-        let queries = device.create_query_set(&wgpu::QuerySetDescriptor { label: Some("tessera tune"), ty: wgpu::QueryType::Timestamp, count: 2 });
-        let buffer = |usage| device.create_buffer(&wgpu::BufferDescriptor { label: Some("tessera tune"), size: 16, usage, mapped_at_creation: false });
-        let resolve = buffer(wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC);
-        let readback = buffer(wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST);
+        let timer = PassTimer::new(device);
         for _ in 0..TRIALS {
             let mut enc = device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("tessera tune") });
-            {
-                let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                    label: Some("tessera tune"),
-                    timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
-                        query_set: &queries,
-                        beginning_of_pass_write_index: Some(0),
-                        end_of_pass_write_index: Some(1),
-                    }),
-                });
-                record(&mut pass, REPS);
-            }
-            enc.resolve_query_set(&queries, 0..2, &resolve, 0);
-            enc.copy_buffer_to_buffer(&resolve, 0, &readback, 0, 16);
+            record(&mut timer.pass(&mut enc), REPS);
+            timer.finish(&mut enc);
             gpu.queue.submit([enc.finish()]);
-            let ticks: Vec<u64> = bytemuck::pod_collect_to_vec(&read_buffer(gpu, &readback, 16).await?);
-            let ns = ticks[1].saturating_sub(ticks[0]) as f64 * gpu.queue.get_timestamp_period() as f64;
-            best = best.min(ns / 1e6 / REPS as f64);
+            best = best.min(timer.ms(gpu).await? / REPS as f64);
         }
         return Ok(Some(best));
     }

@@ -64,28 +64,25 @@ pub(crate) fn candidates(inputs: &[&TensorInfo], heads: usize, scale: f32) -> (S
     let key = format!("attention b={b} t={t} heads={heads} dh={dh}");
     let mut out = vec![("query-per-invocation", kernel(inputs, heads, scale))];
     if split_fits(dh as u32) {
-        out.push((
-            "split-4",
-            Kernel {
-                shader: split_variant(dh as u32),
-                params: pad_params(vec![t as u32, heads as u32, scale.to_bits()]),
-                workgroups: [t.div_ceil(BQS as u64) as u32, heads as u32, b as u32],
-                input_bindings: vec![2],
-                flops: 4.0 * (b * heads as u64 * t * t * dh) as f64,
-            },
-        ));
+        out.push(("split-4", kernel_with(inputs, heads, scale, split_variant(dh as u32), BQS)));
     }
     (key, out)
 }
 
 pub(crate) fn kernel(inputs: &[&TensorInfo], heads: usize, scale: f32) -> Kernel {
+    let dh = inputs[0].shape[2] / 3 / heads;
+    kernel_with(inputs, heads, scale, variant(dh as u32), BQ)
+}
+
+/// Either kernel: same uniforms and bindings, `queries` per workgroup.
+fn kernel_with(inputs: &[&TensorInfo], heads: usize, scale: f32, shader: ShaderVariant, queries: u32) -> Kernel {
     let s = &inputs[0].shape;
     let (b, t, d) = (s[0] as u64, s[1] as u64, (s[2] / 3) as u64);
     let dh = d / heads as u64;
     Kernel {
-        shader: variant(dh as u32),
+        shader,
         params: pad_params(vec![t as u32, heads as u32, scale.to_bits()]),
-        workgroups: [t.div_ceil(BQ as u64) as u32, heads as u32, b as u32],
+        workgroups: [t.div_ceil(queries as u64) as u32, heads as u32, b as u32],
         input_bindings: vec![2],
         flops: 4.0 * (b * heads as u64 * t * t * dh) as f64,
     }
