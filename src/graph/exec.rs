@@ -263,6 +263,69 @@ pub struct Executable {
     _weights: Vec<Arc<TrackedBuffer>>,
 }
 
+/// Lifetimes of every arena tensor (inputs and activations) that is used at all, in the schedule
+/// `order`: the tensor ids and their (first step, last step, bytes).
+fn arena_intervals(graph: &Graph, order: &[usize]) -> Result<(Vec<usize>, Vec<Interval>)> {
+    let tensors = graph.tensors();
+    let nodes = graph.nodes();
+    let steps = order.len();
+    let mut first: HashMap<usize, usize> = HashMap::new();
+    let mut last: HashMap<usize, usize> = HashMap::new();
+    for (s, &i) in order.iter().enumerate() {
+        let n = &nodes[i];
+        for &t in &n.inputs {
+            if tensors[t.0].kind != TensorKind::Weight {
+                last.insert(t.0, s);
+            }
+        }
+        first.insert(n.output.0, s);
+        last.entry(n.output.0).or_insert(s);
+    }
+    for (t, info) in tensors.iter().enumerate() {
+        if info.kind == TensorKind::Input {
+            first.insert(t, 0);
+            last.entry(t).or_insert(0);
+        }
+    }
+    for &o in graph.outputs() {
+        last.insert(o.0, steps);
+    }
+    let mut arena_ids: Vec<usize> = first.keys().copied().collect();
+    arena_ids.sort_unstable();
+    let mut intervals = Vec::with_capacity(arena_ids.len());
+    for &t in &arena_ids {
+        let info = &tensors[t];
+        let size = info.bytes().ok_or_else(|| Error::LimitExceeded {
+            op: "arena".into(),
+            tensor: info.name.clone(),
+            limit: "max_buffer_size",
+            required: u64::MAX,
+            max: u64::MAX,
+        })?;
+        if info.shape.is_empty() || info.shape.contains(&0) {
+            return Err(Error::Shape {
+                op: "graph".into(),
+                tensor: info.name.clone(),
+                expected: "a non-empty shape with no zero dimension".into(),
+                actual: fmt_shape(&info.shape),
+            });
+        }
+        intervals.push(Interval { first: first[&t], last: last[&t], size });
+    }
+    Ok((arena_ids, intervals))
+}
+
+/// How a graph's activations would be packed, without a GPU: the arena (offsets `align`ed, as
+/// devices require 256), the unshared total, the largest set of tensors live at once, and the
+/// weights' bytes. [`Executable::compile`] packs exactly so on a device with that alignment.
+pub fn plan_graph(graph: &Graph, align: u64) -> Result<PlanReport> {
+    let order = schedule(graph)?;
+    let (_, intervals) = arena_intervals(graph, &order)?;
+    let plan = plan_memory(&intervals, align.max(16));
+    let weights = graph.tensors().iter().filter(|t| t.kind == TensorKind::Weight).filter_map(|t| t.bytes()).sum();
+    Ok(PlanReport { arena: plan.arena, naive: plan.naive, peak_live: plan.peak_live, weights })
+}
+
 /// Topological order of the nodes (ties broken by insertion order), after checking that every
 /// activation is written exactly once, nothing reads an unwritten activation, and outputs exist.
 pub(crate) fn schedule(graph: &Graph) -> Result<Vec<usize>> {
@@ -412,51 +475,9 @@ impl Executable {
             }
         }
 
-        // Lifetimes of every arena tensor (inputs and activations) that is used at all.
-        let steps = order.len();
-        let mut first: HashMap<usize, usize> = HashMap::new();
-        let mut last: HashMap<usize, usize> = HashMap::new();
-        for (s, &i) in order.iter().enumerate() {
-            let n = &nodes[i];
-            for &t in &n.inputs {
-                if tensors[t.0].kind != TensorKind::Weight {
-                    last.insert(t.0, s);
-                }
-            }
-            first.insert(n.output.0, s);
-            last.entry(n.output.0).or_insert(s);
-        }
-        for (t, info) in tensors.iter().enumerate() {
-            if info.kind == TensorKind::Input {
-                first.insert(t, 0);
-                last.entry(t).or_insert(0);
-            }
-        }
-        for &o in graph.outputs() {
-            last.insert(o.0, steps);
-        }
-        let mut arena_ids: Vec<usize> = first.keys().copied().collect();
-        arena_ids.sort_unstable();
-        let mut intervals = Vec::with_capacity(arena_ids.len());
-        for &t in &arena_ids {
-            let info = &tensors[t];
-            let size = info.bytes().ok_or_else(|| Error::LimitExceeded {
-                op: "arena".into(),
-                tensor: info.name.clone(),
-                limit: "max_buffer_size",
-                required: u64::MAX,
-                max: gpu.limits().max_buffer_size,
-            })?;
-            if info.shape.is_empty() || info.shape.contains(&0) {
-                return Err(Error::Shape {
-                    op: "graph".into(),
-                    tensor: info.name.clone(),
-                    expected: "a non-empty shape with no zero dimension".into(),
-                    actual: fmt_shape(&info.shape),
-                });
-            }
-            check_binding(gpu, "arena", &info.name, size)?;
-            intervals.push(Interval { first: first[&t], last: last[&t], size });
+        let (arena_ids, intervals) = arena_intervals(graph, &order)?;
+        for (&t, iv) in arena_ids.iter().zip(&intervals) {
+            check_binding(gpu, "arena", &tensors[t].name, iv.size)?;
         }
         let align = (gpu.limits().min_storage_buffer_offset_alignment as u64).max(16);
         let plan: MemoryPlan = plan_memory(&intervals, align);

@@ -18,18 +18,28 @@ fn spec(name: &str) -> Option<(&'static str, usize, usize)> {
     }
 }
 
-/// A checkpoint of a built-in config with seeded random weights.
-pub fn checkpoint(name: &str) -> Result<Checkpoint> {
+fn config_json(name: &str) -> Result<serde_json::Value> {
     let (kind, d, heads) = spec(name).ok_or_else(|| Error::model(name, format!("unknown built-in config (known: {})", NAMES.join(", "))))?;
-    let (layers, mlp, patch, image, classes) = (12usize, 4 * d, 16usize, 224usize, 1000usize);
     let arch = if kind == "vit" { "ViTForImageClassification" } else { "DeiTForImageClassification" };
     let labels: serde_json::Map<String, serde_json::Value> =
-        (0..classes).map(|i| (i.to_string(), serde_json::Value::String(format!("class {i}")))).collect();
-    let config = serde_json::json!({
-        "model_type": kind, "architectures": [arch], "hidden_size": d, "num_hidden_layers": layers,
-        "num_attention_heads": heads, "intermediate_size": mlp, "image_size": image, "patch_size": patch,
+        (0..1000).map(|i| (i.to_string(), serde_json::Value::String(format!("class {i}")))).collect();
+    Ok(serde_json::json!({
+        "model_type": kind, "architectures": [arch], "hidden_size": d, "num_hidden_layers": 12,
+        "num_attention_heads": heads, "intermediate_size": 4 * d, "image_size": 224, "patch_size": 16,
         "num_channels": 3, "layer_norm_eps": 1e-12, "qkv_bias": true, "hidden_act": "gelu", "id2label": labels,
-    });
+    }))
+}
+
+/// The config of a built-in model (no weights), e.g. to plan its graphs.
+pub fn config(name: &str) -> Result<super::ModelConfig> {
+    super::ModelConfig::parse(config_json(name)?.to_string().as_bytes(), &format!("builtin:{name}/config.json"))
+}
+
+/// A checkpoint of a built-in config with seeded random weights.
+pub fn checkpoint(name: &str) -> Result<Checkpoint> {
+    let config = config_json(name)?;
+    let (kind, d, _) = spec(name).ok_or_else(|| Error::model(name, "unknown built-in config"))?;
+    let (layers, mlp, patch, image, classes) = (12usize, 4 * d, 16usize, 224usize, 1000usize);
     let p = if kind == "vit" { "vit." } else { "deit." };
     let prefix = if kind == "vit" { 1 } else { 2 };
     let tokens = prefix + (image / patch) * (image / patch);

@@ -414,12 +414,30 @@ impl Model {
     }
 
     fn build(&self, batch: usize, h: usize, w: usize, opts: RunOptions) -> Result<(Graph, String)> {
-        let cfg = &self.config;
+        build_graph(&self.config, self.head, self.pooler, self.storage, batch, h, w, opts)
+    }
+}
+
+/// The graph that runs `batch` images of `h` x `w` through a model of this config, head and
+/// pooler, storing `storage`; also the name of its position-embedding weight. Needs no GPU: with
+/// [`crate::graph::exec::plan_graph`] it tells how much memory a run would take.
+#[allow(clippy::too_many_arguments)]
+pub fn build_graph(
+    cfg: &ModelConfig,
+    head: Head,
+    pooler: bool,
+    storage: DType,
+    batch: usize,
+    h: usize,
+    w: usize,
+    opts: RunOptions,
+) -> Result<(Graph, String)> {
+    {
         let (d, p) = (cfg.hidden_size, cfg.patch_size);
         let (gh, gw) = (h / p, w / p);
         let prefix = cfg.prefix_tokens();
         let mut g = Graph::new();
-        g.set_storage(self.storage);
+        g.set_storage(storage);
         let wt = |g: &mut Graph, name: &str, shape: &[usize]| g.weight(name, shape);
         let x = g.input("pixel_values", &[batch, cfg.num_channels, h, w]);
         let pos_name = format!("pos.{gh}x{gw}.{}", if h == w { "sq" } else { "rect" });
@@ -463,7 +481,7 @@ impl Model {
         let tokens = prefix + gh * gw;
 
         // A token is selected as the mean of one token: (B, D), and an exact copy.
-        let logits = match self.head {
+        let logits = match head {
             Head::None => None,
             Head::Cls => {
                 let cls = g.mean_tokens("cls", seq, 0, 1)?;
@@ -488,7 +506,7 @@ impl Model {
                 Some(g.matmul("logits", both, hw, Some(hb), Activation::None, None)?)
             }
         };
-        let pooled = if self.pooler {
+        let pooled = if pooler {
             let cls = g.mean_tokens("pooler_cls", seq, 0, 1)?;
             let (pw, pb) = (wt(&mut g, "pooler.weight", &[d, d]), wt(&mut g, "pooler.bias", &[d]));
             Some(g.matmul("pooler_output", cls, pw, Some(pb), Activation::Tanh, None)?)
@@ -517,7 +535,9 @@ impl Model {
         }
         Ok((g, pos_name))
     }
+}
 
+impl Model {
     async fn executable(&self, batch: usize, h: usize, w: usize, opts: RunOptions) -> Result<Arc<Executable>> {
         let key = (batch, h, w, opts);
         if let Some(e) = lock(&self.compiled).get(&key) {
