@@ -432,109 +432,107 @@ pub fn build_graph(
     w: usize,
     opts: RunOptions,
 ) -> Result<(Graph, String)> {
-    {
-        let (d, p) = (cfg.hidden_size, cfg.patch_size);
-        let (gh, gw) = (h / p, w / p);
-        let prefix = cfg.prefix_tokens();
-        let mut g = Graph::new();
-        g.set_storage(storage);
-        let wt = |g: &mut Graph, name: &str, shape: &[usize]| g.weight(name, shape);
-        let x = g.input("pixel_values", &[batch, cfg.num_channels, h, w]);
-        let pos_name = format!("pos.{gh}x{gw}.{}", if h == w { "sq" } else { "rect" });
-        let patch_w = wt(&mut g, "patch.weight", &[cfg.num_channels * p * p, d]);
-        let patch_b = wt(&mut g, "patch.bias", &[d]);
-        let pos = wt(&mut g, &pos_name, &[prefix + gh * gw, d]);
-        let toks = wt(&mut g, "prefix", &[prefix, d]);
-        let mut hs = g.patch_embed("embeddings", x, patch_w, patch_b, pos, Some(toks), p)?;
-        let mut hidden = vec![hs];
-        let scale = 1.0 / (cfg.head_dim() as f32).sqrt();
-        let mut last_qkv: Option<TensorId> = None;
-        for i in 0..cfg.num_layers {
-            let n = |s: &str| format!("layer.{i}.{s}");
-            let ln = |g: &mut Graph, which: &str, input: TensorId| -> Result<TensorId> {
-                let gw_ = g.weight(&n(&format!("{which}.weight")), &[d]);
-                let gb = g.weight(&n(&format!("{which}.bias")), &[d]);
-                g.layer_norm(&n(which), input, gw_, gb, cfg.layer_norm_eps)
-            };
-            let h1 = ln(&mut g, "ln1", hs)?;
-            let qkv_w = wt(&mut g, &n("qkv.weight"), &[d, 3 * d]);
-            let qkv_b = if cfg.qkv_bias { Some(wt(&mut g, &n("qkv.bias"), &[3 * d])) } else { None };
-            let qkv = g.matmul(&n("qkv"), h1, qkv_w, qkv_b, Activation::None, None)?;
-            let att = g.attention(&n("attention"), qkv, cfg.num_heads, scale)?;
-            let proj_w = wt(&mut g, &n("proj.weight"), &[d, d]);
-            let proj_b = wt(&mut g, &n("proj.bias"), &[d]);
-            let x1 = g.matmul(&n("proj"), att, proj_w, Some(proj_b), Activation::None, Some(hs))?;
-            let h2 = ln(&mut g, "ln2", x1)?;
-            let mlp = cfg.intermediate_size;
-            let fc1_w = wt(&mut g, &n("fc1.weight"), &[d, mlp]);
-            let fc1_b = wt(&mut g, &n("fc1.bias"), &[mlp]);
-            let m = g.matmul(&n("fc1"), h2, fc1_w, Some(fc1_b), Activation::Gelu, None)?;
-            let fc2_w = wt(&mut g, &n("fc2.weight"), &[mlp, d]);
-            let fc2_b = wt(&mut g, &n("fc2.bias"), &[d]);
-            hs = g.matmul(&n("fc2"), m, fc2_w, Some(fc2_b), Activation::None, Some(x1))?;
-            hidden.push(hs);
-            last_qkv = Some(qkv);
-        }
-        let fw = wt(&mut g, "final_ln.weight", &[d]);
-        let fb = wt(&mut g, "final_ln.bias", &[d]);
-        let seq = g.layer_norm("last_hidden_state", hs, fw, fb, cfg.layer_norm_eps)?;
-        let tokens = prefix + gh * gw;
-
-        // A token is selected as the mean of one token: (B, D), and an exact copy.
-        let logits = match head {
-            Head::None => None,
-            Head::Cls => {
-                let cls = g.mean_tokens("cls", seq, 0, 1)?;
-                let (hw, hb) = (wt(&mut g, "head.weight", &[d, cfg.labels.len()]), wt(&mut g, "head.bias", &[cfg.labels.len()]));
-                Some(g.matmul("logits", cls, hw, Some(hb), Activation::None, None)?)
-            }
-            Head::ClsDistilled => {
-                let n = cfg.labels.len();
-                let cls = g.mean_tokens("cls", seq, 0, 1)?;
-                let dist = g.mean_tokens("dist", seq, 1, 1)?;
-                let (hw, hb) = (wt(&mut g, "head.weight", &[d, n]), wt(&mut g, "head.bias", &[n]));
-                let half = g.matmul("cls_logits", cls, hw, Some(hb), Activation::None, None)?;
-                let (dw, db) = (wt(&mut g, "head_dist.weight", &[d, n]), wt(&mut g, "head_dist.bias", &[n]));
-                Some(g.matmul("logits", dist, dw, Some(db), Activation::None, Some(half))?)
-            }
-            Head::ClsMeanPatch => {
-                let n = cfg.labels.len();
-                let cls = g.mean_tokens("cls", seq, 0, 1)?;
-                let mean = g.mean_tokens("patch_mean", seq, prefix, tokens - prefix)?;
-                let both = g.concat("cls_and_mean", cls, mean)?;
-                let (hw, hb) = (wt(&mut g, "head.weight", &[2 * d, n]), wt(&mut g, "head.bias", &[n]));
-                Some(g.matmul("logits", both, hw, Some(hb), Activation::None, None)?)
-            }
+    let (d, p) = (cfg.hidden_size, cfg.patch_size);
+    let (gh, gw) = (h / p, w / p);
+    let prefix = cfg.prefix_tokens();
+    let mut g = Graph::new();
+    g.set_storage(storage);
+    let wt = |g: &mut Graph, name: &str, shape: &[usize]| g.weight(name, shape);
+    let x = g.input("pixel_values", &[batch, cfg.num_channels, h, w]);
+    let pos_name = format!("pos.{gh}x{gw}.{}", if h == w { "sq" } else { "rect" });
+    let patch_w = wt(&mut g, "patch.weight", &[cfg.num_channels * p * p, d]);
+    let patch_b = wt(&mut g, "patch.bias", &[d]);
+    let pos = wt(&mut g, &pos_name, &[prefix + gh * gw, d]);
+    let toks = wt(&mut g, "prefix", &[prefix, d]);
+    let mut hs = g.patch_embed("embeddings", x, patch_w, patch_b, pos, Some(toks), p)?;
+    let mut hidden = vec![hs];
+    let scale = 1.0 / (cfg.head_dim() as f32).sqrt();
+    let mut last_qkv: Option<TensorId> = None;
+    for i in 0..cfg.num_layers {
+        let n = |s: &str| format!("layer.{i}.{s}");
+        let ln = |g: &mut Graph, which: &str, input: TensorId| -> Result<TensorId> {
+            let gw_ = g.weight(&n(&format!("{which}.weight")), &[d]);
+            let gb = g.weight(&n(&format!("{which}.bias")), &[d]);
+            g.layer_norm(&n(which), input, gw_, gb, cfg.layer_norm_eps)
         };
-        let pooled = if pooler {
-            let cls = g.mean_tokens("pooler_cls", seq, 0, 1)?;
-            let (pw, pb) = (wt(&mut g, "pooler.weight", &[d, d]), wt(&mut g, "pooler.bias", &[d]));
-            Some(g.matmul("pooler_output", cls, pw, Some(pb), Activation::Tanh, None)?)
-        } else if cfg.family == Family::Dinov2 {
-            Some(g.mean_tokens("pooler_output", seq, 0, 1)?)
-        } else {
-            None
-        };
-        if let Some(l) = logits {
-            g.output(l);
-        }
-        g.output(seq);
-        if let Some(p) = pooled {
-            g.output(p);
-        }
-        if opts.hidden_states {
-            for t in hidden {
-                g.output(t);
-            }
-        }
-        if opts.attention {
-            if let Some(qkv) = last_qkv {
-                let a = g.attention_probs("cls_attention", qkv, cfg.num_heads, scale, 1, prefix)?;
-                g.output(a);
-            }
-        }
-        Ok((g, pos_name))
+        let h1 = ln(&mut g, "ln1", hs)?;
+        let qkv_w = wt(&mut g, &n("qkv.weight"), &[d, 3 * d]);
+        let qkv_b = if cfg.qkv_bias { Some(wt(&mut g, &n("qkv.bias"), &[3 * d])) } else { None };
+        let qkv = g.matmul(&n("qkv"), h1, qkv_w, qkv_b, Activation::None, None)?;
+        let att = g.attention(&n("attention"), qkv, cfg.num_heads, scale)?;
+        let proj_w = wt(&mut g, &n("proj.weight"), &[d, d]);
+        let proj_b = wt(&mut g, &n("proj.bias"), &[d]);
+        let x1 = g.matmul(&n("proj"), att, proj_w, Some(proj_b), Activation::None, Some(hs))?;
+        let h2 = ln(&mut g, "ln2", x1)?;
+        let mlp = cfg.intermediate_size;
+        let fc1_w = wt(&mut g, &n("fc1.weight"), &[d, mlp]);
+        let fc1_b = wt(&mut g, &n("fc1.bias"), &[mlp]);
+        let m = g.matmul(&n("fc1"), h2, fc1_w, Some(fc1_b), Activation::Gelu, None)?;
+        let fc2_w = wt(&mut g, &n("fc2.weight"), &[mlp, d]);
+        let fc2_b = wt(&mut g, &n("fc2.bias"), &[d]);
+        hs = g.matmul(&n("fc2"), m, fc2_w, Some(fc2_b), Activation::None, Some(x1))?;
+        hidden.push(hs);
+        last_qkv = Some(qkv);
     }
+    let fw = wt(&mut g, "final_ln.weight", &[d]);
+    let fb = wt(&mut g, "final_ln.bias", &[d]);
+    let seq = g.layer_norm("last_hidden_state", hs, fw, fb, cfg.layer_norm_eps)?;
+    let tokens = prefix + gh * gw;
+
+    // A token is selected as the mean of one token: (B, D), and an exact copy.
+    let logits = match head {
+        Head::None => None,
+        Head::Cls => {
+            let cls = g.mean_tokens("cls", seq, 0, 1)?;
+            let (hw, hb) = (wt(&mut g, "head.weight", &[d, cfg.labels.len()]), wt(&mut g, "head.bias", &[cfg.labels.len()]));
+            Some(g.matmul("logits", cls, hw, Some(hb), Activation::None, None)?)
+        }
+        Head::ClsDistilled => {
+            let n = cfg.labels.len();
+            let cls = g.mean_tokens("cls", seq, 0, 1)?;
+            let dist = g.mean_tokens("dist", seq, 1, 1)?;
+            let (hw, hb) = (wt(&mut g, "head.weight", &[d, n]), wt(&mut g, "head.bias", &[n]));
+            let half = g.matmul("cls_logits", cls, hw, Some(hb), Activation::None, None)?;
+            let (dw, db) = (wt(&mut g, "head_dist.weight", &[d, n]), wt(&mut g, "head_dist.bias", &[n]));
+            Some(g.matmul("logits", dist, dw, Some(db), Activation::None, Some(half))?)
+        }
+        Head::ClsMeanPatch => {
+            let n = cfg.labels.len();
+            let cls = g.mean_tokens("cls", seq, 0, 1)?;
+            let mean = g.mean_tokens("patch_mean", seq, prefix, tokens - prefix)?;
+            let both = g.concat("cls_and_mean", cls, mean)?;
+            let (hw, hb) = (wt(&mut g, "head.weight", &[2 * d, n]), wt(&mut g, "head.bias", &[n]));
+            Some(g.matmul("logits", both, hw, Some(hb), Activation::None, None)?)
+        }
+    };
+    let pooled = if pooler {
+        let cls = g.mean_tokens("pooler_cls", seq, 0, 1)?;
+        let (pw, pb) = (wt(&mut g, "pooler.weight", &[d, d]), wt(&mut g, "pooler.bias", &[d]));
+        Some(g.matmul("pooler_output", cls, pw, Some(pb), Activation::Tanh, None)?)
+    } else if cfg.family == Family::Dinov2 {
+        Some(g.mean_tokens("pooler_output", seq, 0, 1)?)
+    } else {
+        None
+    };
+    if let Some(l) = logits {
+        g.output(l);
+    }
+    g.output(seq);
+    if let Some(p) = pooled {
+        g.output(p);
+    }
+    if opts.hidden_states {
+        for t in hidden {
+            g.output(t);
+        }
+    }
+    if opts.attention {
+        if let Some(qkv) = last_qkv {
+            let a = g.attention_probs("cls_attention", qkv, cfg.num_heads, scale, 1, prefix)?;
+            g.output(a);
+        }
+    }
+    Ok((g, pos_name))
 }
 
 impl Model {
