@@ -29,8 +29,14 @@ pub struct Engine {
 impl Engine {
     /// Opens the browser's WebGPU adapter; `memory_budget` (bytes) bounds the GPU memory the
     /// engine may hold (browsers do not say how much a GPU has, so there is none by default).
-    pub async fn create(memory_budget: Option<f64>) -> Result<Engine, JsError> {
-        let opts = GpuOptions { memory_budget: memory_budget.filter(|b| b.is_finite() && *b >= 0.0).map(|b| b as u64), ..Default::default() };
+    /// With `tune`, the candidate kernels of each new shape are timed (where the browser grants
+    /// timestamp queries) and the fastest kept for this engine's lifetime.
+    pub async fn create(memory_budget: Option<f64>, tune: Option<bool>) -> Result<Engine, JsError> {
+        let opts = GpuOptions {
+            memory_budget: memory_budget.filter(|b| b.is_finite() && *b >= 0.0).map(|b| b as u64),
+            tune: tune.unwrap_or(false),
+            ..Default::default()
+        };
         let gpu = Gpu::new(&opts).await.map_err(js_err)?;
         Ok(Engine { gpu })
     }
@@ -39,6 +45,13 @@ impl Engine {
     #[wasm_bindgen(js_name = memoryInUse)]
     pub fn memory_in_use(&self) -> f64 {
         self.gpu.memory_in_use() as f64
+    }
+
+    /// What the autotuner did: `{"enabled", "measured", "reused"}` as JSON.
+    #[wasm_bindgen(js_name = tuningStats)]
+    pub fn tuning_stats(&self) -> String {
+        let t = self.gpu.tuning_stats();
+        serde_json::json!({"enabled": self.gpu.tuning(), "measured": t.measured, "reused": t.reused}).to_string()
     }
 
     /// The memory budget in bytes, if one was set.

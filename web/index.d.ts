@@ -93,7 +93,10 @@ export declare class Tessera {
   /** GPU memory held by the engine, the budget (null: none), and the wasm heap, in bytes. */
   readonly memory: { gpuBytes: number; budget: number | null; wasmBytes: number };
   /** `memoryBudget`: most GPU memory (bytes) the engine may hold; beyond it loads reject with kind "out_of_memory" and large batches run in chunks. */
-  static create(options?: { wasmUrl?: string | URL; memoryBudget?: number }): Promise<Tessera>;
+  /** What the autotuner did: shapes timed and choices reused. */
+  readonly tuning: { enabled: boolean; measured: number; reused: number };
+  /** `tune`: time the candidate kernels of each new shape on first use and keep the fastest (needs timestamp queries). */
+  static create(options?: { wasmUrl?: string | URL; memoryBudget?: number; tune?: boolean }): Promise<Tessera>;
   load(source: string | { config: Bytes; weights: Bytes; preprocessor?: Bytes; name?: string }, options?: LoadOptions): Promise<Model>;
 }
 

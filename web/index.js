@@ -213,6 +213,11 @@ export class Tessera {
     this._engine.destroy();
   }
 
+  /** What the autotuner did: `{ enabled, measured, reused }` (shapes timed, choices reused). */
+  get tuning() {
+    return JSON.parse(this._engine.tuningStats());
+  }
+
   /**
    * GPU memory the engine holds (weights, activations and staging buffers of live models), the
    * budget if one was set, and the size of the wasm heap, in bytes.
@@ -229,15 +234,17 @@ export class Tessera {
    * Opens WebGPU. Rejects with a readable message where the browser has none. `memoryBudget`
    * (bytes) bounds the GPU memory the engine may hold: a model or batch beyond it is refused
    * (`kind: "out_of_memory"`) or run in smaller batches, before the GPU is asked for it.
+   * `tune: true` times the candidate kernels of each new shape (GEMM tiles, attention kernels) on
+   * first use and keeps the fastest, where the browser grants timestamp queries.
    */
-  static async create({ wasmUrl, memoryBudget } = {}) {
+  static async create({ wasmUrl, memoryBudget, tune = false } = {}) {
     if (typeof navigator === 'undefined' || !navigator.gpu) {
       const err = new Error('WebGPU is not available here. Use a recent Chrome or Edge (113+), Safari 26+, or Firefox with WebGPU enabled, on a page served over https or localhost.');
       err.kind = 'no_webgpu';
       throw err;
     }
     await initWasm(wasmUrl);
-    return new Tessera(await call(() => Engine.create(memoryBudget ?? undefined)));
+    return new Tessera(await call(() => Engine.create(memoryBudget ?? undefined, tune)));
   }
 
   /**

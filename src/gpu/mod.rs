@@ -307,7 +307,7 @@ impl Gpu {
     /// op's own default. From measurements (BENCHMARKS.md): on CPU adapters (lavapipe) the
     /// 128x128 GEMM tile is 1.8-2.2x faster than the 64x64 one on every ViT shape; on the H200 the
     /// 64x64 tile wins or ties on most shapes, so GPUs keep the default. `TESSERA_GEMM_TILE`
-    /// (`small`, `large`, `narrow`) overrides it natively.
+    /// (`small`, `large`, `narrow`, `tiny`) overrides it natively.
     pub(crate) fn heuristic_kernel(&self, op_kind: &str) -> Option<&'static str> {
         if op_kind != "matmul" {
             return None;
@@ -317,6 +317,7 @@ impl Gpu {
             Ok("small") => return Some("64x64"),
             Ok("large") => return Some("128x128"),
             Ok("narrow") => return Some("32x64"),
+            Ok("tiny") => return Some("32x32"),
             _ => {}
         }
         #[cfg(not(target_arch = "wasm32"))]

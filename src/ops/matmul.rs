@@ -31,8 +31,12 @@ pub(crate) const LARGE: Tile = Tile { bm: 128, bn: 128, bk: 8, tm: 8, tn: 8 };
 /// the narrow batch-1 shapes (M = 197) that leave most of a large GPU idle.
 pub(crate) const NARROW: Tile = Tile { bm: 32, bn: 64, bk: 16, tm: 2, tn: 4 };
 
+/// 32x32 tiles of 2x4 blocks (128 invocations): four times the small tile's workgroups, for the
+/// narrowest shapes (batch-1 projections with N = 768).
+pub(crate) const TINY: Tile = Tile { bm: 32, bn: 32, bk: 16, tm: 2, tn: 4 };
+
 /// The tiles the autotuner times, by name.
-pub(crate) const TILES: [(&str, Tile); 3] = [("64x64", SMALL), ("128x128", LARGE), ("32x64", NARROW)];
+pub(crate) const TILES: [(&str, Tile); 4] = [("64x64", SMALL), ("128x128", LARGE), ("32x64", NARROW), ("32x32", TINY)];
 
 /// The op's own default tile: the small one. Adapters may prefer another (`Gpu::heuristic_kernel`,
 /// `TESSERA_GEMM_TILE`), and the autotuner times all of [`TILES`].

@@ -178,6 +178,24 @@ test('every input of the hostile corpus rejects with its kind, as natively', { t
   console.log(`hostile corpus: ${manifest.cases.length} inputs, each with its error kind in the browser`);
 });
 
+test('an autotuned engine gives transformers\' outputs', { timeout: 300_000 }, async () => {
+  const expected = readSafetensors(readFileSync(join(ROOT, 'tests/fixtures/vit-classifier/expected.safetensors')));
+  const r = await page.evaluate(async () => {
+    const { Tessera } = await import('/web/index.js');
+    const { readTensor } = await import('/tests/browser/blank.js');
+    const engine = await Tessera.create({ tune: true });
+    const model = await engine.load('/tests/fixtures/vit-classifier', { cache: false });
+    const pv = await readTensor('/tests/fixtures/vit-classifier/expected.safetensors', 'pixel_values');
+    const out = await model.run(pv.data, pv.dims);
+    model.dispose();
+    return { logits: Array.from(out.logits), tuning: engine.tuning, timestamps: engine.adapterInfo.timestampQuery };
+  });
+  console.log(`browser tuning: ${JSON.stringify(r.tuning)} (timestamp queries: ${r.timestamps})`);
+  assert.equal(r.tuning.enabled, true);
+  if (r.timestamps) assert.ok(r.tuning.measured > 0, 'shapes were timed');
+  assert.ok(maxDiff(r.logits, expected.logits.data) <= 1e-4);
+});
+
 test('errors reject with a kind and a message', { timeout: 120_000 }, async () => {
   const r = await page.evaluate(async () => {
     const results = {};
