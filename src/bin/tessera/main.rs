@@ -18,7 +18,7 @@ fn main() -> std::process::ExitCode {
     /// tessera: Vision Transformers on any GPU through WebGPU (Vulkan, Metal, DX12, or a CPU adapter).
     ///
     /// Pick an adapter with TESSERA_ADAPTER=<part of its name> and TESSERA_BACKEND=vulkan|metal|dx12|gl,
-    /// or --adapter / --backend.
+    /// or --adapter / --backend. TESSERA_MEMORY_BUDGET=4GiB bounds the GPU memory the engine may hold.
     #[derive(Parser)]
     #[command(name = "tessera", version, about, long_about)]
     struct Cli {
@@ -28,8 +28,8 @@ fn main() -> std::process::ExitCode {
         /// Restrict to these backends (comma-separated: vulkan, metal, dx12, gl); overrides TESSERA_BACKEND.
         #[arg(long, global = true)]
         backend: Option<String>,
-        /// Time the candidate GEMM kernels of each new shape and keep the fastest, cached per adapter
-        /// (also TESSERA_TUNE=1; cache file: TESSERA_TUNE_CACHE or ~/.cache/tessera/tuning.json).
+        /// Time the candidate GEMM and attention kernels of each new shape and keep the fastest,
+        /// cached per adapter (also TESSERA_TUNE=1; cache: TESSERA_TUNE_CACHE or ~/.cache/tessera/tuning.json).
         #[arg(long, global = true)]
         tune: bool,
         #[command(subcommand)]
