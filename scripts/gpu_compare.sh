@@ -45,6 +45,13 @@ for label, name in [("", "tessera-vit"), (" tuned", "tessera-vit-tuned"), (" tun
         ref = t["vit"].get(f"b{r['batch']}")
         if ref:
             print(f"{'ViT-B/16 b=' + str(r['batch']) + label + ' ms/image (wall)':<44} {ms:>9.3f} ms {ref['ms_per_image']:>9.3f} ms {ref['ms_per_image'] / ms:>7.2f}x")
+tuning = load("tuning")
+if tuning:
+    print("\nautotuner (ms per dispatch of each candidate, chosen first):")
+    for key, e in sorted(tuning["entries"].items()):
+        shape = key.split(" | ")[-1]
+        rest = ", ".join(f"{k} {v:.4f}" for k, v in sorted(e["ms"].items(), key=lambda kv: kv[1]))
+        print(f"  {shape:<60} {rest}")
 for b in (1, 64):
     if ("", b) in own and (" tuned f16", b) in own:
         print(f"ViT-B/16 b={b}: f16 storage (tuned) is {own[('', b)] / own[(' tuned f16', b)]:.2f}x our f32 (untuned), {own.get((' tuned', b), float('nan')) / own[(' tuned f16', b)]:.2f}x our tuned f32")
