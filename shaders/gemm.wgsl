@@ -16,6 +16,40 @@ const WG_SIZE: u32 = WG_X * WG_Y;
 var<workgroup> a_tile: array<f32, BK * BM>;
 var<workgroup> b_tile: array<vec4<f32>, BK * BN / 4u>;
 
+#ifdef PREFETCH
+// acc += this K step's A tile x B tile, for this invocation's TM x TN block.
+fn multiply(acc: ptr<function, array<vec4<f32>, TM * VN>>, lxy: vec3<u32>) {
+    for (var kk = 0u; kk < BK; kk++) {
+        let a_base = kk * BM + lxy.y * TM;
+        for (var j = 0u; j < VN; j++) {
+            let b = b_tile[kk * (BN / 4u) + lxy.x * VN + j];
+            for (var i = 0u; i < TM; i++) {
+                (*acc)[i * VN + j] = fma(vec4<f32>(a_tile[a_base + i]), b, (*acc)[i * VN + j]);
+            }
+        }
+    }
+}
+
+// vec4 loads per invocation per K step, for A and for B.
+const NA: u32 = (BM * BK / 4u + WG_SIZE - 1u) / WG_SIZE;
+const NB: u32 = (BK * BN / 4u + WG_SIZE - 1u) / WG_SIZE;
+
+fn fetch(ra: ptr<function, array<vec4<f32>, NA>>, rb: ptr<function, array<vec4<f32>, NB>>, m0: u32, n0: u32, k0: u32, lid: u32) {
+    for (var r = 0u; r < NA; r++) {
+        let i = lid + r * WG_SIZE;
+        if (i < BM * BK / 4u) {
+            (*ra)[r] = load_a4(m0 + i / (BK / 4u), k0 + (i % (BK / 4u)) * 4u);
+        }
+    }
+    for (var r = 0u; r < NB; r++) {
+        let i = lid + r * WG_SIZE;
+        if (i < BK * BN / 4u) {
+            (*rb)[r] = load_b4(k0 + i / (BN / 4u), n0 + (i % (BN / 4u)) * 4u);
+        }
+    }
+}
+#endif
+
 @compute @workgroup_size(WG_X, WG_Y, 1)
 fn main(@builtin(workgroup_id) wid: vec3<u32>,
         @builtin(local_invocation_id) lxy: vec3<u32>,
@@ -26,6 +60,38 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
     for (var i = 0u; i < TM * VN; i++) {
         acc[i] = vec4<f32>(0.0);
     }
+#ifdef PREFETCH
+    // The next K step's global loads are issued into registers before this step's arithmetic,
+    // so their latency hides behind it; the registers go to workgroup memory after a barrier.
+    var ra: array<vec4<f32>, NA>;
+    var rb: array<vec4<f32>, NB>;
+    fetch(&ra, &rb, m0, n0, 0u, lid);
+    for (var k0 = 0u; k0 < P.k; k0 += BK) {
+        for (var r = 0u; r < NA; r++) {
+            let i = lid + r * WG_SIZE;
+            if (i < BM * BK / 4u) {
+                let row = i / (BK / 4u);
+                let kk = (i % (BK / 4u)) * 4u;
+                a_tile[kk * BM + row] = ra[r].x;
+                a_tile[(kk + 1u) * BM + row] = ra[r].y;
+                a_tile[(kk + 2u) * BM + row] = ra[r].z;
+                a_tile[(kk + 3u) * BM + row] = ra[r].w;
+            }
+        }
+        for (var r = 0u; r < NB; r++) {
+            let i = lid + r * WG_SIZE;
+            if (i < BK * BN / 4u) {
+                b_tile[i] = rb[r];
+            }
+        }
+        workgroupBarrier();
+        if (k0 + BK < P.k) {
+            fetch(&ra, &rb, m0, n0, k0 + BK, lid);
+        }
+        multiply(&acc, lxy);
+        workgroupBarrier();
+    }
+#else
     for (var k0 = 0u; k0 < P.k; k0 += BK) {
         for (var i = lid; i < BM * BK / 4u; i += WG_SIZE) {
             let r = i / (BK / 4u);
@@ -53,6 +119,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
         }
         workgroupBarrier();
     }
+#endif
     for (var i = 0u; i < TM; i++) {
         for (var j = 0u; j < VN; j++) {
             store_c4(m0 + lxy.y * TM + i, n0 + (lxy.x * VN + j) * 4u, acc[i * VN + j]);

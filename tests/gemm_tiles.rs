@@ -1,4 +1,5 @@
-//! Every GEMM tile (64x64 / 4x4, 128x128 / 8x8, 32x64 and 32x32 / 2x4 per invocation), forced natively with
+//! Every GEMM tile (64x64 / 4x4, 128x128 / 8x8, 32x64 and 32x32 / 2x4 per invocation, and the
+//! first two with the next K step prefetched into registers), forced natively with
 //! TESSERA_GEMM_TILE, against the f64 reference: ragged edges in M and N, vec4 and scalar paths,
 //! every epilogue. Its own test binary, so that setting the variable affects no other test.
 
@@ -10,7 +11,14 @@ use tessera::{Activation, CompileOptions, Executable, Graph, Op, Weights};
 #[test]
 fn every_tile_matches_the_reference() {
     let gpu = gpu();
-    for (tile, marker) in [("small", "BM=64,BN=64"), ("large", "BM=128,BN=128"), ("narrow", "BM=32,BN=64"), ("tiny", "BM=32,BN=32")] {
+    for (tile, marker) in [
+        ("small", "BM=64,BN=64"),
+        ("large", "BM=128,BN=128"),
+        ("narrow", "BM=32,BN=64"),
+        ("tiny", "BM=32,BN=32"),
+        ("small-prefetch", "PREFETCH,BM=64,BN=64"),
+        ("large-prefetch", "PREFETCH,BM=128,BN=128"),
+    ] {
         std::env::set_var("TESSERA_GEMM_TILE", tile);
         for (m, k, n, bias, act, residual, seed) in [
             (300, 64, 260, true, Activation::Gelu, true, 20),

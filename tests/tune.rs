@@ -69,7 +69,7 @@ fn tuning_times_each_shape_once_and_caches_the_choice() {
     for (key, e) in entries {
         assert!(key.starts_with(adapter.as_str()) && key.contains("matmul 70x"), "{key}");
         let ms = e["ms"].as_object().unwrap();
-        assert_eq!(ms.len(), 4, "every tile timed: {e}");
+        assert_eq!(ms.len(), 6, "every tile timed: {e}");
         let choice = e["choice"].as_str().unwrap();
         let best = ms.iter().min_by(|a, b| a.1.as_f64().unwrap().total_cmp(&b.1.as_f64().unwrap())).unwrap().0;
         assert_eq!(choice, best, "the fastest tile is chosen: {e}");
@@ -84,7 +84,7 @@ fn tuning_times_each_shape_once_and_caches_the_choice() {
 #[test]
 fn the_cached_choice_is_what_runs_and_every_tile_is_correct() {
     let path = tmp("forced");
-    for ((tile, marker), (m, k, n)) in [("32x64", "BM=32,BN=64"), ("128x128", "BM=128"), ("64x64", "BM=64"), ("32x32", "BN=32")]
+    for ((tile, marker), (m, k, n)) in [("32x64", "BM=32,BN=64"), ("128x128", "BM=128"), ("64x64", "BM=64"), ("32x32", "BN=32"), ("128x128-prefetch", "PREFETCH,BM=128")]
         .into_iter()
         .flat_map(|t| [(t, (45, 20, 68)), (t, (33, 7, 13))])
     {

@@ -307,7 +307,8 @@ impl Gpu {
     /// op's own default. From measurements (BENCHMARKS.md): on CPU adapters (lavapipe) the
     /// 128x128 GEMM tile is 1.8-2.2x faster than the 64x64 one on every ViT shape; on the H200 the
     /// 64x64 tile wins or ties on most shapes, so GPUs keep the default. `TESSERA_GEMM_TILE`
-    /// (`small`, `large`, `narrow`, `tiny`) overrides it natively.
+    /// (`small`, `large`, `narrow`, `tiny`, `small-prefetch`, `large-prefetch`) overrides it
+    /// natively.
     pub(crate) fn heuristic_kernel(&self, op_kind: &str) -> Option<&'static str> {
         if op_kind != "matmul" {
             return None;
@@ -318,6 +319,8 @@ impl Gpu {
             Ok("large") => return Some("128x128"),
             Ok("narrow") => return Some("32x64"),
             Ok("tiny") => return Some("32x32"),
+            Ok("small-prefetch") => return Some("64x64-prefetch"),
+            Ok("large-prefetch") => return Some("128x128-prefetch"),
             _ => {}
         }
         #[cfg(not(target_arch = "wasm32"))]

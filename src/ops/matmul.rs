@@ -14,6 +14,8 @@ pub(crate) struct Tile {
     pub bk: u32,
     pub tm: u32,
     pub tn: u32,
+    /// Load the next K step into registers while this one computes.
+    pub prefetch: bool,
 }
 
 impl Tile {
@@ -23,20 +25,32 @@ impl Tile {
 }
 
 /// 64x64 tiles of 4x4 blocks (256 invocations): enough workgroups for narrow shapes.
-pub(crate) const SMALL: Tile = Tile { bm: 64, bn: 64, bk: 16, tm: 4, tn: 4 };
+pub(crate) const SMALL: Tile = Tile { bm: 64, bn: 64, bk: 16, tm: 4, tn: 4, prefetch: false };
 /// 128x128 tiles of 8x8 blocks (256 invocations): twice the arithmetic per loaded value, for
 /// shapes with enough tiles to fill a GPU.
-pub(crate) const LARGE: Tile = Tile { bm: 128, bn: 128, bk: 8, tm: 8, tn: 8 };
+pub(crate) const LARGE: Tile = Tile { bm: 128, bn: 128, bk: 8, tm: 8, tn: 8, prefetch: false };
 /// 32x64 tiles of 2x4 blocks (256 invocations): twice as many workgroups as the small tile, for
 /// the narrow batch-1 shapes (M = 197) that leave most of a large GPU idle.
-pub(crate) const NARROW: Tile = Tile { bm: 32, bn: 64, bk: 16, tm: 2, tn: 4 };
+pub(crate) const NARROW: Tile = Tile { bm: 32, bn: 64, bk: 16, tm: 2, tn: 4, prefetch: false };
 
 /// 32x32 tiles of 2x4 blocks (128 invocations): four times the small tile's workgroups, for the
 /// narrowest shapes (batch-1 projections with N = 768).
-pub(crate) const TINY: Tile = Tile { bm: 32, bn: 32, bk: 16, tm: 2, tn: 4 };
+pub(crate) const TINY: Tile = Tile { bm: 32, bn: 32, bk: 16, tm: 2, tn: 4, prefetch: false };
+
+/// The small and large tiles with the next K step prefetched into registers (global-load latency
+/// hidden behind the arithmetic, at the cost of a few registers).
+pub(crate) const SMALL_PREFETCH: Tile = Tile { prefetch: true, ..SMALL };
+pub(crate) const LARGE_PREFETCH: Tile = Tile { prefetch: true, ..LARGE };
 
 /// The tiles the autotuner times, by name.
-pub(crate) const TILES: [(&str, Tile); 4] = [("64x64", SMALL), ("128x128", LARGE), ("32x64", NARROW), ("32x32", TINY)];
+pub(crate) const TILES: [(&str, Tile); 6] = [
+    ("64x64", SMALL),
+    ("128x128", LARGE),
+    ("32x64", NARROW),
+    ("32x32", TINY),
+    ("64x64-prefetch", SMALL_PREFETCH),
+    ("128x128-prefetch", LARGE_PREFETCH),
+];
 
 /// The op's own default tile: the small one. Adapters may prefer another (`Gpu::heuristic_kernel`,
 /// `TESSERA_GEMM_TILE`), and the autotuner times all of [`TILES`].
@@ -80,6 +94,9 @@ fn variant(tile: Tile, vec4: bool, bias: bool, act: Activation, residual: bool) 
     }
     if residual {
         flags.push("RESIDUAL");
+    }
+    if tile.prefetch {
+        flags.push("PREFETCH");
     }
     specialize(&["matmul", "gemm"], &tile.consts(), &flags)
 }
