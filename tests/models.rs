@@ -103,7 +103,10 @@ fn dinov2_base() {
 
 // ---- bad checkpoints: clear errors naming the file and the problem ----
 
-fn fixture_files(name: &str) -> (Vec<u8>, Vec<(String, safetensors::Dtype, Vec<usize>, Vec<u8>)>) {
+/// A checkpoint's tensors: name, dtype, shape, bytes.
+type Tensors = Vec<(String, safetensors::Dtype, Vec<usize>, Vec<u8>)>;
+
+fn fixture_files(name: &str) -> (Vec<u8>, Tensors) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name);
     let config = std::fs::read(dir.join("config.json")).unwrap();
     let bytes = std::fs::read(dir.join("model.safetensors")).unwrap();

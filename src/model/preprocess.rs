@@ -236,7 +236,7 @@ impl PreprocessorConfig {
         let normalize = if raw.do_normalize.unwrap_or(true) {
             let mean = channels(raw.image_mean, "image_mean", 0.5)?;
             let std = channels(raw.image_std, "image_std", 0.5)?;
-            if std.iter().any(|&s| s == 0.0) {
+            if std.contains(&0.0) {
                 return Err(bad("`image_std` has a zero".into()));
             }
             Some((mean, std))

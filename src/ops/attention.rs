@@ -37,7 +37,7 @@ pub(crate) fn output_shape(node: &str, inputs: &[&TensorInfo], heads: usize, sca
 
 /// The vec4 variant needs the head dim (and so every q/k/v offset) to be a multiple of 4.
 fn variant(head_dim: u32) -> ShaderVariant {
-    let flags: &[&str] = if head_dim % 4 == 0 { &["VEC4"] } else { &[] };
+    let flags: &[&str] = if head_dim.is_multiple_of(4) { &["VEC4"] } else { &[] };
     specialize(&["attention"], &[("DH", head_dim), ("BQ", BQ), ("BKV", kv_tile(head_dim))], flags)
 }
 
