@@ -149,25 +149,33 @@ fn attention(gpu: &Arc<Gpu>, b: usize, t: usize, heads: usize, dh: usize, f16: b
 #[test]
 fn split_attention_is_a_candidate_and_matches_the_reference() {
     let path = tmp("attention");
-    for (b, t, heads, dh, f16) in [(2, 37, 2, 16, false), (1, 197, 3, 64, false), (2, 50, 2, 32, true)] {
-        let _ = std::fs::remove_file(&path);
-        let (_, got, want) = attention(&tuned_gpu(&path), b, t, heads, dh, f16);
+    // (shape, f16, the split kernels that apply: G must divide the head dim's vec4 count)
+    for (b, t, heads, dh, f16, splits) in [
+        (2, 37, 2, 16, false, &["split-4"][..]),
+        (1, 197, 3, 64, false, &["split-4", "split-8"][..]),
+        (2, 50, 2, 32, true, &["split-4", "split-8"][..]),
+    ] {
         let tol = if f16 { 2e-3 } else { 1e-5 };
-        tessera::reference::compare("tuned attention", &got, &want, tol, tol).unwrap();
-        let mut file: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-        let entries = file["entries"].as_object_mut().unwrap();
-        assert_eq!(entries.len(), 1);
-        for (key, e) in entries.iter_mut() {
-            assert!(key.contains(&format!("attention b={b} t={t} heads={heads} dh={dh}")), "{key}");
-            assert_eq!(e["ms"].as_object().unwrap().len(), 2, "both kernels timed: {e}");
-            e["choice"] = serde_json::Value::from("split-4");
-        }
-        std::fs::write(&path, serde_json::to_vec(&file).unwrap()).unwrap();
-        let (exe, got, want) = attention(&tuned_gpu(&path), b, t, heads, dh, f16);
-        assert!(exe.kernels()[0].1.starts_with("attention_split"), "{:?}", exe.kernels());
-        match tessera::reference::compare(&format!("split attention b={b} t={t} dh={dh} f16={f16}"), &got, &want, tol, tol) {
-            Ok(max) => eprintln!("split attention b={b} t={t} dh={dh} f16={f16}: max diff {max:e}"),
-            Err(e) => panic!("{e}"),
+        for split in splits {
+            let _ = std::fs::remove_file(&path);
+            let (_, got, want) = attention(&tuned_gpu(&path), b, t, heads, dh, f16);
+            tessera::reference::compare("tuned attention", &got, &want, tol, tol).unwrap();
+            let mut file: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+            let entries = file["entries"].as_object_mut().unwrap();
+            assert_eq!(entries.len(), 1);
+            for (key, e) in entries.iter_mut() {
+                assert!(key.contains(&format!("attention b={b} t={t} heads={heads} dh={dh}")), "{key}");
+                assert_eq!(e["ms"].as_object().unwrap().len(), 1 + splits.len(), "every kernel timed: {e}");
+                e["choice"] = serde_json::Value::from(*split);
+            }
+            std::fs::write(&path, serde_json::to_vec(&file).unwrap()).unwrap();
+            let (exe, got, want) = attention(&tuned_gpu(&path), b, t, heads, dh, f16);
+            let g = split.trim_start_matches("split-");
+            assert!(exe.kernels()[0].1.starts_with("attention_split") && exe.kernels()[0].1.contains(&format!("G={g}")), "{:?}", exe.kernels());
+            match tessera::reference::compare(&format!("{split} attention b={b} t={t} dh={dh} f16={f16}"), &got, &want, tol, tol) {
+                Ok(max) => eprintln!("{split} attention b={b} t={t} dh={dh} f16={f16}: max diff {max:e}"),
+                Err(e) => panic!("{e}"),
+            }
         }
     }
 }

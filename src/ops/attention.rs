@@ -41,30 +41,32 @@ fn variant(head_dim: u32) -> ShaderVariant {
     specialize(&["attention"], &[("DH", head_dim), ("BQ", BQ), ("BKV", kv_tile(head_dim))], flags)
 }
 
-/// The split variant: G invocations per query, BQS queries per workgroup, BKVS keys per tile.
-const G: u32 = 4;
-const BQS: u32 = 16;
+/// The split variants: (name, G invocations per query, queries per workgroup); both take 16 keys
+/// per tile.
+const SPLITS: [(&str, u32, u32); 2] = [("split-4", 4, 16), ("split-8", 8, 8)];
 const BKVS: u32 = 16;
 
-/// Whether the split kernel applies: vec4 head dims whose vec4 count G divides, with K, V and the
+/// Whether a split kernel applies: vec4 head dims whose vec4 count `g` divides, with K, V and the
 /// partial scores within 16 KiB of workgroup memory.
-fn split_fits(head_dim: u32) -> bool {
-    head_dim.is_multiple_of(4) && (head_dim / 4).is_multiple_of(G) && 2 * BKVS * head_dim * 4 + BQS * G * BKVS * 4 <= 16384
+fn split_fits(head_dim: u32, g: u32, bq: u32) -> bool {
+    head_dim.is_multiple_of(4) && (head_dim / 4).is_multiple_of(g) && 2 * BKVS * head_dim * 4 + bq * g * BKVS * 4 <= 16384
 }
 
-fn split_variant(head_dim: u32) -> ShaderVariant {
-    specialize(&["attention_split"], &[("DH", head_dim), ("G", G), ("BQ", BQS), ("BKV", BKVS)], &[])
+fn split_variant(head_dim: u32, g: u32, bq: u32) -> ShaderVariant {
+    specialize(&["attention_split"], &[("DH", head_dim), ("G", g), ("BQ", bq), ("BKV", BKVS)], &[])
 }
 
-/// The default kernel and, where it applies, the split one, for the autotuner.
+/// The default kernel and, where they apply, the split ones, for the autotuner.
 pub(crate) fn candidates(inputs: &[&TensorInfo], heads: usize, scale: f32) -> (String, Vec<(&'static str, Kernel)>) {
     let s = &inputs[0].shape;
     let (b, t, d) = (s[0] as u64, s[1] as u64, (s[2] / 3) as u64);
-    let dh = d / heads as u64;
+    let dh = (d / heads as u64) as u32;
     let key = format!("attention b={b} t={t} heads={heads} dh={dh}");
     let mut out = vec![("query-per-invocation", kernel(inputs, heads, scale))];
-    if split_fits(dh as u32) {
-        out.push(("split-4", kernel_with(inputs, heads, scale, split_variant(dh as u32), BQS)));
+    for (name, g, bq) in SPLITS {
+        if split_fits(dh, g, bq) {
+            out.push((name, kernel_with(inputs, heads, scale, split_variant(dh, g, bq), bq)));
+        }
     }
     (key, out)
 }
@@ -90,6 +92,8 @@ fn kernel_with(inputs: &[&TensorInfo], heads: usize, scale: f32, shader: ShaderV
 
 pub(crate) fn variants() -> Vec<ShaderVariant> {
     let mut v: Vec<ShaderVariant> = (1..=MAX_HEAD_DIM as u32).map(variant).collect();
-    v.extend((1..=MAX_HEAD_DIM as u32).filter(|&d| split_fits(d)).map(split_variant));
+    for (_, g, bq) in SPLITS {
+        v.extend((1..=MAX_HEAD_DIM as u32).filter(|&d| split_fits(d, g, bq)).map(|d| split_variant(d, g, bq)));
+    }
     v
 }
