@@ -7,6 +7,10 @@
 //   qkv (B, T, 3*H*DH)  as for attention.wgsl; DH a multiple of 4 (vec4 storage)
 //   out (B, T, H*DH)
 // Storage is S4 (f32 or f16); arithmetic is f32.
+// SUBGROUP (native only, adapters whose subgroups hold at least G invocations): the G partials are
+// summed with subgroup shuffles (a butterfly, so all G lanes get the same sum) instead of through
+// workgroup memory; a query's G lanes have consecutive invocation indices. The shuffles run for
+// every invocation (invalid queries use a zero q) so control flow stays uniform.
 alias V = vec4<f32>;
 const DV: u32 = DH / 4u;
 const DG: u32 = DV / G;
@@ -18,7 +22,9 @@ struct Params { tokens: u32, heads: u32, scale: f32, _pad: u32 }
 
 var<workgroup> k_tile: array<V, BKV * DV>;
 var<workgroup> v_tile: array<V, BKV * DV>;
+#ifndef SUBGROUP
 var<workgroup> part: array<f32, BQ * G * BKV>;
+#endif
 
 @compute @workgroup_size(G, BQ, 1)
 fn main(@builtin(workgroup_id) wid: vec3<u32>,
@@ -36,6 +42,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
 
     var q: array<V, DG>;
     var acc: array<V, DG>;
+    for (var d = 0u; d < DG; d++) {
+        q[d] = V(0.0);
+        acc[d] = V(0.0);
+    }
     if (valid) {
         let q_off = base + query * row_stride + h * DV + g * DG;
         for (var d = 0u; d < DG; d++) {
@@ -62,6 +72,22 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
         }
         workgroupBarrier();
         let n = min(BKV, P.tokens - kv0);
+#ifdef SUBGROUP
+        var m_new = m;
+        for (var j = 0u; j < n; j++) {
+            var partial = V(0.0);
+            for (var d = 0u; d < DG; d++) {
+                partial = fma(q[d], k_tile[j * DV + g * DG + d], partial);
+            }
+            var score = partial.x + partial.y + partial.z + partial.w;
+            for (var o = 1u; o < G; o <<= 1u) {
+                score += subgroupShuffleXor(score, o);
+            }
+            s[j] = score;
+            m_new = max(m_new, score);
+        }
+        if (valid) {
+#else
         if (valid) {
             for (var j = 0u; j < n; j++) {
                 var partial = V(0.0);
@@ -82,6 +108,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
                 s[j] = score;
                 m_new = max(m_new, score);
             }
+#endif
             let correction = exp(m - m_new);
             l *= correction;
             for (var d = 0u; d < DG; d++) {

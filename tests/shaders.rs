@@ -1,6 +1,7 @@
 //! Every shader variant the engine can produce parses and validates with naga under the
 //! capabilities a browser grants (no subgroups; f16 only for the f16-storage variants, which need
-//! `shader-f16`), and fits WebGPU's default limits.
+//! `shader-f16`; subgroups only for the native-only subgroup variants), and fits WebGPU's default
+//! limits.
 //! No GPU needed: a WGSL mistake fails here, not in a user's browser.
 
 use naga::valid::{Capabilities, ValidationFlags, Validator};
@@ -22,9 +23,17 @@ fn every_variant_validates_with_browser_capabilities() {
                 continue;
             }
         };
-        // f16 variants need exactly what a browser grants with the `shader-f16` feature.
-        let caps = if v.is_f16() { Capabilities::SHADER_FLOAT16 } else { Capabilities::empty() };
+        // f16 variants need exactly what a browser grants with the `shader-f16` feature; the
+        // subgroup variants run natively only (never compiled for the browser).
+        let mut caps = if v.is_f16() { Capabilities::SHADER_FLOAT16 } else { Capabilities::empty() };
+        if v.subgroup_size_needed().is_some() {
+            caps |= Capabilities::SUBGROUP;
+        }
         let mut validator = Validator::new(ValidationFlags::all(), caps);
+        if v.subgroup_size_needed().is_some() {
+            validator.subgroup_stages(naga::valid::ShaderStages::COMPUTE);
+            validator.subgroup_operations(naga::valid::SubgroupOperationSet::all());
+        }
         if let Err(e) = validator.validate(&module) {
             failures.push(format!("{}: invalid: {}", v.key, e.emit_to_string(&v.source)));
             continue;

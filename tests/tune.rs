@@ -149,14 +149,19 @@ fn attention(gpu: &Arc<Gpu>, b: usize, t: usize, heads: usize, dh: usize, f16: b
 #[test]
 fn split_attention_is_a_candidate_and_matches_the_reference() {
     let path = tmp("attention");
-    // (shape, f16, the split kernels that apply: G must divide the head dim's vec4 count)
+    // (shape, f16, the split kernels that apply: G must divide the head dim's vec4 count; the
+    // subgroup ones where the adapter's subgroups hold G lanes)
+    let sub = tuned_gpu(&path).subgroup_min_size();
+    eprintln!("subgroup min size: {sub}");
+    let fits = |s: &str| !s.ends_with("subgroup") || sub >= s.trim_start_matches("split-").split('-').next().unwrap().parse::<u32>().unwrap();
     for (b, t, heads, dh, f16, splits) in [
-        (2, 37, 2, 16, false, &["split-4"][..]),
-        (1, 197, 3, 64, false, &["split-4", "split-8"][..]),
-        (2, 50, 2, 32, true, &["split-4", "split-8"][..]),
+        (2, 37, 2, 16, false, &["split-4", "split-4-subgroup"][..]),
+        (1, 197, 3, 64, false, &["split-4", "split-8", "split-4-subgroup", "split-8-subgroup"][..]),
+        (2, 50, 2, 32, true, &["split-4", "split-8", "split-4-subgroup", "split-8-subgroup"][..]),
     ] {
         let tol = if f16 { 2e-3 } else { 1e-5 };
-        for split in splits {
+        let splits: Vec<&str> = splits.iter().copied().filter(|s| fits(s)).collect();
+        for split in &splits {
             let _ = std::fs::remove_file(&path);
             let (_, got, want) = attention(&tuned_gpu(&path), b, t, heads, dh, f16);
             tessera::reference::compare("tuned attention", &got, &want, tol, tol).unwrap();
@@ -170,8 +175,10 @@ fn split_attention_is_a_candidate_and_matches_the_reference() {
             }
             std::fs::write(&path, serde_json::to_vec(&file).unwrap()).unwrap();
             let (exe, got, want) = attention(&tuned_gpu(&path), b, t, heads, dh, f16);
-            let g = split.trim_start_matches("split-");
-            assert!(exe.kernels()[0].1.starts_with("attention_split") && exe.kernels()[0].1.contains(&format!("G={g}")), "{:?}", exe.kernels());
+            let g = split.trim_start_matches("split-").split('-').next().unwrap();
+            let variant = &exe.kernels()[0].1;
+            assert!(variant.starts_with("attention_split") && variant.contains(&format!("G={g}")), "{variant}");
+            assert_eq!(variant.contains("SUBGROUP"), split.ends_with("subgroup"), "{variant}");
             match tessera::reference::compare(&format!("{split} attention b={b} t={t} dh={dh} f16={f16}"), &got, &want, tol, tol) {
                 Ok(max) => eprintln!("{split} attention b={b} t={t} dh={dh} f16={f16}: max diff {max:e}"),
                 Err(e) => panic!("{e}"),

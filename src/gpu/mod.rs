@@ -177,6 +177,8 @@ pub struct Gpu {
     pub(crate) ledger: Arc<memory::Ledger>,
     pub(crate) tune: bool,
     pub(crate) tuning: Mutex<crate::graph::tune::TuneCache>,
+    /// Smallest subgroup the device may run with; 0 without the `subgroup` feature.
+    pub(crate) subgroup_min_size: u32,
 }
 
 impl Gpu {
@@ -207,6 +209,10 @@ impl Gpu {
         let (checked_shaders, memory_budget) = (opts.checked_shaders, opts.memory_budget);
         let info = adapter.get_info();
         let available = adapter.features();
+        // Subgroup operations natively only: browsers need `enable subgroups;`, which naga rejects.
+        #[cfg(not(target_arch = "wasm32"))]
+        let wanted = wgpu::Features::SHADER_F16 | wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::SUBGROUP;
+        #[cfg(target_arch = "wasm32")]
         let wanted = wgpu::Features::SHADER_F16 | wgpu::Features::TIMESTAMP_QUERY;
         let features = available & wanted;
         let limits = adapter.limits();
@@ -276,6 +282,7 @@ impl Gpu {
             lost,
             ledger: memory::Ledger::new(budget),
             tune: opts.tune,
+            subgroup_min_size: if features.contains(wgpu::Features::SUBGROUP) { info.subgroup_min_size } else { 0 },
             tuning: Mutex::new(crate::graph::tune::TuneCache::new(
                 &format!("{} | {:?} | {} {}", info.name, info.backend, info.driver, info.driver_info),
                 opts.tune_cache.clone().or_else(crate::graph::tune::default_cache_path),
@@ -328,6 +335,12 @@ impl Gpu {
             return Some("128x128");
         }
         None
+    }
+
+    /// Smallest subgroup size the device may use, where subgroup operations are on (natively, with
+    /// the adapter's `subgroup` feature); 0 otherwise.
+    pub fn subgroup_min_size(&self) -> u32 {
+        self.subgroup_min_size
     }
 
     /// Whether graphs compiled on this device are autotuned ([`GpuOptions::tune`]).

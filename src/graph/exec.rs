@@ -615,7 +615,10 @@ impl Executable {
                 kernels.push(n.op.kernel(&infos, out));
                 continue;
             };
-            cands.retain(|(_, k)| k.workgroups.iter().all(|&g| g <= max_groups));
+            cands.retain(|(_, k)| {
+                k.workgroups.iter().all(|&g| g <= max_groups)
+                    && k.shader.subgroup_size_needed().is_none_or(|g| gpu.subgroup_min_size >= g)
+            });
             if cands.len() <= 1 {
                 kernels.push(cands.pop().map(|(_, k)| k).unwrap_or_else(|| n.op.kernel(&infos, out)));
                 continue;

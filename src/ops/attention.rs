@@ -41,9 +41,11 @@ fn variant(head_dim: u32) -> ShaderVariant {
     specialize(&["attention"], &[("DH", head_dim), ("BQ", BQ), ("BKV", kv_tile(head_dim))], flags)
 }
 
-/// The split variants: (name, G invocations per query, queries per workgroup); both take 16 keys
-/// per tile.
-const SPLITS: [(&str, u32, u32); 2] = [("split-4", 4, 16), ("split-8", 8, 8)];
+/// The split variants: (name, G invocations per query, queries per workgroup, partial scores
+/// summed with subgroup shuffles); all take 16 keys per tile. The subgroup ones run natively only,
+/// on adapters whose subgroups hold at least G invocations.
+const SPLITS: [(&str, u32, u32, bool); 4] =
+    [("split-4", 4, 16, false), ("split-8", 8, 8, false), ("split-4-subgroup", 4, 16, true), ("split-8-subgroup", 8, 8, true)];
 const BKVS: u32 = 16;
 
 /// Whether a split kernel applies: vec4 head dims whose vec4 count `g` divides, with K, V and the
@@ -52,8 +54,9 @@ fn split_fits(head_dim: u32, g: u32, bq: u32) -> bool {
     head_dim.is_multiple_of(4) && (head_dim / 4).is_multiple_of(g) && 2 * BKVS * head_dim * 4 + bq * g * BKVS * 4 <= 16384
 }
 
-fn split_variant(head_dim: u32, g: u32, bq: u32) -> ShaderVariant {
-    specialize(&["attention_split"], &[("DH", head_dim), ("G", g), ("BQ", bq), ("BKV", BKVS)], &[])
+fn split_variant(head_dim: u32, g: u32, bq: u32, subgroup: bool) -> ShaderVariant {
+    let flags: &[&str] = if subgroup { &["SUBGROUP"] } else { &[] };
+    specialize(&["attention_split"], &[("DH", head_dim), ("G", g), ("BQ", bq), ("BKV", BKVS)], flags)
 }
 
 /// The default kernel and, where they apply, the split ones, for the autotuner.
@@ -63,9 +66,9 @@ pub(crate) fn candidates(inputs: &[&TensorInfo], heads: usize, scale: f32) -> (S
     let dh = (d / heads as u64) as u32;
     let key = format!("attention b={b} t={t} heads={heads} dh={dh}");
     let mut out = vec![("query-per-invocation", kernel(inputs, heads, scale))];
-    for (name, g, bq) in SPLITS {
+    for (name, g, bq, subgroup) in SPLITS {
         if split_fits(dh, g, bq) {
-            out.push((name, kernel_with(inputs, heads, scale, split_variant(dh, g, bq), bq)));
+            out.push((name, kernel_with(inputs, heads, scale, split_variant(dh, g, bq, subgroup), bq)));
         }
     }
     (key, out)
@@ -92,8 +95,8 @@ fn kernel_with(inputs: &[&TensorInfo], heads: usize, scale: f32, shader: ShaderV
 
 pub(crate) fn variants() -> Vec<ShaderVariant> {
     let mut v: Vec<ShaderVariant> = (1..=MAX_HEAD_DIM as u32).map(variant).collect();
-    for (_, g, bq) in SPLITS {
-        v.extend((1..=MAX_HEAD_DIM as u32).filter(|&d| split_fits(d, g, bq)).map(|d| split_variant(d, g, bq)));
+    for (_, g, bq, subgroup) in SPLITS {
+        v.extend((1..=MAX_HEAD_DIM as u32).filter(|&d| split_fits(d, g, bq)).map(|d| split_variant(d, g, bq, subgroup)));
     }
     v
 }

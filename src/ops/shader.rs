@@ -45,6 +45,13 @@ impl ShaderVariant {
         specialize(parts, consts, &flags)
     }
 
+    /// The subgroup size this variant needs (its `G` lanes must share a subgroup), if it uses
+    /// subgroup operations (native adapters with the `subgroup` feature only).
+    pub fn subgroup_size_needed(&self) -> Option<u32> {
+        let (_, consts, flags) = &self.recipe;
+        flags.contains(&"SUBGROUP").then(|| consts.iter().find(|(n, _)| *n == "G").map_or(1, |(_, v)| *v))
+    }
+
     /// Whether this variant stores f16 (and so needs `shader-f16`).
     pub fn is_f16(&self) -> bool {
         self.recipe.2.contains(&"F16")
