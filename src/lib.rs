@@ -2,7 +2,7 @@
 //!
 //! The engine is generic: a [`Graph`] of typed ops over tensors is compiled once for its input
 //! shapes into an [`Executable`] (schedule, memory plan, pipelines, bind groups) and run with one
-//! submit per inference. WGSL kernels live in `shaders/`; [`reference`] holds plain CPU
+//! submit per inference. WGSL kernels live in `shaders/`; [`reference`](mod@reference) holds plain CPU
 //! implementations (f64 accumulation) that the tests compare against.
 
 #![warn(missing_docs)]

@@ -3,7 +3,7 @@
 //! WebGPU (and wgpu) do not say how much memory a device has, so the engine keeps its own ledger:
 //! every buffer it creates (weights, activation arenas, uniforms, staging) is reserved here first
 //! and released when dropped. A reservation over the budget fails with
-//! [`Error::OutOfMemory`](crate::Error::OutOfMemory) before anything is allocated, instead of the
+//! [`Error::OutOfMemory`] before anything is allocated, instead of the
 //! driver failing later or losing the device.
 
 use crate::error::{Error, Result};
