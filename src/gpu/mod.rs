@@ -310,13 +310,15 @@ impl Gpu {
         memory::TrackedBuffer::create(&self.device, &self.ledger, what, desc)
     }
 
-    /// The kernel an op kind uses on this adapter when tuning is off, where that differs from the
-    /// op's own default. From measurements (BENCHMARKS.md): on CPU adapters (lavapipe) the
-    /// 128x128 GEMM tile is 1.8-2.2x faster than the 64x64 one on every ViT shape; on the H200 the
-    /// 64x64 tile wins or ties on most shapes, so GPUs keep the default. `TESSERA_GEMM_TILE`
-    /// (`small`, `large`, `narrow`, `tiny`, `small-prefetch`, `large-prefetch`) overrides it
-    /// natively.
-    pub(crate) fn heuristic_kernel(&self, op_kind: &str) -> Option<&'static str> {
+    /// The kernel an op uses on this adapter when tuning is off, for an output of `rows` x `cols`,
+    /// where that differs from the op's own default. From measurements (BENCHMARKS.md): on CPU
+    /// adapters (lavapipe) the 128x128 GEMM tile is 1.8-2.2x faster than 64x64 on every ViT shape;
+    /// on a discrete GPU (the H200, steady clocks) 128x128 wins only on large, wide outputs
+    /// (12608x2304: 31.8 against 30.1 TFLOP/s, 12608x3072: 32.9 / 30.2, 4096^2: 31.5 / 28.9) and
+    /// loses elsewhere (N = 768 at batch 64, every batch-1 shape, 1024^2), so discrete GPUs take it
+    /// from 4096 rows and 2048 columns. `TESSERA_GEMM_TILE` (`small`, `large`, `narrow`, `tiny`,
+    /// `small-prefetch`, `large-prefetch`) overrides it natively.
+    pub(crate) fn heuristic_kernel(&self, op_kind: &str, rows: usize, cols: usize) -> Option<&'static str> {
         if op_kind != "matmul" {
             return None;
         }
@@ -331,10 +333,12 @@ impl Gpu {
             _ => {}
         }
         #[cfg(not(target_arch = "wasm32"))]
-        if self.report.device_type == "Cpu" {
-            return Some("128x128");
+        return gemm_tile_for(&self.report.device_type, rows, cols);
+        #[cfg(target_arch = "wasm32")]
+        {
+            let _ = (rows, cols);
+            None
         }
-        None
     }
 
     /// Smallest subgroup size the device may use, where subgroup operations are on (natively, with
@@ -469,6 +473,36 @@ impl Gpu {
             .poll(wgpu::PollType::wait_indefinitely())
             .map_err(|e| Error::gpu("while waiting for the GPU", e))?;
         Ok(())
+    }
+}
+
+/// The measured GEMM tile heuristic by device type (see [`Gpu::heuristic_kernel`]); None keeps the
+/// op's default 64x64 tile.
+#[cfg(not(target_arch = "wasm32"))]
+fn gemm_tile_for(device_type: &str, rows: usize, cols: usize) -> Option<&'static str> {
+    match device_type {
+        "Cpu" => Some("128x128"),
+        "DiscreteGpu" if rows >= 4096 && cols >= 2048 => Some("128x128"),
+        _ => None,
+    }
+}
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod heuristic_tests {
+    #[test]
+    fn gemm_tiles_follow_the_measurements() {
+        use super::gemm_tile_for as t;
+        // CPU adapters: the large tile everywhere.
+        assert_eq!(t("Cpu", 197, 768), Some("128x128"));
+        // H200: large only for batch-64 qkv / fc1 and 4096^2 outputs.
+        assert_eq!(t("DiscreteGpu", 12608, 2304), Some("128x128"));
+        assert_eq!(t("DiscreteGpu", 12608, 3072), Some("128x128"));
+        assert_eq!(t("DiscreteGpu", 4096, 4096), Some("128x128"));
+        assert_eq!(t("DiscreteGpu", 12608, 768), None);
+        assert_eq!(t("DiscreteGpu", 197, 2304), None);
+        assert_eq!(t("DiscreteGpu", 1024, 1024), None);
+        // Unmeasured kinds keep the default.
+        assert_eq!(t("IntegratedGpu", 12608, 3072), None);
     }
 }
 
