@@ -326,3 +326,27 @@ fn ctrl_c_stops_a_batch_run_without_writing_output() {
     let left: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(left, vec![std::ffi::OsString::from("images")], "files left by an interrupted run");
 }
+
+#[test]
+fn bench_model_writes_latency_memory_and_profile_json() {
+    let dir = tmp("bench");
+    let json = dir.join("bench.json");
+    ok(&tessera(&["bench", "--model", "default", "--batch", "1,4", "--iters", "2", "--json", json.to_str().unwrap()], &[]));
+    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let results = doc["results"].as_array().unwrap();
+    assert_eq!(results.len(), 2, "{doc}");
+    for r in results {
+        let f = |k: &str| r[k].as_f64().unwrap_or_else(|| panic!("no {k}: {r}"));
+        assert!(f("p50_ms") > 0.0 && f("p90_ms") >= f("p50_ms") && f("images_per_s") > 0.0, "{r}");
+        assert!(f("weight_bytes") > 500_000.0, "{r}");
+        let (arena, peak) = (f("arena_bytes"), f("peak_live_bytes"));
+        assert!(arena >= peak && arena <= 1.2 * peak, "arena {arena} vs peak live {peak}");
+        assert!(f("gpu_memory_bytes") >= f("weight_bytes") + arena, "{r}");
+    }
+    if !doc["profile"].is_null() {
+        let ops = doc["profile"]["ops"].as_array().unwrap();
+        assert!(ops.iter().any(|o| o["kind"] == "matmul") && ops.iter().any(|o| o["kind"] == "attention"), "{doc}");
+        let total: f64 = ops.iter().map(|o| o["ms"].as_f64().unwrap()).sum();
+        assert!(total > 0.0 && (total - doc["profile"]["total_ms"].as_f64().unwrap()).abs() < 1e-6 * total.max(1.0));
+    }
+}

@@ -240,12 +240,18 @@ fn model_bench(gpu: &Arc<Gpu>, spec: &str, args: &BenchArgs) -> anyhow::Result<(
             mib(*held)
         );
     }
+    let mut profile_json = serde_json::Value::Null;
     if gpu.report().timestamp_query {
         let b = args.batch.first().copied().unwrap_or(1);
         let pixels = Rng::new(7).vec(b * cfg.num_channels * h * w, 1.0);
         let out = model.run_blocking(&pixels, [b, cfg.num_channels, h, w], tessera::RunOptions { profile: true, ..Default::default() })?;
         if let Some(p) = out.profile {
             println!("\nper-op GPU time, batch {b}:\n{p}");
+            profile_json = serde_json::json!({
+                "batch": b,
+                "total_ms": p.total_ms(),
+                "ops": p.ops.iter().map(|o| serde_json::json!({"name": o.name, "kind": o.kind, "shape": o.shape, "ms": o.ms, "gflops": o.gflops})).collect::<Vec<_>>(),
+            });
             let mut by_kind: Vec<(&str, f64)> = Vec::new();
             for o in &p.ops {
                 match by_kind.iter_mut().find(|(k, _)| *k == o.kind) {
@@ -262,7 +268,7 @@ fn model_bench(gpu: &Arc<Gpu>, spec: &str, args: &BenchArgs) -> anyhow::Result<(
     }
     print_tuning(gpu);
     if let Some(path) = &args.json {
-        let doc = serde_json::json!({"adapter": gpu.report().name, "model": model.source, "storage": model.storage().to_string(), "tuning": gpu.tuning(), "results": rows});
+        let doc = serde_json::json!({"adapter": gpu.report().name, "model": model.source, "storage": model.storage().to_string(), "tuning": gpu.tuning(), "results": rows, "profile": profile_json});
         std::fs::write(path, serde_json::to_string_pretty(&doc)?)?;
     }
     Ok(())
