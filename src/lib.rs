@@ -24,3 +24,12 @@ pub use model::{Checkpoint, Model, ModelOutput, RunOptions};
 pub use graph::plan::{plan_memory, Interval, MemoryPlan};
 pub use ops::{Activation, Op};
 pub use wgpu;
+
+/// Locks `m`, also after a thread panicked while holding it: the engine's locked state (caches,
+/// pools, error lists) stays valid whatever a panicking holder was doing.
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
+}

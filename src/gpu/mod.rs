@@ -243,6 +243,14 @@ impl Gpu {
                 *l = Some(format!("{reason:?}: {message}").trim_end_matches(": ").to_string());
             }
         });
+        // A CPU adapter's memory is the system's; a GPU's is not reported.
+        let budget = memory_budget.or_else(|| {
+            if info.device_type == wgpu::DeviceType::Cpu {
+                memory::system_available().map(|b| b / 4 * 3)
+            } else {
+                None
+            }
+        });
         let report = AdapterReport {
             name: info.name.clone(),
             backend: format!("{:?}", info.backend),
@@ -256,20 +264,9 @@ impl Gpu {
             max_workgroup_storage: limits.max_compute_workgroup_storage_size,
             max_invocations: limits.max_compute_invocations_per_workgroup,
             max_storage_buffers_per_stage: limits.max_storage_buffers_per_shader_stage,
-            memory_budget: None,
-            memory_budget_from_system: false,
+            memory_budget: budget,
+            memory_budget_from_system: memory_budget.is_none() && budget.is_some(),
         };
-        let budget_set = memory_budget.is_some();
-        let budget = memory_budget.or_else(|| {
-            if info.device_type == wgpu::DeviceType::Cpu {
-                memory::system_available().map(|b| b / 4 * 3)
-            } else {
-                None
-            }
-        });
-        let mut report = report;
-        report.memory_budget = budget;
-        report.memory_budget_from_system = !budget_set && budget.is_some();
         Ok(Arc::new(Gpu {
             device,
             queue,
@@ -354,10 +351,7 @@ impl Gpu {
 
     /// What the autotuner measured and reused so far, and its cache file.
     pub fn tuning_stats(&self) -> crate::graph::tune::TuneStats {
-        match self.tuning.lock() {
-            Ok(t) => t.stats.clone(),
-            Err(p) => p.into_inner().stats.clone(),
-        }
+        crate::lock(&self.tuning).stats.clone()
     }
 
     /// Whether shaders keep wgpu's runtime bounds checks.
@@ -387,10 +381,7 @@ impl Gpu {
 
     /// The pipeline of a shader variant, compiled on first use and cached by its key.
     pub(crate) fn pipeline(&self, v: &crate::ops::ShaderVariant) -> wgpu::ComputePipeline {
-        let mut cache = match self.pipelines.lock() {
-            Ok(c) => c,
-            Err(p) => p.into_inner(),
-        };
+        let mut cache = crate::lock(&self.pipelines);
         if let Some(p) = cache.get(&v.key) {
             return p.clone();
         }
@@ -454,10 +445,7 @@ impl Gpu {
     /// Returns (and clears) GPU errors raised outside error scopes.
     pub(crate) fn take_errors(&self, context: &str) -> Result<()> {
         self.check_lost()?;
-        let mut v = match self.errors.lock() {
-            Ok(v) => v,
-            Err(p) => p.into_inner(),
-        };
+        let mut v = crate::lock(&self.errors);
         if v.is_empty() {
             return Ok(());
         }

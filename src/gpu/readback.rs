@@ -18,10 +18,7 @@ struct OneShot<T>(Arc<Mutex<Slot<T>>>);
 impl<T> Future for OneShot<T> {
     type Output = T;
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
-        let mut slot = match self.0.lock() {
-            Ok(s) => s,
-            Err(p) => p.into_inner(),
-        };
+        let mut slot = crate::lock(&self.0);
         match slot.value.take() {
             Some(v) => Poll::Ready(v),
             None => {
@@ -38,10 +35,7 @@ pub(crate) async fn read_buffer(gpu: &crate::Gpu, buffer: &wgpu::Buffer, len: u6
     let shared = Arc::new(Mutex::new(Slot { value: None, waker: None }));
     let tx = shared.clone();
     buffer.map_async(wgpu::MapMode::Read, 0..len, move |r| {
-        let mut slot = match tx.lock() {
-            Ok(s) => s,
-            Err(p) => p.into_inner(),
-        };
+        let mut slot = crate::lock(&tx);
         slot.value = Some(r);
         if let Some(w) = slot.waker.take() {
             w.wake();

@@ -6,6 +6,7 @@ use super::plan::{plan_memory, Interval, MemoryPlan};
 use crate::error::{Error, Result};
 use crate::gpu::memory::TrackedBuffer;
 use crate::gpu::{read_buffer, Gpu};
+use crate::lock;
 use crate::ops::Kernel;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -23,7 +24,7 @@ pub struct Weights {
 impl Weights {
     /// An empty set on `gpu`.
     pub fn new(gpu: &Arc<Gpu>) -> Self {
-        Weights { gpu: gpu.clone(), map: HashMap::new(), bytes: 0, dtype: DType::F32 }
+        Self::new_as(gpu, DType::F32)
     }
 
     /// An empty set whose [`Weights::insert`] stores `dtype`.
@@ -593,6 +594,10 @@ impl Executable {
             })
         };
         let max_groups = gpu.limits().max_compute_workgroups_per_dimension;
+        // Whether this device can run a candidate kernel at all.
+        let runnable = |k: &Kernel| {
+            k.workgroups.iter().all(|&g| g <= max_groups) && k.shader.subgroup_size_needed().is_none_or(|g| gpu.subgroup_min_size >= g)
+        };
 
         // Kernels: each op's heuristic choice, or with tuning on, the fastest candidate (timed
         // here on this graph's buffers unless this adapter already timed the shape).
@@ -607,7 +612,7 @@ impl Executable {
             if let Some(name) = preferred {
                 // The adapter's measured heuristic, where it has one and the op offers that kernel.
                 let chosen = n.op.kernel_candidates(&infos, out).and_then(|(_, c)| {
-                    c.into_iter().find(|(nm, k)| *nm == name && k.workgroups.iter().all(|&g| g <= max_groups)).map(|(_, k)| k)
+                    c.into_iter().find(|(nm, k)| *nm == name && runnable(k)).map(|(_, k)| k)
                 });
                 kernels.push(chosen.unwrap_or_else(|| n.op.kernel(&infos, out)));
                 continue;
@@ -617,15 +622,12 @@ impl Executable {
                 kernels.push(n.op.kernel(&infos, out));
                 continue;
             };
-            cands.retain(|(_, k)| {
-                k.workgroups.iter().all(|&g| g <= max_groups)
-                    && k.shader.subgroup_size_needed().is_none_or(|g| gpu.subgroup_min_size >= g)
-            });
+            cands.retain(|(_, k)| runnable(k));
             if cands.len() <= 1 {
                 kernels.push(cands.pop().map(|(_, k)| k).unwrap_or_else(|| n.op.kernel(&infos, out)));
                 continue;
             }
-            let cached = lock_tuning(gpu).get(&key);
+            let cached = lock(&gpu.tuning).get(&key);
             if let Some(pos) = cached.and_then(|c| cands.iter().position(|(name, _)| *name == c)) {
                 kernels.push(cands.swap_remove(pos).1);
                 continue;
@@ -659,14 +661,14 @@ impl Executable {
             match best {
                 Some((_, ci)) => {
                     let (name, k) = cands.swap_remove(ci);
-                    lock_tuning(gpu).insert(&key, super::tune::TuneEntry { choice: name.to_string(), ms });
+                    lock(&gpu.tuning).insert(&key, super::tune::TuneEntry { choice: name.to_string(), ms });
                     kernels.push(k);
                 }
                 None => kernels.push(cands.swap_remove(0).1),
             }
         }
         if gpu.tune {
-            lock_tuning(gpu).save();
+            lock(&gpu.tuning).save();
         }
         for (k, &i) in kernels.iter().zip(&order) {
             if let Some(&g) = k.workgroups.iter().find(|&&g| g > max_groups) {
@@ -806,10 +808,7 @@ impl Executable {
         let repeats = repeats.max(1);
         let device = &self.gpu.device;
         let timer = super::tune::PassTimer::new(device);
-        let guard = match self.submit.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
+        let guard = lock(&self.submit);
         self.write_inputs(inputs)?;
         let mut enc = device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("tessera timing") });
         {
@@ -897,10 +896,7 @@ impl Executable {
             }
         };
         self.gpu.check_lost()?;
-        let guard = match self.submit.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
+        let guard = lock(&self.submit);
         self.write_inputs(inputs)?;
         let device = &self.gpu.device;
         let mut enc = device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("tessera run") });
@@ -994,10 +990,7 @@ impl Executable {
     }
 
     fn take_staging(&self) -> Result<TrackedBuffer> {
-        let pooled = match self.staging.lock() {
-            Ok(mut v) => v.pop(),
-            Err(p) => p.into_inner().pop(),
-        };
+        let pooled = lock(&self.staging).pop();
         match pooled {
             Some(b) => Ok(b),
             None => self.gpu.tracked_buffer(
@@ -1013,16 +1006,6 @@ impl Executable {
     }
 
     fn give_back_staging(&self, b: TrackedBuffer) {
-        match self.staging.lock() {
-            Ok(mut v) => v.push(b),
-            Err(p) => p.into_inner().push(b),
-        }
-    }
-}
-
-fn lock_tuning(gpu: &Gpu) -> std::sync::MutexGuard<'_, super::tune::TuneCache> {
-    match gpu.tuning.lock() {
-        Ok(t) => t,
-        Err(p) => p.into_inner(),
+        lock(&self.staging).push(b);
     }
 }

@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 use crate::graph::exec::{CompileOptions, Executable, HostTensor, PlanReport, Profile, Weights};
 use crate::graph::ir::{DType, Graph, TensorId};
 use crate::ops::Activation;
-use crate::Gpu;
+use crate::{lock, Gpu};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
@@ -134,13 +134,6 @@ impl Compiled {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    match m.lock() {
-        Ok(g) => g,
-        Err(p) => p.into_inner(),
-    }
-}
-
 /// (out, in) row-major to (in, out) row-major.
 fn transpose(w: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     let mut t = vec![0f32; w.len()];
@@ -213,14 +206,14 @@ impl Model {
             .find(|n| n.ends_with("embeddings.cls_token"))
             .ok_or_else(|| Error::model(&file, "no `embeddings.cls_token` tensor: not a ViT, DeiT or DINOv2 checkpoint"))?;
         let prefix = cls_name[..cls_name.len() - "embeddings.cls_token".len()].to_string();
-        // Refused before anything is uploaded if the weights (as f32) cannot fit the budget.
+        // Refused before anything is uploaded if the weights (stored as `storage`) cannot fit the
+        // budget.
         let need: u64 = ck
             .tensor_names()
             .iter()
             .filter_map(|n| ck.tensor_shape(n))
-            .map(|s| s.iter().fold(4u64, |a, &d| a.saturating_mul(d as u64)))
-            .fold(0u64, u64::saturating_add)
-            / (4 / storage.size() as u64);
+            .map(|s| s.iter().fold(storage.size() as u64, |a, &d| a.saturating_mul(d as u64)))
+            .fold(0u64, u64::saturating_add);
         gpu.check_memory(&format!("{file} (its weights as {storage})"), need)?;
         let mut ld = Loader { ck, prefix: prefix.clone(), used: BTreeSet::new() };
         let (d, p, c) = (cfg.hidden_size, cfg.patch_size, cfg.num_channels);
@@ -416,126 +409,7 @@ impl Model {
     fn build(&self, batch: usize, h: usize, w: usize, opts: RunOptions) -> Result<(Graph, String)> {
         build_graph(&self.config, self.head, self.pooler, self.storage, batch, h, w, opts)
     }
-}
 
-/// The graph that runs `batch` images of `h` x `w` through a model of this config, head and
-/// pooler, storing `storage`; also the name of its position-embedding weight. Needs no GPU: with
-/// [`crate::graph::exec::plan_graph`] it tells how much memory a run would take.
-#[allow(clippy::too_many_arguments)]
-pub fn build_graph(
-    cfg: &ModelConfig,
-    head: Head,
-    pooler: bool,
-    storage: DType,
-    batch: usize,
-    h: usize,
-    w: usize,
-    opts: RunOptions,
-) -> Result<(Graph, String)> {
-    let (d, p) = (cfg.hidden_size, cfg.patch_size);
-    let (gh, gw) = (h / p, w / p);
-    let prefix = cfg.prefix_tokens();
-    let mut g = Graph::new();
-    g.set_storage(storage);
-    let wt = |g: &mut Graph, name: &str, shape: &[usize]| g.weight(name, shape);
-    let x = g.input("pixel_values", &[batch, cfg.num_channels, h, w]);
-    let pos_name = format!("pos.{gh}x{gw}.{}", if h == w { "sq" } else { "rect" });
-    let patch_w = wt(&mut g, "patch.weight", &[cfg.num_channels * p * p, d]);
-    let patch_b = wt(&mut g, "patch.bias", &[d]);
-    let pos = wt(&mut g, &pos_name, &[prefix + gh * gw, d]);
-    let toks = wt(&mut g, "prefix", &[prefix, d]);
-    let mut hs = g.patch_embed("embeddings", x, patch_w, patch_b, pos, Some(toks), p)?;
-    let mut hidden = vec![hs];
-    let scale = 1.0 / (cfg.head_dim() as f32).sqrt();
-    let mut last_qkv: Option<TensorId> = None;
-    for i in 0..cfg.num_layers {
-        let n = |s: &str| format!("layer.{i}.{s}");
-        let ln = |g: &mut Graph, which: &str, input: TensorId| -> Result<TensorId> {
-            let gw_ = g.weight(&n(&format!("{which}.weight")), &[d]);
-            let gb = g.weight(&n(&format!("{which}.bias")), &[d]);
-            g.layer_norm(&n(which), input, gw_, gb, cfg.layer_norm_eps)
-        };
-        let h1 = ln(&mut g, "ln1", hs)?;
-        let qkv_w = wt(&mut g, &n("qkv.weight"), &[d, 3 * d]);
-        let qkv_b = if cfg.qkv_bias { Some(wt(&mut g, &n("qkv.bias"), &[3 * d])) } else { None };
-        let qkv = g.matmul(&n("qkv"), h1, qkv_w, qkv_b, Activation::None, None)?;
-        let att = g.attention(&n("attention"), qkv, cfg.num_heads, scale)?;
-        let proj_w = wt(&mut g, &n("proj.weight"), &[d, d]);
-        let proj_b = wt(&mut g, &n("proj.bias"), &[d]);
-        let x1 = g.matmul(&n("proj"), att, proj_w, Some(proj_b), Activation::None, Some(hs))?;
-        let h2 = ln(&mut g, "ln2", x1)?;
-        let mlp = cfg.intermediate_size;
-        let fc1_w = wt(&mut g, &n("fc1.weight"), &[d, mlp]);
-        let fc1_b = wt(&mut g, &n("fc1.bias"), &[mlp]);
-        let m = g.matmul(&n("fc1"), h2, fc1_w, Some(fc1_b), Activation::Gelu, None)?;
-        let fc2_w = wt(&mut g, &n("fc2.weight"), &[mlp, d]);
-        let fc2_b = wt(&mut g, &n("fc2.bias"), &[d]);
-        hs = g.matmul(&n("fc2"), m, fc2_w, Some(fc2_b), Activation::None, Some(x1))?;
-        hidden.push(hs);
-        last_qkv = Some(qkv);
-    }
-    let fw = wt(&mut g, "final_ln.weight", &[d]);
-    let fb = wt(&mut g, "final_ln.bias", &[d]);
-    let seq = g.layer_norm("last_hidden_state", hs, fw, fb, cfg.layer_norm_eps)?;
-    let tokens = prefix + gh * gw;
-
-    // A token is selected as the mean of one token: (B, D), and an exact copy.
-    let logits = match head {
-        Head::None => None,
-        Head::Cls => {
-            let cls = g.mean_tokens("cls", seq, 0, 1)?;
-            let (hw, hb) = (wt(&mut g, "head.weight", &[d, cfg.labels.len()]), wt(&mut g, "head.bias", &[cfg.labels.len()]));
-            Some(g.matmul("logits", cls, hw, Some(hb), Activation::None, None)?)
-        }
-        Head::ClsDistilled => {
-            let n = cfg.labels.len();
-            let cls = g.mean_tokens("cls", seq, 0, 1)?;
-            let dist = g.mean_tokens("dist", seq, 1, 1)?;
-            let (hw, hb) = (wt(&mut g, "head.weight", &[d, n]), wt(&mut g, "head.bias", &[n]));
-            let half = g.matmul("cls_logits", cls, hw, Some(hb), Activation::None, None)?;
-            let (dw, db) = (wt(&mut g, "head_dist.weight", &[d, n]), wt(&mut g, "head_dist.bias", &[n]));
-            Some(g.matmul("logits", dist, dw, Some(db), Activation::None, Some(half))?)
-        }
-        Head::ClsMeanPatch => {
-            let n = cfg.labels.len();
-            let cls = g.mean_tokens("cls", seq, 0, 1)?;
-            let mean = g.mean_tokens("patch_mean", seq, prefix, tokens - prefix)?;
-            let both = g.concat("cls_and_mean", cls, mean)?;
-            let (hw, hb) = (wt(&mut g, "head.weight", &[2 * d, n]), wt(&mut g, "head.bias", &[n]));
-            Some(g.matmul("logits", both, hw, Some(hb), Activation::None, None)?)
-        }
-    };
-    let pooled = if pooler {
-        let cls = g.mean_tokens("pooler_cls", seq, 0, 1)?;
-        let (pw, pb) = (wt(&mut g, "pooler.weight", &[d, d]), wt(&mut g, "pooler.bias", &[d]));
-        Some(g.matmul("pooler_output", cls, pw, Some(pb), Activation::Tanh, None)?)
-    } else if cfg.family == Family::Dinov2 {
-        Some(g.mean_tokens("pooler_output", seq, 0, 1)?)
-    } else {
-        None
-    };
-    if let Some(l) = logits {
-        g.output(l);
-    }
-    g.output(seq);
-    if let Some(p) = pooled {
-        g.output(p);
-    }
-    if opts.hidden_states {
-        for t in hidden {
-            g.output(t);
-        }
-    }
-    if opts.attention {
-        if let Some(qkv) = last_qkv {
-            let a = g.attention_probs("cls_attention", qkv, cfg.num_heads, scale, 1, prefix)?;
-            g.output(a);
-        }
-    }
-    Ok((g, pos_name))
-}
-
-impl Model {
     async fn executable(&self, batch: usize, h: usize, w: usize, opts: RunOptions) -> Result<Arc<Executable>> {
         let key = (batch, h, w, opts);
         if let Some(e) = lock(&self.compiled).get(&key) {
@@ -743,6 +617,123 @@ impl Model {
             })
             .collect()
     }
+}
+
+/// The graph that runs `batch` images of `h` x `w` through a model of this config, head and
+/// pooler, storing `storage`; also the name of its position-embedding weight. Needs no GPU: with
+/// [`crate::graph::exec::plan_graph`] it tells how much memory a run would take.
+#[allow(clippy::too_many_arguments)]
+pub fn build_graph(
+    cfg: &ModelConfig,
+    head: Head,
+    pooler: bool,
+    storage: DType,
+    batch: usize,
+    h: usize,
+    w: usize,
+    opts: RunOptions,
+) -> Result<(Graph, String)> {
+    let (d, p) = (cfg.hidden_size, cfg.patch_size);
+    let (gh, gw) = (h / p, w / p);
+    let prefix = cfg.prefix_tokens();
+    let mut g = Graph::new();
+    g.set_storage(storage);
+    let wt = |g: &mut Graph, name: &str, shape: &[usize]| g.weight(name, shape);
+    let x = g.input("pixel_values", &[batch, cfg.num_channels, h, w]);
+    let pos_name = format!("pos.{gh}x{gw}.{}", if h == w { "sq" } else { "rect" });
+    let patch_w = wt(&mut g, "patch.weight", &[cfg.num_channels * p * p, d]);
+    let patch_b = wt(&mut g, "patch.bias", &[d]);
+    let pos = wt(&mut g, &pos_name, &[prefix + gh * gw, d]);
+    let toks = wt(&mut g, "prefix", &[prefix, d]);
+    let mut hs = g.patch_embed("embeddings", x, patch_w, patch_b, pos, Some(toks), p)?;
+    let mut hidden = vec![hs];
+    let scale = 1.0 / (cfg.head_dim() as f32).sqrt();
+    let mut last_qkv: Option<TensorId> = None;
+    for i in 0..cfg.num_layers {
+        let n = |s: &str| format!("layer.{i}.{s}");
+        let ln = |g: &mut Graph, which: &str, input: TensorId| -> Result<TensorId> {
+            let gw_ = g.weight(&n(&format!("{which}.weight")), &[d]);
+            let gb = g.weight(&n(&format!("{which}.bias")), &[d]);
+            g.layer_norm(&n(which), input, gw_, gb, cfg.layer_norm_eps)
+        };
+        let h1 = ln(&mut g, "ln1", hs)?;
+        let qkv_w = wt(&mut g, &n("qkv.weight"), &[d, 3 * d]);
+        let qkv_b = if cfg.qkv_bias { Some(wt(&mut g, &n("qkv.bias"), &[3 * d])) } else { None };
+        let qkv = g.matmul(&n("qkv"), h1, qkv_w, qkv_b, Activation::None, None)?;
+        let att = g.attention(&n("attention"), qkv, cfg.num_heads, scale)?;
+        let proj_w = wt(&mut g, &n("proj.weight"), &[d, d]);
+        let proj_b = wt(&mut g, &n("proj.bias"), &[d]);
+        let x1 = g.matmul(&n("proj"), att, proj_w, Some(proj_b), Activation::None, Some(hs))?;
+        let h2 = ln(&mut g, "ln2", x1)?;
+        let mlp = cfg.intermediate_size;
+        let fc1_w = wt(&mut g, &n("fc1.weight"), &[d, mlp]);
+        let fc1_b = wt(&mut g, &n("fc1.bias"), &[mlp]);
+        let m = g.matmul(&n("fc1"), h2, fc1_w, Some(fc1_b), Activation::Gelu, None)?;
+        let fc2_w = wt(&mut g, &n("fc2.weight"), &[mlp, d]);
+        let fc2_b = wt(&mut g, &n("fc2.bias"), &[d]);
+        hs = g.matmul(&n("fc2"), m, fc2_w, Some(fc2_b), Activation::None, Some(x1))?;
+        hidden.push(hs);
+        last_qkv = Some(qkv);
+    }
+    let fw = wt(&mut g, "final_ln.weight", &[d]);
+    let fb = wt(&mut g, "final_ln.bias", &[d]);
+    let seq = g.layer_norm("last_hidden_state", hs, fw, fb, cfg.layer_norm_eps)?;
+    let tokens = prefix + gh * gw;
+
+    // A token is selected as the mean of one token: (B, D), and an exact copy.
+    let logits = match head {
+        Head::None => None,
+        Head::Cls => {
+            let cls = g.mean_tokens("cls", seq, 0, 1)?;
+            let (hw, hb) = (wt(&mut g, "head.weight", &[d, cfg.labels.len()]), wt(&mut g, "head.bias", &[cfg.labels.len()]));
+            Some(g.matmul("logits", cls, hw, Some(hb), Activation::None, None)?)
+        }
+        Head::ClsDistilled => {
+            let n = cfg.labels.len();
+            let cls = g.mean_tokens("cls", seq, 0, 1)?;
+            let dist = g.mean_tokens("dist", seq, 1, 1)?;
+            let (hw, hb) = (wt(&mut g, "head.weight", &[d, n]), wt(&mut g, "head.bias", &[n]));
+            let half = g.matmul("cls_logits", cls, hw, Some(hb), Activation::None, None)?;
+            let (dw, db) = (wt(&mut g, "head_dist.weight", &[d, n]), wt(&mut g, "head_dist.bias", &[n]));
+            Some(g.matmul("logits", dist, dw, Some(db), Activation::None, Some(half))?)
+        }
+        Head::ClsMeanPatch => {
+            let n = cfg.labels.len();
+            let cls = g.mean_tokens("cls", seq, 0, 1)?;
+            let mean = g.mean_tokens("patch_mean", seq, prefix, tokens - prefix)?;
+            let both = g.concat("cls_and_mean", cls, mean)?;
+            let (hw, hb) = (wt(&mut g, "head.weight", &[2 * d, n]), wt(&mut g, "head.bias", &[n]));
+            Some(g.matmul("logits", both, hw, Some(hb), Activation::None, None)?)
+        }
+    };
+    let pooled = if pooler {
+        let cls = g.mean_tokens("pooler_cls", seq, 0, 1)?;
+        let (pw, pb) = (wt(&mut g, "pooler.weight", &[d, d]), wt(&mut g, "pooler.bias", &[d]));
+        Some(g.matmul("pooler_output", cls, pw, Some(pb), Activation::Tanh, None)?)
+    } else if cfg.family == Family::Dinov2 {
+        Some(g.mean_tokens("pooler_output", seq, 0, 1)?)
+    } else {
+        None
+    };
+    if let Some(l) = logits {
+        g.output(l);
+    }
+    g.output(seq);
+    if let Some(p) = pooled {
+        g.output(p);
+    }
+    if opts.hidden_states {
+        for t in hidden {
+            g.output(t);
+        }
+    }
+    if opts.attention {
+        if let Some(qkv) = last_qkv {
+            let a = g.attention_probs("cls_attention", qkv, cfg.num_heads, scale, 1, prefix)?;
+            g.output(a);
+        }
+    }
+    Ok((g, pos_name))
 }
 
 fn ck_shape_len(ck: &Checkpoint, name: &str) -> Option<usize> {

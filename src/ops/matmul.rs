@@ -42,7 +42,7 @@ pub(crate) const TINY: Tile = Tile { bm: 32, bn: 32, bk: 16, tm: 2, tn: 4, prefe
 pub(crate) const SMALL_PREFETCH: Tile = Tile { prefetch: true, ..SMALL };
 pub(crate) const LARGE_PREFETCH: Tile = Tile { prefetch: true, ..LARGE };
 
-/// The tiles the autotuner times, by name.
+/// The tiles the autotuner times, by name; the first is the op's default.
 pub(crate) const TILES: [(&str, Tile); 6] = [
     ("64x64", SMALL),
     ("128x128", LARGE),
@@ -51,12 +51,6 @@ pub(crate) const TILES: [(&str, Tile); 6] = [
     ("64x64-prefetch", SMALL_PREFETCH),
     ("128x128-prefetch", LARGE_PREFETCH),
 ];
-
-/// The op's own default tile: the small one. Adapters may prefer another (`Gpu::heuristic_kernel`,
-/// `TESSERA_GEMM_TILE`), and the autotuner times all of [`TILES`].
-pub(crate) fn choose_tile(_m: u64, _n: u64) -> Tile {
-    SMALL
-}
 
 pub(crate) fn output_shape(node: &str, inputs: &[&TensorInfo], bias: bool, residual: bool) -> Result<Vec<usize>> {
     let (a, b) = (inputs[0], inputs[1]);
@@ -101,29 +95,20 @@ fn variant(tile: Tile, vec4: bool, bias: bool, act: Activation, residual: bool) 
     specialize(&["matmul", "gemm"], &tile.consts(), &flags)
 }
 
+/// The op's own default: the small tile. Adapters may prefer another (`Gpu::heuristic_kernel`,
+/// `TESSERA_GEMM_TILE`), and the autotuner times all of [`TILES`].
 pub(crate) fn kernel(inputs: &[&TensorInfo], output: &TensorInfo, bias: bool, act: Activation, residual: bool) -> Kernel {
-    let m = rows_of(&inputs[0].shape) as u64;
-    let n = last(&output.shape) as u64;
-    kernel_with(inputs, output, bias, act, residual, choose_tile(m, n))
+    kernel_with(inputs, output, bias, act, residual, SMALL)
 }
 
-/// One kernel per tile, the heuristic's choice first, for the autotuner: a key naming the shape
-/// and epilogue (not the tile), and each tile's name with its kernel.
+/// One kernel per tile of [`TILES`] (the default first), for the autotuner: a key naming the
+/// shape and epilogue (not the tile), and each tile's name with its kernel.
 pub(crate) fn candidates(inputs: &[&TensorInfo], output: &TensorInfo, bias: bool, act: Activation, residual: bool) -> (String, Vec<(&'static str, Kernel)>) {
     let m = rows_of(&inputs[0].shape);
     let k = last(&inputs[0].shape);
     let n = last(&output.shape);
     let key = format!("matmul {m}x{k}x{n} bias={bias} act={act:?} residual={residual}");
-    let chosen = choose_tile(m as u64, n as u64);
-    let mut out: Vec<(&'static str, Kernel)> = Vec::new();
-    for (name, tile) in TILES {
-        let kern = kernel_with(inputs, output, bias, act, residual, tile);
-        if tile == chosen {
-            out.insert(0, (name, kern));
-        } else {
-            out.push((name, kern));
-        }
-    }
+    let out = TILES.iter().map(|&(name, tile)| (name, kernel_with(inputs, output, bias, act, residual, tile))).collect();
     (key, out)
 }
 

@@ -182,29 +182,18 @@ impl Op {
     /// Alternative kernels the autotuner may time for this node (the first is [`Op::kernel`]'s
     /// choice), with a key naming the shape; None where there is one kernel only.
     pub(crate) fn kernel_candidates(&self, inputs: &[&TensorInfo], output: &TensorInfo) -> Option<(String, Vec<(&'static str, Kernel)>)> {
-        match self {
-            Op::MatMul { bias, act, residual } => {
-                let (key, mut cands) = matmul::candidates(inputs, output, *bias, *act, *residual);
-                let f16 = self.storage_dtype(inputs) == DType::F16;
-                if f16 {
-                    for (_, k) in cands.iter_mut() {
-                        k.shader = k.shader.f16();
-                    }
-                }
-                Some((if f16 { format!("{key} f16") } else { key }, cands))
-            }
-            Op::Attention { heads, scale } => {
-                let (key, mut cands) = attention::candidates(inputs, *heads, *scale);
-                let f16 = self.storage_dtype(inputs) == DType::F16;
-                if f16 {
-                    for (_, k) in cands.iter_mut() {
-                        k.shader = k.shader.f16();
-                    }
-                }
-                Some((if f16 { format!("{key} f16") } else { key }, cands))
-            }
-            _ => None,
+        let (key, mut cands) = match self {
+            Op::MatMul { bias, act, residual } => matmul::candidates(inputs, output, *bias, *act, *residual),
+            Op::Attention { heads, scale } => attention::candidates(inputs, *heads, *scale),
+            _ => return None,
+        };
+        if self.storage_dtype(inputs) != DType::F16 {
+            return Some((key, cands));
         }
+        for (_, k) in cands.iter_mut() {
+            k.shader = k.shader.f16();
+        }
+        Some((format!("{key} f16"), cands))
     }
 
     /// The dtype this node stores its tensors (and its output) in: that of its first stored
