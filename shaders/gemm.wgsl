@@ -8,6 +8,8 @@
 // invocation holds a TM x TN register block (TN a multiple of 4, kept as TN/4 vec4s per row).
 // K advances in steps of BK through two workgroup tiles: A transposed ([k][m], so a column of A
 // is contiguous) and B as vec4 rows ([k][n/4]).
+// SPLITK: workgroup z covers only K range z*kc..min((z+1)*kc, k) (kc a multiple of BK) and sets
+// `split_z` for store_c4.
 const VN: u32 = TN / 4u;
 const WG_X: u32 = BN / TN;
 const WG_Y: u32 = BM / TM;
@@ -56,6 +58,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
     let m0 = wid.y * BM;
     let n0 = wid.x * BN;
+#ifdef SPLITK
+    split_z = wid.z;
+    let k_begin = wid.z * P.kc;
+    let k_end = min(k_begin + P.kc, P.k);
+#else
+    let k_begin = 0u;
+    let k_end = P.k;
+#endif
     var acc: array<vec4<f32>, TM * VN>;
     for (var i = 0u; i < TM * VN; i++) {
         acc[i] = vec4<f32>(0.0);
@@ -65,8 +75,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
     // so their latency hides behind it; the registers go to workgroup memory after a barrier.
     var ra: array<vec4<f32>, NA>;
     var rb: array<vec4<f32>, NB>;
-    fetch(&ra, &rb, m0, n0, 0u, lid);
-    for (var k0 = 0u; k0 < P.k; k0 += BK) {
+    fetch(&ra, &rb, m0, n0, k_begin, lid);
+    for (var k0 = k_begin; k0 < k_end; k0 += BK) {
         for (var r = 0u; r < NA; r++) {
             let i = lid + r * WG_SIZE;
             if (i < BM * BK / 4u) {
@@ -85,14 +95,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
             }
         }
         workgroupBarrier();
-        if (k0 + BK < P.k) {
+        if (k0 + BK < k_end) {
             fetch(&ra, &rb, m0, n0, k0 + BK, lid);
         }
         multiply(&acc, lxy);
         workgroupBarrier();
     }
 #else
-    for (var k0 = 0u; k0 < P.k; k0 += BK) {
+    for (var k0 = k_begin; k0 < k_end; k0 += BK) {
         for (var i = lid; i < BM * BK / 4u; i += WG_SIZE) {
             let r = i / (BK / 4u);
             let kk = (i % (BK / 4u)) * 4u;

@@ -7,10 +7,18 @@
 // Tensors are stored as S (f32 or f16), computed in f32.
 // GELU applies exact (erf) GELU, TANH applies tanh. VEC4 (set when K % 4 == 0 and N % 4 == 0) reads and writes vec4s;
 // otherwise scalars with per-element bounds. Tiling lives in gemm.wgsl, appended after this file.
-struct Params { m: u32, n: u32, k: u32, _pad: u32 }
+// SPLITK (with VEC4, no epilogue flags): workgroup z multiplies only K range z*kc..(z+1)*kc and
+// writes its f32 partial product to out as (splits, M, N); splitk_reduce.wgsl sums the parts
+// and applies the epilogue.
+struct Params { m: u32, n: u32, k: u32, kc: u32 }
 @group(0) @binding(0) var<uniform> P: Params;
 #ifdef VEC4
+#ifdef SPLITK
+@group(0) @binding(1) var<storage, read_write> out: array<vec4<f32>>;
+var<private> split_z: u32;
+#else
 @group(0) @binding(1) var<storage, read_write> out: array<S4>;
+#endif
 @group(0) @binding(2) var<storage, read_write> a: array<S4>;
 @group(0) @binding(3) var<storage, read_write> b: array<S4>;
 #ifdef BIAS
@@ -50,21 +58,12 @@ fn store_c4(row: u32, col: u32, acc: vec4<f32>) {
     if (row >= P.m || col >= P.n) {
         return;
     }
-    var v = acc;
-#ifdef BIAS
-    v += vec4<f32>(bias[col / 4u]);
-#endif
-#ifdef GELU
-    v = vec4<f32>(gelu_erf(v.x), gelu_erf(v.y), gelu_erf(v.z), gelu_erf(v.w));
-#endif
-#ifdef TANH
-    v = tanh(v);
-#endif
     let o = (row * P.n + col) / 4u;
-#ifdef RESIDUAL
-    v += vec4<f32>(residual[o]);
+#ifdef SPLITK
+    out[split_z * (P.m * P.n / 4u) + o] = acc;
+#else
+    out[o] = S4(epilogue4(acc, col, o));
 #endif
-    out[o] = S4(v);
 }
 #else
 fn load_a4(row: u32, k: u32) -> vec4<f32> {

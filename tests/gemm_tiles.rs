@@ -1,16 +1,90 @@
 //! Every GEMM tile (64x64 / 4x4, 128x128 / 8x8, 32x64 and 32x32 / 2x4 per invocation, and the
 //! first two with the next K step prefetched into registers), forced natively with
 //! TESSERA_GEMM_TILE, against the f64 reference: ragged edges in M and N, vec4 and scalar paths,
-//! every epilogue. Its own test binary, so that setting the variable affects no other test.
+//! every epilogue; and the split-K kernels (K in 2, 4 or 8 ranges, then a reduction with the
+//! epilogue), f32 and f16. Its own test binary, so that setting the variable affects no other test.
 
 mod common;
 use common::*;
 use tessera::reference::{self as r, Rng};
 use tessera::{Activation, CompileOptions, Executable, Graph, Op, Weights};
 
+/// One matmul node with the given epilogue, compiled and run; returns the kernels it ran and its
+/// output, and the f64 reference output.
+#[allow(clippy::too_many_arguments)]
+fn run_matmul(gpu: &std::sync::Arc<tessera::Gpu>, m: usize, k: usize, n: usize, bias: bool, act: Activation, residual: bool, seed: u64, f16: bool) -> (Vec<(String, String)>, Vec<f32>, Vec<f32>) {
+    let mut rng = Rng::new(seed);
+    let round = |v: Vec<f32>| if f16 { v.iter().map(|&x| half::f16::from_f32(x).to_f32()).collect() } else { v };
+    let a = round(rng.vec(m * k, 1.0));
+    let b = round(rng.vec(k * n, 1.0 / (k as f32).sqrt()));
+    let bv = round(rng.vec(n, 0.5));
+    let rv = round(rng.vec(m * n, 1.0));
+    let mut g = Graph::new();
+    let mut w = Weights::new(gpu);
+    if f16 {
+        g.set_storage(tessera::DType::F16);
+        w = Weights::new_as(gpu, tessera::DType::F16);
+    }
+    // With f16 storage every tensor is a weight (graph inputs are f32).
+    let mut ids = vec![];
+    let mut feeds: Vec<(&str, &[f32])> = vec![];
+    if f16 {
+        ids.push(g.weight("a", &[m, k]));
+        w.insert("a", &[m, k], &a).unwrap();
+    } else {
+        ids.push(g.input("a", &[m, k]));
+        feeds.push(("a", &a));
+    }
+    ids.push(g.weight("b", &[k, n]));
+    w.insert("b", &[k, n], &b).unwrap();
+    if bias {
+        ids.push(g.weight("bias", &[n]));
+        w.insert("bias", &[n], &bv).unwrap();
+    }
+    if residual {
+        if f16 {
+            ids.push(g.weight("residual", &[m, n]));
+            w.insert("residual", &[m, n], &rv).unwrap();
+        } else {
+            ids.push(g.input("residual", &[m, n]));
+            feeds.push(("residual", &rv));
+        }
+    }
+    let out = g.op("gemm", Op::MatMul { bias, act, residual }, &ids).unwrap();
+    g.output(out);
+    let exe = pollster::block_on(Executable::compile(gpu, &g, &w, &CompileOptions::default())).unwrap();
+    let got = exe.run_blocking(&feeds).unwrap().remove(0).data;
+    let want = r::matmul(&a, &b, m, k, n, bias.then_some(&bv[..]), act, residual.then_some(&rv[..]));
+    (exe.kernels(), got, want)
+}
+
 #[test]
 fn every_tile_matches_the_reference() {
     let gpu = gpu();
+    // Split K: the partial products, then the reduction with the epilogue, as two dispatches.
+    // (M, K, N): ragged M and N edges, a K that leaves the last range short, batch-1 fc2's shape.
+    for split in ["64x64-split2", "64x64-split4", "64x64-split8"] {
+        std::env::set_var("TESSERA_GEMM_TILE", split);
+        for (m, k, n, bias, act, residual, seed, f16) in [
+            (300, 1040, 260, true, Activation::Gelu, true, 30, false),
+            (70, 2048, 132, false, Activation::None, false, 31, false),
+            (197, 3072, 768, true, Activation::None, true, 32, false),
+            (130, 1024, 68, true, Activation::Tanh, false, 33, true),
+        ] {
+            let (kernels, got, want) = run_matmul(&gpu, m, k, n, bias, act, residual, seed, f16);
+            let what = format!("{split} {m}x{k}x{n} bias={bias} act={act:?} residual={residual} f16={f16}");
+            assert_eq!(kernels.len(), 2, "{what}: {kernels:?}");
+            assert!(kernels[0].1.contains("SPLITK"), "{what}: {kernels:?}");
+            assert!(kernels[1].0 == "gemm (reduce)" && kernels[1].1.starts_with("splitk_reduce"), "{what}: {kernels:?}");
+            assert_eq!(kernels[1].1.contains("F16"), f16, "{what}: {kernels:?}");
+            let tol = if f16 { 1e-2 } else { 1e-5 };
+            assert_close(&what, &got, &want, tol, if f16 { 1e-2 } else { 1e-4 });
+        }
+        // Where K is too short to split, the default kernel runs instead.
+        let (kernels, got, want) = run_matmul(&gpu, 64, 64, 64, true, Activation::None, false, 34, false);
+        assert_eq!(kernels.len(), 1, "{kernels:?}");
+        assert_close(&format!("{split} with K = 64"), &got, &want, 1e-5, 1e-4);
+    }
     for (tile, marker) in [
         ("small", "BM=64,BN=64"),
         ("large", "BM=128,BN=128"),

@@ -147,21 +147,32 @@ fn attention(gpu: &Arc<Gpu>, b: usize, t: usize, heads: usize, dh: usize, f16: b
 }
 
 #[test]
-fn split_attention_is_a_candidate_and_matches_the_reference() {
+fn every_attention_kernel_is_a_candidate_and_matches_the_reference() {
     let path = tmp("attention");
-    // (shape, f16, the split kernels that apply: G must divide the head dim's vec4 count; the
-    // subgroup ones where the adapter's subgroups hold G lanes)
-    let sub = tuned_gpu(&path).subgroup_min_size();
-    eprintln!("subgroup min size: {sub}");
-    let fits = |s: &str| !s.ends_with("subgroup") || sub >= s.trim_start_matches("split-").split('-').next().unwrap().parse::<u32>().unwrap();
-    for (b, t, heads, dh, f16, splits) in [
-        (2, 37, 2, 16, false, &["split-4", "split-4-subgroup"][..]),
-        (1, 197, 3, 64, false, &["split-4", "split-8", "split-4-subgroup", "split-8-subgroup"][..]),
-        (2, 50, 2, 32, true, &["split-4", "split-8", "split-4-subgroup", "split-8-subgroup"][..]),
+    // (shape, f16, the kernels besides the default that apply: split G must divide the head dim's
+    // vec4 count, tiled CG slices of whole vec4s; the subgroup ones where the adapter's subgroups
+    // hold G lanes, tiled-64x32 (34,816 bytes of workgroup memory at head dim 64) where the
+    // device's limit allows it)
+    let gpu = tuned_gpu(&path);
+    let sub = gpu.subgroup_min_size();
+    let storage = gpu.limits().max_compute_workgroup_storage_size;
+    eprintln!("subgroup min size: {sub}, workgroup storage: {storage}");
+    drop(gpu);
+    let fits = |s: &str, dh: usize| {
+        if s.ends_with("subgroup") {
+            return sub >= s.trim_start_matches("split-").split('-').next().unwrap().parse::<u32>().unwrap();
+        }
+        !(s == "tiled-64x32" && dh == 64 && storage < 34816)
+    };
+    for (b, t, heads, dh, f16, kernels) in [
+        (2, 37, 2, 16, false, &["split-4", "split-4-subgroup", "tiled-64x16"][..]),
+        (1, 197, 3, 64, false, &["split-4", "split-8", "split-4-subgroup", "split-8-subgroup", "tiled-32x32", "tiled-64x16", "tiled-64x32"][..]),
+        (2, 50, 2, 32, true, &["split-4", "split-8", "split-4-subgroup", "split-8-subgroup", "tiled-32x32", "tiled-64x16", "tiled-64x32"][..]),
+        (3, 70, 2, 32, false, &["split-4", "split-8", "split-4-subgroup", "split-8-subgroup", "tiled-32x32", "tiled-64x16", "tiled-64x32"][..]),
     ] {
         let tol = if f16 { 2e-3 } else { 1e-5 };
-        let splits: Vec<&str> = splits.iter().copied().filter(|s| fits(s)).collect();
-        for split in &splits {
+        let kernels: Vec<&str> = kernels.iter().copied().filter(|s| fits(s, dh)).collect();
+        for kernel in &kernels {
             let _ = std::fs::remove_file(&path);
             let (_, got, want) = attention(&tuned_gpu(&path), b, t, heads, dh, f16);
             tessera::reference::compare("tuned attention", &got, &want, tol, tol).unwrap();
@@ -170,19 +181,68 @@ fn split_attention_is_a_candidate_and_matches_the_reference() {
             assert_eq!(entries.len(), 1);
             for (key, e) in entries.iter_mut() {
                 assert!(key.contains(&format!("attention b={b} t={t} heads={heads} dh={dh}")), "{key}");
-                assert_eq!(e["ms"].as_object().unwrap().len(), 1 + splits.len(), "every kernel timed: {e}");
-                e["choice"] = serde_json::Value::from(*split);
+                let timed: Vec<&String> = e["ms"].as_object().unwrap().keys().collect();
+                assert_eq!(timed.len(), 1 + kernels.len(), "every kernel timed, expected {kernels:?}: {e}");
+                e["choice"] = serde_json::Value::from(*kernel);
             }
             std::fs::write(&path, serde_json::to_vec(&file).unwrap()).unwrap();
             let (exe, got, want) = attention(&tuned_gpu(&path), b, t, heads, dh, f16);
-            let g = split.trim_start_matches("split-").split('-').next().unwrap();
             let variant = &exe.kernels()[0].1;
-            assert!(variant.starts_with("attention_split") && variant.contains(&format!("G={g}")), "{variant}");
-            assert_eq!(variant.contains("SUBGROUP"), split.ends_with("subgroup"), "{variant}");
-            match tessera::reference::compare(&format!("{split} attention b={b} t={t} dh={dh} f16={f16}"), &got, &want, tol, tol) {
-                Ok(max) => eprintln!("{split} attention b={b} t={t} dh={dh} f16={f16}: max diff {max:e}"),
+            if let Some(rest) = kernel.strip_prefix("split-") {
+                let g = rest.split('-').next().unwrap();
+                assert!(variant.starts_with("attention_split") && variant.contains(&format!("G={g}")), "{variant}");
+                assert_eq!(variant.contains("SUBGROUP"), kernel.ends_with("subgroup"), "{variant}");
+            } else {
+                let (bq, bkv) = kernel.trim_start_matches("tiled-").split_once('x').unwrap();
+                assert!(variant.starts_with("attention_tiled") && variant.contains(&format!("BQ={bq},BKV={bkv}")), "{variant}");
+            }
+            match tessera::reference::compare(&format!("{kernel} attention b={b} t={t} dh={dh} f16={f16}"), &got, &want, tol, tol) {
+                Ok(max) => eprintln!("{kernel} attention b={b} t={t} dh={dh} f16={f16}: max diff {max:e}"),
                 Err(e) => panic!("{e}"),
             }
         }
     }
+}
+
+#[test]
+fn split_k_is_timed_where_it_applies_and_a_cached_split_runs() {
+    let path = tmp("splitk");
+    // 45x1024x68: K long enough to split in 2, 4 or 8 ranges of at least 128; 45x68x68: too short.
+    run(&tuned_gpu(&path), 45, 1024, 68);
+    let mut file: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let entries = file["entries"].as_object_mut().unwrap();
+    assert_eq!(entries.len(), 2);
+    for (key, e) in entries.iter_mut() {
+        let ms = e["ms"].as_object().unwrap();
+        if key.contains("matmul 45x1024x68") {
+            assert_eq!(ms.len(), 9, "six tiles and three splits timed: {e}");
+            for s in ["64x64-split2", "64x64-split4", "64x64-split8"] {
+                assert!(ms.contains_key(s), "{s} timed: {e}");
+            }
+            e["choice"] = serde_json::Value::from("64x64-split4");
+        } else {
+            assert_eq!(ms.len(), 6, "no split for K = 68: {e}");
+        }
+    }
+    std::fs::write(&path, serde_json::to_vec(&file).unwrap()).unwrap();
+    let gpu = tuned_gpu(&path);
+    let exe = run(&gpu, 45, 1024, 68);
+    assert_eq!(gpu.tuning_stats().measured, 0);
+    let kernels = exe.kernels();
+    assert!(kernels[0].0 == "first" && kernels[0].1.contains("SPLITK"), "{kernels:?}");
+    assert!(kernels[1].0 == "first (reduce)" && kernels[1].1.starts_with("splitk_reduce[BIAS,GELU"), "{kernels:?}");
+    assert_eq!(kernels.len(), 4, "{kernels:?}");
+}
+
+#[test]
+fn attention_heuristic_without_tuning() {
+    let mut opts = GpuOptions::from_env().unwrap();
+    opts.tune = false;
+    let gpu = Gpu::new_blocking(&opts).unwrap();
+    let (exe, got, want) = attention(&gpu, 2, 45, 2, 64, false);
+    // CPU adapters: the register-tiled kernel (measured faster on lavapipe); others the default.
+    let marker = if gpu.report().device_type == "Cpu" { "attention_tiled[DH=64,BQ=32,BKV=32" } else { "attention[" };
+    let variant = &exe.kernels()[0].1;
+    assert!(variant.starts_with(marker), "{variant}");
+    tessera::reference::compare("heuristic attention", &got, &want, 1e-5, 1e-5).unwrap();
 }

@@ -314,27 +314,42 @@ impl Gpu {
     /// (12608x2304: 31.8 against 30.1 TFLOP/s, 12608x3072: 32.9 / 30.2, 4096^2: 31.5 / 28.9) and
     /// loses elsewhere (N = 768 at batch 64, every batch-1 shape, 1024^2), so discrete GPUs take it
     /// from 4096 rows and 2048 columns. `TESSERA_GEMM_TILE` (`small`, `large`, `narrow`, `tiny`,
-    /// `small-prefetch`, `large-prefetch`) overrides it natively.
+    /// `small-prefetch`, `large-prefetch`, or any matmul kernel name such as `64x64-split4`)
+    /// overrides it natively, for the shapes that kernel applies to.
     pub(crate) fn heuristic_kernel(&self, op_kind: &str, rows: usize, cols: usize) -> Option<&'static str> {
-        if op_kind != "matmul" {
-            return None;
-        }
-        #[cfg(not(target_arch = "wasm32"))]
-        match std::env::var("TESSERA_GEMM_TILE").as_deref() {
-            Ok("small") => return Some("64x64"),
-            Ok("large") => return Some("128x128"),
-            Ok("narrow") => return Some("32x64"),
-            Ok("tiny") => return Some("32x32"),
-            Ok("small-prefetch") => return Some("64x64-prefetch"),
-            Ok("large-prefetch") => return Some("128x128-prefetch"),
-            _ => {}
-        }
-        #[cfg(not(target_arch = "wasm32"))]
-        return gemm_tile_for(&self.report.device_type, rows, cols);
         #[cfg(target_arch = "wasm32")]
         {
-            let _ = (rows, cols);
+            let _ = (op_kind, rows, cols);
             None
+        }
+        #[cfg(not(target_arch = "wasm32"))]
+        match op_kind {
+            "matmul" => {
+                match std::env::var("TESSERA_GEMM_TILE").as_deref() {
+                    Ok("small") => return Some("64x64"),
+                    Ok("large") => return Some("128x128"),
+                    Ok("narrow") => return Some("32x64"),
+                    Ok("tiny") => return Some("32x32"),
+                    Ok("small-prefetch") => return Some("64x64-prefetch"),
+                    Ok("large-prefetch") => return Some("128x128-prefetch"),
+                    Ok(name) => {
+                        if let Some(known) = crate::ops::matmul::kernel_names().find(|k| *k == name) {
+                            return Some(known);
+                        }
+                    }
+                    _ => {}
+                }
+                gemm_tile_for(&self.report.device_type, rows, cols)
+            }
+            "attention" => {
+                if let Ok(name) = std::env::var("TESSERA_ATTENTION_KERNEL") {
+                    if let Some(known) = crate::ops::attention::kernel_names().find(|k| *k == name) {
+                        return Some(known);
+                    }
+                }
+                attention_kernel_for(&self.report.device_type)
+            }
+            _ => None,
         }
     }
 
@@ -475,6 +490,17 @@ fn gemm_tile_for(device_type: &str, rows: usize, cols: usize) -> Option<&'static
     }
 }
 
+/// The measured attention heuristic by device type; None keeps the op's default kernel (one query
+/// per invocation). CPU adapters (lavapipe): the register-tiled kernel with 32 queries and 32 keys
+/// per tile (BENCHMARKS.md).
+#[cfg(not(target_arch = "wasm32"))]
+fn attention_kernel_for(device_type: &str) -> Option<&'static str> {
+    match device_type {
+        "Cpu" => Some("tiled-32x32"),
+        _ => None,
+    }
+}
+
 #[cfg(all(test, not(target_arch = "wasm32")))]
 mod heuristic_tests {
     #[test]
@@ -491,6 +517,17 @@ mod heuristic_tests {
         assert_eq!(t("DiscreteGpu", 1024, 1024), None);
         // Unmeasured kinds keep the default.
         assert_eq!(t("IntegratedGpu", 12608, 3072), None);
+    }
+
+    #[test]
+    fn attention_kernels_follow_the_measurements() {
+        use super::attention_kernel_for as a;
+        assert_eq!(a("Cpu"), Some("tiled-32x32"));
+        // Not yet measured on GPUs: the default kernel.
+        assert_eq!(a("DiscreteGpu"), None);
+        assert_eq!(a("IntegratedGpu"), None);
+        // Every name is one the op offers.
+        assert!(crate::ops::attention::kernel_names().any(|k| k == "tiled-32x32"));
     }
 }
 

@@ -102,6 +102,10 @@ impl Weights {
     }
 }
 
+fn scratch_desc(bytes: u64) -> wgpu::BufferDescriptor<'static> {
+    wgpu::BufferDescriptor { label: Some("tessera split-K scratch"), size: bytes, usage: wgpu::BufferUsages::STORAGE, mapped_at_creation: false }
+}
+
 fn check_binding(gpu: &Gpu, op: &str, tensor: &str, bytes: u64) -> Result<()> {
     let l = gpu.limits();
     let max_binding = l.max_storage_buffer_binding_size;
@@ -261,6 +265,7 @@ pub struct Executable {
     // Bind groups reference these: kept alive (and counted in the memory ledger) with the graph,
     // whatever happens to the `Weights` they came from.
     _uniforms: TrackedBuffer,
+    _scratch: Option<TrackedBuffer>,
     _weights: Vec<Arc<TrackedBuffer>>,
 }
 
@@ -556,8 +561,15 @@ impl Executable {
             },
         )?;
 
-        // The bind group of a kernel for node `n`, its uniforms at `uoff` in `ubuf`.
-        let make_bind_group = |pipeline: &wgpu::ComputePipeline, k: &Kernel, n: &crate::graph::ir::Node, ubuf: &wgpu::Buffer, uoff: u64| {
+        // The bind group of a kernel for node `n`, its uniforms at `uoff` in `ubuf`; `scratch`
+        // (buffer, binding, bytes) for the dispatches of a split kernel: at binding 1 (then the
+        // node's output is not bound) for the first, at 2 for the finishing one.
+        let make_bind_group = |pipeline: &wgpu::ComputePipeline,
+                               k: &Kernel,
+                               n: &crate::graph::ir::Node,
+                               ubuf: &wgpu::Buffer,
+                               uoff: u64,
+                               scratch: Option<(&wgpu::Buffer, u32, u64)>| {
             let binding = |t: TensorId| -> wgpu::BindingResource<'_> {
                 let info = &tensors[t.0];
                 let size = info.bytes().unwrap_or(0);
@@ -573,19 +585,27 @@ impl Executable {
                     })
                 }
             };
-            let mut entries = vec![
-                wgpu::BindGroupEntry {
-                    binding: 0,
-                    resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                        buffer: ubuf,
-                        offset: uoff,
-                        size: wgpu::BufferSize::new(k.params.len() as u64 * 4),
-                    }),
-                },
-                wgpu::BindGroupEntry { binding: 1, resource: binding(n.output) },
-            ];
+            let mut entries = vec![wgpu::BindGroupEntry {
+                binding: 0,
+                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                    buffer: ubuf,
+                    offset: uoff,
+                    size: wgpu::BufferSize::new(k.params.len() as u64 * 4),
+                }),
+            }];
+            if let Some((buf, b, bytes)) = scratch {
+                entries.push(wgpu::BindGroupEntry {
+                    binding: b,
+                    resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding { buffer: buf, offset: 0, size: wgpu::BufferSize::new(bytes) }),
+                });
+            }
+            if scratch.is_none_or(|(_, b, _)| b != 1) {
+                entries.push(wgpu::BindGroupEntry { binding: 1, resource: binding(n.output) });
+            }
             for (&t, &b) in n.inputs.iter().zip(&k.input_bindings) {
-                entries.push(wgpu::BindGroupEntry { binding: b, resource: binding(t) });
+                if b != 0 {
+                    entries.push(wgpu::BindGroupEntry { binding: b, resource: binding(t) });
+                }
             }
             device.create_bind_group(&wgpu::BindGroupDescriptor {
                 label: Some(&n.name),
@@ -596,7 +616,12 @@ impl Executable {
         let max_groups = gpu.limits().max_compute_workgroups_per_dimension;
         // Whether this device can run a candidate kernel at all.
         let runnable = |k: &Kernel| {
-            k.workgroups.iter().all(|&g| g <= max_groups) && k.shader.subgroup_size_needed().is_none_or(|g| gpu.subgroup_min_size >= g)
+            let one = |k: &Kernel| {
+                k.workgroups.iter().all(|&g| g <= max_groups)
+                    && k.shader.subgroup_size_needed().is_none_or(|g| gpu.subgroup_min_size >= g)
+                    && k.shader.workgroup_storage() <= gpu.limits().max_compute_workgroup_storage_size
+            };
+            one(k) && k.finish.as_ref().is_none_or(|f| one(&f.kernel) && f.scratch <= gpu.limits().max_storage_buffer_binding_size)
         };
 
         // Kernels: each op's heuristic choice, or with tuning on, the fastest candidate (timed
@@ -637,14 +662,28 @@ impl Executable {
             for (ci, (name, k)) in cands.iter().enumerate() {
                 let ubuf = device.create_buffer(&wgpu::BufferDescriptor {
                     label: Some("tessera tune uniforms"),
-                    size: (k.params.len() as u64 * 4).max(16),
+                    size: 256 + (k.params.len() as u64 * 4).max(16),
                     usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
                     mapped_at_creation: false,
                 });
                 gpu.queue.write_buffer(&ubuf, 0, bytemuck::cast_slice(&k.params));
                 let pipeline = gpu.pipeline(&k.shader);
-                let bg = make_bind_group(&pipeline, k, n, &ubuf, 0);
-                match super::tune::time_dispatch(gpu, &pipeline, &bg, k.workgroups).await? {
+                let timed = match &k.finish {
+                    None => {
+                        let bg = make_bind_group(&pipeline, k, n, &ubuf, 0, None);
+                        super::tune::time_dispatch(gpu, &[(&pipeline, &bg, k.workgroups)]).await?
+                    }
+                    Some(f) => {
+                        let scratch = gpu.tracked_buffer(&format!("the split-K scratch of `{}`", n.name), &scratch_desc(f.scratch))?;
+                        // The finishing dispatch's uniforms at the next aligned offset.
+                        gpu.queue.write_buffer(&ubuf, 256, bytemuck::cast_slice(&f.kernel.params));
+                        let second = gpu.pipeline(&f.kernel.shader);
+                        let bg = make_bind_group(&pipeline, k, n, &ubuf, 0, Some((&scratch, 1, f.scratch)));
+                        let bg2 = make_bind_group(&second, &f.kernel, n, &ubuf, 256, Some((&scratch, 2, f.scratch)));
+                        super::tune::time_dispatch(gpu, &[(&pipeline, &bg, k.workgroups), (&second, &bg2, f.kernel.workgroups)]).await?
+                    }
+                };
+                match timed {
                     Some(t) => {
                         ms.insert(name.to_string(), t);
                         if best.is_none_or(|(b, _)| t < b) {
@@ -670,7 +709,19 @@ impl Executable {
         if gpu.tune {
             lock(&gpu.tuning).save();
         }
+        // Every dispatch in run order: (node, kernel, scratch binding and bytes: 1 for the first
+        // half of a split kernel, 2 for its finish, 0 for a single dispatch).
+        let mut dispatches: Vec<(usize, &Kernel, u32, u64)> = Vec::with_capacity(kernels.len());
         for (k, &i) in kernels.iter().zip(&order) {
+            match &k.finish {
+                None => dispatches.push((i, k, 0, 0)),
+                Some(f) => {
+                    dispatches.push((i, k, 1, f.scratch));
+                    dispatches.push((i, &f.kernel, 2, f.scratch));
+                }
+            }
+        }
+        for &(i, k, _, _) in &dispatches {
             if let Some(&g) = k.workgroups.iter().find(|&&g| g > max_groups) {
                 return Err(Error::LimitExceeded {
                     op: nodes[i].name.clone(),
@@ -681,10 +732,17 @@ impl Executable {
                 });
             }
         }
+        // One scratch buffer for every split kernel (they run one after another).
+        let scratch_bytes = kernels.iter().map(Kernel::scratch).max().unwrap_or(0);
+        let scratch = if scratch_bytes > 0 {
+            Some(gpu.tracked_buffer("the split-K scratch", &scratch_desc(scratch_bytes))?)
+        } else {
+            None
+        };
         let ualign = gpu.limits().min_uniform_buffer_offset_alignment.max(16) as u64;
-        let slot_size = kernels.iter().map(|k| k.params.len() as u64 * 4).max().unwrap_or(16).div_ceil(ualign) * ualign;
-        let mut udata = vec![0u8; (slot_size * kernels.len().max(1) as u64) as usize];
-        for (s, k) in kernels.iter().enumerate() {
+        let slot_size = dispatches.iter().map(|(_, k, _, _)| k.params.len() as u64 * 4).max().unwrap_or(16).div_ceil(ualign) * ualign;
+        let mut udata = vec![0u8; (slot_size * dispatches.len().max(1) as u64) as usize];
+        for (s, (_, k, _, _)) in dispatches.iter().enumerate() {
             let off = s * slot_size as usize;
             let bytes: &[u8] = bytemuck::cast_slice(&k.params);
             udata[off..off + bytes.len()].copy_from_slice(bytes);
@@ -701,15 +759,20 @@ impl Executable {
         gpu.queue.write_buffer(&uniforms, 0, &udata);
 
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let mut built = Vec::with_capacity(kernels.len());
-        for (s, (k, &i)) in kernels.iter().zip(&order).enumerate() {
+        let mut built = Vec::with_capacity(dispatches.len());
+        for (s, &(i, k, scratch_at, scratch_len)) in dispatches.iter().enumerate() {
             let n = &nodes[i];
             let pipeline = gpu.pipeline(&k.shader);
-            let bind_group = make_bind_group(&pipeline, k, n, &uniforms, s as u64 * slot_size);
+            let scratch_binding = match (&scratch, scratch_at) {
+                (Some(buf), 1 | 2) => Some((&**buf, scratch_at, scratch_len)),
+                _ => None,
+            };
+            let bind_group = make_bind_group(&pipeline, k, n, &uniforms, s as u64 * slot_size, scratch_binding);
+            let finishing = scratch_at == 2;
             built.push(Step {
-                name: n.name.clone(),
+                name: if finishing { format!("{} (reduce)", n.name) } else { n.name.clone() },
                 variant: k.shader.key.clone(),
-                kind: n.op.kind(),
+                kind: if finishing { "reduce" } else { n.op.kind() },
                 shape: fmt_shape(&tensors[n.output.0].shape),
                 flops: k.flops,
                 pipeline,
@@ -789,6 +852,7 @@ impl Executable {
             profiler,
             report: PlanReport { arena: plan.arena, naive: plan.naive, peak_live: plan.peak_live, weights: weight_bytes },
             _uniforms: uniforms,
+            _scratch: scratch,
             _weights: held_weights,
         })
     }

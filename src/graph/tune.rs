@@ -185,15 +185,18 @@ impl PassTimer {
     }
 }
 
-/// GPU time of one dispatch (ms), the minimum over a few submits of several back-to-back
-/// dispatches; None where it cannot be timed (no timestamp queries in the browser).
-pub(crate) async fn time_dispatch(gpu: &Gpu, pipeline: &wgpu::ComputePipeline, bind_group: &wgpu::BindGroup, groups: [u32; 3]) -> Result<Option<f64>> {
+/// GPU time of one kernel (ms): its dispatches (one, or two for split kernels) in order, the
+/// minimum over a few submits of several back-to-back repetitions; None where it cannot be timed
+/// (no timestamp queries in the browser).
+pub(crate) async fn time_dispatch(gpu: &Gpu, dispatches: &[(&wgpu::ComputePipeline, &wgpu::BindGroup, [u32; 3])]) -> Result<Option<f64>> {
     let device = &gpu.device;
     let record = |pass: &mut wgpu::ComputePass<'_>, reps: u32| {
-        pass.set_pipeline(pipeline);
-        pass.set_bind_group(0, bind_group, &[]);
         for _ in 0..reps {
-            pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
+            for (pipeline, bind_group, groups) in dispatches {
+                pass.set_pipeline(pipeline);
+                pass.set_bind_group(0, *bind_group, &[]);
+                pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
+            }
         }
     };
     // Warm-up (first use of the pipeline).

@@ -59,7 +59,41 @@ fn split_variant(head_dim: u32, g: u32, bq: u32, subgroup: bool) -> ShaderVarian
     specialize(&["attention_split"], &[("DH", head_dim), ("G", g), ("BQ", bq), ("BKV", BKVS)], flags)
 }
 
-/// The default kernel and, where they apply, the split ones, for the autotuner.
+/// The register-tiled kernels: (name, BQ queries per workgroup, CG invocations per query group;
+/// BKV = 4 CG keys per tile). See attention_tiled.wgsl.
+const TILED: [(&str, u32, u32); 3] = [("tiled-32x32", 32, 8), ("tiled-64x16", 64, 4), ("tiled-64x32", 64, 8)];
+
+/// Workgroup memory of a tiled kernel, in bytes: the Q tile, the K / probability tile, the V tile
+/// and the row maxima.
+fn tiled_storage(head_dim: u32, bq: u32, cg: u32) -> u32 {
+    let bkv = 4 * cg;
+    let kp = (head_dim * cg).max(bkv * bq / 4) * 16;
+    head_dim * bq * 4 + kp + bkv * head_dim * 4 + bq * cg * 4
+}
+
+/// Whether a tiled kernel applies: head dims that split in CG slices of whole vec4s.
+fn tiled_fits(head_dim: u32, cg: u32) -> bool {
+    head_dim.is_multiple_of(4 * cg)
+}
+
+fn tiled_variant(head_dim: u32, bq: u32, cg: u32) -> ShaderVariant {
+    let bkv = 4 * cg;
+    let kp4 = (head_dim * cg).max(bkv * bq / 4);
+    let v = specialize(&["attention_tiled"], &[("DH", head_dim), ("BQ", bq), ("BKV", bkv), ("CG", cg), ("KP4", kp4)], &[]);
+    let bytes = tiled_storage(head_dim, bq, cg);
+    if bytes > 16384 {
+        v.with_workgroup_storage(bytes)
+    } else {
+        v
+    }
+}
+
+/// Every kernel name an attention op may choose (the default first).
+pub(crate) fn kernel_names() -> impl Iterator<Item = &'static str> {
+    std::iter::once("query-per-invocation").chain(SPLITS.iter().map(|s| s.0)).chain(TILED.iter().map(|t| t.0))
+}
+
+/// The default kernel and, where they apply, the split and tiled ones, for the autotuner.
 pub(crate) fn candidates(inputs: &[&TensorInfo], heads: usize, scale: f32) -> (String, Vec<(&'static str, Kernel)>) {
     let s = &inputs[0].shape;
     let (b, t, d) = (s[0] as u64, s[1] as u64, (s[2] / 3) as u64);
@@ -69,6 +103,11 @@ pub(crate) fn candidates(inputs: &[&TensorInfo], heads: usize, scale: f32) -> (S
     for (name, g, bq, subgroup) in SPLITS {
         if split_fits(dh, g, bq) {
             out.push((name, kernel_with(inputs, heads, scale, split_variant(dh, g, bq, subgroup), bq)));
+        }
+    }
+    for (name, bq, cg) in TILED {
+        if tiled_fits(dh, cg) {
+            out.push((name, kernel_with(inputs, heads, scale, tiled_variant(dh, bq, cg), bq)));
         }
     }
     (key, out)
@@ -90,6 +129,7 @@ fn kernel_with(inputs: &[&TensorInfo], heads: usize, scale: f32, shader: ShaderV
         workgroups: [t.div_ceil(queries as u64) as u32, heads as u32, b as u32],
         input_bindings: vec![2],
         flops: 4.0 * (b * heads as u64 * t * t * dh) as f64,
+        finish: None,
     }
 }
 
@@ -97,6 +137,9 @@ pub(crate) fn variants() -> Vec<ShaderVariant> {
     let mut v: Vec<ShaderVariant> = (1..=MAX_HEAD_DIM as u32).map(variant).collect();
     for (_, g, bq, subgroup) in SPLITS {
         v.extend((1..=MAX_HEAD_DIM as u32).filter(|&d| split_fits(d, g, bq)).map(|d| split_variant(d, g, bq, subgroup)));
+    }
+    for (_, bq, cg) in TILED {
+        v.extend((1..=MAX_HEAD_DIM as u32).filter(|&d| tiled_fits(d, cg)).map(|d| tiled_variant(d, bq, cg)));
     }
     v
 }

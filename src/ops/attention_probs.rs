@@ -35,6 +35,7 @@ pub(crate) fn kernel(inputs: &[&TensorInfo], heads: usize, scale: f32, queries: 
         workgroups: [queries as u32, heads as u32, b as u32],
         input_bindings: vec![2],
         flops: 6.0 * (b * heads as u64 * queries as u64 * t * dh) as f64,
+        finish: None,
     }
 }
 

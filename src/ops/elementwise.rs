@@ -34,6 +34,7 @@ pub(crate) fn kernel(inputs: &[&TensorInfo], op: &Op) -> Kernel {
         workgroups: grid(n.div_ceil(ELEMENT_WG as u64)),
         input_bindings: vec![2, 3],
         flops: n as f64,
+        finish: None,
     }
 }
 

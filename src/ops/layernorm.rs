@@ -31,6 +31,7 @@ pub(crate) fn kernel(inputs: &[&TensorInfo], eps: f32) -> Kernel {
         workgroups: grid(rows),
         input_bindings: vec![2, 3, 4],
         flops: 8.0 * (rows * cols as u64) as f64,
+        finish: None,
     }
 }
 

@@ -1,7 +1,7 @@
 //! Tiled matrix multiply with a fused epilogue (bias, exact GELU, residual).
 
 use super::shader::{specialize, ShaderVariant};
-use super::{last, pad_params, rows_of, shape_err, Activation, Kernel};
+use super::{grid, last, pad_params, rows_of, shape_err, Activation, Finish, Kernel, ELEMENT_WG};
 use crate::error::Result;
 use crate::graph::ir::{fmt_shape, TensorInfo};
 
@@ -52,6 +52,23 @@ pub(crate) const TILES: [(&str, Tile); 6] = [
     ("128x128-prefetch", LARGE_PREFETCH),
 ];
 
+/// Split-K kernels, by name and number of K ranges: the small tile, each workgroup layer (z)
+/// multiplying one range of K into an f32 scratch, then a reduction that sums the ranges in order
+/// and applies the epilogue. For the narrow shapes (batch-1 projections, M = 197) whose output
+/// tiles are too few to occupy a large GPU: fc2 (197x3072x768) has 48 small tiles.
+pub(crate) const SPLITS: [(&str, u32); 3] = [("64x64-split2", 2), ("64x64-split4", 4), ("64x64-split8", 8)];
+
+/// Split K only where the small tile gives at most this many workgroups (beyond, the GPU is
+/// already occupied and the scratch traffic is pure cost)...
+const SPLIT_MAX_TILES: u64 = 256;
+/// ...and each range keeps at least this much of K.
+const SPLIT_MIN_K: u64 = 128;
+
+/// Every kernel name a matmul may choose ([`TILES`], then [`SPLITS`]).
+pub(crate) fn kernel_names() -> impl Iterator<Item = &'static str> {
+    TILES.iter().map(|(n, _)| *n).chain(SPLITS.iter().map(|(n, _)| *n))
+}
+
 pub(crate) fn output_shape(node: &str, inputs: &[&TensorInfo], bias: bool, residual: bool) -> Result<Vec<usize>> {
     let (a, b) = (inputs[0], inputs[1]);
     let k = last(&a.shape);
@@ -73,11 +90,9 @@ pub(crate) fn output_shape(node: &str, inputs: &[&TensorInfo], bias: bool, resid
     Ok(out)
 }
 
-fn variant(tile: Tile, vec4: bool, bias: bool, act: Activation, residual: bool) -> ShaderVariant {
+/// The flags that select an epilogue: bias, activation, residual.
+fn epilogue_flags(bias: bool, act: Activation, residual: bool) -> Vec<&'static str> {
     let mut flags = Vec::new();
-    if vec4 {
-        flags.push("VEC4");
-    }
     if bias {
         flags.push("BIAS");
     }
@@ -89,10 +104,31 @@ fn variant(tile: Tile, vec4: bool, bias: bool, act: Activation, residual: bool) 
     if residual {
         flags.push("RESIDUAL");
     }
+    flags
+}
+
+fn variant(tile: Tile, vec4: bool, bias: bool, act: Activation, residual: bool) -> ShaderVariant {
+    let mut flags = Vec::new();
+    if vec4 {
+        flags.push("VEC4");
+    }
+    flags.extend(epilogue_flags(bias, act, residual));
     if tile.prefetch {
         flags.push("PREFETCH");
     }
-    specialize(&["matmul", "gemm"], &tile.consts(), &flags)
+    // The vec4 store goes through epilogue.wgsl; the scalar one applies its epilogue per element.
+    let parts: &[&'static str] = if vec4 { &["matmul", "epilogue", "gemm"] } else { &["matmul", "gemm"] };
+    specialize(parts, &tile.consts(), &flags)
+}
+
+/// The first half of a split-K GEMM: the small tile, vec4, writing f32 partial products.
+fn split_variant() -> ShaderVariant {
+    specialize(&["matmul", "epilogue", "gemm"], &SMALL.consts(), &["VEC4", "SPLITK"])
+}
+
+/// The second half: sum the partial products, then the epilogue.
+fn reduce_variant(bias: bool, act: Activation, residual: bool) -> ShaderVariant {
+    specialize(&["splitk_reduce", "epilogue"], &[("WG", ELEMENT_WG)], &epilogue_flags(bias, act, residual))
 }
 
 /// The op's own default: the small tile. Adapters may prefer another (`Gpu::heuristic_kernel`,
@@ -108,8 +144,59 @@ pub(crate) fn candidates(inputs: &[&TensorInfo], output: &TensorInfo, bias: bool
     let k = last(&inputs[0].shape);
     let n = last(&output.shape);
     let key = format!("matmul {m}x{k}x{n} bias={bias} act={act:?} residual={residual}");
-    let out = TILES.iter().map(|&(name, tile)| (name, kernel_with(inputs, output, bias, act, residual, tile))).collect();
+    let mut out: Vec<(&'static str, Kernel)> =
+        TILES.iter().map(|&(name, tile)| (name, kernel_with(inputs, output, bias, act, residual, tile))).collect();
+    for (name, splits) in SPLITS {
+        if let Some(k) = split_kernel(inputs, output, bias, act, residual, splits) {
+            out.push((name, k));
+        }
+    }
     (key, out)
+}
+
+/// K per range for `splits` ranges of the small tile, and the number of ranges that gives; None
+/// where split-K does not apply (see [`SPLIT_MAX_TILES`], [`SPLIT_MIN_K`]; vec4 shapes only).
+pub(crate) fn split_plan(m: u64, k: u64, n: u64, splits: u32) -> Option<(u64, u64)> {
+    let bk = SMALL.bk as u64;
+    if !k.is_multiple_of(4) || !n.is_multiple_of(4) {
+        return None;
+    }
+    if m.div_ceil(SMALL.bm as u64) * n.div_ceil(SMALL.bn as u64) > SPLIT_MAX_TILES {
+        return None;
+    }
+    let kc = k.div_ceil(splits as u64).div_ceil(bk) * bk;
+    let parts = k.div_ceil(kc);
+    (kc >= SPLIT_MIN_K && parts >= 2).then_some((kc, parts))
+}
+
+fn split_kernel(inputs: &[&TensorInfo], output: &TensorInfo, bias: bool, act: Activation, residual: bool, splits: u32) -> Option<Kernel> {
+    let m = rows_of(&inputs[0].shape) as u64;
+    let k = last(&inputs[0].shape) as u64;
+    let n = last(&output.shape) as u64;
+    let (kc, parts) = split_plan(m, k, n, splits)?;
+    let mut input_bindings = vec![0, 0];
+    if bias {
+        input_bindings.push(4);
+    }
+    if residual {
+        input_bindings.push(5);
+    }
+    let reduce = Kernel {
+        shader: reduce_variant(bias, act, residual),
+        params: pad_params(vec![m as u32, n as u32, parts as u32]),
+        workgroups: grid((m * n / 4).div_ceil(ELEMENT_WG as u64)),
+        input_bindings,
+        flops: 0.0,
+        finish: None,
+    };
+    Some(Kernel {
+        shader: split_variant(),
+        params: pad_params(vec![m as u32, n as u32, k as u32, kc as u32]),
+        workgroups: [n.div_ceil(SMALL.bn as u64) as u32, m.div_ceil(SMALL.bm as u64) as u32, parts as u32],
+        input_bindings: vec![2, 3],
+        flops: 2.0 * (m * n * k) as f64,
+        finish: Some(Box::new(Finish { scratch: parts * m * n * 4, kernel: reduce })),
+    })
 }
 
 fn kernel_with(inputs: &[&TensorInfo], output: &TensorInfo, bias: bool, act: Activation, residual: bool, tile: Tile) -> Kernel {
@@ -126,10 +213,11 @@ fn kernel_with(inputs: &[&TensorInfo], output: &TensorInfo, bias: bool, act: Act
     }
     Kernel {
         shader: variant(tile, vec4, bias, act, residual),
-        params: pad_params(vec![m as u32, n as u32, k as u32]),
+        params: pad_params(vec![m as u32, n as u32, k as u32, k as u32]),
         workgroups: [n.div_ceil(tile.bn as u64) as u32, m.div_ceil(tile.bm as u64) as u32, 1],
         input_bindings,
         flops: 2.0 * (m * n * k) as f64,
+        finish: None,
     }
 }
 
@@ -140,6 +228,12 @@ pub(crate) fn variants() -> Vec<ShaderVariant> {
             for i in 0..8 {
                 v.push(variant(tile, i & 1 != 0, i & 2 != 0, act, i & 4 != 0));
             }
+        }
+    }
+    v.push(split_variant());
+    for act in [Activation::None, Activation::Gelu, Activation::Tanh] {
+        for i in 0..4 {
+            v.push(reduce_variant(i & 1 != 0, act, i & 2 != 0));
         }
     }
     v

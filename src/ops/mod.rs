@@ -103,10 +103,37 @@ pub(crate) struct Kernel {
     pub params: Vec<u32>,
     pub workgroups: [u32; 3],
     /// Binding number of each input, in the node's input order (binding 0 is the uniform,
-    /// binding 1 the output).
+    /// binding 1 the output); 0 for an input this dispatch does not read (in a [`Finish`]).
     pub input_bindings: Vec<u32>,
     /// Floating-point operations, for the profile.
     pub flops: f64,
+    /// A second dispatch that completes the node (split-K): this kernel then writes f32 partial
+    /// results to a scratch buffer at binding 1 instead of the node's output.
+    pub finish: Option<Box<Finish>>,
+}
+
+/// The second dispatch of a two-dispatch kernel: it reads the scratch (binding 2) and the node
+/// inputs its `input_bindings` name, and writes the node's output (binding 1).
+pub(crate) struct Finish {
+    /// Bytes of scratch the first dispatch writes.
+    pub scratch: u64,
+    pub kernel: Kernel,
+}
+
+impl Kernel {
+    /// The same kernel storing its tensors as f16.
+    pub(crate) fn f16(mut self) -> Kernel {
+        self.shader = self.shader.f16();
+        if let Some(f) = self.finish.as_mut() {
+            f.kernel.shader = f.kernel.shader.f16();
+        }
+        self
+    }
+
+    /// Scratch bytes the kernel needs (0 for one dispatch).
+    pub(crate) fn scratch(&self) -> u64 {
+        self.finish.as_ref().map_or(0, |f| f.scratch)
+    }
 }
 
 impl Op {
@@ -182,7 +209,7 @@ impl Op {
     /// Alternative kernels the autotuner may time for this node (the first is [`Op::kernel`]'s
     /// choice), with a key naming the shape; None where there is one kernel only.
     pub(crate) fn kernel_candidates(&self, inputs: &[&TensorInfo], output: &TensorInfo) -> Option<(String, Vec<(&'static str, Kernel)>)> {
-        let (key, mut cands) = match self {
+        let (key, cands) = match self {
             Op::MatMul { bias, act, residual } => matmul::candidates(inputs, output, *bias, *act, *residual),
             Op::Attention { heads, scale } => attention::candidates(inputs, *heads, *scale),
             _ => return None,
@@ -190,9 +217,7 @@ impl Op {
         if self.storage_dtype(inputs) != DType::F16 {
             return Some((key, cands));
         }
-        for (_, k) in cands.iter_mut() {
-            k.shader = k.shader.f16();
-        }
+        let cands = cands.into_iter().map(|(name, k)| (name, k.f16())).collect();
         Some((format!("{key} f16"), cands))
     }
 
@@ -205,9 +230,9 @@ impl Op {
 
     /// The kernel for inputs already checked by [`Op::output_shape`].
     pub(crate) fn kernel(&self, inputs: &[&TensorInfo], output: &TensorInfo) -> Kernel {
-        let mut k = self.kernel_f32(inputs, output);
+        let k = self.kernel_f32(inputs, output);
         if self.storage_dtype(inputs) == DType::F16 {
-            k.shader = k.shader.f16();
+            return k.f16();
         }
         k
     }

@@ -64,6 +64,7 @@ pub(crate) fn kernel(inputs: &[&TensorInfo], output: &TensorInfo, patch: usize, 
         workgroups: [d.div_ceil(bn as u64) as u32, m.div_ceil(bm as u64) as u32, 1],
         input_bindings,
         flops: 2.0 * (patches * k * d) as f64,
+        finish: None,
     }
 }
 

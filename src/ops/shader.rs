@@ -8,9 +8,12 @@ pub(crate) const SOURCES: &[(&str, &str)] = &[
     ("reduce", include_str!("../../shaders/reduce.wgsl")),
     ("gemm", include_str!("../../shaders/gemm.wgsl")),
     ("matmul", include_str!("../../shaders/matmul.wgsl")),
+    ("epilogue", include_str!("../../shaders/epilogue.wgsl")),
+    ("splitk_reduce", include_str!("../../shaders/splitk_reduce.wgsl")),
     ("patch_embed", include_str!("../../shaders/patch_embed.wgsl")),
     ("attention", include_str!("../../shaders/attention.wgsl")),
     ("attention_split", include_str!("../../shaders/attention_split.wgsl")),
+    ("attention_tiled", include_str!("../../shaders/attention_tiled.wgsl")),
     ("attention_probs", include_str!("../../shaders/attention_probs.wgsl")),
     ("layernorm", include_str!("../../shaders/layernorm.wgsl")),
     ("softmax", include_str!("../../shaders/softmax.wgsl")),
@@ -31,6 +34,7 @@ pub struct ShaderVariant {
     /// The WGSL handed to the device.
     pub source: String,
     recipe: (Vec<&'static str>, Vec<(&'static str, u32)>, Vec<&'static str>),
+    workgroup_storage: u32,
 }
 
 impl ShaderVariant {
@@ -42,7 +46,20 @@ impl ShaderVariant {
         }
         let mut flags = flags.clone();
         flags.push("F16");
-        specialize(parts, consts, &flags)
+        specialize(parts, consts, &flags).with_workgroup_storage(self.workgroup_storage)
+    }
+
+    /// Declares that the variant uses `bytes` of workgroup memory, beyond the 16 KiB every WebGPU
+    /// device offers; it then runs only where the device's limit allows.
+    pub(crate) fn with_workgroup_storage(mut self, bytes: u32) -> Self {
+        self.workgroup_storage = bytes;
+        self
+    }
+
+    /// Workgroup memory this variant needs where it is over 16 KiB (see
+    /// `max_compute_workgroup_storage_size`); 0 for variants within what every device offers.
+    pub fn workgroup_storage(&self) -> u32 {
+        self.workgroup_storage
     }
 
     /// The subgroup size this variant needs (its `G` lanes must share a subgroup), if it uses
@@ -81,7 +98,7 @@ pub(crate) fn specialize(parts: &[&'static str], consts: &[(&'static str, u32)],
     for p in parts {
         out.push_str(&preprocess(source(p), flags));
     }
-    ShaderVariant { key, source: out, recipe: (parts.to_vec(), consts.to_vec(), flags.to_vec()) }
+    ShaderVariant { key, source: out, recipe: (parts.to_vec(), consts.to_vec(), flags.to_vec()), workgroup_storage: 0 }
 }
 
 /// Keeps the lines whose enclosing `#ifdef`/`#ifndef` conditions hold.

@@ -17,6 +17,7 @@ pub(crate) fn kernel(inputs: &[&TensorInfo]) -> Kernel {
         workgroups: grid(rows),
         input_bindings: vec![2],
         flops: 5.0 * (rows * cols as u64) as f64,
+        finish: None,
     }
 }
 

@@ -36,6 +36,7 @@ pub(crate) fn kernel(inputs: &[&TensorInfo], output: &TensorInfo, start: usize, 
         workgroups: grid(n.div_ceil(ELEMENT_WG as u64)),
         input_bindings: vec![2],
         flops: if mean { (n * count as u64) as f64 } else { 0.0 },
+        finish: None,
     }
 }
 
@@ -68,6 +69,7 @@ pub(crate) fn concat_kernel(inputs: &[&TensorInfo], output: &TensorInfo) -> Kern
         workgroups: grid(n.div_ceil(ELEMENT_WG as u64)),
         input_bindings: vec![2, 3],
         flops: 0.0,
+        finish: None,
     }
 }
 

@@ -121,7 +121,7 @@ struct Row {
     gpu_ms_median: Option<f64>,
     wall_ms_median: f64,
     gflops: f64,
-    /// The GEMM tile that ran (heuristic or tuned).
+    /// The kernel that ran (heuristic or tuned), as the autotuner names it.
     kernel: String,
     error: Option<String>,
 }
@@ -135,12 +135,44 @@ fn median(v: &mut [f64]) -> f64 {
     if n % 2 == 1 { v[n / 2] } else { 0.5 * (v[n / 2 - 1] + v[n / 2]) }
 }
 
-/// A short name of the kernel a GEMM step runs: its tile (`64x64`), else `-`.
+/// A short name of the kernel a step runs, as the autotuner names it: a GEMM's tile (`64x64`,
+/// with `-prefetch` or `-splitk`), an attention kernel (`query-per-invocation`, `split-4`,
+/// `tiled-32x32`, ...), else `-`.
 fn tile_of(variant: &str) -> String {
-    let field = |name: &str| variant.split(['[', ',', ']']).find_map(|p| p.strip_prefix(name)).map(str::to_string);
+    let parts: Vec<&str> = variant.split(['[', ',', ']']).collect();
+    let field = |name: &str| parts.iter().find_map(|p| p.strip_prefix(name)).map(str::to_string);
+    let subgroup = if parts.contains(&"SUBGROUP") { "-subgroup" } else { "" };
+    match parts[0] {
+        "attention" => return "query-per-invocation".into(),
+        "attention_split" => return format!("split-{}{subgroup}", field("G=").unwrap_or_default()),
+        "attention_tiled" => return format!("tiled-{}x{}", field("BQ=").unwrap_or_default(), field("BKV=").unwrap_or_default()),
+        _ => {}
+    }
+    let suffix = if parts.contains(&"PREFETCH") {
+        "-prefetch"
+    } else if parts.contains(&"SPLITK") {
+        "-splitk"
+    } else {
+        ""
+    };
     match (field("BM="), field("BN=")) {
-        (Some(m), Some(n)) => format!("{m}x{n}"),
+        (Some(m), Some(n)) => format!("{m}x{n}{suffix}"),
         _ => "-".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn kernel_names_from_variants() {
+        use super::tile_of;
+        assert_eq!(tile_of("matmul[VEC4,BIAS,BM=64,BN=64,BK=16,TM=4,TN=4]"), "64x64");
+        assert_eq!(tile_of("matmul[VEC4,PREFETCH,BM=128,BN=128,BK=8,TM=8,TN=8]"), "128x128-prefetch");
+        assert_eq!(tile_of("matmul[VEC4,SPLITK,BM=64,BN=64,BK=16,TM=4,TN=4]"), "64x64-splitk");
+        assert_eq!(tile_of("attention[VEC4,DH=64,BQ=32,BKV=32]"), "query-per-invocation");
+        assert_eq!(tile_of("attention_split[SUBGROUP,DH=64,G=4,BQ=16,BKV=16]"), "split-4-subgroup");
+        assert_eq!(tile_of("attention_tiled[DH=64,BQ=32,BKV=32,CG=8,KP4=512]"), "tiled-32x32");
+        assert_eq!(tile_of("layernorm[WG=256]"), "-");
     }
 }
 
