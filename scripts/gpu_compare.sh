@@ -18,6 +18,7 @@ export TESSERA_TUNE_CACHE="$OUT/tuning.json"
 "$BIN" --tune bench --batch 1,64 --gemm 4096x4096x4096 --iters 20 --max-seconds 3 --json "$OUT/tessera-kernels-tuned.json"
 "$BIN" --tune bench --model vit-b16 --batch 1,64 --iters 20 --max-seconds 5 --json "$OUT/tessera-vit-tuned.json"
 "$BIN" --tune bench --model vit-b16 --f16 --batch 1,64 --iters 20 --max-seconds 5 --json "$OUT/tessera-vit-f16.json"
+"$BIN" --tune bench --model vit-b16 --qkv-heads --batch 1,64 --iters 20 --max-seconds 5 --json "$OUT/tessera-vit-heads.json"
 python3 scripts/gpu_compare.py > "$OUT/torch.json"
 python3 - "$OUT" <<'PY'
 import json, os, sys
@@ -38,13 +39,15 @@ for label, doc in [("", k), (" tuned", load("tessera-kernels-tuned"))]:
             tile = f" [{r['kernel']}]" if r.get("kernel", "-") != "-" else ""
             print(f"{r['case'] + ' ' + r['shape'] + label + tile:<44} {r['gflops']:>9.0f} GF {ref['gflops']:>9.0f} GF {r['gflops'] / ref['gflops']:>7.2f}x")
 own = {}
-for label, name in [("", "tessera-vit"), (" tuned", "tessera-vit-tuned"), (" tuned f16", "tessera-vit-f16")]:
+for label, name in [("", "tessera-vit"), (" tuned", "tessera-vit-tuned"), (" tuned f16", "tessera-vit-f16"), (" tuned qkv-heads", "tessera-vit-heads")]:
     for r in (load(name) or {}).get("results", []):
         ms = r["p50_ms"] / r["batch"]
         own[(label, r["batch"])] = ms
         ref = t["vit"].get(f"b{r['batch']}")
         if ref:
             print(f"{'ViT-B/16 b=' + str(r['batch']) + label + ' ms/image (wall)':<44} {ms:>9.3f} ms {ref['ms_per_image']:>9.3f} ms {ref['ms_per_image'] / ms:>7.2f}x")
+        if r.get("gpu_ms_per_run"):
+            print(f"{'  GPU time alone (back to back)':<44} {r['gpu_ms_per_run'] / r['batch']:>9.3f} ms")
 tuning = load("tuning")
 if tuning:
     print("\nautotuner (ms per dispatch of each candidate, chosen first):")

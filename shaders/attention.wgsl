@@ -1,6 +1,9 @@
 // Fused multi-head self-attention with an online softmax (flash-attention style): the T x T score
 // matrix is never stored.
-//   qkv (B, T, 3*H*DH)  the fused QKV projection: q, k, v blocks, each head-major (h*DH + d)
+//   qkv                 the fused QKV projection, either token-major (B, T, 3*H*DH: q, k, v blocks
+//                       of h*DH + d) or head-major (3, B, H, T, DH); the uniform's strides say
+//                       which: q of (b, h, t) at b*batch_stride + h*head_stride + t*row_stride,
+//                       k and v k_off and v_off further (all in units of V)
 //   out (B, T, H*DH)    heads concatenated, ready for the output projection
 // A workgroup owns BQ queries of one (batch, head); each invocation owns one query row and keeps
 // its output row in registers. Keys and values stream through workgroup memory BKV rows at a
@@ -24,7 +27,7 @@ fn hsum(x: V) -> f32 {
 }
 #endif
 
-struct Params { tokens: u32, heads: u32, scale: f32, _pad: u32 }
+struct Params { tokens: u32, heads: u32, scale: f32, batch_stride: u32, head_stride: u32, row_stride: u32, k_off: u32, v_off: u32 }
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read_write> out: array<SV>;
 @group(0) @binding(2) var<storage, read_write> qkv: array<SV>;
@@ -38,15 +41,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let h = wid.y;
     let query = wid.x * BQ + lid;
     let valid = query < P.tokens;
-    // In units of V: the model dim, one token's row, one batch item.
+    // In units of V: the model dim (of the output), this (batch, head)'s first query.
     let dim = P.heads * DV;
-    let row_stride = 3u * dim;
-    let base = b * P.tokens * row_stride;
+    let base = b * P.batch_stride + h * P.head_stride;
 
     var q: array<V, DV>;
     var acc: array<V, DV>;
     if (valid) {
-        let q_off = base + query * row_stride + h * DV;
+        let q_off = base + query * P.row_stride;
         for (var d = 0u; d < DV; d++) {
             q[d] = V(qkv[q_off + d]) * P.scale;
             acc[d] = V(0.0);
@@ -62,9 +64,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
             var kk = V(0.0);
             var vv = V(0.0);
             if (key < P.tokens) {
-                let off = base + key * row_stride + h * DV + i % DV;
-                kk = V(qkv[off + dim]);
-                vv = V(qkv[off + 2u * dim]);
+                let off = base + key * P.row_stride + i % DV;
+                kk = V(qkv[off + P.k_off]);
+                vv = V(qkv[off + P.v_off]);
             }
             k_tile[i] = kk;
             v_tile[i] = vv;

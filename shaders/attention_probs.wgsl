@@ -1,17 +1,17 @@
 // Attention probabilities of the first QUERIES query tokens, for inspection (e.g. CLS attention
 // maps): softmax(q k^T * scale) over all keys, written from key `first_key` on.
-//   qkv (B, T, 3*H*DH)  as for attention.wgsl
+//   qkv                 as for attention.wgsl (either layout; strides in elements)
 //   out (B, H, QUERIES, T - first_key)
 // One workgroup of WG invocations per (query, head, batch); scores are recomputed per pass
 // instead of stored, since T is small next to the model's work.
-struct Params { tokens: u32, heads: u32, scale: f32, first_key: u32, queries: u32, head_dim: u32, _pad0: u32, _pad1: u32 }
+struct Params { tokens: u32, heads: u32, scale: f32, first_key: u32, queries: u32, head_dim: u32,
+                batch_stride: u32, head_stride: u32, row_stride: u32, k_off: u32, _pad0: u32, _pad1: u32 }
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read_write> out: array<S>;
 @group(0) @binding(2) var<storage, read_write> qkv: array<S>;
 
 fn score(base: u32, q_off: u32, key: u32) -> f32 {
-    let dim = P.heads * P.head_dim;
-    let k_off = base + key * 3u * dim + dim;
+    let k_off = base + key * P.row_stride + P.k_off;
     var dot = 0.0;
     for (var d = 0u; d < P.head_dim; d++) {
         dot = fma(f32(qkv[q_off + d]), f32(qkv[k_off + d]), dot);
@@ -24,9 +24,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let query = wid.x;
     let h = wid.y;
     let b = wid.z;
-    let dim = P.heads * P.head_dim;
-    let base = b * P.tokens * 3u * dim + h * P.head_dim;
-    let q_off = base + query * 3u * dim;
+    let base = b * P.batch_stride + h * P.head_stride;
+    let q_off = base + query * P.row_stride;
     var mx = -3.0e38;
     for (var key = lid; key < P.tokens; key += WG) {
         mx = max(mx, score(base, q_off, key));

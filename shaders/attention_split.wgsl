@@ -4,7 +4,7 @@
 // each invocation writes its partial dot products to workgroup memory; after a barrier every
 // invocation of the query sums the G partials in the same order (so the G copies of the running
 // max and sum agree exactly) and updates its slice of the output.
-//   qkv (B, T, 3*H*DH)  as for attention.wgsl; DH a multiple of 4 (vec4 storage)
+//   qkv                 as for attention.wgsl (either layout); DH a multiple of 4 (vec4 storage)
 //   out (B, T, H*DH)
 // Storage is S4 (f32 or f16); arithmetic is f32.
 // SUBGROUP (native only, adapters whose subgroups hold at least G invocations): the G partials are
@@ -15,7 +15,7 @@ alias V = vec4<f32>;
 const DV: u32 = DH / 4u;
 const DG: u32 = DV / G;
 
-struct Params { tokens: u32, heads: u32, scale: f32, _pad: u32 }
+struct Params { tokens: u32, heads: u32, scale: f32, batch_stride: u32, head_stride: u32, row_stride: u32, k_off: u32, v_off: u32 }
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read_write> out: array<S4>;
 @group(0) @binding(2) var<storage, read_write> qkv: array<S4>;
@@ -37,8 +37,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
     let query = wid.x * BQ + ql;
     let valid = query < P.tokens;
     let dim = P.heads * DV;
-    let row_stride = 3u * dim;
-    let base = b * P.tokens * row_stride;
+    let base = b * P.batch_stride + h * P.head_stride;
 
     var q: array<V, DG>;
     var acc: array<V, DG>;
@@ -47,7 +46,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
         acc[d] = V(0.0);
     }
     if (valid) {
-        let q_off = base + query * row_stride + h * DV + g * DG;
+        let q_off = base + query * P.row_stride + g * DG;
         for (var d = 0u; d < DG; d++) {
             q[d] = V(qkv[q_off + d]) * P.scale;
             acc[d] = V(0.0);
@@ -63,9 +62,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
             var kk = V(0.0);
             var vv = V(0.0);
             if (key < P.tokens) {
-                let off = base + key * row_stride + h * DV + i % DV;
-                kk = V(qkv[off + dim]);
-                vv = V(qkv[off + 2u * dim]);
+                let off = base + key * P.row_stride + i % DV;
+                kk = V(qkv[off + P.k_off]);
+                vv = V(qkv[off + P.v_off]);
             }
             k_tile[i] = kk;
             v_tile[i] = vv;

@@ -1,6 +1,6 @@
 // Fused multi-head self-attention as two register-tiled products per key tile (flash-attention
 // style, online softmax, no score matrix in memory):
-//   qkv (B, T, 3*H*DH)  as for attention.wgsl; DH a multiple of 4*CG (vec4 storage)
+//   qkv                 as for attention.wgsl (either layout); DH a multiple of 4*CG (vec4 storage)
 //   out (B, T, H*DH)
 // A workgroup owns BQ queries of one (batch, head), with BQ/4 x CG invocations: invocation
 // (cg, qg) holds queries 4qg..4qg+4. Per tile of BKV = 4*CG keys it computes a 4 x 4 block of
@@ -13,7 +13,7 @@ const QG: u32 = BQ / 4u;
 const D4: u32 = DH / 4u;
 const TD4: u32 = D4 / CG;
 
-struct Params { tokens: u32, heads: u32, scale: f32, _pad: u32 }
+struct Params { tokens: u32, heads: u32, scale: f32, batch_stride: u32, head_stride: u32, row_stride: u32, k_off: u32, v_off: u32 }
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read_write> out: array<S4>;
 @group(0) @binding(2) var<storage, read_write> qkv: array<S4>;
@@ -30,12 +30,12 @@ var<workgroup> red: array<f32, BQ * CG>;
 
 // The vec4 at `offset` (in vec4s) of tokens first..first+4 (zero past the last token), transposed:
 // element c holds component c of each of the four.
-fn transposed4(first: u32, offset: u32, row_stride: u32) -> array<vec4<f32>, 4> {
+fn transposed4(first: u32, offset: u32) -> array<vec4<f32>, 4> {
     var r: array<vec4<f32>, 4>;
     for (var j = 0u; j < 4u; j++) {
         r[j] = vec4<f32>(0.0);
         if (first + j < P.tokens) {
-            r[j] = vec4<f32>(qkv[offset + (first + j) * row_stride]);
+            r[j] = vec4<f32>(qkv[offset + (first + j) * P.row_stride]);
         }
     }
     return array<vec4<f32>, 4>(vec4<f32>(r[0].x, r[1].x, r[2].x, r[3].x), vec4<f32>(r[0].y, r[1].y, r[2].y, r[3].y),
@@ -51,16 +51,15 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
     let cg = lxy.x;
     let qg = lxy.y;
     let q0 = wid.x * BQ;
-    // In vec4 units: the model dim, one token's row, one batch item.
+    // In vec4 units: the model dim (of the output), this (batch, head)'s first query.
     let dim = P.heads * D4;
-    let row_stride = 3u * dim;
-    let base = b * P.tokens * row_stride + h * D4;
+    let base = b * P.batch_stride + h * P.head_stride;
 
     // Q tile: each (query group, d/4) pair reads four query rows and writes four transposed vec4s.
     for (var i = lid; i < QG * D4; i += QG * CG) {
         let g = i / D4;
         let d4 = i % D4;
-        let r = transposed4(q0 + g * 4u, base + d4, row_stride);
+        let r = transposed4(q0 + g * 4u, base + d4);
         for (var c = 0u; c < 4u; c++) {
             qs[(d4 * 4u + c) * QG + g] = r[c] * P.scale;
         }
@@ -78,7 +77,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
         for (var i = lid; i < CG * D4; i += QG * CG) {
             let g = i / D4;
             let d4 = i % D4;
-            let r = transposed4(kv0 + g * 4u, base + dim + d4, row_stride);
+            let r = transposed4(kv0 + g * 4u, base + P.k_off + d4);
             for (var c = 0u; c < 4u; c++) {
                 kp[(d4 * 4u + c) * CG + g] = r[c];
             }
@@ -87,7 +86,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
             let key = kv0 + i / D4;
             var v = vec4<f32>(0.0);
             if (key < P.tokens) {
-                v = vec4<f32>(qkv[base + key * row_stride + 2u * dim + i % D4]);
+                v = vec4<f32>(qkv[base + P.v_off + key * P.row_stride + i % D4]);
             }
             vs[i] = v;
         }

@@ -10,7 +10,13 @@
 // SPLITK (with VEC4, no epilogue flags): workgroup z multiplies only K range z*kc..(z+1)*kc and
 // writes its f32 partial product to out as (splits, M, N); splitk_reduce.wgsl sums the parts
 // and applies the epilogue.
+// HEADS (with VEC4; the QKV projection of attention): a is (B, T, K) with T = tokens, N = 3*D,
+// and C is written head-major as (3, B, D / dh, T, dh) instead of (B*T, N).
+#ifdef HEADS
+struct Params { m: u32, n: u32, k: u32, kc: u32, tokens: u32, dh: u32, _pad0: u32, _pad1: u32 }
+#else
 struct Params { m: u32, n: u32, k: u32, kc: u32 }
+#endif
 @group(0) @binding(0) var<uniform> P: Params;
 #ifdef VEC4
 #ifdef SPLITK
@@ -62,7 +68,16 @@ fn store_c4(row: u32, col: u32, acc: vec4<f32>) {
 #ifdef SPLITK
     out[split_z * (P.m * P.n / 4u) + o] = acc;
 #else
+#ifdef HEADS
+    // Part (q, k or v), batch item, head, token, dim; a vec4 never straddles two heads (dh % 4 == 0).
+    let d = P.n / 3u;
+    let c = col % d;
+    let dst = (col / d) * P.m * d + ((row / P.tokens) * (d / P.dh) + c / P.dh) * P.tokens * P.dh
+        + (row % P.tokens) * P.dh + c % P.dh;
+    out[dst / 4u] = S4(epilogue4(acc, col, o));
+#else
     out[o] = S4(epilogue4(acc, col, o));
+#endif
 #endif
 }
 #else

@@ -289,6 +289,21 @@ fn invalid_op_parameters_are_rejected() {
     assert_eq!(g.patch_embed("pe", img, w, b, p, None, 16).unwrap_err().kind(), "invalid_op");
     let lg = g.weight("g", &[8]);
     assert_eq!(g.layer_norm("ln", x, lg, lg, f32::NAN).unwrap_err().kind(), "invalid_op");
+    // Head-major projections: heads must divide D, head dim and K multiples of 4, a 3-D input.
+    let a = g.input("a", &[2, 10, 16]);
+    let w = g.weight("wqkv", &[16, 3 * 24]);
+    assert!(g.matmul_heads("qkv", a, w, None, 6).is_ok());
+    assert_eq!(g.matmul_heads("qkv5", a, w, None, 5).unwrap_err().kind(), "invalid_op");
+    let e = g.matmul_heads("qkv12", a, w, None, 12).unwrap_err();
+    assert!(e.to_string().contains("head dim (2)"), "{e}");
+    let flat = g.input("flat", &[20, 16]);
+    assert_eq!(g.matmul_heads("qkv2d", flat, w, None, 6).unwrap_err().kind(), "shape");
+    let w_odd = g.weight("w_odd", &[16, 70]);
+    assert_eq!(g.matmul_heads("qkv_odd", a, w_odd, None, 2).unwrap_err().kind(), "shape");
+    // Attention on a head-major input whose head count differs from the op's.
+    let hm = g.input("hm", &[3, 2, 4, 10, 8]);
+    assert!(g.attention("att_hm", hm, 4, 1.0).is_ok());
+    assert_eq!(g.attention("att_hm3", hm, 3, 1.0).unwrap_err().kind(), "shape");
 }
 
 #[test]

@@ -9,6 +9,16 @@ use common::*;
 use tessera::reference::{self as r, Rng};
 use tessera::{Activation, CompileOptions, Executable, Graph, Op, Weights};
 
+/// Every tile by its TESSERA_GEMM_TILE name, with the text its shader variant's key shows.
+const TILES: [(&str, &str); 6] = [
+    ("small", "BM=64,BN=64"),
+    ("large", "BM=128,BN=128"),
+    ("narrow", "BM=32,BN=64"),
+    ("tiny", "BM=32,BN=32"),
+    ("small-prefetch", "PREFETCH,BM=64,BN=64"),
+    ("large-prefetch", "PREFETCH,BM=128,BN=128"),
+];
+
 /// One matmul node with the given epilogue, compiled and run; returns the kernels it ran and its
 /// output, and the f64 reference output.
 #[allow(clippy::too_many_arguments)]
@@ -58,8 +68,68 @@ fn run_matmul(gpu: &std::sync::Arc<tessera::Gpu>, m: usize, k: usize, n: usize, 
     (exe.kernels(), got, want)
 }
 
+/// The head-major QKV projection with every tile (and the tile's prefetch variant): `x (B, T, K)`
+/// times `w (K, 3*H*dh)` plus bias, compared as (3, B, H, T, dh) with the reference product
+/// rearranged. Called from the one test below (the variable is process-wide).
+fn head_major_projection_every_tile() {
+    let gpu = gpu();
+    for (tile, marker) in TILES {
+        std::env::set_var("TESSERA_GEMM_TILE", tile);
+        for (b, t, k, heads, dh, bias, f16, seed) in
+            [(2, 37, 36, 3, 8, true, false, 40), (1, 197, 768, 12, 64, true, false, 41), (3, 20, 64, 2, 4, false, true, 42)]
+        {
+            let d = heads * dh;
+            let mut rng = Rng::new(seed);
+            let round = |v: Vec<f32>| if f16 { v.iter().map(|&x| half::f16::from_f32(x).to_f32()).collect() } else { v };
+            let x = round(rng.vec(b * t * k, 1.0));
+            let w = round(rng.vec(k * 3 * d, 1.0 / (k as f32).sqrt()));
+            let bv = round(rng.vec(3 * d, 0.5));
+            let mut g = Graph::new();
+            let mut ws = Weights::new(&gpu);
+            let mut feeds: Vec<(&str, &[f32])> = vec![];
+            if f16 {
+                g.set_storage(tessera::DType::F16);
+                ws = Weights::new_as(&gpu, tessera::DType::F16);
+            }
+            let xi = if f16 {
+                ws.insert("x", &[b, t, k], &x).unwrap();
+                g.weight("x", &[b, t, k])
+            } else {
+                feeds.push(("x", &x));
+                g.input("x", &[b, t, k])
+            };
+            let wi = g.weight("w", &[k, 3 * d]);
+            ws.insert("w", &[k, 3 * d], &w).unwrap();
+            let bi = bias.then(|| {
+                ws.insert("bias", &[3 * d], &bv).unwrap();
+                g.weight("bias", &[3 * d])
+            });
+            let out = g.matmul_heads("qkv", xi, wi, bi, heads).unwrap();
+            assert_eq!(g.info(out).shape, vec![3, b, heads, t, dh]);
+            g.output(out);
+            let exe = pollster::block_on(Executable::compile(&gpu, &g, &ws, &CompileOptions::default())).unwrap();
+            let variant = &exe.kernels()[0].1;
+            let (dims, prefetch) = (marker.trim_start_matches("PREFETCH,"), marker.starts_with("PREFETCH"));
+            assert!(variant.contains(dims) && variant.contains("HEADS"), "TESSERA_GEMM_TILE={tile} ran {variant}");
+            assert_eq!(variant.contains("PREFETCH"), prefetch, "TESSERA_GEMM_TILE={tile} ran {variant}");
+            let got = exe.run_blocking(&feeds).unwrap().remove(0).data;
+            let flat = r::matmul(&x, &w, b * t, k, 3 * d, bias.then_some(&bv[..]), Activation::None, None);
+            let mut want = vec![0f32; flat.len()];
+            for (i, &v) in flat.iter().enumerate() {
+                let (row, c) = (i / (3 * d), i % (3 * d));
+                let (bb, tt, part, h, dd) = (row / t, row % t, c / d, (c % d) / dh, c % dh);
+                want[(((part * b + bb) * heads + h) * t + tt) * dh + dd] = v;
+            }
+            let tol = if f16 { 1e-2 } else { 1e-5 };
+            assert_close(&format!("{tile} head-major {b}x{t}x{k} -> 3x{heads}x{dh} f16={f16}"), &got, &want, tol, tol.max(1e-4));
+        }
+    }
+    std::env::remove_var("TESSERA_GEMM_TILE");
+}
+
 #[test]
 fn every_tile_matches_the_reference() {
+    head_major_projection_every_tile();
     let gpu = gpu();
     // Split K: the partial products, then the reduction with the epilogue, as two dispatches.
     // (M, K, N): ragged M and N edges, a K that leaves the last range short, batch-1 fc2's shape.
@@ -85,14 +155,7 @@ fn every_tile_matches_the_reference() {
         assert_eq!(kernels.len(), 1, "{kernels:?}");
         assert_close(&format!("{split} with K = 64"), &got, &want, 1e-5, 1e-4);
     }
-    for (tile, marker) in [
-        ("small", "BM=64,BN=64"),
-        ("large", "BM=128,BN=128"),
-        ("narrow", "BM=32,BN=64"),
-        ("tiny", "BM=32,BN=32"),
-        ("small-prefetch", "PREFETCH,BM=64,BN=64"),
-        ("large-prefetch", "PREFETCH,BM=128,BN=128"),
-    ] {
+    for (tile, marker) in TILES {
         std::env::set_var("TESSERA_GEMM_TILE", tile);
         for (m, k, n, bias, act, residual, seed) in [
             (300, 64, 260, true, Activation::Gelu, true, 20),

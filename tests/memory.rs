@@ -53,7 +53,7 @@ fn a_batch_over_the_budget_runs_in_chunks_with_the_same_results() {
     let model = Model::load(&free, &fixture()).unwrap();
     let batch = 24;
     let (px, dims) = pixels(&model, batch);
-    let opts = RunOptions { hidden_states: false, attention: true, profile: false };
+    let opts = RunOptions { hidden_states: false, attention: true, ..Default::default() };
     let whole = model.run_blocking(&px, dims, opts).unwrap();
     let weights = model.weight_bytes();
     let whole_cost = free.memory_in_use() - weights;

@@ -27,6 +27,12 @@ fn expected(dir: &Path) -> Vec<(String, Vec<usize>, Vec<f32>)> {
 }
 
 fn check_fixture(name: &str) {
+    check_fixture_with(name, false);
+}
+
+/// `qkv_heads`: the QKV projection writes head-major Q, K, V (checked in the op profile where the
+/// adapter has timestamps).
+fn check_fixture_with(name: &str, qkv_heads: bool) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name);
     let ck = Checkpoint::from_dir(&dir).unwrap_or_else(|e| panic!("{name}: {e}"));
     let model = Model::load(&gpu(), &ck).unwrap_or_else(|e| panic!("{name}: {e}"));
@@ -34,7 +40,12 @@ fn check_fixture(name: &str) {
     let get = |k: &str| exp.iter().find(|(n, _, _)| n == k);
     let (_, pdims, pixels) = get("pixel_values").expect("pixel_values");
     let dims = [pdims[0], pdims[1], pdims[2], pdims[3]];
-    let out = model.run_blocking(pixels, dims, RunOptions { hidden_states: true, attention: true, profile: false }).unwrap();
+    let profile = gpu().report().timestamp_query;
+    let out = model.run_blocking(pixels, dims, RunOptions { hidden_states: true, attention: true, profile, qkv_heads }).unwrap();
+    if let Some(p) = &out.profile {
+        let heads = p.ops.iter().filter(|o| o.kind == "matmul_heads").count();
+        assert_eq!(heads, if qkv_heads { model.config.num_layers } else { 0 }, "{name}: head-major projections");
+    }
 
     // Layers first, so that the first wrong layer is the one reported.
     let n_hidden = exp.iter().filter(|(n, _, _)| n.starts_with("hidden_state.")).count();
@@ -99,6 +110,13 @@ fn dinov2_classifier_interpolated_42x70() {
 #[test]
 fn dinov2_base() {
     check_fixture("dinov2-base");
+}
+
+#[test]
+fn every_fixture_with_head_major_qkv() {
+    for name in ["vit-classifier", "vit-base-nobias-f16", "deit-distilled-bf16", "deit-classifier", "dinov2-classifier", "dinov2-base"] {
+        check_fixture_with(name, true);
+    }
 }
 
 // ---- bad checkpoints: clear errors naming the file and the problem ----

@@ -11,7 +11,7 @@ use tessera::{DType, RunOptions};
 fn vit_b16_batch_64_arena_is_within_1_2x_of_peak_live() {
     for (name, storage) in [("vit-b16", DType::F32), ("vit-b16", DType::F16), ("deit-s16", DType::F32)] {
         let cfg = synthetic::config(name).unwrap();
-        for opts in [RunOptions::default(), RunOptions { hidden_states: true, attention: true, profile: false }] {
+        for opts in [RunOptions::default(), RunOptions { hidden_states: true, attention: true, ..Default::default() }] {
             let (graph, _) = build_graph(&cfg, Head::Cls, false, storage, 64, 224, 224, opts).unwrap();
             let plan = plan_graph(&graph, 256).unwrap();
             let ratio = plan.arena as f64 / plan.peak_live as f64;

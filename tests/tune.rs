@@ -122,26 +122,42 @@ fn tuning_off_uses_the_heuristic() {
 
 /// One attention op on `qkv` (an f32 input, or an f16 weight with f16 storage), compiled on `gpu`.
 fn attention(gpu: &Arc<Gpu>, b: usize, t: usize, heads: usize, dh: usize, f16: bool) -> (Executable, Vec<f32>, Vec<f32>) {
+    attention_in(gpu, b, t, heads, dh, f16, false)
+}
+
+/// The same, with `qkv` laid out head-major, (3, B, heads, T, dh), when `head_major`.
+fn attention_in(gpu: &Arc<Gpu>, b: usize, t: usize, heads: usize, dh: usize, f16: bool, head_major: bool) -> (Executable, Vec<f32>, Vec<f32>) {
     let d = heads * dh;
     let mut qkv = Rng::new(9).vec(b * t * 3 * d, 1.0);
     if f16 {
         qkv = qkv.iter().map(|&v| half::f16::from_f32(v).to_f32()).collect();
     }
+    let (shape, data) = if head_major {
+        let mut hm = vec![0f32; qkv.len()];
+        for (i, &v) in qkv.iter().enumerate() {
+            let (bt, c) = (i / (3 * d), i % (3 * d));
+            let (bb, tt, part, h, dd) = (bt / t, bt % t, c / d, (c % d) / dh, c % dh);
+            hm[(((part * b + bb) * heads + h) * t + tt) * dh + dd] = v;
+        }
+        (vec![3, b, heads, t, dh], hm)
+    } else {
+        (vec![b, t, 3 * d], qkv.clone())
+    };
     let scale = 1.0 / (dh as f32).sqrt();
     let mut g = Graph::new();
     let mut w = Weights::new(gpu);
     let x = if f16 {
         g.set_storage(tessera::DType::F16);
         w = Weights::new_as(gpu, tessera::DType::F16);
-        w.insert("qkv", &[b, t, 3 * d], &qkv).unwrap();
-        g.weight("qkv", &[b, t, 3 * d])
+        w.insert("qkv", &shape, &data).unwrap();
+        g.weight("qkv", &shape)
     } else {
-        g.input("qkv", &[b, t, 3 * d])
+        g.input("qkv", &shape)
     };
     let o = g.attention("attention", x, heads, scale).unwrap();
     g.output(o);
     let exe = pollster::block_on(Executable::compile(gpu, &g, &w, &CompileOptions::default())).unwrap();
-    let feeds: Vec<(&str, &[f32])> = if f16 { vec![] } else { vec![("qkv", &qkv[..])] };
+    let feeds: Vec<(&str, &[f32])> = if f16 { vec![] } else { vec![("qkv", &data[..])] };
     let got = exe.run_blocking(&feeds).unwrap().remove(0).data;
     (exe, got, r::attention(&qkv, b, t, heads, dh, scale))
 }
@@ -164,29 +180,34 @@ fn every_attention_kernel_is_a_candidate_and_matches_the_reference() {
         }
         !(s == "tiled-64x32" && dh == 64 && storage < 34816)
     };
-    for (b, t, heads, dh, f16, kernels) in [
-        (2, 37, 2, 16, false, &["split-4", "split-4-subgroup", "tiled-64x16"][..]),
-        (1, 197, 3, 64, false, &["split-4", "split-8", "split-4-subgroup", "split-8-subgroup", "tiled-32x32", "tiled-64x16", "tiled-64x32"][..]),
-        (2, 50, 2, 32, true, &["split-4", "split-8", "split-4-subgroup", "split-8-subgroup", "tiled-32x32", "tiled-64x16", "tiled-64x32"][..]),
-        (3, 70, 2, 32, false, &["split-4", "split-8", "split-4-subgroup", "split-8-subgroup", "tiled-32x32", "tiled-64x16", "tiled-64x32"][..]),
+    let all = &["split-4", "split-8", "split-4-subgroup", "split-8-subgroup", "tiled-32x32", "tiled-64x16", "tiled-64x32"][..];
+    // The last two shapes with Q, K, V head-major, (3, B, H, T, dh).
+    for (b, t, heads, dh, f16, kernels, head_major) in [
+        (2, 37, 2, 16, false, &["split-4", "split-4-subgroup", "tiled-64x16"][..], false),
+        (1, 197, 3, 64, false, all, false),
+        (2, 50, 2, 32, true, all, false),
+        (3, 70, 2, 32, false, all, false),
+        (2, 45, 3, 64, false, all, true),
+        (2, 50, 2, 32, true, all, true),
     ] {
         let tol = if f16 { 2e-3 } else { 1e-5 };
         let kernels: Vec<&str> = kernels.iter().copied().filter(|s| fits(s, dh)).collect();
         for kernel in &kernels {
             let _ = std::fs::remove_file(&path);
-            let (_, got, want) = attention(&tuned_gpu(&path), b, t, heads, dh, f16);
+            let (_, got, want) = attention_in(&tuned_gpu(&path), b, t, heads, dh, f16, head_major);
             tessera::reference::compare("tuned attention", &got, &want, tol, tol).unwrap();
             let mut file: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
             let entries = file["entries"].as_object_mut().unwrap();
             assert_eq!(entries.len(), 1);
             for (key, e) in entries.iter_mut() {
                 assert!(key.contains(&format!("attention b={b} t={t} heads={heads} dh={dh}")), "{key}");
+                assert_eq!(key.contains("head-major"), head_major, "{key}");
                 let timed: Vec<&String> = e["ms"].as_object().unwrap().keys().collect();
                 assert_eq!(timed.len(), 1 + kernels.len(), "every kernel timed, expected {kernels:?}: {e}");
                 e["choice"] = serde_json::Value::from(*kernel);
             }
             std::fs::write(&path, serde_json::to_vec(&file).unwrap()).unwrap();
-            let (exe, got, want) = attention(&tuned_gpu(&path), b, t, heads, dh, f16);
+            let (exe, got, want) = attention_in(&tuned_gpu(&path), b, t, heads, dh, f16, head_major);
             let variant = &exe.kernels()[0].1;
             if let Some(rest) = kernel.strip_prefix("split-") {
                 let g = rest.split('-').next().unwrap();
@@ -196,8 +217,9 @@ fn every_attention_kernel_is_a_candidate_and_matches_the_reference() {
                 let (bq, bkv) = kernel.trim_start_matches("tiled-").split_once('x').unwrap();
                 assert!(variant.starts_with("attention_tiled") && variant.contains(&format!("BQ={bq},BKV={bkv}")), "{variant}");
             }
-            match tessera::reference::compare(&format!("{kernel} attention b={b} t={t} dh={dh} f16={f16}"), &got, &want, tol, tol) {
-                Ok(max) => eprintln!("{kernel} attention b={b} t={t} dh={dh} f16={f16}: max diff {max:e}"),
+            let what = format!("{kernel} attention b={b} t={t} dh={dh} f16={f16} head-major={head_major}");
+            match tessera::reference::compare(&what, &got, &want, tol, tol) {
+                Ok(max) => eprintln!("{what}: max diff {max:e}"),
                 Err(e) => panic!("{e}"),
             }
         }

@@ -324,7 +324,7 @@ impl Gpu {
         }
         #[cfg(not(target_arch = "wasm32"))]
         match op_kind {
-            "matmul" => {
+            "matmul" | "matmul_heads" => {
                 match std::env::var("TESSERA_GEMM_TILE").as_deref() {
                     Ok("small") => return Some("64x64"),
                     Ok("large") => return Some("128x128"),

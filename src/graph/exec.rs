@@ -631,8 +631,7 @@ impl Executable {
             let n = &nodes[i];
             let infos: Vec<&TensorInfo> = n.inputs.iter().map(|t| &tensors[t.0]).collect();
             let out = &tensors[n.output.0];
-            let rows = out.shape[..out.shape.len() - 1].iter().product::<usize>();
-            let cols = out.shape[out.shape.len() - 1];
+            let (rows, cols) = n.op.result_matrix(out);
             let preferred = if gpu.tune { None } else { gpu.heuristic_kernel(n.op.kind(), rows, cols) };
             if let Some(name) = preferred {
                 // The adapter's measured heuristic, where it has one and the op offers that kernel.

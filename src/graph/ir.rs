@@ -214,6 +214,14 @@ impl Graph {
         self.op(name, Op::MatMul { bias: bias.is_some(), act, residual: residual.is_some() }, &inputs)
     }
 
+    /// The fused QKV projection `a (B, T, K) x b (K, 3*D) [+ bias]`, written head-major as
+    /// `(3, B, heads, T, D / heads)` for [`Graph::attention`].
+    pub fn matmul_heads(&mut self, name: &str, a: TensorId, b: TensorId, bias: Option<TensorId>, heads: usize) -> Result<TensorId> {
+        let mut inputs = vec![a, b];
+        inputs.extend(bias);
+        self.op(name, Op::MatMulHeads { heads, bias: bias.is_some() }, &inputs)
+    }
+
     /// Patch embedding of `image (B, C, H, W)` with `weight (C*p*p, D)`, `bias (D)`, optional
     /// `prefix (P, D)` tokens (class, distillation) and `pos (P + N, D)`.
     #[allow(clippy::too_many_arguments)]
@@ -233,7 +241,8 @@ impl Graph {
         self.op(name, Op::PatchEmbed { patch, prefix: prefix_len }, &inputs)
     }
 
-    /// Multi-head self-attention over a fused `qkv (B, T, 3*D)`, giving `(B, T, D)`.
+    /// Multi-head self-attention over a fused `qkv (B, T, 3*D)` (or the head-major output of
+    /// [`Graph::matmul_heads`]), giving `(B, T, D)`.
     pub fn attention(&mut self, name: &str, qkv: TensorId, heads: usize, scale: f32) -> Result<TensorId> {
         self.op(name, Op::Attention { heads, scale }, &[qkv])
     }

@@ -352,15 +352,15 @@ fn resize(src: &Planes, h: usize, w: usize, filter: Resample) -> Planes {
     if w != cur.w {
         let coeffs = coefficients(cur.w, w, filter);
         let mut data: [Vec<u8>; 3] = [vec![0; cur.h * w], vec![0; cur.h * w], vec![0; cur.h * w]];
-        for c in 0..3 {
+        for (plane, out) in cur.data.iter().zip(data.iter_mut()) {
             for y in 0..cur.h {
-                let row = &cur.data[c][y * cur.w..(y + 1) * cur.w];
+                let row = &plane[y * cur.w..(y + 1) * cur.w];
                 for (x, (start, k)) in coeffs.iter().enumerate() {
                     let mut acc: i64 = 1 << (PRECISION_BITS - 1);
                     for (i, &kk) in k.iter().enumerate() {
                         acc += row[start + i] as i64 * kk as i64;
                     }
-                    data[c][y * w + x] = clip8(acc);
+                    out[y * w + x] = clip8(acc);
                 }
             }
         }
@@ -369,14 +369,14 @@ fn resize(src: &Planes, h: usize, w: usize, filter: Resample) -> Planes {
     if h != cur.h {
         let coeffs = coefficients(cur.h, h, filter);
         let mut data: [Vec<u8>; 3] = [vec![0; h * cur.w], vec![0; h * cur.w], vec![0; h * cur.w]];
-        for c in 0..3 {
+        for (plane, out) in cur.data.iter().zip(data.iter_mut()) {
             for (y, (start, k)) in coeffs.iter().enumerate() {
                 for x in 0..cur.w {
                     let mut acc: i64 = 1 << (PRECISION_BITS - 1);
                     for (i, &kk) in k.iter().enumerate() {
-                        acc += cur.data[c][(start + i) * cur.w + x] as i64 * kk as i64;
+                        acc += plane[(start + i) * cur.w + x] as i64 * kk as i64;
                     }
-                    data[c][y * cur.w + x] = clip8(acc);
+                    out[y * cur.w + x] = clip8(acc);
                 }
             }
         }
@@ -390,7 +390,7 @@ fn center_crop(src: &Planes, ch: usize, cw: usize) -> Planes {
     let top = (src.h as i64 - ch as i64).div_euclid(2);
     let left = (src.w as i64 - cw as i64).div_euclid(2);
     let mut data: [Vec<u8>; 3] = [vec![0; ch * cw], vec![0; ch * cw], vec![0; ch * cw]];
-    for c in 0..3 {
+    for (plane, out) in src.data.iter().zip(data.iter_mut()) {
         for y in 0..ch {
             let sy = y as i64 + top;
             if sy < 0 || sy >= src.h as i64 {
@@ -399,7 +399,7 @@ fn center_crop(src: &Planes, ch: usize, cw: usize) -> Planes {
             for x in 0..cw {
                 let sx = x as i64 + left;
                 if sx >= 0 && sx < src.w as i64 {
-                    data[c][y * cw + x] = src.data[c][sy as usize * src.w + sx as usize];
+                    out[y * cw + x] = plane[sy as usize * src.w + sx as usize];
                 }
             }
         }

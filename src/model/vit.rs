@@ -27,6 +27,10 @@ pub struct RunOptions {
     pub attention: bool,
     /// Per-op GPU timestamps (where the adapter supports them).
     pub profile: bool,
+    /// Let the QKV projection write Q, K and V head-major, `(3, B, heads, T, head_dim)`, for the
+    /// attention kernels (where the head dim and hidden size are multiples of 4); the same results
+    /// through another memory layout.
+    pub qkv_heads: bool,
 }
 
 /// Outputs of one run, shaped as `transformers` returns them.
@@ -464,6 +468,23 @@ impl Model {
         c.get(&(chunk, h, w, opts)).map(|e| (chunk, e.plan().clone()))
     }
 
+    /// GPU time of one run of the graph for `batch` images of `h` x `w`, in ms: `repeats` runs
+    /// back to back in one submit on an input written once (no upload, readback or host gap
+    /// between them, so the GPU's clocks stay up), timed with timestamp queries. Set against the
+    /// wall-clock latency of [`Model::run`], it separates the GPU's work from the host's. None
+    /// where the adapter has no timestamps or the batch runs in chunks.
+    pub async fn gpu_time_per_run(&self, pixels: &[f32], dims: [usize; 4], opts: RunOptions, repeats: u32) -> Result<Option<f64>> {
+        let [b, _, h, w] = dims;
+        if !self.gpu.has_timestamps() {
+            return Ok(None);
+        }
+        let (exe, chunk) = self.executable_fitting(b, h, w, opts).await?;
+        if chunk < b {
+            return Ok(None);
+        }
+        Ok(Some(exe.gpu_time_per_run(&[("pixel_values", pixels)], repeats).await?))
+    }
+
     /// Number of compiled graphs held (at most [`MAX_COMPILED`]).
     pub fn compiled_graphs(&self) -> usize {
         lock(&self.compiled).graphs.len()
@@ -659,7 +680,11 @@ pub fn build_graph(
         let h1 = ln(&mut g, "ln1", hs)?;
         let qkv_w = wt(&mut g, &n("qkv.weight"), &[d, 3 * d]);
         let qkv_b = if cfg.qkv_bias { Some(wt(&mut g, &n("qkv.bias"), &[3 * d])) } else { None };
-        let qkv = g.matmul(&n("qkv"), h1, qkv_w, qkv_b, Activation::None, None)?;
+        let qkv = if opts.qkv_heads && cfg.head_dim().is_multiple_of(4) && d.is_multiple_of(4) {
+            g.matmul_heads(&n("qkv"), h1, qkv_w, qkv_b, cfg.num_heads)?
+        } else {
+            g.matmul(&n("qkv"), h1, qkv_w, qkv_b, Activation::None, None)?
+        };
         let att = g.attention(&n("attention"), qkv, cfg.num_heads, scale)?;
         let proj_w = wt(&mut g, &n("proj.weight"), &[d, d]);
         let proj_b = wt(&mut g, &n("proj.bias"), &[d]);

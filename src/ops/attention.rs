@@ -17,12 +17,50 @@ fn kv_tile(head_dim: u32) -> u32 {
     (2048 / head_dim).clamp(1, 64)
 }
 
+/// Where a qkv input keeps Q, K and V: Q of (batch b, head h, token t) at element
+/// `b * batch + h * head + t * row`, K `k_off` and V `v_off` further on.
+pub(crate) struct QkvLayout {
+    pub b: u64,
+    pub t: u64,
+    pub heads: u64,
+    pub dh: u64,
+    pub batch: u64,
+    pub head: u64,
+    pub row: u64,
+    pub k_off: u64,
+    pub v_off: u64,
+}
+
+impl QkvLayout {
+    /// Of a checked input: token-major `(B, T, 3*D)` (the fused projection's output) or head-major
+    /// `(3, B, H, T, DH)` ([`crate::Op::MatMulHeads`]'s).
+    pub(crate) fn of(shape: &[usize], heads: usize) -> QkvLayout {
+        let s: Vec<u64> = shape.iter().map(|&v| v as u64).collect();
+        let h = heads as u64;
+        if s.len() == 5 {
+            let (b, t, dh) = (s[1], s[3], s[4]);
+            let part = b * h * t * dh;
+            QkvLayout { b, t, heads: h, dh, batch: h * t * dh, head: t * dh, row: dh, k_off: part, v_off: 2 * part }
+        } else {
+            let (b, t, d) = (s[0], s[1], s[2] / 3);
+            QkvLayout { b, t, heads: h, dh: d / h, batch: t * 3 * d, head: d / h, row: 3 * d, k_off: d, v_off: 2 * d }
+        }
+    }
+
+    /// The strides as uniform words, in units of `unit` elements (4 for the vec4 kernels).
+    pub(crate) fn words(&self, unit: u64) -> [u32; 5] {
+        [self.batch, self.head, self.row, self.k_off, self.v_off].map(|v| (v / unit) as u32)
+    }
+}
+
 pub(crate) fn output_shape(node: &str, inputs: &[&TensorInfo], heads: usize, scale: f32) -> Result<Vec<usize>> {
     let qkv = inputs[0];
-    if qkv.shape.len() != 3 || !qkv.shape[2].is_multiple_of(3) {
-        return Err(shape_err(node, qkv, "[B, T, 3 * D]"));
+    let s = &qkv.shape;
+    let head_major = s.len() == 5 && s[0] == 3 && s[2] == heads;
+    if !(head_major || (s.len() == 3 && s[2].is_multiple_of(3))) {
+        return Err(shape_err(node, qkv, format!("[B, T, 3 * D] or [3, B, {heads}, T, D / {heads}]")));
     }
-    let d = qkv.shape[2] / 3;
+    let d = if head_major { s[2] * s[4] } else { s[2] / 3 };
     if heads == 0 || !d.is_multiple_of(heads) {
         return Err(invalid(node, format!("{heads} heads do not divide the model dim {d}")));
     }
@@ -32,7 +70,8 @@ pub(crate) fn output_shape(node: &str, inputs: &[&TensorInfo], heads: usize, sca
     if !scale.is_finite() {
         return Err(invalid(node, format!("scale {scale} is not finite")));
     }
-    Ok(vec![qkv.shape[0], qkv.shape[1], d])
+    let l = QkvLayout::of(s, heads);
+    Ok(vec![l.b as usize, l.t as usize, d])
 }
 
 /// The vec4 variant needs the head dim (and so every q/k/v offset) to be a multiple of 4.
@@ -95,10 +134,10 @@ pub(crate) fn kernel_names() -> impl Iterator<Item = &'static str> {
 
 /// The default kernel and, where they apply, the split and tiled ones, for the autotuner.
 pub(crate) fn candidates(inputs: &[&TensorInfo], heads: usize, scale: f32) -> (String, Vec<(&'static str, Kernel)>) {
-    let s = &inputs[0].shape;
-    let (b, t, d) = (s[0] as u64, s[1] as u64, (s[2] / 3) as u64);
-    let dh = (d / heads as u64) as u32;
-    let key = format!("attention b={b} t={t} heads={heads} dh={dh}");
+    let l = QkvLayout::of(&inputs[0].shape, heads);
+    let dh = l.dh as u32;
+    let layout = if inputs[0].shape.len() == 5 { " head-major" } else { "" };
+    let key = format!("attention b={} t={} heads={heads} dh={dh}{layout}", l.b, l.t);
     let mut out = vec![("query-per-invocation", kernel(inputs, heads, scale))];
     for (name, g, bq, subgroup) in SPLITS {
         if split_fits(dh, g, bq) {
@@ -114,21 +153,23 @@ pub(crate) fn candidates(inputs: &[&TensorInfo], heads: usize, scale: f32) -> (S
 }
 
 pub(crate) fn kernel(inputs: &[&TensorInfo], heads: usize, scale: f32) -> Kernel {
-    let dh = inputs[0].shape[2] / 3 / heads;
+    let dh = QkvLayout::of(&inputs[0].shape, heads).dh;
     kernel_with(inputs, heads, scale, variant(dh as u32), BQ)
 }
 
-/// Either kernel: same uniforms and bindings, `queries` per workgroup.
+/// Any of the kernels: same uniforms (strides in vec4s for the vec4 kernels) and bindings,
+/// `queries` per workgroup.
 fn kernel_with(inputs: &[&TensorInfo], heads: usize, scale: f32, shader: ShaderVariant, queries: u32) -> Kernel {
-    let s = &inputs[0].shape;
-    let (b, t, d) = (s[0] as u64, s[1] as u64, (s[2] / 3) as u64);
-    let dh = d / heads as u64;
+    let l = QkvLayout::of(&inputs[0].shape, heads);
+    let unit = if l.dh.is_multiple_of(4) { 4 } else { 1 };
+    let mut params = vec![l.t as u32, heads as u32, scale.to_bits()];
+    params.extend(l.words(unit));
     Kernel {
         shader,
-        params: pad_params(vec![t as u32, heads as u32, scale.to_bits()]),
-        workgroups: [t.div_ceil(queries as u64) as u32, heads as u32, b as u32],
+        params: pad_params(params),
+        workgroups: [l.t.div_ceil(queries as u64) as u32, heads as u32, l.b as u32],
         input_bindings: vec![2],
-        flops: 4.0 * (b * heads as u64 * t * t * dh) as f64,
+        flops: 4.0 * (l.b * l.heads * l.t * l.t * l.dh) as f64,
         finish: None,
     }
 }

@@ -26,12 +26,13 @@ fn variant(wg: u32) -> ShaderVariant {
 }
 
 pub(crate) fn kernel(inputs: &[&TensorInfo], heads: usize, scale: f32, queries: usize, first_key: usize) -> Kernel {
-    let s = &inputs[0].shape;
-    let (b, t, d) = (s[0] as u64, s[1] as u64, (s[2] / 3) as u64);
-    let dh = d / heads as u64;
+    let l = attention::QkvLayout::of(&inputs[0].shape, heads);
+    let (b, t, dh) = (l.b, l.t, l.dh);
+    let mut params = vec![t as u32, heads as u32, scale.to_bits(), first_key as u32, queries as u32, dh as u32];
+    params.extend(&l.words(1)[..4]);
     Kernel {
         shader: variant(super::row_workgroup(t as usize)),
-        params: pad_params(vec![t as u32, heads as u32, scale.to_bits(), first_key as u32, queries as u32, dh as u32]),
+        params: pad_params(params),
         workgroups: [queries as u32, heads as u32, b as u32],
         input_bindings: vec![2],
         flops: 6.0 * (b * heads as u64 * queries as u64 * t * dh) as f64,

@@ -121,6 +121,72 @@ fn variant(tile: Tile, vec4: bool, bias: bool, act: Activation, residual: bool) 
     specialize(parts, &tile.consts(), &flags)
 }
 
+/// The head-major QKV projection: vec4, bias or not, no activation or residual.
+fn heads_variant(tile: Tile, bias: bool) -> ShaderVariant {
+    let mut flags = vec!["VEC4"];
+    if bias {
+        flags.push("BIAS");
+    }
+    flags.push("HEADS");
+    if tile.prefetch {
+        flags.push("PREFETCH");
+    }
+    specialize(&["matmul", "epilogue", "gemm"], &tile.consts(), &flags)
+}
+
+/// `a (B, T, K) x b (K, 3*D) [+ bias (3*D)]` written as `(3, B, heads, T, D / heads)`.
+pub(crate) fn heads_output_shape(node: &str, inputs: &[&TensorInfo], heads: usize, bias: bool) -> Result<Vec<usize>> {
+    let (a, b) = (inputs[0], inputs[1]);
+    if a.shape.len() != 3 {
+        return Err(shape_err(node, a, "[B, T, K]"));
+    }
+    let k = a.shape[2];
+    if b.shape.len() != 2 || b.shape[0] != k || !b.shape[1].is_multiple_of(3) {
+        return Err(shape_err(node, b, format!("[{k}, 3 * D] (K = {k} from `{}`)", a.name)));
+    }
+    let n = b.shape[1];
+    let d = n / 3;
+    if heads == 0 || !d.is_multiple_of(heads) {
+        return Err(super::invalid(node, format!("{heads} heads do not divide the model dim {d}")));
+    }
+    let dh = d / heads;
+    if !dh.is_multiple_of(4) || !k.is_multiple_of(4) {
+        return Err(super::invalid(node, format!("a head-major projection needs K ({k}) and the head dim ({dh}) to be multiples of 4")));
+    }
+    if bias && inputs[2].shape != [n] {
+        return Err(shape_err(node, inputs[2], format!("[{n}]")));
+    }
+    Ok(vec![3, a.shape[0], heads, a.shape[1], dh])
+}
+
+/// Every tile of [`TILES`] for the head-major projection (no split-K: its reduction writes
+/// token-major).
+pub(crate) fn heads_candidates(inputs: &[&TensorInfo], heads: usize, bias: bool) -> (String, Vec<(&'static str, Kernel)>) {
+    let (m, k, n) = (rows_of(&inputs[0].shape), last(&inputs[0].shape), inputs[1].shape[1]);
+    let key = format!("matmul {m}x{k}x{n} bias={bias} heads={heads}");
+    (key, TILES.iter().map(|&(name, tile)| (name, heads_kernel(inputs, heads, bias, tile))).collect())
+}
+
+pub(crate) fn heads_kernel(inputs: &[&TensorInfo], heads: usize, bias: bool, tile: Tile) -> Kernel {
+    let a = &inputs[0].shape;
+    let (tokens, k) = (a[1] as u64, a[2] as u64);
+    let m = rows_of(a) as u64;
+    let n = inputs[1].shape[1] as u64;
+    let dh = n / 3 / heads as u64;
+    let mut input_bindings = vec![2, 3];
+    if bias {
+        input_bindings.push(4);
+    }
+    Kernel {
+        shader: heads_variant(tile, bias),
+        params: pad_params(vec![m as u32, n as u32, k as u32, k as u32, tokens as u32, dh as u32]),
+        workgroups: [n.div_ceil(tile.bn as u64) as u32, m.div_ceil(tile.bm as u64) as u32, 1],
+        input_bindings,
+        flops: 2.0 * (m * n * k) as f64,
+        finish: None,
+    }
+}
+
 /// The first half of a split-K GEMM: the small tile, vec4, writing f32 partial products.
 fn split_variant() -> ShaderVariant {
     specialize(&["matmul", "epilogue", "gemm"], &SMALL.consts(), &["VEC4", "SPLITK"])
@@ -231,6 +297,10 @@ pub(crate) fn variants() -> Vec<ShaderVariant> {
         }
     }
     v.push(split_variant());
+    for (_, tile) in TILES {
+        v.push(heads_variant(tile, false));
+        v.push(heads_variant(tile, true));
+    }
     for act in [Activation::None, Activation::Gelu, Activation::Tanh] {
         for i in 0..4 {
             v.push(reduce_variant(i & 1 != 0, act, i & 2 != 0));

@@ -40,6 +40,15 @@ pub enum Op {
         /// A residual input comes last, added after the activation.
         residual: bool,
     },
+    /// The fused QKV projection written head-major for attention: `a (B, T, K) x b (K, 3*D)
+    /// [+ bias (3*D)]` as `(3, B, heads, T, D / heads)` (K and the head dim multiples of 4).
+    /// Inputs: `a, b, [bias]`.
+    MatMulHeads {
+        /// Number of heads.
+        heads: usize,
+        /// A bias input follows `b`.
+        bias: bool,
+    },
     /// Patchify + projection + prefix tokens + position embeddings.
     /// Inputs: `image (B, C, H, W), weight (C*p*p, D), bias (D), pos (T, D), [prefix (P, D)]`.
     PatchEmbed {
@@ -48,7 +57,8 @@ pub enum Op {
         /// Number of prefix tokens P (0 when there is no prefix input).
         prefix: usize,
     },
-    /// Multi-head self-attention on a fused `qkv (B, T, 3*D)`.
+    /// Multi-head self-attention on a fused `qkv (B, T, 3*D)`, or the head-major
+    /// `(3, B, heads, T, D / heads)` of [`Op::MatMulHeads`].
     Attention {
         /// Number of heads (D / heads is the head dim, at most [`attention::MAX_HEAD_DIM`]).
         heads: usize,
@@ -141,6 +151,7 @@ impl Op {
     pub fn kind(&self) -> &'static str {
         match self {
             Op::MatMul { .. } => "matmul",
+            Op::MatMulHeads { .. } => "matmul_heads",
             Op::PatchEmbed { .. } => "patch_embed",
             Op::Attention { .. } => "attention",
             Op::AttentionProbs { .. } => "attention_probs",
@@ -157,6 +168,7 @@ impl Op {
     fn arity(&self) -> usize {
         match self {
             Op::MatMul { bias, residual, .. } => 2 + *bias as usize + *residual as usize,
+            Op::MatMulHeads { bias, .. } => 2 + *bias as usize,
             Op::PatchEmbed { prefix, .. } => 4 + (*prefix > 0) as usize,
             Op::Attention { .. } | Op::AttentionProbs { .. } | Op::Softmax | Op::SliceTokens { .. } | Op::MeanTokens { .. } => 1,
             Op::LayerNorm { .. } => 3,
@@ -191,6 +203,7 @@ impl Op {
         }
         match self {
             Op::MatMul { bias, residual, .. } => matmul::output_shape(node, inputs, *bias, *residual),
+            Op::MatMulHeads { heads, bias } => matmul::heads_output_shape(node, inputs, *heads, *bias),
             Op::PatchEmbed { patch, prefix } => patch_embed::output_shape(node, inputs, *patch, *prefix),
             Op::Attention { heads, scale } => attention::output_shape(node, inputs, *heads, *scale),
             Op::AttentionProbs { heads, scale, queries, first_key } => {
@@ -211,6 +224,7 @@ impl Op {
     pub(crate) fn kernel_candidates(&self, inputs: &[&TensorInfo], output: &TensorInfo) -> Option<(String, Vec<(&'static str, Kernel)>)> {
         let (key, cands) = match self {
             Op::MatMul { bias, act, residual } => matmul::candidates(inputs, output, *bias, *act, *residual),
+            Op::MatMulHeads { heads, bias } => matmul::heads_candidates(inputs, *heads, *bias),
             Op::Attention { heads, scale } => attention::candidates(inputs, *heads, *scale),
             _ => return None,
         };
@@ -219,6 +233,16 @@ impl Op {
         }
         let cands = cands.into_iter().map(|(name, k)| (name, k.f16())).collect();
         Some((format!("{key} f16"), cands))
+    }
+
+    /// The op's result as a matrix (rows, columns), for kernel heuristics: a head-major projection
+    /// is the (B*T, 3*D) product it computes; other ops their output's rows and last dim.
+    pub(crate) fn result_matrix(&self, output: &TensorInfo) -> (usize, usize) {
+        let s = &output.shape;
+        match self {
+            Op::MatMulHeads { .. } => (s[1] * s[3], 3 * s[2] * s[4]),
+            _ => (rows_of(s), last(s)),
+        }
     }
 
     /// The dtype this node stores its tensors (and its output) in: that of its first stored
@@ -240,6 +264,7 @@ impl Op {
     fn kernel_f32(&self, inputs: &[&TensorInfo], output: &TensorInfo) -> Kernel {
         match self {
             Op::MatMul { bias, act, residual } => matmul::kernel(inputs, output, *bias, *act, *residual),
+            Op::MatMulHeads { heads, bias } => matmul::heads_kernel(inputs, *heads, *bias, matmul::SMALL),
             Op::PatchEmbed { patch, prefix } => patch_embed::kernel(inputs, output, *patch, *prefix),
             Op::Attention { heads, scale } => attention::kernel(inputs, *heads, *scale),
             Op::AttentionProbs { heads, scale, queries, first_key } => {

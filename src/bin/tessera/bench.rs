@@ -17,8 +17,9 @@ pub struct BenchArgs {
     /// Stop timing a case after this many seconds (at least one timed run).
     #[arg(long, default_value_t = 5.0)]
     max_seconds: f64,
-    /// Kernel cases: back-to-back runs per timed submit (GPU time = first begin to last end, over
-    /// the runs), so the GPU does not idle between runs. 1 times each run alone.
+    /// Back-to-back runs per timed submit (GPU time = first begin to last end, over the runs), so
+    /// the GPU does not idle between runs; 1 times each run alone. With --model: the "GPU ms/run"
+    /// column (fewer runs where one takes over 200 ms).
     #[arg(long, default_value_t = 10)]
     repeat: u32,
     /// Batch sizes for the ViT-B/16 shapes (197 tokens per image).
@@ -41,6 +42,9 @@ pub struct BenchArgs {
     /// With --model: store weights and activations as f16 (f32 arithmetic; needs shader-f16).
     #[arg(long)]
     f16: bool,
+    /// With --model: the QKV projection writes Q, K and V head-major for the attention kernels.
+    #[arg(long)]
+    qkv_heads: bool,
 }
 
 struct Case {
@@ -161,20 +165,6 @@ fn tile_of(variant: &str) -> String {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn kernel_names_from_variants() {
-        use super::tile_of;
-        assert_eq!(tile_of("matmul[VEC4,BIAS,BM=64,BN=64,BK=16,TM=4,TN=4]"), "64x64");
-        assert_eq!(tile_of("matmul[VEC4,PREFETCH,BM=128,BN=128,BK=8,TM=8,TN=8]"), "128x128-prefetch");
-        assert_eq!(tile_of("matmul[VEC4,SPLITK,BM=64,BN=64,BK=16,TM=4,TN=4]"), "64x64-splitk");
-        assert_eq!(tile_of("attention[VEC4,DH=64,BQ=32,BKV=32]"), "query-per-invocation");
-        assert_eq!(tile_of("attention_split[SUBGROUP,DH=64,G=4,BQ=16,BKV=16]"), "split-4-subgroup");
-        assert_eq!(tile_of("attention_tiled[DH=64,BQ=32,BKV=32,CG=8,KP4=512]"), "tiled-32x32");
-        assert_eq!(tile_of("layernorm[WG=256]"), "-");
-    }
-}
 
 fn measure(gpu: &Arc<Gpu>, case: &Case, args: &BenchArgs) -> anyhow::Result<(usize, Option<f64>, f64, String)> {
     let mut rng = Rng::new(1);
@@ -224,13 +214,19 @@ fn model_bench(gpu: &Arc<Gpu>, spec: &str, args: &BenchArgs) -> anyhow::Result<(
         model.source, cfg.family, cfg.num_layers, cfg.hidden_size, cfg.num_heads, h, w, cfg.patch_size, model.storage(),
         model.weight_bytes() as f64 / 1048576.0
     );
-    println!("{:>6} {:>6} {:>12} {:>12} {:>12} {:>12}", "batch", "runs", "p50 ms", "p90 ms", "ms/image", "images/s");
+    if args.qkv_heads {
+        println!("QKV written head-major for attention\n");
+    }
+    println!(
+        "{:>6} {:>6} {:>12} {:>12} {:>12} {:>12} {:>14}",
+        "batch", "runs", "p50 ms", "p90 ms", "ms/image", "images/s", "GPU ms/run"
+    );
     let mut rows = Vec::new();
     let mut memory = Vec::new();
     for &b in &args.batch {
         let pixels = Rng::new(b as u64).vec(b * cfg.num_channels * h * w, 1.0);
         let dims = [b, cfg.num_channels, h, w];
-        let opts = tessera::RunOptions::default();
+        let opts = tessera::RunOptions { qkv_heads: args.qkv_heads, ..Default::default() };
         if let Err(e) = model.run_blocking(&pixels, dims, opts) {
             println!("{b:>6}  skipped: {e}");
             continue;
@@ -247,8 +243,14 @@ fn model_bench(gpu: &Arc<Gpu>, spec: &str, args: &BenchArgs) -> anyhow::Result<(
         }
         ms.sort_by(|a, b| a.total_cmp(b));
         let (p50, p90) = (percentile(&ms, 0.5), percentile(&ms, 0.9));
-        println!("{b:>6} {:>6} {p50:>12.3} {p90:>12.3} {:>12.3} {:>12.1}", ms.len(), p50 / b as f64, 1e3 * b as f64 / p50);
+        // GPU time with the runs back to back (steady clocks, no host work between them).
+        // At most --repeat runs, fewer where a run is slow (about two seconds in all).
+        let repeats = args.repeat.clamp(1, (2000.0 / p50).ceil().max(1.0) as u32);
+        let gpu_ms = pollster::block_on(model.gpu_time_per_run(&pixels, dims, opts, repeats))?;
+        let gpu_col = gpu_ms.map_or("-".to_string(), |g| format!("{g:.3}"));
+        println!("{b:>6} {:>6} {p50:>12.3} {p90:>12.3} {:>12.3} {:>12.1} {gpu_col:>14}", ms.len(), p50 / b as f64, 1e3 * b as f64 / p50);
         let mut row = serde_json::json!({"batch": b, "runs": ms.len(), "p50_ms": p50, "p90_ms": p90, "images_per_s": 1e3 * b as f64 / p50,
+            "gpu_ms_per_run": gpu_ms, "qkv_heads": args.qkv_heads,
             "gpu_memory_bytes": gpu.memory_in_use(), "weight_bytes": model.weight_bytes()});
         if let Some((chunk, plan)) = model.plan(b, h, w, opts) {
             row["graph_batch"] = chunk.into();
@@ -276,7 +278,8 @@ fn model_bench(gpu: &Arc<Gpu>, spec: &str, args: &BenchArgs) -> anyhow::Result<(
     if gpu.report().timestamp_query {
         let b = args.batch.first().copied().unwrap_or(1);
         let pixels = Rng::new(7).vec(b * cfg.num_channels * h * w, 1.0);
-        let out = model.run_blocking(&pixels, [b, cfg.num_channels, h, w], tessera::RunOptions { profile: true, ..Default::default() })?;
+        let opts = tessera::RunOptions { profile: true, qkv_heads: args.qkv_heads, ..Default::default() };
+        let out = model.run_blocking(&pixels, [b, cfg.num_channels, h, w], opts)?;
         if let Some(p) = out.profile {
             println!("\nper-op GPU time, batch {b}:\n{p}");
             profile_json = serde_json::json!({
@@ -395,4 +398,19 @@ pub fn run(gpu: &Arc<Gpu>, args: &BenchArgs) -> anyhow::Result<()> {
         println!("\nwrote {}", path.display());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn kernel_names_from_variants() {
+        use super::tile_of;
+        assert_eq!(tile_of("matmul[VEC4,BIAS,BM=64,BN=64,BK=16,TM=4,TN=4]"), "64x64");
+        assert_eq!(tile_of("matmul[VEC4,PREFETCH,BM=128,BN=128,BK=8,TM=8,TN=8]"), "128x128-prefetch");
+        assert_eq!(tile_of("matmul[VEC4,SPLITK,BM=64,BN=64,BK=16,TM=4,TN=4]"), "64x64-splitk");
+        assert_eq!(tile_of("attention[VEC4,DH=64,BQ=32,BKV=32]"), "query-per-invocation");
+        assert_eq!(tile_of("attention_split[SUBGROUP,DH=64,G=4,BQ=16,BKV=16]"), "split-4-subgroup");
+        assert_eq!(tile_of("attention_tiled[DH=64,BQ=32,BKV=32,CG=8,KP4=512]"), "tiled-32x32");
+        assert_eq!(tile_of("layernorm[WG=256]"), "-");
+    }
 }
