@@ -163,6 +163,40 @@ fn short_soak_shows_no_memory_growth() {
     assert!(out.contains("200 runs") && out.contains("10 loads and drops"), "{out}");
 }
 
+/// Images are prepared on worker threads ahead of the GPU: results still come in the order given,
+/// each image's own, and a bad file stops the run there with nothing printed.
+#[test]
+fn many_images_keep_their_order_and_a_bad_one_stops_the_run() {
+    let reference = tessera::model::embedded::reference_predictions().expect("reference.json");
+    let samples = sample_images();
+    // 60 images: the samples in a scrambled repeating order, and two photos of other sizes.
+    let mut paths: Vec<(Option<usize>, String)> = (0..58).map(|i| samples[(i * 7) % 10].clone()).map(|(c, p)| (Some(c), p.display().to_string())).collect();
+    paths.insert(20, (None, "tests/fixtures/photos/chelsea.png".into()));
+    paths.insert(41, (None, "tests/fixtures/photos/coffee-crop.png".into()));
+    let mut args = vec!["classify", "--json", "--top", "1", "--batch", "4"];
+    args.extend(paths.iter().map(|(_, p)| p.as_str()));
+    let doc: serde_json::Value = serde_json::from_str(&ok(&tessera(&args, &[]))).unwrap();
+    let results = doc["results"].as_array().unwrap();
+    assert_eq!(results.len(), paths.len());
+    for ((class, path), r) in paths.iter().zip(results) {
+        assert_eq!(r["image"].as_str().unwrap(), path);
+        if let Some(c) = class {
+            assert_eq!(r["top"][0]["index"].as_u64().unwrap(), reference[*c] as u64, "{path}");
+        }
+    }
+    // A broken file at position 33: the error names it, exit 1, no output.
+    let bad = tmp("order").join("broken.png");
+    std::fs::write(&bad, b"\x89PNG not really").unwrap();
+    let bad = bad.display().to_string();
+    let mut args = vec!["classify", "--json", "--batch", "4"];
+    args.extend(paths.iter().take(33).map(|(_, p)| p.as_str()));
+    args.push(&bad);
+    args.extend(paths.iter().skip(33).map(|(_, p)| p.as_str()));
+    let out = tessera(&args, &[]);
+    fails_with(&out, &["broken.png"]);
+    assert!(out.stdout.is_empty(), "{}", String::from_utf8_lossy(&out.stdout));
+}
+
 #[test]
 fn bad_inputs_fail_with_clear_messages() {
     fails_with(&tessera(&["classify", "Cargo.toml"], &[]), &["Cargo.toml", "not an image"]);

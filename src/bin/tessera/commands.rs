@@ -326,7 +326,7 @@ fn heat_color(t: f32) -> [f32; 3] {
 
 pub fn attention(gpu: &Arc<Gpu>, args: &AttentionArgs) -> Result<()> {
     let model = models::load(gpu, &args.model)?;
-    let p = models::prepare(&model, &args.image)?;
+    let (p, original) = models::prepare_image(&model, &args.image)?;
     let (h, w) = p.size;
     let out = model.run_blocking(&p.pixels, [1, model.config.num_channels, h, w], RunOptions { attention: true, ..Default::default() })?;
     let att = out.cls_attention.context("no attention output")?;
@@ -342,7 +342,7 @@ pub fn attention(gpu: &Arc<Gpu>, args: &AttentionArgs) -> Result<()> {
     let norm: Vec<f32> = map.iter().map(|v| if hi > lo { (v - lo) / (hi - lo) } else { 0.0 }).collect();
     // Upsample the grid bilinearly over the original image and blend; small images are enlarged
     // (pixel replication) to at least 256 px on the longer side so the map stays readable.
-    let img = &p.original;
+    let img = &original;
     let scale = 256u32.div_ceil(img.width().max(img.height())).max(1);
     let (iw, ih) = (img.width() * scale, img.height() * scale);
     let mut outimg = image::RgbImage::new(iw, ih);

@@ -57,6 +57,7 @@ fn main() -> std::process::ExitCode {
     }
 
     let cli = Cli::parse();
+    keep_freed_memory();
     interrupt::install();
     let result = (|| -> anyhow::Result<()> {
         let mut opts = tessera::GpuOptions::from_env()?;
@@ -106,6 +107,22 @@ fn main() -> std::process::ExitCode {
         }
     }
 }
+
+/// Images are decoded on worker threads, each image a few short-lived buffers of megabytes. glibc
+/// returns such buffers of a thread's arena to the kernel when they are freed and faults them in
+/// again for the next image: on a folder of 2400x1600 JPEGs that cost as much time as the decoding
+/// (a million page faults for 120 images). Fixed thresholds keep them in the heap for reuse.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn keep_freed_memory() {
+    // SAFETY: mallopt only changes allocator parameters; it is called before any thread starts.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 512 << 20);
+    }
+}
+
+#[cfg(not(any(target_arch = "wasm32", all(target_os = "linux", target_env = "gnu"))))]
+fn keep_freed_memory() {}
 
 #[cfg(target_arch = "wasm32")]
 fn main() {}

@@ -69,10 +69,14 @@ pub struct Prepared {
     pub path: PathBuf,
     pub pixels: Vec<f32>,
     pub size: (usize, usize),
-    pub original: image::RgbImage,
 }
 
 pub fn prepare(model: &Model, path: &Path) -> Result<Prepared> {
+    Ok(prepare_image(model, path)?.0)
+}
+
+/// [`prepare`], also returning the decoded image.
+pub fn prepare_image(model: &Model, path: &Path) -> Result<(Prepared, image::RgbImage)> {
     let name = path.display().to_string();
     let bytes = std::fs::read(path).with_context(|| format!("{name}: cannot read"))?;
     let img = tessera::model::decode_image(&bytes, &name)?;
@@ -80,11 +84,88 @@ pub fn prepare(model: &Model, path: &Path) -> Result<Prepared> {
     if h < model.config.patch_size || w < model.config.patch_size {
         bail!("{name}: preprocessed to {h}x{w}, smaller than one {0}x{0} patch", model.config.patch_size);
     }
-    Ok(Prepared { path: path.to_path_buf(), pixels, size: (h, w), original: img })
+    if pixels.len() != model.config.num_channels * h * w {
+        bail!("{name}: the model takes {} channels", model.config.num_channels);
+    }
+    Ok((Prepared { path: path.to_path_buf(), pixels, size: (h, w) }, img))
+}
+
+/// Images prepared on worker threads, handed out in order: decoding and resizing (the CPU side of
+/// a run, often slower than the GPU's) run in parallel and ahead of the GPU, at most `ahead`
+/// images ahead of the consumer so memory stays bounded.
+struct Prefetch<'a> {
+    state: std::sync::Mutex<PrefetchState>,
+    ready: std::sync::Condvar,
+    next: std::sync::atomic::AtomicUsize,
+    paths: &'a [PathBuf],
+    ahead: usize,
+}
+
+struct PrefetchState {
+    done: std::collections::BTreeMap<usize, Result<Prepared>>,
+    consumed: usize,
+    stop: bool,
+}
+
+impl<'a> Prefetch<'a> {
+    fn new(paths: &'a [PathBuf], ahead: usize) -> Self {
+        Prefetch {
+            state: std::sync::Mutex::new(PrefetchState { done: Default::default(), consumed: 0, stop: false }),
+            ready: std::sync::Condvar::new(),
+            next: Default::default(),
+            paths,
+            ahead: ahead.max(1),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, PrefetchState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A worker: prepares the next unclaimed image, waiting while it would run too far ahead.
+    fn work(&self, model: &Model) {
+        loop {
+            let i = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if i >= self.paths.len() {
+                return;
+            }
+            let mut st = self.lock();
+            while !st.stop && i >= st.consumed + self.ahead {
+                st = self.ready.wait(st).unwrap_or_else(|e| e.into_inner());
+            }
+            if st.stop {
+                return;
+            }
+            drop(st);
+            let r = prepare(model, &self.paths[i]);
+            self.lock().done.insert(i, r);
+            self.ready.notify_all();
+        }
+    }
+
+    /// Image `i`, once a worker has it (images are taken in order).
+    fn take(&self, i: usize) -> Result<Prepared> {
+        let mut st = self.lock();
+        loop {
+            if let Some(r) = st.done.remove(&i) {
+                st.consumed = i + 1;
+                self.ready.notify_all();
+                return r;
+            }
+            st = self.ready.wait(st).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// Lets the workers go (after an error or at the end).
+    fn stop(&self) {
+        self.lock().stop = true;
+        self.ready.notify_all();
+    }
 }
 
 /// Runs images through the model in batches of `batch` (consecutive images of one size share a
-/// batch), calling `each` with every image and its row of the outputs.
+/// batch), calling `each` with every image and its row of the outputs. Images are prepared on
+/// worker threads ahead of the GPU (see [`Prefetch`]).
 pub fn run_batches(
     model: &Model,
     paths: &[PathBuf],
@@ -120,20 +201,28 @@ pub fn run_batches(
         pending.clear();
         crate::interrupt::check(done.get(), paths.len())
     };
-    for path in paths {
-        crate::interrupt::check(done.get(), paths.len())?;
-        let p = prepare(model, path)?;
-        if p.pixels.len() != model.config.num_channels * p.size.0 * p.size.1 {
-            bail!("{}: the model takes {} channels", path.display(), model.config.num_channels);
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 8).min(paths.len());
+    let prefetch = Prefetch::new(paths, 2 * batch.max(workers));
+    let result = std::thread::scope(|s| {
+        for _ in 0..workers {
+            s.spawn(|| prefetch.work(model));
         }
-        if pending.first().is_some_and(|q| q.size != p.size) || pending.len() == batch {
-            flush(&mut pending, &mut each)?;
-        }
-        pending.push(p);
-    }
-    flush(&mut pending, &mut each)?;
+        let result = (|| -> Result<()> {
+            for i in 0..paths.len() {
+                crate::interrupt::check(done.get(), paths.len())?;
+                let p = prefetch.take(i)?;
+                if pending.first().is_some_and(|q| q.size != p.size) || pending.len() == batch {
+                    flush(&mut pending, &mut each)?;
+                }
+                pending.push(p);
+            }
+            flush(&mut pending, &mut each)
+        })();
+        prefetch.stop();
+        result
+    });
     bar.finish_and_clear();
-    Ok(())
+    result
 }
 
 /// Row `i` of a `(B, ...)` tensor.
