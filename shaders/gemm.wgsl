@@ -15,7 +15,15 @@ const WG_X: u32 = BN / TN;
 const WG_Y: u32 = BM / TM;
 const WG_SIZE: u32 = WG_X * WG_Y;
 
+#ifdef UNROLL
+// UNROLL (the 4x4 and 8x8 register blocks, flags UNROLL_4X4 / UNROLL_8X8): A's tile holds four
+// consecutive rows of one k per vec4, and the block update is written out with constant register
+// indices: no loop or dynamic index per multiply-add, so it stays fast where shaders keep bounds
+// checks (browsers).
+var<workgroup> a_tile: array<vec4<f32>, BK * BM / 4u>;
+#else
 var<workgroup> a_tile: array<f32, BK * BM>;
+#endif
 var<workgroup> b_tile: array<vec4<f32>, BK * BN / 4u>;
 
 #ifdef PREFETCH
@@ -107,10 +115,18 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
             let r = i / (BK / 4u);
             let kk = (i % (BK / 4u)) * 4u;
             let v = load_a4(m0 + r, k0 + kk);
+#ifdef UNROLL
+            let c = r % 4u;
+            a_tile[(kk * BM + r) / 4u][c] = v.x;
+            a_tile[((kk + 1u) * BM + r) / 4u][c] = v.y;
+            a_tile[((kk + 2u) * BM + r) / 4u][c] = v.z;
+            a_tile[((kk + 3u) * BM + r) / 4u][c] = v.w;
+#else
             a_tile[kk * BM + r] = v.x;
             a_tile[(kk + 1u) * BM + r] = v.y;
             a_tile[(kk + 2u) * BM + r] = v.z;
             a_tile[(kk + 3u) * BM + r] = v.w;
+#endif
         }
         for (var i = lid; i < BK * BN / 4u; i += WG_SIZE) {
             let kk = i / (BN / 4u);
@@ -118,6 +134,40 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
             b_tile[i] = load_b4(k0 + kk, n0 + c);
         }
         workgroupBarrier();
+#ifdef UNROLL
+        for (var kk = 0u; kk < BK; kk++) {
+            let ab = (kk * BM + lxy.y * TM) / 4u;
+            let bb = kk * (BN / 4u) + lxy.x * VN;
+            let a0 = a_tile[ab];
+            let b0 = b_tile[bb];
+#ifdef UNROLL_4X4
+            acc[0] = fma(vec4<f32>(a0.x), b0, acc[0]);
+            acc[1] = fma(vec4<f32>(a0.y), b0, acc[1]);
+            acc[2] = fma(vec4<f32>(a0.z), b0, acc[2]);
+            acc[3] = fma(vec4<f32>(a0.w), b0, acc[3]);
+#endif
+#ifdef UNROLL_8X8
+            let a1 = a_tile[ab + 1u];
+            let b1 = b_tile[bb + 1u];
+            acc[0] = fma(vec4<f32>(a0.x), b0, acc[0]);
+            acc[1] = fma(vec4<f32>(a0.x), b1, acc[1]);
+            acc[2] = fma(vec4<f32>(a0.y), b0, acc[2]);
+            acc[3] = fma(vec4<f32>(a0.y), b1, acc[3]);
+            acc[4] = fma(vec4<f32>(a0.z), b0, acc[4]);
+            acc[5] = fma(vec4<f32>(a0.z), b1, acc[5]);
+            acc[6] = fma(vec4<f32>(a0.w), b0, acc[6]);
+            acc[7] = fma(vec4<f32>(a0.w), b1, acc[7]);
+            acc[8] = fma(vec4<f32>(a1.x), b0, acc[8]);
+            acc[9] = fma(vec4<f32>(a1.x), b1, acc[9]);
+            acc[10] = fma(vec4<f32>(a1.y), b0, acc[10]);
+            acc[11] = fma(vec4<f32>(a1.y), b1, acc[11]);
+            acc[12] = fma(vec4<f32>(a1.z), b0, acc[12]);
+            acc[13] = fma(vec4<f32>(a1.z), b1, acc[13]);
+            acc[14] = fma(vec4<f32>(a1.w), b0, acc[14]);
+            acc[15] = fma(vec4<f32>(a1.w), b1, acc[15]);
+#endif
+        }
+#else
         for (var kk = 0u; kk < BK; kk++) {
             let a_base = kk * BM + lxy.y * TM;
             for (var j = 0u; j < VN; j++) {
@@ -127,6 +177,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
                 }
             }
         }
+#endif
         workgroupBarrier();
     }
 #endif

@@ -47,11 +47,13 @@ impl Engine {
         self.gpu.memory_in_use() as f64
     }
 
-    /// What the autotuner did: `{"enabled", "measured", "reused"}` as JSON.
+    /// What the autotuner did: `{"enabled", "measured", "reused", "choices"}` as JSON, `choices`
+    /// mapping each shape to `{"choice", "ms": {candidate: ms per dispatch}}`.
     #[wasm_bindgen(js_name = tuningStats)]
     pub fn tuning_stats(&self) -> String {
         let t = self.gpu.tuning_stats();
-        serde_json::json!({"enabled": self.gpu.tuning(), "measured": t.measured, "reused": t.reused}).to_string()
+        let choices = self.gpu.tuning_choices();
+        serde_json::json!({"enabled": self.gpu.tuning(), "measured": t.measured, "reused": t.reused, "choices": choices}).to_string()
     }
 
     /// The memory budget in bytes, if one was set.

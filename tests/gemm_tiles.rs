@@ -1,5 +1,6 @@
 //! Every GEMM tile (64x64 / 4x4, 128x128 / 8x8, 32x64 and 32x32 / 2x4 per invocation, and the
-//! first two with the next K step prefetched into registers), forced natively with
+//! first two with the next K step prefetched into registers or with the block update unrolled),
+//! forced natively with
 //! TESSERA_GEMM_TILE, against the f64 reference: ragged edges in M and N, vec4 and scalar paths,
 //! every epilogue; and the split-K kernels (K in 2, 4 or 8 ranges, then a reduction with the
 //! epilogue), f32 and f16. Its own test binary, so that setting the variable affects no other test.
@@ -10,13 +11,15 @@ use tessera::reference::{self as r, Rng};
 use tessera::{Activation, CompileOptions, Executable, Graph, Op, Weights};
 
 /// Every tile by its TESSERA_GEMM_TILE name, with the text its shader variant's key shows.
-const TILES: [(&str, &str); 6] = [
+const TILES: [(&str, &str); 8] = [
     ("small", "BM=64,BN=64"),
     ("large", "BM=128,BN=128"),
     ("narrow", "BM=32,BN=64"),
     ("tiny", "BM=32,BN=32"),
     ("small-prefetch", "PREFETCH,BM=64,BN=64"),
     ("large-prefetch", "PREFETCH,BM=128,BN=128"),
+    ("64x64-unrolled", "UNROLL_4X4,BM=64,BN=64"),
+    ("128x128-unrolled", "UNROLL_8X8,BM=128,BN=128"),
 ];
 
 /// One matmul node with the given epilogue, compiled and run; returns the kernels it ran and its
@@ -109,7 +112,8 @@ fn head_major_projection_every_tile() {
             g.output(out);
             let exe = pollster::block_on(Executable::compile(&gpu, &g, &ws, &CompileOptions::default())).unwrap();
             let variant = &exe.kernels()[0].1;
-            let (dims, prefetch) = (marker.trim_start_matches("PREFETCH,"), marker.starts_with("PREFETCH"));
+            let dims = marker.trim_start_matches("PREFETCH,").trim_start_matches("UNROLL_4X4,").trim_start_matches("UNROLL_8X8,");
+            let prefetch = marker.starts_with("PREFETCH");
             assert!(variant.contains(dims) && variant.contains("HEADS"), "TESSERA_GEMM_TILE={tile} ran {variant}");
             assert_eq!(variant.contains("PREFETCH"), prefetch, "TESSERA_GEMM_TILE={tile} ran {variant}");
             let got = exe.run_blocking(&feeds).unwrap().remove(0).data;

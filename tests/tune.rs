@@ -62,6 +62,9 @@ fn tuning_times_each_shape_once_and_caches_the_choice() {
     // Two shapes (70x36x96 and 70x96x96): each timed once; the third matmul reuses the second's.
     assert_eq!((stats.measured, stats.reused), (2, 1), "{stats:?}");
     assert!(stats.cache_error.is_none(), "{stats:?}");
+    let choices = gpu.tuning_choices();
+    assert_eq!(choices.len(), 2, "{choices:?}");
+    assert!(choices.iter().all(|(k, e)| k.starts_with("matmul 70x") && e.ms.contains_key(&e.choice)), "{choices:?}");
     let file: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).expect("cache file written")).unwrap();
     let entries = file["entries"].as_object().unwrap();
     assert_eq!(entries.len(), 2);
@@ -69,7 +72,7 @@ fn tuning_times_each_shape_once_and_caches_the_choice() {
     for (key, e) in entries {
         assert!(key.starts_with(adapter.as_str()) && key.contains("matmul 70x"), "{key}");
         let ms = e["ms"].as_object().unwrap();
-        assert_eq!(ms.len(), 6, "every tile timed: {e}");
+        assert_eq!(ms.len(), 8, "every tile timed: {e}");
         let choice = e["choice"].as_str().unwrap();
         let best = ms.iter().min_by(|a, b| a.1.as_f64().unwrap().total_cmp(&b.1.as_f64().unwrap())).unwrap().0;
         assert_eq!(choice, best, "the fastest tile is chosen: {e}");
@@ -84,7 +87,7 @@ fn tuning_times_each_shape_once_and_caches_the_choice() {
 #[test]
 fn the_cached_choice_is_what_runs_and_every_tile_is_correct() {
     let path = tmp("forced");
-    for ((tile, marker), (m, k, n)) in [("32x64", "BM=32,BN=64"), ("128x128", "BM=128"), ("64x64", "BM=64"), ("32x32", "BN=32"), ("128x128-prefetch", "PREFETCH,BM=128")]
+    for ((tile, marker), (m, k, n)) in [("32x64", "BM=32,BN=64"), ("128x128", "BM=128"), ("64x64", "BM=64"), ("32x32", "BN=32"), ("128x128-prefetch", "PREFETCH,BM=128"), ("128x128-unrolled", "UNROLL_8X8,BM=128"), ("64x64-unrolled", "UNROLL_4X4,BM=64")]
         .into_iter()
         .flat_map(|t| [(t, (45, 20, 68)), (t, (33, 7, 13))])
     {
@@ -237,13 +240,13 @@ fn split_k_is_timed_where_it_applies_and_a_cached_split_runs() {
     for (key, e) in entries.iter_mut() {
         let ms = e["ms"].as_object().unwrap();
         if key.contains("matmul 45x1024x68") {
-            assert_eq!(ms.len(), 9, "six tiles and three splits timed: {e}");
+            assert_eq!(ms.len(), 11, "eight tiles and three splits timed: {e}");
             for s in ["64x64-split2", "64x64-split4", "64x64-split8"] {
                 assert!(ms.contains_key(s), "{s} timed: {e}");
             }
             e["choice"] = serde_json::Value::from("64x64-split4");
         } else {
-            assert_eq!(ms.len(), 6, "no split for K = 68: {e}");
+            assert_eq!(ms.len(), 8, "no split for K = 68: {e}");
         }
     }
     std::fs::write(&path, serde_json::to_vec(&file).unwrap()).unwrap();

@@ -93,8 +93,8 @@ export declare class Tessera {
   /** GPU memory held by the engine, the budget (null: none), and the wasm heap, in bytes. */
   readonly memory: { gpuBytes: number; budget: number | null; wasmBytes: number };
   /** `memoryBudget`: most GPU memory (bytes) the engine may hold; beyond it loads reject with kind "out_of_memory" and large batches run in chunks. */
-  /** What the autotuner did: shapes timed and choices reused. */
-  readonly tuning: { enabled: boolean; measured: number; reused: number };
+  /** What the autotuner did: shapes timed, choices reused, and per shape the kernel chosen with what each candidate took (ms per dispatch). */
+  readonly tuning: { enabled: boolean; measured: number; reused: number; choices: Record<string, { choice: string; ms: Record<string, number> }> };
   /** `tune`: time the candidate kernels of each new shape on first use and keep the fastest (needs timestamp queries). */
   static create(options?: { wasmUrl?: string | URL; memoryBudget?: number; tune?: boolean }): Promise<Tessera>;
   load(source: string | { config: Bytes; weights: Bytes; preprocessor?: Bytes; name?: string }, options?: LoadOptions): Promise<Model>;

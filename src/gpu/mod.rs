@@ -309,7 +309,8 @@ impl Gpu {
 
     /// The kernel an op uses on this adapter when tuning is off, for an output of `rows` x `cols`,
     /// where that differs from the op's own default. From measurements (BENCHMARKS.md): on CPU
-    /// adapters (lavapipe) the 128x128 GEMM tile is 1.8-2.2x faster than 64x64 on every ViT shape;
+    /// adapters (lavapipe) the 128x128 GEMM tile is 1.8-2.2x faster than 64x64 on every ViT shape,
+    /// and with its block update unrolled 1.5-1.6x faster again (attention: the tiled kernel);
     /// on a discrete GPU (the H200, steady clocks) 128x128 wins only on large, wide outputs
     /// (12608x2304: 31.8 against 30.1 TFLOP/s, 12608x3072: 32.9 / 30.2, 4096^2: 31.5 / 28.9) and
     /// loses elsewhere (N = 768 at batch 64, every batch-1 shape, 1024^2), so discrete GPUs take it
@@ -362,6 +363,12 @@ impl Gpu {
     /// Whether graphs compiled on this device are autotuned ([`GpuOptions::tune`]).
     pub fn tuning(&self) -> bool {
         self.tune
+    }
+
+    /// The autotuner's choices for this adapter (from the cache file or measured here), by shape:
+    /// the kernel chosen and what each candidate took.
+    pub fn tuning_choices(&self) -> std::collections::BTreeMap<String, crate::graph::tune::TuneEntry> {
+        crate::lock(&self.tuning).choices()
     }
 
     /// What the autotuner measured and reused so far, and its cache file.
@@ -484,7 +491,7 @@ impl Gpu {
 #[cfg(not(target_arch = "wasm32"))]
 fn gemm_tile_for(device_type: &str, rows: usize, cols: usize) -> Option<&'static str> {
     match device_type {
-        "Cpu" => Some("128x128"),
+        "Cpu" => Some("128x128-unrolled"),
         "DiscreteGpu" if rows >= 4096 && cols >= 2048 => Some("128x128"),
         _ => None,
     }
@@ -506,8 +513,8 @@ mod heuristic_tests {
     #[test]
     fn gemm_tiles_follow_the_measurements() {
         use super::gemm_tile_for as t;
-        // CPU adapters: the large tile everywhere.
-        assert_eq!(t("Cpu", 197, 768), Some("128x128"));
+        // CPU adapters: the large tile, unrolled, everywhere.
+        assert_eq!(t("Cpu", 197, 768), Some("128x128-unrolled"));
         // H200: large only for batch-64 qkv / fc1 and 4096^2 outputs.
         assert_eq!(t("DiscreteGpu", 12608, 2304), Some("128x128"));
         assert_eq!(t("DiscreteGpu", 12608, 3072), Some("128x128"));

@@ -115,6 +115,12 @@ impl TuneCache {
         hit
     }
 
+    /// This adapter's choices known so far (read from the file or measured), by shape key.
+    pub(crate) fn choices(&mut self) -> BTreeMap<String, TuneEntry> {
+        self.load();
+        self.entries.iter().filter_map(|(k, e)| k.strip_prefix(&self.prefix).map(|k| (k.to_string(), e.clone()))).collect()
+    }
+
     pub(crate) fn insert(&mut self, key: &str, entry: TuneEntry) {
         self.load();
         self.entries.insert(format!("{}{key}", self.prefix), entry);

@@ -16,40 +16,59 @@ pub(crate) struct Tile {
     pub tn: u32,
     /// Load the next K step into registers while this one computes.
     pub prefetch: bool,
+    /// The 4x4 or 8x8 block update written out (constant register indices, A read as vec4s).
+    pub unroll: bool,
 }
 
 impl Tile {
     pub(crate) fn consts(self) -> [(&'static str, u32); 5] {
         [("BM", self.bm), ("BN", self.bn), ("BK", self.bk), ("TM", self.tm), ("TN", self.tn)]
     }
+
+    /// gemm.wgsl's flags for an unrolled block (written out for 4x4 and 8x8 only).
+    fn unroll_flags(self) -> Vec<&'static str> {
+        match (self.unroll, self.tm, self.tn) {
+            (false, _, _) => vec![],
+            (true, 4, 4) => vec!["UNROLL", "UNROLL_4X4"],
+            (true, 8, 8) => vec!["UNROLL", "UNROLL_8X8"],
+            (true, tm, tn) => unreachable!("no unrolled {tm}x{tn} block"),
+        }
+    }
 }
 
 /// 64x64 tiles of 4x4 blocks (256 invocations): enough workgroups for narrow shapes.
-pub(crate) const SMALL: Tile = Tile { bm: 64, bn: 64, bk: 16, tm: 4, tn: 4, prefetch: false };
+pub(crate) const SMALL: Tile = Tile { bm: 64, bn: 64, bk: 16, tm: 4, tn: 4, prefetch: false, unroll: false };
 /// 128x128 tiles of 8x8 blocks (256 invocations): twice the arithmetic per loaded value, for
 /// shapes with enough tiles to fill a GPU.
-pub(crate) const LARGE: Tile = Tile { bm: 128, bn: 128, bk: 8, tm: 8, tn: 8, prefetch: false };
+pub(crate) const LARGE: Tile = Tile { bm: 128, bn: 128, bk: 8, tm: 8, tn: 8, prefetch: false, unroll: false };
 /// 32x64 tiles of 2x4 blocks (256 invocations): twice as many workgroups as the small tile, for
 /// the narrow batch-1 shapes (M = 197) that leave most of a large GPU idle.
-pub(crate) const NARROW: Tile = Tile { bm: 32, bn: 64, bk: 16, tm: 2, tn: 4, prefetch: false };
+pub(crate) const NARROW: Tile = Tile { bm: 32, bn: 64, bk: 16, tm: 2, tn: 4, prefetch: false, unroll: false };
 
 /// 32x32 tiles of 2x4 blocks (128 invocations): four times the small tile's workgroups, for the
 /// narrowest shapes (batch-1 projections with N = 768).
-pub(crate) const TINY: Tile = Tile { bm: 32, bn: 32, bk: 16, tm: 2, tn: 4, prefetch: false };
+pub(crate) const TINY: Tile = Tile { bm: 32, bn: 32, bk: 16, tm: 2, tn: 4, prefetch: false, unroll: false };
 
 /// The small and large tiles with the next K step prefetched into registers (global-load latency
 /// hidden behind the arithmetic, at the cost of a few registers).
 pub(crate) const SMALL_PREFETCH: Tile = Tile { prefetch: true, ..SMALL };
 pub(crate) const LARGE_PREFETCH: Tile = Tile { prefetch: true, ..LARGE };
 
+/// The small and large tiles with their block update unrolled: for shaders that keep bounds
+/// checks, where every loop and dynamic register index costs.
+pub(crate) const SMALL_UNROLLED: Tile = Tile { unroll: true, ..SMALL };
+pub(crate) const LARGE_UNROLLED: Tile = Tile { unroll: true, ..LARGE };
+
 /// The tiles the autotuner times, by name; the first is the op's default.
-pub(crate) const TILES: [(&str, Tile); 6] = [
+pub(crate) const TILES: [(&str, Tile); 8] = [
     ("64x64", SMALL),
     ("128x128", LARGE),
     ("32x64", NARROW),
     ("32x32", TINY),
     ("64x64-prefetch", SMALL_PREFETCH),
     ("128x128-prefetch", LARGE_PREFETCH),
+    ("64x64-unrolled", SMALL_UNROLLED),
+    ("128x128-unrolled", LARGE_UNROLLED),
 ];
 
 /// Split-K kernels, by name and number of K ranges: the small tile, each workgroup layer (z)
@@ -116,6 +135,7 @@ fn variant(tile: Tile, vec4: bool, bias: bool, act: Activation, residual: bool) 
     if tile.prefetch {
         flags.push("PREFETCH");
     }
+    flags.extend(tile.unroll_flags());
     // The vec4 store goes through epilogue.wgsl; the scalar one applies its epilogue per element.
     let parts: &[&'static str] = if vec4 { &["matmul", "epilogue", "gemm"] } else { &["matmul", "gemm"] };
     specialize(parts, &tile.consts(), &flags)
@@ -131,6 +151,7 @@ fn heads_variant(tile: Tile, bias: bool) -> ShaderVariant {
     if tile.prefetch {
         flags.push("PREFETCH");
     }
+    flags.extend(tile.unroll_flags());
     specialize(&["matmul", "epilogue", "gemm"], &tile.consts(), &flags)
 }
 

@@ -192,7 +192,15 @@ test('an autotuned engine gives transformers\' outputs', { timeout: 300_000 }, a
   });
   console.log(`browser tuning: ${JSON.stringify(r.tuning)} (timestamp queries: ${r.timestamps})`);
   assert.equal(r.tuning.enabled, true);
-  if (r.timestamps) assert.ok(r.tuning.measured > 0, 'shapes were timed');
+  if (r.timestamps) {
+    assert.ok(r.tuning.measured > 0, 'shapes were timed');
+    const entries = Object.entries(r.tuning.choices);
+    assert.equal(entries.length, r.tuning.measured);
+    for (const [shape, e] of entries) {
+      assert.ok(e.choice in e.ms, `${shape}: the choice was timed`);
+      assert.equal(Math.min(...Object.values(e.ms)), e.ms[e.choice], `${shape}: the fastest was chosen`);
+    }
+  }
   assert.ok(maxDiff(r.logits, expected.logits.data) <= 1e-4);
 });
 

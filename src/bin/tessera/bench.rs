@@ -140,7 +140,7 @@ fn median(v: &mut [f64]) -> f64 {
 }
 
 /// A short name of the kernel a step runs, as the autotuner names it: a GEMM's tile (`64x64`,
-/// with `-prefetch` or `-splitk`), an attention kernel (`query-per-invocation`, `split-4`,
+/// with `-prefetch`, `-unrolled` or `-splitk`), an attention kernel (`query-per-invocation`, `split-4`,
 /// `tiled-32x32`, ...), else `-`.
 fn tile_of(variant: &str) -> String {
     let parts: Vec<&str> = variant.split(['[', ',', ']']).collect();
@@ -154,6 +154,8 @@ fn tile_of(variant: &str) -> String {
     }
     let suffix = if parts.contains(&"PREFETCH") {
         "-prefetch"
+    } else if parts.contains(&"UNROLL") {
+        "-unrolled"
     } else if parts.contains(&"SPLITK") {
         "-splitk"
     } else {
@@ -408,6 +410,7 @@ mod tests {
         assert_eq!(tile_of("matmul[VEC4,BIAS,BM=64,BN=64,BK=16,TM=4,TN=4]"), "64x64");
         assert_eq!(tile_of("matmul[VEC4,PREFETCH,BM=128,BN=128,BK=8,TM=8,TN=8]"), "128x128-prefetch");
         assert_eq!(tile_of("matmul[VEC4,SPLITK,BM=64,BN=64,BK=16,TM=4,TN=4]"), "64x64-splitk");
+        assert_eq!(tile_of("matmul[VEC4,UNROLL,UNROLL_8X8,BM=128,BN=128,BK=8,TM=8,TN=8]"), "128x128-unrolled");
         assert_eq!(tile_of("attention[VEC4,DH=64,BQ=32,BKV=32]"), "query-per-invocation");
         assert_eq!(tile_of("attention_split[SUBGROUP,DH=64,G=4,BQ=16,BKV=16]"), "split-4-subgroup");
         assert_eq!(tile_of("attention_tiled[DH=64,BQ=32,BKV=32,CG=8,KP4=512]"), "tiled-32x32");
