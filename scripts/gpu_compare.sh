@@ -19,6 +19,9 @@ export TESSERA_TUNE_CACHE="$OUT/tuning.json"
 "$BIN" --tune bench --model vit-b16 --batch 1,64 --iters 20 --max-seconds 5 --json "$OUT/tessera-vit-tuned.json"
 "$BIN" --tune bench --model vit-b16 --f16 --batch 1,64 --iters 20 --max-seconds 5 --json "$OUT/tessera-vit-f16.json"
 "$BIN" --tune bench --model vit-b16 --qkv-heads --batch 1,64 --iters 20 --max-seconds 5 --json "$OUT/tessera-vit-heads.json"
+# The browser path's cost: shaders keep wgpu's runtime checks (browsers always do), kernels tuned
+# under them (their own cache entries), so the loop and unrolled tiles compare as a browser sees them.
+TESSERA_CHECKED_SHADERS=1 "$BIN" --tune bench --batch 1,64 --iters 10 --max-seconds 2 --json "$OUT/tessera-kernels-checked.json"
 python3 scripts/gpu_compare.py > "$OUT/torch.json"
 python3 - "$OUT" <<'PY'
 import json, os, sys
@@ -30,7 +33,7 @@ t = load("torch")
 k = load("tessera-kernels")
 print(f"\n{t['device']}, torch {t['torch']}; tessera on {k['adapter']} ({k['backend']})")
 print(f"{'work':<44} {'tessera':>12} {'torch':>12} {'ratio':>8}")
-for label, doc in [("", k), (" tuned", load("tessera-kernels-tuned"))]:
+for label, doc in [("", k), (" tuned", load("tessera-kernels-tuned")), (" checked, tuned", load("tessera-kernels-checked"))]:
     for r in (doc or {}).get("results", []):
         if r["error"]:
             print(f"{r['case'] + label:<44} {'error':>12}"); continue
@@ -52,7 +55,7 @@ tuning = load("tuning")
 if tuning:
     print("\nautotuner (ms per dispatch of each candidate, chosen first):")
     for key, e in sorted(tuning["entries"].items()):
-        shape = key.split(" | ")[-1]
+        shape = key.split(" | ")[-1] + (" [checked shaders]" if " | checked shaders | " in key else "")
         rest = ", ".join(f"{k} {v:.4f}" for k, v in sorted(e["ms"].items(), key=lambda kv: kv[1]))
         print(f"  {shape:<60} {rest}")
 for b in (1, 64):

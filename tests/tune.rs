@@ -271,3 +271,21 @@ fn attention_heuristic_without_tuning() {
     assert!(variant.starts_with(marker), "{variant}");
     tessera::reference::compare("heuristic attention", &got, &want, 1e-5, 1e-5).unwrap();
 }
+
+#[test]
+fn checked_shaders_are_tuned_apart() {
+    let path = tmp("checked");
+    run(&tuned_gpu(&path), 40, 24, 36);
+    let mut opts = GpuOptions::from_env().unwrap();
+    opts.tune = true;
+    opts.tune_cache = Some(path.clone());
+    opts.checked_shaders = true;
+    let checked = Gpu::new_blocking(&opts).unwrap();
+    run(&checked, 40, 24, 36);
+    // Timed again under runtime checks, not taken from the unchecked entries.
+    assert_eq!(checked.tuning_stats().measured, 2);
+    let file: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let keys: Vec<&String> = file["entries"].as_object().unwrap().keys().collect();
+    assert_eq!(keys.len(), 4, "{keys:?}");
+    assert_eq!(keys.iter().filter(|k| k.contains(" | checked shaders | ")).count(), 2, "{keys:?}");
+}

@@ -280,8 +280,16 @@ impl Gpu {
             ledger: memory::Ledger::new(budget),
             tune: opts.tune,
             subgroup_min_size: if features.contains(wgpu::Features::SUBGROUP) { info.subgroup_min_size } else { 0 },
+            // Shaders with runtime checks run at other speeds: their choices are kept apart.
             tuning: Mutex::new(crate::graph::tune::TuneCache::new(
-                &format!("{} | {:?} | {} {}", info.name, info.backend, info.driver, info.driver_info),
+                &format!(
+                    "{} | {:?} | {} {}{}",
+                    info.name,
+                    info.backend,
+                    info.driver,
+                    info.driver_info,
+                    if checked_shaders && cfg!(not(target_arch = "wasm32")) { " | checked shaders" } else { "" }
+                ),
                 opts.tune_cache.clone().or_else(crate::graph::tune::default_cache_path),
             )),
         }))
