@@ -206,7 +206,9 @@ impl WasmModel {
         if let Some(l) = &out.logits {
             tensor(&obj, "logits", l)?;
         }
-        tensor(&obj, "lastHiddenState", &out.last_hidden_state)?;
+        if let Some(t) = &out.last_hidden_state {
+            tensor(&obj, "lastHiddenState", t)?;
+        }
         if let Some(p) = &out.pooler_output {
             tensor(&obj, "poolerOutput", p)?;
         }

@@ -73,7 +73,7 @@ fn a_batch_over_the_budget_runs_in_chunks_with_the_same_results() {
     assert!(gpu.memory_in_use() <= budget);
     for (name, a, b) in [
         ("logits", whole.logits.as_ref().unwrap(), chunked.logits.as_ref().unwrap()),
-        ("last_hidden_state", &whole.last_hidden_state, &chunked.last_hidden_state),
+        ("last_hidden_state", whole.last_hidden_state.as_ref().unwrap(), chunked.last_hidden_state.as_ref().unwrap()),
         ("cls_attention", whole.cls_attention.as_ref().unwrap(), chunked.cls_attention.as_ref().unwrap()),
     ] {
         assert_eq!(a.shape, b.shape, "{name}");

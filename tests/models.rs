@@ -41,7 +41,7 @@ fn check_fixture_with(name: &str, qkv_heads: bool) {
     let (_, pdims, pixels) = get("pixel_values").expect("pixel_values");
     let dims = [pdims[0], pdims[1], pdims[2], pdims[3]];
     let profile = gpu().report().timestamp_query;
-    let out = model.run_blocking(pixels, dims, RunOptions { hidden_states: true, attention: true, profile, qkv_heads }).unwrap();
+    let out = model.run_blocking(pixels, dims, RunOptions { hidden_states: true, attention: true, profile, qkv_heads, logits_only: false }).unwrap();
     if let Some(p) = &out.profile {
         let heads = p.ops.iter().filter(|o| o.kind == "matmul_heads").count();
         assert_eq!(heads, if qkv_heads { model.config.num_layers } else { 0 }, "{name}: head-major projections");
@@ -58,8 +58,9 @@ fn check_fixture_with(name: &str, qkv_heads: bool) {
         assert_close(&format!("{name} hidden_state.{i} ({what})"), &got.data, want, ATOL, 0.0);
     }
     let (_, shape, want) = get("last_hidden_state").unwrap();
-    assert_eq!(&out.last_hidden_state.shape, shape);
-    assert_close(&format!("{name} last_hidden_state"), &out.last_hidden_state.data, want, ATOL, 0.0);
+    let seq = out.last_hidden_state.as_ref().expect("last hidden state");
+    assert_eq!(&seq.shape, shape);
+    assert_close(&format!("{name} last_hidden_state"), &seq.data, want, ATOL, 0.0);
     match (get("logits"), &out.logits) {
         (Some((_, shape, want)), Some(got)) => {
             assert_eq!(&got.shape, shape);
@@ -116,6 +117,29 @@ fn dinov2_base() {
 fn every_fixture_with_head_major_qkv() {
     for name in ["vit-classifier", "vit-base-nobias-f16", "deit-distilled-bf16", "deit-classifier", "dinov2-classifier", "dinov2-base"] {
         check_fixture_with(name, true);
+    }
+}
+
+#[test]
+fn logits_only_reads_back_the_logits_alone() {
+    for (name, has_head) in [("deit-distilled-bf16", true), ("vit-classifier", true), ("dinov2-base", false)] {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name);
+        let model = Model::load(&gpu(), &Checkpoint::from_dir(&dir).unwrap()).unwrap();
+        let exp = expected(&dir);
+        let (_, pdims, pixels) = exp.iter().find(|(n, _, _)| n == "pixel_values").unwrap();
+        let dims = [pdims[0], pdims[1], pdims[2], pdims[3]];
+        let full = model.run_blocking(pixels, dims, RunOptions::default()).unwrap();
+        let lean = model.run_blocking(pixels, dims, RunOptions { logits_only: true, ..Default::default() }).unwrap();
+        if has_head {
+            assert_eq!(lean.logits.as_ref().unwrap().data, full.logits.as_ref().unwrap().data, "{name}: same logits");
+            assert!(lean.last_hidden_state.is_none() && lean.pooler_output.is_none(), "{name}: only the logits");
+            let (a, b) = (model.plan(dims[0], dims[2], dims[3], RunOptions::default()), model.plan(dims[0], dims[2], dims[3], RunOptions { logits_only: true, ..Default::default() }));
+            assert!(b.unwrap().1.arena <= a.unwrap().1.arena, "{name}: no larger arena");
+        } else {
+            // Without a head there are no logits: the option changes nothing.
+            assert!(lean.logits.is_none());
+            assert_eq!(lean.last_hidden_state.unwrap().data, full.last_hidden_state.unwrap().data, "{name}");
+        }
     }
 }
 
@@ -272,7 +296,7 @@ fn f16_storage_stays_within_1e_2_of_f32() {
         };
         let vs_f32 = max(&a_out, &b_out);
         let vs_ref = max(&want, &b_out);
-        let hidden = max(&a.last_hidden_state.data, &b.last_hidden_state.data);
+        let hidden = max(&a.last_hidden_state.as_ref().unwrap().data, &b.last_hidden_state.as_ref().unwrap().data);
         eprintln!("{name}: f16 storage: {vs_f32:.2e} from the f32 engine, {vs_ref:.2e} from transformers (last hidden state {hidden:.2e})");
         assert!(vs_f32 <= 1e-2 && vs_ref <= 1e-2, "{name}: f16 output off by {vs_f32} / {vs_ref}");
         assert!(vs_f32 > 0.0, "{name}: f16 gave exactly the f32 result: f16 storage is not in effect");

@@ -228,7 +228,8 @@ fn model_bench(gpu: &Arc<Gpu>, spec: &str, args: &BenchArgs) -> anyhow::Result<(
     for &b in &args.batch {
         let pixels = Rng::new(b as u64).vec(b * cfg.num_channels * h * w, 1.0);
         let dims = [b, cfg.num_channels, h, w];
-        let opts = tessera::RunOptions { qkv_heads: args.qkv_heads, ..Default::default() };
+        // As PyTorch's comparison does: the logits come back (where the model has a head).
+        let opts = tessera::RunOptions { qkv_heads: args.qkv_heads, logits_only: true, ..Default::default() };
         if let Err(e) = model.run_blocking(&pixels, dims, opts) {
             println!("{b:>6}  skipped: {e}");
             continue;
@@ -280,7 +281,7 @@ fn model_bench(gpu: &Arc<Gpu>, spec: &str, args: &BenchArgs) -> anyhow::Result<(
     if gpu.report().timestamp_query {
         let b = args.batch.first().copied().unwrap_or(1);
         let pixels = Rng::new(7).vec(b * cfg.num_channels * h * w, 1.0);
-        let opts = tessera::RunOptions { profile: true, qkv_heads: args.qkv_heads, ..Default::default() };
+        let opts = tessera::RunOptions { profile: true, qkv_heads: args.qkv_heads, logits_only: true, ..Default::default() };
         let out = model.run_blocking(&pixels, [b, cfg.num_channels, h, w], opts)?;
         if let Some(p) = out.profile {
             println!("\nper-op GPU time, batch {b}:\n{p}");

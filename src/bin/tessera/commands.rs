@@ -122,14 +122,14 @@ pub fn soak(gpu: &Arc<Gpu>, args: &SoakArgs) -> Result<()> {
     let (h, w) = model.config.image_size;
     let pixels = tessera::reference::Rng::new(1).vec(model.config.num_channels * h * w, 1.0);
     let dims = [1, model.config.num_channels, h, w];
-    let first = model.run_blocking(&pixels, dims, RunOptions::default())?.last_hidden_state.data;
+    let first = model.run_blocking(&pixels, dims, RunOptions::default())?.last_hidden_state.context("no last hidden state")?.data;
     let warmup = (args.runs / 10).max(1);
     let mut base = f64::NAN;
     let mut peak: f64 = 0.0;
     let start = std::time::Instant::now();
     for i in 0..args.runs {
         let out = model.run_blocking(&pixels, dims, RunOptions::default())?;
-        if out.last_hidden_state.data != first {
+        if out.last_hidden_state.as_ref().map(|t| &t.data) != Some(&first) {
             bail!("run {i} gave a different result from the first run");
         }
         if i + 1 == warmup {
@@ -229,7 +229,9 @@ pub fn run(gpu: &Arc<Gpu>, args: &RunArgs) -> Result<()> {
     if let Some(l) = &out.logits {
         tensors.push(("logits".into(), l));
     }
-    tensors.push(("last_hidden_state".into(), &out.last_hidden_state));
+    if let Some(t) = &out.last_hidden_state {
+        tensors.push(("last_hidden_state".into(), t));
+    }
     if let Some(p) = &out.pooler_output {
         tensors.push(("pooler_output".into(), p));
     }
@@ -249,7 +251,8 @@ pub fn classify(gpu: &Arc<Gpu>, args: &ClassifyArgs) -> Result<()> {
     }
     let paths = models::collect_images(&args.images)?;
     let mut results = Vec::new();
-    models::run_batches(&model, &paths, args.batch.max(1), RunOptions::default(), |p, out, i| {
+    let opts = RunOptions { logits_only: true, ..Default::default() };
+    models::run_batches(&model, &paths, args.batch.max(1), opts, |p, out, i| {
         let logits = out.logits.as_ref().context("no logits")?;
         let one = tessera::HostTensor { name: "logits".into(), shape: vec![1, logits.shape[1]], data: row(logits, i).to_vec() };
         let top = model.top_k(&one, args.top).remove(0);
@@ -281,7 +284,7 @@ pub fn embed(gpu: &Arc<Gpu>, args: &EmbedArgs) -> Result<()> {
     let d = model.config.hidden_size;
     let mut rows: Vec<(String, Vec<f32>)> = Vec::new();
     models::run_batches(&model, &paths, args.batch.max(1), RunOptions::default(), |p, out, i| {
-        let seq = row(&out.last_hidden_state, i);
+        let seq = row(out.last_hidden_state.as_ref().context("no last hidden state")?, i);
         let v = match (args.pool, &out.pooler_output) {
             (Pool::Pooler, Some(po)) => row(po, i).to_vec(),
             (Pool::Pooler, None) | (Pool::Cls, _) => seq[..d].to_vec(),
@@ -440,7 +443,8 @@ pub fn eval(gpu: &Arc<Gpu>, args: &EvalArgs) -> Result<()> {
             size = (h, w);
             pixels.extend(p);
         }
-        let out = model.run_blocking(&pixels, [b1 - b0, model.config.num_channels, size.0, size.1], RunOptions::default())?;
+        let opts = RunOptions { logits_only: true, ..Default::default() };
+        let out = model.run_blocking(&pixels, [b1 - b0, model.config.num_channels, size.0, size.1], opts)?;
         let logits = out.logits.context("no logits")?;
         for i in 0..b1 - b0 {
             let r = row(&logits, i);
