@@ -673,7 +673,10 @@ impl Executable {
                         super::tune::time_dispatch(gpu, &[(&pipeline, &bg, k.workgroups)]).await?
                     }
                     Some(f) => {
-                        let scratch = gpu.tracked_buffer(&format!("the split-K scratch of `{}`", n.name), &scratch_desc(f.scratch))?;
+                        // A candidate whose scratch the memory budget refuses is not timed.
+                        let Ok(scratch) = gpu.tracked_buffer(&format!("the split-K scratch of `{}`", n.name), &scratch_desc(f.scratch)) else {
+                            continue;
+                        };
                         // The finishing dispatch's uniforms at the next aligned offset.
                         gpu.queue.write_buffer(&ubuf, 256, bytemuck::cast_slice(&f.kernel.params));
                         let second = gpu.pipeline(&f.kernel.shader);
