@@ -3,7 +3,7 @@
 //   load_a4(row, k)   -> A[row, k..k+4]   (zero outside M x K)
 //   load_b4(k, col)   -> B[k, col..col+4] (zero outside K x N)
 //   store_c4(row, col, acc) stores C[row, col..col+4] with its epilogue (skipping out-of-range parts)
-// and the uniform `P` with fields m, n, k.
+// and the uniform `P` with fields m, n, k (and kc, with SPLITK).
 // Tiling: a workgroup of (BN/TN) x (BM/TM) invocations computes a BM x BN tile of C; each
 // invocation holds a TM x TN register block (TN a multiple of 4, kept as TN/4 vec4s per row).
 // K advances in steps of BK through two workgroup tiles: A transposed ([k][m], so a column of A
@@ -19,7 +19,7 @@ const WG_SIZE: u32 = WG_X * WG_Y;
 // UNROLL (the 4x4 and 8x8 register blocks, flags UNROLL_4X4 / UNROLL_8X8): A's tile holds four
 // consecutive rows of one k per vec4, and the block update is written out with constant register
 // indices: no loop or dynamic index per multiply-add, so it stays fast where shaders keep bounds
-// checks (browsers).
+// checks (browsers). Not combined with PREFETCH.
 var<workgroup> a_tile: array<vec4<f32>, BK * BM / 4u>;
 #else
 var<workgroup> a_tile: array<f32, BK * BM>;
