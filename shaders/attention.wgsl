@@ -59,18 +59,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     var s: array<f32, BKV>;
 
     for (var kv0 = 0u; kv0 < P.tokens; kv0 += BKV) {
-        for (var i = lid; i < BKV * DV; i += BQ) {
-            let key = kv0 + i / DV;
-            var kk = V(0.0);
-            var vv = V(0.0);
-            if (key < P.tokens) {
-                let off = base + key * P.row_stride + i % DV;
-                kk = V(qkv[off + P.k_off]);
-                vv = V(qkv[off + P.v_off]);
-            }
-            k_tile[i] = kk;
-            v_tile[i] = vv;
-        }
+        load_kv_tile(kv0, base, lid, BQ);
         workgroupBarrier();
         if (valid) {
             let n = min(BKV, P.tokens - kv0);

@@ -77,7 +77,7 @@ pub(crate) fn output_shape(node: &str, inputs: &[&TensorInfo], heads: usize, sca
 /// The vec4 variant needs the head dim (and so every q/k/v offset) to be a multiple of 4.
 fn variant(head_dim: u32) -> ShaderVariant {
     let flags: &[&str] = if head_dim.is_multiple_of(4) { &["VEC4"] } else { &[] };
-    specialize(&["attention"], &[("DH", head_dim), ("BQ", BQ), ("BKV", kv_tile(head_dim))], flags)
+    specialize(&["attention", "attention_kv"], &[("DH", head_dim), ("BQ", BQ), ("BKV", kv_tile(head_dim))], flags)
 }
 
 /// The split variants: (name, G invocations per query, queries per workgroup, partial scores
@@ -95,7 +95,7 @@ fn split_fits(head_dim: u32, g: u32, bq: u32) -> bool {
 
 fn split_variant(head_dim: u32, g: u32, bq: u32, subgroup: bool) -> ShaderVariant {
     let flags: &[&str] = if subgroup { &["SUBGROUP"] } else { &[] };
-    specialize(&["attention_split"], &[("DH", head_dim), ("G", g), ("BQ", bq), ("BKV", BKVS)], flags)
+    specialize(&["attention_split", "attention_kv"], &[("DH", head_dim), ("G", g), ("BQ", bq), ("BKV", BKVS)], flags)
 }
 
 /// The register-tiled kernels: (name, BQ queries per workgroup, CG invocations per query group;

@@ -12,6 +12,7 @@ pub(crate) const SOURCES: &[(&str, &str)] = &[
     ("splitk_reduce", include_str!("../../shaders/splitk_reduce.wgsl")),
     ("patch_embed", include_str!("../../shaders/patch_embed.wgsl")),
     ("attention", include_str!("../../shaders/attention.wgsl")),
+    ("attention_kv", include_str!("../../shaders/attention_kv.wgsl")),
     ("attention_split", include_str!("../../shaders/attention_split.wgsl")),
     ("attention_tiled", include_str!("../../shaders/attention_tiled.wgsl")),
     ("attention_probs", include_str!("../../shaders/attention_probs.wgsl")),
