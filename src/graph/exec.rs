@@ -621,7 +621,7 @@ impl Executable {
                     && k.shader.subgroup_size_needed().is_none_or(|g| gpu.subgroup_min_size >= g)
                     && k.shader.workgroup_storage() <= gpu.limits().max_compute_workgroup_storage_size
             };
-            one(k) && k.finish.as_ref().is_none_or(|f| one(&f.kernel) && f.scratch <= gpu.limits().max_storage_buffer_binding_size)
+            k.dispatches().iter().all(|(d, _)| one(d)) && k.scratch() <= gpu.limits().max_storage_buffer_binding_size
         };
 
         // Kernels: each op's heuristic choice, or with tuning on, the fastest candidate (timed
@@ -659,32 +659,33 @@ impl Executable {
             let mut ms = std::collections::BTreeMap::new();
             let mut best: Option<(f64, usize)> = None;
             for (ci, (name, k)) in cands.iter().enumerate() {
+                // A candidate whose scratch the memory budget refuses is not timed.
+                let scratch = match k.scratch() {
+                    0 => None,
+                    bytes => match gpu.tracked_buffer(&format!("the split-K scratch of `{}`", n.name), &scratch_desc(bytes)) {
+                        Ok(b) => Some(b),
+                        Err(_) => continue,
+                    },
+                };
+                // Each dispatch's uniforms 256 bytes apart (a valid offset on every device).
+                let parts = k.dispatches();
                 let ubuf = device.create_buffer(&wgpu::BufferDescriptor {
                     label: Some("tessera tune uniforms"),
-                    size: 256 + (k.params.len() as u64 * 4).max(16),
+                    size: 256 * parts.len() as u64,
                     usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
                     mapped_at_creation: false,
                 });
-                gpu.queue.write_buffer(&ubuf, 0, bytemuck::cast_slice(&k.params));
-                let pipeline = gpu.pipeline(&k.shader);
-                let timed = match &k.finish {
-                    None => {
-                        let bg = make_bind_group(&pipeline, k, n, &ubuf, 0, None);
-                        super::tune::time_dispatch(gpu, &[(&pipeline, &bg, k.workgroups)]).await?
-                    }
-                    Some(f) => {
-                        // A candidate whose scratch the memory budget refuses is not timed.
-                        let Ok(scratch) = gpu.tracked_buffer(&format!("the split-K scratch of `{}`", n.name), &scratch_desc(f.scratch)) else {
-                            continue;
-                        };
-                        // The finishing dispatch's uniforms at the next aligned offset.
-                        gpu.queue.write_buffer(&ubuf, 256, bytemuck::cast_slice(&f.kernel.params));
-                        let second = gpu.pipeline(&f.kernel.shader);
-                        let bg = make_bind_group(&pipeline, k, n, &ubuf, 0, Some((&scratch, 1, f.scratch)));
-                        let bg2 = make_bind_group(&second, &f.kernel, n, &ubuf, 256, Some((&scratch, 2, f.scratch)));
-                        super::tune::time_dispatch(gpu, &[(&pipeline, &bg, k.workgroups), (&second, &bg2, f.kernel.workgroups)]).await?
-                    }
-                };
+                let mut prepared = Vec::with_capacity(parts.len());
+                for (j, &(d, at)) in parts.iter().enumerate() {
+                    let uoff = 256 * j as u64;
+                    gpu.queue.write_buffer(&ubuf, uoff, bytemuck::cast_slice(&d.params));
+                    let pipeline = gpu.pipeline(&d.shader);
+                    let bind = scratch.as_ref().zip(at).map(|(buf, (b, bytes))| (&**buf, b, bytes));
+                    let bg = make_bind_group(&pipeline, d, n, &ubuf, uoff, bind);
+                    prepared.push((pipeline, bg, d.workgroups));
+                }
+                let refs: Vec<_> = prepared.iter().map(|(p, bg, g)| (p, bg, *g)).collect();
+                let timed = super::tune::time_dispatch(gpu, &refs).await?;
                 match timed {
                     Some(t) => {
                         ms.insert(name.to_string(), t);
@@ -711,19 +712,10 @@ impl Executable {
         if gpu.tune {
             lock(&gpu.tuning).save();
         }
-        // Every dispatch in run order: (node, kernel, scratch binding and bytes: 1 for the first
-        // half of a split kernel, 2 for its finish, 0 for a single dispatch).
-        let mut dispatches: Vec<(usize, &Kernel, u32, u64)> = Vec::with_capacity(kernels.len());
-        for (k, &i) in kernels.iter().zip(&order) {
-            match &k.finish {
-                None => dispatches.push((i, k, 0, 0)),
-                Some(f) => {
-                    dispatches.push((i, k, 1, f.scratch));
-                    dispatches.push((i, &f.kernel, 2, f.scratch));
-                }
-            }
-        }
-        for &(i, k, _, _) in &dispatches {
+        // Every dispatch in run order, with its node and where it binds the scratch.
+        let dispatches: Vec<_> =
+            kernels.iter().zip(&order).flat_map(|(k, &i)| k.dispatches().into_iter().map(move |(d, at)| (i, d, at))).collect();
+        for &(i, k, _) in &dispatches {
             if let Some(&g) = k.workgroups.iter().find(|&&g| g > max_groups) {
                 return Err(Error::LimitExceeded {
                     op: nodes[i].name.clone(),
@@ -742,9 +734,9 @@ impl Executable {
             None
         };
         let ualign = gpu.limits().min_uniform_buffer_offset_alignment.max(16) as u64;
-        let slot_size = dispatches.iter().map(|(_, k, _, _)| k.params.len() as u64 * 4).max().unwrap_or(16).div_ceil(ualign) * ualign;
+        let slot_size = dispatches.iter().map(|(_, k, _)| k.params.len() as u64 * 4).max().unwrap_or(16).div_ceil(ualign) * ualign;
         let mut udata = vec![0u8; (slot_size * dispatches.len().max(1) as u64) as usize];
-        for (s, (_, k, _, _)) in dispatches.iter().enumerate() {
+        for (s, (_, k, _)) in dispatches.iter().enumerate() {
             let off = s * slot_size as usize;
             let bytes: &[u8] = bytemuck::cast_slice(&k.params);
             udata[off..off + bytes.len()].copy_from_slice(bytes);
@@ -762,15 +754,12 @@ impl Executable {
 
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
         let mut built = Vec::with_capacity(dispatches.len());
-        for (s, &(i, k, scratch_at, scratch_len)) in dispatches.iter().enumerate() {
+        for (s, &(i, k, at)) in dispatches.iter().enumerate() {
             let n = &nodes[i];
             let pipeline = gpu.pipeline(&k.shader);
-            let scratch_binding = match (&scratch, scratch_at) {
-                (Some(buf), 1 | 2) => Some((&**buf, scratch_at, scratch_len)),
-                _ => None,
-            };
-            let bind_group = make_bind_group(&pipeline, k, n, &uniforms, s as u64 * slot_size, scratch_binding);
-            let finishing = scratch_at == 2;
+            let bind = scratch.as_ref().zip(at).map(|(buf, (b, bytes))| (&**buf, b, bytes));
+            let bind_group = make_bind_group(&pipeline, k, n, &uniforms, s as u64 * slot_size, bind);
+            let finishing = matches!(at, Some((2, _)));
             built.push(Step {
                 name: if finishing { format!("{} (reduce)", n.name) } else { n.name.clone() },
                 variant: k.shader.key.clone(),

@@ -144,6 +144,16 @@ impl Kernel {
     pub(crate) fn scratch(&self) -> u64 {
         self.finish.as_ref().map_or(0, |f| f.scratch)
     }
+
+    /// The dispatches that run this kernel, in order, each with where it binds the scratch
+    /// (binding, bytes): the kernel alone; or its first half writing the scratch at binding 1 in
+    /// place of the output, then the finish reading it at binding 2.
+    pub(crate) fn dispatches(&self) -> Vec<(&Kernel, Option<(u32, u64)>)> {
+        match &self.finish {
+            None => vec![(self, None)],
+            Some(f) => vec![(self, Some((1, f.scratch))), (&f.kernel, Some((2, f.scratch)))],
+        }
+    }
 }
 
 impl Op {
