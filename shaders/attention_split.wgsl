@@ -49,7 +49,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
         let q_off = base + query * P.row_stride + g * DG;
         for (var d = 0u; d < DG; d++) {
             q[d] = V(qkv[q_off + d]) * P.scale;
-            acc[d] = V(0.0);
         }
     }
     var m = -3.0e38;

@@ -102,12 +102,16 @@ fn split_variant(head_dim: u32, g: u32, bq: u32, subgroup: bool) -> ShaderVarian
 /// BKV = 4 CG keys per tile). See attention_tiled.wgsl.
 const TILED: [(&str, u32, u32); 3] = [("tiled-32x32", 32, 8), ("tiled-64x16", 64, 4), ("tiled-64x32", 64, 8)];
 
+/// vec4s of a tiled kernel's K / probability tile: K transposed (DH rows of BKV / 4 = CG), then
+/// the probabilities (BKV = 4 CG rows of BQ / 4).
+fn tiled_kp4(head_dim: u32, bq: u32, cg: u32) -> u32 {
+    (head_dim * cg).max(cg * bq)
+}
+
 /// Workgroup memory of a tiled kernel, in bytes: the Q tile, the K / probability tile, the V tile
 /// and the row maxima.
 fn tiled_storage(head_dim: u32, bq: u32, cg: u32) -> u32 {
-    let bkv = 4 * cg;
-    let kp = (head_dim * cg).max(bkv * bq / 4) * 16;
-    head_dim * bq * 4 + kp + bkv * head_dim * 4 + bq * cg * 4
+    head_dim * bq * 4 + tiled_kp4(head_dim, bq, cg) * 16 + 4 * cg * head_dim * 4 + bq * cg * 4
 }
 
 /// Whether a tiled kernel applies: head dims that split in CG slices of whole vec4s.
@@ -116,9 +120,8 @@ fn tiled_fits(head_dim: u32, cg: u32) -> bool {
 }
 
 fn tiled_variant(head_dim: u32, bq: u32, cg: u32) -> ShaderVariant {
-    let bkv = 4 * cg;
-    let kp4 = (head_dim * cg).max(bkv * bq / 4);
-    let v = specialize(&["attention_tiled"], &[("DH", head_dim), ("BQ", bq), ("BKV", bkv), ("CG", cg), ("KP4", kp4)], &[]);
+    let consts = [("DH", head_dim), ("BQ", bq), ("BKV", 4 * cg), ("CG", cg), ("KP4", tiled_kp4(head_dim, bq, cg))];
+    let v = specialize(&["attention_tiled"], &consts, &[]);
     let bytes = tiled_storage(head_dim, bq, cg);
     if bytes > 16384 {
         v.with_workgroup_storage(bytes)

@@ -126,12 +126,14 @@ fn epilogue_flags(bias: bool, act: Activation, residual: bool) -> Vec<&'static s
     flags
 }
 
-fn variant(tile: Tile, vec4: bool, bias: bool, act: Activation, residual: bool) -> ShaderVariant {
+/// A GEMM variant of `tile`: vec4 or scalar access, then `store` flags (the epilogue, or how C is
+/// stored), then the tile's own (prefetch, unrolled block).
+fn gemm_variant(tile: Tile, vec4: bool, store: &[&'static str]) -> ShaderVariant {
     let mut flags = Vec::new();
     if vec4 {
         flags.push("VEC4");
     }
-    flags.extend(epilogue_flags(bias, act, residual));
+    flags.extend(store);
     if tile.prefetch {
         flags.push("PREFETCH");
     }
@@ -141,18 +143,15 @@ fn variant(tile: Tile, vec4: bool, bias: bool, act: Activation, residual: bool) 
     specialize(parts, &tile.consts(), &flags)
 }
 
+fn variant(tile: Tile, vec4: bool, bias: bool, act: Activation, residual: bool) -> ShaderVariant {
+    gemm_variant(tile, vec4, &epilogue_flags(bias, act, residual))
+}
+
 /// The head-major QKV projection: vec4, bias or not, no activation or residual.
 fn heads_variant(tile: Tile, bias: bool) -> ShaderVariant {
-    let mut flags = vec!["VEC4"];
-    if bias {
-        flags.push("BIAS");
-    }
-    flags.push("HEADS");
-    if tile.prefetch {
-        flags.push("PREFETCH");
-    }
-    flags.extend(tile.unroll_flags());
-    specialize(&["matmul", "epilogue", "gemm"], &tile.consts(), &flags)
+    let mut store = epilogue_flags(bias, Activation::None, false);
+    store.push("HEADS");
+    gemm_variant(tile, true, &store)
 }
 
 /// `a (B, T, K) x b (K, 3*D) [+ bias (3*D)]` written as `(3, B, heads, T, D / heads)`.
@@ -210,7 +209,7 @@ pub(crate) fn heads_kernel(inputs: &[&TensorInfo], heads: usize, bias: bool, til
 
 /// The first half of a split-K GEMM: the small tile, vec4, writing f32 partial products.
 fn split_variant() -> ShaderVariant {
-    specialize(&["matmul", "epilogue", "gemm"], &SMALL.consts(), &["VEC4", "SPLITK"])
+    gemm_variant(SMALL, true, &["SPLITK"])
 }
 
 /// The second half: sum the partial products, then the epilogue.
