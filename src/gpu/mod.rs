@@ -334,30 +334,21 @@ impl Gpu {
         #[cfg(not(target_arch = "wasm32"))]
         match op_kind {
             "matmul" | "matmul_heads" => {
-                match std::env::var("TESSERA_GEMM_TILE").as_deref() {
-                    Ok("small") => return Some("64x64"),
-                    Ok("large") => return Some("128x128"),
-                    Ok("narrow") => return Some("32x64"),
-                    Ok("tiny") => return Some("32x32"),
-                    Ok("small-prefetch") => return Some("64x64-prefetch"),
-                    Ok("large-prefetch") => return Some("128x128-prefetch"),
-                    Ok(name) => {
-                        if let Some(known) = crate::ops::matmul::kernel_names().find(|k| *k == name) {
-                            return Some(known);
-                        }
-                    }
-                    _ => {}
-                }
-                gemm_tile_for(&self.report.device_type, rows, cols)
+                const ALIASES: [(&str, &str); 6] = [
+                    ("small", "64x64"),
+                    ("large", "128x128"),
+                    ("narrow", "32x64"),
+                    ("tiny", "32x32"),
+                    ("small-prefetch", "64x64-prefetch"),
+                    ("large-prefetch", "128x128-prefetch"),
+                ];
+                let names = crate::ops::matmul::kernel_names().chain(ALIASES.iter().map(|a| a.0));
+                forced_kernel("TESSERA_GEMM_TILE", names)
+                    .map(|k| ALIASES.iter().find(|a| a.0 == k).map_or(k, |a| a.1))
+                    .or_else(|| gemm_tile_for(&self.report.device_type, rows, cols))
             }
-            "attention" => {
-                if let Ok(name) = std::env::var("TESSERA_ATTENTION_KERNEL") {
-                    if let Some(known) = crate::ops::attention::kernel_names().find(|k| *k == name) {
-                        return Some(known);
-                    }
-                }
-                attention_kernel_for(&self.report.device_type)
-            }
+            "attention" => forced_kernel("TESSERA_ATTENTION_KERNEL", crate::ops::attention::kernel_names())
+                .or_else(|| attention_kernel_for(&self.report.device_type)),
             _ => None,
         }
     }
@@ -492,6 +483,13 @@ impl Gpu {
             .map_err(|e| Error::gpu("while waiting for the GPU", e))?;
         Ok(())
     }
+}
+
+/// The kernel `var` names, if it names one of `names`.
+#[cfg(not(target_arch = "wasm32"))]
+fn forced_kernel(var: &str, mut names: impl Iterator<Item = &'static str>) -> Option<&'static str> {
+    let wanted = std::env::var(var).ok()?;
+    names.find(|k| *k == wanted)
 }
 
 /// The measured GEMM tile heuristic by device type (see [`Gpu::heuristic_kernel`]); None keeps the
