@@ -8,7 +8,7 @@
 mod common;
 use common::*;
 use tessera::reference::{self as r, Rng};
-use tessera::{Activation, CompileOptions, Executable, Graph, Op, Weights};
+use tessera::{Activation, Op};
 
 /// Every tile by its TESSERA_GEMM_TILE name, with the text its shader variant's key shows.
 const TILES: [(&str, &str); 8] = [
@@ -23,59 +23,33 @@ const TILES: [(&str, &str); 8] = [
 ];
 
 /// One matmul node with the given epilogue, compiled and run; returns the kernels it ran and its
-/// output, and the f64 reference output.
+/// output, and the f64 reference output. With f16 storage every tensor is an f16 weight (graph
+/// inputs are f32).
 #[allow(clippy::too_many_arguments)]
-fn run_matmul(gpu: &std::sync::Arc<tessera::Gpu>, m: usize, k: usize, n: usize, bias: bool, act: Activation, residual: bool, seed: u64, f16: bool) -> (Vec<(String, String)>, Vec<f32>, Vec<f32>) {
+fn run_matmul(m: usize, k: usize, n: usize, bias: bool, act: Activation, residual: bool, seed: u64, f16: bool) -> (Vec<(String, String)>, Vec<f32>, Vec<f32>) {
     let mut rng = Rng::new(seed);
     let round = |v: Vec<f32>| if f16 { v.iter().map(|&x| half::f16::from_f32(x).to_f32()).collect() } else { v };
     let a = round(rng.vec(m * k, 1.0));
     let b = round(rng.vec(k * n, 1.0 / (k as f32).sqrt()));
     let bv = round(rng.vec(n, 0.5));
     let rv = round(rng.vec(m * n, 1.0));
-    let mut g = Graph::new();
-    let mut w = Weights::new(gpu);
-    if f16 {
-        g.set_storage(tessera::DType::F16);
-        w = Weights::new_as(gpu, tessera::DType::F16);
-    }
-    // With f16 storage every tensor is a weight (graph inputs are f32).
-    let mut ids = vec![];
-    let mut feeds: Vec<(&str, &[f32])> = vec![];
-    if f16 {
-        ids.push(g.weight("a", &[m, k]));
-        w.insert("a", &[m, k], &a).unwrap();
-    } else {
-        ids.push(g.input("a", &[m, k]));
-        feeds.push(("a", &a));
-    }
-    ids.push(g.weight("b", &[k, n]));
-    w.insert("b", &[k, n], &b).unwrap();
+    let data = if f16 { weight } else { input };
+    let mut args = vec![data("a", &[m, k], &a), weight("b", &[k, n], &b)];
     if bias {
-        ids.push(g.weight("bias", &[n]));
-        w.insert("bias", &[n], &bv).unwrap();
+        args.push(weight("bias", &[n], &bv));
     }
     if residual {
-        if f16 {
-            ids.push(g.weight("residual", &[m, n]));
-            w.insert("residual", &[m, n], &rv).unwrap();
-        } else {
-            ids.push(g.input("residual", &[m, n]));
-            feeds.push(("residual", &rv));
-        }
+        args.push(data("residual", &[m, n], &rv));
     }
-    let out = g.op("gemm", Op::MatMul { bias, act, residual }, &ids).unwrap();
-    g.output(out);
-    let exe = pollster::block_on(Executable::compile(gpu, &g, &w, &CompileOptions::default())).unwrap();
-    let got = exe.run_blocking(&feeds).unwrap().remove(0).data;
+    let (kernels, out) = run_op_as(Op::MatMul { bias, act, residual }, &args, f16);
     let want = r::matmul(&a, &b, m, k, n, bias.then_some(&bv[..]), act, residual.then_some(&rv[..]));
-    (exe.kernels(), got, want)
+    (kernels, out.data, want)
 }
 
 /// The head-major QKV projection with every tile (and the tile's prefetch variant): `x (B, T, K)`
 /// times `w (K, 3*H*dh)` plus bias, compared as (3, B, H, T, dh) with the reference product
 /// rearranged. Called from the one test below (the variable is process-wide).
 fn head_major_projection_every_tile() {
-    let gpu = gpu();
     for (tile, marker) in TILES {
         std::env::set_var("TESSERA_GEMM_TILE", tile);
         for (b, t, k, heads, dh, bias, f16, seed) in
@@ -87,36 +61,19 @@ fn head_major_projection_every_tile() {
             let x = round(rng.vec(b * t * k, 1.0));
             let w = round(rng.vec(k * 3 * d, 1.0 / (k as f32).sqrt()));
             let bv = round(rng.vec(3 * d, 0.5));
-            let mut g = Graph::new();
-            let mut ws = Weights::new(&gpu);
-            let mut feeds: Vec<(&str, &[f32])> = vec![];
-            if f16 {
-                g.set_storage(tessera::DType::F16);
-                ws = Weights::new_as(&gpu, tessera::DType::F16);
+            let data = if f16 { weight } else { input };
+            let mut args = vec![data("x", &[b, t, k], &x), weight("w", &[k, 3 * d], &w)];
+            if bias {
+                args.push(weight("bias", &[3 * d], &bv));
             }
-            let xi = if f16 {
-                ws.insert("x", &[b, t, k], &x).unwrap();
-                g.weight("x", &[b, t, k])
-            } else {
-                feeds.push(("x", &x));
-                g.input("x", &[b, t, k])
-            };
-            let wi = g.weight("w", &[k, 3 * d]);
-            ws.insert("w", &[k, 3 * d], &w).unwrap();
-            let bi = bias.then(|| {
-                ws.insert("bias", &[3 * d], &bv).unwrap();
-                g.weight("bias", &[3 * d])
-            });
-            let out = g.matmul_heads("qkv", xi, wi, bi, heads).unwrap();
-            assert_eq!(g.info(out).shape, vec![3, b, heads, t, dh]);
-            g.output(out);
-            let exe = pollster::block_on(Executable::compile(&gpu, &g, &ws, &CompileOptions::default())).unwrap();
-            let variant = &exe.kernels()[0].1;
+            let (kernels, out) = run_op_as(Op::MatMulHeads { heads, bias }, &args, f16);
+            assert_eq!(out.shape, vec![3, b, heads, t, dh]);
+            let variant = &kernels[0].1;
             let dims = marker.trim_start_matches("PREFETCH,").trim_start_matches("UNROLL_4X4,").trim_start_matches("UNROLL_8X8,");
             let prefetch = marker.starts_with("PREFETCH");
             assert!(variant.contains(dims) && variant.contains("HEADS"), "TESSERA_GEMM_TILE={tile} ran {variant}");
             assert_eq!(variant.contains("PREFETCH"), prefetch, "TESSERA_GEMM_TILE={tile} ran {variant}");
-            let got = exe.run_blocking(&feeds).unwrap().remove(0).data;
+            let got = out.data;
             let flat = r::matmul(&x, &w, b * t, k, 3 * d, bias.then_some(&bv[..]), Activation::None, None);
             let mut want = vec![0f32; flat.len()];
             for (i, &v) in flat.iter().enumerate() {
@@ -134,7 +91,6 @@ fn head_major_projection_every_tile() {
 #[test]
 fn every_tile_matches_the_reference() {
     head_major_projection_every_tile();
-    let gpu = gpu();
     // Split K: the partial products, then the reduction with the epilogue, as two dispatches.
     // (M, K, N): ragged M and N edges, a K that leaves the last range short, batch-1 fc2's shape.
     for split in ["64x64-split2", "64x64-split4", "64x64-split8"] {
@@ -145,17 +101,17 @@ fn every_tile_matches_the_reference() {
             (197, 3072, 768, true, Activation::None, true, 32, false),
             (130, 1024, 68, true, Activation::Tanh, false, 33, true),
         ] {
-            let (kernels, got, want) = run_matmul(&gpu, m, k, n, bias, act, residual, seed, f16);
+            let (kernels, got, want) = run_matmul(m, k, n, bias, act, residual, seed, f16);
             let what = format!("{split} {m}x{k}x{n} bias={bias} act={act:?} residual={residual} f16={f16}");
             assert_eq!(kernels.len(), 2, "{what}: {kernels:?}");
             assert!(kernels[0].1.contains("SPLITK"), "{what}: {kernels:?}");
-            assert!(kernels[1].0 == "gemm (reduce)" && kernels[1].1.starts_with("splitk_reduce"), "{what}: {kernels:?}");
+            assert!(kernels[1].0 == "op (reduce)" && kernels[1].1.starts_with("splitk_reduce"), "{what}: {kernels:?}");
             assert_eq!(kernels[1].1.contains("F16"), f16, "{what}: {kernels:?}");
             let tol = if f16 { 1e-2 } else { 1e-5 };
             assert_close(&what, &got, &want, tol, if f16 { 1e-2 } else { 1e-4 });
         }
         // Where K is too short to split, the default kernel runs instead.
-        let (kernels, got, want) = run_matmul(&gpu, 64, 64, 64, true, Activation::None, false, 34, false);
+        let (kernels, got, want) = run_matmul(64, 64, 64, true, Activation::None, false, 34, false);
         assert_eq!(kernels.len(), 1, "{kernels:?}");
         assert_close(&format!("{split} with K = 64"), &got, &want, 1e-5, 1e-4);
     }
@@ -166,31 +122,9 @@ fn every_tile_matches_the_reference() {
             (129, 33, 131, true, Activation::None, false, 21),
             (1, 8, 4, false, Activation::Tanh, false, 22),
         ] {
-            let mut rng = Rng::new(seed);
-            let a = rng.vec(m * k, 1.0);
-            let b = rng.vec(k * n, 1.0 / (k as f32).sqrt());
-            let bv = rng.vec(n, 0.5);
-            let rv = rng.vec(m * n, 1.0);
-            let mut g = Graph::new();
-            let mut w = Weights::new(&gpu);
-            let mut ids = vec![g.input("a", &[m, k]), g.weight("b", &[k, n])];
-            w.insert("b", &[k, n], &b).unwrap();
-            if bias {
-                ids.push(g.weight("bias", &[n]));
-                w.insert("bias", &[n], &bv).unwrap();
-            }
-            let mut feeds: Vec<(&str, &[f32])> = vec![("a", &a)];
-            if residual {
-                ids.push(g.input("residual", &[m, n]));
-                feeds.push(("residual", &rv));
-            }
-            let out = g.op("gemm", Op::MatMul { bias, act, residual }, &ids).unwrap();
-            g.output(out);
-            let exe = pollster::block_on(Executable::compile(&gpu, &g, &w, &CompileOptions::default())).unwrap();
-            let variant = &exe.kernels()[0].1;
+            let (kernels, got, want) = run_matmul(m, k, n, bias, act, residual, seed, false);
+            let variant = &kernels[0].1;
             assert!(variant.contains(marker), "TESSERA_GEMM_TILE={tile} ran {variant}");
-            let got = exe.run_blocking(&feeds).unwrap().remove(0).data;
-            let want = r::matmul(&a, &b, m, k, n, bias.then_some(&bv[..]), act, residual.then_some(&rv[..]));
             assert_close(&format!("{tile} tile {m}x{k}x{n} bias={bias} act={act:?} residual={residual}"), &got, &want, 1e-5, 1e-4);
         }
     }

@@ -5,7 +5,7 @@
 mod common;
 use common::*;
 use tessera::reference::{self as r, Rng};
-use tessera::{Activation, CompileOptions, DType, Executable, Graph, Op, Weights};
+use tessera::{Activation, Op};
 
 fn round16(v: &[f32]) -> Vec<f32> {
     v.iter().map(|&x| half::f16::from_f32(x).to_f32()).collect()
@@ -14,29 +14,10 @@ fn round16(v: &[f32]) -> Vec<f32> {
 /// One op with every argument stored as f16 (uploaded as f16 weights; the patch embedding's
 /// image, argument 0, stays an f32 input), output read back as f32.
 fn run_f16(op: Op, args: &[(&str, Vec<usize>, &[f32])]) -> Vec<f32> {
-    let gpu = gpu();
-    assert!(gpu.report().shader_f16, "needs an adapter with shader-f16 (lavapipe has it)");
-    let mut g = Graph::new();
-    g.set_storage(DType::F16);
-    let mut w = Weights::new_as(&gpu, DType::F16);
     let image = matches!(op, Op::PatchEmbed { .. });
-    let mut ids = Vec::new();
-    let mut feeds: Vec<(&str, &[f32])> = Vec::new();
-    for (i, (name, shape, data)) in args.iter().enumerate() {
-        if image && i == 0 {
-            ids.push(g.input(name, shape));
-            feeds.push((name, data));
-        } else {
-            ids.push(g.weight(name, shape));
-            w.insert(name, shape, data).unwrap();
-        }
-    }
-    let out = g.op("op", op, &ids).unwrap();
-    assert_eq!(g.info(out).dtype, DType::F16);
-    g.output(out);
-    let exe = pollster::block_on(Executable::compile(&gpu, &g, &w, &CompileOptions::default())).unwrap();
-    assert!(exe.kernels().iter().all(|(_, v)| v.contains("F16")), "{:?}", exe.kernels());
-    exe.run_blocking(&feeds).unwrap().remove(0).data
+    let args: Vec<Arg> =
+        args.iter().enumerate().map(|(i, (name, shape, data))| if image && i == 0 { input(name, shape, data) } else { weight(name, shape, data) }).collect();
+    run_op_as(op, &args, true).1.data
 }
 
 const ATOL: f32 = 2e-3;

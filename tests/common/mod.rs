@@ -38,9 +38,21 @@ pub fn weight<'a>(name: &'a str, shape: &[usize], data: &'a [f32]) -> Arg<'a> {
 
 /// Builds a one-node graph, runs it once on the GPU and returns the output.
 pub fn run_op(op: Op, args: &[Arg]) -> Vec<f32> {
+    run_op_as(op, args, false).1.data
+}
+
+/// Like [`run_op`], with the graph storing f16 when `f16` (then weights are uploaded as f16, and
+/// the output and every kernel that ran are checked to be f16); also returns each dispatch's node
+/// and shader variant.
+pub fn run_op_as(op: Op, args: &[Arg], f16: bool) -> (Vec<(String, String)>, tessera::HostTensor) {
     let gpu = gpu();
     let mut g = Graph::new();
     let mut w = Weights::new(&gpu);
+    if f16 {
+        assert!(gpu.report().shader_f16, "needs an adapter with shader-f16 (lavapipe has it)");
+        g.set_storage(tessera::DType::F16);
+        w = Weights::new_as(&gpu, tessera::DType::F16);
+    }
     let mut ids = Vec::new();
     let mut feeds: Vec<(&str, &[f32])> = Vec::new();
     for a in args {
@@ -53,10 +65,17 @@ pub fn run_op(op: Op, args: &[Arg]) -> Vec<f32> {
         }
     }
     let out = g.op("op", op, &ids).expect("build graph");
+    if f16 {
+        assert_eq!(g.info(out).dtype, tessera::DType::F16);
+    }
     g.output(out);
     let exe = pollster::block_on(Executable::compile(&gpu, &g, &w, &CompileOptions::default())).expect("compile");
+    let kernels = exe.kernels();
+    if f16 {
+        assert!(kernels.iter().all(|(_, v)| v.contains("F16")), "{kernels:?}");
+    }
     let mut res = exe.run_blocking(&feeds).expect("run");
-    res.remove(0).data
+    (kernels, res.remove(0))
 }
 
 /// Panics with the comparison's report when it fails; prints the max difference otherwise.
