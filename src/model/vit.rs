@@ -539,7 +539,7 @@ impl Model {
         let mut it = outs.into_iter();
         let mut next = || it.next().ok_or_else(|| Error::gpu("", "the graph returned fewer outputs than it declares"));
         let logits = if self.head != Head::None { Some(next()?) } else { None };
-        let full = !(opts.logits_only && self.head != Head::None);
+        let full = reads_hidden_state(opts, self.head);
         let last_hidden_state = if full { Some(next()?) } else { None };
         let pooler_output = if full && (self.pooler || cfg.family == Family::Dinov2) { Some(next()?) } else { None };
         let mut hidden_states = Vec::new();
@@ -646,6 +646,12 @@ impl Model {
     }
 }
 
+/// Whether a run reads back the last hidden state and pooler output: unless only the logits are
+/// asked for and the model has a head to give them.
+fn reads_hidden_state(opts: RunOptions, head: Head) -> bool {
+    !(opts.logits_only && head != Head::None)
+}
+
 /// The graph that runs `batch` images of `h` x `w` through a model of this config, head and
 /// pooler, storing `storage`; also the name of its position-embedding weight. Needs no GPU: with
 /// [`crate::graph::exec::plan_graph`] it tells how much memory a run would take.
@@ -746,7 +752,7 @@ pub fn build_graph(
     } else {
         None
     };
-    let full = !(opts.logits_only && logits.is_some());
+    let full = reads_hidden_state(opts, head);
     if let Some(l) = logits {
         g.output(l);
     }
