@@ -137,7 +137,10 @@ impl<'a> Prefetch<'a> {
                 return;
             }
             drop(st);
-            let r = prepare(model, &self.paths[i]);
+            // A decoder that panics fails this image instead of leaving the consumer waiting.
+            let path = &self.paths[i];
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| prepare(model, path)))
+                .unwrap_or_else(|_| Err(anyhow::anyhow!("{}: the image decoder failed", path.display())));
             self.lock().done.insert(i, r);
             self.ready.notify_all();
         }
