@@ -131,6 +131,7 @@ fn tiled_variant(head_dim: u32, bq: u32, cg: u32) -> ShaderVariant {
 }
 
 /// Every kernel name an attention op may choose (the default first).
+#[cfg(not(target_arch = "wasm32"))]
 pub(crate) fn kernel_names() -> impl Iterator<Item = &'static str> {
     std::iter::once("query-per-invocation").chain(SPLITS.iter().map(|s| s.0)).chain(TILED.iter().map(|t| t.0))
 }

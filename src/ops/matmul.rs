@@ -84,6 +84,7 @@ const SPLIT_MAX_TILES: u64 = 256;
 const SPLIT_MIN_K: u64 = 128;
 
 /// Every kernel name a matmul may choose ([`TILES`], then [`SPLITS`]).
+#[cfg(not(target_arch = "wasm32"))]
 pub(crate) fn kernel_names() -> impl Iterator<Item = &'static str> {
     TILES.iter().map(|(n, _)| *n).chain(SPLITS.iter().map(|(n, _)| *n))
 }
