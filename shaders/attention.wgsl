@@ -28,9 +28,9 @@ fn hsum(x: V) -> f32 {
 #endif
 
 struct Params { tokens: u32, heads: u32, scale: f32, batch_stride: u32, head_stride: u32, row_stride: u32, k_off: u32, v_off: u32 }
-@group(0) @binding(0) var<uniform> P: Params;
-@group(0) @binding(1) var<storage, read_write> out: array<SV>;
-@group(0) @binding(2) var<storage, read_write> qkv: array<SV>;
+@group(0) @binding(_) var<uniform> P: Params;
+@group(0) @binding(_) var<storage, read_write> out: array<SV>;
+@group(0) @binding(_) var<storage, read_write> qkv: array<SV>;
 
 var<workgroup> k_tile: array<V, BKV * DV>;
 var<workgroup> v_tile: array<V, BKV * DV>;

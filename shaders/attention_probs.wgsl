@@ -6,9 +6,9 @@
 // instead of stored, since T is small next to the model's work.
 struct Params { tokens: u32, heads: u32, scale: f32, first_key: u32, queries: u32, head_dim: u32,
                 batch_stride: u32, head_stride: u32, row_stride: u32, k_off: u32, _pad0: u32, _pad1: u32 }
-@group(0) @binding(0) var<uniform> P: Params;
-@group(0) @binding(1) var<storage, read_write> out: array<S>;
-@group(0) @binding(2) var<storage, read_write> qkv: array<S>;
+@group(0) @binding(_) var<uniform> P: Params;
+@group(0) @binding(_) var<storage, read_write> out: array<S>;
+@group(0) @binding(_) var<storage, read_write> qkv: array<S>;
 
 fn score(base: u32, q_off: u32, key: u32) -> f32 {
     let k_off = base + key * P.row_stride + P.k_off;

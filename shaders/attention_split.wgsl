@@ -16,9 +16,9 @@ const DV: u32 = DH / 4u;
 const DG: u32 = DV / G;
 
 struct Params { tokens: u32, heads: u32, scale: f32, batch_stride: u32, head_stride: u32, row_stride: u32, k_off: u32, v_off: u32 }
-@group(0) @binding(0) var<uniform> P: Params;
-@group(0) @binding(1) var<storage, read_write> out: array<S4>;
-@group(0) @binding(2) var<storage, read_write> qkv: array<S4>;
+@group(0) @binding(_) var<uniform> P: Params;
+@group(0) @binding(_) var<storage, read_write> out: array<S4>;
+@group(0) @binding(_) var<storage, read_write> qkv: array<S4>;
 
 var<workgroup> k_tile: array<V, BKV * DV>;
 var<workgroup> v_tile: array<V, BKV * DV>;

@@ -14,9 +14,9 @@ const D4: u32 = DH / 4u;
 const TD4: u32 = D4 / CG;
 
 struct Params { tokens: u32, heads: u32, scale: f32, batch_stride: u32, head_stride: u32, row_stride: u32, k_off: u32, v_off: u32 }
-@group(0) @binding(0) var<uniform> P: Params;
-@group(0) @binding(1) var<storage, read_write> out: array<S4>;
-@group(0) @binding(2) var<storage, read_write> qkv: array<S4>;
+@group(0) @binding(_) var<uniform> P: Params;
+@group(0) @binding(_) var<storage, read_write> out: array<S4>;
+@group(0) @binding(_) var<storage, read_write> qkv: array<S4>;
 
 // Q, scaled and transposed: [d][query group], a vec4 over the group's four queries.
 var<workgroup> qs: array<vec4<f32>, DH * QG>;

@@ -1,10 +1,10 @@
 // Concatenation along the last dimension.
 //   a (R, D1), b (R, D2) -> out (R, D1 + D2)
 struct Params { rows: u32, d1: u32, d2: u32, _pad: u32 }
-@group(0) @binding(0) var<uniform> P: Params;
-@group(0) @binding(1) var<storage, read_write> out: array<S>;
-@group(0) @binding(2) var<storage, read_write> a: array<S>;
-@group(0) @binding(3) var<storage, read_write> b: array<S>;
+@group(0) @binding(_) var<uniform> P: Params;
+@group(0) @binding(_) var<storage, read_write> out: array<S>;
+@group(0) @binding(_) var<storage, read_write> a: array<S>;
+@group(0) @binding(_) var<storage, read_write> b: array<S>;
 
 @compute @workgroup_size(WG, 1, 1)
 fn main(@builtin(workgroup_id) wid: vec3<u32>,

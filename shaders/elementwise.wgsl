@@ -2,10 +2,14 @@
 //   ADD:     out = a + b            a, b (N)
 //   MUL_ROW: out = a * b[i % C]     a (N), b (C): a per-channel scale such as layer scale
 struct Params { n: u32, cols: u32, _pad0: u32, _pad1: u32 }
-@group(0) @binding(0) var<uniform> P: Params;
-@group(0) @binding(1) var<storage, read_write> out: array<S>;
-@group(0) @binding(2) var<storage, read_write> a: array<S>;
-@group(0) @binding(3) var<storage, read_write> b: array<S>;
+@group(0) @binding(_) var<uniform> P: Params;
+@group(0) @binding(_) var<storage, read_write> out: array<S>;
+@group(0) @binding(_) var<storage, read_write> a: array<S>;
+#ifdef MUL_ROW
+@group(0) @binding(_) var<storage, read> b: array<S>;
+#else
+@group(0) @binding(_) var<storage, read_write> b: array<S>;
+#endif
 
 @compute @workgroup_size(WG, 1, 1)
 fn main(@builtin(workgroup_id) wid: vec3<u32>,

@@ -4,11 +4,11 @@
 //   out   (R, C) = (x - mean) / sqrt(var + eps) * gamma + beta
 // One workgroup of WG invocations per row; rows beyond 65535 workgroups spill into y.
 struct Params { rows: u32, cols: u32, eps: f32, _pad: u32 }
-@group(0) @binding(0) var<uniform> P: Params;
-@group(0) @binding(1) var<storage, read_write> out: array<S>;
-@group(0) @binding(2) var<storage, read_write> x: array<S>;
-@group(0) @binding(3) var<storage, read_write> gamma: array<S>;
-@group(0) @binding(4) var<storage, read_write> beta: array<S>;
+@group(0) @binding(_) var<uniform> P: Params;
+@group(0) @binding(_) var<storage, read_write> out: array<S>;
+@group(0) @binding(_) var<storage, read_write> x: array<S>;
+@group(0) @binding(_) var<storage, read> gamma: array<S>;
+@group(0) @binding(_) var<storage, read> beta: array<S>;
 
 @compute @workgroup_size(WG, 1, 1)
 fn main(@builtin(workgroup_id) wid: vec3<u32>,

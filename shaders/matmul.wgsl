@@ -17,31 +17,31 @@ struct Params { m: u32, n: u32, k: u32, kc: u32, tokens: u32, dh: u32, _pad0: u3
 #else
 struct Params { m: u32, n: u32, k: u32, kc: u32 }
 #endif
-@group(0) @binding(0) var<uniform> P: Params;
+@group(0) @binding(_) var<uniform> P: Params;
 #ifdef VEC4
 #ifdef SPLITK
-@group(0) @binding(1) var<storage, read_write> out: array<vec4<f32>>;
+@group(0) @binding(_) var<storage, read_write> out: array<vec4<f32>>;
 var<private> split_z: u32;
 #else
-@group(0) @binding(1) var<storage, read_write> out: array<S4>;
+@group(0) @binding(_) var<storage, read_write> out: array<S4>;
 #endif
-@group(0) @binding(2) var<storage, read_write> a: array<S4>;
-@group(0) @binding(3) var<storage, read_write> b: array<S4>;
+@group(0) @binding(_) var<storage, read_write> a: array<S4>;
+@group(0) @binding(_) var<storage, read> b: array<S4>;
 #ifdef BIAS
-@group(0) @binding(4) var<storage, read_write> bias: array<S4>;
+@group(0) @binding(_) var<storage, read> bias: array<S4>;
 #endif
 #ifdef RESIDUAL
-@group(0) @binding(5) var<storage, read_write> residual: array<S4>;
+@group(0) @binding(_) var<storage, read_write> residual: array<S4>;
 #endif
 #else
-@group(0) @binding(1) var<storage, read_write> out: array<S>;
-@group(0) @binding(2) var<storage, read_write> a: array<S>;
-@group(0) @binding(3) var<storage, read_write> b: array<S>;
+@group(0) @binding(_) var<storage, read_write> out: array<S>;
+@group(0) @binding(_) var<storage, read_write> a: array<S>;
+@group(0) @binding(_) var<storage, read> b: array<S>;
 #ifdef BIAS
-@group(0) @binding(4) var<storage, read_write> bias: array<S>;
+@group(0) @binding(_) var<storage, read> bias: array<S>;
 #endif
 #ifdef RESIDUAL
-@group(0) @binding(5) var<storage, read_write> residual: array<S>;
+@group(0) @binding(_) var<storage, read_write> residual: array<S>;
 #endif
 #endif
 

@@ -12,14 +12,14 @@ struct Params {
     height: u32, width: u32, psize: u32, grid_w: u32,
     tokens: u32, prefix: u32, _pad0: u32, _pad1: u32,
 }
-@group(0) @binding(0) var<uniform> P: Params;
-@group(0) @binding(1) var<storage, read_write> out: array<S>;
-@group(0) @binding(2) var<storage, read_write> image: array<f32>;
-@group(0) @binding(3) var<storage, read_write> weight: array<S>;
-@group(0) @binding(4) var<storage, read_write> bias: array<S>;
-@group(0) @binding(5) var<storage, read_write> pos: array<S>;
+@group(0) @binding(_) var<uniform> P: Params;
+@group(0) @binding(_) var<storage, read_write> out: array<S>;
+@group(0) @binding(_) var<storage, read_write> image: array<f32>;
+@group(0) @binding(_) var<storage, read> weight: array<S>;
+@group(0) @binding(_) var<storage, read> bias: array<S>;
+@group(0) @binding(_) var<storage, read> pos: array<S>;
 #ifdef PREFIX
-@group(0) @binding(6) var<storage, read_write> prefix_tokens: array<S>;
+@group(0) @binding(_) var<storage, read> prefix_tokens: array<S>;
 #endif
 
 fn pixel(row: u32, k: u32) -> f32 {

@@ -2,9 +2,9 @@
 //   x (R, C) -> out (R, C) = exp(x - max) / sum(exp(x - max))
 // One workgroup of WG invocations per row; rows beyond 65535 workgroups spill into y.
 struct Params { rows: u32, cols: u32, _pad0: u32, _pad1: u32 }
-@group(0) @binding(0) var<uniform> P: Params;
-@group(0) @binding(1) var<storage, read_write> out: array<S>;
-@group(0) @binding(2) var<storage, read_write> x: array<S>;
+@group(0) @binding(_) var<uniform> P: Params;
+@group(0) @binding(_) var<storage, read_write> out: array<S>;
+@group(0) @binding(_) var<storage, read_write> x: array<S>;
 
 @compute @workgroup_size(WG, 1, 1)
 fn main(@builtin(workgroup_id) wid: vec3<u32>,

@@ -3,14 +3,14 @@
 // over its own range of K, as (splits, M, N); they are summed in order, so results do not depend
 // on scheduling. epilogue.wgsl follows this file.
 struct Params { m: u32, n: u32, splits: u32, _pad: u32 }
-@group(0) @binding(0) var<uniform> P: Params;
-@group(0) @binding(1) var<storage, read_write> out: array<S4>;
-@group(0) @binding(2) var<storage, read_write> partial: array<vec4<f32>>;
+@group(0) @binding(_) var<uniform> P: Params;
+@group(0) @binding(_) var<storage, read_write> out: array<S4>;
+@group(0) @binding(_) var<storage, read> partial: array<vec4<f32>>;
 #ifdef BIAS
-@group(0) @binding(4) var<storage, read_write> bias: array<S4>;
+@group(0) @binding(_) var<storage, read> bias: array<S4>;
 #endif
 #ifdef RESIDUAL
-@group(0) @binding(5) var<storage, read_write> residual: array<S4>;
+@group(0) @binding(_) var<storage, read_write> residual: array<S4>;
 #endif
 
 @compute @workgroup_size(WG, 1, 1)

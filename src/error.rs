@@ -18,6 +18,17 @@ pub enum Error {
         detail: String,
     },
 
+    /// The browser offers no WebGPU adapter (WebGPU missing, disabled, or the GPU blocklisted).
+    #[error(
+        "this browser offers no WebGPU adapter{detail}. Use a browser with WebGPU (Chrome or Edge 113+, \
+         Safari 26+, Firefox with WebGPU enabled) with hardware acceleration turned on, on a page served \
+         over https or localhost"
+    )]
+    NoWebGpu {
+        /// What the browser said, if anything.
+        detail: String,
+    },
+
     /// The adapter refused to create a device.
     #[error("could not open a device on adapter `{adapter}`: {reason}")]
     RequestDevice {
@@ -173,6 +184,7 @@ impl Error {
     pub fn kind(&self) -> &'static str {
         match self {
             Error::NoAdapter { .. } => "no_adapter",
+            Error::NoWebGpu { .. } => "no_webgpu",
             Error::RequestDevice { .. } => "request_device",
             Error::Shape { .. } => "shape",
             Error::UnsupportedDtype { .. } => "unsupported_dtype",

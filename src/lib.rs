@@ -12,17 +12,23 @@ pub mod gpu;
 pub mod graph;
 pub mod model;
 pub mod ops;
+pub mod tensor;
 pub mod reference;
 #[cfg(target_arch = "wasm32")]
 pub mod wasm;
 
 pub use error::{Error, Result};
 pub use gpu::{AdapterReport, Gpu, GpuOptions};
-pub use graph::exec::{CompileOptions, Executable, HostTensor, OpTiming, PlanReport, Profile, Weights};
-pub use graph::ir::{DType, Graph, Node, TensorId, TensorInfo, TensorKind};
-pub use model::{Checkpoint, Model, ModelOutput, RunOptions};
+pub use graph::gpu_exec::{Executable, KernelChoice};
+pub use graph::ir::{Graph, Node};
 pub use graph::plan::{plan_memory, Interval, MemoryPlan};
+pub use graph::report::{CompileOptions, HostTensor, OpTiming, PlanReport, Profile};
+pub use graph::schedule::plan_graph;
+pub use graph::select::{check_options, Reason};
+pub use graph::weights::Weights;
+pub use model::{Checkpoint, Model, ModelOutput, RunOptions};
 pub use ops::{Activation, Op};
+pub use tensor::{DType, TensorId, TensorInfo, TensorKind};
 pub use wgpu;
 
 /// Locks `m`, also after a thread panicked while holding it: the engine's locked state (caches,

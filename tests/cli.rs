@@ -115,9 +115,12 @@ fn classify_with_the_embedded_model_agrees_with_pytorch() {
         let s: Vec<f64> = top.iter().map(|t| t["score"].as_f64().unwrap()).collect();
         assert!(s[0] >= s[1] && s[1] >= s[2] && s[0] <= 1.0 && s[2] >= 0.0);
     }
-    // A folder works too, with the text output.
-    let text = ok(&tessera(&["classify", "models/fashion-vit/samples", "--top", "1"], &[]));
+    // A folder works too, with the text output, and nothing on stderr (no display-server noise
+    // on a headless machine).
+    let out = tessera(&["classify", "models/fashion-vit/samples", "--top", "1"], &[]);
+    let text = ok(&out);
     assert_eq!(text.lines().filter(|l| l.starts_with("  ")).count(), 10);
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "", "a successful run prints nothing on stderr");
 }
 
 #[test]
@@ -229,6 +232,12 @@ fn bad_inputs_fail_with_clear_messages() {
     fails_with(&tessera(&["classify", &sample], &[("TESSERA_MEMORY_BUDGET", "64KiB")]), &["fashion-vit", "budget", "TESSERA_MEMORY_BUDGET"]);
     fails_with(&tessera(&["classify", &sample], &[("TESSERA_MEMORY_BUDGET", "lots")]), &["TESSERA_MEMORY_BUDGET", "not a size"]);
 
+    // Forced kernels: an unknown name lists the valid ones; bench sizes must be positive.
+    fails_with(&tessera(&["classify", &sample], &[("TESSERA_GEMM_TILE", "lage")]), &["TESSERA_GEMM_TILE", "`lage`", "128x128-unrolled"]);
+    fails_with(&tessera(&["classify", &sample], &[("TESSERA_ATTENTION_KERNEL", "tiled")]), &["TESSERA_ATTENTION_KERNEL", "tiled-32x32"]);
+    fails_with(&tessera(&["bench", "--batch", "0"], &[]), &["--batch 0"]);
+    fails_with(&tessera(&["bench", "--gemm", "0x16x16"], &[]), &["--gemm 0x16x16", "positive"]);
+
     // pixel_values of the wrong channel count.
     fails_with(
         &tessera(&["run", "--pixels", "tests/fixtures/photos/expected.safetensors", "--out", "/tmp/never.safetensors"], &[]),
@@ -311,8 +320,24 @@ fn hub_id_downloads_into_the_cache_and_works_offline() {
     let second = ok(&tessera(&["classify", "--model", "tessera-test/vit-classifier", photo.to_str().unwrap(), "--json"], &offline));
     let strip = |s: &str| serde_json::from_str::<serde_json::Value>(s).unwrap()["results"].clone();
     assert_eq!(strip(&first), strip(&second));
-    // A repo the server does not have.
-    fails_with(&tessera(&["classify", "--model", "tessera-test/missing", photo.to_str().unwrap()], &env), &["tessera-test/missing", "config.json"]);
+    // HF_HUB_OFFLINE: the cache alone, the server never asked (it answers a bounded number of
+    // requests and would show a download in the cache).
+    let cache_only = [("HF_ENDPOINT", endpoint.as_str()), ("HF_HOME", home.to_str().unwrap()), ("HF_HUB_OFFLINE", "1")];
+    let third = ok(&tessera(&["classify", "--model", "tessera-test/vit-classifier", photo.to_str().unwrap(), "--json"], &cache_only));
+    assert_eq!(strip(&first), strip(&third));
+    let out = tessera(&["classify", "--model", "tessera-test/other", photo.to_str().unwrap()], &cache_only);
+    fails_with(&out, &["tessera-test/other", "config.json", "not in the Hugging Face cache", "HF_HUB_OFFLINE"]);
+    assert!(!home.join("hub/models--tessera-test--other").exists(), "HF_HUB_OFFLINE must not download");
+    // A repo the server does not have: what failed, said once.
+    let out = tessera(&["classify", "--model", "tessera-test/missing", photo.to_str().unwrap()], &env);
+    fails_with(&out, &["tessera-test/missing", "cannot download config.json"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.matches("resolve/main/config.json").count() <= 1, "the URL repeated: {err}");
+    // An unreachable endpoint: the resolver's words once.
+    let out = tessera(&["classify", "--model", "tessera-test/away", photo.to_str().unwrap()], &[("HF_ENDPOINT", "http://127.0.0.1:9"), ("HF_HOME", home.to_str().unwrap())]);
+    fails_with(&out, &["tessera-test/away", "cannot download config.json from http://127.0.0.1:9"]);
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(err.lines().count(), 1, "{err}");
 }
 
 /// Starts `tessera` on 3,000 images, presses Ctrl-C (SIGINT) once it is running, and returns

@@ -3,7 +3,7 @@
 //! forced natively with
 //! TESSERA_GEMM_TILE, against the f64 reference: ragged edges in M and N, vec4 and scalar paths,
 //! every epilogue; and the split-K kernels (K in 2, 4 or 8 ranges, then a reduction with the
-//! epilogue), f32 and f16. Its own test binary, so that setting the variable affects no other test.
+//! epilogue), f32 and f16. Each tile is forced as `TESSERA_GEMM_TILE` would (`GpuOptions::forced_kernels`).
 
 mod common;
 use common::*;
@@ -26,7 +26,7 @@ const TILES: [(&str, &str); 8] = [
 /// output, and the f64 reference output. With f16 storage every tensor is an f16 weight (graph
 /// inputs are f32).
 #[allow(clippy::too_many_arguments)]
-fn run_matmul(m: usize, k: usize, n: usize, bias: bool, act: Activation, residual: bool, seed: u64, f16: bool) -> (Vec<(String, String)>, Vec<f32>, Vec<f32>) {
+fn run_matmul(gpu: &std::sync::Arc<tessera::Gpu>, m: usize, k: usize, n: usize, bias: bool, act: Activation, residual: bool, seed: u64, f16: bool) -> (Vec<(String, String)>, Vec<f32>, Vec<f32>) {
     let mut rng = Rng::new(seed);
     let round = |v: Vec<f32>| if f16 { v.iter().map(|&x| half::f16::from_f32(x).to_f32()).collect() } else { v };
     let a = round(rng.vec(m * k, 1.0));
@@ -41,7 +41,7 @@ fn run_matmul(m: usize, k: usize, n: usize, bias: bool, act: Activation, residua
     if residual {
         args.push(data("residual", &[m, n], &rv));
     }
-    let (kernels, out) = run_op_as(Op::MatMul { bias, act, residual }, &args, f16);
+    let (kernels, out) = run_op_on(gpu, Op::MatMul { bias, act, residual }, &args, f16).expect("compile and run");
     let want = r::matmul(&a, &b, m, k, n, bias.then_some(&bv[..]), act, residual.then_some(&rv[..]));
     (kernels, out.data, want)
 }
@@ -51,7 +51,7 @@ fn run_matmul(m: usize, k: usize, n: usize, bias: bool, act: Activation, residua
 /// rearranged. Called from the one test below (the variable is process-wide).
 fn head_major_projection_every_tile() {
     for (tile, marker) in TILES {
-        std::env::set_var("TESSERA_GEMM_TILE", tile);
+        let gpu = gpu_forcing("matmul", tile);
         for (b, t, k, heads, dh, bias, f16, seed) in
             [(2, 37, 36, 3, 8, true, false, 40), (1, 197, 768, 12, 64, true, false, 41), (3, 20, 64, 2, 4, false, true, 42)]
         {
@@ -66,7 +66,7 @@ fn head_major_projection_every_tile() {
             if bias {
                 args.push(weight("bias", &[3 * d], &bv));
             }
-            let (kernels, out) = run_op_as(Op::MatMulHeads { heads, bias }, &args, f16);
+            let (kernels, out) = run_op_on(&gpu, Op::MatMulHeads { heads, bias }, &args, f16).expect("compile and run");
             assert_eq!(out.shape, vec![3, b, heads, t, dh]);
             let variant = &kernels[0].1;
             let dims = marker.trim_start_matches("PREFETCH,").trim_start_matches("UNROLL_4X4,").trim_start_matches("UNROLL_8X8,");
@@ -85,7 +85,6 @@ fn head_major_projection_every_tile() {
             assert_close(&format!("{tile} head-major {b}x{t}x{k} -> 3x{heads}x{dh} f16={f16}"), &got, &want, tol, tol.max(1e-4));
         }
     }
-    std::env::remove_var("TESSERA_GEMM_TILE");
 }
 
 #[test]
@@ -94,14 +93,14 @@ fn every_tile_matches_the_reference() {
     // Split K: the partial products, then the reduction with the epilogue, as two dispatches.
     // (M, K, N): ragged M and N edges, a K that leaves the last range short, batch-1 fc2's shape.
     for split in ["64x64-split2", "64x64-split4", "64x64-split8"] {
-        std::env::set_var("TESSERA_GEMM_TILE", split);
+        let gpu = gpu_forcing("matmul", split);
         for (m, k, n, bias, act, residual, seed, f16) in [
             (300, 1040, 260, true, Activation::Gelu, true, 30, false),
             (70, 2048, 132, false, Activation::None, false, 31, false),
             (197, 3072, 768, true, Activation::None, true, 32, false),
             (130, 1024, 68, true, Activation::Tanh, false, 33, true),
         ] {
-            let (kernels, got, want) = run_matmul(m, k, n, bias, act, residual, seed, f16);
+            let (kernels, got, want) = run_matmul(&gpu, m, k, n, bias, act, residual, seed, f16);
             let what = format!("{split} {m}x{k}x{n} bias={bias} act={act:?} residual={residual} f16={f16}");
             assert_eq!(kernels.len(), 2, "{what}: {kernels:?}");
             assert!(kernels[0].1.contains("SPLITK"), "{what}: {kernels:?}");
@@ -110,19 +109,20 @@ fn every_tile_matches_the_reference() {
             let tol = if f16 { 1e-2 } else { 1e-5 };
             assert_close(&what, &got, &want, tol, if f16 { 1e-2 } else { 1e-4 });
         }
-        // Where K is too short to split, the default kernel runs instead.
-        let (kernels, got, want) = run_matmul(64, 64, 64, true, Activation::None, false, 34, false);
-        assert_eq!(kernels.len(), 1, "{kernels:?}");
-        assert_close(&format!("{split} with K = 64"), &got, &want, 1e-5, 1e-4);
+        // Where K is too short to split, forcing a split kernel is an error that says so.
+        let a = vec![0.5f32; 64 * 64];
+        let e = run_op_on(&gpu, Op::MatMul { bias: false, act: Activation::None, residual: false }, &[input("a", &[64, 64], &a), weight("b", &[64, 64], &a)], false)
+            .expect_err("a split of K = 64 does not apply");
+        assert!(e.to_string().contains(&format!("`{split}` does not apply")), "{e}");
     }
     for (tile, marker) in TILES {
-        std::env::set_var("TESSERA_GEMM_TILE", tile);
+        let gpu = gpu_forcing("matmul", tile);
         for (m, k, n, bias, act, residual, seed) in [
             (300, 64, 260, true, Activation::Gelu, true, 20),
             (129, 33, 131, true, Activation::None, false, 21),
             (1, 8, 4, false, Activation::Tanh, false, 22),
         ] {
-            let (kernels, got, want) = run_matmul(m, k, n, bias, act, residual, seed, false);
+            let (kernels, got, want) = run_matmul(&gpu, m, k, n, bias, act, residual, seed, false);
             let variant = &kernels[0].1;
             assert!(variant.contains(marker), "TESSERA_GEMM_TILE={tile} ran {variant}");
             assert_close(&format!("{tile} tile {m}x{k}x{n} bias={bias} act={act:?} residual={residual}"), &got, &want, 1e-5, 1e-4);

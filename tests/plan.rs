@@ -3,8 +3,8 @@
 //! and f16; and the plan computed without a device is the one the executor packs on one.
 
 mod common;
-use tessera::graph::exec::plan_graph;
-use tessera::model::{synthetic, vit::build_graph, Head};
+use tessera::plan_graph;
+use tessera::model::{build_graph, synthetic, Arch, Head};
 use tessera::{DType, RunOptions};
 
 #[test]
@@ -12,7 +12,7 @@ fn vit_b16_batch_64_arena_is_within_1_2x_of_peak_live() {
     for (name, storage) in [("vit-b16", DType::F32), ("vit-b16", DType::F16), ("deit-s16", DType::F32)] {
         let cfg = synthetic::config(name).unwrap();
         for opts in [RunOptions::default(), RunOptions { hidden_states: true, attention: true, ..Default::default() }] {
-            let (graph, _) = build_graph(&cfg, Head::Cls, false, storage, 64, 224, 224, opts).unwrap();
+            let graph = build_graph(Arch { config: &cfg, head: Head::Cls, pooler: false, storage }, 64, 224, 224, opts).unwrap().graph;
             let plan = plan_graph(&graph, 256).unwrap();
             let ratio = plan.arena as f64 / plan.peak_live as f64;
             let mib = |b: u64| b as f64 / 1048576.0;
@@ -39,7 +39,7 @@ fn the_plan_without_a_device_is_the_one_compiled() {
     let pixels = vec![0.5f32; 3 * 3 * h * w];
     model.run_blocking(&pixels, [3, 3, h, w], RunOptions::default()).unwrap();
     let (_, compiled) = model.plan(3, h, w, RunOptions::default()).unwrap();
-    let (graph, _) = build_graph(&model.config, model.head(), false, DType::F32, 3, h, w, RunOptions::default()).unwrap();
+    let graph = build_graph(model.arch(), 3, h, w, RunOptions::default()).unwrap().graph;
     let align = gpu.limits().min_storage_buffer_offset_alignment as u64;
     let planned = plan_graph(&graph, align).unwrap();
     assert_eq!((planned.arena, planned.peak_live, planned.naive), (compiled.arena, compiled.peak_live, compiled.naive));

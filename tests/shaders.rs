@@ -74,3 +74,69 @@ fn variant_keys_are_unique() {
     keys.dedup();
     assert_eq!(keys.len(), n, "two variants share a key (and so a cached pipeline)");
 }
+
+/// The contract between each kernel's Rust declaration and its WGSL, read back from the shader
+/// with naga: binding 0 is the uniform `P` whose struct has exactly the declared fields (names,
+/// scalar types, 4-byte offsets in order); every storage binding has the declared number, name and
+/// access (`read` vs `read_write`), and there are no others.
+#[test]
+fn every_declaration_matches_its_shader() {
+    use naga::{AddressSpace, StorageAccess, TypeInner};
+    let decls = tessera::ops::all_kernel_decls();
+    let mut failures = Vec::new();
+    for d in &decls {
+        let key = &d.shader.key;
+        let module = naga::front::wgsl::parse_str(&d.shader.source).expect("parses (checked above)");
+        let mut globals: Vec<(u32, String, Option<AddressSpace>, naga::Handle<naga::Type>)> = module
+            .global_variables
+            .iter()
+            .filter_map(|(_, g)| g.binding.as_ref().map(|b| (b.binding, g.name.clone().unwrap_or_default(), Some(g.space), g.ty)))
+            .collect();
+        globals.sort_by_key(|g| g.0);
+        // Binding 0: the uniforms.
+        match globals.first() {
+            Some((0, name, Some(AddressSpace::Uniform), ty)) if name == "P" => {
+                let TypeInner::Struct { members, .. } = &module.types[*ty].inner else {
+                    failures.push(format!("{key}: P is not a struct"));
+                    continue;
+                };
+                let got: Vec<(String, String, u32)> = members
+                    .iter()
+                    .map(|m| {
+                        let t = match module.types[m.ty].inner {
+                            TypeInner::Scalar(s) if s.kind == naga::ScalarKind::Uint && s.width == 4 => "u32",
+                            TypeInner::Scalar(s) if s.kind == naga::ScalarKind::Float && s.width == 4 => "f32",
+                            _ => "other",
+                        };
+                        (m.name.clone().unwrap_or_default(), t.to_string(), m.offset)
+                    })
+                    .collect();
+                let want: Vec<(String, String, u32)> =
+                    d.uniforms.iter().enumerate().map(|(i, (n, t))| (n.to_string(), t.to_string(), 4 * i as u32)).collect();
+                if got != want {
+                    failures.push(format!("{key}: WGSL Params {got:?}, Rust declares {want:?}"));
+                }
+            }
+            other => failures.push(format!("{key}: binding 0 is {other:?}, not the uniform `P`")),
+        }
+        let storage: Vec<_> = globals.iter().skip(1).collect();
+        if storage.len() != d.bindings.len() {
+            failures.push(format!("{key}: {} storage bindings in WGSL, {} declared", storage.len(), d.bindings.len()));
+            continue;
+        }
+        for (i, (g, b)) in storage.iter().zip(&d.bindings).enumerate() {
+            let access = match g.2 {
+                Some(AddressSpace::Storage { access }) if access == StorageAccess::LOAD => tessera::ops::Access::Read,
+                Some(AddressSpace::Storage { access }) if access == StorageAccess::LOAD | StorageAccess::STORE => tessera::ops::Access::ReadWrite,
+                _ => {
+                    failures.push(format!("{key}: binding {} `{}` is not a storage buffer", g.0, g.1));
+                    continue;
+                }
+            };
+            if g.0 != i as u32 + 1 || g.1 != b.name || access != b.access {
+                failures.push(format!("{key}: binding {} is `{}` {access:?}, declared #{} `{}` {:?}", g.0, g.1, i + 1, b.name, b.access));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{} of {} declarations differ from their WGSL:\n{}", failures.len(), decls.len(), failures.join("\n"));
+}

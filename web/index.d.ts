@@ -1,4 +1,4 @@
-/** An error from tessera: `kind` is stable ("no_webgpu", "model", "image", "input", "gpu", "network", "not_found", "disposed", "out_of_memory", "device_lost", ...). */
+/** An error from tessera: `kind` is stable ("no_webgpu": no WebGPU or no adapter in this browser, "model", "image", "input", "gpu", "network", "not_found", "disposed", "out_of_memory", "device_lost", ...). */
 export interface TesseraError extends Error {
   kind: string;
 }

@@ -2,96 +2,18 @@
 //! what was chosen.
 
 pub mod memory;
+mod options;
 mod readback;
+pub(crate) mod timing;
+pub mod tune_cache;
 
+pub use options::{parse_backends, GpuOptions, FORCED_KERNEL_VARS};
 pub(crate) use readback::read_buffer;
+pub use tune_cache::{TuneEntry, TuneStats};
 
 use crate::error::{Error, Result};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-
-/// How to choose an adapter. [`GpuOptions::from_env`] reads `TESSERA_ADAPTER` (a case-insensitive
-/// substring of the adapter name) and `TESSERA_BACKEND` (`vulkan`, `metal`, `dx12`, `gl`, `webgpu`).
-#[derive(Clone, Debug, Default)]
-pub struct GpuOptions {
-    /// Only adapters whose name contains this (case-insensitive).
-    pub adapter_name: Option<String>,
-    /// Only adapters of these backends (None: all that the build supports).
-    pub backends: Option<wgpu::Backends>,
-    /// Prefer a low-power adapter instead of the fastest one.
-    pub low_power: bool,
-    /// Keep wgpu's shader runtime checks (bounds clamping) and workgroup-memory zeroing natively.
-    /// Off by default: every kernel's inputs are validated before dispatch and its indices are
-    /// guarded in the shader, and the checks cost up to 4x on large GEMMs. Browsers always
-    /// keep them. `TESSERA_CHECKED_SHADERS=1` turns them on.
-    pub checked_shaders: bool,
-    /// Most GPU memory the engine may hold on the device, in bytes; allocations beyond it fail with
-    /// `Error::OutOfMemory` before reaching the driver. None: for CPU adapters, three quarters of
-    /// the memory the OS reports available; otherwise no budget (WebGPU does not say how much
-    /// memory a GPU has). `TESSERA_MEMORY_BUDGET=4GiB` sets it.
-    pub memory_budget: Option<u64>,
-    /// Time the candidate kernels of each new shape (GEMM tiles) when a graph is compiled and use
-    /// the fastest, remembering the choice per adapter, driver and shape. Off: each op's
-    /// heuristic choice (reproducible). `TESSERA_TUNE=1` turns it on.
-    pub tune: bool,
-    /// Where tuning choices are kept natively (None: `TESSERA_TUNE_CACHE`, else
-    /// `$XDG_CACHE_HOME/tessera/tuning.json` or `~/.cache/tessera/tuning.json`).
-    pub tune_cache: Option<std::path::PathBuf>,
-}
-
-impl GpuOptions {
-    /// Options from `TESSERA_ADAPTER` and `TESSERA_BACKEND`.
-    pub fn from_env() -> Result<Self> {
-        let mut opts = GpuOptions::default();
-        if let Ok(name) = std::env::var("TESSERA_ADAPTER") {
-            if !name.is_empty() {
-                opts.adapter_name = Some(name);
-            }
-        }
-        if let Ok(v) = std::env::var("TESSERA_CHECKED_SHADERS") {
-            opts.checked_shaders = !v.is_empty() && v != "0";
-        }
-        if let Ok(v) = std::env::var("TESSERA_MEMORY_BUDGET") {
-            if !v.is_empty() {
-                opts.memory_budget = Some(memory::parse_size(&v).ok_or_else(|| Error::Input {
-                    name: "TESSERA_MEMORY_BUDGET".into(),
-                    problem: format!("`{v}` is not a size (examples: 512MiB, 4GiB, 1073741824)"),
-                })?);
-            }
-        }
-        if let Ok(v) = std::env::var("TESSERA_TUNE") {
-            opts.tune = !v.is_empty() && v != "0";
-        }
-        if let Ok(b) = std::env::var("TESSERA_BACKEND") {
-            if !b.is_empty() {
-                opts.backends = Some(parse_backends(&b)?);
-            }
-        }
-        Ok(opts)
-    }
-}
-
-/// Parses a comma-separated backend list (`vulkan,metal`).
-pub fn parse_backends(s: &str) -> Result<wgpu::Backends> {
-    let mut out = wgpu::Backends::empty();
-    for part in s.split(',').map(|p| p.trim().to_ascii_lowercase()) {
-        out |= match part.as_str() {
-            "vulkan" | "vk" => wgpu::Backends::VULKAN,
-            "metal" | "mtl" => wgpu::Backends::METAL,
-            "dx12" | "d3d12" => wgpu::Backends::DX12,
-            "gl" | "gles" | "opengl" => wgpu::Backends::GL,
-            "webgpu" | "browser" => wgpu::Backends::BROWSER_WEBGPU,
-            other => {
-                return Err(Error::NoAdapter {
-                    detail: format!(
-                        ": unknown backend `{other}` in TESSERA_BACKEND (use vulkan, metal, dx12, gl or webgpu)"
-                    ),
-                })
-            }
-        };
-    }
-    Ok(out)
-}
 
 /// What the engine runs on: the adapter's identity, the features turned on and the key limits.
 #[derive(Clone, Debug)]
@@ -176,9 +98,11 @@ pub struct Gpu {
     lost: Arc<Mutex<Option<String>>>,
     pub(crate) ledger: Arc<memory::Ledger>,
     pub(crate) tune: bool,
-    pub(crate) tuning: Mutex<crate::graph::tune::TuneCache>,
+    pub(crate) tuning: Mutex<tune_cache::TuneCache>,
+    forced_kernels: std::collections::BTreeMap<String, String>,
     /// Smallest subgroup the device may run with; 0 without the `subgroup` feature.
     pub(crate) subgroup_min_size: u32,
+    device_type: wgpu::DeviceType,
 }
 
 impl Gpu {
@@ -281,7 +205,9 @@ impl Gpu {
             tune: opts.tune,
             subgroup_min_size: if features.contains(wgpu::Features::SUBGROUP) { info.subgroup_min_size } else { 0 },
             // Shaders with runtime checks run at other speeds: their choices are kept apart.
-            tuning: Mutex::new(crate::graph::tune::TuneCache::new(
+            forced_kernels: opts.forced_kernels.clone(),
+            device_type: info.device_type,
+            tuning: Mutex::new(tune_cache::TuneCache::new(
                 &format!(
                     "{} | {:?} | {} {}{}",
                     info.name,
@@ -290,9 +216,35 @@ impl Gpu {
                     info.driver_info,
                     if checked_shaders && cfg!(not(target_arch = "wasm32")) { " | checked shaders" } else { "" }
                 ),
-                opts.tune_cache.clone().or_else(crate::graph::tune::default_cache_path),
+                opts.tune_cache.clone(),
             )),
         }))
+    }
+
+    /// Fails with `LimitExceeded` naming `op` and `tensor` if one binding of `bytes` is over the
+    /// device's storage-binding or buffer-size limit.
+    pub fn check_binding(&self, op: &str, tensor: &str, bytes: u64) -> Result<()> {
+        let l = self.limits();
+        let max_binding = l.max_storage_buffer_binding_size;
+        if bytes > max_binding {
+            return Err(Error::LimitExceeded {
+                op: op.into(),
+                tensor: tensor.into(),
+                limit: "max_storage_buffer_binding_size",
+                required: bytes,
+                max: max_binding,
+            });
+        }
+        if bytes > l.max_buffer_size {
+            return Err(Error::LimitExceeded {
+                op: op.into(),
+                tensor: tensor.into(),
+                limit: "max_buffer_size",
+                required: bytes,
+                max: l.max_buffer_size,
+            });
+        }
+        Ok(())
     }
 
     /// Bytes of GPU memory the engine holds on this device now (weights, activation arenas,
@@ -315,42 +267,9 @@ impl Gpu {
         memory::TrackedBuffer::create(&self.device, &self.ledger, what, desc)
     }
 
-    /// The kernel an op uses on this adapter when tuning is off, for an output of `rows` x `cols`,
-    /// where that differs from the op's own default. From measurements (BENCHMARKS.md): on CPU
-    /// adapters (lavapipe) the 128x128 GEMM tile is 1.8-2.2x faster than 64x64 on every ViT shape,
-    /// and with its block update unrolled 1.5-1.6x faster again (attention: the tiled kernel);
-    /// on a discrete GPU (the H200, steady clocks) 128x128 wins only on large, wide outputs
-    /// (12608x2304: 31.8 against 30.1 TFLOP/s, 12608x3072: 32.9 / 30.2, 4096^2: 31.5 / 28.9) and
-    /// loses elsewhere (N = 768 at batch 64, every batch-1 shape, 1024^2), so discrete GPUs take it
-    /// from 4096 rows and 2048 columns. `TESSERA_GEMM_TILE` (`small`, `large`, `narrow`, `tiny`,
-    /// `small-prefetch`, `large-prefetch`, or any matmul kernel name such as `64x64-split4`)
-    /// overrides it natively, for the shapes that kernel applies to.
-    pub(crate) fn heuristic_kernel(&self, op_kind: &str, rows: usize, cols: usize) -> Option<&'static str> {
-        #[cfg(target_arch = "wasm32")]
-        {
-            let _ = (op_kind, rows, cols);
-            None
-        }
-        #[cfg(not(target_arch = "wasm32"))]
-        match op_kind {
-            "matmul" | "matmul_heads" => {
-                const ALIASES: [(&str, &str); 6] = [
-                    ("small", "64x64"),
-                    ("large", "128x128"),
-                    ("narrow", "32x64"),
-                    ("tiny", "32x32"),
-                    ("small-prefetch", "64x64-prefetch"),
-                    ("large-prefetch", "128x128-prefetch"),
-                ];
-                let names = crate::ops::matmul::kernel_names().chain(ALIASES.iter().map(|a| a.0));
-                forced_kernel("TESSERA_GEMM_TILE", names)
-                    .map(|k| ALIASES.iter().find(|a| a.0 == k).map_or(k, |a| a.1))
-                    .or_else(|| gemm_tile_for(&self.report.device_type, rows, cols))
-            }
-            "attention" => forced_kernel("TESSERA_ATTENTION_KERNEL", crate::ops::attention::kernel_names())
-                .or_else(|| attention_kernel_for(&self.report.device_type)),
-            _ => None,
-        }
+    /// The adapter's kind (discrete, integrated, CPU, ...), which kernel heuristics key on.
+    pub fn device_type(&self) -> wgpu::DeviceType {
+        self.device_type
     }
 
     /// Smallest subgroup size the device may use, where subgroup operations are on (natively, with
@@ -366,12 +285,12 @@ impl Gpu {
 
     /// The autotuner's choices for this adapter (from the cache file or measured here), by shape:
     /// the kernel chosen and what each candidate took.
-    pub fn tuning_choices(&self) -> std::collections::BTreeMap<String, crate::graph::tune::TuneEntry> {
+    pub fn tuning_choices(&self) -> std::collections::BTreeMap<String, TuneEntry> {
         crate::lock(&self.tuning).choices()
     }
 
     /// What the autotuner measured and reused so far, and its cache file.
-    pub fn tuning_stats(&self) -> crate::graph::tune::TuneStats {
+    pub fn tuning_stats(&self) -> TuneStats {
         crate::lock(&self.tuning).stats.clone()
     }
 
@@ -400,16 +319,25 @@ impl Gpu {
         &self.queue
     }
 
-    /// The pipeline of a shader variant, compiled on first use and cached by its key.
-    pub(crate) fn pipeline(&self, v: &crate::ops::ShaderVariant) -> wgpu::ComputePipeline {
+    /// The kernel forced for an op family (`"matmul"`, `"attention"`), as given in
+    /// [`GpuOptions::forced_kernels`].
+    pub fn forced_kernel(&self, op_family: &str) -> Option<&str> {
+        self.forced_kernels.get(op_family).map(String::as_str)
+    }
+
+    /// Every forced kernel name, by op family.
+    pub(crate) fn forced_kernels(&self) -> &std::collections::BTreeMap<String, String> {
+        &self.forced_kernels
+    }
+
+    /// The compute pipeline of a WGSL module with entry point `main`, compiled on first use and
+    /// cached by `key` (which must name the source uniquely).
+    pub(crate) fn pipeline(&self, key: &str, source: &str) -> wgpu::ComputePipeline {
         let mut cache = crate::lock(&self.pipelines);
-        if let Some(p) = cache.get(&v.key) {
+        if let Some(p) = cache.get(key) {
             return p.clone();
         }
-        let desc = wgpu::ShaderModuleDescriptor {
-            label: Some(&v.key),
-            source: wgpu::ShaderSource::Wgsl(v.source.as_str().into()),
-        };
+        let desc = wgpu::ShaderModuleDescriptor { label: Some(key), source: wgpu::ShaderSource::Wgsl(source.into()) };
         let module = if self.checked_shaders {
             self.device.create_shader_module(desc)
         } else {
@@ -420,7 +348,7 @@ impl Gpu {
             unsafe { self.device.create_shader_module_trusted(desc, wgpu::ShaderRuntimeChecks::unchecked()) }
         };
         let pipeline = self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-            label: Some(&v.key),
+            label: Some(key),
             layout: None,
             module: &module,
             entry_point: Some("main"),
@@ -430,7 +358,7 @@ impl Gpu {
             },
             cache: None,
         });
-        cache.insert(v.key.clone(), pipeline.clone());
+        cache.insert(key.to_string(), pipeline.clone());
         pipeline
     }
 
@@ -482,65 +410,6 @@ impl Gpu {
             .poll(wgpu::PollType::wait_indefinitely())
             .map_err(|e| Error::gpu("while waiting for the GPU", e))?;
         Ok(())
-    }
-}
-
-/// The kernel `var` names, if it names one of `names`.
-#[cfg(not(target_arch = "wasm32"))]
-fn forced_kernel(var: &str, mut names: impl Iterator<Item = &'static str>) -> Option<&'static str> {
-    let wanted = std::env::var(var).ok()?;
-    names.find(|k| *k == wanted)
-}
-
-/// The measured GEMM tile heuristic by device type (see [`Gpu::heuristic_kernel`]); None keeps the
-/// op's default 64x64 tile.
-#[cfg(not(target_arch = "wasm32"))]
-fn gemm_tile_for(device_type: &str, rows: usize, cols: usize) -> Option<&'static str> {
-    match device_type {
-        "Cpu" => Some("128x128-unrolled"),
-        "DiscreteGpu" if rows >= 4096 && cols >= 2048 => Some("128x128"),
-        _ => None,
-    }
-}
-
-/// The measured attention heuristic by device type; None keeps the op's default kernel (one query
-/// per invocation). CPU adapters (lavapipe): the register-tiled kernel with 32 queries and 32 keys
-/// per tile (BENCHMARKS.md).
-#[cfg(not(target_arch = "wasm32"))]
-fn attention_kernel_for(device_type: &str) -> Option<&'static str> {
-    match device_type {
-        "Cpu" => Some("tiled-32x32"),
-        _ => None,
-    }
-}
-
-#[cfg(all(test, not(target_arch = "wasm32")))]
-mod heuristic_tests {
-    #[test]
-    fn gemm_tiles_follow_the_measurements() {
-        use super::gemm_tile_for as t;
-        // CPU adapters: the large tile, unrolled, everywhere.
-        assert_eq!(t("Cpu", 197, 768), Some("128x128-unrolled"));
-        // H200: large only for batch-64 qkv / fc1 and 4096^2 outputs.
-        assert_eq!(t("DiscreteGpu", 12608, 2304), Some("128x128"));
-        assert_eq!(t("DiscreteGpu", 12608, 3072), Some("128x128"));
-        assert_eq!(t("DiscreteGpu", 4096, 4096), Some("128x128"));
-        assert_eq!(t("DiscreteGpu", 12608, 768), None);
-        assert_eq!(t("DiscreteGpu", 197, 2304), None);
-        assert_eq!(t("DiscreteGpu", 1024, 1024), None);
-        // Unmeasured kinds keep the default.
-        assert_eq!(t("IntegratedGpu", 12608, 3072), None);
-    }
-
-    #[test]
-    fn attention_kernels_follow_the_measurements() {
-        use super::attention_kernel_for as a;
-        assert_eq!(a("Cpu"), Some("tiled-32x32"));
-        // Not yet measured on GPUs: the default kernel.
-        assert_eq!(a("DiscreteGpu"), None);
-        assert_eq!(a("IntegratedGpu"), None);
-        // Every name is one the op offers.
-        assert!(crate::ops::attention::kernel_names().any(|k| k == "tiled-32x32"));
     }
 }
 
@@ -620,7 +489,7 @@ async fn pick_adapter(opts: &GpuOptions) -> Result<wgpu::Adapter> {
     instance
         .request_adapter(&wgpu::RequestAdapterOptions { power_preference, ..Default::default() })
         .await
-        .map_err(|e| Error::NoAdapter { detail: format!(" ({e}); this browser needs WebGPU enabled") })
+        .map_err(|e| Error::NoWebGpu { detail: format!(" ({e})") })
 }
 
 /// Lists the adapters this machine offers (native only), as `name (backend, type)`.

@@ -1,6 +1,10 @@
-//! Graphs of typed ops over tensors, the memory planner and the executor.
+//! Graphs of typed ops over tensors, and compiling them: the backend-independent schedule and
+//! memory plan, kernel selection, and the GPU executor.
 
-pub mod exec;
+pub mod gpu_exec;
 pub mod ir;
 pub mod plan;
-pub mod tune;
+pub mod report;
+pub mod schedule;
+pub mod select;
+pub mod weights;

@@ -1,16 +1,23 @@
-//! Hugging Face ViT, DeiT and DINOv2 checkpoints on the engine: config, weights, preprocessing
-//! and one graph builder for all three families.
+//! Hugging Face ViT, DeiT and DINOv2 checkpoints on the engine, in parts: the config and
+//! checkpoint files, weight names (`naming`), loading and rearranging weights (`load`), the graph
+//! builder (`build`), the runner (compiled graphs, batch chunking), and the `Model` facade (`vit`).
 
+pub mod build;
 pub mod checkpoint;
 pub mod config;
 #[cfg(feature = "embedded")]
 pub mod embedded;
 pub mod interp;
+mod load;
+pub mod naming;
 pub mod preprocess;
+mod runner;
 pub mod synthetic;
 pub mod vit;
 
+pub use build::{build_graph, Arch, Outputs, RunOptions};
 pub use checkpoint::Checkpoint;
 pub use config::{Family, Head, ModelConfig};
 pub use preprocess::{decode_image, PreprocessorConfig};
-pub use vit::{AttentionMap, Model, ModelOutput, RunOptions, TopK, MAX_COMPILED};
+pub use runner::MAX_COMPILED;
+pub use vit::{AttentionMap, Model, ModelOutput, TopK};

@@ -1,7 +1,8 @@
 //! Built-in configs with random weights, for benchmarks without a download: ViT-B/16, DeiT-S/16
 //! and DeiT-Ti/16 at 224 px with 1000 classes, laid out exactly as their hub checkpoints.
 
-use super::Checkpoint;
+use super::naming::{hf, Linear, Norm};
+use super::{Checkpoint, Family};
 use crate::error::{Error, Result};
 use crate::reference::Rng;
 
@@ -43,38 +44,34 @@ pub fn checkpoint(name: &str) -> Result<Checkpoint> {
     let p = if kind == "vit" { "vit." } else { "deit." };
     let prefix = if kind == "vit" { 1 } else { 2 };
     let tokens = prefix + (image / patch) * (image / patch);
+    let family = if kind == "vit" { Family::Vit } else { Family::Deit };
     let mut shapes: Vec<(String, Vec<usize>)> = vec![
-        (format!("{p}embeddings.cls_token"), vec![1, 1, d]),
-        (format!("{p}embeddings.position_embeddings"), vec![1, tokens, d]),
-        (format!("{p}embeddings.patch_embeddings.projection.weight"), vec![d, 3, patch, patch]),
-        (format!("{p}embeddings.patch_embeddings.projection.bias"), vec![d]),
-        (format!("{p}layernorm.weight"), vec![d]),
-        (format!("{p}layernorm.bias"), vec![d]),
-        ("classifier.weight".into(), vec![classes, d]),
-        ("classifier.bias".into(), vec![classes]),
+        (format!("{p}{}", hf::CLS_TOKEN), vec![1, 1, d]),
+        (format!("{p}{}", hf::POSITIONS), vec![1, tokens, d]),
+        (format!("{p}{}.weight", hf::PATCH), vec![d, 3, patch, patch]),
+        (format!("{p}{}.bias", hf::PATCH), vec![d]),
+        (format!("{p}{}.weight", hf::FINAL_NORM), vec![d]),
+        (format!("{p}{}.bias", hf::FINAL_NORM), vec![d]),
+        (format!("{}.weight", hf::CLASSIFIER), vec![classes, d]),
+        (format!("{}.bias", hf::CLASSIFIER), vec![classes]),
     ];
     if kind == "deit" {
-        shapes.push((format!("{p}embeddings.distillation_token"), vec![1, 1, d]));
+        shapes.push((format!("{p}{}", hf::DISTILLATION_TOKEN), vec![1, 1, d]));
     }
     for i in 0..layers {
-        let l = format!("{p}encoder.layer.{i}.");
-        for part in ["query", "key", "value"] {
-            shapes.push((format!("{l}attention.attention.{part}.weight"), vec![d, d]));
-            shapes.push((format!("{l}attention.attention.{part}.bias"), vec![d]));
+        for part in 0..3 {
+            shapes.push((format!("{p}{}.weight", hf::attention(i, part)), vec![d, d]));
+            shapes.push((format!("{p}{}.bias", hf::attention(i, part)), vec![d]));
         }
-        for (n, s) in [
-            ("attention.output.dense.weight", vec![d, d]),
-            ("attention.output.dense.bias", vec![d]),
-            ("intermediate.dense.weight", vec![mlp, d]),
-            ("intermediate.dense.bias", vec![mlp]),
-            ("output.dense.weight", vec![d, mlp]),
-            ("output.dense.bias", vec![d]),
-            ("layernorm_before.weight", vec![d]),
-            ("layernorm_before.bias", vec![d]),
-            ("layernorm_after.weight", vec![d]),
-            ("layernorm_after.bias", vec![d]),
-        ] {
-            shapes.push((format!("{l}{n}"), s));
+        for (which, out, inp) in [(Linear::Proj, d, d), (Linear::Fc1, mlp, d), (Linear::Fc2, d, mlp)] {
+            let l = hf::linear(family, i, which);
+            shapes.push((format!("{p}{l}.weight"), vec![out, inp]));
+            shapes.push((format!("{p}{l}.bias"), vec![out]));
+        }
+        for which in [Norm::Before, Norm::After] {
+            let l = hf::norm(family, i, which);
+            shapes.push((format!("{p}{l}.weight"), vec![d]));
+            shapes.push((format!("{p}{l}.bias"), vec![d]));
         }
     }
     let mut rng = Rng::new(0x7e55e7a);

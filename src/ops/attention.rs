@@ -1,9 +1,11 @@
 //! Fused multi-head attention (online softmax, no score matrix in memory).
 
 use super::shader::{specialize, ShaderVariant};
-use super::{invalid, pad_params, shape_err, Kernel};
+use super::{invalid, shape_err, uniforms, Binding, Kernel, KernelDecl, OpDef};
 use crate::error::Result;
-use crate::graph::ir::TensorInfo;
+use crate::tensor::TensorInfo;
+
+uniforms!(Params { tokens: u32, heads: u32, scale: f32, batch_stride: u32, head_stride: u32, row_stride: u32, k_off: u32, v_off: u32 });
 
 /// Largest head dim the kernel is specialized for.
 pub const MAX_HEAD_DIM: usize = 128;
@@ -51,27 +53,6 @@ impl QkvLayout {
     pub(crate) fn words(&self, unit: u64) -> [u32; 5] {
         [self.batch, self.head, self.row, self.k_off, self.v_off].map(|v| (v / unit) as u32)
     }
-}
-
-pub(crate) fn output_shape(node: &str, inputs: &[&TensorInfo], heads: usize, scale: f32) -> Result<Vec<usize>> {
-    let qkv = inputs[0];
-    let s = &qkv.shape;
-    let head_major = s.len() == 5 && s[0] == 3 && s[2] == heads;
-    if !(head_major || (s.len() == 3 && s[2].is_multiple_of(3))) {
-        return Err(shape_err(node, qkv, format!("[B, T, 3 * D] or [3, B, {heads}, T, D / {heads}]")));
-    }
-    let d = if head_major { s[2] * s[4] } else { s[2] / 3 };
-    if heads == 0 || !d.is_multiple_of(heads) {
-        return Err(invalid(node, format!("{heads} heads do not divide the model dim {d}")));
-    }
-    if d / heads > MAX_HEAD_DIM {
-        return Err(invalid(node, format!("head dim {} is over the maximum {MAX_HEAD_DIM}", d / heads)));
-    }
-    if !scale.is_finite() {
-        return Err(invalid(node, format!("scale {scale} is not finite")));
-    }
-    let l = QkvLayout::of(s, heads);
-    Ok(vec![l.b as usize, l.t as usize, d])
 }
 
 /// The vec4 variant needs the head dim (and so every q/k/v offset) to be a multiple of 4.
@@ -131,54 +112,111 @@ fn tiled_variant(head_dim: u32, bq: u32, cg: u32) -> ShaderVariant {
 }
 
 /// Every kernel name an attention op may choose (the default first).
-#[cfg(not(target_arch = "wasm32"))]
-pub(crate) fn kernel_names() -> impl Iterator<Item = &'static str> {
-    std::iter::once("query-per-invocation").chain(SPLITS.iter().map(|s| s.0)).chain(TILED.iter().map(|t| t.0))
+pub(crate) fn kernel_names() -> Vec<&'static str> {
+    std::iter::once(DEFAULT).chain(SPLITS.iter().map(|s| s.0)).chain(TILED.iter().map(|t| t.0)).collect()
 }
 
-/// The default kernel and, where they apply, the split and tiled ones, for the autotuner.
-pub(crate) fn candidates(inputs: &[&TensorInfo], heads: usize, scale: f32) -> (String, Vec<(&'static str, Kernel)>) {
-    let l = QkvLayout::of(&inputs[0].shape, heads);
-    let dh = l.dh as u32;
-    let layout = if inputs[0].shape.len() == 5 { " head-major" } else { "" };
-    let key = format!("attention b={} t={} heads={heads} dh={dh}{layout}", l.b, l.t);
-    let mut out = vec![("query-per-invocation", kernel(inputs, heads, scale))];
-    for (name, g, bq, subgroup) in SPLITS {
-        if split_fits(dh, g, bq) {
-            out.push((name, kernel_with(inputs, heads, scale, split_variant(dh, g, bq, subgroup), bq)));
+/// The default kernel's name.
+const DEFAULT: &str = "query-per-invocation";
+
+/// The measured attention kernel per adapter kind, where it is not the default: on CPU adapters
+/// (lavapipe) the register-tiled kernel with 32 queries and 32 keys per tile (BENCHMARKS.md).
+/// Not yet measured on GPUs.
+pub(crate) fn heuristic_kernel(device: wgpu::DeviceType) -> Option<&'static str> {
+    match device {
+        wgpu::DeviceType::Cpu => Some("tiled-32x32"),
+        _ => None,
+    }
+}
+
+/// Multi-head self-attention on a fused `qkv`.
+pub(crate) struct Attention {
+    pub heads: usize,
+    pub scale: f32,
+}
+
+impl OpDef for Attention {
+    fn kind(&self) -> &'static str {
+        "attention"
+    }
+
+    fn arity(&self) -> usize {
+        1
+    }
+
+    fn output_shape(&self, node: &str, inputs: &[&TensorInfo]) -> Result<Vec<usize>> {
+        let (heads, scale) = (self.heads, self.scale);
+        let qkv = inputs[0];
+        let s = &qkv.shape;
+        let head_major = s.len() == 5 && s[0] == 3 && s[2] == heads;
+        if !(head_major || (s.len() == 3 && s[2].is_multiple_of(3))) {
+            return Err(shape_err(node, qkv, format!("[B, T, 3 * D] or [3, B, {heads}, T, D / {heads}]")));
         }
-    }
-    for (name, bq, cg) in TILED {
-        if tiled_fits(dh, cg) {
-            out.push((name, kernel_with(inputs, heads, scale, tiled_variant(dh, bq, cg), bq)));
+        let d = if head_major { s[2] * s[4] } else { s[2] / 3 };
+        if heads == 0 || !d.is_multiple_of(heads) {
+            return Err(invalid(node, format!("{heads} heads do not divide the model dim {d}")));
         }
+        if d / heads > MAX_HEAD_DIM {
+            return Err(invalid(node, format!("head dim {} is over the maximum {MAX_HEAD_DIM}", d / heads)));
+        }
+        if !scale.is_finite() {
+            return Err(invalid(node, format!("scale {scale} is not finite")));
+        }
+        let l = QkvLayout::of(s, heads);
+        Ok(vec![l.b as usize, l.t as usize, d])
     }
-    (key, out)
-}
 
-pub(crate) fn kernel(inputs: &[&TensorInfo], heads: usize, scale: f32) -> Kernel {
-    let dh = QkvLayout::of(&inputs[0].shape, heads).dh;
-    kernel_with(inputs, heads, scale, variant(dh as u32), BQ)
-}
+    /// The default kernel and, where they apply, the split and tiled ones.
+    fn kernels(&self, inputs: &[&TensorInfo], _output: &TensorInfo) -> Vec<Kernel> {
+        let dh = QkvLayout::of(&inputs[0].shape, self.heads).dh as u32;
+        let mut out = vec![self.kernel(DEFAULT, inputs, decl(variant(dh)), BQ)];
+        for (name, g, bq, subgroup) in SPLITS {
+            if split_fits(dh, g, bq) {
+                out.push(self.kernel(name, inputs, decl(split_variant(dh, g, bq, subgroup)), bq));
+            }
+        }
+        for (name, bq, cg) in TILED {
+            if tiled_fits(dh, cg) {
+                out.push(self.kernel(name, inputs, decl(tiled_variant(dh, bq, cg)), bq));
+            }
+        }
+        out
+    }
 
-/// Any of the kernels: same uniforms (strides in vec4s for the vec4 kernels) and bindings,
-/// `queries` per workgroup.
-fn kernel_with(inputs: &[&TensorInfo], heads: usize, scale: f32, shader: ShaderVariant, queries: u32) -> Kernel {
-    let l = QkvLayout::of(&inputs[0].shape, heads);
-    let unit = if l.dh.is_multiple_of(4) { 4 } else { 1 };
-    let mut params = vec![l.t as u32, heads as u32, scale.to_bits()];
-    params.extend(l.words(unit));
-    Kernel {
-        shader,
-        params: pad_params(params),
-        workgroups: [l.t.div_ceil(queries as u64) as u32, heads as u32, l.b as u32],
-        input_bindings: vec![2],
-        flops: 4.0 * (l.b * l.heads * l.t * l.t * l.dh) as f64,
-        finish: None,
+    fn family(&self) -> Option<&'static str> {
+        Some("attention")
+    }
+
+    fn tuning_key(&self, inputs: &[&TensorInfo], _output: &TensorInfo) -> Option<String> {
+        let l = QkvLayout::of(&inputs[0].shape, self.heads);
+        let layout = if inputs[0].shape.len() == 5 { " head-major" } else { "" };
+        Some(format!("attention b={} t={} heads={} dh={}{layout}", l.b, l.t, self.heads, l.dh))
+    }
+
+    fn heuristic(&self, device: wgpu::DeviceType, _inputs: &[&TensorInfo], _output: &TensorInfo) -> Option<&'static str> {
+        heuristic_kernel(device)
     }
 }
 
-pub(crate) fn variants() -> Vec<ShaderVariant> {
+impl Attention {
+    /// Any of the kernels: same uniforms (strides in vec4s for the vec4 kernels) and bindings,
+    /// `queries` per workgroup.
+    fn kernel(&self, name: &'static str, inputs: &[&TensorInfo], decl: KernelDecl, queries: u32) -> Kernel {
+        let l = QkvLayout::of(&inputs[0].shape, self.heads);
+        let unit = if l.dh.is_multiple_of(4) { 4 } else { 1 };
+        let [batch_stride, head_stride, row_stride, k_off, v_off] = l.words(unit);
+        let params = Params { tokens: l.t as u32, heads: self.heads as u32, scale: self.scale, batch_stride, head_stride, row_stride, k_off, v_off };
+        let groups = [l.t.div_ceil(queries as u64) as u32, self.heads as u32, l.b as u32];
+        Kernel::new(name, decl, params, groups, 4.0 * (l.b * l.heads * l.t * l.t * l.dh) as f64)
+    }
+}
+
+/// Every attention kernel reads `qkv` (an activation) and writes `out`.
+fn decl(shader: ShaderVariant) -> KernelDecl {
+    KernelDecl::new::<Params>(shader, vec![Binding::output("out"), Binding::activation(0, "qkv")])
+}
+
+pub(crate) fn decls() -> Vec<KernelDecl> {
     let mut v: Vec<ShaderVariant> = (1..=MAX_HEAD_DIM as u32).map(variant).collect();
     for (_, g, bq, subgroup) in SPLITS {
         v.extend((1..=MAX_HEAD_DIM as u32).filter(|&d| split_fits(d, g, bq)).map(|d| split_variant(d, g, bq, subgroup)));
@@ -186,5 +224,18 @@ pub(crate) fn variants() -> Vec<ShaderVariant> {
     for (_, bq, cg) in TILED {
         v.extend((1..=MAX_HEAD_DIM as u32).filter(|&d| tiled_fits(d, cg)).map(|d| tiled_variant(d, bq, cg)));
     }
-    v
+    v.into_iter().map(decl).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn attention_kernels_follow_the_measurements() {
+        use super::heuristic_kernel as a;
+        assert_eq!(a(wgpu::DeviceType::Cpu), Some("tiled-32x32"));
+        // Not yet measured on GPUs: the default kernel.
+        assert_eq!(a(wgpu::DeviceType::DiscreteGpu), None);
+        assert_eq!(a(wgpu::DeviceType::IntegratedGpu), None);
+        assert!(super::kernel_names().contains(&"tiled-32x32"));
+    }
 }

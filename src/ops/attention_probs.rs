@@ -1,45 +1,69 @@
 //! Attention probabilities of a few query tokens (CLS attention maps), for inspection.
 
-use super::shader::{specialize, ShaderVariant};
-use super::{attention, invalid, pad_params, Kernel, ROW_WORKGROUPS};
+use super::shader::specialize;
+use super::{attention, invalid, uniforms, Binding, Kernel, KernelDecl, OpDef, ROW_WORKGROUPS};
 use crate::error::Result;
-use crate::graph::ir::TensorInfo;
+use crate::tensor::TensorInfo;
 
-pub(crate) fn output_shape(
-    node: &str,
-    inputs: &[&TensorInfo],
-    heads: usize,
-    scale: f32,
-    queries: usize,
-    first_key: usize,
-) -> Result<Vec<usize>> {
-    let s = attention::output_shape(node, inputs, heads, scale)?;
-    let t = s[1];
-    if queries == 0 || queries > t || first_key >= t {
-        return Err(invalid(node, format!("queries 0..{queries} and keys {first_key}.. must lie within the {t} tokens")));
+uniforms!(Params {
+    tokens: u32, heads: u32, scale: f32, first_key: u32, queries: u32, head_dim: u32,
+    batch_stride: u32, head_stride: u32, row_stride: u32, k_off: u32, _pad0: u32, _pad1: u32,
+});
+
+pub(crate) struct AttentionProbs {
+    pub heads: usize,
+    pub scale: f32,
+    pub queries: usize,
+    pub first_key: usize,
+}
+
+fn decl(wg: u32) -> KernelDecl {
+    let bindings = vec![Binding::output("out"), Binding::activation(0, "qkv")];
+    KernelDecl::new::<Params>(specialize(&["attention_probs", "reduce"], &[("WG", wg)], &[]), bindings)
+}
+
+impl OpDef for AttentionProbs {
+    fn kind(&self) -> &'static str {
+        "attention_probs"
     }
-    Ok(vec![s[0], heads, queries, t - first_key])
-}
 
-fn variant(wg: u32) -> ShaderVariant {
-    specialize(&["attention_probs", "reduce"], &[("WG", wg)], &[])
-}
+    fn arity(&self) -> usize {
+        1
+    }
 
-pub(crate) fn kernel(inputs: &[&TensorInfo], heads: usize, scale: f32, queries: usize, first_key: usize) -> Kernel {
-    let l = attention::QkvLayout::of(&inputs[0].shape, heads);
-    let (b, t, dh) = (l.b, l.t, l.dh);
-    let mut params = vec![t as u32, heads as u32, scale.to_bits(), first_key as u32, queries as u32, dh as u32];
-    params.extend(&l.words(1)[..4]);
-    Kernel {
-        shader: variant(super::row_workgroup(t as usize)),
-        params: pad_params(params),
-        workgroups: [queries as u32, heads as u32, b as u32],
-        input_bindings: vec![2],
-        flops: 6.0 * (b * heads as u64 * queries as u64 * t * dh) as f64,
-        finish: None,
+    fn output_shape(&self, node: &str, inputs: &[&TensorInfo]) -> Result<Vec<usize>> {
+        let s = attention::Attention { heads: self.heads, scale: self.scale }.output_shape(node, inputs)?;
+        let t = s[1];
+        let (queries, first_key) = (self.queries, self.first_key);
+        if queries == 0 || queries > t || first_key >= t {
+            return Err(invalid(node, format!("queries 0..{queries} and keys {first_key}.. must lie within the {t} tokens")));
+        }
+        Ok(vec![s[0], self.heads, queries, t - first_key])
+    }
+
+    fn kernels(&self, inputs: &[&TensorInfo], _output: &TensorInfo) -> Vec<Kernel> {
+        let l = attention::QkvLayout::of(&inputs[0].shape, self.heads);
+        let (b, t, dh) = (l.b, l.t, l.dh);
+        let [batch_stride, head_stride, row_stride, k_off, _] = l.words(1);
+        let params = Params {
+            tokens: t as u32,
+            heads: self.heads as u32,
+            scale: self.scale,
+            first_key: self.first_key as u32,
+            queries: self.queries as u32,
+            head_dim: dh as u32,
+            batch_stride,
+            head_stride,
+            row_stride,
+            k_off,
+            ..Default::default()
+        };
+        let flops = 6.0 * (b * self.heads as u64 * self.queries as u64 * t * dh) as f64;
+        let groups = [self.queries as u32, self.heads as u32, b as u32];
+        vec![Kernel::new(self.kind(), decl(super::row_workgroup(t as usize)), params, groups, flops)]
     }
 }
 
-pub(crate) fn variants() -> Vec<ShaderVariant> {
-    ROW_WORKGROUPS.iter().map(|&wg| variant(wg)).collect()
+pub(crate) fn decls() -> Vec<KernelDecl> {
+    ROW_WORKGROUPS.iter().map(|&wg| decl(wg)).collect()
 }

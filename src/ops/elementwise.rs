@@ -1,43 +1,59 @@
-//! Element-wise add and per-channel scale.
+//! Element-wise binary ops: `a + b`, and `a * b` with `b` broadcast over the last dim.
 
-use super::shader::{specialize, ShaderVariant};
-use super::{grid, last, pad_params, shape_err, Kernel, Op, ELEMENT_WG};
+use super::shader::specialize;
+use super::{grid, last, shape_err, uniforms, Binding, Kernel, KernelDecl, OpDef, ELEMENT_WG};
 use crate::error::Result;
-use crate::graph::ir::{fmt_shape, TensorInfo};
+use crate::tensor::{fmt_shape, TensorInfo};
 
-pub(crate) fn output_shape(node: &str, inputs: &[&TensorInfo], op: &Op) -> Result<Vec<usize>> {
-    let (a, b) = (inputs[0], inputs[1]);
-    let ok = match op {
-        Op::Add => a.shape == b.shape,
-        _ => b.shape == [last(&a.shape)],
+uniforms!(Params { n: u32, cols: u32, _pad0: u32, _pad1: u32 });
+
+pub(crate) enum Elementwise {
+    /// Both inputs activations of one shape.
+    Add,
+    /// The scale a weight of the last dim.
+    MulRow,
+}
+
+fn decl(op: &Elementwise) -> KernelDecl {
+    let (flag, b) = match op {
+        Elementwise::Add => ("ADD", Binding::activation(1, "b")),
+        Elementwise::MulRow => ("MUL_ROW", Binding::weight(1, "b")),
     };
-    if !ok {
-        let expected = match op {
-            Op::Add => fmt_shape(&a.shape),
-            _ => format!("[{}]", last(&a.shape)),
+    let bindings = vec![Binding::output("out"), Binding::activation(0, "a"), b];
+    KernelDecl::new::<Params>(specialize(&["elementwise"], &[("WG", ELEMENT_WG)], &[flag]), bindings)
+}
+
+impl OpDef for Elementwise {
+    fn kind(&self) -> &'static str {
+        match self {
+            Elementwise::Add => "add",
+            Elementwise::MulRow => "mul_row",
+        }
+    }
+
+    fn arity(&self) -> usize {
+        2
+    }
+
+    fn output_shape(&self, node: &str, inputs: &[&TensorInfo]) -> Result<Vec<usize>> {
+        let (a, b) = (inputs[0], inputs[1]);
+        let expected = match self {
+            Elementwise::Add => fmt_shape(&a.shape),
+            Elementwise::MulRow => format!("[{}]", last(&a.shape)),
         };
-        return Err(shape_err(node, b, expected));
+        if fmt_shape(&b.shape) != expected {
+            return Err(shape_err(node, b, expected));
+        }
+        Ok(a.shape.clone())
     }
-    Ok(a.shape.clone())
-}
 
-fn variant(flag: &'static str) -> ShaderVariant {
-    specialize(&["elementwise"], &[("WG", ELEMENT_WG)], &[flag])
-}
-
-pub(crate) fn kernel(inputs: &[&TensorInfo], op: &Op) -> Kernel {
-    let n = inputs[0].numel() as u64;
-    let cols = last(&inputs[0].shape) as u32;
-    Kernel {
-        shader: variant(if *op == Op::Add { "ADD" } else { "MUL_ROW" }),
-        params: pad_params(vec![n as u32, cols]),
-        workgroups: grid(n.div_ceil(ELEMENT_WG as u64)),
-        input_bindings: vec![2, 3],
-        flops: n as f64,
-        finish: None,
+    fn kernels(&self, inputs: &[&TensorInfo], _output: &TensorInfo) -> Vec<Kernel> {
+        let n = inputs[0].numel() as u64;
+        let params = Params { n: n as u32, cols: last(&inputs[0].shape) as u32, ..Default::default() };
+        vec![Kernel::new(self.kind(), decl(self), params, grid(n.div_ceil(ELEMENT_WG as u64)), n as f64)]
     }
 }
 
-pub(crate) fn variants() -> Vec<ShaderVariant> {
-    vec![variant("ADD"), variant("MUL_ROW")]
+pub(crate) fn decls() -> Vec<KernelDecl> {
+    vec![decl(&Elementwise::Add), decl(&Elementwise::MulRow)]
 }

@@ -1,40 +1,51 @@
 //! Layer normalization over the last dimension.
 
-use super::shader::{specialize, ShaderVariant};
-use super::{grid, invalid, last, pad_params, row_workgroup, rows_of, shape_err, Kernel, ROW_WORKGROUPS};
+use super::shader::specialize;
+use super::{grid, invalid, last, row_workgroup, rows_of, shape_err, uniforms, Binding, Kernel, KernelDecl, OpDef, ROW_WORKGROUPS};
 use crate::error::Result;
-use crate::graph::ir::TensorInfo;
+use crate::tensor::TensorInfo;
 
-pub(crate) fn output_shape(node: &str, inputs: &[&TensorInfo], eps: f32) -> Result<Vec<usize>> {
-    let c = last(&inputs[0].shape);
-    for t in &inputs[1..] {
-        if t.shape != [c] {
-            return Err(shape_err(node, t, format!("[{c}]")));
+uniforms!(Params { rows: u32, cols: u32, eps: f32, _pad: u32 });
+
+pub(crate) struct LayerNorm {
+    pub eps: f32,
+}
+
+fn decl(wg: u32) -> KernelDecl {
+    let bindings = vec![Binding::output("out"), Binding::activation(0, "x"), Binding::weight(1, "gamma"), Binding::weight(2, "beta")];
+    KernelDecl::new::<Params>(specialize(&["layernorm", "reduce"], &[("WG", wg)], &[]), bindings)
+}
+
+impl OpDef for LayerNorm {
+    fn kind(&self) -> &'static str {
+        "layernorm"
+    }
+
+    fn arity(&self) -> usize {
+        3
+    }
+
+    fn output_shape(&self, node: &str, inputs: &[&TensorInfo]) -> Result<Vec<usize>> {
+        let c = last(&inputs[0].shape);
+        for t in &inputs[1..] {
+            if t.shape != [c] {
+                return Err(shape_err(node, t, format!("[{c}]")));
+            }
         }
+        if !(self.eps.is_finite() && self.eps >= 0.0) {
+            return Err(invalid(node, format!("epsilon {} must be finite and non-negative", self.eps)));
+        }
+        Ok(inputs[0].shape.clone())
     }
-    if !(eps.is_finite() && eps >= 0.0) {
-        return Err(invalid(node, format!("epsilon {eps} must be finite and non-negative")));
-    }
-    Ok(inputs[0].shape.clone())
-}
 
-fn variant(wg: u32) -> ShaderVariant {
-    specialize(&["layernorm", "reduce"], &[("WG", wg)], &[])
-}
-
-pub(crate) fn kernel(inputs: &[&TensorInfo], eps: f32) -> Kernel {
-    let rows = rows_of(&inputs[0].shape) as u64;
-    let cols = last(&inputs[0].shape);
-    Kernel {
-        shader: variant(row_workgroup(cols)),
-        params: pad_params(vec![rows as u32, cols as u32, eps.to_bits()]),
-        workgroups: grid(rows),
-        input_bindings: vec![2, 3, 4],
-        flops: 8.0 * (rows * cols as u64) as f64,
-        finish: None,
+    fn kernels(&self, inputs: &[&TensorInfo], _output: &TensorInfo) -> Vec<Kernel> {
+        let rows = rows_of(&inputs[0].shape) as u64;
+        let cols = last(&inputs[0].shape);
+        let params = Params { rows: rows as u32, cols: cols as u32, eps: self.eps, _pad: 0 };
+        vec![Kernel::new(self.kind(), decl(row_workgroup(cols)), params, grid(rows), 8.0 * (rows * cols as u64) as f64)]
     }
 }
 
-pub(crate) fn variants() -> Vec<ShaderVariant> {
-    ROW_WORKGROUPS.iter().map(|&wg| variant(wg)).collect()
+pub(crate) fn decls() -> Vec<KernelDecl> {
+    ROW_WORKGROUPS.iter().map(|&wg| decl(wg)).collect()
 }

@@ -1,9 +1,13 @@
 //! Tiled matrix multiply with a fused epilogue (bias, exact GELU, residual).
 
 use super::shader::{specialize, ShaderVariant};
-use super::{grid, last, pad_params, rows_of, shape_err, Activation, Finish, Kernel, ELEMENT_WG};
+use super::{grid, last, rows_of, shape_err, uniforms, Access, Activation, Binding, Finish, Kernel, KernelDecl, OpDef, ELEMENT_WG};
 use crate::error::Result;
-use crate::graph::ir::{fmt_shape, TensorInfo};
+use crate::tensor::{fmt_shape, TensorInfo};
+
+uniforms!(Params { m: u32, n: u32, k: u32, kc: u32 });
+uniforms!(HeadsParams { m: u32, n: u32, k: u32, kc: u32, tokens: u32, dh: u32, _pad0: u32, _pad1: u32 });
+uniforms!(ReduceParams { m: u32, n: u32, splits: u32, _pad: u32 });
 
 /// A GEMM tiling: the workgroup's output tile (BM x BN), the K step, and each invocation's
 /// register block (TM x TN, TN a multiple of 4).
@@ -84,30 +88,194 @@ const SPLIT_MAX_TILES: u64 = 256;
 const SPLIT_MIN_K: u64 = 128;
 
 /// Every kernel name a matmul may choose ([`TILES`], then [`SPLITS`]).
-#[cfg(not(target_arch = "wasm32"))]
-pub(crate) fn kernel_names() -> impl Iterator<Item = &'static str> {
-    TILES.iter().map(|(n, _)| *n).chain(SPLITS.iter().map(|(n, _)| *n))
+pub(crate) fn kernel_names() -> Vec<&'static str> {
+    TILES.iter().map(|(n, _)| *n).chain(SPLITS.iter().map(|(n, _)| *n)).collect()
 }
 
-pub(crate) fn output_shape(node: &str, inputs: &[&TensorInfo], bias: bool, residual: bool) -> Result<Vec<usize>> {
-    let (a, b) = (inputs[0], inputs[1]);
-    let k = last(&a.shape);
-    if b.shape.len() != 2 || b.shape[0] != k {
-        return Err(shape_err(node, b, format!("[{k}, N] (K = {k} from `{}`)", a.name)));
+/// Short names `TESSERA_GEMM_TILE` also takes.
+pub(crate) const ALIASES: &[(&str, &str)] = &[
+    ("small", "64x64"),
+    ("large", "128x128"),
+    ("narrow", "32x64"),
+    ("tiny", "32x32"),
+    ("small-prefetch", "64x64-prefetch"),
+    ("large-prefetch", "128x128-prefetch"),
+];
+
+/// The measured GEMM tile per adapter kind for an output of `rows` x `cols`, where it is not the
+/// default 64x64 (BENCHMARKS.md): on CPU adapters (lavapipe) the 128x128 tile is 1.8-2.2x faster
+/// on every ViT shape, and with its block update unrolled 1.5-1.6x faster again; on a discrete GPU
+/// (an H200 with steady clocks) 128x128 wins only on large, wide outputs (12608x2304: 31.8 against
+/// 30.1 TFLOP/s, 12608x3072: 32.9 / 30.2, 4096^2: 31.5 / 28.9) and loses elsewhere (N = 768 at
+/// batch 64, every batch-1 shape, 1024^2), so discrete GPUs take it from 4096 rows and 2048 columns.
+pub(crate) fn heuristic_tile(device: wgpu::DeviceType, rows: usize, cols: usize) -> Option<&'static str> {
+    match device {
+        wgpu::DeviceType::Cpu => Some("128x128-unrolled"),
+        wgpu::DeviceType::DiscreteGpu if rows >= 4096 && cols >= 2048 => Some("128x128"),
+        _ => None,
     }
-    let n = b.shape[1];
-    let mut out = a.shape[..a.shape.len() - 1].to_vec();
-    out.push(n);
-    if bias && inputs[2].shape != [n] {
-        return Err(shape_err(node, inputs[2], format!("[{n}]")));
+}
+
+/// `a (.., K) x b (K, N) [+ bias (N)] [activation] [+ residual (.., N)]`.
+pub(crate) struct MatMul {
+    pub bias: bool,
+    pub act: Activation,
+    pub residual: bool,
+}
+
+impl OpDef for MatMul {
+    fn kind(&self) -> &'static str {
+        "matmul"
     }
-    if residual {
-        let r = inputs[2 + bias as usize];
-        if r.shape != out {
-            return Err(shape_err(node, r, fmt_shape(&out)));
+
+    fn arity(&self) -> usize {
+        2 + self.bias as usize + self.residual as usize
+    }
+
+    fn output_shape(&self, node: &str, inputs: &[&TensorInfo]) -> Result<Vec<usize>> {
+        let (a, b) = (inputs[0], inputs[1]);
+        let k = last(&a.shape);
+        if b.shape.len() != 2 || b.shape[0] != k {
+            return Err(shape_err(node, b, format!("[{k}, N] (K = {k} from `{}`)", a.name)));
         }
+        let n = b.shape[1];
+        let mut out = a.shape[..a.shape.len() - 1].to_vec();
+        out.push(n);
+        if self.bias && inputs[2].shape != [n] {
+            return Err(shape_err(node, inputs[2], format!("[{n}]")));
+        }
+        if self.residual {
+            let r = inputs[2 + self.bias as usize];
+            if r.shape != out {
+                return Err(shape_err(node, r, fmt_shape(&out)));
+            }
+        }
+        Ok(out)
     }
-    Ok(out)
+
+    /// One kernel per tile of [`TILES`] (the default, 64x64, first), then the split-K kernels
+    /// that apply.
+    fn kernels(&self, inputs: &[&TensorInfo], output: &TensorInfo) -> Vec<Kernel> {
+        let mut out: Vec<Kernel> = TILES.iter().map(|&(name, tile)| self.tiled(name, inputs, output, tile)).collect();
+        for (name, splits) in SPLITS {
+            out.extend(self.split(name, inputs, output, splits));
+        }
+        out
+    }
+
+    fn family(&self) -> Option<&'static str> {
+        Some("matmul")
+    }
+
+    fn tuning_key(&self, inputs: &[&TensorInfo], output: &TensorInfo) -> Option<String> {
+        let (m, k, n) = (rows_of(&inputs[0].shape), last(&inputs[0].shape), last(&output.shape));
+        let (bias, act, residual) = (self.bias, self.act, self.residual);
+        Some(format!("matmul {m}x{k}x{n} bias={bias} act={act:?} residual={residual}"))
+    }
+
+    fn heuristic(&self, device: wgpu::DeviceType, _inputs: &[&TensorInfo], output: &TensorInfo) -> Option<&'static str> {
+        heuristic_tile(device, rows_of(&output.shape), last(&output.shape))
+    }
+}
+
+impl MatMul {
+    fn tiled(&self, name: &'static str, inputs: &[&TensorInfo], output: &TensorInfo, tile: Tile) -> Kernel {
+        let m = rows_of(&inputs[0].shape) as u64;
+        let k = last(&inputs[0].shape) as u64;
+        let n = last(&output.shape) as u64;
+        let vec4 = k.is_multiple_of(4) && n.is_multiple_of(4);
+        let decl = decl(tile, vec4, self.bias, self.act, self.residual);
+        let params = Params { m: m as u32, n: n as u32, k: k as u32, kc: k as u32 };
+        let groups = [n.div_ceil(tile.bn as u64) as u32, m.div_ceil(tile.bm as u64) as u32, 1];
+        Kernel::new(name, decl, params, groups, 2.0 * (m * n * k) as f64)
+    }
+
+    fn split(&self, name: &'static str, inputs: &[&TensorInfo], output: &TensorInfo, splits: u32) -> Option<Kernel> {
+        let m = rows_of(&inputs[0].shape) as u64;
+        let k = last(&inputs[0].shape) as u64;
+        let n = last(&output.shape) as u64;
+        let (kc, parts) = split_plan(m, k, n, splits)?;
+        let params = ReduceParams { m: m as u32, n: n as u32, splits: parts as u32, _pad: 0 };
+        let reduce = Kernel::new(name, reduce_decl(self.bias, self.act, self.residual), params, grid((m * n / 4).div_ceil(ELEMENT_WG as u64)), 0.0);
+        let params = Params { m: m as u32, n: n as u32, k: k as u32, kc: kc as u32 };
+        let groups = [n.div_ceil(SMALL.bn as u64) as u32, m.div_ceil(SMALL.bm as u64) as u32, parts as u32];
+        let mut first = Kernel::new(name, split_decl(), params, groups, 2.0 * (m * n * k) as f64);
+        first.finish = Some(Box::new(Finish { scratch: parts * m * n * 4, kernel: reduce }));
+        Some(first)
+    }
+}
+
+/// The fused QKV projection `a (B, T, K) x b (K, 3*D) [+ bias (3*D)]` written head-major as
+/// `(3, B, heads, T, D / heads)`.
+pub(crate) struct MatMulHeads {
+    pub heads: usize,
+    pub bias: bool,
+}
+
+impl OpDef for MatMulHeads {
+    fn kind(&self) -> &'static str {
+        "matmul_heads"
+    }
+
+    fn arity(&self) -> usize {
+        2 + self.bias as usize
+    }
+
+    fn output_shape(&self, node: &str, inputs: &[&TensorInfo]) -> Result<Vec<usize>> {
+        let (a, b, heads) = (inputs[0], inputs[1], self.heads);
+        if a.shape.len() != 3 {
+            return Err(shape_err(node, a, "[B, T, K]"));
+        }
+        let k = a.shape[2];
+        if b.shape.len() != 2 || b.shape[0] != k || !b.shape[1].is_multiple_of(3) {
+            return Err(shape_err(node, b, format!("[{k}, 3 * D] (K = {k} from `{}`)", a.name)));
+        }
+        let n = b.shape[1];
+        let d = n / 3;
+        if heads == 0 || !d.is_multiple_of(heads) {
+            return Err(super::invalid(node, format!("{heads} heads do not divide the model dim {d}")));
+        }
+        let dh = d / heads;
+        if !dh.is_multiple_of(4) || !k.is_multiple_of(4) {
+            return Err(super::invalid(node, format!("a head-major projection needs K ({k}) and the head dim ({dh}) to be multiples of 4")));
+        }
+        if self.bias && inputs[2].shape != [n] {
+            return Err(shape_err(node, inputs[2], format!("[{n}]")));
+        }
+        Ok(vec![3, a.shape[0], heads, a.shape[1], dh])
+    }
+
+    /// Every tile of [`TILES`] (no split-K: its reduction writes token-major).
+    fn kernels(&self, inputs: &[&TensorInfo], _output: &TensorInfo) -> Vec<Kernel> {
+        let a = &inputs[0].shape;
+        let (tokens, k) = (a[1] as u64, a[2] as u64);
+        let m = rows_of(a) as u64;
+        let n = inputs[1].shape[1] as u64;
+        let dh = n / 3 / self.heads as u64;
+        let params = HeadsParams { m: m as u32, n: n as u32, k: k as u32, kc: k as u32, tokens: tokens as u32, dh: dh as u32, ..Default::default() };
+        TILES
+            .iter()
+            .map(|&(name, tile)| {
+                let groups = [n.div_ceil(tile.bn as u64) as u32, m.div_ceil(tile.bm as u64) as u32, 1];
+                Kernel::new(name, heads_decl(tile, self.bias), params, groups, 2.0 * (m * n * k) as f64)
+            })
+            .collect()
+    }
+
+    fn family(&self) -> Option<&'static str> {
+        Some("matmul")
+    }
+
+    fn tuning_key(&self, inputs: &[&TensorInfo], _output: &TensorInfo) -> Option<String> {
+        let (m, k, n) = (rows_of(&inputs[0].shape), last(&inputs[0].shape), inputs[1].shape[1]);
+        Some(format!("matmul {m}x{k}x{n} bias={} heads={}", self.bias, self.heads))
+    }
+
+    /// As for the (B*T, 3*D) product it computes.
+    fn heuristic(&self, device: wgpu::DeviceType, _inputs: &[&TensorInfo], output: &TensorInfo) -> Option<&'static str> {
+        let s = &output.shape;
+        heuristic_tile(device, s[1] * s[3], 3 * s[2] * s[4])
+    }
 }
 
 /// The flags that select an epilogue: bias, activation, residual.
@@ -127,6 +295,18 @@ fn epilogue_flags(bias: bool, act: Activation, residual: bool) -> Vec<&'static s
     flags
 }
 
+/// The epilogue's inputs after `a` and `b`: bias (a weight), residual (an activation).
+fn epilogue_bindings(bias: bool, residual: bool) -> Vec<Binding> {
+    let mut v = Vec::new();
+    if bias {
+        v.push(Binding::weight(2, "bias"));
+    }
+    if residual {
+        v.push(Binding::activation(2 + bias as usize, "residual"));
+    }
+    v
+}
+
 /// A GEMM variant of `tile`: vec4 or scalar access, then `store` flags (the epilogue, or how C is
 /// stored), then the tile's own (prefetch, unrolled block).
 fn gemm_variant(tile: Tile, vec4: bool, store: &[&'static str]) -> ShaderVariant {
@@ -144,101 +324,34 @@ fn gemm_variant(tile: Tile, vec4: bool, store: &[&'static str]) -> ShaderVariant
     specialize(parts, &tile.consts(), &flags)
 }
 
-fn variant(tile: Tile, vec4: bool, bias: bool, act: Activation, residual: bool) -> ShaderVariant {
-    gemm_variant(tile, vec4, &epilogue_flags(bias, act, residual))
+fn decl(tile: Tile, vec4: bool, bias: bool, act: Activation, residual: bool) -> KernelDecl {
+    let mut bindings = vec![Binding::output("out"), Binding::activation(0, "a"), Binding::weight(1, "b")];
+    bindings.extend(epilogue_bindings(bias, residual));
+    KernelDecl::new::<Params>(gemm_variant(tile, vec4, &epilogue_flags(bias, act, residual)), bindings)
 }
 
 /// The head-major QKV projection: vec4, bias or not, no activation or residual.
-fn heads_variant(tile: Tile, bias: bool) -> ShaderVariant {
+fn heads_decl(tile: Tile, bias: bool) -> KernelDecl {
     let mut store = epilogue_flags(bias, Activation::None, false);
     store.push("HEADS");
-    gemm_variant(tile, true, &store)
+    let mut bindings = vec![Binding::output("out"), Binding::activation(0, "a"), Binding::weight(1, "b")];
+    bindings.extend(epilogue_bindings(bias, false));
+    KernelDecl::new::<HeadsParams>(gemm_variant(tile, true, &store), bindings)
 }
 
-/// `a (B, T, K) x b (K, 3*D) [+ bias (3*D)]` written as `(3, B, heads, T, D / heads)`.
-pub(crate) fn heads_output_shape(node: &str, inputs: &[&TensorInfo], heads: usize, bias: bool) -> Result<Vec<usize>> {
-    let (a, b) = (inputs[0], inputs[1]);
-    if a.shape.len() != 3 {
-        return Err(shape_err(node, a, "[B, T, K]"));
-    }
-    let k = a.shape[2];
-    if b.shape.len() != 2 || b.shape[0] != k || !b.shape[1].is_multiple_of(3) {
-        return Err(shape_err(node, b, format!("[{k}, 3 * D] (K = {k} from `{}`)", a.name)));
-    }
-    let n = b.shape[1];
-    let d = n / 3;
-    if heads == 0 || !d.is_multiple_of(heads) {
-        return Err(super::invalid(node, format!("{heads} heads do not divide the model dim {d}")));
-    }
-    let dh = d / heads;
-    if !dh.is_multiple_of(4) || !k.is_multiple_of(4) {
-        return Err(super::invalid(node, format!("a head-major projection needs K ({k}) and the head dim ({dh}) to be multiples of 4")));
-    }
-    if bias && inputs[2].shape != [n] {
-        return Err(shape_err(node, inputs[2], format!("[{n}]")));
-    }
-    Ok(vec![3, a.shape[0], heads, a.shape[1], dh])
-}
-
-/// Every tile of [`TILES`] for the head-major projection (no split-K: its reduction writes
-/// token-major).
-pub(crate) fn heads_candidates(inputs: &[&TensorInfo], heads: usize, bias: bool) -> (String, Vec<(&'static str, Kernel)>) {
-    let (m, k, n) = (rows_of(&inputs[0].shape), last(&inputs[0].shape), inputs[1].shape[1]);
-    let key = format!("matmul {m}x{k}x{n} bias={bias} heads={heads}");
-    (key, TILES.iter().map(|&(name, tile)| (name, heads_kernel(inputs, heads, bias, tile))).collect())
-}
-
-pub(crate) fn heads_kernel(inputs: &[&TensorInfo], heads: usize, bias: bool, tile: Tile) -> Kernel {
-    let a = &inputs[0].shape;
-    let (tokens, k) = (a[1] as u64, a[2] as u64);
-    let m = rows_of(a) as u64;
-    let n = inputs[1].shape[1] as u64;
-    let dh = n / 3 / heads as u64;
-    let mut input_bindings = vec![2, 3];
-    if bias {
-        input_bindings.push(4);
-    }
-    Kernel {
-        shader: heads_variant(tile, bias),
-        params: pad_params(vec![m as u32, n as u32, k as u32, k as u32, tokens as u32, dh as u32]),
-        workgroups: [n.div_ceil(tile.bn as u64) as u32, m.div_ceil(tile.bm as u64) as u32, 1],
-        input_bindings,
-        flops: 2.0 * (m * n * k) as f64,
-        finish: None,
-    }
-}
-
-/// The first half of a split-K GEMM: the small tile, vec4, writing f32 partial products.
-fn split_variant() -> ShaderVariant {
-    gemm_variant(SMALL, true, &["SPLITK"])
+/// The first half of a split-K GEMM: the small tile, vec4, writing f32 partial products to the
+/// scratch.
+fn split_decl() -> KernelDecl {
+    let bindings = vec![Binding::scratch("out", Access::ReadWrite), Binding::activation(0, "a"), Binding::weight(1, "b")];
+    KernelDecl::new::<Params>(gemm_variant(SMALL, true, &["SPLITK"]), bindings)
 }
 
 /// The second half: sum the partial products, then the epilogue.
-fn reduce_variant(bias: bool, act: Activation, residual: bool) -> ShaderVariant {
-    specialize(&["splitk_reduce", "epilogue"], &[("WG", ELEMENT_WG)], &epilogue_flags(bias, act, residual))
-}
-
-/// The op's own default: the small tile. Adapters may prefer another (`Gpu::heuristic_kernel`,
-/// `TESSERA_GEMM_TILE`), and the autotuner times all of [`TILES`].
-pub(crate) fn kernel(inputs: &[&TensorInfo], output: &TensorInfo, bias: bool, act: Activation, residual: bool) -> Kernel {
-    kernel_with(inputs, output, bias, act, residual, SMALL)
-}
-
-/// One kernel per tile of [`TILES`] (the default first), for the autotuner: a key naming the
-/// shape and epilogue (not the tile), and each tile's name with its kernel.
-pub(crate) fn candidates(inputs: &[&TensorInfo], output: &TensorInfo, bias: bool, act: Activation, residual: bool) -> (String, Vec<(&'static str, Kernel)>) {
-    let m = rows_of(&inputs[0].shape);
-    let k = last(&inputs[0].shape);
-    let n = last(&output.shape);
-    let key = format!("matmul {m}x{k}x{n} bias={bias} act={act:?} residual={residual}");
-    let mut out: Vec<(&'static str, Kernel)> =
-        TILES.iter().map(|&(name, tile)| (name, kernel_with(inputs, output, bias, act, residual, tile))).collect();
-    for (name, splits) in SPLITS {
-        if let Some(k) = split_kernel(inputs, output, bias, act, residual, splits) {
-            out.push((name, k));
-        }
-    }
-    (key, out)
+fn reduce_decl(bias: bool, act: Activation, residual: bool) -> KernelDecl {
+    let mut bindings = vec![Binding::output("out"), Binding::scratch("partial", Access::Read)];
+    bindings.extend(epilogue_bindings(bias, residual));
+    let shader = specialize(&["splitk_reduce", "epilogue"], &[("WG", ELEMENT_WG)], &epilogue_flags(bias, act, residual));
+    KernelDecl::new::<ReduceParams>(shader, bindings)
 }
 
 /// K per range for `splits` ranges of the small tile, and the number of ranges that gives; None
@@ -256,76 +369,48 @@ pub(crate) fn split_plan(m: u64, k: u64, n: u64, splits: u32) -> Option<(u64, u6
     (kc >= SPLIT_MIN_K && parts >= 2).then_some((kc, parts))
 }
 
-fn split_kernel(inputs: &[&TensorInfo], output: &TensorInfo, bias: bool, act: Activation, residual: bool, splits: u32) -> Option<Kernel> {
-    let m = rows_of(&inputs[0].shape) as u64;
-    let k = last(&inputs[0].shape) as u64;
-    let n = last(&output.shape) as u64;
-    let (kc, parts) = split_plan(m, k, n, splits)?;
-    let mut input_bindings = vec![0, 0];
-    if bias {
-        input_bindings.push(4);
-    }
-    if residual {
-        input_bindings.push(5);
-    }
-    let reduce = Kernel {
-        shader: reduce_variant(bias, act, residual),
-        params: pad_params(vec![m as u32, n as u32, parts as u32]),
-        workgroups: grid((m * n / 4).div_ceil(ELEMENT_WG as u64)),
-        input_bindings,
-        flops: 0.0,
-        finish: None,
-    };
-    Some(Kernel {
-        shader: split_variant(),
-        params: pad_params(vec![m as u32, n as u32, k as u32, kc as u32]),
-        workgroups: [n.div_ceil(SMALL.bn as u64) as u32, m.div_ceil(SMALL.bm as u64) as u32, parts as u32],
-        input_bindings: vec![2, 3],
-        flops: 2.0 * (m * n * k) as f64,
-        finish: Some(Box::new(Finish { scratch: parts * m * n * 4, kernel: reduce })),
-    })
-}
-
-fn kernel_with(inputs: &[&TensorInfo], output: &TensorInfo, bias: bool, act: Activation, residual: bool, tile: Tile) -> Kernel {
-    let m = rows_of(&inputs[0].shape) as u64;
-    let k = last(&inputs[0].shape) as u64;
-    let n = last(&output.shape) as u64;
-    let vec4 = k.is_multiple_of(4) && n.is_multiple_of(4);
-    let mut input_bindings = vec![2, 3];
-    if bias {
-        input_bindings.push(4);
-    }
-    if residual {
-        input_bindings.push(5);
-    }
-    Kernel {
-        shader: variant(tile, vec4, bias, act, residual),
-        params: pad_params(vec![m as u32, n as u32, k as u32, k as u32]),
-        workgroups: [n.div_ceil(tile.bn as u64) as u32, m.div_ceil(tile.bm as u64) as u32, 1],
-        input_bindings,
-        flops: 2.0 * (m * n * k) as f64,
-        finish: None,
-    }
-}
-
-pub(crate) fn variants() -> Vec<ShaderVariant> {
+pub(crate) fn decls() -> Vec<KernelDecl> {
     let mut v = Vec::new();
     for (_, tile) in TILES {
         for act in [Activation::None, Activation::Gelu, Activation::Tanh] {
             for i in 0..8 {
-                v.push(variant(tile, i & 1 != 0, i & 2 != 0, act, i & 4 != 0));
+                v.push(decl(tile, i & 1 != 0, i & 2 != 0, act, i & 4 != 0));
             }
         }
     }
-    v.push(split_variant());
+    v.push(split_decl());
     for (_, tile) in TILES {
-        v.push(heads_variant(tile, false));
-        v.push(heads_variant(tile, true));
+        v.push(heads_decl(tile, false));
+        v.push(heads_decl(tile, true));
     }
     for act in [Activation::None, Activation::Gelu, Activation::Tanh] {
         for i in 0..4 {
-            v.push(reduce_variant(i & 1 != 0, act, i & 2 != 0));
+            v.push(reduce_decl(i & 1 != 0, act, i & 2 != 0));
         }
     }
     v
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn gemm_tiles_follow_the_measurements() {
+        use super::heuristic_tile as t;
+        use wgpu::DeviceType::{Cpu, DiscreteGpu, IntegratedGpu};
+        // CPU adapters: the large tile, unrolled, everywhere.
+        assert_eq!(t(Cpu, 197, 768), Some("128x128-unrolled"));
+        // H200: large only for batch-64 qkv / fc1 and 4096^2 outputs.
+        assert_eq!(t(DiscreteGpu, 12608, 2304), Some("128x128"));
+        assert_eq!(t(DiscreteGpu, 12608, 3072), Some("128x128"));
+        assert_eq!(t(DiscreteGpu, 4096, 4096), Some("128x128"));
+        assert_eq!(t(DiscreteGpu, 12608, 768), None);
+        assert_eq!(t(DiscreteGpu, 197, 2304), None);
+        assert_eq!(t(DiscreteGpu, 1024, 1024), None);
+        // Unmeasured kinds keep the default.
+        assert_eq!(t(IntegratedGpu, 12608, 3072), None);
+        // Every name is one the op offers.
+        for name in ["128x128-unrolled", "128x128"] {
+            assert!(super::kernel_names().contains(&name));
+        }
+    }
 }

@@ -13,7 +13,7 @@ pub mod softmax;
 pub mod tokens;
 
 use crate::error::{Error, Result};
-use crate::graph::ir::{fmt_shape, DType, TensorInfo};
+use crate::tensor::{fmt_shape, DType, TensorInfo};
 pub use shader::ShaderVariant;
 
 /// Activation fused into a matmul epilogue.
@@ -106,24 +106,122 @@ pub enum Op {
     Concat,
 }
 
-/// What the executor needs to run one node.
-pub(crate) struct Kernel {
+/// How a kernel's shader accesses a storage binding. Weights are `read`. Activations are
+/// `read_write` even where only read: they share one arena buffer with the node's output, and
+/// WebGPU forbids a buffer bound both read-only and writable in one dispatch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// `var<storage, read>`.
+    Read,
+    /// `var<storage, read_write>`.
+    ReadWrite,
+}
+
+/// What a storage binding holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Slot {
+    /// The node's output.
+    Output,
+    /// The node's input at this position.
+    Input(usize),
+    /// The scratch buffer between the two dispatches of a split kernel.
+    Scratch,
+}
+
+/// One storage binding of a kernel: its WGSL name, what it holds and how it is accessed.
+/// Bindings are numbered in order, after the uniforms `P` at binding 0.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Binding {
+    /// The WGSL variable's name.
+    pub name: &'static str,
+    /// What the executor binds to it.
+    pub slot: Slot,
+    /// Its WGSL access mode.
+    pub access: Access,
+}
+
+impl Binding {
+    /// The node's output.
+    pub(crate) const fn output(name: &'static str) -> Binding {
+        Binding { name, slot: Slot::Output, access: Access::ReadWrite }
+    }
+    /// An activation (arena) input.
+    pub(crate) const fn activation(i: usize, name: &'static str) -> Binding {
+        Binding { name, slot: Slot::Input(i), access: Access::ReadWrite }
+    }
+    /// A weight input (read-only; the executor checks that a weight is bound to it).
+    pub(crate) const fn weight(i: usize, name: &'static str) -> Binding {
+        Binding { name, slot: Slot::Input(i), access: Access::Read }
+    }
+    /// The split kernels' scratch.
+    pub(crate) const fn scratch(name: &'static str, access: Access) -> Binding {
+        Binding { name, slot: Slot::Scratch, access }
+    }
+}
+
+/// A uniform struct shared with a shader's `struct Params`: `#[repr(C)]`, 4-byte fields, declared
+/// with [`uniforms!`] so that its field names and types are known for the layout test.
+pub trait Uniforms: bytemuck::Pod {
+    /// (name, type) of each field, in order.
+    const FIELDS: &'static [(&'static str, &'static str)];
+}
+
+/// Declares a kernel's uniform struct (mirroring the WGSL `struct Params` field for field).
+macro_rules! uniforms {
+    ($(#[$m:meta])* $name:ident { $($field:ident: $ty:ty),* $(,)? }) => {
+        $(#[$m])*
+        #[repr(C)]
+        #[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
+        pub(crate) struct $name { $(pub $field: $ty),* }
+        impl $crate::ops::Uniforms for $name {
+            const FIELDS: &'static [(&'static str, &'static str)] = &[$((stringify!($field), stringify!($ty))),*];
+        }
+    };
+}
+pub(crate) use uniforms;
+
+/// A shader variant with the interface the executor binds: its uniform fields and its storage
+/// bindings in binding order. Made by the same function that fills the kernel's uniforms, so the
+/// two cannot drift; `tests/shaders.rs` checks it against the WGSL with naga.
+#[derive(Clone, Debug)]
+pub struct KernelDecl {
+    /// The WGSL.
     pub shader: ShaderVariant,
-    /// Uniform words (u32 or f32 bits), padded to 16 bytes.
-    pub params: Vec<u32>,
+    /// The uniform struct's fields (binding 0).
+    pub uniforms: &'static [(&'static str, &'static str)],
+    /// Storage bindings 1, 2, ... in order.
+    pub bindings: Vec<Binding>,
+}
+
+impl KernelDecl {
+    pub(crate) fn new<U: Uniforms>(shader: ShaderVariant, bindings: Vec<Binding>) -> KernelDecl {
+        KernelDecl { shader, uniforms: U::FIELDS, bindings }
+    }
+
+    /// The same declaration storing f16.
+    pub fn f16(&self) -> KernelDecl {
+        KernelDecl { shader: self.shader.f16(), uniforms: self.uniforms, bindings: self.bindings.clone() }
+    }
+}
+
+/// What the executor needs to run one node.
+#[derive(Debug)]
+pub(crate) struct Kernel {
+    /// The candidate's name (`64x64`, `tiled-32x32`, ...), or the op kind where it has one kernel.
+    pub name: &'static str,
+    pub decl: KernelDecl,
+    /// The uniform bytes, padded to 16.
+    pub params: Vec<u8>,
     pub workgroups: [u32; 3],
-    /// Binding number of each input, in the node's input order (binding 0 is the uniform,
-    /// binding 1 the output); 0 for an input this dispatch does not read (in a [`Finish`]).
-    pub input_bindings: Vec<u32>,
     /// Floating-point operations, for the profile.
     pub flops: f64,
     /// A second dispatch that completes the node (split-K): this kernel then writes f32 partial
-    /// results to a scratch buffer at binding 1 instead of the node's output.
+    /// results to the scratch buffer, which the second reads.
     pub finish: Option<Box<Finish>>,
 }
 
-/// The second dispatch of a two-dispatch kernel: it reads the scratch (binding 2) and the node
-/// inputs its `input_bindings` name, and writes the node's output (binding 1).
+/// The second dispatch of a two-dispatch kernel.
+#[derive(Debug)]
 pub(crate) struct Finish {
     /// Bytes of scratch the first dispatch writes.
     pub scratch: u64,
@@ -131,13 +229,25 @@ pub(crate) struct Finish {
 }
 
 impl Kernel {
+    pub(crate) fn new<U: Uniforms>(name: &'static str, decl: KernelDecl, params: U, workgroups: [u32; 3], flops: f64) -> Kernel {
+        debug_assert_eq!(decl.uniforms, U::FIELDS);
+        let mut bytes = bytemuck::bytes_of(&params).to_vec();
+        bytes.resize(bytes.len().next_multiple_of(16).max(16), 0);
+        Kernel { name, decl, params: bytes, workgroups, flops, finish: None }
+    }
+
     /// The same kernel storing its tensors as f16.
     pub(crate) fn f16(mut self) -> Kernel {
-        self.shader = self.shader.f16();
+        self.decl = self.decl.f16();
         if let Some(f) = self.finish.as_mut() {
-            f.kernel.shader = f.kernel.shader.f16();
+            f.kernel.decl = f.kernel.decl.f16();
         }
         self
+    }
+
+    /// The shader.
+    pub(crate) fn shader(&self) -> &ShaderVariant {
+        &self.decl.shader
     }
 
     /// Scratch bytes the kernel needs (0 for one dispatch).
@@ -145,60 +255,88 @@ impl Kernel {
         self.finish.as_ref().map_or(0, |f| f.scratch)
     }
 
-    /// The dispatches that run this kernel, in order, each with where it binds the scratch
-    /// (binding, bytes): the kernel alone; or its first half writing the scratch at binding 1 in
-    /// place of the output, then the finish reading it at binding 2.
-    pub(crate) fn dispatches(&self) -> Vec<(&Kernel, Option<(u32, u64)>)> {
+    /// The dispatches that run this kernel, in order: the kernel alone, or its first half then
+    /// the finishing one (both bind the scratch where they declare it).
+    pub(crate) fn dispatches(&self) -> Vec<&Kernel> {
         match &self.finish {
-            None => vec![(self, None)],
-            Some(f) => vec![(self, Some((1, f.scratch))), (&f.kernel, Some((2, f.scratch)))],
+            None => vec![self],
+            Some(f) => vec![self, &f.kernel],
         }
     }
 }
 
-impl Op {
+/// What every op defines, in its own module: its inputs and output shape, its GPU kernels (the
+/// default first, then the alternatives the selector may force, prefer or time) and the heuristic
+/// that picks among them per adapter kind. [`Op::def`] is the one table from op to definition.
+pub(crate) trait OpDef {
     /// Short name of the op kind.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Op::MatMul { .. } => "matmul",
-            Op::MatMulHeads { .. } => "matmul_heads",
-            Op::PatchEmbed { .. } => "patch_embed",
-            Op::Attention { .. } => "attention",
-            Op::AttentionProbs { .. } => "attention_probs",
-            Op::LayerNorm { .. } => "layernorm",
-            Op::Softmax => "softmax",
-            Op::Add => "add",
-            Op::MulRow => "mul_row",
-            Op::SliceTokens { .. } => "slice_tokens",
-            Op::MeanTokens { .. } => "mean_tokens",
-            Op::Concat => "concat",
+    fn kind(&self) -> &'static str;
+    /// Number of inputs.
+    fn arity(&self) -> usize;
+    /// The input whose dtype is the node's storage dtype (the patch embedding's image is always
+    /// f32, so it is its weight).
+    fn storage_input(&self) -> usize {
+        0
+    }
+    /// Checks the shapes of inputs of the right count and dtype; returns the output shape.
+    fn output_shape(&self, node: &str, inputs: &[&TensorInfo]) -> Result<Vec<usize>>;
+    /// The GPU kernels for checked inputs, the op's default first.
+    fn kernels(&self, inputs: &[&TensorInfo], output: &TensorInfo) -> Vec<Kernel>;
+    /// The family whose forced kernel (`GpuOptions::forced_kernels`) applies, for ops with a
+    /// choice of kernels.
+    fn family(&self) -> Option<&'static str> {
+        None
+    }
+    /// Key naming the shape class for the autotuner, for ops with a choice of kernels.
+    fn tuning_key(&self, _inputs: &[&TensorInfo], _output: &TensorInfo) -> Option<String> {
+        None
+    }
+    /// The kernel measured best on this kind of adapter, where it is not the default.
+    fn heuristic(&self, _device: wgpu::DeviceType, _inputs: &[&TensorInfo], _output: &TensorInfo) -> Option<&'static str> {
+        None
+    }
+}
+
+impl Op {
+    /// The op's definition (the one table entry per op).
+    pub(crate) fn def(&self) -> Box<dyn OpDef> {
+        match *self {
+            Op::MatMul { bias, act, residual } => Box::new(matmul::MatMul { bias, act, residual }),
+            Op::MatMulHeads { heads, bias } => Box::new(matmul::MatMulHeads { heads, bias }),
+            Op::PatchEmbed { patch, prefix } => Box::new(patch_embed::PatchEmbed { patch, prefix }),
+            Op::Attention { heads, scale } => Box::new(attention::Attention { heads, scale }),
+            Op::AttentionProbs { heads, scale, queries, first_key } => {
+                Box::new(attention_probs::AttentionProbs { heads, scale, queries, first_key })
+            }
+            Op::LayerNorm { eps } => Box::new(layernorm::LayerNorm { eps }),
+            Op::Softmax => Box::new(softmax::Softmax),
+            Op::Add => Box::new(elementwise::Elementwise::Add),
+            Op::MulRow => Box::new(elementwise::Elementwise::MulRow),
+            Op::SliceTokens { start, count } => Box::new(tokens::Tokens { start, count, mean: false }),
+            Op::MeanTokens { start, count } => Box::new(tokens::Tokens { start, count, mean: true }),
+            Op::Concat => Box::new(tokens::Concat),
         }
     }
 
-    fn arity(&self) -> usize {
-        match self {
-            Op::MatMul { bias, residual, .. } => 2 + *bias as usize + *residual as usize,
-            Op::MatMulHeads { bias, .. } => 2 + *bias as usize,
-            Op::PatchEmbed { prefix, .. } => 4 + (*prefix > 0) as usize,
-            Op::Attention { .. } | Op::AttentionProbs { .. } | Op::Softmax | Op::SliceTokens { .. } | Op::MeanTokens { .. } => 1,
-            Op::LayerNorm { .. } => 3,
-            Op::Add | Op::MulRow | Op::Concat => 2,
-        }
+    /// Short name of the op kind.
+    pub fn kind(&self) -> &'static str {
+        self.def().kind()
     }
 
     /// Checks the inputs (count, dtype, shapes) and returns the output shape.
     pub fn output_shape(&self, node: &str, inputs: &[&TensorInfo]) -> Result<Vec<usize>> {
-        if inputs.len() != self.arity() {
+        let def = self.def();
+        if inputs.len() != def.arity() {
             return Err(Error::InvalidOp {
                 op: node.into(),
-                problem: format!("{} takes {} inputs, got {}", self.kind(), self.arity(), inputs.len()),
+                problem: format!("{} takes {} inputs, got {}", def.kind(), def.arity(), inputs.len()),
             });
         }
         let dtype = self.storage_dtype(inputs);
         for (i, t) in inputs.iter().enumerate() {
             // The patch embedding's image is the graph's f32 input; everything else is stored in
             // the node's dtype.
-            let want = if matches!(self, Op::PatchEmbed { .. }) && i == 0 { DType::F32 } else { dtype };
+            let want = if def.storage_input() > i { DType::F32 } else { dtype };
             if t.dtype != want {
                 return Err(Error::UnsupportedDtype {
                     op: node.into(),
@@ -211,105 +349,62 @@ impl Op {
                 return Err(shape_err(node, t, "a non-empty shape with no zero dimension"));
             }
         }
-        match self {
-            Op::MatMul { bias, residual, .. } => matmul::output_shape(node, inputs, *bias, *residual),
-            Op::MatMulHeads { heads, bias } => matmul::heads_output_shape(node, inputs, *heads, *bias),
-            Op::PatchEmbed { patch, prefix } => patch_embed::output_shape(node, inputs, *patch, *prefix),
-            Op::Attention { heads, scale } => attention::output_shape(node, inputs, *heads, *scale),
-            Op::AttentionProbs { heads, scale, queries, first_key } => {
-                attention_probs::output_shape(node, inputs, *heads, *scale, *queries, *first_key)
-            }
-            Op::LayerNorm { eps } => layernorm::output_shape(node, inputs, *eps),
-            Op::Softmax => Ok(inputs[0].shape.clone()),
-            Op::Add | Op::MulRow => elementwise::output_shape(node, inputs, self),
-            Op::SliceTokens { start, count } | Op::MeanTokens { start, count } => {
-                tokens::output_shape(node, inputs, *start, *count, matches!(self, Op::MeanTokens { .. }))
-            }
-            Op::Concat => tokens::concat_shape(node, inputs),
-        }
-    }
-
-    /// Alternative kernels the autotuner may time for this node (the first is [`Op::kernel`]'s
-    /// choice), with a key naming the shape; None where there is one kernel only.
-    pub(crate) fn kernel_candidates(&self, inputs: &[&TensorInfo], output: &TensorInfo) -> Option<(String, Vec<(&'static str, Kernel)>)> {
-        let (key, cands) = match self {
-            Op::MatMul { bias, act, residual } => matmul::candidates(inputs, output, *bias, *act, *residual),
-            Op::MatMulHeads { heads, bias } => matmul::heads_candidates(inputs, *heads, *bias),
-            Op::Attention { heads, scale } => attention::candidates(inputs, *heads, *scale),
-            _ => return None,
-        };
-        if self.storage_dtype(inputs) != DType::F16 {
-            return Some((key, cands));
-        }
-        let cands = cands.into_iter().map(|(name, k)| (name, k.f16())).collect();
-        Some((format!("{key} f16"), cands))
-    }
-
-    /// The op's result as a matrix (rows, columns), for kernel heuristics: a head-major projection
-    /// is the (B*T, 3*D) product it computes; other ops their output's rows and last dim.
-    pub(crate) fn result_matrix(&self, output: &TensorInfo) -> (usize, usize) {
-        let s = &output.shape;
-        match self {
-            Op::MatMulHeads { .. } => (s[1] * s[3], 3 * s[2] * s[4]),
-            _ => (rows_of(s), last(s)),
-        }
+        def.output_shape(node, inputs)
     }
 
     /// The dtype this node stores its tensors (and its output) in: that of its first stored
     /// input (the weight, for the patch embedding, whose image is always f32).
     pub fn storage_dtype(&self, inputs: &[&TensorInfo]) -> DType {
-        let i = if matches!(self, Op::PatchEmbed { .. }) { 1 } else { 0 };
-        inputs.get(i).map_or(DType::F32, |t| t.dtype)
+        inputs.get(self.def().storage_input()).map_or(DType::F32, |t| t.dtype)
     }
 
-    /// The kernel for inputs already checked by [`Op::output_shape`].
-    pub(crate) fn kernel(&self, inputs: &[&TensorInfo], output: &TensorInfo) -> Kernel {
-        let k = self.kernel_f32(inputs, output);
+    /// The kernels for inputs already checked by [`Op::output_shape`], the default first, each
+    /// storing the node's dtype.
+    pub(crate) fn kernels(&self, inputs: &[&TensorInfo], output: &TensorInfo) -> Vec<Kernel> {
+        let ks = self.def().kernels(inputs, output);
         if self.storage_dtype(inputs) == DType::F16 {
-            return k.f16();
+            return ks.into_iter().map(Kernel::f16).collect();
         }
-        k
+        ks
     }
 
-    fn kernel_f32(&self, inputs: &[&TensorInfo], output: &TensorInfo) -> Kernel {
-        match self {
-            Op::MatMul { bias, act, residual } => matmul::kernel(inputs, output, *bias, *act, *residual),
-            Op::MatMulHeads { heads, bias } => matmul::heads_kernel(inputs, *heads, *bias, matmul::SMALL),
-            Op::PatchEmbed { patch, prefix } => patch_embed::kernel(inputs, output, *patch, *prefix),
-            Op::Attention { heads, scale } => attention::kernel(inputs, *heads, *scale),
-            Op::AttentionProbs { heads, scale, queries, first_key } => {
-                attention_probs::kernel(inputs, *heads, *scale, *queries, *first_key)
-            }
-            Op::LayerNorm { eps } => layernorm::kernel(inputs, *eps),
-            Op::Softmax => softmax::kernel(inputs),
-            Op::Add | Op::MulRow => elementwise::kernel(inputs, self),
-            Op::SliceTokens { start, count } | Op::MeanTokens { start, count } => {
-                tokens::kernel(inputs, output, *start, *count, matches!(self, Op::MeanTokens { .. }))
-            }
-            Op::Concat => tokens::concat_kernel(inputs, output),
-        }
+    /// The autotuner's key for this node (None: one kernel, nothing to tune).
+    pub(crate) fn tuning_key(&self, inputs: &[&TensorInfo], output: &TensorInfo) -> Option<String> {
+        let key = self.def().tuning_key(inputs, output)?;
+        Some(if self.storage_dtype(inputs) == DType::F16 { format!("{key} f16") } else { key })
     }
 }
 
-/// Every shader variant the engine can produce (f32, then the same storing f16), for validation
-/// without a GPU.
-pub fn all_shader_variants() -> Vec<ShaderVariant> {
-    let v = all_f32_variants();
-    let f16: Vec<ShaderVariant> = v.iter().map(|s| s.f16()).collect();
+/// Every kernel declaration the engine can produce (f32, then the same storing f16), for
+/// validation without a GPU.
+pub fn all_kernel_decls() -> Vec<KernelDecl> {
+    let v = all_f32_decls();
+    let f16: Vec<KernelDecl> = v.iter().map(KernelDecl::f16).collect();
     v.into_iter().chain(f16).collect()
 }
 
-fn all_f32_variants() -> Vec<ShaderVariant> {
+/// Every shader variant the engine can produce (see [`all_kernel_decls`]).
+pub fn all_shader_variants() -> Vec<ShaderVariant> {
+    all_kernel_decls().into_iter().map(|d| d.shader).collect()
+}
+
+fn all_f32_decls() -> Vec<KernelDecl> {
     let mut v = Vec::new();
-    v.extend(matmul::variants());
-    v.extend(patch_embed::variants());
-    v.extend(attention::variants());
-    v.extend(attention_probs::variants());
-    v.extend(layernorm::variants());
-    v.extend(softmax::variants());
-    v.extend(elementwise::variants());
-    v.extend(tokens::variants());
+    v.extend(matmul::decls());
+    v.extend(patch_embed::decls());
+    v.extend(attention::decls());
+    v.extend(attention_probs::decls());
+    v.extend(layernorm::decls());
+    v.extend(softmax::decls());
+    v.extend(elementwise::decls());
+    v.extend(tokens::decls());
     v
+}
+
+/// The kernel names of each family that can be forced (`GpuOptions::forced_kernels`), with
+/// the aliases each family accepts: (family, names, aliases).
+pub fn forcible_kernels() -> Vec<(&'static str, Vec<&'static str>, &'static [(&'static str, &'static str)])> {
+    vec![("matmul", matmul::kernel_names(), matmul::ALIASES), ("attention", attention::kernel_names(), &[])]
 }
 
 pub(crate) fn shape_err(node: &str, t: &TensorInfo, expected: impl Into<String>) -> Error {
@@ -345,13 +440,6 @@ pub(crate) const ROW_WORKGROUPS: [u32; 4] = [32, 64, 128, 256];
 
 /// Workgroup size of the one-element-per-invocation kernels.
 pub(crate) const ELEMENT_WG: u32 = 256;
-
-pub(crate) fn pad_params(mut words: Vec<u32>) -> Vec<u32> {
-    while !words.len().is_multiple_of(4) {
-        words.push(0);
-    }
-    words
-}
 
 pub(crate) fn rows_of(shape: &[usize]) -> usize {
     shape[..shape.len() - 1].iter().product()

@@ -1,6 +1,8 @@
 //! WGSL sources and the one specialization step: integer constants prepended as `const`
-//! declarations, and `#ifdef NAME` / `#ifndef NAME` / `#else` / `#endif` switches on flags.
-//! Nothing else: the text that reaches naga is plain WGSL.
+//! declarations, `#ifdef NAME` / `#ifndef NAME` / `#else` / `#endif` switches on flags, and
+//! `@binding(_)` numbered 0, 1, 2, ... in order of appearance (so a binding that a flag leaves
+//! out shifts the rest, and no number is written by hand). Nothing else: the text that reaches
+//! naga is plain WGSL.
 
 /// Every shader file, by stem.
 pub(crate) const SOURCES: &[(&str, &str)] = &[
@@ -99,7 +101,19 @@ pub(crate) fn specialize(parts: &[&'static str], consts: &[(&'static str, u32)],
     for p in parts {
         out.push_str(&preprocess(source(p), flags));
     }
+    let out = number_bindings(&out);
     ShaderVariant { key, source: out, recipe: (parts.to_vec(), consts.to_vec(), flags.to_vec()), workgroup_storage: 0 }
+}
+
+/// Replaces each `@binding(_)` with the next number from 0.
+fn number_bindings(src: &str) -> String {
+    let mut parts = src.split("@binding(_)");
+    let mut out = parts.next().unwrap_or_default().to_string();
+    for (i, rest) in parts.enumerate() {
+        out.push_str(&format!("@binding({i})"));
+        out.push_str(rest);
+    }
+    out
 }
 
 /// Keeps the lines whose enclosing `#ifdef`/`#ifndef` conditions hold.
@@ -141,6 +155,12 @@ mod tests {
         assert_eq!(preprocess(src, &["X"]), "a\nb\nd\nf\n");
         assert_eq!(preprocess(src, &["X", "Y"]), "a\nb\nc\nf\n");
         assert_eq!(preprocess(src, &["Y"]), "a\ne\nf\n");
+    }
+
+    #[test]
+    fn bindings_are_numbered_in_order() {
+        let src = "@group(0) @binding(_) var<uniform> P: Params;\n@group(0) @binding(_) var<storage, read_write> out: array<f32>;\n";
+        assert_eq!(number_bindings(src), src.replacen("(_)", "(0)", 1).replacen("(_)", "(1)", 1));
     }
 
     #[test]

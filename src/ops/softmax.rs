@@ -1,26 +1,40 @@
 //! Softmax over the last dimension.
 
-use super::shader::{specialize, ShaderVariant};
-use super::{grid, last, pad_params, row_workgroup, rows_of, Kernel, ROW_WORKGROUPS};
-use crate::graph::ir::TensorInfo;
+use super::shader::specialize;
+use super::{grid, last, row_workgroup, rows_of, uniforms, Binding, Kernel, KernelDecl, OpDef, ROW_WORKGROUPS};
+use crate::error::Result;
+use crate::tensor::TensorInfo;
 
-fn variant(wg: u32) -> ShaderVariant {
-    specialize(&["softmax", "reduce"], &[("WG", wg)], &[])
+uniforms!(Params { rows: u32, cols: u32, _pad0: u32, _pad1: u32 });
+
+pub(crate) struct Softmax;
+
+fn decl(wg: u32) -> KernelDecl {
+    let bindings = vec![Binding::output("out"), Binding::activation(0, "x")];
+    KernelDecl::new::<Params>(specialize(&["softmax", "reduce"], &[("WG", wg)], &[]), bindings)
 }
 
-pub(crate) fn kernel(inputs: &[&TensorInfo]) -> Kernel {
-    let rows = rows_of(&inputs[0].shape) as u64;
-    let cols = last(&inputs[0].shape);
-    Kernel {
-        shader: variant(row_workgroup(cols)),
-        params: pad_params(vec![rows as u32, cols as u32]),
-        workgroups: grid(rows),
-        input_bindings: vec![2],
-        flops: 5.0 * (rows * cols as u64) as f64,
-        finish: None,
+impl OpDef for Softmax {
+    fn kind(&self) -> &'static str {
+        "softmax"
+    }
+
+    fn arity(&self) -> usize {
+        1
+    }
+
+    fn output_shape(&self, _node: &str, inputs: &[&TensorInfo]) -> Result<Vec<usize>> {
+        Ok(inputs[0].shape.clone())
+    }
+
+    fn kernels(&self, inputs: &[&TensorInfo], _output: &TensorInfo) -> Vec<Kernel> {
+        let rows = rows_of(&inputs[0].shape) as u64;
+        let cols = last(&inputs[0].shape);
+        let params = Params { rows: rows as u32, cols: cols as u32, ..Default::default() };
+        vec![Kernel::new(self.kind(), decl(row_workgroup(cols)), params, grid(rows), 5.0 * (rows * cols as u64) as f64)]
     }
 }
 
-pub(crate) fn variants() -> Vec<ShaderVariant> {
-    ROW_WORKGROUPS.iter().map(|&wg| variant(wg)).collect()
+pub(crate) fn decls() -> Vec<KernelDecl> {
+    ROW_WORKGROUPS.iter().map(|&wg| decl(wg)).collect()
 }

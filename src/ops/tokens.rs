@@ -1,78 +1,111 @@
-//! Token selection (slice, mean-pool) and last-dim concatenation.
+//! Token ops on `(B, T, D)` sequences: a slice of tokens, the mean of a range of tokens, and
+//! concatenation along the last dim.
 
-use super::shader::{specialize, ShaderVariant};
-use super::{grid, invalid, last, pad_params, rows_of, shape_err, Kernel, ELEMENT_WG};
+use super::shader::specialize;
+use super::{grid, invalid, last, rows_of, shape_err, uniforms, Binding, Kernel, KernelDecl, OpDef, ELEMENT_WG};
 use crate::error::Result;
-use crate::graph::ir::TensorInfo;
+use crate::tensor::TensorInfo;
 
-pub(crate) fn output_shape(
-    node: &str,
-    inputs: &[&TensorInfo],
-    start: usize,
-    count: usize,
-    mean: bool,
-) -> Result<Vec<usize>> {
-    let x = inputs[0];
-    if x.shape.len() != 3 {
-        return Err(shape_err(node, x, "[B, T, D]"));
+uniforms!(Params { batch: u32, tokens: u32, dim: u32, start: u32, count: u32, _pad0: u32, _pad1: u32, _pad2: u32 });
+uniforms!(ConcatParams { rows: u32, d1: u32, d2: u32, _pad: u32 });
+
+/// Tokens `start..start + count`, kept (`(B, count, D)`) or averaged (`(B, D)`).
+pub(crate) struct Tokens {
+    pub start: usize,
+    pub count: usize,
+    pub mean: bool,
+}
+
+fn decl(mean: bool) -> KernelDecl {
+    let flag = if mean { "MEAN" } else { "SLICE" };
+    let bindings = vec![Binding::output("out"), Binding::activation(0, "x")];
+    KernelDecl::new::<Params>(specialize(&["tokens"], &[("WG", ELEMENT_WG)], &[flag]), bindings)
+}
+
+impl OpDef for Tokens {
+    fn kind(&self) -> &'static str {
+        if self.mean {
+            "mean_tokens"
+        } else {
+            "slice_tokens"
+        }
     }
-    let (b, t, d) = (x.shape[0], x.shape[1], x.shape[2]);
-    if count == 0 || start.checked_add(count).is_none_or(|end| end > t) {
-        return Err(invalid(node, format!("tokens {start}..{} are not within the {t} tokens", start.saturating_add(count))));
+
+    fn arity(&self) -> usize {
+        1
     }
-    Ok(if mean { vec![b, d] } else { vec![b, count, d] })
-}
 
-fn variant(flag: &'static str) -> ShaderVariant {
-    specialize(&["tokens"], &[("WG", ELEMENT_WG)], &[flag])
-}
-
-pub(crate) fn kernel(inputs: &[&TensorInfo], output: &TensorInfo, start: usize, count: usize, mean: bool) -> Kernel {
-    let s = &inputs[0].shape;
-    let n = output.numel() as u64;
-    Kernel {
-        shader: variant(if mean { "MEAN" } else { "SLICE" }),
-        params: pad_params(vec![s[0] as u32, s[1] as u32, s[2] as u32, start as u32, count as u32]),
-        workgroups: grid(n.div_ceil(ELEMENT_WG as u64)),
-        input_bindings: vec![2],
-        flops: if mean { (n * count as u64) as f64 } else { 0.0 },
-        finish: None,
+    fn output_shape(&self, node: &str, inputs: &[&TensorInfo]) -> Result<Vec<usize>> {
+        let x = inputs[0];
+        if x.shape.len() != 3 {
+            return Err(shape_err(node, x, "[B, T, D]"));
+        }
+        let (b, t, d) = (x.shape[0], x.shape[1], x.shape[2]);
+        let (start, count) = (self.start, self.count);
+        if count == 0 || start.checked_add(count).is_none_or(|end| end > t) {
+            return Err(invalid(node, format!("tokens {start}..{} are not within the {t} tokens", start.saturating_add(count))));
+        }
+        Ok(if self.mean { vec![b, d] } else { vec![b, count, d] })
     }
-}
 
-pub(crate) fn concat_shape(node: &str, inputs: &[&TensorInfo]) -> Result<Vec<usize>> {
-    let (a, b) = (inputs[0], inputs[1]);
-    let lead = &a.shape[..a.shape.len() - 1];
-    if b.shape.len() != a.shape.len() || &b.shape[..b.shape.len() - 1] != lead {
-        let mut want: Vec<String> = lead.iter().map(|d| d.to_string()).collect();
-        want.push("D2".into());
-        return Err(shape_err(node, b, format!("[{}]", want.join(", "))));
-    }
-    let mut out = a.shape.clone();
-    *out.last_mut().unwrap_or(&mut 0) += last(&b.shape);
-    Ok(out)
-}
-
-fn concat_variant() -> ShaderVariant {
-    specialize(&["concat"], &[("WG", ELEMENT_WG)], &[])
-}
-
-pub(crate) fn concat_kernel(inputs: &[&TensorInfo], output: &TensorInfo) -> Kernel {
-    let n = output.numel() as u64;
-    Kernel {
-        shader: concat_variant(),
-        params: pad_params(vec![
-            rows_of(&inputs[0].shape) as u32,
-            last(&inputs[0].shape) as u32,
-            last(&inputs[1].shape) as u32,
-        ]),
-        workgroups: grid(n.div_ceil(ELEMENT_WG as u64)),
-        input_bindings: vec![2, 3],
-        flops: 0.0,
-        finish: None,
+    fn kernels(&self, inputs: &[&TensorInfo], output: &TensorInfo) -> Vec<Kernel> {
+        let s = &inputs[0].shape;
+        let n = output.numel() as u64;
+        let params = Params {
+            batch: s[0] as u32,
+            tokens: s[1] as u32,
+            dim: s[2] as u32,
+            start: self.start as u32,
+            count: self.count as u32,
+            ..Default::default()
+        };
+        let flops = if self.mean { (n * self.count as u64) as f64 } else { 0.0 };
+        vec![Kernel::new(self.kind(), decl(self.mean), params, grid(n.div_ceil(ELEMENT_WG as u64)), flops)]
     }
 }
 
-pub(crate) fn variants() -> Vec<ShaderVariant> {
-    vec![variant("SLICE"), variant("MEAN"), concat_variant()]
+/// Concatenation along the last dim.
+pub(crate) struct Concat;
+
+fn concat_decl() -> KernelDecl {
+    let bindings = vec![Binding::output("out"), Binding::activation(0, "a"), Binding::activation(1, "b")];
+    KernelDecl::new::<ConcatParams>(specialize(&["concat"], &[("WG", ELEMENT_WG)], &[]), bindings)
+}
+
+impl OpDef for Concat {
+    fn kind(&self) -> &'static str {
+        "concat"
+    }
+
+    fn arity(&self) -> usize {
+        2
+    }
+
+    fn output_shape(&self, node: &str, inputs: &[&TensorInfo]) -> Result<Vec<usize>> {
+        let (a, b) = (inputs[0], inputs[1]);
+        let lead = &a.shape[..a.shape.len() - 1];
+        if b.shape.len() != a.shape.len() || &b.shape[..b.shape.len() - 1] != lead {
+            let mut want: Vec<String> = lead.iter().map(|d| d.to_string()).collect();
+            want.push("D2".into());
+            return Err(shape_err(node, b, format!("[{}]", want.join(", "))));
+        }
+        let mut out = a.shape.clone();
+        *out.last_mut().unwrap_or(&mut 0) += last(&b.shape);
+        Ok(out)
+    }
+
+    fn kernels(&self, inputs: &[&TensorInfo], output: &TensorInfo) -> Vec<Kernel> {
+        let n = output.numel() as u64;
+        let params = ConcatParams {
+            rows: rows_of(&inputs[0].shape) as u32,
+            d1: last(&inputs[0].shape) as u32,
+            d2: last(&inputs[1].shape) as u32,
+            _pad: 0,
+        };
+        vec![Kernel::new(self.kind(), concat_decl(), params, grid(n.div_ceil(ELEMENT_WG as u64)), 0.0)]
+    }
+}
+
+pub(crate) fn decls() -> Vec<KernelDecl> {
+    vec![decl(false), decl(true), concat_decl()]
 }

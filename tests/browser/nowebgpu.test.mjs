@@ -19,6 +19,21 @@ test('the demo explains when WebGPU is unavailable', { timeout: 120_000 }, async
     const text = await page.textContent('#unsupported');
     assert.match(text, /WebGPU|adapter/i);
     assert.ok(text.length > 30, text);
+    assert.doesNotMatch(text, /apt-get|Mesa|lavapipe/, 'a browser user is not told to install Linux drivers');
+    // The API rejects with the documented kind.
+    await page.goto(`${server.url}/tests/browser/blank.html`);
+    const e = await page.evaluate(async () => {
+      const { Tessera } = await import('/web/index.js');
+      try {
+        await Tessera.create();
+        return null;
+      } catch (err) {
+        return { kind: err.kind, message: err.message };
+      }
+    });
+    assert.ok(e, 'Tessera.create() must reject without an adapter');
+    assert.equal(e.kind, 'no_webgpu', e.message);
+    assert.doesNotMatch(e.message, /apt-get|Mesa/, e.message);
   } finally {
     await browser.close();
     await server.close();

@@ -45,7 +45,20 @@ pub fn run_op(op: Op, args: &[Arg]) -> Vec<f32> {
 /// the output and every kernel that ran are checked to be f16); also returns each dispatch's node
 /// and shader variant.
 pub fn run_op_as(op: Op, args: &[Arg], f16: bool) -> (Vec<(String, String)>, tessera::HostTensor) {
-    let gpu = gpu();
+    run_op_on(&gpu(), op, args, f16).expect("compile and run")
+}
+
+/// The adapter of [`gpu`] opened again with `family`'s kernel forced to `kernel` (as
+/// `TESSERA_GEMM_TILE` / `TESSERA_ATTENTION_KERNEL` would).
+pub fn gpu_forcing(family: &str, kernel: &str) -> Arc<Gpu> {
+    let mut opts = tessera::GpuOptions::from_env().expect("options");
+    opts.forced_kernels.insert(family.into(), kernel.into());
+    Gpu::new_blocking(&opts).expect("GPU tests need an adapter")
+}
+
+/// Like [`run_op_as`] on `gpu`, returning compile and run errors.
+pub fn run_op_on(gpu: &Arc<Gpu>, op: Op, args: &[Arg], f16: bool) -> tessera::Result<(Vec<(String, String)>, tessera::HostTensor)> {
+    let gpu = gpu.clone();
     let mut g = Graph::new();
     let mut w = Weights::new(&gpu);
     if f16 {
@@ -69,13 +82,13 @@ pub fn run_op_as(op: Op, args: &[Arg], f16: bool) -> (Vec<(String, String)>, tes
         assert_eq!(g.info(out).dtype, tessera::DType::F16);
     }
     g.output(out);
-    let exe = pollster::block_on(Executable::compile(&gpu, &g, &w, &CompileOptions::default())).expect("compile");
+    let exe = pollster::block_on(Executable::compile(&gpu, &g, &w, &CompileOptions::default()))?;
     let kernels = exe.kernels();
     if f16 {
         assert!(kernels.iter().all(|(_, v)| v.contains("F16")), "{kernels:?}");
     }
-    let mut res = exe.run_blocking(&feeds).expect("run");
-    (kernels, res.remove(0))
+    let mut res = exe.run_blocking(&feeds)?;
+    Ok((kernels, res.remove(0)))
 }
 
 /// Panics with the comparison's report when it fails; prints the max difference otherwise.

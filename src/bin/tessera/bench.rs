@@ -88,6 +88,26 @@ fn attention_case(batch: usize, tokens: usize, heads: usize, dh: usize) -> Case 
     }
 }
 
+/// Checks the sizes given on the command line: every batch and GEMM dimension a positive number.
+fn check_args(args: &BenchArgs) -> anyhow::Result<()> {
+    if let Some(b) = args.batch.iter().find(|&&b| b == 0) {
+        anyhow::bail!("--batch {b}: a batch holds at least one image");
+    }
+    for g in &args.gemm {
+        gemm_dims(g)?;
+    }
+    Ok(())
+}
+
+/// `MxKxN` as three positive numbers.
+fn gemm_dims(g: &str) -> anyhow::Result<[usize; 3]> {
+    let dims: Vec<Option<usize>> = g.split('x').map(|d| d.trim().parse().ok().filter(|&v: &usize| v > 0)).collect();
+    match dims[..] {
+        [Some(m), Some(k), Some(n)] => Ok([m, k, n]),
+        _ => anyhow::bail!("--gemm {g}: expected MxKxN with three positive numbers (e.g. 4096x4096x4096)"),
+    }
+}
+
 fn cases(args: &BenchArgs) -> Vec<Case> {
     let mut v = Vec::new();
     for &b in &args.batch {
@@ -100,11 +120,8 @@ fn cases(args: &BenchArgs) -> Vec<Case> {
     }
     v.push(gemm_case(1024, 1024, 1024, "1024^3"));
     for g in &args.gemm {
-        let dims: Vec<usize> = g.split('x').filter_map(|d| d.parse().ok()).collect();
-        if let [m, k, n] = dims[..] {
+        if let Ok([m, k, n]) = gemm_dims(g) {
             v.push(gemm_case(m, k, n, g));
-        } else {
-            eprintln!("--gemm {g}: expected MxKxN, skipped");
         }
     }
     for &b in &args.batch {
@@ -125,7 +142,7 @@ struct Row {
     gpu_ms_median: Option<f64>,
     wall_ms_median: f64,
     gflops: f64,
-    /// The kernel that ran (heuristic or tuned), as the autotuner names it.
+    /// The kernel that ran, as the autotuner names it, and how it was chosen.
     kernel: String,
     error: Option<String>,
 }
@@ -139,35 +156,6 @@ fn median(v: &mut [f64]) -> f64 {
     if n % 2 == 1 { v[n / 2] } else { 0.5 * (v[n / 2 - 1] + v[n / 2]) }
 }
 
-/// A short name of the kernel a step runs, as the autotuner names it: a GEMM's tile (`64x64`,
-/// with `-prefetch`, `-unrolled` or `-splitk`), an attention kernel (`query-per-invocation`, `split-4`,
-/// `tiled-32x32`, ...), else `-`.
-fn tile_of(variant: &str) -> String {
-    let parts: Vec<&str> = variant.split(['[', ',', ']']).collect();
-    let field = |name: &str| parts.iter().find_map(|p| p.strip_prefix(name)).map(str::to_string);
-    let subgroup = if parts.contains(&"SUBGROUP") { "-subgroup" } else { "" };
-    match parts[0] {
-        "attention" => return "query-per-invocation".into(),
-        "attention_split" => return format!("split-{}{subgroup}", field("G=").unwrap_or_default()),
-        "attention_tiled" => return format!("tiled-{}x{}", field("BQ=").unwrap_or_default(), field("BKV=").unwrap_or_default()),
-        _ => {}
-    }
-    let suffix = if parts.contains(&"PREFETCH") {
-        "-prefetch"
-    } else if parts.contains(&"UNROLL") {
-        "-unrolled"
-    } else if parts.contains(&"SPLITK") {
-        "-splitk"
-    } else {
-        ""
-    };
-    match (field("BM="), field("BN=")) {
-        (Some(m), Some(n)) => format!("{m}x{n}{suffix}"),
-        _ => "-".into(),
-    }
-}
-
-
 fn measure(gpu: &Arc<Gpu>, case: &Case, args: &BenchArgs) -> anyhow::Result<(usize, Option<f64>, f64, String)> {
     let mut rng = Rng::new(1);
     let mut weights = Weights::new(gpu);
@@ -179,7 +167,7 @@ fn measure(gpu: &Arc<Gpu>, case: &Case, args: &BenchArgs) -> anyhow::Result<(usi
     let feeds: Vec<(&str, &[f32])> = data.iter().map(|(n, d)| (n.as_str(), d.as_slice())).collect();
     let profile = gpu.report().timestamp_query;
     let exe = pollster::block_on(Executable::compile(gpu, &case.graph, &weights, &CompileOptions { profile }))?;
-    let kernel = exe.kernels().first().map(|(_, v)| tile_of(v)).unwrap_or_default();
+    let kernel = exe.kernel_choices().first().map(|c| format!("{} ({})", c.kernel, c.reason.as_str())).unwrap_or_default();
     for _ in 0..args.warmup {
         exe.run_blocking(&feeds)?;
     }
@@ -318,6 +306,9 @@ fn print_tuning(gpu: &Gpu) {
         return;
     }
     let t = gpu.tuning_stats();
+    if let Some(note) = &t.timing_note {
+        println!("\ntuning: {note}");
+    }
     println!(
         "\ntuning: {} shape(s) timed, {} choice(s) reused; cache {}",
         t.measured,
@@ -330,6 +321,7 @@ fn print_tuning(gpu: &Gpu) {
 }
 
 pub fn run(gpu: &Arc<Gpu>, args: &BenchArgs) -> anyhow::Result<()> {
+    check_args(args)?;
     if let Some(m) = &args.model {
         return model_bench(gpu, m, args);
     }
@@ -406,15 +398,10 @@ pub fn run(gpu: &Arc<Gpu>, args: &BenchArgs) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     #[test]
-    fn kernel_names_from_variants() {
-        use super::tile_of;
-        assert_eq!(tile_of("matmul[VEC4,BIAS,BM=64,BN=64,BK=16,TM=4,TN=4]"), "64x64");
-        assert_eq!(tile_of("matmul[VEC4,PREFETCH,BM=128,BN=128,BK=8,TM=8,TN=8]"), "128x128-prefetch");
-        assert_eq!(tile_of("matmul[VEC4,SPLITK,BM=64,BN=64,BK=16,TM=4,TN=4]"), "64x64-splitk");
-        assert_eq!(tile_of("matmul[VEC4,UNROLL,UNROLL_8X8,BM=128,BN=128,BK=8,TM=8,TN=8]"), "128x128-unrolled");
-        assert_eq!(tile_of("attention[VEC4,DH=64,BQ=32,BKV=32]"), "query-per-invocation");
-        assert_eq!(tile_of("attention_split[SUBGROUP,DH=64,G=4,BQ=16,BKV=16]"), "split-4-subgroup");
-        assert_eq!(tile_of("attention_tiled[DH=64,BQ=32,BKV=32,CG=8,KP4=512]"), "tiled-32x32");
-        assert_eq!(tile_of("layernorm[WG=256]"), "-");
+    fn gemm_sizes_are_checked() {
+        assert_eq!(super::gemm_dims("4096x1024x8").unwrap(), [4096, 1024, 8]);
+        for bad in ["0x16x16", "16x16", "axbxc", "16x16x16x16", "-1x2x3"] {
+            assert!(super::gemm_dims(bad).unwrap_err().to_string().contains("three positive numbers"), "{bad}");
+        }
     }
 }

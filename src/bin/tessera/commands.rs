@@ -185,13 +185,14 @@ fn tensor_bytes(data: &[f32]) -> Vec<u8> {
     data.iter().flat_map(|v| v.to_le_bytes()).collect()
 }
 
-fn write_safetensors(path: &Path, tensors: &[(&str, &tessera::HostTensor)]) -> Result<()> {
+/// Writes f32 tensors given as (name, shape, values).
+fn write_safetensors(path: &Path, tensors: &[(&str, &[usize], &[f32])]) -> Result<()> {
     use safetensors::tensor::TensorView;
-    let bytes: Vec<Vec<u8>> = tensors.iter().map(|(_, t)| tensor_bytes(&t.data)).collect();
+    let bytes: Vec<Vec<u8>> = tensors.iter().map(|(_, _, data)| tensor_bytes(data)).collect();
     let views: Vec<(String, TensorView)> = tensors
         .iter()
         .zip(&bytes)
-        .map(|((n, t), b)| Ok((n.to_string(), TensorView::new(safetensors::Dtype::F32, t.shape.clone(), b)?)))
+        .map(|((n, shape, _), b)| Ok((n.to_string(), TensorView::new(safetensors::Dtype::F32, shape.to_vec(), b)?)))
         .collect::<Result<_>>()?;
     // Written next to the target and renamed, so an interrupted run never leaves a partial file.
     let tmp = partial_path(path);
@@ -238,7 +239,7 @@ pub fn run(gpu: &Arc<Gpu>, args: &RunArgs) -> Result<()> {
     for (i, h) in out.hidden_states.iter().enumerate() {
         tensors.push((format!("hidden_state.{i}"), h));
     }
-    let refs: Vec<(&str, &tessera::HostTensor)> = tensors.iter().map(|(n, t)| (n.as_str(), *t)).collect();
+    let refs: Vec<(&str, &[usize], &[f32])> = tensors.iter().map(|(n, t)| (n.as_str(), &t.shape[..], &t.data[..])).collect();
     write_safetensors(&args.out, &refs)?;
     eprintln!("wrote {} ({})", args.out.display(), tensors.iter().map(|(n, t)| format!("{n} {:?}", t.shape)).collect::<Vec<_>>().join(", "));
     Ok(())
@@ -254,7 +255,7 @@ pub fn classify(gpu: &Arc<Gpu>, args: &ClassifyArgs) -> Result<()> {
     let opts = RunOptions { logits_only: true, ..Default::default() };
     models::run_batches(&model, &paths, args.batch.max(1), opts, |p, out, i| {
         let logits = out.logits.as_ref().context("no logits")?;
-        let one = tessera::HostTensor { name: "logits".into(), shape: vec![1, logits.shape[1]], data: row(logits, i).to_vec() };
+        let one = tessera::HostTensor { id: logits.id, name: logits.name.clone(), shape: vec![1, logits.shape[1]], data: row(logits, i).to_vec() };
         let top = model.top_k(&one, args.top).remove(0);
         results.push((p.path.display().to_string(), top));
         Ok(())
@@ -298,12 +299,8 @@ pub fn embed(gpu: &Arc<Gpu>, args: &EmbedArgs) -> Result<()> {
     })?;
     match &args.out {
         Some(path) => {
-            let t = tessera::HostTensor {
-                name: "embeddings".into(),
-                shape: vec![rows.len(), d],
-                data: rows.iter().flat_map(|(_, v)| v.iter().copied()).collect(),
-            };
-            write_safetensors(path, &[("embeddings", &t)])?;
+            let data: Vec<f32> = rows.iter().flat_map(|(_, v)| v.iter().copied()).collect();
+            write_safetensors(path, &[("embeddings", &[rows.len(), d], &data)])?;
             eprintln!("wrote {} ({} x {d})", path.display(), rows.len());
         }
         None => {

@@ -57,6 +57,7 @@ fn main() -> std::process::ExitCode {
     }
 
     let cli = Cli::parse();
+    quiet_display_probe();
     keep_freed_memory();
     interrupt::install();
     let result = (|| -> anyhow::Result<()> {
@@ -70,6 +71,7 @@ fn main() -> std::process::ExitCode {
         if let Some(b) = cli.backend {
             opts.backends = Some(tessera::gpu::parse_backends(&b)?);
         }
+        tessera::check_options(&opts)?;
         match cli.command {
             Command::Info => {
                 println!("adapters on this machine:");
@@ -82,6 +84,9 @@ fn main() -> std::process::ExitCode {
             }
             command => {
                 let gpu = pollster::block_on(tessera::Gpu::new(&opts))?;
+                if gpu.tuning() && !gpu.report().timestamp_query {
+                    eprintln!("note: {} has no timestamp queries; --tune times kernels with the wall clock", gpu.report().name);
+                }
                 match command {
                     Command::Bench(args) => bench::run(&gpu, &args),
                     Command::Classify(args) => commands::classify(&gpu, &args),
@@ -107,6 +112,21 @@ fn main() -> std::process::ExitCode {
         }
     }
 }
+
+/// Mesa's Vulkan device-select layer, loaded implicitly on Linux, connects to the Wayland and X
+/// displays when the adapters are listed, to put the GPU driving the screen first; on a headless
+/// machine that prints `error: XDG_RUNTIME_DIR is invalid or not set` twice. tessera orders the
+/// adapters itself and draws nothing, so the layer is turned off (unless the user set its switch).
+#[cfg(target_os = "linux")]
+fn quiet_display_probe() {
+    if std::env::var_os("NODEVICE_SELECT").is_none() {
+        // SAFETY: called first thing in main, before any other thread exists.
+        unsafe { std::env::set_var("NODEVICE_SELECT", "1") };
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn quiet_display_probe() {}
 
 /// Images are decoded on worker threads, each image a few short-lived buffers of megabytes. glibc
 /// returns such buffers of a thread's arena to the kernel when they are freed and faults them in

@@ -1,0 +1,180 @@
+//! One graph builder for ViT, DeiT and DINOv2 (`transformers`' modeling_vit.py, modeling_deit.py,
+//! modeling_dinov2.py): patch embedding with prefix tokens and position embeddings, pre-norm
+//! encoder blocks, final layer norm, then the family's pooler or head. The graph's outputs are
+//! returned by name.
+
+use super::config::{Family, Head, ModelConfig};
+use super::naming::{engine, Linear, Norm};
+use crate::error::Result;
+use crate::graph::ir::Graph;
+use crate::ops::Activation;
+use crate::tensor::{DType, TensorId};
+
+/// What a run computes besides the model's own outputs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct RunOptions {
+    /// Every layer's output (`hidden_states` in transformers: the embeddings, then each layer).
+    pub hidden_states: bool,
+    /// The last layer's attention of the CLS token over the patches, per head.
+    pub attention: bool,
+    /// Per-op GPU timestamps (where the adapter supports them).
+    pub profile: bool,
+    /// Let the QKV projection write Q, K and V head-major, `(3, B, heads, T, head_dim)`, for the
+    /// attention kernels (where the head dim and hidden size are multiples of 4); the same results
+    /// through another memory layout.
+    pub qkv_heads: bool,
+    /// Read back only the logits (models with a classifier head): no last hidden state or pooler
+    /// output, which classification does not need (for ViT-B/16 at batch 64 the hidden state is
+    /// 38 MB per run). Ignored for models without a head.
+    pub logits_only: bool,
+}
+
+/// The graph's outputs by name (the tensors marked as outputs, read back after a run).
+#[derive(Clone, Debug, Default)]
+pub struct Outputs {
+    /// `(B, num_labels)`, where the model has a head.
+    pub logits: Option<TensorId>,
+    /// `(B, T, D)` after the final norm, unless only the logits are read.
+    pub last_hidden_state: Option<TensorId>,
+    /// `(B, D)`, where the model has a pooler (or is DINOv2), unless only the logits are read.
+    pub pooler_output: Option<TensorId>,
+    /// `(B, T, D)` each: the embeddings, then each layer, when asked for.
+    pub hidden_states: Vec<TensorId>,
+    /// `(B, heads, 1, N)`, when asked for.
+    pub cls_attention: Option<TensorId>,
+}
+
+/// The shape of a model's graph: its config, head, pooler and storage.
+#[derive(Clone, Copy)]
+pub struct Arch<'a> {
+    /// The config.
+    pub config: &'a ModelConfig,
+    /// The head it runs.
+    pub head: Head,
+    /// Whether it has a pooler.
+    pub pooler: bool,
+    /// How weights and activations are stored.
+    pub storage: DType,
+}
+
+/// A built graph: the graph, its outputs by name, and its position-embedding weight (per input
+/// size, interpolated when the graph is compiled).
+pub struct Built {
+    /// The graph.
+    pub graph: Graph,
+    /// Its outputs.
+    pub outputs: Outputs,
+    /// The name of its position-embedding weight.
+    pub positions: String,
+}
+
+/// The graph that runs `batch` images of `h` x `w`. Needs no device: with [`crate::plan_graph`] it
+/// tells how much memory a run would take.
+pub fn build_graph(arch: Arch, batch: usize, h: usize, w: usize, opts: RunOptions) -> Result<Built> {
+    let cfg = arch.config;
+    let (d, p) = (cfg.hidden_size, cfg.patch_size);
+    let (gh, gw) = (h / p, w / p);
+    let prefix = cfg.prefix_tokens();
+    let mut g = Graph::new();
+    g.set_storage(arch.storage);
+    let x = g.input("pixel_values", &[batch, cfg.num_channels, h, w]);
+    let pos_name = engine::positions(gh, gw, h == w);
+    let (pw, pb) = engine::patch();
+    let patch_w = g.weight(&pw, &[cfg.num_channels * p * p, d]);
+    let patch_b = g.weight(&pb, &[d]);
+    let pos = g.weight(&pos_name, &[prefix + gh * gw, d]);
+    let toks = g.weight(engine::prefix(), &[prefix, d]);
+    let mut hs = g.patch_embed("embeddings", x, patch_w, patch_b, pos, Some(toks), p)?;
+    let mut hidden = vec![hs];
+    let scale = 1.0 / (cfg.head_dim() as f32).sqrt();
+    let mut last_qkv: Option<TensorId> = None;
+    let linear = |g: &mut Graph, (wn, bn): (String, String), (inp, out): (usize, usize), x: TensorId, act: Activation, residual: Option<TensorId>| {
+        let (wt, b) = (g.weight(&wn, &[inp, out]), g.weight(&bn, &[out]));
+        let name = wn.trim_end_matches(".weight").to_string();
+        g.matmul(&name, x, wt, Some(b), act, residual)
+    };
+    for i in 0..cfg.num_layers {
+        let ln = |g: &mut Graph, which: Norm, input: TensorId| -> Result<TensorId> {
+            let (wn, bn) = engine::norm(i, which);
+            let (gw_, gb) = (g.weight(&wn, &[d]), g.weight(&bn, &[d]));
+            g.layer_norm(wn.trim_end_matches(".weight"), input, gw_, gb, cfg.layer_norm_eps)
+        };
+        let h1 = ln(&mut g, Norm::Before, hs)?;
+        let (qw, qb) = engine::qkv(i);
+        let qkv_w = g.weight(&qw, &[d, 3 * d]);
+        let qkv_b = if cfg.qkv_bias { Some(g.weight(&qb, &[3 * d])) } else { None };
+        let qkv_name = format!("layer.{i}.qkv");
+        let qkv = if opts.qkv_heads && cfg.head_dim().is_multiple_of(4) && d.is_multiple_of(4) {
+            g.matmul_heads(&qkv_name, h1, qkv_w, qkv_b, cfg.num_heads)?
+        } else {
+            g.matmul(&qkv_name, h1, qkv_w, qkv_b, Activation::None, None)?
+        };
+        let att = g.attention(&format!("layer.{i}.attention"), qkv, cfg.num_heads, scale)?;
+        let x1 = linear(&mut g, engine::linear(i, Linear::Proj), (d, d), att, Activation::None, Some(hs))?;
+        let h2 = ln(&mut g, Norm::After, x1)?;
+        let m = linear(&mut g, engine::linear(i, Linear::Fc1), (d, cfg.intermediate_size), h2, Activation::Gelu, None)?;
+        hs = linear(&mut g, engine::linear(i, Linear::Fc2), (cfg.intermediate_size, d), m, Activation::None, Some(x1))?;
+        hidden.push(hs);
+        last_qkv = Some(qkv);
+    }
+    let (fw, fb) = engine::final_norm();
+    let (fw, fb) = (g.weight(&fw, &[d]), g.weight(&fb, &[d]));
+    let seq = g.layer_norm("last_hidden_state", hs, fw, fb, cfg.layer_norm_eps)?;
+    let tokens = prefix + gh * gw;
+    let n = cfg.labels.len();
+
+    // A token is selected as the mean of one token: (B, D), and an exact copy.
+    let logits = match arch.head {
+        Head::None => None,
+        Head::Cls => {
+            let cls = g.mean_tokens("cls", seq, 0, 1)?;
+            Some(linear_named(&mut g, "logits", engine::head(), (d, n), cls, None)?)
+        }
+        Head::ClsDistilled => {
+            let cls = g.mean_tokens("cls", seq, 0, 1)?;
+            let dist = g.mean_tokens("dist", seq, 1, 1)?;
+            let half = linear_named(&mut g, "cls_logits", engine::head(), (d, n), cls, None)?;
+            Some(linear_named(&mut g, "logits", engine::head_dist(), (d, n), dist, Some(half))?)
+        }
+        Head::ClsMeanPatch => {
+            let cls = g.mean_tokens("cls", seq, 0, 1)?;
+            let mean = g.mean_tokens("patch_mean", seq, prefix, tokens - prefix)?;
+            let both = g.concat("cls_and_mean", cls, mean)?;
+            Some(linear_named(&mut g, "logits", engine::head(), (2 * d, n), both, None)?)
+        }
+    };
+    let pooled = if arch.pooler {
+        let cls = g.mean_tokens("pooler_cls", seq, 0, 1)?;
+        let (pw, pb) = engine::pooler();
+        let (pw, pb) = (g.weight(&pw, &[d, d]), g.weight(&pb, &[d]));
+        Some(g.matmul("pooler_output", cls, pw, Some(pb), Activation::Tanh, None)?)
+    } else if cfg.family == Family::Dinov2 {
+        Some(g.mean_tokens("pooler_output", seq, 0, 1)?)
+    } else {
+        None
+    };
+    let mut outputs = Outputs { logits, ..Default::default() };
+    if !(opts.logits_only && logits.is_some()) {
+        outputs.last_hidden_state = Some(seq);
+        outputs.pooler_output = pooled;
+    }
+    if opts.hidden_states {
+        outputs.hidden_states = hidden;
+    }
+    if opts.attention {
+        if let Some(qkv) = last_qkv {
+            outputs.cls_attention = Some(g.attention_probs("cls_attention", qkv, cfg.num_heads, scale, 1, prefix)?);
+        }
+    }
+    let marked = [outputs.logits, outputs.last_hidden_state, outputs.pooler_output];
+    for t in marked.into_iter().flatten().chain(outputs.hidden_states.iter().copied()).chain(outputs.cls_attention) {
+        g.output(t);
+    }
+    Ok(Built { graph: g, outputs, positions: pos_name })
+}
+
+/// A head's linear layer, `x (B, in) x W + b [+ residual]`, as node `name`.
+fn linear_named(g: &mut Graph, name: &str, (wn, bn): (String, String), (inp, out): (usize, usize), x: TensorId, residual: Option<TensorId>) -> Result<TensorId> {
+    let (wt, b) = (g.weight(&wn, &[inp, out]), g.weight(&bn, &[out]));
+    g.matmul(name, x, wt, Some(b), Activation::None, residual)
+}

@@ -1,0 +1,228 @@
+//! A checkpoint's weights rearranged for the engine, handed one tensor at a time to a sink (the
+//! device upload), so that no second copy of the whole model is held:
+//! Linear weights transposed to (in, out); query, key and value fused into one (D, 3D)
+//! projection; DINOv2's layer scale folded into the projection it scales; DeiT's two heads
+//! pre-scaled by 1/2 so their sum is the average. Every checkpoint tensor must be used: one the
+//! config does not explain is an error.
+
+use super::checkpoint::Checkpoint;
+use super::config::{Family, Head};
+use super::naming::{engine, hf, Linear, Norm};
+use crate::error::{Error, Result};
+use std::collections::BTreeSet;
+
+/// What loading found besides the weights.
+pub(crate) struct Loaded {
+    /// The head the model runs.
+    pub head: Head,
+    /// Whether it has a pooler.
+    pub pooler: bool,
+    /// Position embeddings of the prefix tokens, then of the checkpoint's square patch grid.
+    pub pos: Positions,
+}
+
+/// A checkpoint's position embeddings, kept on the host to interpolate per input size.
+pub(crate) struct Positions {
+    pub prefix: Vec<f32>,
+    pub patches: Vec<f32>,
+    pub side: usize,
+}
+
+/// Receives each engine weight: name, shape, values.
+pub(crate) type Sink<'a> = dyn FnMut(&str, &[usize], &[f32]) -> Result<()> + 'a;
+
+/// (out, in) row-major to (in, out) row-major.
+fn transpose(w: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut t = vec![0f32; w.len()];
+    for r in 0..rows {
+        for c in 0..cols {
+            t[c * rows + r] = w[r * cols + c];
+        }
+    }
+    t
+}
+
+struct Reader<'a> {
+    ck: &'a Checkpoint,
+    prefix: String,
+    used: BTreeSet<String>,
+}
+
+impl Reader<'_> {
+    fn get(&mut self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
+        let full = format!("{}{name}", self.prefix);
+        self.used.insert(full.clone());
+        self.ck.tensor(&full, shape)
+    }
+
+    fn has(&self, name: &str) -> bool {
+        self.ck.has(&format!("{}{name}", self.prefix))
+    }
+
+    /// A Linear layer (weight (out, in), bias (out)) as (in, out) and bias, optionally scaled
+    /// per output channel.
+    fn linear(&mut self, name: &str, inp: usize, out: usize, bias: bool, scale: Option<&[f32]>) -> Result<(Vec<f32>, Option<Vec<f32>>)> {
+        let w = self.get(&format!("{name}.weight"), &[out, inp])?;
+        let mut wt = transpose(&w, out, inp);
+        let mut b = if bias { Some(self.get(&format!("{name}.bias"), &[out])?) } else { None };
+        if let Some(s) = scale {
+            for row in wt.chunks_mut(out) {
+                row.iter_mut().zip(s).for_each(|(v, s)| *v *= s);
+            }
+            if let Some(b) = &mut b {
+                b.iter_mut().zip(s).for_each(|(v, s)| *v *= s);
+            }
+        }
+        Ok((wt, b))
+    }
+
+    /// A Linear layer into `sink` as (in, out) weight and bias (zeros where it has none).
+    fn linear_to(&mut self, sink: &mut Sink, src: &str, dst: (String, String), (inp, out): (usize, usize), scale: Option<&[f32]>) -> Result<()> {
+        let (wt, b) = self.linear(src, inp, out, true, scale)?;
+        sink(&dst.0, &[inp, out], &wt)?;
+        sink(&dst.1, &[out], &b.unwrap_or_default())
+    }
+
+    /// A layer norm's weight and bias into `sink`.
+    fn norm_to(&mut self, sink: &mut Sink, src: &str, dst: (String, String), d: usize) -> Result<()> {
+        sink(&dst.0, &[d], &self.get(&format!("{src}.weight"), &[d])?)?;
+        sink(&dst.1, &[d], &self.get(&format!("{src}.bias"), &[d])?)
+    }
+}
+
+/// The model prefix (`vit.`, `deit.`, `dinov2.` or none): what precedes the class token's name.
+pub(crate) fn model_prefix(ck: &Checkpoint) -> Result<String> {
+    let cls = ck.tensor_names().into_iter().find(|n| n.ends_with(hf::CLS_TOKEN)).ok_or_else(|| {
+        Error::model(ck.weights_name(), format!("no `{}` tensor: not a ViT, DeiT or DINOv2 checkpoint", hf::CLS_TOKEN))
+    })?;
+    Ok(cls[..cls.len() - hf::CLS_TOKEN.len()].to_string())
+}
+
+/// Reads every weight of `ck`, rearranged, into `sink`.
+pub(crate) fn load(ck: &Checkpoint, sink: &mut Sink) -> Result<Loaded> {
+    let cfg = &ck.config;
+    let file = ck.weights_name().to_string();
+    let prefix = model_prefix(ck)?;
+    let mut rd = Reader { ck, prefix: prefix.clone(), used: BTreeSet::new() };
+    let (d, p, c) = (cfg.hidden_size, cfg.patch_size, cfg.num_channels);
+
+    // Embeddings.
+    let k = c * p * p;
+    let conv = rd.get(&format!("{}.weight", hf::PATCH), &[d, c, p, p])?;
+    let (pw, pb) = engine::patch();
+    sink(&pw, &[k, d], &transpose(&conv, d, k))?;
+    sink(&pb, &[d], &rd.get(&format!("{}.bias", hf::PATCH), &[d])?)?;
+    let prefix_tokens = cfg.prefix_tokens();
+    let mut toks = rd.get(hf::CLS_TOKEN, &[d])?;
+    if cfg.family == Family::Deit {
+        toks.extend(rd.get(hf::DISTILLATION_TOKEN, &[d])?);
+    }
+    sink(engine::prefix(), &[prefix_tokens, d], &toks)?;
+    if rd.has(hf::MASK_TOKEN) {
+        // Only used for masked image modeling; marked as known.
+        rd.used.insert(format!("{prefix}{}", hf::MASK_TOKEN));
+    }
+    let pos = positions(ck, &mut rd, &file, prefix_tokens)?;
+
+    // Encoder.
+    let mlp = cfg.intermediate_size;
+    for i in 0..cfg.num_layers {
+        for which in [Norm::Before, Norm::After] {
+            rd.norm_to(sink, &hf::norm(cfg.family, i, which), engine::norm(i, which), d)?;
+        }
+        let mut qkv_w = vec![0f32; d * 3 * d];
+        let mut qkv_b = vec![0f32; 3 * d];
+        for j in 0..3 {
+            let (wt, b) = rd.linear(&hf::attention(i, j), d, d, cfg.qkv_bias, None)?;
+            for r in 0..d {
+                qkv_w[r * 3 * d + j * d..r * 3 * d + (j + 1) * d].copy_from_slice(&wt[r * d..(r + 1) * d]);
+            }
+            if let Some(b) = b {
+                qkv_b[j * d..(j + 1) * d].copy_from_slice(&b);
+            }
+        }
+        let (qw, qb) = engine::qkv(i);
+        sink(&qw, &[d, 3 * d], &qkv_w)?;
+        if cfg.qkv_bias {
+            sink(&qb, &[3 * d], &qkv_b)?;
+        }
+        let (ls1, ls2) = if cfg.family == Family::Dinov2 {
+            (Some(rd.get(&hf::layer_scale(i, Norm::Before), &[d])?), Some(rd.get(&hf::layer_scale(i, Norm::After), &[d])?))
+        } else {
+            (None, None)
+        };
+        for (which, dims, scale) in [(Linear::Proj, (d, d), ls1), (Linear::Fc1, (d, mlp), None), (Linear::Fc2, (mlp, d), ls2)] {
+            rd.linear_to(sink, &hf::linear(cfg.family, i, which), engine::linear(i, which), dims, scale.as_deref())?;
+        }
+    }
+    rd.norm_to(sink, hf::FINAL_NORM, engine::final_norm(), d)?;
+
+    // Pooler and head; heads sit at the top level.
+    let pooler = cfg.family != Family::Dinov2 && rd.has(&format!("{}.weight", hf::POOLER));
+    if pooler {
+        rd.linear_to(sink, hf::POOLER, engine::pooler(), (d, d), None)?;
+    }
+    let mut top = Reader { ck, prefix: String::new(), used: BTreeSet::new() };
+    let head = match cfg.head {
+        Some(h) => h,
+        None if top.has(&format!("{}.weight", hf::CLS_CLASSIFIER)) => Head::ClsDistilled,
+        None if top.has(&format!("{}.weight", hf::CLASSIFIER)) => {
+            if cfg.family == Family::Dinov2 {
+                Head::ClsMeanPatch
+            } else {
+                Head::Cls
+            }
+        }
+        None => Head::None,
+    };
+    let n = cfg.labels.len();
+    if head != Head::None && n == 0 {
+        return Err(Error::model(format!("{}/config.json", ck.source), "the model has a classifier but no id2label / num_labels"));
+    }
+    match head {
+        Head::None => {}
+        Head::Cls => top.linear_to(sink, hf::CLASSIFIER, engine::head(), (d, n), None)?,
+        Head::ClsMeanPatch => top.linear_to(sink, hf::CLASSIFIER, engine::head(), (2 * d, n), None)?,
+        Head::ClsDistilled => {
+            // logits = (cls_head(t0) + dist_head(t1)) / 2; halving is exact in floating point.
+            let half = vec![0.5f32; n];
+            top.linear_to(sink, hf::CLS_CLASSIFIER, engine::head(), (d, n), Some(&half))?;
+            top.linear_to(sink, hf::DISTILLATION_CLASSIFIER, engine::head_dist(), (d, n), Some(&half))?;
+        }
+    }
+    rd.used.extend(top.used);
+    let extra: Vec<String> = ck.tensor_names().into_iter().filter(|t| !rd.used.contains(t)).collect();
+    if !extra.is_empty() {
+        let shown: Vec<&str> = extra.iter().take(5).map(|s| s.as_str()).collect();
+        return Err(Error::model(
+            &file,
+            format!(
+                "{} tensor(s) that a {:?} model with this config does not use, e.g. {} (is the config for another architecture?)",
+                extra.len(),
+                head,
+                shown.join(", ")
+            ),
+        ));
+    }
+    Ok(Loaded { head, pooler, pos })
+}
+
+/// The position embeddings: prefix positions, then a square grid of patch positions.
+fn positions(ck: &Checkpoint, rd: &mut Reader, file: &str, prefix_tokens: usize) -> Result<Positions> {
+    let d = ck.config.hidden_size;
+    let pos_name = format!("{}{}", rd.prefix, hf::POSITIONS);
+    let pos_len = ck
+        .tensor_shape(&pos_name)
+        .map(|s| s.iter().product::<usize>())
+        .ok_or_else(|| Error::model(file, format!("tensor `{pos_name}` is missing")))?;
+    if pos_len % d != 0 || pos_len / d <= prefix_tokens {
+        return Err(Error::model(file, format!("tensor `{pos_name}` does not hold {prefix_tokens} prefix + patch positions of width {d}")));
+    }
+    let count = pos_len / d - prefix_tokens;
+    let side = (count as f64).sqrt().round() as usize;
+    if side * side != count {
+        return Err(Error::model(file, format!("`{pos_name}` has {count} patch positions, not a square grid")));
+    }
+    let all = rd.get(hf::POSITIONS, &[prefix_tokens + count, d])?;
+    Ok(Positions { prefix: all[..prefix_tokens * d].to_vec(), patches: all[prefix_tokens * d..].to_vec(), side })
+}

@@ -1,0 +1,155 @@
+//! Weight names, each written once: the engine's (as the graph and [`crate::Weights`] know them)
+//! and the checkpoint's (as `transformers` writes them, relative to the model's prefix such as
+//! `vit.`). Loading, graph building and the built-in random checkpoints all use these functions.
+
+use super::config::Family;
+
+/// The two layer norms of an encoder layer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Norm {
+    /// Before attention.
+    Before,
+    /// Before the MLP.
+    After,
+}
+
+/// The linear layers of an encoder layer besides the fused QKV projection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Linear {
+    /// Attention output projection.
+    Proj,
+    /// MLP up-projection.
+    Fc1,
+    /// MLP down-projection.
+    Fc2,
+}
+
+/// `(weight, bias)` names of a layer with prefix `p`.
+fn pair(p: &str) -> (String, String) {
+    (format!("{p}.weight"), format!("{p}.bias"))
+}
+
+/// The engine's names.
+pub mod engine {
+    use super::{pair, Linear, Norm};
+
+    /// Patch projection `(C*p*p, D)` and its bias `(D)`.
+    pub fn patch() -> (String, String) {
+        pair("patch")
+    }
+
+    /// Prefix tokens (class, distillation) `(P, D)`.
+    pub fn prefix() -> &'static str {
+        "prefix"
+    }
+
+    /// Position embeddings `(P + gh*gw, D)` for a `gh` x `gw` grid of a square or other image
+    /// (interpolated per graph).
+    pub fn positions(gh: usize, gw: usize, square: bool) -> String {
+        format!("pos.{gh}x{gw}.{}", if square { "sq" } else { "rect" })
+    }
+
+    /// Layer `i`'s norm.
+    pub fn norm(i: usize, which: Norm) -> (String, String) {
+        pair(&format!("layer.{i}.{}", if which == Norm::Before { "ln1" } else { "ln2" }))
+    }
+
+    /// Layer `i`'s fused query-key-value projection `(D, 3D)` and bias `(3D)`.
+    pub fn qkv(i: usize) -> (String, String) {
+        pair(&format!("layer.{i}.qkv"))
+    }
+
+    /// Layer `i`'s other linear layers, as `(in, out)` and `(out)`.
+    pub fn linear(i: usize, which: Linear) -> (String, String) {
+        let l = match which {
+            Linear::Proj => "proj",
+            Linear::Fc1 => "fc1",
+            Linear::Fc2 => "fc2",
+        };
+        pair(&format!("layer.{i}.{l}"))
+    }
+
+    /// The final layer norm.
+    pub fn final_norm() -> (String, String) {
+        pair("final_ln")
+    }
+
+    /// The pooler's dense layer.
+    pub fn pooler() -> (String, String) {
+        pair("pooler")
+    }
+
+    /// The classifier (for DeiT with a teacher: the class-token head).
+    pub fn head() -> (String, String) {
+        pair("head")
+    }
+
+    /// DeiT's distillation-token head.
+    pub fn head_dist() -> (String, String) {
+        pair("head_dist")
+    }
+}
+
+/// The checkpoint's names, relative to the model prefix (`vit.`, `deit.`, `dinov2.` or none);
+/// heads sit at the top level.
+pub mod hf {
+    use super::{Family, Linear, Norm};
+
+    /// Class token.
+    pub const CLS_TOKEN: &str = "embeddings.cls_token";
+    /// DeiT's distillation token.
+    pub const DISTILLATION_TOKEN: &str = "embeddings.distillation_token";
+    /// Mask token (masked image modeling only; never used here).
+    pub const MASK_TOKEN: &str = "embeddings.mask_token";
+    /// Position embeddings.
+    pub const POSITIONS: &str = "embeddings.position_embeddings";
+    /// The patch projection (a `Conv2d`).
+    pub const PATCH: &str = "embeddings.patch_embeddings.projection";
+    /// The final layer norm.
+    pub const FINAL_NORM: &str = "layernorm";
+    /// The pooler's dense layer.
+    pub const POOLER: &str = "pooler.dense";
+    /// The classifier.
+    pub const CLASSIFIER: &str = "classifier";
+    /// DeiT with a teacher: the class-token head.
+    pub const CLS_CLASSIFIER: &str = "cls_classifier";
+    /// DeiT with a teacher: the distillation-token head.
+    pub const DISTILLATION_CLASSIFIER: &str = "distillation_classifier";
+
+    fn layer(i: usize) -> String {
+        format!("encoder.layer.{i}")
+    }
+
+    /// Layer `i`'s norm.
+    pub fn norm(family: Family, i: usize, which: Norm) -> String {
+        let n = match (family, which) {
+            (Family::Dinov2, Norm::Before) => "norm1",
+            (Family::Dinov2, Norm::After) => "norm2",
+            (_, Norm::Before) => "layernorm_before",
+            (_, Norm::After) => "layernorm_after",
+        };
+        format!("{}.{n}", layer(i))
+    }
+
+    /// Layer `i`'s query, key or value projection (`part` 0, 1, 2).
+    pub fn attention(i: usize, part: usize) -> String {
+        format!("{}.attention.attention.{}", layer(i), ["query", "key", "value"][part.min(2)])
+    }
+
+    /// Layer `i`'s other linear layers.
+    pub fn linear(family: Family, i: usize, which: Linear) -> String {
+        let n = match (family, which) {
+            (_, Linear::Proj) => "attention.output.dense",
+            (Family::Dinov2, Linear::Fc1) => "mlp.fc1",
+            (Family::Dinov2, Linear::Fc2) => "mlp.fc2",
+            (_, Linear::Fc1) => "intermediate.dense",
+            (_, Linear::Fc2) => "output.dense",
+        };
+        format!("{}.{n}", layer(i))
+    }
+
+    /// DINOv2's layer scale after attention (1) or the MLP (2).
+    pub fn layer_scale(i: usize, which: Norm) -> String {
+        format!("{}.layer_scale{}.lambda1", layer(i), if which == Norm::Before { 1 } else { 2 })
+    }
+}
