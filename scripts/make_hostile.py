@@ -35,11 +35,14 @@ def main():
     os.makedirs(OUT, exist_ok=True)
     cases = []
 
-    def add(name, role, data, kind, needle):
+    def add(name, role, data, kind, needle, preprocessor=None):
         path = os.path.join(OUT, name)
         with open(path, "wb") as f:
             f.write(data if isinstance(data, bytes) else data.encode())
-        cases.append({"file": name, "role": role, "kind": kind, "needle": needle})
+        case = {"file": name, "role": role, "kind": kind, "needle": needle}
+        if preprocessor:
+            case["preprocessor"] = preprocessor
+        cases.append(case)
 
     weights = open(os.path.join(BASE, "model.safetensors"), "rb").read()
     header, body = read_st(os.path.join(BASE, "model.safetensors"))
@@ -134,6 +137,32 @@ def main():
     add("image-truncated.png", "image", sample[: len(sample) // 2], "image", "image-truncated.png")
     for src, dst in [("coffee-cmyk.jpg", "image-cmyk.jpg")]:
         add(dst, "image", open(os.path.join(ROOT, "tests/fixtures/photos", src), "rb").read(), "ok", "")
+
+    # Odd but valid: a single pixel and the thinnest strips a decoder takes, which an exact resize
+    # must handle without allocating more than the image and the model justify.
+    def png(w, h, value):
+        rows = b"".join(b"\x00" + bytes([value, 255 - value, value // 2]) * w for _ in range(h))
+        ihdr = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
+        return b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", zlib.compress(rows, 9)) + png_chunk(b"IEND", b"")
+    add("image-1x1.png", "image", png(1, 1, 200), "ok", "")
+    add("image-strip-16384x1.png", "image", png(16384, 1, 90), "ok", "")
+    add("image-strip-1x16384.png", "image", png(1, 16384, 30), "ok", "")
+    # A config may ask for sizes no input justifies: refused at load, before any image.
+    for name, key, value, needle in [
+        ("preprocessor-size-16384x16384.json", "size", {"height": 16384, "width": 16384}, "pixels"),
+        ("preprocessor-crop-16384.json", "crop_size", 16384, "crop_size"),
+    ]:
+        p = dict(pre)
+        p[key] = value
+        if key == "crop_size":
+            p["do_center_crop"] = True
+        add(name, "preprocessor", json.dumps(p, indent=1), "model", needle)
+    # A shortest-edge resize (valid) of a thin strip would make a 224 x 3.7M image: an error
+    # naming the sizes, not an allocation of gigabytes.
+    p = dict(pre)
+    p["size"] = {"shortest_edge": 224}
+    add("preprocessor-shortest-edge-224.json", "preprocessor", json.dumps(p, indent=1), "ok", "")
+    add("image-strip-16384x1.png", "image", png(16384, 1, 90), "input", "resizes to", preprocessor="preprocessor-shortest-edge-224.json")
 
     json.dump({"base": "tests/fixtures/vit-classifier", "cases": cases}, open(os.path.join(OUT, "manifest.json"), "w"), indent=1)
     print(f"{len(cases)} cases in {OUT}")

@@ -15,6 +15,7 @@
 alias V = vec4<f32>;
 alias SV = S4;
 const DV: u32 = DH / 4u;
+const NA: u32 = DV;
 fn hsum(x: V) -> f32 {
     return x.x + x.y + x.z + x.w;
 }
@@ -22,6 +23,7 @@ fn hsum(x: V) -> f32 {
 alias V = f32;
 alias SV = S;
 const DV: u32 = DH;
+const NA: u32 = DV;
 fn hsum(x: V) -> f32 {
     return x;
 }
@@ -46,7 +48,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let base = b * P.batch_stride + h * P.head_stride;
 
     var q: array<V, DV>;
-    var acc: array<V, DV>;
+    var acc: array<V, NA>;
     if (valid) {
         let q_off = base + query * P.row_stride;
         for (var d = 0u; d < DV; d++) {
@@ -73,18 +75,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
                 s[j] = score;
                 m_new = max(m_new, score);
             }
-            let correction = exp(m - m_new);
-            l *= correction;
-            for (var d = 0u; d < DV; d++) {
-                acc[d] *= correction;
-            }
-            for (var j = 0u; j < n; j++) {
-                let p = exp(s[j] - m_new);
-                l += p;
-                for (var d = 0u; d < DV; d++) {
-                    acc[d] = fma(V(p), v_tile[j * DV + d], acc[d]);
-                }
-            }
+            l = online_softmax_update(&acc, l, m, m_new, &s, n, 0u);
             m = m_new;
         }
         workgroupBarrier();

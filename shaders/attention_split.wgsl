@@ -14,6 +14,8 @@
 alias V = vec4<f32>;
 const DV: u32 = DH / 4u;
 const DG: u32 = DV / G;
+// This invocation's accumulator: its DG elements of the query's output row.
+const NA: u32 = DG;
 
 struct Params { tokens: u32, heads: u32, scale: f32, batch_stride: u32, head_stride: u32, row_stride: u32, k_off: u32, v_off: u32 }
 @group(0) @binding(_) var<uniform> P: Params;
@@ -40,7 +42,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
     let base = b * P.batch_stride + h * P.head_stride;
 
     var q: array<V, DG>;
-    var acc: array<V, DG>;
+    var acc: array<V, NA>;
     for (var d = 0u; d < DG; d++) {
         q[d] = V(0.0);
         acc[d] = V(0.0);
@@ -96,18 +98,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
                 m_new = max(m_new, score);
             }
 #endif
-            let correction = exp(m - m_new);
-            l *= correction;
-            for (var d = 0u; d < DG; d++) {
-                acc[d] *= correction;
-            }
-            for (var j = 0u; j < n; j++) {
-                let p = exp(s[j] - m_new);
-                l += p;
-                for (var d = 0u; d < DG; d++) {
-                    acc[d] = fma(V(p), v_tile[j * DV + g * DG + d], acc[d]);
-                }
-            }
+            l = online_softmax_update(&acc, l, m, m_new, &s, n, g * DG);
             m = m_new;
         }
         workgroupBarrier();

@@ -6,7 +6,8 @@
 //   out      (M, N)
 // Tensors are stored as S (f32 or f16), computed in f32.
 // GELU applies exact (erf) GELU, TANH applies tanh. VEC4 (set when K % 4 == 0 and N % 4 == 0) reads and writes vec4s;
-// otherwise scalars with per-element bounds. Tiling lives in gemm.wgsl, appended after this file.
+// otherwise scalars with per-element bounds. B is loaded by gemm_load_b.wgsl; tiling lives in
+// gemm.wgsl, appended after this file.
 // SPLITK (with VEC4, no epilogue flags): workgroup z multiplies only K range z*kc..(z+1)*kc and
 // writes its f32 partial product to out as (splits, M, N); splitk_reduce.wgsl sums the parts
 // and applies the epilogue.
@@ -53,13 +54,6 @@ fn load_a4(row: u32, k: u32) -> vec4<f32> {
     return vec4<f32>(0.0);
 }
 
-fn load_b4(k: u32, col: u32) -> vec4<f32> {
-    if (k < P.k && col < P.n) {
-        return vec4<f32>(b[(k * P.n + col) / 4u]);
-    }
-    return vec4<f32>(0.0);
-}
-
 fn store_c4(row: u32, col: u32, acc: vec4<f32>) {
     if (row >= P.m || col >= P.n) {
         return;
@@ -93,40 +87,27 @@ fn load_a4(row: u32, k: u32) -> vec4<f32> {
     return v;
 }
 
-fn load_b4(k: u32, col: u32) -> vec4<f32> {
-    var v = vec4<f32>(0.0);
-    if (k < P.k) {
-        for (var j = 0u; j < 4u; j++) {
-            if (col + j < P.n) {
-                v[j] = f32(b[k * P.n + col + j]);
-            }
-        }
-    }
-    return v;
-}
-
 fn store_c4(row: u32, col: u32, acc: vec4<f32>) {
     if (row >= P.m) {
         return;
     }
+    // The epilogue's bias and residual, zero past the last column.
+    var bv = vec4<f32>(0.0);
+    var rv = vec4<f32>(0.0);
     for (var j = 0u; j < 4u; j++) {
-        let c = col + j;
-        if (c < P.n) {
-            var v = acc[j];
+        if (col + j < P.n) {
 #ifdef BIAS
-            v += f32(bias[c]);
+            bv[j] = f32(bias[col + j]);
 #endif
-#ifdef GELU
-            v = gelu_erf(v);
-#endif
-#ifdef TANH
-            v = tanh(v);
-#endif
-            let o = row * P.n + c;
 #ifdef RESIDUAL
-            v += f32(residual[o]);
+            rv[j] = f32(residual[row * P.n + col + j]);
 #endif
-            out[o] = S(v);
+        }
+    }
+    let v = epilogue(acc, bv, rv);
+    for (var j = 0u; j < 4u; j++) {
+        if (col + j < P.n) {
+            out[row * P.n + col + j] = S(v[j]);
         }
     }
 }

@@ -1,11 +1,11 @@
 // Patch embedding as an implicit GEMM: a strided convolution (kernel = stride = patch) whose
 // im2col matrix is gathered inside the tile loader, never stored.
 //   image  (B, C, H, W)  always f32 (the input); the rest are stored as S (f32 or f16)
-//   weight (C*p*p, D)   the conv weight (D, C, p, p) flattened and transposed once at load
+//   b      (C*p*p, D)   the conv weight (D, C, p, p) flattened and transposed once at load
 //   bias   (D)
 //   tokens (PREFIX, D)  class (and distillation) token, when PREFIX > 0
 //   pos    (T, D)       position embeddings, T = PREFIX + (H/p)*(W/p)
-//   out    (B, T, D)    row t < PREFIX: tokens[t] + pos[t]; otherwise patch @ weight + bias + pos[t]
+//   out    (B, T, D)    row t < PREFIX: tokens[t] + pos[t]; otherwise patch @ b + bias + pos[t]
 // Rows of the GEMM are output tokens (M = B*T), so prefix rows ride along with zero A rows.
 struct Params {
     m: u32, n: u32, k: u32, channels: u32,
@@ -15,7 +15,7 @@ struct Params {
 @group(0) @binding(_) var<uniform> P: Params;
 @group(0) @binding(_) var<storage, read_write> out: array<S>;
 @group(0) @binding(_) var<storage, read_write> image: array<f32>;
-@group(0) @binding(_) var<storage, read> weight: array<S>;
+@group(0) @binding(_) var<storage, read> b: array<S>;
 @group(0) @binding(_) var<storage, read> bias: array<S>;
 @group(0) @binding(_) var<storage, read> pos: array<S>;
 #ifdef PREFIX
@@ -39,18 +39,6 @@ fn pixel(row: u32, k: u32) -> f32 {
 
 fn load_a4(row: u32, k: u32) -> vec4<f32> {
     return vec4<f32>(pixel(row, k), pixel(row, k + 1u), pixel(row, k + 2u), pixel(row, k + 3u));
-}
-
-fn load_b4(k: u32, col: u32) -> vec4<f32> {
-    var v = vec4<f32>(0.0);
-    if (k < P.k) {
-        for (var j = 0u; j < 4u; j++) {
-            if (col + j < P.n) {
-                v[j] = f32(weight[k * P.n + col + j]);
-            }
-        }
-    }
-    return v;
 }
 
 fn store_c4(row: u32, col: u32, acc: vec4<f32>) {

@@ -7,9 +7,11 @@
 
 #![warn(missing_docs)]
 
+pub mod cpu;
 pub mod error;
 pub mod gpu;
 pub mod graph;
+pub mod memory;
 pub mod model;
 pub mod ops;
 pub mod tensor;
@@ -19,6 +21,10 @@ pub mod wasm;
 
 pub use error::{Error, Result};
 pub use gpu::{AdapterReport, Gpu, GpuOptions};
+pub use cpu::{Cpu, CpuOptions};
+pub use graph::compiled::Compiled;
+pub use graph::cpu_exec::CpuExecutable;
+pub use graph::device::{Device, DeviceChoice, DeviceOptions};
 pub use graph::gpu_exec::{Executable, KernelChoice};
 pub use graph::ir::{Graph, Node};
 pub use graph::plan::{plan_memory, Interval, MemoryPlan};

@@ -50,13 +50,16 @@ fn tmp(name: &str) -> PathBuf {
     d
 }
 
+/// Both devices: the CPU backend and the machine's wgpu adapter (lavapipe where there is no GPU).
+const DEVICES: [&str; 2] = ["cpu", "gpu"];
+
 #[test]
 fn run_matches_transformers_outputs() {
-    for fixture in ["vit-classifier", "deit-distilled-bf16", "dinov2-classifier", "vit-base-nobias-f16"] {
+    for (device, fixture) in DEVICES.iter().flat_map(|d| ["vit-classifier", "deit-distilled-bf16", "dinov2-classifier", "vit-base-nobias-f16"].map(|f| (*d, f))) {
         let dir = root().join("tests/fixtures").join(fixture);
-        let out_file = tmp(fixture).join("out.safetensors");
+        let out_file = tmp(&format!("{fixture}-{device}")).join("out.safetensors");
         let out = tessera(
-            &["run", "--model", dir.to_str().unwrap(), "--pixels", dir.join("expected.safetensors").to_str().unwrap(), "--out", out_file.to_str().unwrap()],
+            &["run", "--device", device, "--model", dir.to_str().unwrap(), "--pixels", dir.join("expected.safetensors").to_str().unwrap(), "--out", out_file.to_str().unwrap()],
             &[],
         );
         ok(&out);
@@ -67,7 +70,7 @@ fn run_matches_transformers_outputs() {
             let g = got.iter().find(|(n, _)| n == name);
             match (w, g) {
                 (Some((_, w)), Some((_, g))) => {
-                    if let Err(e) = tessera::reference::compare(&format!("{fixture} {name}"), g, w, 1e-4, 0.0) {
+                    if let Err(e) = tessera::reference::compare(&format!("{device}: {fixture} {name}"), g, w, 1e-4, 0.0) {
                         panic!("{e}");
                     }
                 }
@@ -128,19 +131,21 @@ fn eval_subset_agrees_with_pytorch_predictions() {
     if !Path::new("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz").exists() {
         panic!("Fashion-MNIST is missing: apt-get install dataset-fashion-mnist");
     }
-    let doc: serde_json::Value =
-        serde_json::from_str(&ok(&tessera(&["eval", "--limit", "1000", "--batch", "250", "--json"], &[]))).unwrap();
-    let ours: Vec<u8> = doc["predictions"].as_str().unwrap().bytes().map(|b| b - b'0').collect();
     let theirs = tessera::model::embedded::reference_predictions().unwrap();
-    assert_eq!(ours.len(), 1000);
-    let agree = ours.iter().zip(&theirs).filter(|(a, b)| a == b).count();
-    eprintln!("agreement with PyTorch on 1000 test images: {agree}/1000, accuracy {}", doc["accuracy"]);
-    // f32 on a different device: only near-ties may flip.
-    assert!(agree >= 997, "only {agree}/1000 predictions agree with PyTorch");
+    for device in DEVICES {
+        let doc: serde_json::Value =
+            serde_json::from_str(&ok(&tessera(&["eval", "--device", device, "--limit", "1000", "--batch", "250", "--json"], &[]))).unwrap();
+        let ours: Vec<u8> = doc["predictions"].as_str().unwrap().bytes().map(|b| b - b'0').collect();
+        assert_eq!(ours.len(), 1000);
+        let agree = ours.iter().zip(&theirs).filter(|(a, b)| a == b).count();
+        eprintln!("{device}: agreement with PyTorch on 1000 test images: {agree}/1000, accuracy {}", doc["accuracy"]);
+        // f32 on a different device: only near-ties may flip.
+        assert!(agree >= 997, "{device}: only {agree}/1000 predictions agree with PyTorch");
+    }
 
-    // f16 storage: rounding may flip a few more near-ties.
+    // f16 storage (GPU adapters with shader-f16): rounding may flip a few more near-ties.
     let doc: serde_json::Value =
-        serde_json::from_str(&ok(&tessera(&["eval", "--f16", "--limit", "500", "--batch", "250", "--json"], &[]))).unwrap();
+        serde_json::from_str(&ok(&tessera(&["eval", "--device", "gpu", "--f16", "--limit", "500", "--batch", "250", "--json"], &[]))).unwrap();
     let ours: Vec<u8> = doc["predictions"].as_str().unwrap().bytes().map(|b| b - b'0').collect();
     let agree = ours.iter().zip(&theirs).filter(|(a, b)| a == b).count();
     eprintln!("f16 storage: agreement with PyTorch on 500 test images: {agree}/500, accuracy {}", doc["accuracy"]);
@@ -388,24 +393,31 @@ fn ctrl_c_stops_a_batch_run_without_writing_output() {
 
 #[test]
 fn bench_model_writes_latency_memory_and_profile_json() {
-    let dir = tmp("bench");
-    let json = dir.join("bench.json");
-    ok(&tessera(&["bench", "--model", "default", "--batch", "1,4", "--iters", "2", "--json", json.to_str().unwrap()], &[]));
-    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
-    let results = doc["results"].as_array().unwrap();
-    assert_eq!(results.len(), 2, "{doc}");
-    for r in results {
-        let f = |k: &str| r[k].as_f64().unwrap_or_else(|| panic!("no {k}: {r}"));
-        assert!(f("p50_ms") > 0.0 && f("p90_ms") >= f("p50_ms") && f("images_per_s") > 0.0, "{r}");
-        assert!(f("weight_bytes") > 500_000.0, "{r}");
-        let (arena, peak) = (f("arena_bytes"), f("peak_live_bytes"));
-        assert!(arena >= peak && arena <= 1.2 * peak, "arena {arena} vs peak live {peak}");
-        assert!(f("gpu_memory_bytes") >= f("weight_bytes") + arena, "{r}");
-    }
-    if !doc["profile"].is_null() {
-        let ops = doc["profile"]["ops"].as_array().unwrap();
-        assert!(ops.iter().any(|o| o["kind"] == "matmul") && ops.iter().any(|o| o["kind"] == "attention"), "{doc}");
-        let total: f64 = ops.iter().map(|o| o["ms"].as_f64().unwrap()).sum();
-        assert!(total > 0.0 && (total - doc["profile"]["total_ms"].as_f64().unwrap()).abs() < 1e-6 * total.max(1.0));
+    for device in DEVICES {
+        let dir = tmp(&format!("bench-{device}"));
+        let json = dir.join("bench.json");
+        ok(&tessera(&["bench", "--device", device, "--model", "default", "--batch", "1,4", "--iters", "2", "--json", json.to_str().unwrap()], &[]));
+        let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+        assert_eq!(doc["device"], device, "{doc}");
+        let results = doc["results"].as_array().unwrap();
+        assert_eq!(results.len(), 2, "{doc}");
+        for r in results {
+            let f = |k: &str| r[k].as_f64().unwrap_or_else(|| panic!("no {k}: {r}"));
+            assert!(f("p50_ms") > 0.0 && f("p90_ms") >= f("p50_ms") && f("images_per_s") > 0.0, "{r}");
+            assert!(f("weight_bytes") > 500_000.0, "{r}");
+            let (arena, peak) = (f("arena_bytes"), f("peak_live_bytes"));
+            assert!(arena >= peak && arena <= 1.2 * peak, "arena {arena} vs peak live {peak}");
+            assert!(f("device_memory_bytes") >= f("weight_bytes") + arena, "{r}");
+        }
+        // The CPU backend always times its ops; an adapter where it has timestamp queries.
+        if device == "cpu" {
+            assert!(!doc["profile"].is_null(), "no per-op profile on the CPU backend: {doc}");
+        }
+        if !doc["profile"].is_null() {
+            let ops = doc["profile"]["ops"].as_array().unwrap();
+            assert!(ops.iter().any(|o| o["kind"] == "matmul") && ops.iter().any(|o| o["kind"] == "attention"), "{doc}");
+            let total: f64 = ops.iter().map(|o| o["ms"].as_f64().unwrap()).sum();
+            assert!(total > 0.0 && (total - doc["profile"]["total_ms"].as_f64().unwrap()).abs() < 1e-6 * total.max(1.0));
+        }
     }
 }

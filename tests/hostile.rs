@@ -1,7 +1,8 @@
 //! The committed corpus of hostile inputs (tests/fixtures/hostile, written by
 //! scripts/make_hostile.py): each case replaces one file of a test checkpoint or is an image for
-//! it, and must fail with the manifest's error kind and a message naming the problem (or, for the
-//! valid oddities, decode). The browser tests run the same manifest through the wasm API.
+//! it (classified by the base model, or by one with the case's `preprocessor` config), and must
+//! fail with the manifest's error kind and a message naming the problem (or, for the valid
+//! oddities, succeed). The browser tests run the same manifest through the wasm API.
 
 mod common;
 use common::*;
@@ -29,8 +30,14 @@ fn every_hostile_input_gets_its_error_kind() {
         let (kind, needle) = (case["kind"].as_str().unwrap(), case["needle"].as_str().unwrap());
         let bytes = read(&dir.join(file));
         let result: Result<(), tessera::Error> = match case["role"].as_str().unwrap() {
-            "image" => tessera::model::decode_image(&bytes, file).and_then(|img| {
-                pollster::block_on(model.classify(&[&img], 1)).map(|_| ())
+            // An image, classified by the base model or by one loaded with the case's
+            // preprocessor config.
+            "image" => tessera::model::decode_image(&bytes, file).and_then(|img| match case["preprocessor"].as_str() {
+                None => pollster::block_on(model.classify(&[&img], 1)).map(|_| ()),
+                Some(p) => {
+                    let ck = Checkpoint::from_bytes("hostile", &config, weights.clone(), Some(&read(&dir.join(p))))?;
+                    pollster::block_on(Model::load(&gpu, &ck)?.classify(&[&img], 1)).map(|_| ())
+                }
             }),
             role => {
                 let (c, w, p) = match role {

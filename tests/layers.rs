@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// Layers from the bottom; a module may use its own layer and those before it.
-const ORDER: &[&str] = &["error", "tensor", "gpu", "ops", "reference", "graph", "model", "wasm"];
+const ORDER: &[&str] = &["error", "tensor", "memory", "cpu", "gpu", "ops", "reference", "graph", "model", "wasm"];
 
 fn rank(layer: &str) -> Option<usize> {
     ORDER.iter().position(|l| *l == layer)
@@ -81,8 +81,10 @@ fn no_layer_uses_one_above_it() {
     for f in &all {
         let Some(layer) = layer_of(&src, f) else { continue };
         let Some(own) = rank(&layer) else { continue };
-        // Code only: doc links may name anything.
-        let text: String = std::fs::read_to_string(f).unwrap().lines().filter(|l| !l.trim_start().starts_with("//")).collect::<Vec<_>>().join("\n");
+        // Code only: doc links may name anything, and unit tests may use the test reference.
+        let full = std::fs::read_to_string(f).unwrap();
+        let code = full.split("#[cfg(test)]\nmod tests").next().unwrap_or("");
+        let text: String = code.lines().filter(|l| !l.trim_start().starts_with("//")).collect::<Vec<_>>().join("\n");
         for name in crate_paths(&text) {
             let target = if rank(&name).is_some() { name.clone() } else { exports.get(&name).cloned().unwrap_or_default() };
             checked += 1;

@@ -20,7 +20,7 @@ fn photos_match_transformers_image_processors() {
         let cfg_path = photos().join(format!("{cfg_name}.json"));
         let cfg = PreprocessorConfig::parse(&std::fs::read(&cfg_path).unwrap(), &cfg_path.display().to_string()).unwrap();
         let img = decode_image(&std::fs::read(photos().join(photo)).unwrap(), photo).unwrap();
-        let (got, h, w) = cfg.apply(&img);
+        let (got, h, w) = cfg.apply(&img).unwrap();
         assert_eq!([3, h, w], [view.shape()[0], view.shape()[1], view.shape()[2]], "{key}: shape");
         let want: Vec<f32> = view.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
         match tessera::reference::compare(&key, &got, &want, 1e-5, 0.0) {

@@ -255,7 +255,7 @@ fn split_k_is_timed_where_it_applies_and_a_cached_split_runs() {
     assert_eq!(gpu.tuning_stats().measured, 0);
     let kernels = exe.kernels();
     assert!(kernels[0].0 == "first" && kernels[0].1.contains("SPLITK"), "{kernels:?}");
-    assert!(kernels[1].0 == "first (reduce)" && kernels[1].1.starts_with("splitk_reduce[BIAS,GELU"), "{kernels:?}");
+    assert!(kernels[1].0 == "first (reduce)" && kernels[1].1.starts_with("splitk_reduce[VEC4,BIAS,GELU"), "{kernels:?}");
     assert_eq!(kernels.len(), 4, "{kernels:?}");
 }
 

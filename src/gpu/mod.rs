@@ -492,6 +492,14 @@ async fn pick_adapter(opts: &GpuOptions) -> Result<wgpu::Adapter> {
         .map_err(|e| Error::NoWebGpu { detail: format!(" ({e})") })
 }
 
+/// The kind and name of the adapter [`Gpu::new`] would open with `opts`, without opening it;
+/// None where there is none.
+pub async fn best_adapter_kind(opts: &GpuOptions) -> Option<(wgpu::DeviceType, String)> {
+    let a = pick_adapter(opts).await.ok()?;
+    let i = a.get_info();
+    Some((i.device_type, i.name))
+}
+
 /// Lists the adapters this machine offers (native only), as `name (backend, type)`.
 #[cfg(not(target_arch = "wasm32"))]
 pub fn list_adapters() -> Vec<String> {

@@ -64,12 +64,7 @@ impl GpuOptions {
     pub fn from_env() -> Result<Self> {
         let mut opts = GpuOptions { adapter_name: var("TESSERA_ADAPTER"), ..Default::default() };
         opts.checked_shaders = flag("TESSERA_CHECKED_SHADERS");
-        if let Some(v) = var("TESSERA_MEMORY_BUDGET") {
-            opts.memory_budget = Some(super::memory::parse_size(&v).ok_or_else(|| Error::Input {
-                name: "TESSERA_MEMORY_BUDGET".into(),
-                problem: format!("`{v}` is not a size (examples: 512MiB, 4GiB, 1073741824)"),
-            })?);
-        }
+        opts.memory_budget = crate::memory::budget_from_env()?;
         opts.tune = flag("TESSERA_TUNE");
         opts.tune_cache = default_cache_path();
         if let Some(b) = var("TESSERA_BACKEND") {

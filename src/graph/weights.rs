@@ -1,31 +1,42 @@
-//! Weights on the device, uploaded once by name.
+//! Weights on the device, uploaded once by name: GPU buffers, or host memory for the CPU
+//! backend (which always stores f32).
 
+use super::device::Device;
+use crate::cpu::HostWeight;
 use crate::error::{Error, Result};
 use crate::gpu::memory::TrackedBuffer;
-use crate::gpu::Gpu;
 use crate::tensor::{fmt_shape, DType};
 use std::collections::HashMap;
 use std::sync::Arc;
 
-/// Weights on the GPU, uploaded once and shared by every graph compiled against them. Cloning
+/// Weights on a device, uploaded once and shared by every graph compiled against them. Cloning
 /// shares the buffers.
 #[derive(Clone)]
 pub struct Weights {
-    pub(crate) gpu: Arc<Gpu>,
+    pub(crate) device: Device,
     pub(crate) map: HashMap<String, (Arc<TrackedBuffer>, Vec<usize>, DType)>,
+    pub(crate) host: HashMap<String, Arc<HostWeight>>,
     bytes: u64,
     dtype: DType,
 }
 
 impl Weights {
-    /// An empty set on `gpu`.
-    pub fn new(gpu: &Arc<Gpu>) -> Self {
-        Self::new_as(gpu, DType::F32)
+    /// An empty set on `device` (a GPU, the CPU backend, or a [`Device`]).
+    pub fn new(device: impl Into<Device>) -> Self {
+        Self::new_as(device, DType::F32)
     }
 
-    /// An empty set whose [`Weights::insert`] stores `dtype`.
-    pub fn new_as(gpu: &Arc<Gpu>, dtype: DType) -> Self {
-        Weights { gpu: gpu.clone(), map: HashMap::new(), bytes: 0, dtype }
+    /// An empty set whose [`Weights::insert`] stores `dtype` (the CPU backend stores f32
+    /// whatever is asked).
+    pub fn new_as(device: impl Into<Device>, dtype: DType) -> Self {
+        let device = device.into();
+        let dtype = if device.cpu().is_some() { DType::F32 } else { dtype };
+        Weights { device, map: HashMap::new(), host: HashMap::new(), bytes: 0, dtype }
+    }
+
+    /// The device they live on.
+    pub fn device(&self) -> &Device {
+        &self.device
     }
 
     /// Uploads one tensor (replacing any of the same name), stored in the set's dtype (f32
@@ -43,7 +54,18 @@ impl Weights {
                 problem: format!("shape {} does not match {} values", fmt_shape(shape), data.len()),
             });
         }
-        if dtype == DType::F16 && !self.gpu.features.contains(wgpu::Features::SHADER_F16) {
+        let gpu = match &self.device {
+            Device::Cpu(cpu) => {
+                let w = Arc::new(HostWeight::new(cpu, name, shape, data.to_vec())?);
+                if let Some(old) = self.host.insert(name.into(), w) {
+                    self.bytes -= old.data.len() as u64 * 4;
+                }
+                self.bytes += data.len() as u64 * 4;
+                return Ok(());
+            }
+            Device::Gpu(g) => g.clone(),
+        };
+        if dtype == DType::F16 && !gpu.features.contains(wgpu::Features::SHADER_F16) {
             return Err(Error::UnsupportedDtype {
                 op: "weights".into(),
                 tensor: name.into(),
@@ -62,9 +84,9 @@ impl Weights {
             }
         };
         let bytes = raw.len() as u64;
-        self.gpu.check_lost()?;
-        self.gpu.check_binding("weights", name, bytes)?;
-        let buffer = self.gpu.tracked_buffer(
+        gpu.check_lost()?;
+        gpu.check_binding("weights", name, bytes)?;
+        let buffer = gpu.tracked_buffer(
             &format!("weight `{name}`"),
             &wgpu::BufferDescriptor {
                 label: Some(name),
@@ -73,7 +95,7 @@ impl Weights {
                 mapped_at_creation: false,
             },
         )?;
-        self.gpu.queue.write_buffer(&buffer, 0, &raw);
+        gpu.queue.write_buffer(&buffer, 0, &raw);
         let buffer = Arc::new(buffer);
         if let Some((old, _, _)) = self.map.insert(name.into(), (buffer, shape.to_vec(), dtype)) {
             self.bytes -= old.size();
@@ -82,19 +104,19 @@ impl Weights {
         Ok(())
     }
 
-    /// Total bytes on the GPU.
+    /// Total bytes on the device.
     pub fn bytes(&self) -> u64 {
         self.bytes
     }
 
     /// Number of tensors.
     pub fn len(&self) -> usize {
-        self.map.len()
+        self.map.len() + self.host.len()
     }
 
     /// Whether no weight was uploaded.
     pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
+        self.len() == 0
     }
 }
 

@@ -20,8 +20,8 @@ pub struct RunOptions {
     /// Per-op GPU timestamps (where the adapter supports them).
     pub profile: bool,
     /// Let the QKV projection write Q, K and V head-major, `(3, B, heads, T, head_dim)`, for the
-    /// attention kernels (where the head dim and hidden size are multiples of 4); the same results
-    /// through another memory layout.
+    /// attention kernels; the same results through another memory layout. Needs the head dim and
+    /// hidden size to be multiples of 4 (an error otherwise).
     pub qkv_heads: bool,
     /// Read back only the logits (models with a classifier head): no last hidden state or pooler
     /// output, which classification does not need (for ViT-B/16 at batch 64 the hidden state is
@@ -73,6 +73,12 @@ pub struct Built {
 pub fn build_graph(arch: Arch, batch: usize, h: usize, w: usize, opts: RunOptions) -> Result<Built> {
     let cfg = arch.config;
     let (d, p) = (cfg.hidden_size, cfg.patch_size);
+    if opts.qkv_heads && !(cfg.head_dim().is_multiple_of(4) && d.is_multiple_of(4)) {
+        return Err(crate::Error::Input {
+            name: "qkv_heads".into(),
+            problem: format!("the head-major QKV layout needs the head dim and hidden size to be multiples of 4 (this model: {} and {d})", cfg.head_dim()),
+        });
+    }
     let (gh, gw) = (h / p, w / p);
     let prefix = cfg.prefix_tokens();
     let mut g = Graph::new();
@@ -104,7 +110,7 @@ pub fn build_graph(arch: Arch, batch: usize, h: usize, w: usize, opts: RunOption
         let qkv_w = g.weight(&qw, &[d, 3 * d]);
         let qkv_b = if cfg.qkv_bias { Some(g.weight(&qb, &[3 * d])) } else { None };
         let qkv_name = format!("layer.{i}.qkv");
-        let qkv = if opts.qkv_heads && cfg.head_dim().is_multiple_of(4) && d.is_multiple_of(4) {
+        let qkv = if opts.qkv_heads {
             g.matmul_heads(&qkv_name, h1, qkv_w, qkv_b, cfg.num_heads)?
         } else {
             g.matmul(&qkv_name, h1, qkv_w, qkv_b, Activation::None, None)?

@@ -12,6 +12,10 @@ use serde::Deserialize;
 pub const MAX_IMAGE_SIDE: u32 = 16384;
 /// Largest decoded image, in bytes.
 pub const MAX_IMAGE_BYTES: u64 = 512 << 20;
+/// Most pixels preprocessing produces or holds at once (a resize or crop target, of the image or
+/// of the config): 4096 x 4096, 192 MiB as f32 RGB. Far above any ViT's input, and within what a
+/// browser tab's wasm heap can take.
+pub const MAX_PIXELS: usize = 4096 * 4096;
 /// Decoded bytes any file may claim (a 2048x2048 RGBA image at 16 bits per channel).
 const MIN_DECODE_BUDGET: u64 = 32 << 20;
 /// Beyond that, decoded bytes per byte of file: far above real photos (JPEG ~10, PNG ~2-5).
@@ -176,6 +180,13 @@ impl PreprocessorConfig {
                 Ok(v)
             }
         };
+        let area = |(h, w): (usize, usize), key: &str| -> Result<(usize, usize)> {
+            if h * w > MAX_PIXELS {
+                Err(bad(format!("`{key}` {h}x{w} is {} pixels, over the {MAX_PIXELS} preprocessing holds", h * w)))
+            } else {
+                Ok((h, w))
+            }
+        };
         let resample = match raw.resample.unwrap_or(2) {
             1 => Resample::Lanczos,
             2 => Resample::Bilinear,
@@ -186,9 +197,13 @@ impl PreprocessorConfig {
         };
         let resize = if raw.do_resize.unwrap_or(true) {
             let to = match raw.size {
-                Some(SizeField::Int(s)) => ResizeTo::Exact(side(s, "size")?, side(s, "size")?),
+                Some(SizeField::Int(s)) => {
+                    let (h, w) = area((side(s, "size")?, s), "size")?;
+                    ResizeTo::Exact(h, w)
+                }
                 Some(SizeField::Map(RawSize { height: Some(h), width: Some(w), .. })) => {
-                    ResizeTo::Exact(side(h, "size.height")?, side(w, "size.width")?)
+                    let (h, w) = area((side(h, "size.height")?, side(w, "size.width")?), "size")?;
+                    ResizeTo::Exact(h, w)
                 }
                 Some(SizeField::Map(RawSize { shortest_edge: Some(s), .. })) => {
                     ResizeTo::ShortestEdge(side(s, "size.shortest_edge")?)
@@ -204,9 +219,9 @@ impl PreprocessorConfig {
         };
         let center_crop = if raw.do_center_crop.unwrap_or(false) {
             match raw.crop_size {
-                Some(SizeField::Int(s)) => Some((side(s, "crop_size")?, side(s, "crop_size")?)),
+                Some(SizeField::Int(s)) => Some(area((side(s, "crop_size")?, s), "crop_size")?),
                 Some(SizeField::Map(RawSize { height: Some(h), width: Some(w), .. })) => {
-                    Some((side(h, "crop_size.height")?, side(w, "crop_size.width")?))
+                    Some(area((side(h, "crop_size.height")?, side(w, "crop_size.width")?), "crop_size")?)
                 }
                 _ => return Err(bad("`do_center_crop` is set but `crop_size` has no height and width".into())),
             }
@@ -258,9 +273,22 @@ impl PreprocessorConfig {
         (h, w)
     }
 
-    /// An RGB image to `pixel_values` (3, H, W), channel-major.
-    pub fn apply(&self, img: &image::RgbImage) -> (Vec<f32>, usize, usize) {
+    /// An RGB image to `pixel_values` (3, H, W), channel-major. An image whose resize would
+    /// exceed [`MAX_PIXELS`] (a shortest-edge resize of a very thin strip) is an error naming the
+    /// sizes, before anything of that size is allocated.
+    pub fn apply(&self, img: &image::RgbImage) -> Result<(Vec<f32>, usize, usize)> {
         let (w0, h0) = img.dimensions();
+        if let Some((to, _)) = self.resize {
+            let (h, w) = resize_target(to, h0 as usize, w0 as usize);
+            if h > MAX_SIDE || w > MAX_SIDE || h * w > MAX_PIXELS {
+                return Err(Error::Input {
+                    name: "image".into(),
+                    problem: format!(
+                        "a {w0}x{h0} image resizes to {w}x{h} as the preprocessor asks ({to:?}), over the {MAX_PIXELS} pixels and {MAX_SIDE} per side preprocessing holds"
+                    ),
+                });
+            }
+        }
         let mut buf = Planes { h: h0 as usize, w: w0 as usize, data: [vec![], vec![], vec![]] };
         for (c, plane) in buf.data.iter_mut().enumerate() {
             *plane = img.pixels().map(|p| p.0[c]).collect();
@@ -286,7 +314,7 @@ impl PreprocessorConfig {
                 x
             }));
         }
-        (out, h, w)
+        Ok((out, h, w))
     }
 }
 
@@ -295,7 +323,7 @@ fn resize_target(to: ResizeTo, h: usize, w: usize) -> (usize, usize) {
         ResizeTo::Exact(h, w) => (h, w),
         ResizeTo::ShortestEdge(s) => {
             // transformers' get_resize_output_image_size(default_to_square=False): the long
-            // edge is truncated, not rounded.
+            // edge is truncated, not rounded (saturating: callers check the size).
             if w <= h {
                 (((s as f64 * h as f64 / w as f64) as usize).max(1), s)
             } else {

@@ -7,7 +7,7 @@ use super::build::{build_graph, Arch, Built, Outputs, RunOptions};
 use super::interp::bicubic;
 use super::load::Positions;
 use crate::error::{Error, Result};
-use crate::{lock, CompileOptions, Executable, Gpu, HostTensor, PlanReport, Profile, Weights};
+use crate::{lock, CompileOptions, Compiled, Device, HostTensor, PlanReport, Profile, Weights};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -17,20 +17,20 @@ pub const MAX_COMPILED: usize = 8;
 type GraphKey = (usize, usize, usize, RunOptions);
 
 /// A compiled graph and its outputs by name.
-pub(crate) struct Compiled {
-    pub exe: Arc<Executable>,
+pub(crate) struct Prepared {
+    pub exe: Compiled,
     pub outputs: Outputs,
 }
 
 #[derive(Default)]
 struct Cache {
-    graphs: HashMap<GraphKey, (Arc<Compiled>, u64)>,
+    graphs: HashMap<GraphKey, (Arc<Prepared>, u64)>,
     tick: u64,
     max_batch: HashMap<(usize, usize, RunOptions), usize>,
 }
 
 impl Cache {
-    fn get(&mut self, key: &GraphKey) -> Option<Arc<Compiled>> {
+    fn get(&mut self, key: &GraphKey) -> Option<Arc<Prepared>> {
         self.tick += 1;
         let tick = self.tick;
         self.graphs.get_mut(key).map(|(e, t)| {
@@ -39,7 +39,7 @@ impl Cache {
         })
     }
 
-    fn insert(&mut self, key: GraphKey, c: Arc<Compiled>) {
+    fn insert(&mut self, key: GraphKey, c: Arc<Prepared>) {
         self.tick += 1;
         self.graphs.insert(key, (c, self.tick));
         while self.graphs.len() > MAX_COMPILED {
@@ -54,7 +54,7 @@ impl Cache {
 
 /// A model's weights on a device and its compiled graphs.
 pub(crate) struct Runner {
-    pub gpu: Arc<Gpu>,
+    pub device: Device,
     pub weights: Mutex<Weights>,
     pub pos: Positions,
     cache: Mutex<Cache>,
@@ -77,8 +77,8 @@ impl Ran {
 }
 
 impl Runner {
-    pub fn new(gpu: &Arc<Gpu>, weights: Weights, pos: Positions) -> Runner {
-        Runner { gpu: gpu.clone(), weights: Mutex::new(weights), pos, cache: Mutex::new(Cache::default()) }
+    pub fn new(device: &Device, weights: Weights, pos: Positions) -> Runner {
+        Runner { device: device.clone(), weights: Mutex::new(weights), pos, cache: Mutex::new(Cache::default()) }
     }
 
     /// Position embeddings for a (rows, cols) patch grid, interpolated as transformers does when
@@ -94,7 +94,7 @@ impl Runner {
         out
     }
 
-    async fn compiled(&self, arch: Arch<'_>, batch: usize, h: usize, w: usize, opts: RunOptions) -> Result<Arc<Compiled>> {
+    async fn compiled(&self, arch: Arch<'_>, batch: usize, h: usize, w: usize, opts: RunOptions) -> Result<Arc<Prepared>> {
         let key = (batch, h, w, opts);
         if let Some(c) = lock(&self.cache).get(&key) {
             return Ok(c);
@@ -107,8 +107,8 @@ impl Runner {
         let mut weights = lock(&self.weights).clone();
         let rows = arch.config.prefix_tokens() + (h / p) * (w / p);
         weights.insert(&positions, &[rows, d], &self.positions(d, h / p, w / p, h, w))?;
-        let exe = Executable::compile(&self.gpu, &graph, &weights, &CompileOptions { profile: opts.profile }).await?;
-        let c = Arc::new(Compiled { exe: Arc::new(exe), outputs });
+        let exe = Compiled::compile(&self.device, &graph, &weights, &CompileOptions { profile: opts.profile }).await?;
+        let c = Arc::new(Prepared { exe, outputs });
         lock(&self.cache).insert(key, c.clone());
         Ok(c)
     }
@@ -116,7 +116,7 @@ impl Runner {
     /// The graph for the largest batch up to `batch` that the device takes (its limits and the
     /// memory budget), halving on `limit_exceeded` / `out_of_memory`; cached graphs of other
     /// sizes are dropped first when memory is short.
-    pub async fn fitting(&self, arch: Arch<'_>, batch: usize, h: usize, w: usize, opts: RunOptions) -> Result<(Arc<Compiled>, usize)> {
+    pub async fn fitting(&self, arch: Arch<'_>, batch: usize, h: usize, w: usize, opts: RunOptions) -> Result<(Arc<Prepared>, usize)> {
         let known = lock(&self.cache).max_batch.get(&(h, w, opts)).copied();
         let mut chunk = known.map_or(batch, |m| m.min(batch));
         let mut evicted = false;

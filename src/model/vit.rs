@@ -10,8 +10,7 @@ use super::preprocess::PreprocessorConfig;
 use super::runner::Runner;
 use crate::error::{Error, Result};
 use crate::tensor::DType;
-use crate::{lock, Gpu, HostTensor, PlanReport, Profile, Weights};
-use std::sync::Arc;
+use crate::{lock, Device, HostTensor, PlanReport, Profile, Weights};
 
 /// Outputs of one run, shaped as `transformers` returns them.
 #[derive(Clone, Debug)]
@@ -73,16 +72,20 @@ pub struct Model {
 }
 
 impl Model {
-    /// Uploads a checkpoint's weights (converted to f32) to the GPU.
-    pub fn load(gpu: &Arc<Gpu>, ck: &Checkpoint) -> Result<Model> {
-        Self::load_as(gpu, ck, DType::F32)
+    /// Uploads a checkpoint's weights (converted to f32) to a device: a GPU (`&Arc<Gpu>`), the CPU
+    /// backend (`&Arc<Cpu>`) or a [`Device`].
+    pub fn load(device: impl Into<Device>, ck: &Checkpoint) -> Result<Model> {
+        Self::load_as(device, ck, DType::F32)
     }
 
-    /// Uploads a checkpoint's weights stored as `storage`: f16 halves the weights' and the
-    /// activations' memory and bandwidth while every kernel still computes in f32 (needs the
-    /// adapter's `shader-f16`; results differ from f32 by f16 rounding, about 1e-3 relative).
-    pub fn load_as(gpu: &Arc<Gpu>, ck: &Checkpoint, storage: DType) -> Result<Model> {
-        if storage == DType::F16 && !gpu.report().shader_f16 {
+    /// Uploads a checkpoint's weights stored as `storage`: on a GPU, f16 halves the weights' and
+    /// the activations' memory and bandwidth while every kernel still computes in f32 (needs the
+    /// adapter's `shader-f16`; results differ from f32 by f16 rounding, about 1e-3 relative). The
+    /// CPU backend stores f32 whatever is asked ([`Model::storage`] says which).
+    pub fn load_as(device: impl Into<Device>, ck: &Checkpoint, storage: DType) -> Result<Model> {
+        let device = device.into();
+        let storage = if device.cpu().is_some() { DType::F32 } else { storage };
+        if storage == DType::F16 && !device.has_f16() {
             return Err(Error::UnsupportedDtype {
                 op: "load".into(),
                 tensor: ck.weights_name().into(),
@@ -99,8 +102,8 @@ impl Model {
             .filter_map(|n| ck.tensor_shape(n))
             .map(|s| s.iter().fold(storage.size() as u64, |a, &d| a.saturating_mul(d as u64)))
             .fold(0u64, u64::saturating_add);
-        gpu.check_memory(&format!("{} (its weights as {storage})", ck.weights_name()), need)?;
-        let mut w = Weights::new_as(gpu, storage);
+        device.check_memory(&format!("{} (its weights as {storage})", ck.weights_name()), need)?;
+        let mut w = Weights::new_as(&device, storage);
         let loaded = load(ck, &mut |name, shape, data| w.insert(name, shape, data))?;
         Ok(Model {
             config: ck.config.clone(),
@@ -109,7 +112,7 @@ impl Model {
             head: loaded.head,
             pooler: loaded.pooler,
             storage,
-            runner: Runner::new(gpu, w, loaded.pos),
+            runner: Runner::new(&device, w, loaded.pos),
         })
     }
 
@@ -133,7 +136,12 @@ impl Model {
         &self.config.labels
     }
 
-    /// Bytes of weights on the GPU.
+    /// The device it runs on.
+    pub fn device(&self) -> &Device {
+        &self.runner.device
+    }
+
+    /// Bytes of weights on the device.
     pub fn weight_bytes(&self) -> u64 {
         lock(&self.runner.weights).bytes()
     }
@@ -157,14 +165,14 @@ impl Model {
     /// where the adapter has no timestamps or the batch runs in chunks.
     pub async fn gpu_time_per_run(&self, pixels: &[f32], dims: [usize; 4], opts: RunOptions, repeats: u32) -> Result<Option<f64>> {
         let [b, _, h, w] = dims;
-        if !self.runner.gpu.has_timestamps() {
+        if self.runner.device.gpu().is_none_or(|g| !g.has_timestamps()) {
             return Ok(None);
         }
         let (graph, chunk) = self.runner.fitting(self.arch(), b, h, w, opts).await?;
         if chunk < b {
             return Ok(None);
         }
-        Ok(Some(graph.exe.gpu_time_per_run(&[("pixel_values", pixels)], repeats).await?))
+        graph.exe.gpu_time_per_run(&[("pixel_values", pixels)], repeats).await
     }
 
     /// Number of compiled graphs held (at most [`super::MAX_COMPILED`]).
@@ -215,7 +223,10 @@ impl Model {
         let mut pixels = Vec::new();
         let mut size = None;
         for (i, img) in images.iter().enumerate() {
-            let (p, h, w) = self.preprocessor.apply(img);
+            let (p, h, w) = self.preprocessor.apply(img).map_err(|e| match e {
+                Error::Input { problem, .. } => Error::Input { name: format!("image {i}"), problem },
+                e => e,
+            })?;
             if size.is_some_and(|s| s != (h, w)) {
                 return Err(Error::Input {
                     name: format!("image {i}"),

@@ -2,6 +2,7 @@
 
 use super::shader::{specialize, ShaderVariant};
 use super::{invalid, shape_err, uniforms, Binding, Kernel, KernelDecl, OpDef};
+use crate::cpu::{Cpu, CpuKernel, HostWeight};
 use crate::error::Result;
 use crate::tensor::TensorInfo;
 
@@ -46,6 +47,22 @@ impl QkvLayout {
         } else {
             let (b, t, d) = (s[0], s[1], s[2] / 3);
             QkvLayout { b, t, heads: h, dh: d / h, batch: t * 3 * d, head: d / h, row: 3 * d, k_off: d, v_off: 2 * d }
+        }
+    }
+
+    /// The CPU kernels' form (strides in elements).
+    pub(crate) fn cpu(&self) -> crate::cpu::attention::Qkv {
+        let u = |v: u64| v as usize;
+        crate::cpu::attention::Qkv {
+            b: u(self.b),
+            t: u(self.t),
+            heads: u(self.heads),
+            dh: u(self.dh),
+            batch: u(self.batch),
+            head: u(self.head),
+            row: u(self.row),
+            k_off: u(self.k_off),
+            v_off: u(self.v_off),
         }
     }
 
@@ -196,6 +213,11 @@ impl OpDef for Attention {
     fn heuristic(&self, device: wgpu::DeviceType, _inputs: &[&TensorInfo], _output: &TensorInfo) -> Option<&'static str> {
         heuristic_kernel(device)
     }
+
+    fn cpu_kernel(&self, cpu: &Cpu, _node: &str, inputs: &[&TensorInfo], _output: &TensorInfo, _weights: &[Option<&HostWeight>]) -> Result<Box<dyn CpuKernel>> {
+        let l = QkvLayout::of(&inputs[0].shape, self.heads).cpu();
+        Ok(Box::new(AttentionCpu { scratch: crate::cpu::attention::scratch_len(cpu.isa(), &l), l, scale: self.scale }))
+    }
 }
 
 impl Attention {
@@ -237,5 +259,25 @@ mod tests {
         assert_eq!(a(wgpu::DeviceType::DiscreteGpu), None);
         assert_eq!(a(wgpu::DeviceType::IntegratedGpu), None);
         assert!(super::kernel_names().contains(&"tiled-32x32"));
+    }
+}
+
+struct AttentionCpu {
+    l: crate::cpu::attention::Qkv,
+    scale: f32,
+    scratch: usize,
+}
+
+impl CpuKernel for AttentionCpu {
+    fn name(&self) -> &'static str {
+        "flash"
+    }
+
+    fn scratch(&self) -> usize {
+        self.scratch
+    }
+
+    fn run(&self, cpu: &Cpu, ins: &[&[f32]], out: &mut [f32], scratch: &mut [f32]) {
+        crate::cpu::attention::attention(cpu, ins[0], &self.l, self.scale, out, scratch);
     }
 }

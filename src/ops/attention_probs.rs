@@ -2,6 +2,7 @@
 
 use super::shader::specialize;
 use super::{attention, invalid, uniforms, Binding, Kernel, KernelDecl, OpDef, ROW_WORKGROUPS};
+use crate::cpu::{Cpu, CpuKernel, HostWeight};
 use crate::error::Result;
 use crate::tensor::TensorInfo;
 
@@ -62,8 +63,30 @@ impl OpDef for AttentionProbs {
         let groups = [self.queries as u32, self.heads as u32, b as u32];
         vec![Kernel::new(self.kind(), decl(super::row_workgroup(t as usize)), params, groups, flops)]
     }
+
+    fn cpu_kernel(&self, _cpu: &Cpu, _node: &str, inputs: &[&TensorInfo], _output: &TensorInfo, _weights: &[Option<&HostWeight>]) -> Result<Box<dyn CpuKernel>> {
+        let l = attention::QkvLayout::of(&inputs[0].shape, self.heads).cpu();
+        Ok(Box::new(AttentionProbsCpu { l, scale: self.scale, queries: self.queries, first_key: self.first_key }))
+    }
 }
 
 pub(crate) fn decls() -> Vec<KernelDecl> {
     ROW_WORKGROUPS.iter().map(|&wg| decl(wg)).collect()
+}
+
+struct AttentionProbsCpu {
+    l: crate::cpu::attention::Qkv,
+    scale: f32,
+    queries: usize,
+    first_key: usize,
+}
+
+impl CpuKernel for AttentionProbsCpu {
+    fn name(&self) -> &'static str {
+        "attention_probs"
+    }
+
+    fn run(&self, _cpu: &Cpu, ins: &[&[f32]], out: &mut [f32], _scratch: &mut [f32]) {
+        crate::cpu::kernels::attention_probs(ins[0], &self.l, self.scale, self.queries, self.first_key, out);
+    }
 }

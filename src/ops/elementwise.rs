@@ -2,6 +2,7 @@
 
 use super::shader::specialize;
 use super::{grid, last, shape_err, uniforms, Binding, Kernel, KernelDecl, OpDef, ELEMENT_WG};
+use crate::cpu::{Cpu, CpuKernel, HostWeight};
 use crate::error::Result;
 use crate::tensor::{fmt_shape, TensorInfo};
 
@@ -52,8 +53,34 @@ impl OpDef for Elementwise {
         let params = Params { n: n as u32, cols: last(&inputs[0].shape) as u32, ..Default::default() };
         vec![Kernel::new(self.kind(), decl(self), params, grid(n.div_ceil(ELEMENT_WG as u64)), n as f64)]
     }
+
+    fn cpu_kernel(&self, _cpu: &Cpu, _node: &str, _inputs: &[&TensorInfo], _output: &TensorInfo, _weights: &[Option<&HostWeight>]) -> Result<Box<dyn CpuKernel>> {
+        Ok(Box::new(ElementwiseCpu { add: matches!(self, Elementwise::Add) }))
+    }
 }
 
 pub(crate) fn decls() -> Vec<KernelDecl> {
     vec![decl(&Elementwise::Add), decl(&Elementwise::MulRow)]
+}
+
+struct ElementwiseCpu {
+    add: bool,
+}
+
+impl CpuKernel for ElementwiseCpu {
+    fn name(&self) -> &'static str {
+        if self.add {
+            "add"
+        } else {
+            "mul_row"
+        }
+    }
+
+    fn run(&self, _cpu: &Cpu, ins: &[&[f32]], out: &mut [f32], _scratch: &mut [f32]) {
+        if self.add {
+            crate::cpu::kernels::add(ins[0], ins[1], out);
+        } else {
+            crate::cpu::kernels::mul_row(ins[0], ins[1], out);
+        }
+    }
 }

@@ -2,6 +2,7 @@
 
 use super::shader::specialize;
 use super::{grid, invalid, last, row_workgroup, rows_of, shape_err, uniforms, Binding, Kernel, KernelDecl, OpDef, ROW_WORKGROUPS};
+use crate::cpu::{Cpu, CpuKernel, HostWeight};
 use crate::error::Result;
 use crate::tensor::TensorInfo;
 
@@ -44,8 +45,28 @@ impl OpDef for LayerNorm {
         let params = Params { rows: rows as u32, cols: cols as u32, eps: self.eps, _pad: 0 };
         vec![Kernel::new(self.kind(), decl(row_workgroup(cols)), params, grid(rows), 8.0 * (rows * cols as u64) as f64)]
     }
+
+    fn cpu_kernel(&self, _cpu: &Cpu, _node: &str, inputs: &[&TensorInfo], _output: &TensorInfo, _weights: &[Option<&HostWeight>]) -> Result<Box<dyn CpuKernel>> {
+        Ok(Box::new(LayerNormCpu { rows: rows_of(&inputs[0].shape), cols: last(&inputs[0].shape), eps: self.eps }))
+    }
 }
 
 pub(crate) fn decls() -> Vec<KernelDecl> {
     ROW_WORKGROUPS.iter().map(|&wg| decl(wg)).collect()
+}
+
+struct LayerNormCpu {
+    rows: usize,
+    cols: usize,
+    eps: f32,
+}
+
+impl CpuKernel for LayerNormCpu {
+    fn name(&self) -> &'static str {
+        "layernorm"
+    }
+
+    fn run(&self, cpu: &Cpu, ins: &[&[f32]], out: &mut [f32], _scratch: &mut [f32]) {
+        crate::cpu::kernels::layer_norm(cpu, ins[0], self.rows, self.cols, ins[1], ins[2], self.eps, out);
+    }
 }

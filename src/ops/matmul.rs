@@ -2,6 +2,7 @@
 
 use super::shader::{specialize, ShaderVariant};
 use super::{grid, last, rows_of, shape_err, uniforms, Access, Activation, Binding, Finish, Kernel, KernelDecl, OpDef, ELEMENT_WG};
+use crate::cpu::{Cpu, CpuKernel, HostWeight};
 use crate::error::Result;
 use crate::tensor::{fmt_shape, TensorInfo};
 
@@ -176,6 +177,13 @@ impl OpDef for MatMul {
     fn heuristic(&self, device: wgpu::DeviceType, _inputs: &[&TensorInfo], output: &TensorInfo) -> Option<&'static str> {
         heuristic_tile(device, rows_of(&output.shape), last(&output.shape))
     }
+
+    fn cpu_kernel(&self, cpu: &Cpu, node: &str, inputs: &[&TensorInfo], output: &TensorInfo, weights: &[Option<&HostWeight>]) -> Result<Box<dyn CpuKernel>> {
+        let b = super::need_weight(node, weights, 1, "B")?.packed(crate::cpu::gemm::tile(cpu.isa()).1)?;
+        let m = rows_of(&inputs[0].shape);
+        let residual = self.residual.then_some(2 + self.bias as usize);
+        Ok(Box::new(MatMulCpu { m, b, n: last(&output.shape), bias: self.bias, act: self.act, residual, heads: None }))
+    }
 }
 
 impl MatMul {
@@ -276,6 +284,13 @@ impl OpDef for MatMulHeads {
         let s = &output.shape;
         heuristic_tile(device, s[1] * s[3], 3 * s[2] * s[4])
     }
+
+    fn cpu_kernel(&self, cpu: &Cpu, node: &str, inputs: &[&TensorInfo], _output: &TensorInfo, weights: &[Option<&HostWeight>]) -> Result<Box<dyn CpuKernel>> {
+        let b = super::need_weight(node, weights, 1, "B")?.packed(crate::cpu::gemm::tile(cpu.isa()).1)?;
+        let s = &inputs[0].shape;
+        let heads = Some((s[0], s[1], self.heads));
+        Ok(Box::new(MatMulCpu { m: rows_of(s), b, n: inputs[1].shape[1], bias: self.bias, act: Activation::None, residual: None, heads }))
+    }
 }
 
 /// The flags that select an epilogue: bias, activation, residual.
@@ -319,9 +334,7 @@ fn gemm_variant(tile: Tile, vec4: bool, store: &[&'static str]) -> ShaderVariant
         flags.push("PREFETCH");
     }
     flags.extend(tile.unroll_flags());
-    // The vec4 store goes through epilogue.wgsl; the scalar one applies its epilogue per element.
-    let parts: &[&'static str] = if vec4 { &["matmul", "epilogue", "gemm"] } else { &["matmul", "gemm"] };
-    specialize(parts, &tile.consts(), &flags)
+    specialize(&["matmul", "gemm_load_b", "epilogue", "gemm"], &tile.consts(), &flags)
 }
 
 fn decl(tile: Tile, vec4: bool, bias: bool, act: Activation, residual: bool) -> KernelDecl {
@@ -350,7 +363,9 @@ fn split_decl() -> KernelDecl {
 fn reduce_decl(bias: bool, act: Activation, residual: bool) -> KernelDecl {
     let mut bindings = vec![Binding::output("out"), Binding::scratch("partial", Access::Read)];
     bindings.extend(epilogue_bindings(bias, residual));
-    let shader = specialize(&["splitk_reduce", "epilogue"], &[("WG", ELEMENT_WG)], &epilogue_flags(bias, act, residual));
+    let mut flags = vec!["VEC4"];
+    flags.extend(epilogue_flags(bias, act, residual));
+    let shader = specialize(&["splitk_reduce", "epilogue"], &[("WG", ELEMENT_WG)], &flags);
     KernelDecl::new::<ReduceParams>(shader, bindings)
 }
 
@@ -411,6 +426,61 @@ mod tests {
         // Every name is one the op offers.
         for name in ["128x128-unrolled", "128x128"] {
             assert!(super::kernel_names().contains(&name));
+        }
+    }
+}
+
+/// A matrix product on the CPU (B packed for the instruction set). With `heads`, the product
+/// goes to the scratch and is written head-major, `(3, B, heads, T, dh)`, as the GPU's
+/// head-major projection does.
+struct MatMulCpu {
+    m: usize,
+    n: usize,
+    b: std::sync::Arc<crate::cpu::gemm::PackedB>,
+    bias: bool,
+    act: Activation,
+    residual: Option<usize>,
+    /// (batch, tokens, heads) for the head-major layout.
+    heads: Option<(usize, usize, usize)>,
+}
+
+impl CpuKernel for MatMulCpu {
+    fn name(&self) -> &'static str {
+        "gemm"
+    }
+
+    fn scratch(&self) -> usize {
+        if self.heads.is_some() {
+            self.m * self.n
+        } else {
+            0
+        }
+    }
+
+    fn run(&self, cpu: &Cpu, ins: &[&[f32]], out: &mut [f32], scratch: &mut [f32]) {
+        use crate::cpu::gemm::{gemm, Epilogue, Gemm};
+        let epi = Epilogue {
+            bias: self.bias.then(|| ins[2]),
+            act: self.act.cpu(),
+            residual: self.residual.map(|i| (ins[i], self.n)),
+            accumulate: false,
+        };
+        let g = Gemm::new(self.m, ins[0], self.b.k, &self.b, self.n);
+        let Some((batch, tokens, heads)) = self.heads else {
+            return gemm(cpu, &g, out, &epi);
+        };
+        let flat = &mut scratch[..self.m * self.n];
+        gemm(cpu, &g, flat, &epi);
+        let d = self.n / 3;
+        let dh = d / heads;
+        for (row, r) in flat.chunks(self.n).enumerate() {
+            let (b, t) = (row / tokens, row % tokens);
+            for part in 0..3 {
+                for h in 0..heads {
+                    let dst = (((part * batch + b) * heads + h) * tokens + t) * dh;
+                    out[dst..dst + dh].copy_from_slice(&r[part * d + h * dh..part * d + (h + 1) * dh]);
+                }
+            }
         }
     }
 }

@@ -12,9 +12,15 @@ pub mod shader;
 pub mod softmax;
 pub mod tokens;
 
+use crate::cpu::{Cpu, CpuKernel, HostWeight};
 use crate::error::{Error, Result};
 use crate::tensor::{fmt_shape, DType, TensorInfo};
 pub use shader::ShaderVariant;
+
+/// A weight input a CPU kernel needs, or an error naming the node and the input.
+pub(crate) fn need_weight<'a>(node: &str, weights: &[Option<&'a HostWeight>], i: usize, what: &str) -> Result<&'a HostWeight> {
+    weights.get(i).copied().flatten().ok_or_else(|| invalid(node, format!("its {what} (input {i}) must be a weight")))
+}
 
 /// Activation fused into a matmul epilogue.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -25,6 +31,17 @@ pub enum Activation {
     Gelu,
     /// `tanh` (the ViT / DeiT pooler).
     Tanh,
+}
+
+impl Activation {
+    /// The CPU kernels' form.
+    pub(crate) fn cpu(self) -> crate::cpu::gemm::Act {
+        match self {
+            Activation::None => crate::cpu::gemm::Act::None,
+            Activation::Gelu => crate::cpu::gemm::Act::Gelu,
+            Activation::Tanh => crate::cpu::gemm::Act::Tanh,
+        }
+    }
 }
 
 /// An operation of the graph. Parameters that follow from input shapes are not stored.
@@ -295,6 +312,8 @@ pub(crate) trait OpDef {
     fn heuristic(&self, _device: wgpu::DeviceType, _inputs: &[&TensorInfo], _output: &TensorInfo) -> Option<&'static str> {
         None
     }
+    /// The CPU kernel for checked inputs; `weights[i]` is input i where it is a weight.
+    fn cpu_kernel(&self, cpu: &Cpu, node: &str, inputs: &[&TensorInfo], output: &TensorInfo, weights: &[Option<&HostWeight>]) -> Result<Box<dyn CpuKernel>>;
 }
 
 impl Op {
@@ -366,6 +385,11 @@ impl Op {
             return ks.into_iter().map(Kernel::f16).collect();
         }
         ks
+    }
+
+    /// The node's CPU kernel (`weights[i]` is input i where it is a weight).
+    pub(crate) fn cpu_kernel(&self, cpu: &Cpu, node: &str, inputs: &[&TensorInfo], output: &TensorInfo, weights: &[Option<&HostWeight>]) -> Result<Box<dyn CpuKernel>> {
+        self.def().cpu_kernel(cpu, node, inputs, output, weights)
     }
 
     /// The autotuner's key for this node (None: one kernel, nothing to tune).

@@ -3,6 +3,7 @@
 
 use super::shader::specialize;
 use super::{invalid, matmul::SMALL, shape_err, uniforms, Binding, Kernel, KernelDecl, OpDef};
+use crate::cpu::{Cpu, CpuKernel, HostWeight};
 use crate::error::Result;
 use crate::tensor::TensorInfo;
 
@@ -21,7 +22,7 @@ fn decl(prefix: bool) -> KernelDecl {
     let mut bindings = vec![
         Binding::output("out"),
         Binding::activation(0, "image"),
-        Binding::weight(1, "weight"),
+        Binding::weight(1, "b"),
         Binding::weight(2, "bias"),
         Binding::weight(3, "pos"),
     ];
@@ -30,7 +31,7 @@ fn decl(prefix: bool) -> KernelDecl {
         flags.push("PREFIX");
         bindings.push(Binding::weight(4, "prefix_tokens"));
     }
-    KernelDecl::new::<Params>(specialize(&["patch_embed", "gemm"], &SMALL.consts(), &flags), bindings)
+    KernelDecl::new::<Params>(specialize(&["patch_embed", "gemm_load_b", "gemm"], &SMALL.consts(), &flags), bindings)
 }
 
 impl OpDef for PatchEmbed {
@@ -101,8 +102,55 @@ impl OpDef for PatchEmbed {
         let groups = [d.div_ceil(SMALL.bn as u64) as u32, m.div_ceil(SMALL.bm as u64) as u32, 1];
         vec![Kernel::new(self.kind(), decl(self.prefix > 0), params, groups, 2.0 * (patches * k * d) as f64)]
     }
+
+    fn cpu_kernel(&self, cpu: &Cpu, node: &str, inputs: &[&TensorInfo], output: &TensorInfo, weights: &[Option<&HostWeight>]) -> Result<Box<dyn CpuKernel>> {
+        let b = super::need_weight(node, weights, 1, "weight")?.packed(crate::cpu::gemm::tile(cpu.isa()).1)?;
+        let s = &inputs[0].shape;
+        let (tokens, d) = (output.shape[1], output.shape[2]);
+        Ok(Box::new(PatchEmbedCpu { image: [s[0], s[1], s[2], s[3]], patch: self.patch, prefix: self.prefix, tokens, d, b }))
+    }
 }
 
 pub(crate) fn decls() -> Vec<KernelDecl> {
     vec![decl(false), decl(true)]
+}
+
+struct PatchEmbedCpu {
+    image: [usize; 4],
+    patch: usize,
+    prefix: usize,
+    tokens: usize,
+    d: usize,
+    b: std::sync::Arc<crate::cpu::gemm::PackedB>,
+}
+
+impl CpuKernel for PatchEmbedCpu {
+    fn name(&self) -> &'static str {
+        "patch_gemm"
+    }
+
+    /// The patches of one image, `(patches, C p p)`.
+    fn scratch(&self) -> usize {
+        (self.tokens - self.prefix) * self.b.k
+    }
+
+    fn run(&self, cpu: &Cpu, ins: &[&[f32]], out: &mut [f32], scratch: &mut [f32]) {
+        use crate::cpu::gemm::{gemm, Act, Epilogue, Gemm};
+        let [batch, c, h, w] = self.image;
+        let (p, d, t, prefix) = (self.patch, self.d, self.tokens, self.prefix);
+        let (bias, pos) = (ins[2], ins[3]);
+        let n = t - prefix;
+        let rows = &mut scratch[..n * self.b.k];
+        for bi in 0..batch {
+            crate::cpu::kernels::patches(&ins[0][bi * c * h * w..(bi + 1) * c * h * w], c, h, w, p, rows);
+            // Patch rows: x W + bias + the position embedding of their token.
+            let epi = Epilogue { bias: Some(bias), act: Act::None, residual: Some((&pos[prefix * d..], d)), accumulate: false };
+            gemm(cpu, &Gemm::new(n, rows, self.b.k, &self.b, d), &mut out[(bi * t + prefix) * d..(bi + 1) * t * d], &epi);
+            // Prefix rows: the token plus its position embedding.
+            for ti in 0..prefix {
+                let o = &mut out[(bi * t + ti) * d..(bi * t + ti + 1) * d];
+                o.iter_mut().zip(&ins[4][ti * d..(ti + 1) * d]).zip(&pos[ti * d..(ti + 1) * d]).for_each(|((o, x), q)| *o = x + q);
+            }
+        }
+    }
 }

@@ -9,6 +9,7 @@ pub(crate) const SOURCES: &[(&str, &str)] = &[
     ("common", include_str!("../../shaders/common.wgsl")),
     ("reduce", include_str!("../../shaders/reduce.wgsl")),
     ("gemm", include_str!("../../shaders/gemm.wgsl")),
+    ("gemm_load_b", include_str!("../../shaders/gemm_load_b.wgsl")),
     ("matmul", include_str!("../../shaders/matmul.wgsl")),
     ("epilogue", include_str!("../../shaders/epilogue.wgsl")),
     ("splitk_reduce", include_str!("../../shaders/splitk_reduce.wgsl")),

@@ -2,6 +2,7 @@
 
 use super::shader::specialize;
 use super::{grid, last, row_workgroup, rows_of, uniforms, Binding, Kernel, KernelDecl, OpDef, ROW_WORKGROUPS};
+use crate::cpu::{Cpu, CpuKernel, HostWeight};
 use crate::error::Result;
 use crate::tensor::TensorInfo;
 
@@ -33,8 +34,27 @@ impl OpDef for Softmax {
         let params = Params { rows: rows as u32, cols: cols as u32, ..Default::default() };
         vec![Kernel::new(self.kind(), decl(row_workgroup(cols)), params, grid(rows), 5.0 * (rows * cols as u64) as f64)]
     }
+
+    fn cpu_kernel(&self, _cpu: &Cpu, _node: &str, inputs: &[&TensorInfo], _output: &TensorInfo, _weights: &[Option<&HostWeight>]) -> Result<Box<dyn CpuKernel>> {
+        Ok(Box::new(SoftmaxCpu { rows: rows_of(&inputs[0].shape), cols: last(&inputs[0].shape) }))
+    }
 }
 
 pub(crate) fn decls() -> Vec<KernelDecl> {
     ROW_WORKGROUPS.iter().map(|&wg| decl(wg)).collect()
+}
+
+struct SoftmaxCpu {
+    rows: usize,
+    cols: usize,
+}
+
+impl CpuKernel for SoftmaxCpu {
+    fn name(&self) -> &'static str {
+        "softmax"
+    }
+
+    fn run(&self, cpu: &Cpu, ins: &[&[f32]], out: &mut [f32], _scratch: &mut [f32]) {
+        crate::cpu::kernels::softmax(cpu, ins[0], self.rows, self.cols, out);
+    }
 }

@@ -3,6 +3,7 @@
 
 use super::shader::specialize;
 use super::{grid, invalid, last, rows_of, shape_err, uniforms, Binding, Kernel, KernelDecl, OpDef, ELEMENT_WG};
+use crate::cpu::{Cpu, CpuKernel, HostWeight};
 use crate::error::Result;
 use crate::tensor::TensorInfo;
 
@@ -62,6 +63,11 @@ impl OpDef for Tokens {
         let flops = if self.mean { (n * self.count as u64) as f64 } else { 0.0 };
         vec![Kernel::new(self.kind(), decl(self.mean), params, grid(n.div_ceil(ELEMENT_WG as u64)), flops)]
     }
+
+    fn cpu_kernel(&self, _cpu: &Cpu, _node: &str, inputs: &[&TensorInfo], _output: &TensorInfo, _weights: &[Option<&HostWeight>]) -> Result<Box<dyn CpuKernel>> {
+        let s = &inputs[0].shape;
+        Ok(Box::new(TokensCpu { b: s[0], t: s[1], d: s[2], start: self.start, count: self.count, mean: self.mean }))
+    }
 }
 
 /// Concatenation along the last dim.
@@ -104,8 +110,51 @@ impl OpDef for Concat {
         };
         vec![Kernel::new(self.kind(), concat_decl(), params, grid(n.div_ceil(ELEMENT_WG as u64)), 0.0)]
     }
+
+    fn cpu_kernel(&self, _cpu: &Cpu, _node: &str, inputs: &[&TensorInfo], _output: &TensorInfo, _weights: &[Option<&HostWeight>]) -> Result<Box<dyn CpuKernel>> {
+        Ok(Box::new(ConcatCpu { rows: rows_of(&inputs[0].shape), d1: last(&inputs[0].shape), d2: last(&inputs[1].shape) }))
+    }
 }
 
 pub(crate) fn decls() -> Vec<KernelDecl> {
     vec![decl(false), decl(true), concat_decl()]
+}
+
+struct TokensCpu {
+    b: usize,
+    t: usize,
+    d: usize,
+    start: usize,
+    count: usize,
+    mean: bool,
+}
+
+impl CpuKernel for TokensCpu {
+    fn name(&self) -> &'static str {
+        if self.mean {
+            "mean_tokens"
+        } else {
+            "slice_tokens"
+        }
+    }
+
+    fn run(&self, _cpu: &Cpu, ins: &[&[f32]], out: &mut [f32], _scratch: &mut [f32]) {
+        crate::cpu::kernels::tokens(ins[0], self.b, self.t, self.d, self.start, self.count, self.mean, out);
+    }
+}
+
+struct ConcatCpu {
+    rows: usize,
+    d1: usize,
+    d2: usize,
+}
+
+impl CpuKernel for ConcatCpu {
+    fn name(&self) -> &'static str {
+        "concat"
+    }
+
+    fn run(&self, _cpu: &Cpu, ins: &[&[f32]], out: &mut [f32], _scratch: &mut [f32]) {
+        crate::cpu::kernels::concat(ins[0], ins[1], self.rows, self.d1, self.d2, out);
+    }
 }

@@ -150,7 +150,14 @@ test('every input of the hostile corpus rejects with its kind, as natively', { t
     for (const c of manifest.cases) {
       const bytes = await get(`/tests/fixtures/hostile/${c.file}`);
       try {
-        if (c.role === 'image') {
+        if (c.role === 'image' && c.preprocessor) {
+          const other = await window.engine.load({ name: 'hostile', config, weights, preprocessor: await get(`/tests/fixtures/hostile/${c.preprocessor}`) });
+          try {
+            await other.classify(new File([bytes], c.file));
+          } finally {
+            other.dispose();
+          }
+        } else if (c.role === 'image') {
           await model.classify(new File([bytes], c.file));
         } else {
           const files = { name: 'hostile', config, weights, preprocessor };

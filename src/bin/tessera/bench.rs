@@ -1,10 +1,9 @@
 //! `tessera bench`: kernel throughput on the shapes of ViT-B/16, timed on the GPU with timestamp
 //! queries where the adapter has them (wall clock otherwise).
 
-use std::sync::Arc;
 use std::time::Instant;
 use tessera::reference::Rng;
-use tessera::{CompileOptions, Executable, Gpu, Graph, Weights};
+use tessera::{CompileOptions, Compiled, Device, Gpu, Graph, Weights};
 
 #[derive(clap::Args)]
 pub struct BenchArgs {
@@ -156,32 +155,37 @@ fn median(v: &mut [f64]) -> f64 {
     if n % 2 == 1 { v[n / 2] } else { 0.5 * (v[n / 2 - 1] + v[n / 2]) }
 }
 
-fn measure(gpu: &Arc<Gpu>, case: &Case, args: &BenchArgs) -> anyhow::Result<(usize, Option<f64>, f64, String)> {
+/// Whether the device times each run itself (GPU timestamps).
+fn has_timestamps(device: &Device) -> bool {
+    device.gpu().is_some_and(|g| g.report().timestamp_query)
+}
+
+fn measure(device: &Device, case: &Case, args: &BenchArgs) -> anyhow::Result<(usize, Option<f64>, f64, String)> {
     let mut rng = Rng::new(1);
-    let mut weights = Weights::new(gpu);
+    let mut weights = Weights::new(device);
     for (name, shape) in &case.weights {
         weights.insert(name, shape, &rng.vec(shape.iter().product(), 0.1))?;
     }
     let data: Vec<(String, Vec<f32>)> =
         case.inputs.iter().map(|(n, s)| (n.clone(), rng.vec(s.iter().product(), 1.0))).collect();
     let feeds: Vec<(&str, &[f32])> = data.iter().map(|(n, d)| (n.as_str(), d.as_slice())).collect();
-    let profile = gpu.report().timestamp_query;
-    let exe = pollster::block_on(Executable::compile(gpu, &case.graph, &weights, &CompileOptions { profile }))?;
+    let profile = has_timestamps(device);
+    let exe = pollster::block_on(Compiled::compile(device, &case.graph, &weights, &CompileOptions { profile }))?;
     let kernel = exe.kernel_choices().first().map(|c| format!("{} ({})", c.kernel, c.reason.as_str())).unwrap_or_default();
     for _ in 0..args.warmup {
-        exe.run_blocking(&feeds)?;
+        pollster::block_on(exe.run(&feeds))?;
     }
     let (mut gpu_ms, mut wall_ms) = (Vec::new(), Vec::new());
     let start = Instant::now();
     while wall_ms.len() < args.iters.max(1) && (wall_ms.is_empty() || start.elapsed().as_secs_f64() < args.max_seconds) {
         let t = Instant::now();
         if profile && args.repeat > 1 {
-            gpu_ms.push(pollster::block_on(exe.gpu_time_per_run(&feeds, args.repeat))?);
+            gpu_ms.extend(pollster::block_on(exe.gpu_time_per_run(&feeds, args.repeat))?);
         } else if profile {
             let (_, p) = pollster::block_on(exe.run_profiled(&feeds))?;
             gpu_ms.push(p.total_ms());
         } else {
-            exe.run_blocking(&feeds)?;
+            pollster::block_on(exe.run(&feeds))?;
         }
         wall_ms.push(t.elapsed().as_secs_f64() * 1e3);
     }
@@ -194,13 +198,13 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
-fn model_bench(gpu: &Arc<Gpu>, spec: &str, args: &BenchArgs) -> anyhow::Result<()> {
-    let model = crate::models::load_spec(gpu, Some(spec), args.f16)?;
+fn model_bench(device: &Device, spec: &str, args: &BenchArgs) -> anyhow::Result<()> {
+    let model = crate::models::load_spec(device, Some(spec), args.f16)?;
     let cfg = &model.config;
     let (h, w) = cfg.image_size;
-    println!("{}", gpu.report());
+    println!("{}", device.report());
     println!(
-        "model: {} ({:?}, {} layers, width {}, {} heads, {}x{} input, patch {}), {} weights {:.1} MiB on the GPU\n",
+        "model: {} ({:?}, {} layers, width {}, {} heads, {}x{} input, patch {}), {} weights {:.1} MiB on the device\n",
         model.source, cfg.family, cfg.num_layers, cfg.hidden_size, cfg.num_heads, h, w, cfg.patch_size, model.storage(),
         model.weight_bytes() as f64 / 1048576.0
     );
@@ -242,18 +246,18 @@ fn model_bench(gpu: &Arc<Gpu>, spec: &str, args: &BenchArgs) -> anyhow::Result<(
         println!("{b:>6} {:>6} {p50:>12.3} {p90:>12.3} {:>12.3} {:>12.1} {gpu_col:>14}", ms.len(), p50 / b as f64, 1e3 * b as f64 / p50);
         let mut row = serde_json::json!({"batch": b, "runs": ms.len(), "p50_ms": p50, "p90_ms": p90, "images_per_s": 1e3 * b as f64 / p50,
             "gpu_ms_per_run": gpu_ms, "qkv_heads": args.qkv_heads,
-            "gpu_memory_bytes": gpu.memory_in_use(), "weight_bytes": model.weight_bytes()});
+            "device_memory_bytes": device.memory_in_use(), "weight_bytes": model.weight_bytes()});
         if let Some((chunk, plan)) = model.plan(b, h, w, opts) {
             row["graph_batch"] = chunk.into();
             row["arena_bytes"] = plan.arena.into();
             row["peak_live_bytes"] = plan.peak_live.into();
             row["unshared_bytes"] = plan.naive.into();
-            memory.push((b, chunk, plan, gpu.memory_in_use()));
+            memory.push((b, chunk, plan, device.memory_in_use()));
         }
         rows.push(row);
     }
     let mib = |b: u64| b as f64 / 1048576.0;
-    println!("\nGPU memory (weights {:.1} MiB):", mib(model.weight_bytes()));
+    println!("\ndevice memory (weights {:.1} MiB):", mib(model.weight_bytes()));
     for (b, chunk, plan, held) in &memory {
         let split = if chunk < b { format!(" (run as batches of {chunk}: the device limits)") } else { String::new() };
         println!(
@@ -266,13 +270,14 @@ fn model_bench(gpu: &Arc<Gpu>, spec: &str, args: &BenchArgs) -> anyhow::Result<(
         );
     }
     let mut profile_json = serde_json::Value::Null;
-    if gpu.report().timestamp_query {
+    // Per-op times: GPU timestamps, or the CPU backend's clock.
+    if has_timestamps(device) || device.cpu().is_some() {
         let b = args.batch.first().copied().unwrap_or(1);
         let pixels = Rng::new(7).vec(b * cfg.num_channels * h * w, 1.0);
         let opts = tessera::RunOptions { profile: true, qkv_heads: args.qkv_heads, logits_only: true, ..Default::default() };
         let out = model.run_blocking(&pixels, [b, cfg.num_channels, h, w], opts)?;
         if let Some(p) = out.profile {
-            println!("\nper-op GPU time, batch {b}:\n{p}");
+            println!("\nper-op time, batch {b}:\n{p}");
             profile_json = serde_json::json!({
                 "batch": b,
                 "total_ms": p.total_ms(),
@@ -292,9 +297,12 @@ fn model_bench(gpu: &Arc<Gpu>, spec: &str, args: &BenchArgs) -> anyhow::Result<(
             }
         }
     }
-    print_tuning(gpu);
+    if let Some(g) = device.gpu() {
+        print_tuning(g);
+    }
     if let Some(path) = &args.json {
-        let doc = serde_json::json!({"adapter": gpu.report().name, "model": model.source, "storage": model.storage().to_string(), "tuning": gpu.tuning(), "results": rows, "profile": profile_json});
+        let tuning = device.gpu().is_some_and(|g| g.tuning());
+        let doc = serde_json::json!({"adapter": device.name(), "device": if device.cpu().is_some() { "cpu" } else { "gpu" }, "model": model.source, "storage": model.storage().to_string(), "tuning": tuning, "results": rows, "profile": profile_json});
         std::fs::write(path, serde_json::to_string_pretty(&doc)?)?;
     }
     Ok(())
@@ -320,13 +328,19 @@ fn print_tuning(gpu: &Gpu) {
     }
 }
 
-pub fn run(gpu: &Arc<Gpu>, args: &BenchArgs) -> anyhow::Result<()> {
+pub fn run(device: &Device, args: &BenchArgs) -> anyhow::Result<()> {
     check_args(args)?;
     if let Some(m) = &args.model {
-        return model_bench(gpu, m, args);
+        return model_bench(device, m, args);
     }
-    println!("{}", gpu.report());
-    let timing = if gpu.report().timestamp_query { "GPU timestamps" } else { "wall clock (no timestamp-query)" };
+    println!("{}", device.report());
+    let timing = if has_timestamps(device) {
+        "GPU timestamps"
+    } else if device.cpu().is_some() {
+        "wall clock (CPU backend)"
+    } else {
+        "wall clock (no timestamp-query)"
+    };
     println!(
         "timing: {timing}; median of up to {} timed submits of {} back-to-back run(s) each, after {} warm-up\n",
         args.iters, args.repeat, args.warmup
@@ -338,7 +352,7 @@ pub fn run(gpu: &Arc<Gpu>, args: &BenchArgs) -> anyhow::Result<()> {
     let mut rows = Vec::new();
     for case in cases(args) {
         let gflop = case.flops / 1e9;
-        let row = match measure(gpu, &case, args) {
+        let row = match measure(device, &case, args) {
             Ok((runs, gpu_ms, wall_ms, kernel)) => {
                 let t = gpu_ms.unwrap_or(wall_ms);
                 Row {
@@ -381,13 +395,23 @@ pub fn run(gpu: &Arc<Gpu>, args: &BenchArgs) -> anyhow::Result<()> {
         }
         rows.push(row);
     }
-    print_tuning(gpu);
+    if let Some(g) = device.gpu() {
+        print_tuning(g);
+    }
     if let Some(path) = &args.json {
-        let r = gpu.report();
-        let doc = serde_json::json!({
-            "adapter": r.name, "backend": r.backend, "device_type": r.device_type, "driver": r.driver,
-            "timing": timing, "tuning": gpu.tuning(), "results": rows,
-        });
+        let doc = match device {
+            Device::Gpu(g) => {
+                let r = g.report();
+                serde_json::json!({
+                    "adapter": r.name, "backend": r.backend, "device_type": r.device_type, "driver": r.driver,
+                    "timing": timing, "tuning": g.tuning(), "results": rows,
+                })
+            }
+            Device::Cpu(c) => serde_json::json!({
+                "adapter": device.name(), "backend": "cpu", "isa": c.isa().name(), "threads": c.threads(),
+                "timing": timing, "tuning": false, "results": rows,
+            }),
+        };
         std::fs::write(path, serde_json::to_string_pretty(&doc)?)
             .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
         println!("\nwrote {}", path.display());

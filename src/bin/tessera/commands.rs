@@ -4,8 +4,7 @@ use crate::models::{self, row};
 use anyhow::{bail, Context, Result};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use tessera::{Gpu, RunOptions};
+use tessera::{Device, RunOptions};
 
 #[derive(clap::Args)]
 pub struct ModelArg {
@@ -117,8 +116,8 @@ fn rss_mib() -> f64 {
         .unwrap_or(f64::NAN)
 }
 
-pub fn soak(gpu: &Arc<Gpu>, args: &SoakArgs) -> Result<()> {
-    let mut model = models::load(gpu, &args.model)?;
+pub fn soak(device: &Device, args: &SoakArgs) -> Result<()> {
+    let mut model = models::load(device, &args.model)?;
     let (h, w) = model.config.image_size;
     let pixels = tessera::reference::Rng::new(1).vec(model.config.num_channels * h * w, 1.0);
     let dims = [1, model.config.num_channels, h, w];
@@ -148,7 +147,7 @@ pub fn soak(gpu: &Arc<Gpu>, args: &SoakArgs) -> Result<()> {
     let mut reload_peak: f64 = 0.0;
     for i in 0..args.reloads {
         drop(model);
-        model = models::load(gpu, &args.model)?;
+        model = models::load(device, &args.model)?;
         model.run_blocking(&pixels, dims, RunOptions::default())?;
         if i == (args.reloads / 10).max(1) - 1 {
             reload_base = rss_mib();
@@ -206,8 +205,8 @@ fn partial_path(path: &Path) -> PathBuf {
     path.with_file_name(name)
 }
 
-pub fn run(gpu: &Arc<Gpu>, args: &RunArgs) -> Result<()> {
-    let model = models::load(gpu, &args.model)?;
+pub fn run(device: &Device, args: &RunArgs) -> Result<()> {
+    let model = models::load(device, &args.model)?;
     let name = args.pixels.display().to_string();
     let bytes = std::fs::read(&args.pixels).with_context(|| format!("{name}: cannot read"))?;
     let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| anyhow::anyhow!("{name}: not a valid safetensors file: {e}"))?;
@@ -245,8 +244,8 @@ pub fn run(gpu: &Arc<Gpu>, args: &RunArgs) -> Result<()> {
     Ok(())
 }
 
-pub fn classify(gpu: &Arc<Gpu>, args: &ClassifyArgs) -> Result<()> {
-    let model = models::load(gpu, &args.model)?;
+pub fn classify(device: &Device, args: &ClassifyArgs) -> Result<()> {
+    let model = models::load(device, &args.model)?;
     if model.labels().is_empty() {
         bail!("{}: this is a base model without a classifier head; use `tessera embed`", model.source);
     }
@@ -278,8 +277,8 @@ pub fn classify(gpu: &Arc<Gpu>, args: &ClassifyArgs) -> Result<()> {
     Ok(())
 }
 
-pub fn embed(gpu: &Arc<Gpu>, args: &EmbedArgs) -> Result<()> {
-    let model = models::load(gpu, &args.model)?;
+pub fn embed(device: &Device, args: &EmbedArgs) -> Result<()> {
+    let model = models::load(device, &args.model)?;
     let paths = models::collect_images(&args.images)?;
     let prefix = model.config.prefix_tokens();
     let d = model.config.hidden_size;
@@ -324,8 +323,8 @@ fn heat_color(t: f32) -> [f32; 3] {
     [a[0] + (b[0] - a[0]) * f, a[1] + (b[1] - a[1]) * f, a[2] + (b[2] - a[2]) * f]
 }
 
-pub fn attention(gpu: &Arc<Gpu>, args: &AttentionArgs) -> Result<()> {
-    let model = models::load(gpu, &args.model)?;
+pub fn attention(device: &Device, args: &AttentionArgs) -> Result<()> {
+    let model = models::load(device, &args.model)?;
     let (p, original) = models::prepare_image(&model, &args.image)?;
     let (h, w) = p.size;
     let out = model.run_blocking(&p.pixels, [1, model.config.num_channels, h, w], RunOptions { attention: true, ..Default::default() })?;
@@ -411,8 +410,8 @@ fn read_idx(path: &Path, magic: u32) -> Result<(Vec<usize>, Vec<u8>)> {
     Ok((shape, bytes[header..].to_vec()))
 }
 
-pub fn eval(gpu: &Arc<Gpu>, args: &EvalArgs) -> Result<()> {
-    let model = models::load(gpu, &args.model)?;
+pub fn eval(device: &Device, args: &EvalArgs) -> Result<()> {
+    let model = models::load(device, &args.model)?;
     if model.labels().len() != 10 {
         bail!("{}: eval runs Fashion-MNIST, which needs a 10-class model", model.source);
     }
@@ -436,7 +435,7 @@ pub fn eval(gpu: &Arc<Gpu>, args: &EvalArgs) -> Result<()> {
             let gray = image::GrayImage::from_raw(iw as u32, ih as u32, images[i * ih * iw..(i + 1) * ih * iw].to_vec())
                 .context("image size")?;
             let rgb = image::DynamicImage::ImageLuma8(gray).to_rgb8();
-            let (p, h, w) = model.preprocessor.apply(&rgb);
+            let (p, h, w) = model.preprocessor.apply(&rgb)?;
             size = (h, w);
             pixels.extend(p);
         }
@@ -458,13 +457,13 @@ pub fn eval(gpu: &Arc<Gpu>, args: &EvalArgs) -> Result<()> {
     if args.json {
         let doc = serde_json::json!({
             "model": model.source, "images": count, "correct": correct, "accuracy": accuracy,
-            "seconds": secs, "adapter": gpu.report().name,
+            "seconds": secs, "adapter": device.name(),
             "predictions": preds.iter().map(|p| char::from(b'0' + p)).collect::<String>(),
         });
         println!("{}", serde_json::to_string_pretty(&doc)?);
     } else {
         println!("Fashion-MNIST test set: {correct}/{count} correct, accuracy {:.2}%", accuracy * 100.0);
-        println!("{:.1} s on {} ({:.0} images/s)", secs, gpu.report().name, count as f64 / secs);
+        println!("{:.1} s on {} ({:.0} images/s)", secs, device.name(), count as f64 / secs);
         if args.model.model.is_none() {
             if let Some(reference) = tessera::model::embedded::reference_accuracy() {
                 if count == 10_000 {

@@ -15,13 +15,22 @@ mod models;
 fn main() -> std::process::ExitCode {
     use clap::{Parser, Subcommand};
 
-    /// tessera: Vision Transformers on any GPU through WebGPU (Vulkan, Metal, DX12, or a CPU adapter).
+    /// tessera: Vision Transformers on any GPU through WebGPU (Vulkan, Metal, DX12), or on the CPU.
     ///
-    /// Pick an adapter with TESSERA_ADAPTER=<part of its name> and TESSERA_BACKEND=vulkan|metal|dx12|gl,
-    /// or --adapter / --backend. TESSERA_MEMORY_BUDGET=4GiB bounds the GPU memory the engine may hold.
+    /// The device is chosen for you (--device auto): a GPU adapter when there is a real one, else
+    /// the CPU backend. Pick an adapter with TESSERA_ADAPTER=<part of its name> and
+    /// TESSERA_BACKEND=vulkan|metal|dx12|gl, or --adapter / --backend. TESSERA_MEMORY_BUDGET=4GiB
+    /// bounds the memory the engine may hold on the device.
     #[derive(Parser)]
     #[command(name = "tessera", version, about, long_about)]
     struct Cli {
+        /// Where to run: auto (a real GPU when there is one, else the CPU backend), gpu (any
+        /// adapter, software ones included) or cpu; overrides TESSERA_DEVICE.
+        #[arg(long, global = true)]
+        device: Option<String>,
+        /// Threads of the CPU backend (default: one per core); overrides TESSERA_THREADS.
+        #[arg(long, global = true)]
+        threads: Option<String>,
         /// Use the adapter whose name contains this (case-insensitive); overrides TESSERA_ADAPTER.
         #[arg(long, global = true)]
         adapter: Option<String>,
@@ -50,7 +59,7 @@ fn main() -> std::process::ExitCode {
         Run(commands::RunArgs),
         /// Run the model in a loop and load it repeatedly, watching resident memory.
         Soak(commands::SoakArgs),
-        /// List the adapters and describe the one tessera would use.
+        /// List the adapters and describe the device tessera would use, and why.
         Info,
         /// Kernel throughput on the ViT-B/16 shapes, or a model's latency and per-op profile.
         Bench(bench::BenchArgs),
@@ -61,43 +70,44 @@ fn main() -> std::process::ExitCode {
     keep_freed_memory();
     interrupt::install();
     let result = (|| -> anyhow::Result<()> {
-        let mut opts = tessera::GpuOptions::from_env()?;
+        let mut opts = tessera::DeviceOptions::from_env()?;
+        if let Some(d) = &cli.device {
+            opts.choice = tessera::DeviceChoice::parse(d, "--device")?;
+        }
+        if let Some(t) = &cli.threads {
+            opts.cpu.threads = Some(tessera::cpu::parse_threads(t).ok_or_else(|| anyhow::anyhow!("--threads {t}: a thread count from 1 to {}", tessera::cpu::MAX_THREADS))?);
+        }
         if let Some(a) = cli.adapter {
-            opts.adapter_name = Some(a);
+            opts.gpu.adapter_name = Some(a);
         }
         if cli.tune {
-            opts.tune = true;
+            opts.gpu.tune = true;
         }
         if let Some(b) = cli.backend {
-            opts.backends = Some(tessera::gpu::parse_backends(&b)?);
+            opts.gpu.backends = Some(tessera::gpu::parse_backends(&b)?);
         }
-        tessera::check_options(&opts)?;
+        let opened = pollster::block_on(tessera::Device::open(&opts))?;
+        let device = opened.device;
+        if let Command::Info = cli.command {
+            println!("adapters on this machine:");
+            for a in tessera::gpu::list_adapters() {
+                println!("  {a}");
+            }
+            println!("\nselected ({:?}): {}, because {}\n{}", opts.choice, device.name(), opened.reason, device.report());
+            return Ok(());
+        }
+        if let Some(g) = device.gpu().filter(|g| g.tuning() && !g.report().timestamp_query) {
+            eprintln!("note: {} has no timestamp queries; --tune times kernels with the wall clock", g.report().name);
+        }
         match cli.command {
-            Command::Info => {
-                println!("adapters on this machine:");
-                for a in tessera::gpu::list_adapters() {
-                    println!("  {a}");
-                }
-                let gpu = pollster::block_on(tessera::Gpu::new(&opts))?;
-                println!("\nselected:\n{}", gpu.report());
-                Ok(())
-            }
-            command => {
-                let gpu = pollster::block_on(tessera::Gpu::new(&opts))?;
-                if gpu.tuning() && !gpu.report().timestamp_query {
-                    eprintln!("note: {} has no timestamp queries; --tune times kernels with the wall clock", gpu.report().name);
-                }
-                match command {
-                    Command::Bench(args) => bench::run(&gpu, &args),
-                    Command::Classify(args) => commands::classify(&gpu, &args),
-                    Command::Eval(args) => commands::eval(&gpu, &args),
-                    Command::Embed(args) => commands::embed(&gpu, &args),
-                    Command::Attention(args) => commands::attention(&gpu, &args),
-                    Command::Run(args) => commands::run(&gpu, &args),
-                    Command::Soak(args) => commands::soak(&gpu, &args),
-                    Command::Info => Ok(()),
-                }
-            }
+            Command::Bench(args) => bench::run(&device, &args),
+            Command::Classify(args) => commands::classify(&device, &args),
+            Command::Eval(args) => commands::eval(&device, &args),
+            Command::Embed(args) => commands::embed(&device, &args),
+            Command::Attention(args) => commands::attention(&device, &args),
+            Command::Run(args) => commands::run(&device, &args),
+            Command::Soak(args) => commands::soak(&device, &args),
+            Command::Info => Ok(()),
         }
     })();
     match result {

@@ -3,15 +3,14 @@
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use tessera::{Checkpoint, Gpu, Model};
+use tessera::{Checkpoint, Device, Model};
 
 /// Loads `--model` (nothing for the embedded default, a folder, or a hub id), f16 with `--f16`.
-pub fn load(gpu: &Arc<Gpu>, arg: &crate::commands::ModelArg) -> Result<Model> {
-    load_spec(gpu, arg.model.as_deref(), arg.f16)
+pub fn load(device: &Device, arg: &crate::commands::ModelArg) -> Result<Model> {
+    load_spec(device, arg.model.as_deref(), arg.f16)
 }
 
-pub fn load_spec(gpu: &Arc<Gpu>, spec: Option<&str>, f16: bool) -> Result<Model> {
+pub fn load_spec(device: &Device, spec: Option<&str>, f16: bool) -> Result<Model> {
     let ck = match spec {
         None | Some("default") | Some("embedded") => tessera::model::embedded::checkpoint()?,
         Some(s) if tessera::model::synthetic::NAMES.contains(&s) => tessera::model::synthetic::checkpoint(s)?,
@@ -21,7 +20,10 @@ pub fn load_spec(gpu: &Arc<Gpu>, spec: Option<&str>, f16: bool) -> Result<Model>
         Some(s) => bail!("{s}: no such checkpoint folder (a hub id looks like `org/name`)"),
     };
     let storage = if f16 { tessera::DType::F16 } else { tessera::DType::F32 };
-    Ok(Model::load_as(gpu, &ck, storage)?)
+    if f16 && device.cpu().is_some() {
+        eprintln!("note: the CPU backend stores and computes f32; --f16 applies to GPU adapters (--device gpu)");
+    }
+    Ok(Model::load_as(device, &ck, storage)?)
 }
 
 fn looks_like_hub_id(s: &str) -> bool {
@@ -80,7 +82,7 @@ pub fn prepare_image(model: &Model, path: &Path) -> Result<(Prepared, image::Rgb
     let name = path.display().to_string();
     let bytes = std::fs::read(path).with_context(|| format!("{name}: cannot read"))?;
     let img = tessera::model::decode_image(&bytes, &name)?;
-    let (pixels, h, w) = model.preprocessor.apply(&img);
+    let (pixels, h, w) = model.preprocessor.apply(&img).with_context(|| name.clone())?;
     if h < model.config.patch_size || w < model.config.patch_size {
         bail!("{name}: preprocessed to {h}x{w}, smaller than one {0}x{0} patch", model.config.patch_size);
     }

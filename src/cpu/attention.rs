@@ -1,0 +1,222 @@
+//! Multi-head self-attention as a blocked product with an online softmax (flash attention on the
+//! CPU): no T x T matrix per head is ever stored.
+//!
+//! Per (batch, head), K is packed transposed and V as is into GEMM panels (in parallel over the
+//! heads). Then each task takes a block of QB queries of one head: for each block of KB keys it
+//! forms the QB x KB scores with the GEMM micro-kernel, updates the running maxima and sums,
+//! rescales its QB x dh accumulator and adds P x V for the block. The scores, the accumulator and
+//! the statistics live on the task's stack. QB = 2 MR and KB = 4 NR of the instruction set's tile.
+
+use super::gemm::{block_generic, tile, Epilogue, Gemm};
+use super::math;
+use super::simd::{Isa, Portable, Simd};
+#[cfg(target_arch = "x86_64")]
+use super::simd::{Avx2, Avx512};
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+use super::simd::Wasm128;
+use super::{Cpu, SyncPtr};
+
+/// Largest head dim.
+pub const MAX_HEAD_DIM: usize = 128;
+/// Largest query and key blocks of any instruction set (QB = 2 MR, KB = 4 NR).
+const MAX_QB: usize = 16;
+const MAX_KB: usize = 128;
+
+/// Where Q, K and V of each (batch, head) sit in a qkv tensor, in elements: Q of token t at
+/// `b * batch + h * head + t * row`, K `k_off` and V `v_off` further.
+#[derive(Clone, Copy, Debug)]
+pub struct Qkv {
+    /// Batch size.
+    pub b: usize,
+    /// Tokens.
+    pub t: usize,
+    /// Heads.
+    pub heads: usize,
+    /// Head dim.
+    pub dh: usize,
+    /// Stride between batch items.
+    pub batch: usize,
+    /// Stride between heads.
+    pub head: usize,
+    /// Stride between tokens.
+    pub row: usize,
+    /// Offset of K from Q.
+    pub k_off: usize,
+    /// Offset of V from Q.
+    pub v_off: usize,
+}
+
+impl Qkv {
+    fn base(&self, b: usize, h: usize) -> usize {
+        b * self.batch + h * self.head
+    }
+}
+
+/// Scratch (f32 elements) for [`attention`]: the packed K and V of every head.
+pub fn scratch_len(isa: Isa, l: &Qkv) -> usize {
+    let nr = tile(isa).1;
+    l.b * l.heads * per_head(nr, l)
+}
+
+/// Packed K then packed V of one head.
+fn per_head(nr: usize, l: &Qkv) -> usize {
+    l.t.div_ceil(nr) * l.dh * nr + l.dh.div_ceil(nr) * l.t * nr
+}
+
+/// `out (B, T, heads * dh)` = softmax(Q K^T * scale) V per head; `scratch` holds
+/// [`scratch_len`] values.
+pub fn attention(cpu: &Cpu, qkv: &[f32], l: &Qkv, scale: f32, out: &mut [f32], scratch: &mut [f32]) {
+    assert!(l.dh <= MAX_HEAD_DIM && l.dh > 0 && l.t > 0, "head dim {} or tokens {} out of range", l.dh, l.t);
+    assert!(out.len() >= l.b * l.t * l.heads * l.dh, "output too small");
+    let need = scratch_len(cpu.isa, l);
+    assert!(scratch.len() >= need, "attention scratch too small");
+    let (mr, nr) = tile(cpu.isa);
+    let ph = per_head(nr, l);
+    let packs = SyncPtr(scratch.as_mut_ptr());
+    // K transposed (dh x T) and V (T x dh), as GEMM panels, per head.
+    cpu.pool.run(l.b * l.heads, &|i| {
+        let (b, h) = (i / l.heads, i % l.heads);
+        // SAFETY: head i writes its own range of the scratch.
+        let dst = unsafe { std::slice::from_raw_parts_mut(packs.ptr().add(i * ph), ph) };
+        let (kp, vp) = dst.split_at_mut(l.t.div_ceil(nr) * l.dh * nr);
+        let base = l.base(b, h);
+        for p in 0..l.t.div_ceil(nr) {
+            for j in 0..nr.min(l.t - p * nr) {
+                let key = base + l.k_off + (p * nr + j) * l.row;
+                for d in 0..l.dh {
+                    kp[(p * l.dh + d) * nr + j] = qkv[key + d];
+                }
+            }
+        }
+        for p in 0..l.dh.div_ceil(nr) {
+            let w = nr.min(l.dh - p * nr);
+            for t in 0..l.t {
+                let src = base + l.v_off + t * l.row + p * nr;
+                vp[(p * l.t + t) * nr..(p * l.t + t) * nr + w].copy_from_slice(&qkv[src..src + w]);
+            }
+        }
+    });
+    let qb = 2 * mr;
+    let blocks = l.t.div_ceil(qb);
+    let o = SyncPtr(out.as_mut_ptr());
+    let isa = cpu.isa;
+    cpu.pool.run(l.b * l.heads * blocks, &|task| {
+        let (bh, blk) = (task / blocks, task % blocks);
+        let (b, h) = (bh / l.heads, bh % l.heads);
+        // SAFETY: the packs are complete (the previous run returned) and only read here; each
+        // task writes its own query rows of its own head in `out`.
+        let pack = unsafe { std::slice::from_raw_parts(packs.ptr().add(bh * ph) as *const f32, ph) };
+        let q0 = blk * qb;
+        let rows = qb.min(l.t - q0);
+        let dst = SyncPtr(unsafe { o.ptr().add((b * l.t + q0) * l.heads * l.dh + h * l.dh) });
+        let task = Task { qkv, l, pack, scale, b, h, q0, rows, out: dst };
+        match isa {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `Cpu` only selects an instruction set the machine has.
+            Isa::Avx512 => unsafe { task_avx512(&task) },
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => unsafe { task_avx2(&task) },
+            #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+            Isa::Wasm128 => unsafe { attend::<Wasm128, 4, 2>(&task) },
+            _ => unsafe { attend::<Portable, 4, 2>(&task) },
+        }
+    });
+}
+
+/// One block of queries of one head.
+struct Task<'a> {
+    qkv: &'a [f32],
+    l: &'a Qkv,
+    pack: &'a [f32],
+    scale: f32,
+    b: usize,
+    h: usize,
+    q0: usize,
+    rows: usize,
+    out: SyncPtr,
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn task_avx512(t: &Task) {
+    unsafe { attend::<Avx512, 8, 2>(t) }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn task_avx2(t: &Task) {
+    unsafe { attend::<Avx2, 6, 2>(t) }
+}
+
+#[inline(always)]
+unsafe fn attend<S: Simd, const MR: usize, const NV: usize>(t: &Task) {
+    let l = t.l;
+    let (nr, qb) = (NV * S::LANES, 2 * MR);
+    let kb = 4 * nr;
+    let dh = l.dh;
+    let (kp, vp) = t.pack.split_at(l.t.div_ceil(nr) * dh * nr);
+    let mut s = [0f32; MAX_QB * MAX_KB];
+    let mut acc = [0f32; MAX_QB * MAX_HEAD_DIM];
+    let mut m = [f32::NEG_INFINITY; MAX_QB];
+    let mut sum = [0f32; MAX_QB];
+    let q = &t.qkv[l.base(t.b, t.h) + t.q0 * l.row..];
+    for k0 in (0..l.t).step_by(kb) {
+        let n = kb.min(l.t - k0);
+        // Scores: Q (rows x dh) x K^T (dh x n), panels k0 / nr.. of the packed K.
+        let g = Gemm { m: t.rows, a: q, lda: l.row, b: &kp[(k0 / nr) * dh * nr..], k: dh, k0: 0, kp: dh, n, nr, ldc: kb };
+        unsafe { block_generic::<S, MR, NV>(&g, SyncPtr(s.as_mut_ptr()), &Epilogue::NONE, (0, n.div_ceil(nr)), (0, t.rows)) };
+        // Online softmax: new maxima, rescaled sums and accumulators, probabilities in place.
+        for i in 0..t.rows {
+            let row = &mut s[i * kb..i * kb + n];
+            row.iter_mut().for_each(|x| *x *= t.scale);
+            let m_new = math::max(row).max(m[i]);
+            let correction = math::exp(m[i] - m_new);
+            row.iter_mut().for_each(|x| *x = math::exp(*x - m_new));
+            sum[i] = sum[i] * correction + math::sum(row);
+            acc[i * dh..(i + 1) * dh].iter_mut().for_each(|a| *a *= correction);
+            m[i] = m_new;
+        }
+        // acc += P (rows x n) x V (n x dh), rows k0.. of the packed V.
+        let g = Gemm { m: t.rows, a: &s, lda: kb, b: vp, k: n, k0, kp: l.t, n: dh, nr, ldc: dh };
+        let add = Epilogue { accumulate: true, ..Epilogue::NONE };
+        unsafe { block_generic::<S, MR, NV>(&g, SyncPtr(acc.as_mut_ptr()), &add, (0, dh.div_ceil(nr)), (0, t.rows)) };
+    }
+    let width = l.heads * dh;
+    for i in 0..t.rows {
+        let inv = 1.0 / sum[i];
+        // SAFETY: this task's query row of its head.
+        let o = unsafe { std::slice::from_raw_parts_mut(t.out.0.add(i * width), dh) };
+        o.iter_mut().zip(&acc[i * dh..(i + 1) * dh]).for_each(|(o, a)| *o = a * inv);
+    }
+    let _ = qb;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reference::Rng;
+
+    #[test]
+    fn matches_the_f64_softmax_on_every_instruction_set() {
+        for isa in [Isa::Avx512, Isa::Avx2, Isa::Wasm128, Isa::Portable] {
+            if !isa.available() {
+                continue;
+            }
+            let cpu = Cpu::with(isa, 2);
+            for (b, t, heads, dh) in [(1, 1, 1, 1), (2, 37, 3, 5), (1, 197, 2, 64), (1, 300, 1, 128)] {
+                let d = heads * dh;
+                let mut rng = Rng::new((t * 7 + dh) as u64);
+                let qkv = rng.vec(b * t * 3 * d, 1.0);
+                let l = Qkv { b, t, heads, dh, batch: t * 3 * d, head: dh, row: 3 * d, k_off: d, v_off: 2 * d };
+                let scale = 1.0 / (dh as f32).sqrt();
+                let mut out = vec![f32::NAN; b * t * d];
+                let mut scratch = vec![0f32; scratch_len(isa, &l)];
+                attention(&cpu, &qkv, &l, scale, &mut out, &mut scratch);
+                let want = crate::reference::attention(&qkv, b, t, heads, dh, scale);
+                for (i, (g, w)) in out.iter().zip(&want).enumerate() {
+                    assert!((g - w).abs() <= 1e-5 + 1e-4 * w.abs(), "{isa:?} b={b} t={t} h={heads} dh={dh} at {i}: {g} vs {w}");
+                }
+            }
+        }
+    }
+}

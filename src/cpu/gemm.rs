@@ -1,0 +1,322 @@
+//! Matrix multiply `C (M, N) = A (M, K) x B (K, N)` with a fused epilogue, for B packed once into
+//! panels (weights are packed when a graph is compiled).
+//!
+//! Layout and tiling: B is stored as panels of NR columns, `[panel][k][NR]` (zero past N), so the
+//! micro-kernel reads one contiguous row of NR values per k. A is read in place (row-major, any
+//! row stride): each step broadcasts one value from each of MR rows. The micro-kernel keeps an
+//! MR x NR block of C in registers over the whole of K, then stores it with the epilogue
+//! `act(acc + bias) + residual` (or adds it to C). Threads split C into blocks of panels and rows.
+//! MR and NR per instruction set: AVX-512 8 x 32, AVX2 6 x 16, simd128 and portable 4 x 8.
+
+use super::math;
+use super::simd::{Isa, Portable, Simd};
+#[cfg(target_arch = "x86_64")]
+use super::simd::{Avx2, Avx512};
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+use super::simd::Wasm128;
+use super::{Cpu, SyncPtr};
+
+/// Activation of the epilogue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Act {
+    /// Identity.
+    None,
+    /// Exact GELU.
+    Gelu,
+    /// tanh.
+    Tanh,
+}
+
+/// The register tile of an instruction set: MR rows by NR columns.
+pub(crate) fn tile(isa: Isa) -> (usize, usize) {
+    match isa {
+        Isa::Avx512 => (8, 32),
+        Isa::Avx2 => (6, 16),
+        Isa::Wasm128 | Isa::Portable => (4, 8),
+    }
+}
+
+/// B (K, N) packed into panels of `nr` columns.
+#[derive(Debug)]
+pub struct PackedB {
+    /// Rows of B (the GEMM's K).
+    pub k: usize,
+    /// Columns of B.
+    pub n: usize,
+    /// Columns per panel.
+    pub nr: usize,
+    data: Vec<f32>,
+}
+
+impl PackedB {
+    /// Packs row-major `b` (`k` x `n`) with row stride `ldb` into panels of `nr` columns.
+    pub fn pack(b: &[f32], k: usize, n: usize, ldb: usize, nr: usize) -> PackedB {
+        let panels = n.div_ceil(nr);
+        let mut data = vec![0f32; panels * k * nr];
+        for p in 0..panels {
+            let (c0, w) = (p * nr, nr.min(n - p * nr));
+            let dst = &mut data[p * k * nr..(p + 1) * k * nr];
+            for kk in 0..k {
+                dst[kk * nr..kk * nr + w].copy_from_slice(&b[kk * ldb + c0..kk * ldb + c0 + w]);
+            }
+        }
+        PackedB { k, n, nr, data }
+    }
+
+    /// The packed values.
+    pub fn data(&self) -> &[f32] {
+        &self.data
+    }
+
+    /// Bytes held.
+    pub fn bytes(&self) -> usize {
+        self.data.len() * 4
+    }
+}
+
+/// What happens to each block of C after the product.
+#[derive(Clone, Copy)]
+pub struct Epilogue<'a> {
+    /// Added per column.
+    pub bias: Option<&'a [f32]>,
+    /// Applied after the bias.
+    pub act: Act,
+    /// Added last: (values, row stride), indexed like C.
+    pub residual: Option<(&'a [f32], usize)>,
+    /// Add the product to C instead of storing it (then bias, act and residual must be off).
+    pub accumulate: bool,
+}
+
+impl Epilogue<'_> {
+    /// Just the product.
+    pub const NONE: Epilogue<'static> = Epilogue { bias: None, act: Act::None, residual: None, accumulate: false };
+}
+
+/// One GEMM's operands.
+#[derive(Clone, Copy)]
+pub struct Gemm<'a> {
+    /// Rows of A and C.
+    pub m: usize,
+    /// A, row-major with row stride `lda` (reads rows 0..m, columns 0..k).
+    pub a: &'a [f32],
+    /// Row stride of A.
+    pub lda: usize,
+    /// B packed.
+    pub b: &'a [f32],
+    /// B's rows (K) as packed, and its first row to use (a slice of K for blocked attention).
+    pub k: usize,
+    /// Rows of the packed B to skip (the product uses rows `k0..k0 + k` of every panel).
+    pub k0: usize,
+    /// Rows per panel in the packing.
+    pub kp: usize,
+    /// Columns of B and C.
+    pub n: usize,
+    /// Columns per panel in the packing.
+    pub nr: usize,
+    /// Row stride of C.
+    pub ldc: usize,
+}
+
+impl<'a> Gemm<'a> {
+    /// `a (m, k) x b` for a whole packed B.
+    pub fn new(m: usize, a: &'a [f32], lda: usize, b: &'a PackedB, ldc: usize) -> Gemm<'a> {
+        Gemm { m, a, lda, b: &b.data, k: b.k, k0: 0, kp: b.k, n: b.n, nr: b.nr, ldc }
+    }
+}
+
+/// C = epilogue(A x B) on the pool; `c` holds rows 0..m with stride `ldc`.
+pub fn gemm(cpu: &Cpu, g: &Gemm, c: &mut [f32], epi: &Epilogue) {
+    assert!(g.m == 0 || c.len() >= (g.m - 1) * g.ldc + g.n, "C is too small");
+    assert!(g.m == 0 || g.a.len() >= (g.m - 1) * g.lda + g.k, "A is too small");
+    assert!(g.b.len() >= g.n.div_ceil(g.nr) * g.kp * g.nr && g.k0 + g.k <= g.kp, "B is too small");
+    let (mr, nr) = tile(cpu.isa);
+    assert_eq!(nr, g.nr, "B was packed for another instruction set");
+    if g.m == 0 || g.n == 0 {
+        return;
+    }
+    let row_blocks = g.m.div_ceil(mr);
+    let panels = g.n.div_ceil(nr);
+    // Enough tasks to balance the threads, none smaller than about 256k multiply-adds.
+    let work = g.m * g.n * g.k.max(1);
+    let want = (cpu.pool.threads() * 4).min(work.div_ceil(1 << 18)).max(1);
+    let tn = panels.min(want);
+    let tm = want.div_ceil(tn).min(row_blocks);
+    let out = SyncPtr(c.as_mut_ptr());
+    let task = |t: usize| {
+        let (pi, ri) = (t % tn, t / tn);
+        let (p0, p1) = (panels * pi / tn, panels * (pi + 1) / tn);
+        let (r0, r1) = (row_blocks * ri / tm, row_blocks * (ri + 1) / tm);
+        block(cpu.isa, g, out, epi, (p0, p1), (r0 * mr, (r1 * mr).min(g.m)));
+    };
+    cpu.pool.run(tn * tm, &task);
+}
+
+/// C = epilogue(A x B) on the calling thread alone (for kernels that parallelize outside).
+pub fn gemm_serial(isa: Isa, g: &Gemm, c: &mut [f32], epi: &Epilogue) {
+    assert!(g.m == 0 || c.len() >= (g.m - 1) * g.ldc + g.n, "C is too small");
+    assert!(g.m == 0 || g.a.len() >= (g.m - 1) * g.lda + g.k, "A is too small");
+    assert!(g.b.len() >= g.n.div_ceil(g.nr) * g.kp * g.nr && g.k0 + g.k <= g.kp, "B is too small");
+    assert_eq!(tile(isa).1, g.nr, "B was packed for another instruction set");
+    if g.m > 0 && g.n > 0 {
+        block(isa, g, SyncPtr(c.as_mut_ptr()), epi, (0, g.n.div_ceil(g.nr)), (0, g.m));
+    }
+}
+
+/// Panels `p0..p1` of rows `r0..r1`, for the instruction set.
+fn block(isa: Isa, g: &Gemm, c: SyncPtr, epi: &Epilogue, panels: (usize, usize), rows: (usize, usize)) {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `Cpu` only selects an instruction set the machine has.
+        Isa::Avx512 => unsafe { block_avx512(g, c, epi, panels, rows) },
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => unsafe { block_avx2(g, c, epi, panels, rows) },
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        Isa::Wasm128 => unsafe { block_generic::<Wasm128, 4, 2>(g, c, epi, panels, rows) },
+        _ => unsafe { block_generic::<Portable, 4, 2>(g, c, epi, panels, rows) },
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn block_avx512(g: &Gemm, c: SyncPtr, epi: &Epilogue, panels: (usize, usize), rows: (usize, usize)) {
+    unsafe { block_generic::<Avx512, 8, 2>(g, c, epi, panels, rows) }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn block_avx2(g: &Gemm, c: SyncPtr, epi: &Epilogue, panels: (usize, usize), rows: (usize, usize)) {
+    unsafe { block_generic::<Avx2, 6, 2>(g, c, epi, panels, rows) }
+}
+
+/// The tiles of panels × rows: for each panel (kept hot across the rows), every MR-row block.
+/// For kernels compiled for an instruction set (attention), with that set's tile.
+#[inline(always)]
+pub(crate) unsafe fn block_generic<S: Simd, const MR: usize, const NV: usize>(g: &Gemm, c: SyncPtr, epi: &Epilogue, panels: (usize, usize), rows: (usize, usize)) {
+    let nr = NV * S::LANES;
+    for p in panels.0..panels.1 {
+        let col0 = p * nr;
+        let cols = nr.min(g.n - col0);
+        let b = unsafe { g.b.as_ptr().add(p * g.kp * nr + g.k0 * nr) };
+        let mut r = rows.0;
+        while r < rows.1 {
+            let h = MR.min(rows.1 - r);
+            // Rows past the last are read from the last row and never stored.
+            let a: [*const f32; MR] = std::array::from_fn(|i| unsafe { g.a.as_ptr().add((r + i.min(h - 1)) * g.lda) });
+            let ct = unsafe { c.ptr().add(r * g.ldc + col0) };
+            unsafe { tile_kernel::<S, MR, NV>(g.k, a, b, ct, g.ldc, h, cols, epi, (r, col0)) };
+            r += MR;
+        }
+    }
+}
+
+/// One MR x NR tile: the product over all of K in registers, then the store with the epilogue.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn tile_kernel<S: Simd, const MR: usize, const NV: usize>(
+    k: usize,
+    a: [*const f32; MR],
+    b: *const f32,
+    c: *mut f32,
+    ldc: usize,
+    rows: usize,
+    cols: usize,
+    epi: &Epilogue,
+    (row0, col0): (usize, usize),
+) {
+    let nr = NV * S::LANES;
+    let mut acc = [[unsafe { S::zero() }; NV]; MR];
+    for kk in 0..k {
+        let bk = unsafe { b.add(kk * nr) };
+        let bv: [S::V; NV] = std::array::from_fn(|v| unsafe { S::load(bk.add(v * S::LANES)) });
+        for i in 0..MR {
+            let av = unsafe { S::splat(*a[i].add(kk)) };
+            for v in 0..NV {
+                acc[i][v] = unsafe { S::fma(av, bv[v], acc[i][v]) };
+            }
+        }
+    }
+    // Store: whole vectors where the tile is full, else through a buffer.
+    let full = cols == nr;
+    let mut buf = [0f32; 64];
+    for (i, acc_row) in acc.iter().enumerate().take(rows) {
+        let row = unsafe { std::slice::from_raw_parts_mut(c.add(i * ldc), cols) };
+        if full && !epi.accumulate {
+            for (v, &x) in acc_row.iter().enumerate() {
+                unsafe { S::store(row.as_mut_ptr().add(v * S::LANES), x) };
+            }
+        } else {
+            let tmp = &mut buf[..nr];
+            for (v, &x) in acc_row.iter().enumerate() {
+                unsafe { S::store(tmp.as_mut_ptr().add(v * S::LANES), x) };
+            }
+            if epi.accumulate {
+                row.iter_mut().zip(tmp.iter()).for_each(|(o, x)| *o += x);
+            } else {
+                row.copy_from_slice(&tmp[..cols]);
+            }
+        }
+        apply_epilogue(row, epi, row0 + i, col0);
+    }
+}
+
+/// bias, activation, residual on one row segment of C starting at (row, col0).
+#[inline(always)]
+fn apply_epilogue(row: &mut [f32], epi: &Epilogue, r: usize, col0: usize) {
+    let n = row.len();
+    if let Some(bias) = epi.bias {
+        row.iter_mut().zip(&bias[col0..col0 + n]).for_each(|(o, b)| *o += b);
+    }
+    match epi.act {
+        Act::None => {}
+        Act::Gelu => row.iter_mut().for_each(|o| *o = math::gelu(*o)),
+        Act::Tanh => row.iter_mut().for_each(|o| *o = o.tanh()),
+    }
+    if let Some((res, ld)) = epi.residual {
+        row.iter_mut().zip(&res[r * ld + col0..r * ld + col0 + n]).for_each(|(o, x)| *o += x);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reference::Rng;
+
+    fn reference(a: &[f32], b: &[f32], m: usize, k: usize, n: usize) -> Vec<f64> {
+        let mut c = vec![0f64; m * n];
+        for i in 0..m {
+            for kk in 0..k {
+                for j in 0..n {
+                    c[i * n + j] += a[i * k + kk] as f64 * b[kk * n + j] as f64;
+                }
+            }
+        }
+        c
+    }
+
+    #[test]
+    fn every_instruction_set_on_awkward_shapes() {
+        for isa in [Isa::Avx512, Isa::Avx2, Isa::Wasm128, Isa::Portable] {
+            if !isa.available() {
+                continue;
+            }
+            let cpu = Cpu::with(isa, 3);
+            let nr = tile(isa).1;
+            for (m, k, n) in [(1, 1, 1), (7, 3, 5), (197, 64, 40), (33, 130, 67), (9, 0, 4)] {
+                let mut rng = Rng::new((m * 31 + k * 7 + n) as u64);
+                let a = rng.vec(m * k, 1.0);
+                let b = rng.vec(k * n, 1.0);
+                let bias = rng.vec(n, 1.0);
+                let res = rng.vec(m * n, 1.0);
+                let packed = PackedB::pack(&b, k, n, n, nr);
+                let mut c = vec![f32::NAN; m * n];
+                let epi = Epilogue { bias: Some(&bias), act: Act::None, residual: Some((&res, n)), accumulate: false };
+                gemm(&cpu, &Gemm::new(m, &a, k, &packed, n), &mut c, &epi);
+                let want = reference(&a, &b, m, k, n);
+                for i in 0..m * n {
+                    let w = want[i] + bias[i % n] as f64 + res[i] as f64;
+                    assert!((c[i] as f64 - w).abs() <= 1e-5 + 1e-5 * w.abs(), "{isa:?} {m}x{k}x{n} at {i}: {} vs {w}", c[i]);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,241 @@
+//! The CPU backend's device: the instruction set its kernels use (chosen at run time natively),
+//! a thread pool, and the ledger of the host memory the engine holds against a budget. The
+//! kernels (`gemm`, `attention`, `kernels`) are plain functions on f32 slices; they know no op,
+//! graph or model. Each op's CPU form (in `ops/`) calls them.
+
+pub mod attention;
+pub mod gemm;
+pub mod kernels;
+pub(crate) mod math;
+mod pool;
+pub mod simd;
+
+use crate::error::{Error, Result};
+use crate::memory::Ledger;
+pub use pool::Pool;
+pub use simd::Isa;
+use std::sync::Arc;
+
+/// A pointer the pool's tasks share, each writing its own part of what it points to.
+#[derive(Clone, Copy)]
+pub(crate) struct SyncPtr(pub(crate) *mut f32);
+
+// SAFETY: the kernels give each task a disjoint range to write and read nothing another writes.
+unsafe impl Send for SyncPtr {}
+unsafe impl Sync for SyncPtr {}
+
+impl SyncPtr {
+    /// The pointer (a method, so that closures capture the `Sync` wrapper, not the field).
+    pub(crate) fn ptr(self) -> *mut f32 {
+        self.0
+    }
+}
+
+/// How to set up the CPU backend. [`CpuOptions::from_env`] reads `TESSERA_THREADS` and
+/// `TESSERA_MEMORY_BUDGET`.
+#[derive(Clone, Debug, Default)]
+pub struct CpuOptions {
+    /// Threads (the caller included). None: one per core the system offers (`TESSERA_THREADS`).
+    pub threads: Option<usize>,
+    /// Most host memory the engine may hold for models on this device, in bytes (None: three
+    /// quarters of the memory the OS reports available). `TESSERA_MEMORY_BUDGET`.
+    pub memory_budget: Option<u64>,
+    /// The instruction set (None: the best this machine has); one it lacks is an error.
+    pub isa: Option<Isa>,
+}
+
+impl CpuOptions {
+    /// Options from `TESSERA_THREADS` and `TESSERA_MEMORY_BUDGET`.
+    pub fn from_env() -> Result<CpuOptions> {
+        let mut opts = CpuOptions { memory_budget: crate::memory::budget_from_env()?, ..Default::default() };
+        if let Some(v) = std::env::var("TESSERA_THREADS").ok().filter(|v| !v.is_empty()) {
+            opts.threads = Some(parse_threads(&v).ok_or_else(|| Error::Input {
+                name: "TESSERA_THREADS".into(),
+                problem: format!("`{v}` is not a thread count (1 to {MAX_THREADS})"),
+            })?);
+        }
+        Ok(opts)
+    }
+}
+
+/// Most threads the pool takes.
+pub const MAX_THREADS: usize = 256;
+
+/// A thread count from text: 1 to [`MAX_THREADS`].
+pub fn parse_threads(s: &str) -> Option<usize> {
+    s.trim().parse::<usize>().ok().filter(|&n| (1..=MAX_THREADS).contains(&n))
+}
+
+/// What the CPU backend runs with.
+#[derive(Clone, Debug)]
+pub struct CpuReport {
+    /// The instruction set of the kernels.
+    pub isa: Isa,
+    /// Threads, the caller included.
+    pub threads: usize,
+    /// The memory budget, if any.
+    pub memory_budget: Option<u64>,
+    /// Whether the budget was derived from the system's available memory.
+    pub memory_budget_from_system: bool,
+}
+
+impl std::fmt::Display for CpuReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "device:   CPU backend ({} kernels, {} thread{})", self.isa.name(), self.threads, if self.threads == 1 { "" } else { "s" })?;
+        match self.memory_budget {
+            Some(b) if self.memory_budget_from_system => {
+                write!(f, "memory:   budget {} MiB (3/4 of the system memory available; TESSERA_MEMORY_BUDGET sets it)", b >> 20)
+            }
+            Some(b) => write!(f, "memory:   budget {} MiB (as set)", b >> 20),
+            None => write!(f, "memory:   no budget"),
+        }
+    }
+}
+
+/// The CPU backend. Cheap to share (`Arc`).
+pub struct Cpu {
+    pub(crate) isa: Isa,
+    pub(crate) pool: Pool,
+    pub(crate) ledger: Arc<Ledger>,
+    report: CpuReport,
+}
+
+impl Cpu {
+    /// The CPU backend with `opts`.
+    pub fn new(opts: &CpuOptions) -> Result<Arc<Cpu>> {
+        let isa = match opts.isa {
+            Some(i) if !i.available() => {
+                return Err(Error::Input { name: "isa".into(), problem: format!("this machine cannot run {} kernels", i.name()) })
+            }
+            Some(i) => i,
+            None => Isa::detect(),
+        };
+        let threads = opts.threads.unwrap_or_else(default_threads).clamp(1, MAX_THREADS);
+        let budget = opts.memory_budget.or_else(|| crate::memory::system_available().map(|b| b / 4 * 3));
+        let mut cpu = Cpu::with(isa, threads);
+        cpu.ledger = Ledger::new(budget);
+        cpu.report.memory_budget = budget;
+        cpu.report.memory_budget_from_system = opts.memory_budget.is_none() && budget.is_some();
+        Ok(Arc::new(cpu))
+    }
+
+    /// The CPU backend from the environment (`TESSERA_THREADS`, `TESSERA_MEMORY_BUDGET`).
+    pub fn from_env() -> Result<Arc<Cpu>> {
+        Cpu::new(&CpuOptions::from_env()?)
+    }
+
+    /// A backend for `isa` (which must be available) and `threads`, without a budget.
+    pub(crate) fn with(isa: Isa, threads: usize) -> Cpu {
+        let pool = Pool::new(threads);
+        let report = CpuReport { isa, threads: pool.threads(), memory_budget: None, memory_budget_from_system: false };
+        Cpu { isa, pool, ledger: Ledger::new(None), report }
+    }
+
+    /// What it runs with.
+    pub fn report(&self) -> &CpuReport {
+        &self.report
+    }
+
+    /// Threads, the caller included.
+    pub fn threads(&self) -> usize {
+        self.pool.threads()
+    }
+
+    /// The instruction set of the kernels.
+    pub fn isa(&self) -> Isa {
+        self.isa
+    }
+
+    /// Bytes of host memory the engine holds for this device (weights, packed weights, arenas).
+    pub fn memory_in_use(&self) -> u64 {
+        self.ledger.in_use()
+    }
+
+    /// The memory budget in force, if any.
+    pub fn memory_budget(&self) -> Option<u64> {
+        self.ledger.budget()
+    }
+
+    /// Fails with `Error::OutOfMemory` naming `what` if `bytes` more would exceed the budget.
+    pub fn check_memory(&self, what: &str, bytes: u64) -> Result<()> {
+        self.ledger.check(what, bytes)
+    }
+}
+
+/// One thread per core the system offers (one in wasm: threads there need a cross-origin
+/// isolated page and a threaded build).
+fn default_threads() -> usize {
+    if cfg!(target_arch = "wasm32") {
+        return 1;
+    }
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// A weight in host memory, counted in the device's ledger, with its GEMM packing made once on
+/// first use (weights used as a matrix product's B).
+pub struct HostWeight {
+    /// Shape.
+    pub shape: Vec<usize>,
+    /// Values, row-major.
+    pub data: Vec<f32>,
+    packed: std::sync::OnceLock<Arc<gemm::PackedB>>,
+    _held: crate::memory::Reservation,
+    ledger: Arc<Ledger>,
+    name: String,
+}
+
+impl std::fmt::Debug for HostWeight {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "HostWeight({}, {:?})", self.name, self.shape)
+    }
+}
+
+impl HostWeight {
+    /// `data` of `shape`, reserved in `cpu`'s ledger as `name`.
+    pub fn new(cpu: &Cpu, name: &str, shape: &[usize], data: Vec<f32>) -> Result<HostWeight> {
+        let held = crate::memory::Reservation::new(&cpu.ledger, &format!("weight `{name}`"), data.len() as u64 * 4)?;
+        Ok(HostWeight { shape: shape.to_vec(), data, packed: std::sync::OnceLock::new(), _held: held, ledger: cpu.ledger.clone(), name: name.into() })
+    }
+
+    /// The weight `(k, n)` packed as GEMM panels of `nr` columns (made once, counted in the
+    /// ledger while the weight lives).
+    pub fn packed(&self, nr: usize) -> Result<Arc<gemm::PackedB>> {
+        if let Some(p) = self.packed.get().filter(|p| p.nr == nr) {
+            return Ok(p.clone());
+        }
+        let (k, n) = match self.shape[..] {
+            [k, n] => (k, n),
+            _ => return Err(Error::Weight { name: self.name.clone(), problem: "a matrix product's B must be 2-D".into() }),
+        };
+        let bytes = (n.div_ceil(nr) * nr * k * 4) as u64;
+        self.ledger.reserve(&format!("the packed weight `{}`", self.name), bytes)?;
+        let p = Arc::new(gemm::PackedB::pack(&self.data, k, n, n, nr));
+        if self.packed.set(p.clone()).is_err() {
+            // Packed concurrently by another compile: keep theirs.
+            self.ledger.release(bytes);
+            return Ok(self.packed.get().cloned().unwrap_or(p));
+        }
+        Ok(p)
+    }
+}
+
+impl Drop for HostWeight {
+    fn drop(&mut self) {
+        if let Some(p) = self.packed.get() {
+            self.ledger.release(p.bytes() as u64);
+        }
+    }
+}
+
+/// A node's kernel on the CPU: reads its inputs (arena tensors and weights' values, in the node's
+/// input order) and writes its output.
+pub trait CpuKernel: Send + Sync {
+    /// The kernel's name for reports.
+    fn name(&self) -> &'static str;
+    /// f32 scratch values a run needs (the executor holds one buffer for the largest).
+    fn scratch(&self) -> usize {
+        0
+    }
+    /// Runs on `cpu`.
+    fn run(&self, cpu: &Cpu, inputs: &[&[f32]], out: &mut [f32], scratch: &mut [f32]);
+}
