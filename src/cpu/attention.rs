@@ -1,11 +1,13 @@
 //! Multi-head self-attention as a blocked product with an online softmax (flash attention on the
 //! CPU): no T x T matrix per head is ever stored.
 //!
-//! Per (batch, head), K is packed transposed and V as is into GEMM panels (in parallel over the
-//! heads). Then each task takes a block of QB queries of one head: for each block of KB keys it
-//! forms the QB x KB scores with the GEMM micro-kernel, updates the running maxima and sums,
-//! rescales its QB x dh accumulator and adds P x V for the block. The scores, the accumulator and
-//! the statistics live on the task's stack. QB = 2 MR and KB = 4 NR of the instruction set's tile.
+//! Per (batch, head), K is packed transposed into GEMM panels (in parallel over the heads); V is
+//! read in place (packed too where the head dim is not a multiple of the panel width). Then each
+//! task takes a block of QB queries of one head: for each block of KB keys it forms the QB x KB
+//! scores with the GEMM micro-kernel, updates the running maxima and sums, rescales its QB x dh
+//! accumulator and adds P x V for the block. The scores, the accumulator and the statistics live
+//! on the task's stack. QB = 2 MR of the instruction set's tile; KB = 256 keys, so a ViT's 197 or
+//! 257 tokens take one or two blocks.
 
 use super::gemm::{block_generic, tile, Epilogue, Gemm};
 use super::math;
@@ -18,9 +20,9 @@ use super::{Cpu, SyncPtr};
 
 /// Largest head dim.
 pub const MAX_HEAD_DIM: usize = 128;
-/// Largest query and key blocks of any instruction set (QB = 2 MR, KB = 4 NR).
+/// Largest query block of any instruction set (QB = 2 MR), and the key block.
 const MAX_QB: usize = 16;
-const MAX_KB: usize = 128;
+const KB: usize = 256;
 
 /// Where Q, K and V of each (batch, head) sit in a qkv tensor, in elements: Q of token t at
 /// `b * batch + h * head + t * row`, K `k_off` and V `v_off` further.
@@ -58,9 +60,14 @@ pub fn scratch_len(isa: Isa, l: &Qkv) -> usize {
     l.b * l.heads * per_head(nr, l)
 }
 
-/// Packed K then packed V of one head.
+/// Packed K, then packed V where it is not read in place, of one head.
 fn per_head(nr: usize, l: &Qkv) -> usize {
-    l.t.div_ceil(nr) * l.dh * nr + l.dh.div_ceil(nr) * l.t * nr
+    l.t.div_ceil(nr) * l.dh * nr + if v_in_place(nr, l) { 0 } else { l.dh.div_ceil(nr) * l.t * nr }
+}
+
+/// Whether V's rows split into whole panels (then it is read where it is).
+fn v_in_place(nr: usize, l: &Qkv) -> bool {
+    l.dh.is_multiple_of(nr)
 }
 
 /// `out (B, T, heads * dh)` = softmax(Q K^T * scale) V per head; `scratch` holds
@@ -88,11 +95,14 @@ pub fn attention(cpu: &Cpu, qkv: &[f32], l: &Qkv, scale: f32, out: &mut [f32], s
                 }
             }
         }
-        for p in 0..l.dh.div_ceil(nr) {
-            let w = nr.min(l.dh - p * nr);
-            for t in 0..l.t {
-                let src = base + l.v_off + t * l.row + p * nr;
-                vp[(p * l.t + t) * nr..(p * l.t + t) * nr + w].copy_from_slice(&qkv[src..src + w]);
+        if !v_in_place(nr, l) {
+            for p in 0..l.dh.div_ceil(nr) {
+                let w = nr.min(l.dh - p * nr);
+                for t in 0..l.t {
+                    let src = base + l.v_off + t * l.row + p * nr;
+                    let dst = &mut vp[(p * l.t + t) * nr..(p * l.t + t) * nr + w];
+                    dst.iter_mut().zip(&qkv[src..src + w]).for_each(|(d, s)| *d = *s);
+                }
             }
         }
     });
@@ -139,7 +149,7 @@ struct Task<'a> {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx2,fma")]
 unsafe fn task_avx512(t: &Task) {
-    unsafe { attend::<Avx512, 8, 2>(t) }
+    unsafe { attend::<Avx512, 6, 4>(t) }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -152,10 +162,13 @@ unsafe fn task_avx2(t: &Task) {
 unsafe fn attend<S: Simd, const MR: usize, const NV: usize>(t: &Task) {
     let l = t.l;
     let (nr, qb) = (NV * S::LANES, 2 * MR);
-    let kb = 4 * nr;
+    let kb = KB;
     let dh = l.dh;
     let (kp, vp) = t.pack.split_at(l.t.div_ceil(nr) * dh * nr);
-    let mut s = [0f32; MAX_QB * MAX_KB];
+    // V's panels: packed, or in place (panel p = columns p*nr.. of every V row).
+    let base = l.base(t.b, t.h);
+    let (v, v_panel, v_ld) = if v_in_place(nr, l) { (&t.qkv[base + l.v_off..], nr, l.row) } else { (vp, l.t * nr, nr) };
+    let mut s = [0f32; MAX_QB * KB];
     let mut acc = [0f32; MAX_QB * MAX_HEAD_DIM];
     let mut m = [f32::NEG_INFINITY; MAX_QB];
     let mut sum = [0f32; MAX_QB];
@@ -163,21 +176,24 @@ unsafe fn attend<S: Simd, const MR: usize, const NV: usize>(t: &Task) {
     for k0 in (0..l.t).step_by(kb) {
         let n = kb.min(l.t - k0);
         // Scores: Q (rows x dh) x K^T (dh x n), panels k0 / nr.. of the packed K.
-        let g = Gemm { m: t.rows, a: q, lda: l.row, b: &kp[(k0 / nr) * dh * nr..], k: dh, k0: 0, kp: dh, n, nr, ldc: kb };
+        let g = Gemm { m: t.rows, a: q, lda: l.row, b: &kp[(k0 / nr) * dh * nr..], k: dh, k0: 0, panel: dh * nr, ldb: nr, n, nr, ldc: kb };
         unsafe { block_generic::<S, MR, NV>(&g, SyncPtr(s.as_mut_ptr()), &Epilogue::NONE, (0, n.div_ceil(nr)), (0, t.rows)) };
         // Online softmax: new maxima, rescaled sums and accumulators, probabilities in place.
+        // The maxima are of the unscaled scores (the scale is positive), the scale applied inside
+        // the exponent.
         for i in 0..t.rows {
             let row = &mut s[i * kb..i * kb + n];
-            row.iter_mut().for_each(|x| *x *= t.scale);
             let m_new = math::max(row).max(m[i]);
-            let correction = math::exp(m[i] - m_new);
-            row.iter_mut().for_each(|x| *x = math::exp(*x - m_new));
-            sum[i] = sum[i] * correction + math::sum(row);
-            acc[i * dh..(i + 1) * dh].iter_mut().for_each(|a| *a *= correction);
+            if m[i] > f32::NEG_INFINITY {
+                let correction = math::exp((m[i] - m_new) * t.scale);
+                sum[i] *= correction;
+                acc[i * dh..(i + 1) * dh].iter_mut().for_each(|a| *a *= correction);
+            }
+            sum[i] += math::exp_sum(row, m_new, t.scale);
             m[i] = m_new;
         }
         // acc += P (rows x n) x V (n x dh), rows k0.. of the packed V.
-        let g = Gemm { m: t.rows, a: &s, lda: kb, b: vp, k: n, k0, kp: l.t, n: dh, nr, ldc: dh };
+        let g = Gemm { m: t.rows, a: &s, lda: kb, b: v, k: n, k0, panel: v_panel, ldb: v_ld, n: dh, nr, ldc: dh };
         let add = Epilogue { accumulate: true, ..Epilogue::NONE };
         unsafe { block_generic::<S, MR, NV>(&g, SyncPtr(acc.as_mut_ptr()), &add, (0, dh.div_ceil(nr)), (0, t.rows)) };
     }

@@ -6,7 +6,8 @@
 //! row stride): each step broadcasts one value from each of MR rows. The micro-kernel keeps an
 //! MR x NR block of C in registers over the whole of K, then stores it with the epilogue
 //! `act(acc + bias) + residual` (or adds it to C). Threads split C into blocks of panels and rows.
-//! MR and NR per instruction set: AVX-512 8 x 32, AVX2 6 x 16, simd128 and portable 4 x 8.
+//! MR and NR per instruction set: AVX-512 6 x 64 (24 accumulators, four vectors of B per
+//! broadcast of A), AVX2 6 x 16, simd128 and portable 4 x 8.
 
 use super::math;
 use super::simd::{Isa, Portable, Simd};
@@ -30,7 +31,7 @@ pub enum Act {
 /// The register tile of an instruction set: MR rows by NR columns.
 pub(crate) fn tile(isa: Isa) -> (usize, usize) {
     match isa {
-        Isa::Avx512 => (8, 32),
+        Isa::Avx512 => (6, 64),
         Isa::Avx2 => (6, 16),
         Isa::Wasm128 | Isa::Portable => (4, 8),
     }
@@ -101,17 +102,21 @@ pub struct Gemm<'a> {
     pub a: &'a [f32],
     /// Row stride of A.
     pub lda: usize,
-    /// B packed.
+    /// B as panels of `nr` columns: element (k, j) of panel p at `p * panel + (k0 + k) * ldb + j`
+    /// (packed: `panel = K * nr`, `ldb = nr`; a row-major matrix read in place: `panel = nr`,
+    /// `ldb` its row stride). Every panel is read `nr` columns wide, the last one too.
     pub b: &'a [f32],
-    /// B's rows (K) as packed, and its first row to use (a slice of K for blocked attention).
+    /// The product's depth.
     pub k: usize,
-    /// Rows of the packed B to skip (the product uses rows `k0..k0 + k` of every panel).
+    /// Rows of B to skip (the product uses rows `k0..k0 + k` of every panel).
     pub k0: usize,
-    /// Rows per panel in the packing.
-    pub kp: usize,
+    /// Stride between panels.
+    pub panel: usize,
+    /// Stride between rows within a panel.
+    pub ldb: usize,
     /// Columns of B and C.
     pub n: usize,
-    /// Columns per panel in the packing.
+    /// Columns per panel.
     pub nr: usize,
     /// Row stride of C.
     pub ldc: usize,
@@ -120,15 +125,23 @@ pub struct Gemm<'a> {
 impl<'a> Gemm<'a> {
     /// `a (m, k) x b` for a whole packed B.
     pub fn new(m: usize, a: &'a [f32], lda: usize, b: &'a PackedB, ldc: usize) -> Gemm<'a> {
-        Gemm { m, a, lda, b: &b.data, k: b.k, k0: 0, kp: b.k, n: b.n, nr: b.nr, ldc }
+        Gemm { m, a, lda, b: &b.data, k: b.k, k0: 0, panel: b.k * b.nr, ldb: b.nr, n: b.n, nr: b.nr, ldc }
+    }
+
+    /// Whether every operand holds what the product reads.
+    fn check(&self) {
+        assert!(self.m == 0 || self.a.len() >= (self.m - 1) * self.lda + self.k, "A is too small");
+        if self.n > 0 && self.k > 0 {
+            let end = (self.n.div_ceil(self.nr) - 1) * self.panel + (self.k0 + self.k - 1) * self.ldb + self.nr;
+            assert!(self.b.len() >= end, "B is too small");
+        }
     }
 }
 
 /// C = epilogue(A x B) on the pool; `c` holds rows 0..m with stride `ldc`.
 pub fn gemm(cpu: &Cpu, g: &Gemm, c: &mut [f32], epi: &Epilogue) {
     assert!(g.m == 0 || c.len() >= (g.m - 1) * g.ldc + g.n, "C is too small");
-    assert!(g.m == 0 || g.a.len() >= (g.m - 1) * g.lda + g.k, "A is too small");
-    assert!(g.b.len() >= g.n.div_ceil(g.nr) * g.kp * g.nr && g.k0 + g.k <= g.kp, "B is too small");
+    g.check();
     let (mr, nr) = tile(cpu.isa);
     assert_eq!(nr, g.nr, "B was packed for another instruction set");
     if g.m == 0 || g.n == 0 {
@@ -136,10 +149,11 @@ pub fn gemm(cpu: &Cpu, g: &Gemm, c: &mut [f32], epi: &Epilogue) {
     }
     let row_blocks = g.m.div_ceil(mr);
     let panels = g.n.div_ceil(nr);
-    // Enough tasks to balance the threads, none smaller than about 256k multiply-adds.
+    // Enough tasks to balance the threads, none smaller than about 256k multiply-adds, in a grid
+    // of equal parts: the panels split by the largest divisor of their count that fits.
     let work = g.m * g.n * g.k.max(1);
-    let want = (cpu.pool.threads() * 4).min(work.div_ceil(1 << 18)).max(1);
-    let tn = panels.min(want);
+    let want = (cpu.pool.threads() * TASKS_PER_THREAD).min(work.div_ceil(1 << 18)).max(1);
+    let tn = (1..=panels.min(want)).rev().find(|d| panels % d == 0).unwrap_or(1);
     let tm = want.div_ceil(tn).min(row_blocks);
     let out = SyncPtr(c.as_mut_ptr());
     let task = |t: usize| {
@@ -154,8 +168,7 @@ pub fn gemm(cpu: &Cpu, g: &Gemm, c: &mut [f32], epi: &Epilogue) {
 /// C = epilogue(A x B) on the calling thread alone (for kernels that parallelize outside).
 pub fn gemm_serial(isa: Isa, g: &Gemm, c: &mut [f32], epi: &Epilogue) {
     assert!(g.m == 0 || c.len() >= (g.m - 1) * g.ldc + g.n, "C is too small");
-    assert!(g.m == 0 || g.a.len() >= (g.m - 1) * g.lda + g.k, "A is too small");
-    assert!(g.b.len() >= g.n.div_ceil(g.nr) * g.kp * g.nr && g.k0 + g.k <= g.kp, "B is too small");
+    g.check();
     assert_eq!(tile(isa).1, g.nr, "B was packed for another instruction set");
     if g.m > 0 && g.n > 0 {
         block(isa, g, SyncPtr(c.as_mut_ptr()), epi, (0, g.n.div_ceil(g.nr)), (0, g.m));
@@ -179,7 +192,7 @@ fn block(isa: Isa, g: &Gemm, c: SyncPtr, epi: &Epilogue, panels: (usize, usize),
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx2,fma")]
 unsafe fn block_avx512(g: &Gemm, c: SyncPtr, epi: &Epilogue, panels: (usize, usize), rows: (usize, usize)) {
-    unsafe { block_generic::<Avx512, 8, 2>(g, c, epi, panels, rows) }
+    unsafe { block_generic::<Avx512, 6, 4>(g, c, epi, panels, rows) }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -188,45 +201,60 @@ unsafe fn block_avx2(g: &Gemm, c: SyncPtr, epi: &Epilogue, panels: (usize, usize
     unsafe { block_generic::<Avx2, 6, 2>(g, c, epi, panels, rows) }
 }
 
-/// The tiles of panels × rows: for each panel (kept hot across the rows), every MR-row block.
+/// Tasks per thread a GEMM is cut into (balance against per-task cost, measured on the model).
+const TASKS_PER_THREAD: usize = 4;
+
+/// The tiles of panels × rows: for each panel (kept hot in L2 across the rows), every MR-row tile
+/// over the whole of K. (Blocking K and rows as GotoBLAS does measured no faster on the model's
+/// shapes, on AVX-512 with 6 x 64 tiles.)
 /// For kernels compiled for an instruction set (attention), with that set's tile.
 #[inline(always)]
 pub(crate) unsafe fn block_generic<S: Simd, const MR: usize, const NV: usize>(g: &Gemm, c: SyncPtr, epi: &Epilogue, panels: (usize, usize), rows: (usize, usize)) {
     let nr = NV * S::LANES;
+    let mode = Mode { add: epi.accumulate, epilogue: true };
     for p in panels.0..panels.1 {
         let col0 = p * nr;
         let cols = nr.min(g.n - col0);
-        let b = unsafe { g.b.as_ptr().add(p * g.kp * nr + g.k0 * nr) };
+        let b = unsafe { g.b.as_ptr().add(p * g.panel + g.k0 * g.ldb) };
         let mut r = rows.0;
         while r < rows.1 {
             let h = MR.min(rows.1 - r);
             // Rows past the last are read from the last row and never stored.
             let a: [*const f32; MR] = std::array::from_fn(|i| unsafe { g.a.as_ptr().add((r + i.min(h - 1)) * g.lda) });
             let ct = unsafe { c.ptr().add(r * g.ldc + col0) };
-            unsafe { tile_kernel::<S, MR, NV>(g.k, a, b, ct, g.ldc, h, cols, epi, (r, col0)) };
+            unsafe { tile_kernel::<S, MR, NV>(g.k, a, (b, g.ldb), ct, g.ldc, h, cols, epi, (r, col0), mode) };
             r += MR;
         }
     }
 }
 
-/// One MR x NR tile: the product over all of K in registers, then the store with the epilogue.
+/// How a tile meets C: stored or added, with or without the epilogue.
+#[derive(Clone, Copy)]
+struct Mode {
+    add: bool,
+    epilogue: bool,
+}
+
+/// One MR x NR tile: the product over `k` in registers, then stored or added to C, then the
+/// epilogue where asked.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 unsafe fn tile_kernel<S: Simd, const MR: usize, const NV: usize>(
     k: usize,
     a: [*const f32; MR],
-    b: *const f32,
+    (b, ldb): (*const f32, usize),
     c: *mut f32,
     ldc: usize,
     rows: usize,
     cols: usize,
     epi: &Epilogue,
     (row0, col0): (usize, usize),
+    mode: Mode,
 ) {
     let nr = NV * S::LANES;
     let mut acc = [[unsafe { S::zero() }; NV]; MR];
     for kk in 0..k {
-        let bk = unsafe { b.add(kk * nr) };
+        let bk = unsafe { b.add(kk * ldb) };
         let bv: [S::V; NV] = std::array::from_fn(|v| unsafe { S::load(bk.add(v * S::LANES)) });
         for i in 0..MR {
             let av = unsafe { S::splat(*a[i].add(kk)) };
@@ -235,27 +263,31 @@ unsafe fn tile_kernel<S: Simd, const MR: usize, const NV: usize>(
             }
         }
     }
-    // Store: whole vectors where the tile is full, else through a buffer.
+    // Whole vectors where the tile is full, else through a buffer.
     let full = cols == nr;
     let mut buf = [0f32; 64];
     for (i, acc_row) in acc.iter().enumerate().take(rows) {
         let row = unsafe { std::slice::from_raw_parts_mut(c.add(i * ldc), cols) };
-        if full && !epi.accumulate {
+        if full {
             for (v, &x) in acc_row.iter().enumerate() {
-                unsafe { S::store(row.as_mut_ptr().add(v * S::LANES), x) };
+                let p = unsafe { row.as_mut_ptr().add(v * S::LANES) };
+                let x = if mode.add { unsafe { S::add(S::load(p), x) } } else { x };
+                unsafe { S::store(p, x) };
             }
         } else {
             let tmp = &mut buf[..nr];
             for (v, &x) in acc_row.iter().enumerate() {
                 unsafe { S::store(tmp.as_mut_ptr().add(v * S::LANES), x) };
             }
-            if epi.accumulate {
+            if mode.add {
                 row.iter_mut().zip(tmp.iter()).for_each(|(o, x)| *o += x);
             } else {
                 row.copy_from_slice(&tmp[..cols]);
             }
         }
-        apply_epilogue(row, epi, row0 + i, col0);
+        if mode.epilogue {
+            apply_epilogue(row, epi, row0 + i, col0);
+        }
     }
 }
 

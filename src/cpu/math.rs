@@ -61,6 +61,28 @@ pub(crate) fn sum(x: &[f32]) -> f32 {
     s
 }
 
+/// Replaces each `x` with `exp((x - m) * scale)` and returns their sum (16 lanes).
+#[inline(always)]
+pub(crate) fn exp_sum(x: &mut [f32], m: f32, scale: f32) -> f32 {
+    let mut acc = [0f32; 16];
+    let mut chunks = x.chunks_exact_mut(16);
+    for c in &mut chunks {
+        for (a, v) in acc.iter_mut().zip(c.iter_mut()) {
+            *v = exp((*v - m) * scale);
+            *a += *v;
+        }
+    }
+    let mut s = 0f32;
+    for v in chunks.into_remainder() {
+        *v = exp((*v - m) * scale);
+        s += *v;
+    }
+    for a in acc {
+        s += a;
+    }
+    s
+}
+
 /// Dot product, in 16 lanes.
 #[inline(always)]
 pub(crate) fn dot(x: &[f32], y: &[f32]) -> f32 {

@@ -1,0 +1,147 @@
+"""The CPU comparison: tessera's CPU backend against PyTorch (eager) and ONNX Runtime on the same
+machine, same thread count, same weights, in one sitting, the three alternated round by round.
+
+For each model (DeiT-Ti/16, DeiT-S/16, ViT-B/16 at 224, random weights from a fixed seed) it
+writes a transformers checkpoint folder, exports it to ONNX (opset 18), checks that tessera's
+logits match PyTorch's (max difference), then times batch 1 and 8: median wall-clock ms per run
+after warm-up (tessera: `tessera bench --device cpu --json`, which includes the input copy and the
+logits readback). Prints a markdown table; `--append FILE` adds it to FILE with the machine and
+date. Needs torch, transformers, onnxruntime, onnx (a virtual environment outside the repo):
+
+    python3 scripts/cpu_compare.py --threads 2 [--models deit-ti16,deit-s16,vit-b16] [--append BENCHMARKS.md]
+"""
+import argparse, datetime, json, os, platform, subprocess, sys, tempfile, time
+
+import numpy as np
+import onnxruntime as ort
+import torch
+import transformers
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+TESSERA = os.path.join(ROOT, "target/release/tessera")
+SPECS = {
+    # name: (model class, hidden, heads)
+    "deit-ti16": ("deit", 192, 3),
+    "deit-s16": ("deit", 384, 6),
+    "vit-b16": ("vit", 768, 12),
+}
+
+
+def make_model(name, folder):
+    kind, d, heads = SPECS[name]
+    common = dict(hidden_size=d, num_hidden_layers=12, num_attention_heads=heads, intermediate_size=4 * d,
+                  image_size=224, patch_size=16, num_labels=1000, qkv_bias=True)
+    torch.manual_seed(0)
+    if kind == "vit":
+        model = transformers.ViTForImageClassification(transformers.ViTConfig(**common))
+    else:
+        model = transformers.DeiTForImageClassification(transformers.DeiTConfig(**common))
+    model.eval()
+    model.save_pretrained(folder, safe_serialization=True)
+    return model
+
+
+def median_ms(fn, iters, warmup):
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(iters):
+        t = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t) * 1e3)
+    times.sort()
+    return times[len(times) // 2]
+
+
+def tessera_ms(folder, batch, threads, iters):
+    with tempfile.NamedTemporaryFile(suffix=".json") as out:
+        cmd = [TESSERA, "bench", "--device", "cpu", "--threads", str(threads), "--model", folder,
+               "--batch", str(batch), "--iters", str(iters), "--json", out.name]
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        doc = json.load(open(out.name))
+    return doc["results"][0]["p50_ms"]
+
+
+def tessera_logits(folder, pixels, threads):
+    with tempfile.TemporaryDirectory() as d:
+        import safetensors.numpy as stn
+        stn.save_file({"pixel_values": np.ascontiguousarray(pixels)}, os.path.join(d, "px.safetensors"))
+        subprocess.run([TESSERA, "run", "--device", "cpu", "--threads", str(threads), "--model", folder,
+                        "--pixels", os.path.join(d, "px.safetensors"), "--out", os.path.join(d, "out.safetensors")],
+                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        return stn.load_file(os.path.join(d, "out.safetensors"))["logits"]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--models", default="deit-ti16,deit-s16,vit-b16")
+    ap.add_argument("--batches", default="1,8")
+    ap.add_argument("--iters", type=int, default=10)
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--append")
+    args = ap.parse_args()
+    if not os.path.exists(TESSERA):
+        sys.exit(f"{TESSERA} is missing: cargo build --release")
+    torch.set_num_threads(args.threads)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = args.threads
+    opts.inter_op_num_threads = 1
+    rows = []
+    work = tempfile.mkdtemp(prefix="tessera-cpu-compare-")
+    for name in args.models.split(","):
+        folder = os.path.join(work, name)
+        model = make_model(name, folder)
+        onnx_path = os.path.join(work, f"{name}.onnx")
+        dummy = torch.randn(1, 3, 224, 224)
+        torch.onnx.export(model, (dummy,), onnx_path, input_names=["pixel_values"], output_names=["logits"],
+                          dynamic_axes={"pixel_values": {0: "batch"}, "logits": {0: "batch"}}, opset_version=18, dynamo=False)
+        sess = ort.InferenceSession(onnx_path, opts, providers=["CPUExecutionProvider"])
+        rng = np.random.default_rng(1)
+        check = rng.standard_normal((2, 3, 224, 224), dtype=np.float32)
+        with torch.no_grad():
+            want = model(pixel_values=torch.from_numpy(check)).logits.numpy()
+        diff_t = float(np.abs(tessera_logits(folder, check, args.threads) - want).max())
+        diff_o = float(np.abs(sess.run(None, {"pixel_values": check})[0] - want).max())
+        for batch in [int(b) for b in args.batches.split(",")]:
+            px = rng.standard_normal((batch, 3, 224, 224), dtype=np.float32)
+            pt = torch.from_numpy(px)
+            results = {"tessera": [], "onnxruntime": [], "pytorch": []}
+            for _ in range(args.rounds):
+                results["tessera"].append(tessera_ms(folder, batch, args.threads, args.iters))
+                results["onnxruntime"].append(median_ms(lambda: sess.run(None, {"pixel_values": px}), args.iters, 3))
+                with torch.inference_mode():
+                    results["pytorch"].append(median_ms(lambda: model(pixel_values=pt).logits, args.iters, 3))
+            best = {k: min(v) for k, v in results.items()}
+            rows.append((name, batch, best, diff_t, diff_o))
+            print(f"{name} batch {batch}: " + ", ".join(f"{k} {v:.1f} ms" for k, v in best.items()), file=sys.stderr)
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    lines = [
+        f"Machine: {cpu}, {os.cpu_count()} cores; {args.threads} threads for every engine; "
+        f"{datetime.date.today().isoformat()}. PyTorch {torch.__version__} (eager, inference mode), "
+        f"ONNX Runtime {ort.__version__} (CPU provider, opset 18 export), tessera `--device cpu`. "
+        f"Median ms per run of {args.iters} after warm-up, the best of {args.rounds} alternated rounds; "
+        "random weights (seed 0), 224x224 input.",
+        "",
+        "| model | batch | tessera ms | ONNX Runtime ms | PyTorch ms | tessera / ORT | max logit diff vs PyTorch (tessera, ORT) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for name, batch, best, dt, do in rows:
+        lines.append(f"| {name} | {batch} | {best['tessera']:.1f} | {best['onnxruntime']:.1f} | {best['pytorch']:.1f} | "
+                     f"{best['tessera'] / best['onnxruntime']:.2f}x | {dt:.1e}, {do:.1e} |")
+    table = "\n".join(lines)
+    print(table)
+    if args.append:
+        with open(args.append, "a") as f:
+            f.write(f"\n## CPU backend against PyTorch and ONNX Runtime ({datetime.date.today().isoformat()})\n\n{table}\n")
+
+
+if __name__ == "__main__":
+    main()
