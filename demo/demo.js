@@ -203,7 +203,7 @@ async function handleFile(file) {
 async function recover(file) {
   status('The GPU was reset; reconnecting…');
   try {
-    engine = await Tessera.create();
+    engine = await Tessera.create({ device: engine?.device ?? 'auto' });
     model = null;
     await loadModel(modelKind);
     if (model) await handleFile(file);
@@ -261,17 +261,25 @@ function setupInputs() {
 async function main() {
   setupInputs();
   try {
-    engine = await Tessera.create();
+    // WebGPU on a real GPU adapter, else the CPU backend (WebAssembly SIMD): the page works in
+    // every browser, and says which path runs and why.
+    // `?device=webgpu` or `?device=cpu` overrides the choice.
+    const device = new URLSearchParams(location.search).get('device') || 'auto';
+    engine = await Tessera.create({ device });
   } catch (e) {
     const box = $('unsupported');
     box.textContent = e.message;
     box.hidden = false;
-    status('WebGPU is not available.');
+    status('The engine could not start.');
     setBusy(true);
     return;
   }
   const a = engine.adapterInfo;
-  $('adapter').textContent = `${a.name || 'WebGPU adapter'}${a.deviceType ? ` (${a.deviceType})` : ''}`;
+  const where = engine.device === 'cpu' ? `CPU (WebAssembly ${a.isa === 'simd128' ? 'SIMD' : 'scalar'})` : `${a.name || 'WebGPU adapter'}${a.deviceType ? ` (${a.deviceType})` : ''}`;
+  $('adapter').textContent = where;
+  $('adapter').title = engine.deviceReason;
+  $('deviceReason').textContent = engine.deviceReason;
+  document.body.dataset.device = engine.device;
   await loadModel('default');
   document.body.dataset.ready = 'true';
 }

@@ -1,12 +1,12 @@
-//! The browser API (wasm32 + WebGPU): thin bindings over the same engine and models. Results
-//! cross as JSON strings or typed arrays; errors as JS `Error`s with the crate's message and kind.
-//! The JavaScript package in `web/` wraps these in the documented API.
+//! The browser API (wasm32, on WebGPU or the CPU backend): thin bindings over the same engine and
+//! models. Results cross as JSON strings or typed arrays; errors as JS `Error`s with the crate's
+//! message and kind. The JavaScript package in `web/` wraps these in the documented API (and
+//! makes the `auto` choice of device, which needs the browser's adapter info).
 
 use crate::error::Error;
 use crate::model::{decode_image, Checkpoint, Model, RunOptions};
-use crate::{Gpu, GpuOptions};
+use crate::{Cpu, CpuOptions, Device, Gpu, GpuOptions};
 use js_sys::{Float32Array, Object, Reflect};
-use std::sync::Arc;
 use wasm_bindgen::prelude::*;
 
 fn js_err(e: Error) -> JsError {
@@ -19,71 +19,96 @@ fn start() {
     console_error_panic_hook::set_once();
 }
 
-/// An open WebGPU device.
+/// An open device: a WebGPU adapter or the CPU backend.
 #[wasm_bindgen]
 pub struct Engine {
-    gpu: Arc<Gpu>,
+    device: Device,
 }
 
 #[wasm_bindgen]
 impl Engine {
-    /// Opens the browser's WebGPU adapter; `memory_budget` (bytes) bounds the GPU memory the
-    /// engine may hold (browsers do not say how much a GPU has, so there is none by default).
-    /// With `tune`, the candidate kernels of each new shape are timed (where the browser grants
-    /// timestamp queries) and the fastest kept for this engine's lifetime.
-    pub async fn create(memory_budget: Option<f64>, tune: Option<bool>) -> Result<Engine, JsError> {
-        let opts = GpuOptions {
-            memory_budget: memory_budget.filter(|b| b.is_finite() && *b >= 0.0).map(|b| b as u64),
-            tune: tune.unwrap_or(false),
-            ..Default::default()
+    /// Opens `device`: `"webgpu"` (the browser's adapter) or `"cpu"` (the CPU backend, in this
+    /// thread). `memory_budget` (bytes) bounds the memory the engine may hold (browsers do not say
+    /// how much a GPU has, so there is none by default on WebGPU). With `tune`, the candidate
+    /// kernels of each new shape are timed (where the browser grants timestamp queries) and the
+    /// fastest kept for this engine's lifetime.
+    pub async fn create(device: String, memory_budget: Option<f64>, tune: Option<bool>) -> Result<Engine, JsError> {
+        let budget = memory_budget.filter(|b| b.is_finite() && *b >= 0.0).map(|b| b as u64);
+        let device = match device.as_str() {
+            "cpu" => Device::Cpu(Cpu::new(&CpuOptions { memory_budget: budget, threads: Some(1), ..Default::default() }).map_err(js_err)?),
+            "webgpu" | "gpu" => {
+                let opts = GpuOptions { memory_budget: budget, tune: tune.unwrap_or(false), ..Default::default() };
+                Device::Gpu(Gpu::new(&opts).await.map_err(js_err)?)
+            }
+            other => return Err(JsError::new(&format!("[input] device `{other}`: use \"auto\", \"webgpu\" or \"cpu\""))),
         };
-        let gpu = Gpu::new(&opts).await.map_err(js_err)?;
-        Ok(Engine { gpu })
+        Ok(Engine { device })
     }
 
-    /// Bytes of GPU memory the engine holds now (weights, activations, staging of live models).
+    /// `"webgpu"` or `"cpu"`.
+    pub fn device(&self) -> String {
+        if self.device.cpu().is_some() { "cpu" } else { "webgpu" }.into()
+    }
+
+    /// Bytes the engine holds on its device now (weights, activations, staging of live models).
     #[wasm_bindgen(js_name = memoryInUse)]
     pub fn memory_in_use(&self) -> f64 {
-        self.gpu.memory_in_use() as f64
+        self.device.memory_in_use() as f64
     }
 
     /// What the autotuner did: `{"enabled", "measured", "reused", "choices"}` as JSON, `choices`
     /// mapping each shape to `{"choice", "ms": {candidate: ms per dispatch}}`.
     #[wasm_bindgen(js_name = tuningStats)]
     pub fn tuning_stats(&self) -> String {
-        let t = self.gpu.tuning_stats();
-        let choices = self.gpu.tuning_choices();
-        serde_json::json!({"enabled": self.gpu.tuning(), "measured": t.measured, "reused": t.reused, "choices": choices}).to_string()
+        let Some(gpu) = self.device.gpu() else {
+            return serde_json::json!({"enabled": false, "measured": 0, "reused": 0, "choices": {}}).to_string();
+        };
+        let t = gpu.tuning_stats();
+        let choices = gpu.tuning_choices();
+        serde_json::json!({"enabled": gpu.tuning(), "measured": t.measured, "reused": t.reused, "choices": choices, "note": t.timing_note}).to_string()
     }
 
     /// The memory budget in bytes, if one was set.
     #[wasm_bindgen(js_name = memoryBudget)]
     pub fn memory_budget(&self) -> Option<f64> {
-        self.gpu.memory_budget().map(|b| b as f64)
+        self.device.memory_budget().map(|b| b as f64)
     }
 
-    /// The adapter, its features and limits, as JSON.
+    /// The device, its features and limits, as JSON.
     #[wasm_bindgen(js_name = adapterInfo)]
     pub fn adapter_info(&self) -> String {
-        let r = self.gpu.report();
-        serde_json::json!({
-            "name": r.name, "backend": r.backend, "deviceType": r.device_type, "driver": r.driver,
-            "shaderF16": r.shader_f16, "timestampQuery": r.timestamp_query,
-            "maxBufferSize": r.max_buffer_size, "maxStorageBufferBindingSize": r.max_storage_buffer_binding_size,
-            "maxWorkgroupStorage": r.max_workgroup_storage, "maxInvocations": r.max_invocations,
-        })
-        .to_string()
+        match &self.device {
+            Device::Gpu(gpu) => {
+                let r = gpu.report();
+                serde_json::json!({
+                    "name": r.name, "backend": r.backend, "deviceType": r.device_type, "driver": r.driver,
+                    "shaderF16": r.shader_f16, "timestampQuery": r.timestamp_query,
+                    "maxBufferSize": r.max_buffer_size, "maxStorageBufferBindingSize": r.max_storage_buffer_binding_size,
+                    "maxWorkgroupStorage": r.max_workgroup_storage, "maxInvocations": r.max_invocations,
+                })
+                .to_string()
+            }
+            Device::Cpu(cpu) => serde_json::json!({
+                "name": self.device.name(), "backend": "cpu", "deviceType": "Cpu", "driver": "",
+                "shaderF16": false, "timestampQuery": false, "isa": cpu.isa().name(), "threads": cpu.threads(),
+            })
+            .to_string(),
+        }
     }
 
-    /// Whether the device was lost (then create a new engine and load the model again).
+    /// Whether the GPU device was lost (then create a new engine and load the model again); never
+    /// on the CPU backend.
     #[wasm_bindgen(js_name = isLost)]
     pub fn is_lost(&self) -> bool {
-        self.gpu.is_lost()
+        self.device.gpu().is_some_and(|g| g.is_lost())
     }
 
-    /// Destroys the device, as a GPU reset would (for testing recovery).
+    /// Destroys the GPU device, as a GPU reset would (for testing recovery); nothing on the CPU
+    /// backend.
     pub fn destroy(&self) {
-        self.gpu.destroy();
+        if let Some(g) = self.device.gpu() {
+            g.destroy();
+        }
     }
 
     /// Loads a checkpoint from its files' bytes and uploads its weights.
@@ -98,12 +123,12 @@ impl Engine {
     ) -> Result<WasmModel, JsError> {
         let ck = Checkpoint::from_bytes(name, config, weights, preprocessor.as_deref()).map_err(js_err)?;
         let storage = if f16.unwrap_or(false) { crate::DType::F16 } else { crate::DType::F32 };
-        let model = Model::load_as(&self.gpu, &ck, storage).map_err(js_err)?;
+        let model = Model::load_as(&self.device, &ck, storage).map_err(js_err)?;
         Ok(WasmModel { model: Some(model) })
     }
 }
 
-/// A model on the GPU.
+/// A model on the engine's device.
 #[wasm_bindgen]
 pub struct WasmModel {
     model: Option<Model>,
@@ -215,7 +240,7 @@ impl WasmModel {
         Ok(obj)
     }
 
-    /// Frees the model's GPU memory; later calls reject.
+    /// Frees the model's memory; later calls reject.
     pub fn dispose(&mut self) {
         self.model = None;
     }

@@ -4,16 +4,20 @@ export interface TesseraError extends Error {
 }
 
 export interface AdapterInfo {
+  /** The adapter's name, or "CPU backend (simd128, 1 threads)". */
   name: string;
   backend: string;
   deviceType: string;
   driver: string;
   shaderF16: boolean;
   timestampQuery: boolean;
-  maxBufferSize: number;
-  maxStorageBufferBindingSize: number;
-  maxWorkgroupStorage: number;
-  maxInvocations: number;
+  maxBufferSize?: number;
+  maxStorageBufferBindingSize?: number;
+  maxWorkgroupStorage?: number;
+  maxInvocations?: number;
+  /** The CPU backend's instruction set ("simd128"), where it runs. */
+  isa?: string;
+  threads?: number;
 }
 
 export interface ModelInfo {
@@ -86,17 +90,25 @@ export declare class Model {
 
 export declare class Tessera {
   readonly adapterInfo: AdapterInfo;
+  /** Where models run: WebGPU, or the CPU backend (WebAssembly SIMD). */
+  readonly device: 'webgpu' | 'cpu';
+  /** Why that device was chosen (e.g. "the only WebGPU adapter is a software fallback; the CPU backend is faster"). */
+  readonly deviceReason: string;
   /** True once the GPU device was lost: create a new engine and load the model again. */
   readonly lost: boolean;
   /** Destroys the device as a GPU reset would (to test recovery). */
   destroy(): void;
-  /** GPU memory held by the engine, the budget (null: none), and the wasm heap, in bytes. */
-  readonly memory: { gpuBytes: number; budget: number | null; wasmBytes: number };
+  /** Memory held by the engine on its device (`deviceBytes`; `gpuBytes` is the same number), the budget (null: none), and the wasm heap, in bytes. */
+  readonly memory: { deviceBytes: number; gpuBytes: number; budget: number | null; wasmBytes: number };
   /** `memoryBudget`: most GPU memory (bytes) the engine may hold; beyond it loads reject with kind "out_of_memory" and large batches run in chunks. */
   /** What the autotuner did: shapes timed, choices reused, and per shape the kernel chosen with what each candidate took (ms per dispatch). */
   readonly tuning: { enabled: boolean; measured: number; reused: number; choices: Record<string, { choice: string; ms: Record<string, number> }> };
-  /** `tune`: time the candidate kernels of each new shape on first use and keep the fastest (needs timestamp queries). */
-  static create(options?: { wasmUrl?: string | URL; memoryBudget?: number; tune?: boolean }): Promise<Tessera>;
+  /**
+   * `device`: "auto" (default: WebGPU on a real GPU adapter, else the CPU backend, also where the browser has no WebGPU or only a software adapter),
+   * "webgpu" (rejects with kind "no_webgpu" where there is none) or "cpu".
+   * `tune`: time the candidate GPU kernels of each new shape on first use and keep the fastest (needs timestamp queries).
+   */
+  static create(options?: { wasmUrl?: string | URL; memoryBudget?: number; tune?: boolean; device?: 'auto' | 'webgpu' | 'cpu' }): Promise<Tessera>;
   load(source: string | { config: Bytes; weights: Bytes; preprocessor?: Bytes; name?: string }, options?: LoadOptions): Promise<Model>;
 }
 

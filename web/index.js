@@ -1,5 +1,6 @@
-// tessera-vit: Vision Transformers on WebGPU. The engine is the tessera Rust crate compiled to
-// wasm32; this file turns browser inputs (URLs, hub ids, Blobs, images) into bytes for it.
+// tessera-vit: Vision Transformers in the browser, on WebGPU or on the CPU (WebAssembly SIMD). The
+// engine is the tessera Rust crate compiled to wasm32; this file chooses the device and turns
+// browser inputs (URLs, hub ids, Blobs, images) into bytes for it.
 import init, { Engine } from './pkg/tessera.js';
 
 let wasmReady = null;
@@ -197,13 +198,36 @@ function disposed() {
 
 const HUB_ID = /^[A-Za-z0-9][\w.-]*\/[A-Za-z0-9][\w.-]*$/;
 
+/**
+ * The device `auto` picks: WebGPU on a real adapter, else the CPU backend (no WebGPU, no adapter,
+ * or only a software fallback adapter such as SwiftShader, slower than WebAssembly on the same
+ * cores). Returns [device, reason].
+ */
+async function chooseDevice() {
+  if (typeof navigator === 'undefined' || !navigator.gpu) return ['cpu', 'this browser has no WebGPU'];
+  let adapter = null;
+  try {
+    adapter = await navigator.gpu.requestAdapter({ powerPreference: 'high-performance' });
+  } catch {
+    adapter = null;
+  }
+  if (!adapter) return ['cpu', 'WebGPU offers no adapter here (GPU blocklisted or disabled)'];
+  const fallback = adapter.info?.isFallbackAdapter ?? adapter.isFallbackAdapter ?? false;
+  if (fallback) return ['cpu', 'the only WebGPU adapter is a software fallback; the CPU backend is faster'];
+  return ['webgpu', 'a WebGPU adapter is available'];
+}
+
 export class Tessera {
-  constructor(engine) {
+  constructor(engine, reason) {
     this._engine = engine;
     this.adapterInfo = JSON.parse(engine.adapterInfo());
+    /** `"webgpu"` or `"cpu"`: where models run. */
+    this.device = engine.device();
+    /** Why this device was chosen. */
+    this.deviceReason = reason;
   }
 
-  /** Whether the GPU device was lost; then create a new engine and load models again. */
+  /** Whether the GPU device was lost (never on the CPU); then create a new engine and load models again. */
   get lost() {
     return this._engine.isLost();
   }
@@ -222,32 +246,44 @@ export class Tessera {
   }
 
   /**
-   * GPU memory the engine holds (weights, activations and staging buffers of live models), the
-   * budget if one was set, and the size of the wasm heap, in bytes.
+   * Memory the engine holds on its device (weights, activations and staging buffers of live
+   * models: GPU memory on WebGPU, wasm heap on the CPU backend), the budget if one was set, and
+   * the size of the wasm heap, in bytes.
    */
   get memory() {
     return {
       gpuBytes: this._engine.memoryInUse(),
+      deviceBytes: this._engine.memoryInUse(),
       budget: this._engine.memoryBudget() ?? null,
       wasmBytes: wasmExports?.memory?.buffer.byteLength ?? 0,
     };
   }
 
   /**
-   * Opens WebGPU. Rejects with a readable message where the browser has none. `memoryBudget`
-   * (bytes) bounds the GPU memory the engine may hold: a model or batch beyond it is refused
-   * (`kind: "out_of_memory"`) or run in smaller batches, before the GPU is asked for it.
-   * `tune: true` times the candidate kernels of each new shape (GEMM tiles, attention kernels) on
-   * first use and keeps the fastest, where the browser grants timestamp queries.
+   * Opens a device: `device: "auto"` (the default) takes WebGPU on a real GPU adapter and the CPU
+   * backend (WebAssembly SIMD) otherwise, including where the browser has no WebGPU or only a
+   * software adapter; `"webgpu"` insists on WebGPU (rejecting with kind `no_webgpu` where there is
+   * none) and takes a software adapter too; `"cpu"` takes the CPU backend. `engine.device` and
+   * `engine.deviceReason` say what was chosen and why. `memoryBudget` (bytes) bounds the memory
+   * the engine may hold: a model or batch beyond it is refused (`kind: "out_of_memory"`) or run in
+   * smaller batches, before anything is allocated. `tune: true` times the candidate GPU kernels of
+   * each new shape on first use and keeps the fastest, where the browser grants timestamp queries.
    */
-  static async create({ wasmUrl, memoryBudget, tune = false } = {}) {
-    if (typeof navigator === 'undefined' || !navigator.gpu) {
-      const err = new Error('WebGPU is not available here. Use a recent Chrome or Edge (113+), Safari 26+, or Firefox with WebGPU enabled, on a page served over https or localhost.');
+  static async create({ wasmUrl, memoryBudget, tune = false, device = 'auto' } = {}) {
+    let reason = 'asked for';
+    if (device === 'auto') {
+      [device, reason] = await chooseDevice();
+    } else if (device === 'webgpu' && (typeof navigator === 'undefined' || !navigator.gpu)) {
+      const err = new Error('WebGPU is not available here. Use a recent Chrome or Edge (113+), Safari 26+, or Firefox with WebGPU enabled, on a page served over https or localhost; or device: "cpu".');
       err.kind = 'no_webgpu';
+      throw err;
+    } else if (device !== 'webgpu' && device !== 'cpu') {
+      const err = new Error(`device "${device}": use "auto", "webgpu" or "cpu"`);
+      err.kind = 'input';
       throw err;
     }
     await initWasm(wasmUrl);
-    return new Tessera(await call(() => Engine.create(memoryBudget ?? undefined, tune)));
+    return new Tessera(await call(() => Engine.create(device, memoryBudget ?? undefined, tune)), reason);
   }
 
   /**

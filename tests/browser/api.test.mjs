@@ -1,6 +1,7 @@
-// The wasm API in headless Chromium (WebGPU on SwiftShader): for each test checkpoint, `run`
-// matches transformers' expected logits within 1e-4 and the native engine's output for the same
-// input; errors reject with Error objects carrying a kind.
+// The wasm API in headless Chromium, on both devices (WebGPU on SwiftShader, and the CPU backend in
+// WebAssembly SIMD): for each test checkpoint, `run` matches transformers' expected logits within
+// 1e-4 and the native engine's output for the same input; errors reject with Error objects
+// carrying a kind.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -24,11 +25,17 @@ before(async () => {
   await page.goto(`${server.url}/tests/browser/blank.html`);
   const info = await page.evaluate(async () => {
     const { Tessera } = await import('/web/index.js');
-    window.engine = await Tessera.create();
-    return window.engine.adapterInfo;
+    window.engine = await Tessera.create({ device: 'webgpu' });
+    window.cpuEngine = await Tessera.create({ device: 'cpu' });
+    const auto = await Tessera.create();
+    return { webgpu: window.engine.adapterInfo, cpu: window.cpuEngine.adapterInfo, auto: [auto.device, auto.deviceReason] };
   });
-  console.log(`browser adapter: ${JSON.stringify(info)}`);
-  assert.ok(info.name !== undefined);
+  console.log(`browser devices: ${JSON.stringify(info)}`);
+  assert.ok(info.webgpu.name !== undefined);
+  assert.equal(info.cpu.backend, 'cpu');
+  // SwiftShader is a software fallback adapter: auto takes the CPU backend and says why.
+  assert.equal(info.auto[0], 'cpu', info.auto[1]);
+  assert.match(info.auto[1], /fallback|software/);
 });
 
 after(async () => {
@@ -36,16 +43,17 @@ after(async () => {
   await server?.close();
 });
 
-for (const fixture of ['vit-classifier', 'vit-base-nobias-f16', 'deit-distilled-bf16', 'deit-classifier', 'dinov2-classifier', 'dinov2-base']) {
-  test(`run ${fixture} matches transformers and the native engine`, { timeout: 300_000 }, async () => {
+for (const [device, fixture] of ['webgpu', 'cpu'].flatMap((d) => ['vit-classifier', 'vit-base-nobias-f16', 'deit-distilled-bf16', 'deit-classifier', 'dinov2-classifier', 'dinov2-base'].map((f) => [d, f]))) {
+  test(`run ${fixture} on ${device} matches transformers and the native engine`, { timeout: 300_000 }, async () => {
     const dir = join(ROOT, 'tests/fixtures', fixture);
     const expected = readSafetensors(readFileSync(join(dir, 'expected.safetensors')));
     const native = join(mkdtempSync(join(tmpdir(), 'tessera-native-')), 'out.safetensors');
     execFileSync(NATIVE, ['run', '--model', dir, '--pixels', join(dir, 'expected.safetensors'), '--out', native], { stdio: 'pipe' });
     const nat = readSafetensors(readFileSync(native));
-    const got = await page.evaluate(async (name) => {
+    const got = await page.evaluate(async ([name, device]) => {
       const { readTensor } = await import('/tests/browser/blank.js');
-      const model = await window.engine.load(`/tests/fixtures/${name}`, { cache: false });
+      const engine = device === 'cpu' ? window.cpuEngine : window.engine;
+      const model = await engine.load(`/tests/fixtures/${name}`, { cache: false });
       const pv = await readTensor(`/tests/fixtures/${name}/expected.safetensors`, 'pixel_values');
       const out = await model.run(pv.data, pv.dims);
       model.dispose();
@@ -56,7 +64,7 @@ for (const fixture of ['vit-classifier', 'vit-base-nobias-f16', 'deit-distilled-
         lastDims: out.lastHiddenStateDims,
         pooler: out.poolerOutput ? Array.from(out.poolerOutput) : null,
       };
-    }, fixture);
+    }, [fixture, device]);
     assert.deepEqual(got.lastDims, expected.last_hidden_state.dims);
     const checks = [['last_hidden_state', got.last], ['logits', got.logits], ['pooler_output', got.pooler]];
     for (const [name, values] of checks) {
@@ -66,9 +74,9 @@ for (const fixture of ['vit-classifier', 'vit-base-nobias-f16', 'deit-distilled-
       }
       const vsRef = maxDiff(values, expected[name].data);
       const vsNative = maxDiff(values, nat[name].data);
-      console.log(`${fixture} ${name}: max diff ${vsRef.toExponential(2)} vs transformers, ${vsNative.toExponential(2)} vs native`);
-      assert.ok(vsRef <= 1e-4, `${fixture} ${name}: ${vsRef} from transformers`);
-      assert.ok(vsNative <= 1e-4, `${fixture} ${name}: ${vsNative} from the native engine`);
+      console.log(`${device} ${fixture} ${name}: max diff ${vsRef.toExponential(2)} vs transformers, ${vsNative.toExponential(2)} vs native`);
+      assert.ok(vsRef <= 1e-4, `${device} ${fixture} ${name}: ${vsRef} from transformers`);
+      assert.ok(vsNative <= 1e-4, `${device} ${fixture} ${name}: ${vsNative} from the native engine`);
     }
   });
 }
@@ -90,7 +98,7 @@ test('classify calls in flight at once give the serial results', { timeout: 300_
 test('after a device loss calls reject with device_lost, and a new engine works', { timeout: 300_000 }, async () => {
   const r = await page.evaluate(async () => {
     const { Tessera } = await import('/web/index.js');
-    const engine = await Tessera.create();
+    const engine = await Tessera.create({ device: 'webgpu' });
     const model = await engine.load('/models/fashion-vit', { cache: false });
     const blob = await (await fetch('/models/fashion-vit/samples/0009-sneaker.png')).blob();
     const before = await model.classify(blob);
@@ -101,7 +109,7 @@ test('after a device loss calls reject with device_lost, and a new engine works'
     } catch (e) {
       kind = e.kind;
     }
-    const engine2 = await Tessera.create();
+    const engine2 = await Tessera.create({ device: 'webgpu' });
     const model2 = await engine2.load('/models/fashion-vit', { cache: false });
     const after = await model2.classify(blob);
     model2.dispose();
@@ -190,7 +198,7 @@ test('an autotuned engine gives transformers\' outputs', { timeout: 300_000 }, a
   const r = await page.evaluate(async () => {
     const { Tessera } = await import('/web/index.js');
     const { readTensor } = await import('/tests/browser/blank.js');
-    const engine = await Tessera.create({ tune: true });
+    const engine = await Tessera.create({ tune: true, device: 'webgpu' });
     const model = await engine.load('/tests/fixtures/vit-classifier', { cache: false });
     const pv = await readTensor('/tests/fixtures/vit-classifier/expected.safetensors', 'pixel_values');
     const out = await model.run(pv.data, pv.dims);

@@ -1,4 +1,5 @@
-// The demo page end to end in headless Chromium: a real drag-and-drop of an image file onto the
+// The demo page end to end in headless Chromium on WebGPU (`?device=webgpu`: SwiftShader here,
+// which `auto` would pass over for the CPU backend): a real drag-and-drop of an image file onto the
 // drop zone, the top-1 label checked against `tessera classify` natively on the same file, the
 // heatmap drawn, bad files shown as messages without breaking the page, and a screenshot.
 import { test, before, after } from 'node:test';
@@ -23,7 +24,7 @@ before(async () => {
     if (m.type() === 'error') consoleErrors.push(m.text());
   });
   page.on('pageerror', (e) => consoleErrors.push(e.message));
-  await page.goto(`${server.url}/demo/`);
+  await page.goto(`${server.url}/demo/?device=webgpu`);
   await page.waitForSelector('body[data-ready="true"]', { timeout: 180_000 });
 });
 

@@ -28,10 +28,11 @@ after(async () => {
   await server?.close();
 });
 
-test(`${RUNS} classify calls and ${LOADS} loads and disposes without memory growth`, { timeout: 900_000 }, async () => {
-  const r = await page.evaluate(async ({ runs, loads }) => {
+for (const device of ['webgpu', 'cpu']) {
+test(`${RUNS} classify calls and ${LOADS} loads and disposes on ${device} without memory growth`, { timeout: 900_000 }, async () => {
+  const r = await page.evaluate(async ({ runs, loads, device }) => {
     const { Tessera } = await import('/web/index.js');
-    const engine = await Tessera.create();
+    const engine = await Tessera.create({ device });
     const start = engine.memory;
     const blob = await (await fetch('/models/fashion-vit/samples/0000-ankle-boot.png')).blob();
     const model = await engine.load('/models/fashion-vit', { cache: false });
@@ -58,10 +59,10 @@ test(`${RUNS} classify calls and ${LOADS} loads and disposes without memory grow
       cycles.push({ before, held, after: engine.memory.gpuBytes, wasmBytes: engine.memory.wasmBytes });
     }
     return { start, loaded, samples, differing, seconds, afterDispose, cycles };
-  }, { runs: RUNS, loads: LOADS });
+  }, { runs: RUNS, loads: LOADS, device });
   const warm = r.samples[0];
   const last = r.samples[r.samples.length - 1];
-  console.log(`${RUNS} runs in ${r.seconds.toFixed(1)} s; GPU ${warm.gpuBytes} -> ${last.gpuBytes} bytes, wasm heap ${warm.wasmBytes} -> ${last.wasmBytes} bytes`);
+  console.log(`${device}: ${RUNS} runs in ${r.seconds.toFixed(1)} s; device ${warm.gpuBytes} -> ${last.gpuBytes} bytes, wasm heap ${warm.wasmBytes} -> ${last.wasmBytes} bytes`);
   const c0 = r.cycles[Math.min(2, r.cycles.length - 1)];
   const cl = r.cycles[r.cycles.length - 1];
   console.log(`${LOADS} loads: GPU held per model ${cl.held - cl.before} bytes; wasm heap ${c0.wasmBytes} -> ${cl.wasmBytes} bytes`);
@@ -80,18 +81,19 @@ test(`${RUNS} classify calls and ${LOADS} loads and disposes without memory grow
   }
   assert.equal(cl.wasmBytes, c0.wasmBytes, 'wasm heap grew across loads and disposes');
 });
+}
 
 test('a memory budget refuses a model that does not fit, and the engine stays usable', { timeout: 300_000 }, async () => {
   const r = await page.evaluate(async () => {
     const { Tessera } = await import('/web/index.js');
-    const small = await Tessera.create({ memoryBudget: 100_000 });
+    const small = await Tessera.create({ memoryBudget: 100_000, device: 'webgpu' });
     let error = null;
     try {
       await small.load('/models/fashion-vit', { cache: false });
     } catch (e) {
       error = { kind: e.kind, message: e.message };
     }
-    const big = await Tessera.create({ memoryBudget: 64 << 20 });
+    const big = await Tessera.create({ memoryBudget: 64 << 20, device: 'cpu' });
     const m = await big.load('/models/fashion-vit', { cache: false });
     const blob = await (await fetch('/models/fashion-vit/samples/0002-trouser.png')).blob();
     const top = await m.classify(blob, { topK: 1 });
