@@ -8,7 +8,7 @@ after warm-up (tessera: `tessera bench --device cpu --json`, which includes the 
 logits readback). Prints a markdown table; `--append FILE` adds it to FILE with the machine and
 date. Needs torch, transformers, onnxruntime, onnx (a virtual environment outside the repo):
 
-    python3 scripts/cpu_compare.py --threads 2 [--models deit-ti16,deit-s16,vit-b16] [--append BENCHMARKS.md]
+    python3 scripts/cpu_compare.py --threads 2 [--models deit-ti16,deit-s16,vit-b16] [--append BENCHMARKS.md] [--keep DIR]
 """
 import argparse, datetime, json, os, platform, subprocess, sys, tempfile, time
 
@@ -80,6 +80,7 @@ def main():
     ap.add_argument("--iters", type=int, default=10)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--append")
+    ap.add_argument("--keep", help="write the checkpoints and ONNX files here (for scripts/browser_compare.mjs)")
     args = ap.parse_args()
     if not os.path.exists(TESSERA):
         sys.exit(f"{TESSERA} is missing: cargo build --release")
@@ -88,7 +89,8 @@ def main():
     opts.intra_op_num_threads = args.threads
     opts.inter_op_num_threads = 1
     rows = []
-    work = tempfile.mkdtemp(prefix="tessera-cpu-compare-")
+    work = args.keep or tempfile.mkdtemp(prefix="tessera-cpu-compare-")
+    os.makedirs(work, exist_ok=True)
     for name in args.models.split(","):
         folder = os.path.join(work, name)
         model = make_model(name, folder)

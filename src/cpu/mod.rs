@@ -45,9 +45,17 @@ pub struct CpuOptions {
 }
 
 impl CpuOptions {
-    /// Options from `TESSERA_THREADS` and `TESSERA_MEMORY_BUDGET`.
+    /// Options from `TESSERA_THREADS`, `TESSERA_MEMORY_BUDGET` and `TESSERA_CPU_ISA` (`avx512`,
+    /// `avx2`, `portable`: a lesser instruction set than the machine's best, to compare kernels).
     pub fn from_env() -> Result<CpuOptions> {
         let mut opts = CpuOptions { memory_budget: crate::memory::budget_from_env()?, ..Default::default() };
+        if let Some(v) = std::env::var("TESSERA_CPU_ISA").ok().filter(|v| !v.is_empty()) {
+            let isa = [Isa::Avx512, Isa::Avx2, Isa::Wasm128, Isa::Portable].into_iter().find(|i| i.name() == v).ok_or_else(|| Error::Input {
+                name: "TESSERA_CPU_ISA".into(),
+                problem: format!("`{v}` is not an instruction set (avx512, avx2, simd128, portable)"),
+            })?;
+            opts.isa = Some(isa);
+        }
         if let Some(v) = std::env::var("TESSERA_THREADS").ok().filter(|v| !v.is_empty()) {
             opts.threads = Some(parse_threads(&v).ok_or_else(|| Error::Input {
                 name: "TESSERA_THREADS".into(),

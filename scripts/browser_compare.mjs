@@ -1,0 +1,134 @@
+// The browser comparison: tessera's package on its CPU backend (WebAssembly SIMD) against ONNX
+// Runtime Web's wasm backend, same models, same thread count, in the same headless Chromium.
+// For each model: the cold start (a fresh page: from the checkpoint's bytes in memory to the
+// first result, the wasm compiled and the model loaded on the way), then the median ms per run of
+// a batch-1 224x224 input over `--iters` runs after warm-up; the two engines alternated.
+//
+// Needs the checkpoints and ONNX files that scripts/cpu_compare.py writes with --keep DIR, the
+// package built (scripts/build_web.sh) and onnxruntime-web installed somewhere (npm i
+// onnxruntime-web in a scratch folder; its dist/ folder is given with --ort):
+//
+//   node scripts/browser_compare.mjs --work DIR --ort /path/to/node_modules/onnxruntime-web/dist \
+//        [--models deit-ti16,deit-s16] [--threads 1] [--iters 10]
+import { createServer } from 'node:http';
+import { readFile, stat } from 'node:fs/promises';
+import { extname, join, normalize, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const ROOT = resolve(fileURLToPath(new URL('..', import.meta.url)));
+const args = Object.fromEntries(process.argv.slice(2).reduce((acc, a, i, all) => (a.startsWith('--') ? [...acc, [a.slice(2), all[i + 1]]] : acc), []));
+const WORK = resolve(args.work || '');
+const ORT = resolve(args.ort || '');
+const MODELS = (args.models || 'deit-ti16,deit-s16').split(',');
+const THREADS = Number(args.threads || 1);
+const ITERS = Number(args.iters || 10);
+const ROUNDS = Number(args.rounds || 2);
+
+const TYPES = { '.html': 'text/html', '.js': 'text/javascript', '.mjs': 'text/javascript', '.json': 'application/json', '.wasm': 'application/wasm' };
+
+// /web/, /demo/... from the repository; /work/ the models; /ort/ ONNX Runtime Web. Cross-origin
+// isolated, so that ONNX Runtime may use threads where asked.
+function serve() {
+  const roots = [['/work/', WORK], ['/ort/', ORT], ['/', ROOT]];
+  const server = createServer(async (req, res) => {
+    try {
+      const path = decodeURIComponent(new URL(req.url, 'http://x').pathname);
+      const [prefix, dir] = roots.find(([p]) => path.startsWith(p));
+      const file = normalize(join(dir, path.slice(prefix.length)));
+      if (!file.startsWith(dir)) throw new Error('outside');
+      const body = (await stat(file)).isDirectory() ? Buffer.from('<!doctype html><title>bench</title>') : await readFile(file);
+      res.writeHead(200, {
+        'content-type': TYPES[extname(file)] || 'text/html',
+        'cross-origin-opener-policy': 'same-origin',
+        'cross-origin-embedder-policy': 'require-corp',
+      });
+      res.end(body);
+    } catch {
+      res.writeHead(404);
+      res.end();
+    }
+  });
+  return new Promise((ok) => server.listen(0, '127.0.0.1', () => ok({ url: `http://127.0.0.1:${server.address().port}`, close: () => server.close() })));
+}
+
+async function tessera(page, name) {
+  return page.evaluate(async ({ name, iters }) => {
+    const get = async (f) => new Uint8Array(await (await fetch(`/work/${name}/${f}`)).arrayBuffer());
+    const files = { name, config: await get('config.json'), weights: await get('model.safetensors') };
+    const px = new Float32Array(3 * 224 * 224).map((_, i) => Math.sin(i));
+    const t0 = performance.now();
+    const { Tessera } = await import('/web/index.js');
+    const engine = await Tessera.create({ device: 'cpu' });
+    const model = await engine.load(files);
+    await model.run(px, [1, 3, 224, 224]);
+    const cold = performance.now() - t0;
+    for (let i = 0; i < 2; i++) await model.run(px, [1, 3, 224, 224]);
+    const times = [];
+    for (let i = 0; i < iters; i++) {
+      const t = performance.now();
+      await model.run(px, [1, 3, 224, 224]);
+      times.push(performance.now() - t);
+    }
+    times.sort((a, b) => a - b);
+    return { cold, ms: times[Math.floor(times.length / 2)], info: engine.adapterInfo.name };
+  }, { name, iters: ITERS });
+}
+
+async function ortWeb(page, name) {
+  return page.evaluate(async ({ name, iters, threads }) => {
+    const bytes = new Uint8Array(await (await fetch(`/work/${name}.onnx`)).arrayBuffer());
+    const t0 = performance.now();
+    const ort = await import('/ort/ort.wasm.min.mjs');
+    ort.env.wasm.numThreads = threads;
+    ort.env.wasm.wasmPaths = '/ort/';
+    const session = await ort.InferenceSession.create(bytes, { executionProviders: ['wasm'] });
+    const px = new Float32Array(3 * 224 * 224).map((_, i) => Math.sin(i));
+    const feeds = { pixel_values: new ort.Tensor('float32', px, [1, 3, 224, 224]) };
+    await session.run(feeds);
+    const cold = performance.now() - t0;
+    for (let i = 0; i < 2; i++) await session.run(feeds);
+    const times = [];
+    for (let i = 0; i < iters; i++) {
+      const t = performance.now();
+      await session.run(feeds);
+      times.push(performance.now() - t);
+    }
+    times.sort((a, b) => a - b);
+    return { cold, ms: times[Math.floor(times.length / 2)], info: `ONNX Runtime Web ${ort.env.versions?.web ?? ''}` };
+  }, { name, iters: ITERS, threads: THREADS });
+}
+
+const server = await serve();
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+  headless: true,
+  args: ['--no-sandbox', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--disable-quic'],
+});
+const version = browser.version();
+const rows = [];
+try {
+  for (const name of MODELS) {
+    const best = { tessera: { cold: Infinity, ms: Infinity }, ort: { cold: Infinity, ms: Infinity } };
+    for (let r = 0; r < ROUNDS; r++) {
+      for (const [key, fn] of [['tessera', tessera], ['ort', ortWeb]]) {
+        const page = await browser.newPage();
+        await page.goto(`${server.url}/work/`);
+        const got = await fn(page, name);
+        await page.close();
+        best[key] = { cold: Math.min(best[key].cold, got.cold), ms: Math.min(best[key].ms, got.ms) };
+        console.error(`${name} ${key}: cold ${got.cold.toFixed(0)} ms, run ${got.ms.toFixed(1)} ms (${got.info})`);
+      }
+    }
+    rows.push([name, best]);
+  }
+} finally {
+  await browser.close();
+  server.close();
+}
+console.log(`Chromium ${version}, headless, ${THREADS} thread(s) for both engines; ${new Date().toISOString().slice(0, 10)}. Median ms per batch-1 224x224 run of ${ITERS} after warm-up, the best of ${ROUNDS} alternated rounds; cold start = from the checkpoint's bytes in memory to the first result on a fresh page (wasm compiled, model loaded).\n`);
+console.log('| model | tessera (CPU, wasm SIMD) ms | ONNX Runtime Web (wasm) ms | tessera / ORT Web | tessera cold start ms | ORT Web cold start ms |');
+console.log('| --- | ---: | ---: | ---: | ---: | ---: |');
+for (const [name, b] of rows) {
+  console.log(`| ${name} | ${b.tessera.ms.toFixed(1)} | ${b.ort.ms.toFixed(1)} | ${(b.tessera.ms / b.ort.ms).toFixed(2)}x | ${b.tessera.cold.toFixed(0)} | ${b.ort.cold.toFixed(0)} |`);
+}
