@@ -21,7 +21,7 @@ use super::{Cpu, SyncPtr};
 /// Largest head dim.
 pub const MAX_HEAD_DIM: usize = 128;
 /// Largest query block of any instruction set (QB = 2 MR), and the key block.
-const MAX_QB: usize = 16;
+const MAX_QB: usize = 24;
 const KB: usize = 256;
 
 /// Where Q, K and V of each (batch, head) sit in a qkv tensor, in elements: Q of token t at
@@ -56,8 +56,18 @@ impl Qkv {
 
 /// Scratch (f32 elements) for [`attention`]: the packed K and V of every head.
 pub fn scratch_len(isa: Isa, l: &Qkv) -> usize {
-    let nr = tile(isa).1;
-    l.b * l.heads * per_head(nr, l)
+    l.b * l.heads * per_head(att_tile(isa, l.dh).1, l)
+}
+
+/// The attention's register tile (MR, NR): the GEMM's, except that on AVX-512 narrow heads take
+/// narrower panels (16 or 32 columns, which the GEMM's 64 would mostly pad) with more rows, to keep
+/// enough independent accumulators in flight.
+fn att_tile(isa: Isa, dh: usize) -> (usize, usize) {
+    match isa {
+        Isa::Avx512 if dh <= 16 => (12, 16),
+        Isa::Avx512 if dh <= 32 => (8, 32),
+        _ => tile(isa),
+    }
 }
 
 /// Packed K, then packed V where it is not read in place, of one head.
@@ -77,11 +87,11 @@ pub fn attention(cpu: &Cpu, qkv: &[f32], l: &Qkv, scale: f32, out: &mut [f32], s
     assert!(out.len() >= l.b * l.t * l.heads * l.dh, "output too small");
     let need = scratch_len(cpu.isa, l);
     assert!(scratch.len() >= need, "attention scratch too small");
-    let (mr, nr) = tile(cpu.isa);
+    let (mr, nr) = att_tile(cpu.isa, l.dh);
     let ph = per_head(nr, l);
     let packs = SyncPtr(scratch.as_mut_ptr());
-    // K transposed (dh x T) and V (T x dh), as GEMM panels, per head.
-    cpu.pool.run(l.b * l.heads, &|i| {
+    // K transposed (dh x T) and V (T x dh), as GEMM panels, for head `i` (= b * heads + h).
+    let pack = |i: usize| {
         let (b, h) = (i / l.heads, i % l.heads);
         // SAFETY: head i writes its own range of the scratch.
         let dst = unsafe { std::slice::from_raw_parts_mut(packs.ptr().add(i * ph), ph) };
@@ -105,16 +115,16 @@ pub fn attention(cpu: &Cpu, qkv: &[f32], l: &Qkv, scale: f32, out: &mut [f32], s
                 }
             }
         }
-    });
+    };
     let qb = 2 * mr;
     let blocks = l.t.div_ceil(qb);
     let o = SyncPtr(out.as_mut_ptr());
     let isa = cpu.isa;
-    cpu.pool.run(l.b * l.heads * blocks, &|task| {
-        let (bh, blk) = (task / blocks, task % blocks);
+    // Query block `blk` of head `bh`, its head packed.
+    let block = |bh: usize, blk: usize| {
         let (b, h) = (bh / l.heads, bh % l.heads);
-        // SAFETY: the packs are complete (the previous run returned) and only read here; each
-        // task writes its own query rows of its own head in `out`.
+        // SAFETY: the head's pack is complete and only read here; each block writes its own query
+        // rows of its own head in `out`.
         let pack = unsafe { std::slice::from_raw_parts(packs.ptr().add(bh * ph) as *const f32, ph) };
         let q0 = blk * qb;
         let rows = qb.min(l.t - q0);
@@ -123,14 +133,29 @@ pub fn attention(cpu: &Cpu, qkv: &[f32], l: &Qkv, scale: f32, out: &mut [f32], s
         match isa {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: `Cpu` only selects an instruction set the machine has.
-            Isa::Avx512 => unsafe { task_avx512(&task) },
+            Isa::Avx512 => unsafe { task_avx512(&task, nr) },
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2 => unsafe { task_avx2(&task) },
             #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
             Isa::Wasm128 => unsafe { attend::<Wasm128, 4, 2>(&task) },
             _ => unsafe { attend::<Portable, 4, 2>(&task) },
         }
-    });
+    };
+    let pairs = l.b * l.heads;
+    if blocks <= 4 {
+        // Short sequences: a task takes whole heads (packing and every query block), enough of
+        // them for about 2^20 multiply-adds.
+        let per = ((1 << 20) / (l.t * l.t * l.dh).max(1)).clamp(1, pairs);
+        cpu.pool.run(pairs.div_ceil(per), &|task| {
+            for bh in task * per..((task + 1) * per).min(pairs) {
+                pack(bh);
+                (0..blocks).for_each(|blk| block(bh, blk));
+            }
+        });
+    } else {
+        cpu.pool.run(pairs, &pack);
+        cpu.pool.run(pairs * blocks, &|task| block(task / blocks, task % blocks));
+    }
 }
 
 /// One block of queries of one head.
@@ -148,8 +173,12 @@ struct Task<'a> {
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn task_avx512(t: &Task) {
-    unsafe { attend::<Avx512, 6, 4>(t) }
+unsafe fn task_avx512(t: &Task, nr: usize) {
+    match nr {
+        16 => unsafe { attend::<Avx512, 12, 1>(t) },
+        32 => unsafe { attend::<Avx512, 8, 2>(t) },
+        _ => unsafe { attend::<Avx512, 6, 4>(t) },
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -168,21 +197,36 @@ unsafe fn attend<S: Simd, const MR: usize, const NV: usize>(t: &Task) {
     // V's panels: packed, or in place (panel p = columns p*nr.. of every V row).
     let base = l.base(t.b, t.h);
     let (v, v_panel, v_ld) = if v_in_place(nr, l) { (&t.qkv[base + l.v_off..], nr, l.row) } else { (vp, l.t * nr, nr) };
-    let mut s = [0f32; MAX_QB * KB];
-    let mut acc = [0f32; MAX_QB * MAX_HEAD_DIM];
+    // Scores with a row stride of the key block rounded up to whole panels; only the parts in use
+    // are zeroed (the scores are written by the product before they are read).
+    let lds = kb.min(l.t.next_multiple_of(nr));
+    let mut s_buf = std::mem::MaybeUninit::<[f32; MAX_QB * KB]>::uninit();
+    // SAFETY: the first rows * lds values are zeroed here, and only they are used.
+    let s = unsafe {
+        let p = s_buf.as_mut_ptr() as *mut f32;
+        std::ptr::write_bytes(p, 0, t.rows * lds);
+        std::slice::from_raw_parts_mut(p, t.rows * lds)
+    };
+    let mut acc_buf = std::mem::MaybeUninit::<[f32; MAX_QB * MAX_HEAD_DIM]>::uninit();
+    // SAFETY: the first rows * dh values are zeroed here, and only they are used.
+    let acc = unsafe {
+        let p = acc_buf.as_mut_ptr() as *mut f32;
+        std::ptr::write_bytes(p, 0, t.rows * dh);
+        std::slice::from_raw_parts_mut(p, t.rows * dh)
+    };
     let mut m = [f32::NEG_INFINITY; MAX_QB];
     let mut sum = [0f32; MAX_QB];
     let q = &t.qkv[l.base(t.b, t.h) + t.q0 * l.row..];
     for k0 in (0..l.t).step_by(kb) {
         let n = kb.min(l.t - k0);
         // Scores: Q (rows x dh) x K^T (dh x n), panels k0 / nr.. of the packed K.
-        let g = Gemm { m: t.rows, a: q, lda: l.row, b: &kp[(k0 / nr) * dh * nr..], k: dh, k0: 0, panel: dh * nr, ldb: nr, n, nr, ldc: kb };
+        let g = Gemm { m: t.rows, a: q, lda: l.row, b: &kp[(k0 / nr) * dh * nr..], k: dh, k0: 0, panel: dh * nr, ldb: nr, n, nr, ldc: lds };
         unsafe { block_generic::<S, MR, NV>(&g, SyncPtr(s.as_mut_ptr()), &Epilogue::NONE, (0, n.div_ceil(nr)), (0, t.rows)) };
         // Online softmax: new maxima, rescaled sums and accumulators, probabilities in place.
         // The maxima are of the unscaled scores (the scale is positive), the scale applied inside
         // the exponent.
         for i in 0..t.rows {
-            let row = &mut s[i * kb..i * kb + n];
+            let row = &mut s[i * lds..i * lds + n];
             let m_new = math::max(row).max(m[i]);
             if m[i] > f32::NEG_INFINITY {
                 let correction = math::exp((m[i] - m_new) * t.scale);
@@ -193,7 +237,7 @@ unsafe fn attend<S: Simd, const MR: usize, const NV: usize>(t: &Task) {
             m[i] = m_new;
         }
         // acc += P (rows x n) x V (n x dh), rows k0.. of the packed V.
-        let g = Gemm { m: t.rows, a: &s, lda: kb, b: v, k: n, k0, panel: v_panel, ldb: v_ld, n: dh, nr, ldc: dh };
+        let g = Gemm { m: t.rows, a: s, lda: lds, b: v, k: n, k0, panel: v_panel, ldb: v_ld, n: dh, nr, ldc: dh };
         let add = Epilogue { accumulate: true, ..Epilogue::NONE };
         unsafe { block_generic::<S, MR, NV>(&g, SyncPtr(acc.as_mut_ptr()), &add, (0, dh.div_ceil(nr)), (0, t.rows)) };
     }
