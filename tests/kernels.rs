@@ -1,5 +1,5 @@
-//! Every kernel on the GPU adapter against the f64 CPU reference, on seeded random data and
-//! shapes that are not multiples of the tiles.
+//! Every kernel on both devices (the GPU adapter, then the CPU backend) against the f64 CPU
+//! reference, on seeded random data and shapes that are not multiples of the tiles.
 //!
 //! Tolerances (|gpu - ref| <= atol + rtol * |ref|), all f32:
 //! - matmul, patch embedding: atol 1e-5, rtol 1e-4 (inputs scaled so outputs are O(1))
@@ -17,55 +17,65 @@ const RTOL: f32 = 1e-4;
 
 #[test]
 fn matmul_plain_over_many_shapes() {
-    let mut seed = 1;
-    for m in [1, 7, 101, 197, 394] {
-        for (k, n) in [(33, 65), (64, 96), (75, 19), (3, 5), (192, 200)] {
-            check_matmul(m, k, n, false, Activation::None, false, seed);
-            seed += 1;
+    each_device(|| {
+        let mut seed = 1;
+        for m in [1, 7, 101, 197, 394] {
+            for (k, n) in [(33, 65), (64, 96), (75, 19), (3, 5), (192, 200)] {
+                check_matmul(m, k, n, false, Activation::None, false, seed);
+                seed += 1;
+            }
         }
-    }
+    });
 }
 
 #[test]
 fn matmul_epilogues() {
-    let mut seed = 100;
-    for (m, k, n) in [(197, 64, 96), (101, 33, 65), (7, 128, 36)] {
-        for act in [Activation::None, Activation::Gelu, Activation::Tanh] {
-            for flags in 0..4 {
-                check_matmul(m, k, n, flags & 1 != 0, act, flags & 2 != 0, seed);
-                seed += 1;
+    each_device(|| {
+        let mut seed = 100;
+        for (m, k, n) in [(197, 64, 96), (101, 33, 65), (7, 128, 36)] {
+            for act in [Activation::None, Activation::Gelu, Activation::Tanh] {
+                for flags in 0..4 {
+                    check_matmul(m, k, n, flags & 1 != 0, act, flags & 2 != 0, seed);
+                    seed += 1;
+                }
             }
         }
-    }
+    });
 }
 
 #[test]
 fn matmul_vit_block_widths() {
-    // The shapes of a ViT-S block at 197 tokens (vec4 path, K and N multiples of 4).
-    check_matmul(197, 384, 1152, true, Activation::None, false, 7);
-    check_matmul(197, 384, 1536, true, Activation::Gelu, false, 8);
-    check_matmul(197, 1536, 384, true, Activation::None, true, 9);
+    each_device(|| {
+        // The shapes of a ViT-S block at 197 tokens (vec4 path, K and N multiples of 4).
+        check_matmul(197, 384, 1152, true, Activation::None, false, 7);
+        check_matmul(197, 384, 1536, true, Activation::Gelu, false, 8);
+        check_matmul(197, 1536, 384, true, Activation::None, true, 9);
+    });
 }
 
 #[test]
 fn matmul_batched_leading_dims() {
-    // a (B, T, K): the leading dims fold into M.
-    let (b, t, k, n) = (3, 17, 24, 40);
-    let mut rng = Rng::new(5);
-    let a = rng.vec(b * t * k, 1.0);
-    let w = rng.vec(k * n, 0.2);
-    let got = run_op(Op::MatMul { bias: false, act: Activation::None, residual: false }, &[input("a", &[b, t, k], &a), weight("w", &[k, n], &w)]);
-    assert_close("matmul (3, 17, 24) x (24, 40)", &got, &r::matmul(&a, &w, b * t, k, n, None, Activation::None, None), ATOL, RTOL);
+    each_device(|| {
+        // a (B, T, K): the leading dims fold into M.
+        let (b, t, k, n) = (3, 17, 24, 40);
+        let mut rng = Rng::new(5);
+        let a = rng.vec(b * t * k, 1.0);
+        let w = rng.vec(k * n, 0.2);
+        let got = run_op(Op::MatMul { bias: false, act: Activation::None, residual: false }, &[input("a", &[b, t, k], &a), weight("w", &[k, n], &w)]);
+        assert_close("matmul (3, 17, 24) x (24, 40)", &got, &r::matmul(&a, &w, b * t, k, n, None, Activation::None, None), ATOL, RTOL);
+    });
 }
 
 #[test]
 fn gelu_matches_erf_form_across_range() {
-    // One column, identity weight: the epilogue alone, over [-10, 10].
-    let m = 2001;
-    let a: Vec<f32> = (0..m).map(|i| -10.0 + 20.0 * i as f32 / (m - 1) as f32).collect();
-    let got = run_op(Op::MatMul { bias: false, act: Activation::Gelu, residual: false }, &[input("a", &[m, 1], &a), weight("one", &[1, 1], &[1.0])]);
-    let want: Vec<f32> = a.iter().map(|&x| r::gelu(x as f64) as f32).collect();
-    assert_close("gelu over [-10, 10]", &got, &want, 1e-6, 1e-5);
+    each_device(|| {
+        // One column, identity weight: the epilogue alone, over [-10, 10].
+        let m = 2001;
+        let a: Vec<f32> = (0..m).map(|i| -10.0 + 20.0 * i as f32 / (m - 1) as f32).collect();
+        let got = run_op(Op::MatMul { bias: false, act: Activation::Gelu, residual: false }, &[input("a", &[m, 1], &a), weight("one", &[1, 1], &[1.0])]);
+        let want: Vec<f32> = a.iter().map(|&x| r::gelu(x as f64) as f32).collect();
+        assert_close("gelu over [-10, 10]", &got, &want, 1e-6, 1e-5);
+    });
 }
 
 fn check_attention(b: usize, t: usize, heads: usize, dh: usize, seed: u64) {
@@ -80,149 +90,169 @@ fn check_attention(b: usize, t: usize, heads: usize, dh: usize, seed: u64) {
 
 #[test]
 fn attention_sequence_lengths_and_head_dims() {
-    let mut seed = 200;
-    for t in [1, 50, 101, 197, 257] {
-        for dh in [16, 32, 64] {
-            check_attention(if t < 200 { 2 } else { 1 }, t, 3, dh, seed);
-            seed += 1;
+    each_device(|| {
+        let mut seed = 200;
+        for t in [1, 50, 101, 197, 257] {
+            for dh in [16, 32, 64] {
+                check_attention(if t < 200 { 2 } else { 1 }, t, 3, dh, seed);
+                seed += 1;
+            }
         }
-    }
+    });
 }
 
 #[test]
 fn attention_odd_and_large_head_dims() {
-    check_attention(1, 37, 2, 128, 300);
-    check_attention(2, 65, 4, 24, 301);
-    check_attention(1, 19, 1, 7, 302);
+    each_device(|| {
+        check_attention(1, 37, 2, 128, 300);
+        check_attention(2, 65, 4, 24, 301);
+        check_attention(1, 19, 1, 7, 302);
+    });
 }
 
 #[test]
 fn attention_large_scores_stay_finite() {
-    // Scores of several hundred: the online softmax must rescale, not overflow.
-    let (t, dh) = (90, 32);
-    let mut rng = Rng::new(400);
-    let qkv = rng.vec(t * 3 * dh, 6.0);
-    let got = run_op(Op::Attention { heads: 1, scale: 1.0 }, &[input("qkv", &[1, t, 3 * dh], &qkv)]);
-    assert!(got.iter().all(|v| v.is_finite()));
-    assert_close("attention with large scores", &got, &r::attention(&qkv, 1, t, 1, dh, 1.0), 1e-4, RTOL);
+    each_device(|| {
+        // Scores of several hundred: the online softmax must rescale, not overflow.
+        let (t, dh) = (90, 32);
+        let mut rng = Rng::new(400);
+        let qkv = rng.vec(t * 3 * dh, 6.0);
+        let got = run_op(Op::Attention { heads: 1, scale: 1.0 }, &[input("qkv", &[1, t, 3 * dh], &qkv)]);
+        assert!(got.iter().all(|v| v.is_finite()));
+        assert_close("attention with large scores", &got, &r::attention(&qkv, 1, t, 1, dh, 1.0), 1e-4, RTOL);
+    });
 }
 
 #[test]
 fn attention_probabilities_of_the_cls_token() {
-    for (b, t, heads, dh, queries, first_key) in [(2, 17, 2, 16, 1, 1), (1, 197, 3, 64, 1, 2), (1, 50, 4, 8, 3, 0)] {
-        let mut rng = Rng::new(450 + t as u64);
-        let qkv = rng.vec(b * t * 3 * heads * dh, 1.0);
-        let scale = 1.0 / (dh as f32).sqrt();
-        let got = run_op(Op::AttentionProbs { heads, scale, queries, first_key }, &[input("qkv", &[b, t, 3 * heads * dh], &qkv)]);
-        let want = r::attention_probs(&qkv, b, t, heads, dh, scale, queries, first_key);
-        assert_close(&format!("attention_probs b={b} t={t} heads={heads} queries={queries} first_key={first_key}"), &got, &want, 1e-6, RTOL);
-    }
+    each_device(|| {
+        for (b, t, heads, dh, queries, first_key) in [(2, 17, 2, 16, 1, 1), (1, 197, 3, 64, 1, 2), (1, 50, 4, 8, 3, 0)] {
+            let mut rng = Rng::new(450 + t as u64);
+            let qkv = rng.vec(b * t * 3 * heads * dh, 1.0);
+            let scale = 1.0 / (dh as f32).sqrt();
+            let got = run_op(Op::AttentionProbs { heads, scale, queries, first_key }, &[input("qkv", &[b, t, 3 * heads * dh], &qkv)]);
+            let want = r::attention_probs(&qkv, b, t, heads, dh, scale, queries, first_key);
+            assert_close(&format!("attention_probs b={b} t={t} heads={heads} queries={queries} first_key={first_key}"), &got, &want, 1e-6, RTOL);
+        }
+    });
 }
 
 #[test]
 fn patch_embed_prefixes_and_patch_sizes() {
-    // (batch, channels, height, width, patch, prefix, dim): 14-px patches and sizes that leave a
-    // remainder (dropped, as a strided convolution does).
-    let cases = [
-        (2, 3, 32, 48, 8, 1, 40),
-        (1, 3, 28, 42, 14, 2, 24),
-        (2, 1, 30, 30, 7, 0, 33),
-        (1, 3, 45, 45, 16, 1, 64),
-    ];
-    for (i, &(b, c, h, w, p, prefix, d)) in cases.iter().enumerate() {
-        let mut rng = Rng::new(500 + i as u64);
-        let k = c * p * p;
-        let image = rng.vec(b * c * h * w, 1.0);
-        let wt = rng.vec(k * d, 1.0 / (k as f32).sqrt());
-        let bias = rng.vec(d, 0.1);
-        let t = prefix + (h / p) * (w / p);
-        let pos = rng.vec(t * d, 0.1);
-        let toks = rng.vec(prefix * d, 1.0);
-        let mut args = vec![
-            input("image", &[b, c, h, w], &image),
-            weight("w", &[k, d], &wt),
-            weight("bias", &[d], &bias),
-            weight("pos", &[t, d], &pos),
+    each_device(|| {
+        // (batch, channels, height, width, patch, prefix, dim): 14-px patches and sizes that leave a
+        // remainder (dropped, as a strided convolution does).
+        let cases = [
+            (2, 3, 32, 48, 8, 1, 40),
+            (1, 3, 28, 42, 14, 2, 24),
+            (2, 1, 30, 30, 7, 0, 33),
+            (1, 3, 45, 45, 16, 1, 64),
         ];
-        if prefix > 0 {
-            args.push(weight("prefix", &[prefix, d], &toks));
+        for (i, &(b, c, h, w, p, prefix, d)) in cases.iter().enumerate() {
+            let mut rng = Rng::new(500 + i as u64);
+            let k = c * p * p;
+            let image = rng.vec(b * c * h * w, 1.0);
+            let wt = rng.vec(k * d, 1.0 / (k as f32).sqrt());
+            let bias = rng.vec(d, 0.1);
+            let t = prefix + (h / p) * (w / p);
+            let pos = rng.vec(t * d, 0.1);
+            let toks = rng.vec(prefix * d, 1.0);
+            let mut args = vec![
+                input("image", &[b, c, h, w], &image),
+                weight("w", &[k, d], &wt),
+                weight("bias", &[d], &bias),
+                weight("pos", &[t, d], &pos),
+            ];
+            if prefix > 0 {
+                args.push(weight("prefix", &[prefix, d], &toks));
+            }
+            let got = run_op(Op::PatchEmbed { patch: p, prefix }, &args);
+            let want = r::patch_embed(&image, [b, c, h, w], &wt, &bias, &pos, &toks, p, d);
+            assert_close(&format!("patch_embed {b}x{c}x{h}x{w} p={p} prefix={prefix} d={d}"), &got, &want, ATOL, RTOL);
         }
-        let got = run_op(Op::PatchEmbed { patch: p, prefix }, &args);
-        let want = r::patch_embed(&image, [b, c, h, w], &wt, &bias, &pos, &toks, p, d);
-        assert_close(&format!("patch_embed {b}x{c}x{h}x{w} p={p} prefix={prefix} d={d}"), &got, &want, ATOL, RTOL);
-    }
+    });
 }
 
 #[test]
 fn layer_norm_rows_and_widths() {
-    let mut seed = 600;
-    for rows in [1, 7, 197] {
-        for cols in [1, 33, 192, 768, 1000] {
-            for eps in [1e-6f32, 1e-12] {
-                let mut rng = Rng::new(seed);
-                seed += 1;
-                let x: Vec<f32> = rng.vec(rows * cols, 3.0).iter().map(|v| v + 2.0).collect();
-                let g = rng.vec(cols, 1.0);
-                let bt = rng.vec(cols, 1.0);
-                let got = run_op(Op::LayerNorm { eps }, &[input("x", &[rows, cols], &x), weight("g", &[cols], &g), weight("b", &[cols], &bt)]);
-                let want = r::layer_norm(&x, rows, cols, &g, &bt, eps);
-                assert_close(&format!("layernorm {rows}x{cols} eps={eps}"), &got, &want, ATOL, RTOL);
+    each_device(|| {
+        let mut seed = 600;
+        for rows in [1, 7, 197] {
+            for cols in [1, 33, 192, 768, 1000] {
+                for eps in [1e-6f32, 1e-12] {
+                    let mut rng = Rng::new(seed);
+                    seed += 1;
+                    let x: Vec<f32> = rng.vec(rows * cols, 3.0).iter().map(|v| v + 2.0).collect();
+                    let g = rng.vec(cols, 1.0);
+                    let bt = rng.vec(cols, 1.0);
+                    let got = run_op(Op::LayerNorm { eps }, &[input("x", &[rows, cols], &x), weight("g", &[cols], &g), weight("b", &[cols], &bt)]);
+                    let want = r::layer_norm(&x, rows, cols, &g, &bt, eps);
+                    assert_close(&format!("layernorm {rows}x{cols} eps={eps}"), &got, &want, ATOL, RTOL);
+                }
             }
         }
-    }
+    });
 }
 
 #[test]
 fn softmax_rows_and_widths() {
-    let mut seed = 700;
-    for rows in [1, 7, 101] {
-        for cols in [1, 10, 257, 1000, 1001] {
-            let mut rng = Rng::new(seed);
-            seed += 1;
-            let x = rng.vec(rows * cols, 20.0);
-            let got = run_op(Op::Softmax, &[input("x", &[rows, cols], &x)]);
-            assert_close(&format!("softmax {rows}x{cols}"), &got, &r::softmax(&x, rows, cols), ATOL, RTOL);
+    each_device(|| {
+        let mut seed = 700;
+        for rows in [1, 7, 101] {
+            for cols in [1, 10, 257, 1000, 1001] {
+                let mut rng = Rng::new(seed);
+                seed += 1;
+                let x = rng.vec(rows * cols, 20.0);
+                let got = run_op(Op::Softmax, &[input("x", &[rows, cols], &x)]);
+                assert_close(&format!("softmax {rows}x{cols}"), &got, &r::softmax(&x, rows, cols), ATOL, RTOL);
+            }
         }
-    }
+    });
 }
 
 #[test]
 fn add_and_layer_scale() {
-    let mut rng = Rng::new(800);
-    for (rows, cols) in [(1, 1), (197, 384), (3, 1001)] {
-        let a = rng.vec(rows * cols, 1.0);
-        let b = rng.vec(rows * cols, 1.0);
-        let s = rng.vec(cols, 1.0);
-        let got = run_op(Op::Add, &[input("a", &[rows, cols], &a), input("b", &[rows, cols], &b)]);
-        assert_close("add", &got, &r::add(&a, &b), 1e-6, 1e-6);
-        let got = run_op(Op::MulRow, &[input("a", &[rows, cols], &a), weight("s", &[cols], &s)]);
-        assert_close("mul_row", &got, &r::mul_row(&a, &s), 1e-6, 1e-6);
-    }
+    each_device(|| {
+        let mut rng = Rng::new(800);
+        for (rows, cols) in [(1, 1), (197, 384), (3, 1001)] {
+            let a = rng.vec(rows * cols, 1.0);
+            let b = rng.vec(rows * cols, 1.0);
+            let s = rng.vec(cols, 1.0);
+            let got = run_op(Op::Add, &[input("a", &[rows, cols], &a), input("b", &[rows, cols], &b)]);
+            assert_close("add", &got, &r::add(&a, &b), 1e-6, 1e-6);
+            let got = run_op(Op::MulRow, &[input("a", &[rows, cols], &a), weight("s", &[cols], &s)]);
+            assert_close("mul_row", &got, &r::mul_row(&a, &s), 1e-6, 1e-6);
+        }
+    });
 }
 
 #[test]
 fn large_elementwise_dispatch_spills_into_y() {
-    // 70000 * 256 elements need more than 65535 workgroups in x.
-    let n = 70_000 * 256 + 3;
-    let a: Vec<f32> = (0..n).map(|i| (i % 1000) as f32).collect();
-    let b: Vec<f32> = (0..n).map(|i| (i % 7) as f32).collect();
-    let got = run_op(Op::Add, &[input("a", &[n], &a), input("b", &[n], &b)]);
-    assert_close("add over 2D grid", &got, &r::add(&a, &b), 0.0, 0.0);
+    each_device(|| {
+        // 70000 * 256 elements need more than 65535 workgroups in x.
+        let n = 70_000 * 256 + 3;
+        let a: Vec<f32> = (0..n).map(|i| (i % 1000) as f32).collect();
+        let b: Vec<f32> = (0..n).map(|i| (i % 7) as f32).collect();
+        let got = run_op(Op::Add, &[input("a", &[n], &a), input("b", &[n], &b)]);
+        assert_close("add over 2D grid", &got, &r::add(&a, &b), 0.0, 0.0);
+    });
 }
 
 #[test]
 fn token_slice_mean_and_concat() {
-    let (b, t, d) = (3, 11, 21);
-    let mut rng = Rng::new(900);
-    let x = rng.vec(b * t * d, 1.0);
-    let got = run_op(Op::SliceTokens { start: 0, count: 1 }, &[input("x", &[b, t, d], &x)]);
-    assert_close("cls slice", &got, &r::slice_tokens(&x, b, t, d, 0, 1), 0.0, 0.0);
-    let got = run_op(Op::SliceTokens { start: 2, count: 5 }, &[input("x", &[b, t, d], &x)]);
-    assert_close("slice 2..7", &got, &r::slice_tokens(&x, b, t, d, 2, 5), 0.0, 0.0);
-    let got = run_op(Op::MeanTokens { start: 1, count: 10 }, &[input("x", &[b, t, d], &x)]);
-    assert_close("mean of patch tokens", &got, &r::mean_tokens(&x, b, t, d, 1, 10), 1e-6, 1e-5);
-    let y = rng.vec(b * 5, 1.0);
-    let z = rng.vec(b * 9, 1.0);
-    let got = run_op(Op::Concat, &[input("y", &[b, 5], &y), input("z", &[b, 9], &z)]);
-    assert_close("concat", &got, &r::concat(&y, &z, b, 5, 9), 0.0, 0.0);
+    each_device(|| {
+        let (b, t, d) = (3, 11, 21);
+        let mut rng = Rng::new(900);
+        let x = rng.vec(b * t * d, 1.0);
+        let got = run_op(Op::SliceTokens { start: 0, count: 1 }, &[input("x", &[b, t, d], &x)]);
+        assert_close("cls slice", &got, &r::slice_tokens(&x, b, t, d, 0, 1), 0.0, 0.0);
+        let got = run_op(Op::SliceTokens { start: 2, count: 5 }, &[input("x", &[b, t, d], &x)]);
+        assert_close("slice 2..7", &got, &r::slice_tokens(&x, b, t, d, 2, 5), 0.0, 0.0);
+        let got = run_op(Op::MeanTokens { start: 1, count: 10 }, &[input("x", &[b, t, d], &x)]);
+        assert_close("mean of patch tokens", &got, &r::mean_tokens(&x, b, t, d, 1, 10), 1e-6, 1e-5);
+        let y = rng.vec(b * 5, 1.0);
+        let z = rng.vec(b * 9, 1.0);
+        let got = run_op(Op::Concat, &[input("y", &[b, 5], &y), input("z", &[b, 9], &z)]);
+        assert_close("concat", &got, &r::concat(&y, &z, b, 5, 9), 0.0, 0.0);
+    });
 }

@@ -26,21 +26,25 @@ fn expected(dir: &Path) -> Vec<(String, Vec<usize>, Vec<f32>)> {
     v
 }
 
+/// On both devices.
 fn check_fixture(name: &str) {
-    check_fixture_with(name, false);
+    for (device, d) in devices() {
+        check_fixture_with(&d, &format!("{name} on {device}"), name, false);
+    }
 }
 
 /// `qkv_heads`: the QKV projection writes head-major Q, K, V (checked in the op profile where the
-/// adapter has timestamps).
-fn check_fixture_with(name: &str, qkv_heads: bool) {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name);
+/// device has one).
+fn check_fixture_with(device: &tessera::Device, label: &str, fixture: &str, qkv_heads: bool) {
+    let name = label;
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(fixture);
     let ck = Checkpoint::from_dir(&dir).unwrap_or_else(|e| panic!("{name}: {e}"));
-    let model = Model::load(&gpu(), &ck).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let model = Model::load(device, &ck).unwrap_or_else(|e| panic!("{name}: {e}"));
     let exp = expected(&dir);
     let get = |k: &str| exp.iter().find(|(n, _, _)| n == k);
     let (_, pdims, pixels) = get("pixel_values").expect("pixel_values");
     let dims = [pdims[0], pdims[1], pdims[2], pdims[3]];
-    let profile = gpu().report().timestamp_query;
+    let profile = device.gpu().is_none_or(|g| g.report().timestamp_query);
     let out = model.run_blocking(pixels, dims, RunOptions { hidden_states: true, attention: true, profile, qkv_heads, logits_only: false }).unwrap();
     if let Some(p) = &out.profile {
         let heads = p.ops.iter().filter(|o| o.kind == "matmul_heads").count();
@@ -116,7 +120,9 @@ fn dinov2_base() {
 #[test]
 fn every_fixture_with_head_major_qkv() {
     for name in ["vit-classifier", "vit-base-nobias-f16", "deit-distilled-bf16", "deit-classifier", "dinov2-classifier", "dinov2-base"] {
-        check_fixture_with(name, true);
+        for (device, d) in devices() {
+            check_fixture_with(&d, &format!("{name} head-major on {device}"), name, true);
+        }
     }
 }
 
@@ -245,8 +251,14 @@ fn configs_that_cannot_run_are_rejected() {
 
 #[test]
 fn concurrent_runs_from_several_threads_equal_serial_runs() {
+    for (_, device) in devices() {
+        concurrent_runs_on(&device);
+    }
+}
+
+fn concurrent_runs_on(device: &tessera::Device) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/deit-distilled-bf16");
-    let model = std::sync::Arc::new(Model::load(&gpu(), &Checkpoint::from_dir(&dir).unwrap()).unwrap());
+    let model = std::sync::Arc::new(Model::load(device, &Checkpoint::from_dir(&dir).unwrap()).unwrap());
     let inputs: Vec<Vec<f32>> = (0..6).map(|i| tessera::reference::Rng::new(100 + i).vec(3 * 32 * 32, 1.0)).collect();
     let serial: Vec<Vec<f32>> = inputs
         .iter()

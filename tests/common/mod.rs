@@ -4,7 +4,7 @@
 
 use std::sync::{Arc, OnceLock};
 use tessera::reference::{self as r, Rng};
-use tessera::{Activation, CompileOptions, Executable, Gpu, Graph, Op, Weights};
+use tessera::{Activation, CompileOptions, Gpu, Graph, Op, Weights};
 
 /// The adapter chosen by `TESSERA_ADAPTER` / `TESSERA_BACKEND`. A machine without one fails the
 /// test: GPU tests never pass by doing nothing.
@@ -18,6 +18,17 @@ pub fn gpu() -> Arc<Gpu> {
         Err(e) => panic!("GPU tests need an adapter: {e}"),
     })
     .clone()
+}
+
+/// The CPU backend (its best instruction set, the machine's threads), one per test binary.
+pub fn cpu() -> Arc<tessera::Cpu> {
+    static CPU: OnceLock<Arc<tessera::Cpu>> = OnceLock::new();
+    CPU.get_or_init(|| tessera::Cpu::new(&tessera::CpuOptions::default()).expect("the CPU backend")).clone()
+}
+
+/// Both devices, named: the adapter of [`gpu`] and the CPU backend of [`cpu`].
+pub fn devices() -> Vec<(&'static str, tessera::Device)> {
+    vec![("gpu", tessera::Device::Gpu(gpu())), ("cpu", tessera::Device::Cpu(cpu()))]
 }
 
 /// A tensor fed to a single-op graph: name, shape, data, and whether it is a weight.
@@ -36,7 +47,23 @@ pub fn weight<'a>(name: &'a str, shape: &[usize], data: &'a [f32]) -> Arg<'a> {
     Arg { name, shape: shape.to_vec(), data, weight: true }
 }
 
-/// Builds a one-node graph, runs it once on the GPU and returns the output.
+thread_local! {
+    /// The device `run_op` and `run_op_as` use on this thread (None: the GPU adapter).
+    static DEVICE: std::cell::RefCell<Option<tessera::Device>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `f` once per device (the GPU adapter, then the CPU backend), with `run_op` on it.
+pub fn each_device(f: impl Fn()) {
+    for (name, d) in devices() {
+        eprintln!("-- on {name}");
+        DEVICE.with(|c| *c.borrow_mut() = Some(d));
+        f();
+    }
+    DEVICE.with(|c| *c.borrow_mut() = None);
+}
+
+/// Builds a one-node graph, runs it once on this thread's device (see [`each_device`]; the GPU
+/// adapter by default) and returns the output.
 pub fn run_op(op: Op, args: &[Arg]) -> Vec<f32> {
     run_op_as(op, args, false).1.data
 }
@@ -45,7 +72,8 @@ pub fn run_op(op: Op, args: &[Arg]) -> Vec<f32> {
 /// the output and every kernel that ran are checked to be f16); also returns each dispatch's node
 /// and shader variant.
 pub fn run_op_as(op: Op, args: &[Arg], f16: bool) -> (Vec<(String, String)>, tessera::HostTensor) {
-    run_op_on(&gpu(), op, args, f16).expect("compile and run")
+    let device = DEVICE.with(|c| c.borrow().clone()).unwrap_or_else(|| tessera::Device::Gpu(gpu()));
+    run_op_on(device, op, args, f16).expect("compile and run")
 }
 
 /// The adapter of [`gpu`] opened again with `family`'s kernel forced to `kernel` (as
@@ -57,14 +85,14 @@ pub fn gpu_forcing(family: &str, kernel: &str) -> Arc<Gpu> {
 }
 
 /// Like [`run_op_as`] on `gpu`, returning compile and run errors.
-pub fn run_op_on(gpu: &Arc<Gpu>, op: Op, args: &[Arg], f16: bool) -> tessera::Result<(Vec<(String, String)>, tessera::HostTensor)> {
-    let gpu = gpu.clone();
+pub fn run_op_on(device: impl Into<tessera::Device>, op: Op, args: &[Arg], f16: bool) -> tessera::Result<(Vec<(String, String)>, tessera::HostTensor)> {
+    let device = device.into();
     let mut g = Graph::new();
-    let mut w = Weights::new(&gpu);
+    let mut w = Weights::new(&device);
     if f16 {
-        assert!(gpu.report().shader_f16, "needs an adapter with shader-f16 (lavapipe has it)");
+        assert!(device.has_f16(), "needs an adapter with shader-f16 (lavapipe has it)");
         g.set_storage(tessera::DType::F16);
-        w = Weights::new_as(&gpu, tessera::DType::F16);
+        w = Weights::new_as(&device, tessera::DType::F16);
     }
     let mut ids = Vec::new();
     let mut feeds: Vec<(&str, &[f32])> = Vec::new();
@@ -82,12 +110,15 @@ pub fn run_op_on(gpu: &Arc<Gpu>, op: Op, args: &[Arg], f16: bool) -> tessera::Re
         assert_eq!(g.info(out).dtype, tessera::DType::F16);
     }
     g.output(out);
-    let exe = pollster::block_on(Executable::compile(&gpu, &g, &w, &CompileOptions::default()))?;
-    let kernels = exe.kernels();
+    let exe = pollster::block_on(tessera::Compiled::compile(&device, &g, &w, &CompileOptions::default()))?;
+    let kernels: Vec<(String, String)> = match &exe {
+        tessera::Compiled::Gpu(e) => e.kernels(),
+        tessera::Compiled::Cpu(e) => e.kernel_choices().iter().map(|c| (c.node.clone(), c.variant.clone())).collect(),
+    };
     if f16 {
         assert!(kernels.iter().all(|(_, v)| v.contains("F16")), "{kernels:?}");
     }
-    let mut res = exe.run_blocking(&feeds)?;
+    let mut res = pollster::block_on(exe.run(&feeds))?;
     Ok((kernels, res.remove(0)))
 }
 
