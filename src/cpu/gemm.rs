@@ -28,8 +28,8 @@ pub enum Act {
     Tanh,
 }
 
-/// The register tile of an instruction set: MR rows by NR columns.
-pub(crate) fn tile(isa: Isa) -> (usize, usize) {
+/// The register tile of an instruction set: MR rows by NR columns (B is packed NR wide).
+pub fn tile(isa: Isa) -> (usize, usize) {
     match isa {
         Isa::Avx512 => (6, 64),
         Isa::Avx2 => (6, 16),

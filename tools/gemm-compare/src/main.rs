@@ -1,0 +1,76 @@
+//! tessera's CPU GEMM (packed B, fused epilogue) against two well-kept Rust GEMM crates, `gemm`
+//! (runtime-dispatched AVX-512 / AVX2 / NEON kernels, rayon threads) and `matrixmultiply`
+//! (AVX2/FMA kernels, its own threads), on the matrix products of DeiT-S/16 and ViT-B/16 at batch 1
+//! and 8: `C = A (M x K) x B (K x N)`, row-major f32, the same threads for all three. Prints the
+//! minimum over rounds of the median ms per product, and GFLOP/s.
+//!
+//!     cargo run --release -- [threads]
+
+use std::time::Instant;
+use tessera::cpu::gemm::{gemm as tessera_gemm, tile, Epilogue, Gemm, PackedB};
+use tessera::cpu::{Cpu, CpuOptions};
+
+fn median_ms(mut f: impl FnMut(), iters: usize) -> f64 {
+    f();
+    let mut t: Vec<f64> = (0..iters)
+        .map(|_| {
+            let s = Instant::now();
+            f();
+            s.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    t.sort_by(|a, b| a.total_cmp(b));
+    t[iters / 2]
+}
+
+fn main() {
+    let threads: usize = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(2);
+    let cpu = Cpu::new(&CpuOptions { threads: Some(threads), ..Default::default() }).expect("cpu");
+    let par = gemm::Parallelism::Rayon(threads);
+    rayon_pool(threads);
+    std::env::set_var("MATMUL_NUM_THREADS", threads.to_string());
+    println!("threads {threads}, tessera kernels {}", cpu.isa().name());
+    println!("{:<22} {:>12} {:>12} {:>16}   GFLOP/s (tessera / gemm / matrixmultiply)", "M x K x N", "tessera ms", "gemm ms", "matrixmultiply ms");
+    let shapes = [
+        (197, 384, 1152), (197, 384, 384), (197, 384, 1536), (197, 1536, 384),
+        (197, 768, 2304), (197, 768, 768), (197, 768, 3072), (197, 3072, 768),
+        (1576, 384, 1152), (1576, 384, 1536), (1576, 1536, 384),
+        (1576, 768, 2304), (1576, 768, 3072), (1576, 3072, 768),
+    ];
+    for (m, k, n) in shapes {
+        let a: Vec<f32> = (0..m * k).map(|i| ((i * 7919) % 1000) as f32 * 1e-3 - 0.5).collect();
+        let b: Vec<f32> = (0..k * n).map(|i| ((i * 104729) % 1000) as f32 * 1e-3 - 0.5).collect();
+        let mut c = vec![0f32; m * n];
+        let packed = PackedB::pack(&b, k, n, n, tile(cpu.isa()).1);
+        let iters = 10;
+        let mut best = [f64::INFINITY; 3];
+        for _ in 0..4 {
+            best[0] = best[0].min(median_ms(|| tessera_gemm(&cpu, &Gemm::new(m, &a, k, &packed, n), &mut c, &Epilogue::NONE), iters));
+            best[1] = best[1].min(median_ms(
+                || unsafe {
+                    gemm::gemm(m, n, k, c.as_mut_ptr(), 1, n as isize, false, a.as_ptr(), 1, k as isize, b.as_ptr(), 1, n as isize, 0.0, 1.0, false, false, false, par)
+                },
+                iters,
+            ));
+            best[2] = best[2].min(median_ms(
+                || unsafe { matrixmultiply::sgemm(m, k, n, 1.0, a.as_ptr(), k as isize, 1, b.as_ptr(), n as isize, 1, 0.0, c.as_mut_ptr(), n as isize, 1) },
+                iters,
+            ));
+        }
+        let gf = |ms: f64| 2.0 * (m * n * k) as f64 / (ms * 1e6);
+        println!(
+            "{:<22} {:>12.3} {:>12.3} {:>16.3}   {:.0} / {:.0} / {:.0}",
+            format!("{m}x{k}x{n}"),
+            best[0],
+            best[1],
+            best[2],
+            gf(best[0]),
+            gf(best[1]),
+            gf(best[2])
+        );
+    }
+}
+
+fn rayon_pool(threads: usize) {
+    let _ = rayon::ThreadPoolBuilder::new().num_threads(threads).build_global();
+}
