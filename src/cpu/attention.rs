@@ -158,6 +158,10 @@ pub fn attention(cpu: &Cpu, qkv: &[f32], l: &Qkv, scale: f32, out: &mut [f32], s
     }
 }
 
+/// A stack buffer on a 64-byte boundary (whole-vector stores never straddle cache lines).
+#[repr(C, align(64))]
+struct Align64<T>(T);
+
 /// One block of queries of one head.
 struct Task<'a> {
     qkv: &'a [f32],
@@ -200,14 +204,14 @@ unsafe fn attend<S: Simd, const MR: usize, const NV: usize>(t: &Task) {
     // Scores with a row stride of the key block rounded up to whole panels; only the parts in use
     // are zeroed (the scores are written by the product before they are read).
     let lds = kb.min(l.t.next_multiple_of(nr));
-    let mut s_buf = std::mem::MaybeUninit::<[f32; MAX_QB * KB]>::uninit();
+    let mut s_buf = std::mem::MaybeUninit::<Align64<[f32; MAX_QB * KB]>>::uninit();
     // SAFETY: the first rows * lds values are zeroed here, and only they are used.
     let s = unsafe {
         let p = s_buf.as_mut_ptr() as *mut f32;
         std::ptr::write_bytes(p, 0, t.rows * lds);
         std::slice::from_raw_parts_mut(p, t.rows * lds)
     };
-    let mut acc_buf = std::mem::MaybeUninit::<[f32; MAX_QB * MAX_HEAD_DIM]>::uninit();
+    let mut acc_buf = std::mem::MaybeUninit::<Align64<[f32; MAX_QB * MAX_HEAD_DIM]>>::uninit();
     // SAFETY: the first rows * dh values are zeroed here, and only they are used.
     let acc = unsafe {
         let p = acc_buf.as_mut_ptr() as *mut f32;

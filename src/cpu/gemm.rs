@@ -46,14 +46,14 @@ pub struct PackedB {
     pub n: usize,
     /// Columns per panel.
     pub nr: usize,
-    data: Vec<f32>,
+    data: super::Aligned,
 }
 
 impl PackedB {
     /// Packs row-major `b` (`k` x `n`) with row stride `ldb` into panels of `nr` columns.
     pub fn pack(b: &[f32], k: usize, n: usize, ldb: usize, nr: usize) -> PackedB {
         let panels = n.div_ceil(nr);
-        let mut data = vec![0f32; panels * k * nr];
+        let mut data = super::Aligned::zeros(panels * k * nr);
         for p in 0..panels {
             let (c0, w) = (p * nr, nr.min(n - p * nr));
             let dst = &mut data[p * k * nr..(p + 1) * k * nr];
@@ -228,6 +228,10 @@ pub(crate) unsafe fn block_generic<S: Simd, const MR: usize, const NV: usize>(g:
     }
 }
 
+/// A stack buffer on a 64-byte boundary.
+#[repr(C, align(64))]
+struct Align64<T>(T);
+
 /// How a tile meets C: stored or added, with or without the epilogue.
 #[derive(Clone, Copy)]
 struct Mode {
@@ -265,7 +269,8 @@ unsafe fn tile_kernel<S: Simd, const MR: usize, const NV: usize>(
     }
     // Whole vectors where the tile is full, else through a buffer.
     let full = cols == nr;
-    let mut buf = [0f32; 64];
+    let mut buf = Align64([0f32; 64]);
+    let buf = &mut buf.0;
     for (i, acc_row) in acc.iter().enumerate().take(rows) {
         let row = unsafe { std::slice::from_raw_parts_mut(c.add(i * ldc), cols) };
         if full {

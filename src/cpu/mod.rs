@@ -31,6 +31,46 @@ impl SyncPtr {
     }
 }
 
+/// 64 bytes: a cache line, and one AVX-512 vector.
+#[repr(C, align(64))]
+#[derive(Clone, Copy)]
+struct Line([f32; 16]);
+
+/// f32 values starting on a 64-byte boundary, so that no full-width vector load or store of the
+/// kernels straddles two cache lines (the allocator gives Vec<f32> only 16 bytes).
+pub struct Aligned {
+    lines: Vec<Line>,
+    len: usize,
+}
+
+impl Aligned {
+    /// `len` zeros.
+    pub fn zeros(len: usize) -> Aligned {
+        Aligned { lines: vec![Line([0.0; 16]); len.div_ceil(16)], len }
+    }
+}
+
+impl std::ops::Deref for Aligned {
+    type Target = [f32];
+    fn deref(&self) -> &[f32] {
+        // SAFETY: `lines` holds at least `len` initialized f32s, contiguous.
+        unsafe { std::slice::from_raw_parts(self.lines.as_ptr() as *const f32, self.len) }
+    }
+}
+
+impl std::ops::DerefMut for Aligned {
+    fn deref_mut(&mut self) -> &mut [f32] {
+        // SAFETY: as for Deref, and `self` is borrowed mutably.
+        unsafe { std::slice::from_raw_parts_mut(self.lines.as_mut_ptr() as *mut f32, self.len) }
+    }
+}
+
+impl std::fmt::Debug for Aligned {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Aligned({} values)", self.len)
+    }
+}
+
 /// How to set up the CPU backend. [`CpuOptions::from_env`] reads `TESSERA_THREADS` and
 /// `TESSERA_MEMORY_BUDGET`.
 #[derive(Clone, Debug, Default)]

@@ -44,8 +44,8 @@ struct Slot {
 }
 
 struct State {
-    arena: Vec<f32>,
-    scratch: Vec<f32>,
+    arena: crate::cpu::Aligned,
+    scratch: crate::cpu::Aligned,
 }
 
 /// A graph compiled for the CPU backend for one set of input shapes.
@@ -142,7 +142,7 @@ impl CpuExecutable {
             choices,
             inputs,
             outputs,
-            state: Mutex::new(State { arena: vec![0f32; arena_len], scratch: vec![0f32; scratch] }),
+            state: Mutex::new(State { arena: crate::cpu::Aligned::zeros(arena_len), scratch: crate::cpu::Aligned::zeros(scratch) }),
             report: PlanReport { arena: l.plan.arena, naive: l.plan.naive, peak_live: l.plan.peak_live, weights: wbytes },
             profile: opts.profile,
             _held: held,

@@ -31,12 +31,18 @@ fn main() {
     std::env::set_var("MATMUL_NUM_THREADS", threads.to_string());
     println!("threads {threads}, tessera kernels {}", cpu.isa().name());
     println!("{:<22} {:>12} {:>12} {:>16}   GFLOP/s (tessera / gemm / matrixmultiply)", "M x K x N", "tessera ms", "gemm ms", "matrixmultiply ms");
-    let shapes = [
+    let only: Option<Vec<(usize, usize, usize)>> = std::env::var("SHAPES").ok().map(|v| {
+        v.split(',').map(|s| {
+            let d: Vec<usize> = s.split('x').map(|x| x.parse().unwrap()).collect();
+            (d[0], d[1], d[2])
+        }).collect()
+    });
+    let shapes = only.unwrap_or_else(|| vec![
         (197, 384, 1152), (197, 384, 384), (197, 384, 1536), (197, 1536, 384),
         (197, 768, 2304), (197, 768, 768), (197, 768, 3072), (197, 3072, 768),
         (1576, 384, 1152), (1576, 384, 1536), (1576, 1536, 384),
         (1576, 768, 2304), (1576, 768, 3072), (1576, 3072, 768),
-    ];
+    ]);
     for (m, k, n) in shapes {
         let a: Vec<f32> = (0..m * k).map(|i| ((i * 7919) % 1000) as f32 * 1e-3 - 0.5).collect();
         let b: Vec<f32> = (0..k * n).map(|i| ((i * 104729) % 1000) as f32 * 1e-3 - 0.5).collect();
