@@ -212,3 +212,4 @@ mod tests {
         assert_eq!(total.load(Ordering::Relaxed), 2 * 200 * 5);
     }
 }
+
