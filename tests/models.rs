@@ -7,7 +7,7 @@ mod common;
 use common::*;
 use safetensors::SafeTensors;
 use std::path::Path;
-use tessera::{Checkpoint, Model, RunOptions};
+use tessera::{Checkpoint, LoadOptions, Model, RunOptions};
 
 const ATOL: f32 = 1e-4;
 
@@ -36,11 +36,21 @@ fn check_fixture(name: &str) {
 /// `qkv_heads`: the QKV projection writes head-major Q, K, V (checked in the op profile where the
 /// device has one).
 fn check_fixture_with(device: &tessera::Device, label: &str, fixture: &str, qkv_heads: bool) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(fixture);
+    check_against(device, label, fixture, None, &dir, qkv_heads);
+}
+
+/// The checkpoint `fixture`, loaded at `patch` (None: its own), against the outputs in
+/// `expected_dir`.
+fn check_against(device: &tessera::Device, label: &str, fixture: &str, patch: Option<usize>, expected_dir: &Path, qkv_heads: bool) {
     let name = label;
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(fixture);
     let ck = Checkpoint::from_dir(&dir).unwrap_or_else(|e| panic!("{name}: {e}"));
-    let model = Model::load(device, &ck).unwrap_or_else(|e| panic!("{name}: {e}"));
-    let exp = expected(&dir);
+    let opts = LoadOptions { patch_size: patch, ..Default::default() };
+    let model = Model::load_with(device, &ck, opts).unwrap_or_else(|e| panic!("{name}: {e}"));
+    assert_eq!(model.original_patch_size(), ck.config.patch_size, "{name}: original patch size");
+    assert_eq!(model.patch_size(), patch.unwrap_or(ck.config.patch_size), "{name}: running patch size");
+    let exp = expected(expected_dir);
     let get = |k: &str| exp.iter().find(|(n, _, _)| n == k);
     let (_, pdims, pixels) = get("pixel_values").expect("pixel_values");
     let dims = [pdims[0], pdims[1], pdims[2], pdims[3]];
@@ -85,6 +95,45 @@ fn check_fixture_with(device: &tessera::Device, label: &str, fixture: &str, qkv_
     let got = out.cls_attention.expect("attention requested");
     assert_eq!(got.shape, vec![shape[0], shape[1], 1, shape[2]]);
     assert_close(&format!("{name} cls_attention"), &got.data, want, 1e-5, 0.0);
+}
+
+// ---- at another patch size (PI-resize): against transformers models of that patch size ----
+
+/// Each `tests/fixtures/flexi/{fixture}-p{q}` (scripts/make_flexi_fixtures.py), on both devices.
+#[test]
+fn resized_patch_sizes_match_transformers() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/flexi");
+    let mut cases: Vec<(String, usize)> = std::fs::read_dir(&root)
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.unwrap().file_name().into_string().unwrap();
+            let (fixture, q) = name.rsplit_once("-p")?;
+            Some((fixture.to_string(), q.parse().ok()?))
+        })
+        .collect();
+    cases.sort();
+    assert!(cases.len() >= 7, "flexi fixtures missing: {cases:?}");
+    for (device, d) in devices() {
+        for (fixture, q) in &cases {
+            let dir = root.join(format!("{fixture}-p{q}"));
+            check_against(&d, &format!("{fixture} at patch {q} on {device}"), fixture, Some(*q), &dir, false);
+        }
+    }
+}
+
+#[test]
+fn impossible_patch_sizes_are_refused_with_the_reason() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/vit-classifier");
+    let ck = Checkpoint::from_dir(&dir).unwrap();
+    for (q, needle) in [(0, "patch size 0"), (33, "larger than the checkpoint's 32x32 image"), (100_000, "largest supported")] {
+        let e = Model::load_with(&cpu(), &ck, LoadOptions { patch_size: Some(q), ..Default::default() }).err().expect("refused");
+        let msg = e.to_string();
+        assert!(msg.contains(needle) && msg.contains("vit-classifier"), "patch {q}: {msg}");
+    }
+    // A patch larger than the input is an input error at run time.
+    let m = Model::load_with(&cpu(), &ck, LoadOptions { patch_size: Some(16), ..Default::default() }).unwrap();
+    let e = m.run_blocking(&vec![0.0; 3 * 12 * 40], [1, 3, 12, 40], RunOptions::default()).err().expect("too small");
+    assert!(e.to_string().contains("smaller than one 16x16 patch"), "{e}");
 }
 
 #[test]

@@ -98,8 +98,9 @@ pub(crate) fn model_prefix(ck: &Checkpoint) -> Result<String> {
     Ok(cls[..cls.len() - hf::CLS_TOKEN.len()].to_string())
 }
 
-/// Reads every weight of `ck`, rearranged, into `sink`.
-pub(crate) fn load(ck: &Checkpoint, sink: &mut Sink) -> Result<Loaded> {
+/// Reads every weight of `ck`, rearranged, into `sink`, its patch kernel PI-resized to `patch`
+/// (from the checkpoint's own weights) where that differs from the checkpoint's patch size.
+pub(crate) fn load(ck: &Checkpoint, patch: usize, sink: &mut Sink) -> Result<Loaded> {
     let cfg = &ck.config;
     let file = ck.weights_name().to_string();
     let prefix = model_prefix(ck)?;
@@ -107,8 +108,8 @@ pub(crate) fn load(ck: &Checkpoint, sink: &mut Sink) -> Result<Loaded> {
     let (d, p, c) = (cfg.hidden_size, cfg.patch_size, cfg.num_channels);
 
     // Embeddings.
-    let k = c * p * p;
-    let conv = rd.get(&format!("{}.weight", hf::PATCH), &[d, c, p, p])?;
+    let k = c * patch * patch;
+    let conv = super::flexi::pi_resize(&rd.get(&format!("{}.weight", hf::PATCH), &[d, c, p, p])?, d * c, p, patch);
     let (pw, pb) = engine::patch();
     sink(&pw, &[k, d], &transpose(&conv, d, k))?;
     sink(&pb, &[d], &rd.get(&format!("{}.bias", hf::PATCH), &[d])?)?;

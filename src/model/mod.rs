@@ -7,6 +7,7 @@ pub mod checkpoint;
 pub mod config;
 #[cfg(feature = "embedded")]
 pub mod embedded;
+pub mod flexi;
 pub mod interp;
 mod load;
 pub mod naming;
@@ -20,4 +21,4 @@ pub use checkpoint::Checkpoint;
 pub use config::{Family, Head, ModelConfig};
 pub use preprocess::{decode_image, PreprocessorConfig};
 pub use runner::MAX_COMPILED;
-pub use vit::{AttentionMap, Model, ModelOutput, TopK};
+pub use vit::{AttentionMap, LoadOptions, Model, ModelOutput, TopK};

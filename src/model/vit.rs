@@ -57,9 +57,26 @@ pub struct TopK {
     pub score: f32,
 }
 
+/// How a checkpoint is loaded.
+#[derive(Clone, Copy, Debug)]
+pub struct LoadOptions {
+    /// How weights and activations are stored (see [`Model::load_as`]).
+    pub storage: DType,
+    /// Run at this patch size instead of the checkpoint's: its patch kernel is PI-resized
+    /// (FlexiViT) from the checkpoint's own weights and the position embeddings follow the new
+    /// grid. None (or the checkpoint's own size) loads it as it is.
+    pub patch_size: Option<usize>,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions { storage: DType::F32, patch_size: None }
+    }
+}
+
 /// A checkpoint uploaded to the GPU, ready to run at any input size (each size is compiled once).
 pub struct Model {
-    /// The model config.
+    /// The model config (its `patch_size` is the size the model runs at).
     pub config: ModelConfig,
     /// The preprocessing the checkpoint asks for.
     pub preprocessor: PreprocessorConfig,
@@ -68,6 +85,7 @@ pub struct Model {
     head: Head,
     pooler: bool,
     storage: DType,
+    original_patch: usize,
     runner: Runner,
 }
 
@@ -83,7 +101,16 @@ impl Model {
     /// adapter's `shader-f16`; results differ from f32 by f16 rounding, about 1e-3 relative). The
     /// CPU backend stores f32 whatever is asked ([`Model::storage`] says which).
     pub fn load_as(device: impl Into<Device>, ck: &Checkpoint, storage: DType) -> Result<Model> {
+        Self::load_with(device, ck, LoadOptions { storage, patch_size: None })
+    }
+
+    /// Uploads a checkpoint as `opts` asks: storage dtype and patch size.
+    pub fn load_with(device: impl Into<Device>, ck: &Checkpoint, opts: LoadOptions) -> Result<Model> {
         let device = device.into();
+        let storage = opts.storage;
+        let from = ck.config.patch_size;
+        let patch = opts.patch_size.unwrap_or(from);
+        super::flexi::check_patch_size(&ck.source, from, patch, ck.config.image_size)?;
         let storage = if device.cpu().is_some() { DType::F32 } else { storage };
         if storage == DType::F16 && !device.has_f16() {
             return Err(Error::UnsupportedDtype {
@@ -102,16 +129,23 @@ impl Model {
             .filter_map(|n| ck.tensor_shape(n))
             .map(|s| s.iter().fold(storage.size() as u64, |a, &d| a.saturating_mul(d as u64)))
             .fold(0u64, u64::saturating_add);
+        // A resized patch kernel is larger or smaller than the checkpoint's.
+        let (d, c) = (ck.config.hidden_size as u64, ck.config.num_channels as u64);
+        let kernel = |p: usize| d * c * (p as u64) * (p as u64) * storage.size() as u64;
+        let need = need.saturating_sub(kernel(from)).saturating_add(kernel(patch));
         device.check_memory(&format!("{} (its weights as {storage})", ck.weights_name()), need)?;
         let mut w = Weights::new_as(&device, storage);
-        let loaded = load(ck, &mut |name, shape, data| w.insert(name, shape, data))?;
+        let loaded = load(ck, patch, &mut |name, shape, data| w.insert(name, shape, data))?;
+        let mut config = ck.config.clone();
+        config.patch_size = patch;
         Ok(Model {
-            config: ck.config.clone(),
+            config,
             preprocessor: ck.preprocessor.clone(),
             source: ck.source.clone(),
             head: loaded.head,
             pooler: loaded.pooler,
             storage,
+            original_patch: from,
             runner: Runner::new(&device, w, loaded.pos),
         })
     }
@@ -124,6 +158,16 @@ impl Model {
     /// How weights and activations are stored (f32, or f16 from [`Model::load_as`]).
     pub fn storage(&self) -> DType {
         self.storage
+    }
+
+    /// The checkpoint's own patch size ([`Model::patch_size`] is the one it runs at).
+    pub fn original_patch_size(&self) -> usize {
+        self.original_patch
+    }
+
+    /// The patch size the model runs at.
+    pub fn patch_size(&self) -> usize {
+        self.config.patch_size
     }
 
     /// The head this model runs.
