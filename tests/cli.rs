@@ -421,3 +421,59 @@ fn bench_model_writes_latency_memory_and_profile_json() {
         }
     }
 }
+
+// ---- the patch size dial (PI-resize) ----
+
+#[test]
+fn sweep_prints_a_row_per_patch_size_and_draws_the_chart() {
+    let dir = tmp("sweep");
+    let chart = dir.join("sweep.svg");
+    let out = tessera(
+        &["sweep", "--device", "cpu", "--limit", "300", "--batch", "100", "--latency-runs", "2", "--chart", chart.to_str().unwrap(), "--json"],
+        &[],
+    );
+    let doc: serde_json::Value = serde_json::from_str(&ok(&out)).unwrap();
+    let rows = doc["results"].as_array().unwrap();
+    let sizes: Vec<u64> = rows.iter().map(|r| r["patch_size"].as_u64().unwrap()).collect();
+    assert_eq!(sizes, vec![2, 4, 7, 14]);
+    let tokens: Vec<u64> = rows.iter().map(|r| r["tokens"].as_u64().unwrap()).collect();
+    assert_eq!(tokens, vec![197, 50, 17, 5]);
+    for r in rows {
+        let acc = r["accuracy"].as_f64().unwrap();
+        assert!(acc > 0.1 && acc <= 1.0, "{r}");
+        assert!(r["images_per_s"].as_f64().unwrap() > 0.0 && r["latency_ms"].as_f64().unwrap() > 0.0);
+    }
+    // The accuracy is the eval's on the same images.
+    let ev: serde_json::Value =
+        serde_json::from_str(&ok(&tessera(&["eval", "--device", "cpu", "--patch-size", "7", "--limit", "300", "--json"], &[]))).unwrap();
+    assert_eq!(rows[2]["accuracy"].as_f64(), ev["accuracy"].as_f64());
+    let svg = std::fs::read_to_string(&chart).unwrap();
+    for p in [2, 4, 7, 14] {
+        assert!(svg.contains(&format!(">P={p} (")), "chart lacks patch {p}");
+    }
+    // A patch size the checkpoint cannot take is refused before anything runs.
+    fails_with(&tessera(&["sweep", "--device", "cpu", "--patch-sizes", "4,29"], &[]), &["patch size 29", "larger than the checkpoint's 28x28 image"]);
+}
+
+#[test]
+fn info_classify_and_attention_at_another_patch_size() {
+    let text = ok(&tessera(&["info", "--device", "cpu", "--patch-size", "7"], &[]));
+    assert!(text.contains("patch size: 7 (PI-resized from the checkpoint's 4)") && text.contains("a 4x4 grid, 17 tokens"), "{text}");
+    let (_, sample) = &sample_images()[3];
+    let s = sample.to_str().unwrap();
+    let doc: serde_json::Value = serde_json::from_str(&ok(&tessera(&["classify", "--device", "cpu", "--json", "--patch-size", "2", s], &[]))).unwrap();
+    assert_eq!(doc["patch_size"].as_u64(), Some(2));
+    assert_eq!(doc["original_patch_size"].as_u64(), Some(4));
+    // The attention map follows the patch grid: 14x14 patches at patch 2, 2x2 at patch 14.
+    let dir = tmp("flexi-attention");
+    for p in ["2", "14"] {
+        let png = dir.join(format!("att{p}.png"));
+        ok(&tessera(&["attention", "--device", "cpu", "--patch-size", p, s, "--out", png.to_str().unwrap()], &[]));
+        assert!(png.exists());
+    }
+    let a = image::open(dir.join("att2.png")).unwrap().to_rgb8();
+    let b = image::open(dir.join("att14.png")).unwrap().to_rgb8();
+    assert_ne!(a.as_raw(), b.as_raw(), "the overlay changes with the patch grid");
+    fails_with(&tessera(&["classify", "--device", "cpu", "--patch-size", "0", s], &[]), &["patch size 0"]);
+    fails_with(&tessera(&["bench", "--device", "cpu", "--patch-size", "2"], &[]), &["--patch-size applies to a model benchmark"]);
+}

@@ -126,13 +126,13 @@ fn impossible_patch_sizes_are_refused_with_the_reason() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/vit-classifier");
     let ck = Checkpoint::from_dir(&dir).unwrap();
     for (q, needle) in [(0, "patch size 0"), (33, "larger than the checkpoint's 32x32 image"), (100_000, "largest supported")] {
-        let e = Model::load_with(&cpu(), &ck, LoadOptions { patch_size: Some(q), ..Default::default() }).err().expect("refused");
+        let e = Model::load_with(cpu(), &ck, LoadOptions { patch_size: Some(q), ..Default::default() }).err().expect("refused");
         let msg = e.to_string();
         assert!(msg.contains(needle) && msg.contains("vit-classifier"), "patch {q}: {msg}");
     }
     // A patch larger than the input is an input error at run time.
-    let m = Model::load_with(&cpu(), &ck, LoadOptions { patch_size: Some(16), ..Default::default() }).unwrap();
-    let e = m.run_blocking(&vec![0.0; 3 * 12 * 40], [1, 3, 12, 40], RunOptions::default()).err().expect("too small");
+    let m = Model::load_with(cpu(), &ck, LoadOptions { patch_size: Some(16), ..Default::default() }).unwrap();
+    let e = m.run_blocking(&vec![0.0; 3 * 12 * 40], [1, 3, 12, 40], RunOptions::default()).expect_err("too small");
     assert!(e.to_string().contains("smaller than one 16x16 patch"), "{e}");
 }
 

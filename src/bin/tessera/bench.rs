@@ -44,6 +44,9 @@ pub struct BenchArgs {
     /// With --model: the QKV projection writes Q, K and V head-major for the attention kernels.
     #[arg(long)]
     qkv_heads: bool,
+    /// With --model: run at this patch size (the patch kernel PI-resized; see `classify --help`).
+    #[arg(long, value_name = "P")]
+    patch_size: Option<usize>,
 }
 
 struct Case {
@@ -89,6 +92,9 @@ fn attention_case(batch: usize, tokens: usize, heads: usize, dh: usize) -> Case 
 
 /// Checks the sizes given on the command line: every batch and GEMM dimension a positive number.
 fn check_args(args: &BenchArgs) -> anyhow::Result<()> {
+    if args.patch_size.is_some() && args.model.is_none() {
+        anyhow::bail!("--patch-size applies to a model benchmark: add --model (e.g. --model default)");
+    }
     if let Some(b) = args.batch.iter().find(|&&b| b == 0) {
         anyhow::bail!("--batch {b}: a batch holds at least one image");
     }
@@ -199,13 +205,15 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 fn model_bench(device: &Device, spec: &str, args: &BenchArgs) -> anyhow::Result<()> {
-    let model = crate::models::load_spec(device, Some(spec), args.f16)?;
+    let model = crate::models::load_spec(device, Some(spec), args.f16, args.patch_size)?;
     let cfg = &model.config;
     let (h, w) = cfg.image_size;
     println!("{}", device.report());
     println!(
-        "model: {} ({:?}, {} layers, width {}, {} heads, {}x{} input, patch {}), {} weights {:.1} MiB on the device\n",
-        model.source, cfg.family, cfg.num_layers, cfg.hidden_size, cfg.num_heads, h, w, cfg.patch_size, model.storage(),
+        "model: {} ({:?}, {} layers, width {}, {} heads, {}x{} input, patch {}{}), {} weights {:.1} MiB on the device\n",
+        model.source, cfg.family, cfg.num_layers, cfg.hidden_size, cfg.num_heads, h, w, cfg.patch_size,
+        if model.patch_size() != model.original_patch_size() { format!(" PI-resized from {}", model.original_patch_size()) } else { String::new() },
+        model.storage(),
         model.weight_bytes() as f64 / 1048576.0
     );
     if args.qkv_heads {

@@ -17,6 +17,39 @@ pub struct ModelArg {
     /// outputs within about 1e-2 of f32. Needs an adapter with shader-f16.
     #[arg(long)]
     pub f16: bool,
+    /// Run at this patch size instead of the checkpoint's own: its patch kernel is PI-resized
+    /// (FlexiViT) and the position embeddings follow the new grid. Smaller patches mean more
+    /// tokens: finer detail, more time. The embedded model was trained for 2, 4, 7 and 14.
+    #[arg(long, value_name = "P")]
+    pub patch_size: Option<usize>,
+}
+
+#[derive(clap::Args)]
+pub struct InfoArgs {
+    #[command(flatten)]
+    model: ModelArg,
+}
+
+/// With `--model` or `--patch-size`: the model as it would run.
+pub fn info_model(device: &Device, args: &InfoArgs) -> Result<()> {
+    let m = &args.model;
+    if m.model.is_none() && m.patch_size.is_none() {
+        return Ok(());
+    }
+    let model = models::load(device, m)?;
+    let c = &model.config;
+    let (h, w) = c.image_size;
+    let (p, own) = (model.patch_size(), model.original_patch_size());
+    println!("\nmodel: {} ({:?}, {} layers, width {}, {} heads, {} classes)", model.source, c.family, c.num_layers, c.hidden_size, c.num_heads, c.labels.len());
+    println!(
+        "patch size: {p}{}; at {h}x{w}: a {}x{} grid, {} tokens",
+        if p != own { format!(" (PI-resized from the checkpoint's {own})") } else { " (the checkpoint's own)".into() },
+        h / p,
+        w / p,
+        c.prefix_tokens() + (h / p) * (w / p)
+    );
+    println!("weights: {:.2} MiB as {} on {}", model.weight_bytes() as f64 / 1048576.0, model.storage(), device.name());
+    Ok(())
 }
 
 #[derive(clap::Args)]
@@ -263,6 +296,8 @@ pub fn classify(device: &Device, args: &ClassifyArgs) -> Result<()> {
     if args.json {
         let doc = serde_json::json!({
             "model": model.source,
+            "patch_size": model.patch_size(),
+            "original_patch_size": model.original_patch_size(),
             "results": results.iter().map(|(img, top)| serde_json::json!({"image": img, "top": top})).collect::<Vec<_>>(),
         });
         writeln!(stdout, "{}", serde_json::to_string_pretty(&doc)?)?;
@@ -410,23 +445,48 @@ fn read_idx(path: &Path, magic: u32) -> Result<(Vec<usize>, Vec<u8>)> {
     Ok((shape, bytes[header..].to_vec()))
 }
 
-pub fn eval(device: &Device, args: &EvalArgs) -> Result<()> {
-    let model = models::load(device, &args.model)?;
+/// Predictions of a 10-class model on the Fashion-MNIST test set.
+pub struct Evaluated {
+    pub preds: Vec<u8>,
+    pub labels: Vec<u8>,
+    pub seconds: f64,
+}
+
+impl Evaluated {
+    pub fn correct(&self) -> usize {
+        self.preds.iter().zip(&self.labels).filter(|(p, l)| p == l).count()
+    }
+
+    pub fn accuracy(&self) -> f64 {
+        self.correct() as f64 / self.preds.len().max(1) as f64
+    }
+}
+
+/// The Fashion-MNIST test set: `(count, height, width)`, the images and the labels.
+pub type TestSet = ((usize, usize, usize), Vec<u8>, Vec<u8>);
+
+pub fn read_test_set(data: &Path, limit: Option<usize>) -> Result<TestSet> {
+    let (ishape, images) = read_idx(&data.join("t10k-images-idx3-ubyte.gz"), 0x0803)?;
+    let (_, labels) = read_idx(&data.join("t10k-labels-idx1-ubyte.gz"), 0x0801)?;
+    let (count, ih, iw) = (ishape[0], ishape[1], ishape[2]);
+    let count = limit.unwrap_or(count).min(count).min(labels.len());
+    Ok(((count, ih, iw), images, labels[..count].to_vec()))
+}
+
+pub fn check_ten_classes(model: &tessera::Model) -> Result<()> {
     if model.labels().len() != 10 {
         bail!("{}: eval runs Fashion-MNIST, which needs a 10-class model", model.source);
     }
-    let (ishape, images) = read_idx(&args.data.join("t10k-images-idx3-ubyte.gz"), 0x0803)?;
-    let (_, labels) = read_idx(&args.data.join("t10k-labels-idx1-ubyte.gz"), 0x0801)?;
-    let (count, ih, iw) = (ishape[0], ishape[1], ishape[2]);
-    let count = args.limit.unwrap_or(count).min(count).min(labels.len());
-    let bar = indicatif::ProgressBar::new(count as u64);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} images  {per_sec}  eta {eta}")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
+    Ok(())
+}
+
+/// Runs the test set through `model` in batches of `batch`, advancing `bar`.
+pub fn evaluate(model: &tessera::Model, set: &TestSet, batch: usize, bar: &indicatif::ProgressBar) -> Result<Evaluated> {
+    let ((count, ih, iw), images, labels) = set;
+    let (count, ih, iw) = (*count, *ih, *iw);
     let start = std::time::Instant::now();
     let mut preds: Vec<u8> = Vec::with_capacity(count);
-    let batch = args.batch.max(1);
+    let batch = batch.max(1);
     for b0 in (0..count).step_by(batch) {
         let b1 = (b0 + batch).min(count);
         let mut pixels = Vec::new();
@@ -450,25 +510,43 @@ pub fn eval(device: &Device, args: &EvalArgs) -> Result<()> {
         bar.inc((b1 - b0) as u64);
         crate::interrupt::check(b1, count)?;
     }
+    Ok(Evaluated { preds, labels: labels.clone(), seconds: start.elapsed().as_secs_f64() })
+}
+
+/// PyTorch's accuracy for the embedded model at the patch size it runs at, where measured.
+pub fn embedded_reference(model: &tessera::Model) -> Option<f64> {
+    use tessera::model::embedded;
+    embedded::reference_accuracy_at(model.patch_size())
+        .or_else(|| (model.patch_size() == model.original_patch_size()).then(embedded::reference_accuracy).flatten())
+}
+
+pub fn eval(device: &Device, args: &EvalArgs) -> Result<()> {
+    let model = models::load(device, &args.model)?;
+    check_ten_classes(&model)?;
+    let set = read_test_set(&args.data, args.limit)?;
+    let count = set.0 .0;
+    let bar = indicatif::ProgressBar::new(count as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} images  {per_sec}  eta {eta}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let ev = evaluate(&model, &set, args.batch, &bar)?;
     bar.finish_and_clear();
-    let secs = start.elapsed().as_secs_f64();
-    let correct = preds.iter().zip(&labels).filter(|(p, l)| p == l).count();
-    let accuracy = correct as f64 / count as f64;
+    let (correct, accuracy, secs) = (ev.correct(), ev.accuracy(), ev.seconds);
     if args.json {
         let doc = serde_json::json!({
-            "model": model.source, "images": count, "correct": correct, "accuracy": accuracy,
+            "model": model.source, "patch_size": model.patch_size(), "original_patch_size": model.original_patch_size(),
+            "images": count, "correct": correct, "accuracy": accuracy,
             "seconds": secs, "adapter": device.name(),
-            "predictions": preds.iter().map(|p| char::from(b'0' + p)).collect::<String>(),
+            "predictions": ev.preds.iter().map(|p| char::from(b'0' + p)).collect::<String>(),
         });
         println!("{}", serde_json::to_string_pretty(&doc)?);
     } else {
-        println!("Fashion-MNIST test set: {correct}/{count} correct, accuracy {:.2}%", accuracy * 100.0);
+        println!("Fashion-MNIST test set: {correct}/{count} correct, accuracy {:.2}% at patch size {}", accuracy * 100.0, model.patch_size());
         println!("{:.1} s on {} ({:.0} images/s)", secs, device.name(), count as f64 / secs);
-        if args.model.model.is_none() {
-            if let Some(reference) = tessera::model::embedded::reference_accuracy() {
-                if count == 10_000 {
-                    println!("PyTorch measured {:.2}% for the same weights (difference {:+.2} points)", reference * 100.0, (accuracy - reference) * 100.0);
-                }
+        if args.model.model.is_none() && count == 10_000 {
+            if let Some(reference) = embedded_reference(&model) {
+                println!("PyTorch measured {:.2}% for the same weights (difference {:+.2} points)", reference * 100.0, (accuracy - reference) * 100.0);
             }
         }
     }

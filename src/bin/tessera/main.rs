@@ -10,6 +10,8 @@ mod hub;
 mod interrupt;
 #[cfg(not(target_arch = "wasm32"))]
 mod models;
+#[cfg(not(target_arch = "wasm32"))]
+mod sweep;
 
 #[cfg(not(target_arch = "wasm32"))]
 fn main() -> std::process::ExitCode {
@@ -59,8 +61,12 @@ fn main() -> std::process::ExitCode {
         Run(commands::RunArgs),
         /// Run the model in a loop and load it repeatedly, watching resident memory.
         Soak(commands::SoakArgs),
-        /// List the adapters and describe the device tessera would use, and why.
-        Info,
+        /// Accuracy, tokens, throughput and latency at several patch sizes (the patch kernel
+        /// PI-resized to each), with a chart of accuracy against throughput.
+        Sweep(sweep::SweepArgs),
+        /// List the adapters and describe the device tessera would use, and why; with --model or
+        /// --patch-size, also the model as it would run.
+        Info(commands::InfoArgs),
         /// Kernel throughput on the ViT-B/16 shapes, or a model's latency and per-op profile.
         Bench(bench::BenchArgs),
     }
@@ -88,13 +94,13 @@ fn main() -> std::process::ExitCode {
         }
         let opened = pollster::block_on(tessera::Device::open(&opts))?;
         let device = opened.device;
-        if let Command::Info = cli.command {
+        if let Command::Info(args) = &cli.command {
             println!("adapters on this machine:");
             for a in tessera::gpu::list_adapters() {
                 println!("  {a}");
             }
             println!("\nselected ({:?}): {}, because {}\n{}", opts.choice, device.name(), opened.reason, device.report());
-            return Ok(());
+            return commands::info_model(&device, args);
         }
         if let Some(g) = device.gpu().filter(|g| g.tuning() && !g.report().timestamp_query) {
             eprintln!("note: {} has no timestamp queries; --tune times kernels with the wall clock", g.report().name);
@@ -107,7 +113,8 @@ fn main() -> std::process::ExitCode {
             Command::Attention(args) => commands::attention(&device, &args),
             Command::Run(args) => commands::run(&device, &args),
             Command::Soak(args) => commands::soak(&device, &args),
-            Command::Info => Ok(()),
+            Command::Sweep(args) => sweep::run(&device, &args),
+            Command::Info(_) => Ok(()),
         }
     })();
     match result {

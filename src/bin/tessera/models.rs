@@ -5,25 +5,46 @@ use indicatif::{ProgressBar, ProgressStyle};
 use std::path::{Path, PathBuf};
 use tessera::{Checkpoint, Device, Model};
 
-/// Loads `--model` (nothing for the embedded default, a folder, or a hub id), f16 with `--f16`.
+/// Loads `--model` (nothing for the embedded default, a folder, or a hub id), f16 with `--f16`,
+/// at `--patch-size`.
 pub fn load(device: &Device, arg: &crate::commands::ModelArg) -> Result<Model> {
-    load_spec(device, arg.model.as_deref(), arg.f16)
+    load_spec(device, arg.model.as_deref(), arg.f16, arg.patch_size)
 }
 
-pub fn load_spec(device: &Device, spec: Option<&str>, f16: bool) -> Result<Model> {
-    let ck = match spec {
+pub fn load_spec(device: &Device, spec: Option<&str>, f16: bool, patch: Option<usize>) -> Result<Model> {
+    let ck = checkpoint(spec)?;
+    load_checkpoint(device, &ck, f16, patch)
+}
+
+/// The checkpoint a `--model` value names.
+pub fn checkpoint(spec: Option<&str>) -> Result<Checkpoint> {
+    Ok(match spec {
         None | Some("default") | Some("embedded") => tessera::model::embedded::checkpoint()?,
         Some(s) if tessera::model::synthetic::NAMES.contains(&s) => tessera::model::synthetic::checkpoint(s)?,
         Some(s) if Path::new(s).is_dir() => Checkpoint::from_dir(Path::new(s))?,
         Some(s) if Path::new(s).exists() => bail!("{s}: --model takes a checkpoint folder (config.json, model.safetensors), not a file"),
         Some(s) if looks_like_hub_id(s) => crate::hub::checkpoint(s)?,
         Some(s) => bail!("{s}: no such checkpoint folder (a hub id looks like `org/name`)"),
-    };
+    })
+}
+
+/// Loads a checkpoint onto the device, f16 where asked, at `patch` (PI-resized from the
+/// checkpoint's own kernel) where given.
+pub fn load_checkpoint(device: &Device, ck: &Checkpoint, f16: bool, patch: Option<usize>) -> Result<Model> {
     let storage = if f16 { tessera::DType::F16 } else { tessera::DType::F32 };
     if f16 && device.cpu().is_some() {
         eprintln!("note: the CPU backend stores and computes f32; --f16 applies to GPU adapters (--device gpu)");
     }
-    Ok(Model::load_as(device, &ck, storage)?)
+    let model = Model::load_with(device, ck, tessera::LoadOptions { storage, patch_size: patch })?;
+    if model.patch_size() != model.original_patch_size() {
+        eprintln!(
+            "note: running {} at patch size {} (its own is {}): patch kernel PI-resized, position embeddings interpolated",
+            model.source,
+            model.patch_size(),
+            model.original_patch_size()
+        );
+    }
+    Ok(model)
 }
 
 fn looks_like_hub_id(s: &str) -> bool {
