@@ -12,6 +12,9 @@ let model = null;
 let modelKind = 'default';
 let busy = false;
 let lastAttention = null;
+// What the model was loaded from (to reload it at another patch size) and the image on show.
+let currentSource = null;
+let lastFile = null;
 
 function status(text) {
   $('status').textContent = text;
@@ -26,16 +29,49 @@ function showError(err) {
 function setBusy(b) {
   busy = b;
   $('loadBtn').disabled = b;
+  $('patchSize').disabled = b || !model;
 }
 
-async function loadModel(kind) {
-  modelKind = kind;
+/** Patch sizes offered for a model: divisors of its image side from the one that doubles the
+ * token grid's side up to a 2x2 grid, and its own. */
+function patchSizes(info) {
+  const side = Math.min(...info.imageSize);
+  const own = info.originalPatchSize;
+  const grid = Math.floor(side / own);
+  const sizes = new Set([own]);
+  for (let q = 1; q <= side / 2; q++) {
+    if (side % q === 0 && side / q <= 2 * grid && side / q >= 2) sizes.add(q);
+  }
+  return [...sizes].sort((a, b) => a - b);
+}
+
+function showPatchSizes(info) {
+  const select = $('patchSize');
+  select.replaceChildren();
+  const [h, w] = info.imageSize;
+  for (const q of patchSizes(info)) {
+    const tokens = Math.floor(h / q) * Math.floor(w / q);
+    const label = `${q}×${q} px — ${tokens} patches${q === info.originalPatchSize ? ' (trained)' : ''}`;
+    select.append(Object.assign(document.createElement('option'), { value: String(q), textContent: label }));
+  }
+  select.value = String(info.patchSize);
+  const grid = `${Math.floor(h / info.patchSize)}×${Math.floor(w / info.patchSize)} grid`;
+  $('tokens').textContent = info.patchSize === info.originalPatchSize ? grid : `${grid}, kernel PI-resized from ${info.originalPatchSize}`;
+  document.body.dataset.patch = String(info.patchSize);
+}
+
+/** Loads a model: `kind` picks the source (the embedded default, a hub id, dropped files);
+ * with `patchSize`, the current source again at that patch size, and the image on show re-runs. */
+async function loadModel(kind, patchSize) {
   setBusy(true);
   showError(null);
   const progress = $('progress');
+  let loaded = false;
   try {
     let source;
-    if (kind === 'default') {
+    if (patchSize !== undefined) {
+      source = currentSource;
+    } else if (kind === 'default') {
       source = DEFAULT_MODEL;
     } else if (kind === 'hub') {
       source = $('hubId').value.trim();
@@ -52,6 +88,7 @@ async function loadModel(kind) {
     progress.hidden = false;
     progress.removeAttribute('value');
     const next = await engine.load(source, {
+      patchSize,
       onProgress: ({ file, loaded, total }) => {
         if (total) {
           progress.max = total;
@@ -62,6 +99,8 @@ async function loadModel(kind) {
     });
     if (model) model.dispose();
     model = next;
+    currentSource = source;
+    modelKind = kind;
     // Compile the pipelines now, so the first image's latency is the model's, not the compiler's.
     status('Preparing the GPU pipelines…');
     const [h, w] = next.info.imageSize;
@@ -70,15 +109,19 @@ async function loadModel(kind) {
     await next.attention(blank);
     const info = model.info;
     const shownName = kind === 'default' ? 'Fashion-MNIST ViT (embedded)' : info.source;
-    $('modelName').textContent = `${shownName} — ${info.family}, ${info.layers} layers, ${info.imageSize[0]}×${info.imageSize[1]} input, ${(info.weightBytes / 1048576).toFixed(1)} MB`;
+    $('modelName').textContent = `${shownName} — ${info.family}, ${info.layers} layers, ${info.imageSize[0]}×${info.imageSize[1]} input, patch ${info.patchSize}, ${(info.weightBytes / 1048576).toFixed(1)} MB`;
+    showPatchSizes(info);
     status(info.labels.length ? 'Ready. Drop an image.' : 'Ready (a base model: embeddings and attention, no classes).');
+    loaded = true;
   } catch (e) {
     showError(e);
     status(model ? 'Still using the previous model.' : 'No model loaded.');
+    if (model) $('patchSize').value = String(model.info.patchSize);
   } finally {
     progress.hidden = true;
     setBusy(false);
   }
+  if (loaded && patchSize !== undefined && lastFile) await handleFile(lastFile);
 }
 
 function drawImage(bitmap) {
@@ -169,6 +212,7 @@ async function handleFile(file) {
   if (busy) return;
   setBusy(true);
   showError(null);
+  lastFile = file;
   status(`Running ${file.name || 'image'}…`);
   try {
     if (!file.size) throw new Error(`${file.name || 'The file'} is empty.`);
@@ -182,7 +226,8 @@ async function handleFile(file) {
     bitmap.close();
     drawHeat();
     showPredictions(preds);
-    $('latency').textContent = `${(t1 - t0).toFixed(1)} ms (classify, incl. decode and upload)`;
+    $('latency').textContent = `${(t1 - t0).toFixed(1)} ms (classify at patch ${model.info.patchSize}, incl. decode and upload)`;
+    document.body.dataset.grid = `${lastAttention.rows}x${lastAttention.cols}`;
     status(preds.length ? `${file.name || 'image'}: ${preds[0].label}` : `${file.name || 'image'}: attention map`);
     document.body.dataset.result = preds.length ? preds[0].label : '';
   } catch (e) {
@@ -204,9 +249,15 @@ async function recover(file) {
   status('The GPU was reset; reconnecting…');
   try {
     engine = await Tessera.create({ device: engine?.device ?? 'auto' });
+    const patch = model ? model.info.patchSize : undefined;
     model = null;
     await loadModel(modelKind);
-    if (model) await handleFile(file);
+    if (model && patch !== undefined && patch !== model.info.patchSize) {
+      lastFile = file;
+      await loadModel(modelKind, patch); // re-runs the image
+    } else if (model) {
+      await handleFile(file);
+    }
   } catch (e) {
     showError(e);
   }
@@ -243,6 +294,10 @@ function setupInputs() {
     $('ckptFiles').hidden = kind !== 'files';
   });
   $('loadBtn').addEventListener('click', () => loadModel($('modelKind').value));
+  $('patchSize').addEventListener('change', () => {
+    if (!model || busy) return;
+    loadModel(modelKind, Number($('patchSize').value));
+  });
   const samples = $('samples');
   for (const name of SAMPLES) {
     const url = new URL(`../models/fashion-vit/samples/${name}`, import.meta.url).href;

@@ -111,7 +111,8 @@ impl Engine {
         }
     }
 
-    /// Loads a checkpoint from its files' bytes and uploads its weights.
+    /// Loads a checkpoint from its files' bytes and uploads its weights, at `patch_size` where
+    /// given (the patch kernel PI-resized from the checkpoint's own).
     #[wasm_bindgen(js_name = loadModel)]
     pub fn load_model(
         &self,
@@ -120,10 +121,12 @@ impl Engine {
         weights: Vec<u8>,
         preprocessor: Option<Vec<u8>>,
         f16: Option<bool>,
+        patch_size: Option<u32>,
     ) -> Result<WasmModel, JsError> {
         let ck = Checkpoint::from_bytes(name, config, weights, preprocessor.as_deref()).map_err(js_err)?;
         let storage = if f16.unwrap_or(false) { crate::DType::F16 } else { crate::DType::F32 };
-        let model = Model::load_as(&self.device, &ck, storage).map_err(js_err)?;
+        let opts = crate::LoadOptions { storage, patch_size: patch_size.map(|p| p as usize) };
+        let model = Model::load_with(&self.device, &ck, opts).map_err(js_err)?;
         Ok(WasmModel { model: Some(model) })
     }
 }
@@ -180,6 +183,7 @@ impl WasmModel {
             "source": m.source, "family": format!("{:?}", c.family), "head": format!("{:?}", m.head()),
             "labels": c.labels, "hiddenSize": c.hidden_size, "layers": c.num_layers, "heads": c.num_heads,
             "imageSize": [c.image_size.0, c.image_size.1], "patchSize": c.patch_size,
+            "originalPatchSize": m.original_patch_size(),
             "weightBytes": m.weight_bytes(),
         })
         .to_string())

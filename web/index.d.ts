@@ -29,7 +29,10 @@ export interface ModelInfo {
   layers: number;
   heads: number;
   imageSize: [number, number];
+  /** The patch size the model runs at. */
   patchSize: number;
+  /** The checkpoint's own patch size (differs from `patchSize` after `load(…, { patchSize })`). */
+  originalPatchSize: number;
   weightBytes: number;
 }
 
@@ -77,6 +80,13 @@ export interface LoadOptions {
   cache?: boolean;
   /** Store weights and activations as f16 (f32 arithmetic): half the GPU memory; needs `adapterInfo.shaderF16`, else rejects with kind "unsupported_dtype". */
   f16?: boolean;
+  /**
+   * Run at this patch size instead of the checkpoint's own: the patch-embedding kernel is
+   * PI-resized (FlexiViT) from the checkpoint's weights and the position embeddings follow the
+   * new grid. Smaller patches: more tokens, finer detail, more time. A size the checkpoint cannot
+   * take (0, larger than its image) rejects with kind "model".
+   */
+  patchSize?: number;
 }
 
 export declare class Model {

@@ -291,7 +291,12 @@ export class Tessera {
    * config.json, model.safetensors and preprocessor_config.json, or `{config, weights,
    * preprocessor}` as ArrayBuffer / typed array / Blob / File.
    */
-  async load(source, { endpoint = 'https://huggingface.co', revision = 'main', onProgress, cache = true, f16 = false } = {}) {
+  async load(source, { endpoint = 'https://huggingface.co', revision = 'main', onProgress, cache = true, f16 = false, patchSize } = {}) {
+    if (patchSize !== undefined && patchSize !== null && !(Number.isInteger(patchSize) && patchSize >= 0 && patchSize <= 0xffffffff)) {
+      const err = new Error(`patchSize ${patchSize}: a whole number of pixels`);
+      err.kind = 'input';
+      throw err;
+    }
     let name;
     let config;
     let weights;
@@ -317,7 +322,7 @@ export class Tessera {
       err.kind = 'input';
       throw err;
     }
-    return new Model(await call(() => this._engine.loadModel(name, config, weights, preprocessor ?? undefined, f16)));
+    return new Model(await call(() => this._engine.loadModel(name, config, weights, preprocessor ?? undefined, f16, patchSize ?? undefined)));
   }
 }
 

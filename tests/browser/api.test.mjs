@@ -43,28 +43,42 @@ after(async () => {
   await server?.close();
 });
 
-for (const [device, fixture] of ['webgpu', 'cpu'].flatMap((d) => ['vit-classifier', 'vit-base-nobias-f16', 'deit-distilled-bf16', 'deit-classifier', 'dinov2-classifier', 'dinov2-base'].map((f) => [d, f]))) {
-  test(`run ${fixture} on ${device} matches transformers and the native engine`, { timeout: 300_000 }, async () => {
+// Each checkpoint at its own patch size, and at other patch sizes (the kernel PI-resized; the
+// expected outputs from transformers models of that patch size, scripts/make_flexi_fixtures.py).
+const FIXTURES = ['vit-classifier', 'vit-base-nobias-f16', 'deit-distilled-bf16', 'deit-classifier', 'dinov2-classifier', 'dinov2-base'].map((f) => [f, null]);
+const RESIZED = [['vit-classifier', 4], ['vit-classifier', 6], ['deit-distilled-bf16', 4], ['dinov2-classifier', 10], ['dinov2-base', 7]];
+for (const [device, [fixture, patch]] of ['webgpu', 'cpu'].flatMap((d) => [...FIXTURES, ...RESIZED].map((f) => [d, f]))) {
+  const label = patch ? `${fixture} at patch ${patch}` : fixture;
+  test(`run ${label} on ${device} matches transformers and the native engine`, { timeout: 300_000 }, async () => {
     const dir = join(ROOT, 'tests/fixtures', fixture);
-    const expected = readSafetensors(readFileSync(join(dir, 'expected.safetensors')));
+    const expDir = patch ? join(ROOT, 'tests/fixtures/flexi', `${fixture}-p${patch}`) : dir;
+    const expected = readSafetensors(readFileSync(join(expDir, 'expected.safetensors')));
     const native = join(mkdtempSync(join(tmpdir(), 'tessera-native-')), 'out.safetensors');
-    execFileSync(NATIVE, ['run', '--model', dir, '--pixels', join(dir, 'expected.safetensors'), '--out', native], { stdio: 'pipe' });
+    const patchArgs = patch ? ['--patch-size', String(patch)] : [];
+    execFileSync(NATIVE, ['run', '--model', dir, ...patchArgs, '--pixels', join(expDir, 'expected.safetensors'), '--out', native], { stdio: 'pipe' });
     const nat = readSafetensors(readFileSync(native));
-    const got = await page.evaluate(async ([name, device]) => {
+    const expUrl = patch ? `/tests/fixtures/flexi/${fixture}-p${patch}` : `/tests/fixtures/${fixture}`;
+    const got = await page.evaluate(async ([name, device, patch, expUrl]) => {
       const { readTensor } = await import('/tests/browser/blank.js');
       const engine = device === 'cpu' ? window.cpuEngine : window.engine;
-      const model = await engine.load(`/tests/fixtures/${name}`, { cache: false });
-      const pv = await readTensor(`/tests/fixtures/${name}/expected.safetensors`, 'pixel_values');
+      const model = await engine.load(`/tests/fixtures/${name}`, { cache: false, patchSize: patch ?? undefined });
+      const info = model.info;
+      const pv = await readTensor(`${expUrl}/expected.safetensors`, 'pixel_values');
       const out = await model.run(pv.data, pv.dims);
       model.dispose();
       return {
+        patchSize: info.patchSize,
+        originalPatchSize: info.originalPatchSize,
         logits: out.logits ? Array.from(out.logits) : null,
         logitsDims: out.logitsDims ?? null,
         last: Array.from(out.lastHiddenState),
         lastDims: out.lastHiddenStateDims,
         pooler: out.poolerOutput ? Array.from(out.poolerOutput) : null,
       };
-    }, [fixture, device]);
+    }, [fixture, device, patch, expUrl]);
+    const own = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')).patch_size;
+    assert.equal(got.originalPatchSize, own);
+    assert.equal(got.patchSize, patch ?? own);
     assert.deepEqual(got.lastDims, expected.last_hidden_state.dims);
     const checks = [['last_hidden_state', got.last], ['logits', got.logits], ['pooler_output', got.pooler]];
     for (const [name, values] of checks) {
@@ -74,9 +88,9 @@ for (const [device, fixture] of ['webgpu', 'cpu'].flatMap((d) => ['vit-classifie
       }
       const vsRef = maxDiff(values, expected[name].data);
       const vsNative = maxDiff(values, nat[name].data);
-      console.log(`${device} ${fixture} ${name}: max diff ${vsRef.toExponential(2)} vs transformers, ${vsNative.toExponential(2)} vs native`);
-      assert.ok(vsRef <= 1e-4, `${device} ${fixture} ${name}: ${vsRef} from transformers`);
-      assert.ok(vsNative <= 1e-4, `${device} ${fixture} ${name}: ${vsNative} from the native engine`);
+      console.log(`${device} ${label} ${name}: max diff ${vsRef.toExponential(2)} vs transformers, ${vsNative.toExponential(2)} vs native`);
+      assert.ok(vsRef <= 1e-4, `${device} ${label} ${name}: ${vsRef} from transformers`);
+      assert.ok(vsNative <= 1e-4, `${device} ${label} ${name}: ${vsNative} from the native engine`);
     }
   });
 }
@@ -238,6 +252,9 @@ test('errors reject with a kind and a message', { timeout: 120_000 }, async () =
     await grab('dims', () => model.run(new Float32Array(10), [1, 3, 32, 32]));
     model.dispose();
     await grab('disposed', () => model.classify(new File([new Uint8Array(4)], 'x.png')));
+    await grab('patch0', () => window.engine.load('/tests/fixtures/vit-classifier', { cache: false, patchSize: 0 }));
+    await grab('patchBig', () => window.engine.load('/tests/fixtures/vit-classifier', { cache: false, patchSize: 33 }));
+    await grab('patchHalf', () => window.engine.load('/tests/fixtures/vit-classifier', { cache: false, patchSize: 2.5 }));
     return results;
   });
   assert.equal(r.missing.kind, 'not_found');
@@ -249,5 +266,10 @@ test('errors reject with a kind and a message', { timeout: 120_000 }, async () =
   assert.match(r.empty.message, /empty/);
   assert.equal(r.dims.kind, 'input');
   assert.equal(r.disposed.kind, 'disposed');
+  assert.equal(r.patch0.kind, 'model');
+  assert.match(r.patch0.message, /vit-classifier: patch size 0/);
+  assert.equal(r.patchBig.kind, 'model');
+  assert.match(r.patchBig.message, /patch size 33 is larger than the checkpoint's 32x32 image/);
+  assert.equal(r.patchHalf.kind, 'input');
   for (const v of Object.values(r)) assert.equal(v.isError, true);
 });

@@ -76,6 +76,31 @@ test('dropping an image shows the same top-1 label as the native CLI, with the h
   await page.screenshot({ path: join(SHOTS, 'demo.png') });
 });
 
+test('the patch-size control re-runs the image: the grid follows, the label is the native one at that size', { timeout: 300_000 }, async () => {
+  const file = join(ROOT, 'models/fashion-vit/samples/0004-shirt.png');
+  assert.equal(await page.getAttribute('body', 'data-grid'), '7x7');
+  const options = await page.$$eval('#patchSize option', (o) => o.map((x) => x.value));
+  assert.deepEqual(options, ['2', '4', '7', '14']);
+  for (const [p, grid] of [['2', '14x14'], ['14', '2x2'], ['7', '4x4']]) {
+    await page.evaluate(() => {
+      delete document.body.dataset.result;
+      delete document.body.dataset.grid;
+    });
+    await page.selectOption('#patchSize', p);
+    await page.waitForSelector(`body[data-patch="${p}"][data-grid="${grid}"][data-result]`, { timeout: 180_000 });
+    const native = JSON.parse(execFileSync(NATIVE, ['classify', '--json', '--top', '1', '--patch-size', p, file], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }));
+    assert.equal(await page.textContent('#predictions li:first-child .label'), native.results[0].top[0].label, `patch ${p}`);
+    assert.match(await page.textContent('#latency'), new RegExp(`ms \\(classify at patch ${p},`));
+    assert.match(await page.textContent('#tokens'), new RegExp(`PI-resized from 4`));
+    assert.match(await page.textContent('#modelName'), new RegExp(`patch ${p},`));
+    if (p === '2') await page.screenshot({ path: join(SHOTS, 'demo-patch2.png') });
+    if (p === '14') await page.screenshot({ path: join(SHOTS, 'demo-patch14.png') });
+  }
+  await page.selectOption('#patchSize', '4');
+  await page.waitForSelector('body[data-patch="4"][data-grid="7x7"]', { timeout: 180_000 });
+  assert.equal(await page.isHidden('#error'), true);
+});
+
 test('bad files give a readable message and the page stays usable', { timeout: 300_000 }, async () => {
   await dropFile(null, 'empty.png', 'image/png');
   await page.waitForSelector('#error:not([hidden])');
