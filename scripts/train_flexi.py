@@ -126,7 +126,7 @@ def main():
         "dataset": "Fashion-MNIST t10k (Debian dataset-fashion-mnist)",
         "torch": torch.__version__,
         "training": f"FlexiViT-style: patch sizes {PATCHES} drawn per step, kernel PI-resized from {BASE}; "
-                    f"{args.epochs} epochs, lr {args.lr}" + (f", from {args.init}" if args.init else ", from random weights"),
+                    f"{args.epochs} epochs, lr {args.lr}" + (f", from {args.init} (the previous fixed-patch default)" if args.init else ", from random weights"),
         "accuracy": acc,
         "predictions": "".join(str(int(p)) for p in preds),
         "by_patch_size": {p: {"accuracy": a, "predictions": "".join(str(int(x)) for x in pr)} for p, (pr, a) in results.items()},

@@ -424,6 +424,31 @@ fn bench_model_writes_latency_memory_and_profile_json() {
 
 // ---- the patch size dial (PI-resize) ----
 
+/// `eval --patch-size P` reproduces PyTorch's predictions of the embedded model at every patch
+/// size it was trained for (scripts/train_flexi.py measured them with the kernel PI-resized by
+/// scripts/flexi.py).
+#[test]
+fn eval_at_each_patch_size_agrees_with_pytorch() {
+    let sizes = tessera::model::embedded::reference_patch_sizes();
+    assert_eq!(sizes, vec![2, 4, 7, 14], "reference.json lacks PyTorch's results per patch size");
+    for (device, p, n) in [("cpu", 2, 1000), ("cpu", 4, 1000), ("cpu", 7, 1000), ("cpu", 14, 1000), ("gpu", 7, 300), ("gpu", 2, 100)] {
+        let theirs = tessera::model::embedded::reference_predictions_at(p).unwrap();
+        let (ps, ns) = (p.to_string(), n.to_string());
+        let out = tessera(&["eval", "--device", device, "--patch-size", &ps, "--limit", &ns, "--batch", "100", "--json"], &[]);
+        let doc: serde_json::Value = serde_json::from_str(&ok(&out)).unwrap();
+        assert_eq!(doc["patch_size"].as_u64(), Some(p as u64));
+        assert_eq!(doc["original_patch_size"].as_u64(), Some(4));
+        let ours: Vec<u8> = doc["predictions"].as_str().unwrap().bytes().map(|b| b - b'0').collect();
+        assert_eq!(ours.len(), n);
+        let agree = ours.iter().zip(&theirs).filter(|(a, b)| a == b).count();
+        eprintln!("{device} at patch {p}: {agree}/{n} agree with PyTorch, accuracy {}", doc["accuracy"]);
+        assert!(agree * 1000 >= n * 997, "{device} at patch {p}: only {agree}/{n} predictions agree with PyTorch");
+        if p != 4 {
+            assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("at patch size {p} (its own is 4)")));
+        }
+    }
+}
+
 #[test]
 fn sweep_prints_a_row_per_patch_size_and_draws_the_chart() {
     let dir = tmp("sweep");
