@@ -34,21 +34,21 @@ def test_set():
 
 def pytorch_row(model, x, labels, batch, latency_runs):
     with torch.inference_mode():
-        preds = torch.cat([model(pixel_values=x[i:i + 500]).logits.argmax(-1) for i in range(0, len(x), 500)]).numpy()
+        preds = torch.cat([model(interpolate_pos_encoding=True, pixel_values=x[i:i + 500]).logits.argmax(-1) for i in range(0, len(x), 500)]).numpy()
         acc = float((preds == labels).mean())
         g = torch.Generator().manual_seed(7)
         one = torch.randn(1, 3, 28, 28, generator=g)
         many = torch.randn(batch, 3, 28, 28, generator=g)
-        model(pixel_values=one)
+        model(interpolate_pos_encoding=True, pixel_values=one)
         lat = []
         for _ in range(latency_runs):
             t = time.perf_counter()
-            model(pixel_values=one).logits
+            model(interpolate_pos_encoding=True, pixel_values=one).logits
             lat.append((time.perf_counter() - t) * 1e3)
-        model(pixel_values=many)
+        model(interpolate_pos_encoding=True, pixel_values=many)
         n, t0 = 0, time.perf_counter()
         while n < 2 * batch or time.perf_counter() - t0 < 1.0:
-            model(pixel_values=many).logits
+            model(interpolate_pos_encoding=True, pixel_values=many).logits
             n += batch
         ips = n / (time.perf_counter() - t0)
     return acc, ips, sorted(lat)[len(lat) // 2]

@@ -254,9 +254,10 @@ pub fn chart_svg(rows: &[SweepRow], title: &str) -> String {
             }
         }
         if rows.iter().any(|r| r.fixed_patch_baseline.is_some()) {
+            // Legend in the bottom-left corner: slow and inaccurate, where no point falls.
             s += &format!("<circle cx=\"{0}\" cy=\"{1}\" r=\"5\" fill=\"#3366cc\"/><text x=\"{2}\" y=\"{3}\">this model</text>\
                 <circle cx=\"{0}\" cy=\"{4}\" r=\"4\" fill=\"none\" stroke=\"#cc3333\"/><text x=\"{2}\" y=\"{5}\">fixed-patch default</text>\n",
-                l + 14.0, t + 16.0, l + 26.0, t + 20.0, t + 34.0, t + 38.0);
+                l + 14.0, t + ph - 36.0, l + 26.0, t + ph - 32.0, t + ph - 18.0, t + ph - 14.0);
         }
     } else {
         let hi = ips.iter().cloned().fold(0f64, f64::max) * 1.15;
