@@ -13,10 +13,20 @@
 // and applies the epilogue.
 // HEADS (with VEC4; the QKV projection of attention): a is (B, T, K) with T = tokens, N = 3*D,
 // and C is written head-major as (3, B, D / dh, T, dh) instead of (B*T, N).
+// QUANT: b is a quantized weight (crate::quant; read by gemm_load_b.wgsl): packed words, then
+// from word qso its f32 scales, one per qgroup values of K and column.
 #ifdef HEADS
+#ifdef QUANT
+struct Params { m: u32, n: u32, k: u32, kc: u32, tokens: u32, dh: u32, qgroup: u32, qso: u32 }
+#else
 struct Params { m: u32, n: u32, k: u32, kc: u32, tokens: u32, dh: u32, _pad0: u32, _pad1: u32 }
+#endif
+#else
+#ifdef QUANT
+struct Params { m: u32, n: u32, k: u32, kc: u32, qgroup: u32, qso: u32, _pad0: u32, _pad1: u32 }
 #else
 struct Params { m: u32, n: u32, k: u32, kc: u32 }
+#endif
 #endif
 @group(0) @binding(_) var<uniform> P: Params;
 #ifdef VEC4
@@ -27,7 +37,11 @@ var<private> split_z: u32;
 @group(0) @binding(_) var<storage, read_write> out: array<S4>;
 #endif
 @group(0) @binding(_) var<storage, read_write> a: array<S4>;
+#ifdef QUANT
+@group(0) @binding(_) var<storage, read> b: array<vec4<u32>>;
+#else
 @group(0) @binding(_) var<storage, read> b: array<S4>;
+#endif
 #ifdef BIAS
 @group(0) @binding(_) var<storage, read> bias: array<S4>;
 #endif
@@ -37,7 +51,11 @@ var<private> split_z: u32;
 #else
 @group(0) @binding(_) var<storage, read_write> out: array<S>;
 @group(0) @binding(_) var<storage, read_write> a: array<S>;
+#ifdef QUANT
+@group(0) @binding(_) var<storage, read> b: array<u32>;
+#else
 @group(0) @binding(_) var<storage, read> b: array<S>;
+#endif
 #ifdef BIAS
 @group(0) @binding(_) var<storage, read> bias: array<S>;
 #endif

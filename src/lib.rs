@@ -14,6 +14,7 @@ pub mod graph;
 pub mod memory;
 pub mod model;
 pub mod ops;
+pub mod quant;
 pub mod tensor;
 pub mod reference;
 #[cfg(target_arch = "wasm32")]

@@ -40,6 +40,16 @@ impl std::fmt::Display for DType {
     }
 }
 
+/// A weight-only quantization scheme (see `crate::quant`): what a kernel reading the weight
+/// depends on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct QuantShape {
+    /// Bits per value: 8 or 4.
+    pub bits: u32,
+    /// Values of K per scale.
+    pub group: usize,
+}
+
 /// Where a tensor's data comes from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TensorKind {
@@ -62,6 +72,9 @@ pub struct TensorInfo {
     pub dtype: DType,
     /// Input, weight or activation.
     pub kind: TensorKind,
+    /// For a weight uploaded quantized (set when a graph is compiled against its weights): the
+    /// scheme its kernels read. Arithmetic and the other tensors keep `dtype`.
+    pub quant: Option<QuantShape>,
 }
 
 impl TensorInfo {

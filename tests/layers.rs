@@ -1,5 +1,5 @@
 //! The library's layers, each using only the ones below it (ARCHITECTURE.md):
-//! `error`, `tensor` <- `gpu` <- `ops` <- `reference` <- `graph` <- `model` <- `wasm` (and the CLI outside the
+//! `error`, `tensor`, `memory`, `quant` <- `cpu`, `gpu` <- `ops` <- `reference` <- `graph` <- `model` <- `wasm` (and the CLI outside the
 //! library). Every `crate::` path in a layer's files, including names re-exported at the crate
 //! root (resolved through `src/lib.rs`), must point at the same layer or one below.
 
@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// Layers from the bottom; a module may use its own layer and those before it.
-const ORDER: &[&str] = &["error", "tensor", "memory", "cpu", "gpu", "ops", "reference", "graph", "model", "wasm"];
+const ORDER: &[&str] = &["error", "tensor", "memory", "quant", "cpu", "gpu", "ops", "reference", "graph", "model", "wasm"];
 
 fn rank(layer: &str) -> Option<usize> {
     ORDER.iter().position(|l| *l == layer)

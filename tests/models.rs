@@ -166,6 +166,33 @@ fn dinov2_base() {
     check_fixture("dinov2-base");
 }
 
+/// Quantized checkpoints (tests/fixtures/quant, written by `tessera quantize`; see
+/// scripts/make_quant_fixtures.py) against `transformers` on the same dequantized weights, on both
+/// devices, token-major and head-major QKV; held at their quantized size.
+#[test]
+fn quantized_checkpoints_match_transformers() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/quant");
+    let mut names: Vec<String> = std::fs::read_dir(&root).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).filter(|n| !n.starts_with('.')).collect();
+    names.sort();
+    assert!(names.len() >= 6, "quantized fixtures missing: {names:?}");
+    for (device, d) in devices() {
+        for name in &names {
+            let ck = Checkpoint::from_dir(&root.join(name)).unwrap();
+            let q = ck.config.quant.clone().unwrap_or_else(|| panic!("{name}: no quantization_config"));
+            assert!(name.ends_with(&format!("int{}", q.bits)), "{name}: {q:?}");
+            for heads in [false, true] {
+                check_against(&d, &format!("{name} on {device} head-major={heads}"), &format!("quant/{name}"), None, &root.join(name), heads);
+            }
+        }
+        // Held packed: the int8 and int4 forms of one checkpoint against its float form.
+        let bytes = |dir: &Path| Model::load(&d, &Checkpoint::from_dir(dir).unwrap()).unwrap().weight_bytes();
+        let float = bytes(&root.join("../vit-classifier"));
+        let (q8, q4) = (bytes(&root.join("vit-classifier-int8")), bytes(&root.join("vit-classifier-int4")));
+        eprintln!("vit-classifier on {device}: {float} bytes f32, {q8} int8, {q4} int4");
+        assert!(q4 < q8 && q8 < float * 6 / 10, "{device}: {float} / {q8} / {q4}");
+    }
+}
+
 #[test]
 fn every_fixture_with_head_major_qkv() {
     for name in ["vit-classifier", "vit-base-nobias-f16", "deit-distilled-bf16", "deit-classifier", "dinov2-classifier", "dinov2-base"] {

@@ -10,11 +10,11 @@
 //! broadcast of A), AVX2 6 x 16, simd128 and portable 4 x 8.
 
 use super::math;
-use super::simd::{Isa, Portable, Simd};
-#[cfg(target_arch = "x86_64")]
-use super::simd::{Avx2, Avx512};
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 use super::simd::Wasm128;
+#[cfg(target_arch = "x86_64")]
+use super::simd::{Avx2, Avx512};
+use super::simd::{Isa, Portable, Simd};
 use super::{Cpu, SyncPtr};
 
 /// Activation of the epilogue.
@@ -73,6 +73,112 @@ impl PackedB {
     pub fn bytes(&self) -> usize {
         self.data.len() * 4
     }
+}
+
+/// A quantized B (see `crate::quant`) in panels of `nr` columns: per panel the packed words
+/// `[ceil(K / per_word)][nr]` and the scales `[groups][nr]` (zero past N). A GEMM dequantizes one
+/// panel at a time into a per-thread buffer of `K x nr` floats and runs the f32 micro-kernel on
+/// it, so the weights stay at their quantized size.
+#[derive(Debug)]
+pub struct QuantPanels {
+    /// Rows of B (the GEMM's K).
+    pub k: usize,
+    /// Columns of B.
+    pub n: usize,
+    /// Columns per panel.
+    pub nr: usize,
+    bits: u32,
+    group: usize,
+    words: Vec<u32>,
+    scales: Vec<f32>,
+}
+
+impl QuantPanels {
+    /// `q` in panels of `nr` columns.
+    pub fn pack(q: &crate::quant::QuantWeight, nr: usize) -> QuantPanels {
+        let (k, n) = (q.k, q.n);
+        let panels = n.div_ceil(nr);
+        let rows_w = k.div_ceil(crate::quant::per_word(q.bits));
+        let rows_s = k.div_ceil(q.group);
+        let mut words = vec![0u32; panels * rows_w * nr];
+        let mut scales = vec![0f32; panels * rows_s * nr];
+        for p in 0..panels {
+            let (c0, w) = (p * nr, nr.min(n - p * nr));
+            for r in 0..rows_w {
+                words[(p * rows_w + r) * nr..][..w].copy_from_slice(&q.words[r * n + c0..r * n + c0 + w]);
+            }
+            for r in 0..rows_s {
+                scales[(p * rows_s + r) * nr..][..w].copy_from_slice(&q.scales[r * n + c0..r * n + c0 + w]);
+            }
+        }
+        QuantPanels { k, n, nr, bits: q.bits, group: q.group, words, scales }
+    }
+
+    /// Bytes held.
+    pub fn bytes(&self) -> usize {
+        (self.words.len() + self.scales.len()) * 4
+    }
+
+    /// Panel `p` as f32 rows `[K][nr]` into `out`.
+    fn dequantize(&self, p: usize, out: &mut [f32]) {
+        let (nr, bits) = (self.nr, self.bits as usize);
+        let pw = 32 / bits;
+        let (rows_w, rows_s) = (self.k.div_ceil(pw), self.k.div_ceil(self.group));
+        let words = &self.words[p * rows_w * nr..(p + 1) * rows_w * nr];
+        let scales = &self.scales[p * rows_s * nr..(p + 1) * rows_s * nr];
+        let mask = (1u32 << bits) - 1;
+        let offset = (1u32 << (bits - 1)) as f32;
+        for kk in 0..self.k {
+            let w = &words[(kk / pw) * nr..(kk / pw + 1) * nr];
+            let s = &scales[(kk / self.group) * nr..(kk / self.group + 1) * nr];
+            let shift = bits * (kk % pw);
+            for ((o, &w), &s) in out[kk * nr..(kk + 1) * nr].iter_mut().zip(w).zip(s) {
+                *o = (((w >> shift) & mask) as f32 - offset) * s;
+            }
+        }
+    }
+}
+
+std::thread_local! {
+    /// Each thread's dequantized panel.
+    static PANEL: std::cell::RefCell<super::Aligned> = std::cell::RefCell::new(super::Aligned::zeros(0));
+}
+
+/// C = epilogue(A x B) for a quantized B: as [`gemm`], each task dequantizing its panels.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_quant(cpu: &Cpu, m: usize, a: &[f32], lda: usize, b: &QuantPanels, c: &mut [f32], ldc: usize, epi: &Epilogue) {
+    let (mr, nr) = tile(cpu.isa);
+    assert_eq!(nr, b.nr, "B was packed for another instruction set");
+    assert!(m == 0 || c.len() >= (m - 1) * ldc + b.n, "C is too small");
+    assert!(m == 0 || a.len() >= (m - 1) * lda + b.k, "A is too small");
+    if m == 0 || b.n == 0 {
+        return;
+    }
+    let row_blocks = m.div_ceil(mr);
+    let panels = b.n.div_ceil(nr);
+    let work = m * b.n * b.k.max(1);
+    let want = (cpu.pool.threads() * TASKS_PER_THREAD).min(work.div_ceil(1 << 18)).max(1);
+    let tn = (1..=panels.min(want)).rev().find(|d| panels % d == 0).unwrap_or(1);
+    let tm = want.div_ceil(tn).min(row_blocks);
+    let out = SyncPtr(c.as_mut_ptr());
+    let task = |t: usize| {
+        let (pi, ri) = (t % tn, t / tn);
+        let (p0, p1) = (panels * pi / tn, panels * (pi + 1) / tn);
+        let (r0, r1) = (row_blocks * ri / tm, row_blocks * (ri + 1) / tm);
+        PANEL.with(|buf| {
+            let mut buf = buf.borrow_mut();
+            if buf.len() < b.k * nr {
+                *buf = super::Aligned::zeros(b.k * nr);
+            }
+            for p in p0..p1 {
+                b.dequantize(p, &mut buf[..b.k * nr]);
+                // One panel read in place: every panel index resolves to the buffer (`panel` 0).
+                let g = Gemm { m, a, lda, b: &buf[..b.k * nr], k: b.k, k0: 0, panel: 0, ldb: nr, n: b.n, nr, ldc };
+                block(cpu.isa, &g, out, epi, (p, p + 1), (r0 * mr, (r1 * mr).min(m)));
+            }
+        });
+    };
+    cpu.pool.run(tn * tm, &task);
 }
 
 /// What happens to each block of C after the product.
@@ -328,6 +434,33 @@ mod tests {
             }
         }
         c
+    }
+
+    #[test]
+    fn quantized_b_on_every_instruction_set() {
+        use crate::quant::QuantWeight;
+        for isa in [Isa::Avx512, Isa::Avx2, Isa::Wasm128, Isa::Portable] {
+            if !isa.available() {
+                continue;
+            }
+            let cpu = Cpu::with(isa, 3);
+            let nr = tile(isa).1;
+            for (m, k, n, bits, group) in [(1, 1, 1, 8, 1), (7, 70, 5, 4, 32), (197, 64, 40, 8, 64), (33, 130, 67, 4, 32), (13, 48, 129, 4, 7)] {
+                let mut rng = Rng::new((m * 31 + k * 7 + n) as u64);
+                let a = rng.vec(m * k, 1.0);
+                let q = QuantWeight::quantize(&rng.vec(k * n, 1.0), k, n, bits, group, true);
+                let b = q.dequantize();
+                let bias = rng.vec(n, 1.0);
+                let mut c = vec![f32::NAN; m * n];
+                let epi = Epilogue { bias: Some(&bias), act: Act::None, residual: None, accumulate: false };
+                gemm_quant(&cpu, m, &a, k, &QuantPanels::pack(&q, nr), &mut c, n, &epi);
+                let want = reference(&a, &b, m, k, n);
+                for i in 0..m * n {
+                    let w = want[i] + bias[i % n] as f64;
+                    assert!((c[i] as f64 - w).abs() <= 1e-5 + 1e-5 * w.abs(), "{isa:?} {m}x{k}x{n} q{bits}/{group} at {i}: {} vs {w}", c[i]);
+                }
+            }
+        }
     }
 
     #[test]

@@ -152,9 +152,7 @@ impl Cpu {
     /// The CPU backend with `opts`.
     pub fn new(opts: &CpuOptions) -> Result<Arc<Cpu>> {
         let isa = match opts.isa {
-            Some(i) if !i.available() => {
-                return Err(Error::Input { name: "isa".into(), problem: format!("this machine cannot run {} kernels", i.name()) })
-            }
+            Some(i) if !i.available() => return Err(Error::Input { name: "isa".into(), problem: format!("this machine cannot run {} kernels", i.name()) }),
             Some(i) => i,
             None => Isa::detect(),
         };
@@ -227,6 +225,8 @@ pub struct HostWeight {
     /// Values, row-major.
     pub data: Vec<f32>,
     packed: std::sync::OnceLock<Arc<gemm::PackedB>>,
+    /// A quantized matrix (then `data` is empty): its panels, packed at upload.
+    quant: Option<Arc<gemm::QuantPanels>>,
     _held: crate::memory::Reservation,
     ledger: Arc<Ledger>,
     name: String,
@@ -242,12 +242,40 @@ impl HostWeight {
     /// `data` of `shape`, reserved in `cpu`'s ledger as `name`.
     pub fn new(cpu: &Cpu, name: &str, shape: &[usize], data: Vec<f32>) -> Result<HostWeight> {
         let held = crate::memory::Reservation::new(&cpu.ledger, &format!("weight `{name}`"), data.len() as u64 * 4)?;
-        Ok(HostWeight { shape: shape.to_vec(), data, packed: std::sync::OnceLock::new(), _held: held, ledger: cpu.ledger.clone(), name: name.into() })
+        Ok(HostWeight { shape: shape.to_vec(), data, packed: std::sync::OnceLock::new(), quant: None, _held: held, ledger: cpu.ledger.clone(), name: name.into() })
+    }
+
+    /// A quantized `(k, n)` matrix, packed for `cpu`'s GEMM and reserved at its quantized size.
+    pub fn new_quant(cpu: &Cpu, name: &str, q: &crate::quant::QuantWeight) -> Result<HostWeight> {
+        let panels = gemm::QuantPanels::pack(q, gemm::tile(cpu.isa).1);
+        let held = crate::memory::Reservation::new(&cpu.ledger, &format!("weight `{name}`"), panels.bytes() as u64)?;
+        Ok(HostWeight {
+            shape: vec![q.k, q.n],
+            data: Vec::new(),
+            packed: std::sync::OnceLock::new(),
+            quant: Some(Arc::new(panels)),
+            _held: held,
+            ledger: cpu.ledger.clone(),
+            name: name.into(),
+        })
+    }
+
+    /// The quantized panels, for a quantized weight.
+    pub fn quant(&self) -> Option<&Arc<gemm::QuantPanels>> {
+        self.quant.as_ref()
+    }
+
+    /// Bytes held (as reserved in the ledger, packing aside).
+    pub fn bytes(&self) -> u64 {
+        self.quant.as_ref().map_or(self.data.len() as u64 * 4, |q| q.bytes() as u64)
     }
 
     /// The weight `(k, n)` packed as GEMM panels of `nr` columns (made once, counted in the
     /// ledger while the weight lives).
     pub fn packed(&self, nr: usize) -> Result<Arc<gemm::PackedB>> {
+        if self.quant.is_some() {
+            return Err(Error::Weight { name: self.name.clone(), problem: "is quantized; only a matrix product's B may be".into() });
+        }
         if let Some(p) = self.packed.get().filter(|p| p.nr == nr) {
             return Ok(p.clone());
         }

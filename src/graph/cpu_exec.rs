@@ -89,6 +89,8 @@ impl CpuExecutable {
         if weights.device().cpu().is_none_or(|c| !Arc::ptr_eq(c, cpu)) {
             return Err(Error::Input { name: "weights".into(), problem: "were uploaded to another device".into() });
         }
+        let resolved = graph.with_quant(weights)?;
+        let graph = resolved.as_ref().unwrap_or(graph);
         // Offsets in f32 elements, 64-byte aligned (a cache line).
         let l = layout(graph, 64)?;
         let tensors = graph.tensors();

@@ -36,8 +36,36 @@ impl Graph {
     }
 
     fn declare(&mut self, name: &str, shape: &[usize], dtype: DType, kind: TensorKind) -> TensorId {
-        self.tensors.push(TensorInfo { name: name.to_string(), shape: shape.to_vec(), dtype, kind });
+        self.tensors.push(TensorInfo { name: name.to_string(), shape: shape.to_vec(), dtype, kind, quant: None });
         TensorId(self.tensors.len() - 1)
+    }
+
+    /// This graph with each weight that `weights` holds quantized marked so (its kernels read the
+    /// quantized form); None where no weight is quantized. A quantized weight may only be a
+    /// matrix product's B: anywhere else it is an error naming the node.
+    pub(crate) fn with_quant(&self, weights: &super::weights::Weights) -> crate::error::Result<Option<Graph>> {
+        let marks: Vec<(usize, crate::tensor::QuantShape)> =
+            self.tensors.iter().enumerate().filter(|(_, t)| t.kind == TensorKind::Weight).filter_map(|(i, t)| weights.quant_shape(&t.name).map(|q| (i, q))).collect();
+        if marks.is_empty() {
+            return Ok(None);
+        }
+        for n in &self.nodes {
+            let kind = n.op.def().kind();
+            for (slot, t) in n.inputs.iter().enumerate() {
+                let reads_quant = matches!(kind, "matmul" | "matmul_heads") && slot == 1;
+                if !reads_quant && marks.iter().any(|&(i, _)| i == t.index()) {
+                    return Err(crate::error::Error::Weight {
+                        name: self.tensors[t.index()].name.clone(),
+                        problem: format!("is quantized, but node `{}` ({kind}) reads it as input {slot}; only a matrix product's B may be quantized", n.name),
+                    });
+                }
+            }
+        }
+        let mut g = self.clone();
+        for (i, q) in marks {
+            g.tensors[i].quant = Some(q);
+        }
+        Ok(Some(g))
     }
 
     /// Declares an f32 input, written on every run.

@@ -214,7 +214,7 @@ mod tests {
     }
 
     fn info(name: &str, shape: &[usize], kind: TensorKind) -> TensorInfo {
-        TensorInfo { name: name.into(), shape: shape.to_vec(), dtype: DType::F32, kind }
+        TensorInfo { name: name.into(), shape: shape.to_vec(), dtype: DType::F32, kind, quant: None }
     }
 
     fn run(dev: &Device<'_>, cache: &Mutex<TuneCache>, timer: &mut Fake) -> Result<(Kernel, Reason)> {

@@ -5,7 +5,9 @@ use super::device::Device;
 use crate::cpu::HostWeight;
 use crate::error::{Error, Result};
 use crate::gpu::memory::TrackedBuffer;
-use crate::tensor::{fmt_shape, DType};
+use crate::quant::QuantWeight;
+use crate::tensor::{fmt_shape, DType, QuantShape};
+
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -16,6 +18,7 @@ pub struct Weights {
     pub(crate) device: Device,
     pub(crate) map: HashMap<String, (Arc<TrackedBuffer>, Vec<usize>, DType)>,
     pub(crate) host: HashMap<String, Arc<HostWeight>>,
+    quant: HashMap<String, QuantShape>,
     bytes: u64,
     dtype: DType,
 }
@@ -31,7 +34,7 @@ impl Weights {
     pub fn new_as(device: impl Into<Device>, dtype: DType) -> Self {
         let device = device.into();
         let dtype = if device.cpu().is_some() { DType::F32 } else { dtype };
-        Weights { device, map: HashMap::new(), host: HashMap::new(), bytes: 0, dtype }
+        Weights { device, map: HashMap::new(), host: HashMap::new(), quant: HashMap::new(), bytes: 0, dtype }
     }
 
     /// The device they live on.
@@ -43,6 +46,38 @@ impl Weights {
     /// unless created with [`Weights::new_as`]).
     pub fn insert(&mut self, name: &str, shape: &[usize], data: &[f32]) -> Result<()> {
         self.insert_as(name, shape, data, self.dtype)
+    }
+
+    /// Uploads a quantized `(K, N)` matrix (a matrix product's B; see [`crate::quant`]), kept at
+    /// its quantized size: on a GPU one buffer of the packed words (padded to 16 bytes) then the
+    /// f32 scales, read by the quantized GEMM kernels; on the CPU backend, packed panels.
+    pub fn insert_quant(&mut self, name: &str, q: &QuantWeight) -> Result<()> {
+        q.validate(name)?;
+        let gpu = match &self.device {
+            Device::Cpu(cpu) => {
+                let w = Arc::new(HostWeight::new_quant(cpu, name, q)?);
+                self.bytes += w.bytes();
+                if let Some(old) = self.host.insert(name.into(), w) {
+                    self.bytes -= old.bytes();
+                }
+                self.quant.insert(name.into(), q.shape());
+                return Ok(());
+            }
+            Device::Gpu(g) => g.clone(),
+        };
+        let mut raw: Vec<u32> = Vec::with_capacity(crate::quant::gpu_scale_offset(q.k, q.n, q.bits) + q.scales.len());
+        raw.extend_from_slice(&q.words);
+        raw.resize(crate::quant::gpu_scale_offset(q.k, q.n, q.bits), 0);
+        raw.extend(q.scales.iter().map(|s| s.to_bits()));
+        let raw: &[u8] = bytemuck::cast_slice(&raw);
+        self.upload(&gpu, name, &[q.k, q.n], raw, self.dtype)?;
+        self.quant.insert(name.into(), q.shape());
+        Ok(())
+    }
+
+    /// The scheme of a weight uploaded quantized.
+    pub fn quant_shape(&self, name: &str) -> Option<QuantShape> {
+        self.quant.get(name).copied()
     }
 
     /// Uploads one tensor stored as `dtype` (f16: rounded to nearest; needs `shader-f16`).
@@ -57,10 +92,11 @@ impl Weights {
         let gpu = match &self.device {
             Device::Cpu(cpu) => {
                 let w = Arc::new(HostWeight::new(cpu, name, shape, data.to_vec())?);
+                self.bytes += w.bytes();
                 if let Some(old) = self.host.insert(name.into(), w) {
-                    self.bytes -= old.data.len() as u64 * 4;
+                    self.bytes -= old.bytes();
                 }
-                self.bytes += data.len() as u64 * 4;
+                self.quant.remove(name);
                 return Ok(());
             }
             Device::Gpu(g) => g.clone(),
@@ -83,6 +119,12 @@ impl Weights {
                 bytemuck::cast_slice(&h).to_vec()
             }
         };
+        self.quant.remove(name);
+        self.upload(&gpu, name, shape, &raw, dtype)
+    }
+
+    /// One buffer of `raw` bytes as weight `name`.
+    fn upload(&mut self, gpu: &Arc<crate::gpu::Gpu>, name: &str, shape: &[usize], raw: &[u8], dtype: DType) -> Result<()> {
         let bytes = raw.len() as u64;
         gpu.check_lost()?;
         gpu.check_binding("weights", name, bytes)?;
@@ -95,7 +137,7 @@ impl Weights {
                 mapped_at_creation: false,
             },
         )?;
-        gpu.queue.write_buffer(&buffer, 0, &raw);
+        gpu.queue.write_buffer(&buffer, 0, raw);
         let buffer = Arc::new(buffer);
         if let Some((old, _, _)) = self.map.insert(name.into(), (buffer, shape.to_vec(), dtype)) {
             self.bytes -= old.size();

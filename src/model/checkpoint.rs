@@ -17,6 +17,8 @@ pub struct Checkpoint {
     /// The preprocessing config (defaults where the file is absent).
     pub preprocessor: PreprocessorConfig,
     weights_name: String,
+    config_json: Vec<u8>,
+    preprocessor_json: Option<Vec<u8>>,
     bytes: Vec<u8>,
     data_start: usize,
     metadata: Metadata,
@@ -25,9 +27,11 @@ pub struct Checkpoint {
 impl Checkpoint {
     /// From the three files' contents. `source` names the checkpoint in errors.
     pub fn from_bytes(source: &str, config: &[u8], weights: Vec<u8>, preprocessor: Option<&[u8]>) -> Result<Self> {
+        let config_bytes = config;
         let config_name = format!("{source}/config.json");
         let weights_name = format!("{source}/model.safetensors");
         let config = ModelConfig::parse(config, &config_name)?;
+        let preprocessor_json = preprocessor.map(|p| p.to_vec());
         let preprocessor = match preprocessor {
             Some(p) => PreprocessorConfig::parse(p, &format!("{source}/preprocessor_config.json"))?,
             None => PreprocessorConfig::default_for(&config),
@@ -45,7 +49,7 @@ impl Checkpoint {
                 ),
             ));
         }
-        Ok(Checkpoint { source: source.into(), config, preprocessor, weights_name, bytes: weights, data_start, metadata })
+        Ok(Checkpoint { source: source.into(), config, preprocessor, weights_name, config_json: config_bytes.to_vec(), preprocessor_json, bytes: weights, data_start, metadata })
     }
 
     /// From a folder holding the three files (`preprocessor_config.json` is optional).
@@ -83,6 +87,39 @@ impl Checkpoint {
         &self.weights_name
     }
 
+    /// `config.json` as read.
+    pub fn config_json(&self) -> &[u8] {
+        &self.config_json
+    }
+
+    /// `preprocessor_config.json` as read; where the checkpoint has none, the one that describes
+    /// the defaults it runs with (`ViTImageProcessor`'s).
+    pub fn preprocessor_json(&self) -> Vec<u8> {
+        if let Some(p) = &self.preprocessor_json {
+            return p.clone();
+        }
+        let (h, w) = self.config.image_size;
+        let doc = serde_json::json!({
+            "image_processor_type": "ViTImageProcessor",
+            "do_resize": true, "size": { "height": h, "width": w }, "resample": 2,
+            "do_rescale": true, "rescale_factor": 1.0 / 255.0,
+            "do_normalize": true, "image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5],
+        });
+        serde_json::to_vec_pretty(&doc).unwrap_or_default()
+    }
+
+    /// Bytes of the weights file.
+    pub fn weights_len(&self) -> u64 {
+        self.bytes.len() as u64
+    }
+
+    /// A tensor's dtype, shape and bytes as stored.
+    pub fn raw(&self, name: &str) -> Result<(Dtype, Vec<usize>, &[u8])> {
+        let info = self.metadata.info(name).ok_or_else(|| Error::model(&self.weights_name, format!("tensor `{name}` is missing")))?;
+        let (s, e) = info.data_offsets;
+        Ok((info.dtype, info.shape.clone(), &self.bytes[self.data_start + s..self.data_start + e]))
+    }
+
     /// One tensor as f32, checked against the shape the model needs.
     pub fn tensor(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
         let info = self
@@ -97,9 +134,13 @@ impl Checkpoint {
                 format!("tensor `{name}` has shape {:?}, the config implies {:?}", info.shape, shape),
             ));
         }
-        let (s, e) = info.data_offsets;
-        let raw = &self.bytes[self.data_start + s..self.data_start + e];
-        let values: Vec<f32> = match info.dtype {
+        self.tensor_any(name)
+    }
+
+    /// One float tensor as f32, whatever its shape.
+    pub fn tensor_any(&self, name: &str) -> Result<Vec<f32>> {
+        let (dtype, _, raw) = self.raw(name)?;
+        let values: Vec<f32> = match dtype {
             Dtype::F32 => raw.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
             Dtype::F16 => raw.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
             Dtype::BF16 => raw.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),

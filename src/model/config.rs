@@ -59,6 +59,8 @@ pub struct ModelConfig {
     pub qkv_bias: bool,
     /// Class names by index (`id2label`); empty for base models.
     pub labels: Vec<String>,
+    /// How the Linear layers are quantized (`quantization_config`), if they are.
+    pub quant: Option<super::quantized::QuantConfig>,
 }
 
 #[derive(Deserialize)]
@@ -86,6 +88,7 @@ struct Raw {
     use_swiglu_ffn: Option<bool>,
     id2label: Option<BTreeMap<String, String>>,
     num_labels: Option<usize>,
+    quantization_config: Option<serde_json::Value>,
 }
 
 /// Limits on config values: far above any published ViT, low enough that nothing overflows.
@@ -214,7 +217,12 @@ impl ModelConfig {
             }
             _ => (0..raw.num_labels.unwrap_or(0).min(MAX_LABELS)).map(|i| format!("LABEL_{i}")).collect(),
         };
+        let quant = match &raw.quantization_config {
+            None | Some(serde_json::Value::Null) => None,
+            Some(v) => Some(super::quantized::QuantConfig::parse(v, file)?),
+        };
         Ok(ModelConfig {
+            quant,
             family,
             head,
             architecture,

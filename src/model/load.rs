@@ -9,6 +9,7 @@ use super::checkpoint::Checkpoint;
 use super::config::{Family, Head};
 use super::naming::{engine, hf, Linear, Norm};
 use crate::error::{Error, Result};
+use crate::quant::QuantWeight;
 use std::collections::BTreeSet;
 
 /// What loading found besides the weights.
@@ -28,8 +29,54 @@ pub(crate) struct Positions {
     pub side: usize,
 }
 
-/// Receives each engine weight: name, shape, values.
-pub(crate) type Sink<'a> = dyn FnMut(&str, &[usize], &[f32]) -> Result<()> + 'a;
+/// Receives each engine weight: float (name, shape, values) or quantized.
+pub(crate) trait Sink {
+    fn f32(&mut self, name: &str, shape: &[usize], data: &[f32]) -> Result<()>;
+    fn quant(&mut self, name: &str, q: &QuantWeight) -> Result<()>;
+}
+
+impl Sink for crate::graph::weights::Weights {
+    fn f32(&mut self, name: &str, shape: &[usize], data: &[f32]) -> Result<()> {
+        self.insert(name, shape, data)
+    }
+
+    fn quant(&mut self, name: &str, q: &QuantWeight) -> Result<()> {
+        self.insert_quant(name, q)
+    }
+}
+
+/// A Linear layer's weight as the engine takes it, `(in, out)`: float, or quantized as stored.
+enum LinearWeight {
+    F32(Vec<f32>),
+    Quant(QuantWeight),
+}
+
+impl LinearWeight {
+    fn scale_columns(&mut self, s: &[f32]) {
+        match self {
+            LinearWeight::F32(wt) => {
+                for row in wt.chunks_mut(s.len()) {
+                    row.iter_mut().zip(s).for_each(|(v, s)| *v *= s);
+                }
+            }
+            LinearWeight::Quant(q) => q.scale_columns(s),
+        }
+    }
+
+    fn to_sink(&self, sink: &mut dyn Sink, name: &str, shape: &[usize]) -> Result<()> {
+        match self {
+            LinearWeight::F32(w) => sink.f32(name, shape, w),
+            LinearWeight::Quant(q) => sink.quant(name, q),
+        }
+    }
+
+    fn into_f32(self) -> Vec<f32> {
+        match self {
+            LinearWeight::F32(w) => w,
+            LinearWeight::Quant(q) => q.dequantize(),
+        }
+    }
+}
 
 /// (out, in) row-major to (in, out) row-major.
 fn transpose(w: &[f32], rows: usize, cols: usize) -> Vec<f32> {
@@ -59,16 +106,25 @@ impl Reader<'_> {
         self.ck.has(&format!("{}{name}", self.prefix))
     }
 
+    /// Whether Linear layer `name` has a weight (float or packed).
+    fn has_linear(&self, name: &str) -> bool {
+        self.has(&format!("{name}.weight")) || self.has(&format!("{name}.weight_packed"))
+    }
+
     /// A Linear layer (weight (out, in), bias (out)) as (in, out) and bias, optionally scaled
-    /// per output channel.
-    fn linear(&mut self, name: &str, inp: usize, out: usize, bias: bool, scale: Option<&[f32]>) -> Result<(Vec<f32>, Option<Vec<f32>>)> {
-        let w = self.get(&format!("{name}.weight"), &[out, inp])?;
-        let mut wt = transpose(&w, out, inp);
+    /// per output channel; a packed weight stays quantized.
+    fn linear(&mut self, name: &str, inp: usize, out: usize, bias: bool, scale: Option<&[f32]>) -> Result<(LinearWeight, Option<Vec<f32>>)> {
+        let full = format!("{}{name}", self.prefix);
+        let mut wt = if super::quantized::is_packed(self.ck, &full) {
+            let (q, names) = super::quantized::read_linear(self.ck, &full, out, inp)?;
+            self.used.extend(names);
+            LinearWeight::Quant(q)
+        } else {
+            LinearWeight::F32(transpose(&self.get(&format!("{name}.weight"), &[out, inp])?, out, inp))
+        };
         let mut b = if bias { Some(self.get(&format!("{name}.bias"), &[out])?) } else { None };
         if let Some(s) = scale {
-            for row in wt.chunks_mut(out) {
-                row.iter_mut().zip(s).for_each(|(v, s)| *v *= s);
-            }
+            wt.scale_columns(s);
             if let Some(b) = &mut b {
                 b.iter_mut().zip(s).for_each(|(v, s)| *v *= s);
             }
@@ -77,30 +133,32 @@ impl Reader<'_> {
     }
 
     /// A Linear layer into `sink` as (in, out) weight and bias (zeros where it has none).
-    fn linear_to(&mut self, sink: &mut Sink, src: &str, dst: (String, String), (inp, out): (usize, usize), scale: Option<&[f32]>) -> Result<()> {
+    fn linear_to(&mut self, sink: &mut dyn Sink, src: &str, dst: (String, String), (inp, out): (usize, usize), scale: Option<&[f32]>) -> Result<()> {
         let (wt, b) = self.linear(src, inp, out, true, scale)?;
-        sink(&dst.0, &[inp, out], &wt)?;
-        sink(&dst.1, &[out], &b.unwrap_or_default())
+        wt.to_sink(sink, &dst.0, &[inp, out])?;
+        sink.f32(&dst.1, &[out], &b.unwrap_or_default())
     }
 
     /// A layer norm's weight and bias into `sink`.
-    fn norm_to(&mut self, sink: &mut Sink, src: &str, dst: (String, String), d: usize) -> Result<()> {
-        sink(&dst.0, &[d], &self.get(&format!("{src}.weight"), &[d])?)?;
-        sink(&dst.1, &[d], &self.get(&format!("{src}.bias"), &[d])?)
+    fn norm_to(&mut self, sink: &mut dyn Sink, src: &str, dst: (String, String), d: usize) -> Result<()> {
+        sink.f32(&dst.0, &[d], &self.get(&format!("{src}.weight"), &[d])?)?;
+        sink.f32(&dst.1, &[d], &self.get(&format!("{src}.bias"), &[d])?)
     }
 }
 
 /// The model prefix (`vit.`, `deit.`, `dinov2.` or none): what precedes the class token's name.
 pub(crate) fn model_prefix(ck: &Checkpoint) -> Result<String> {
-    let cls = ck.tensor_names().into_iter().find(|n| n.ends_with(hf::CLS_TOKEN)).ok_or_else(|| {
-        Error::model(ck.weights_name(), format!("no `{}` tensor: not a ViT, DeiT or DINOv2 checkpoint", hf::CLS_TOKEN))
-    })?;
+    let cls = ck
+        .tensor_names()
+        .into_iter()
+        .find(|n| n.ends_with(hf::CLS_TOKEN))
+        .ok_or_else(|| Error::model(ck.weights_name(), format!("no `{}` tensor: not a ViT, DeiT or DINOv2 checkpoint", hf::CLS_TOKEN)))?;
     Ok(cls[..cls.len() - hf::CLS_TOKEN.len()].to_string())
 }
 
 /// Reads every weight of `ck`, rearranged, into `sink`, its patch kernel PI-resized to `patch`
 /// (from the checkpoint's own weights) where that differs from the checkpoint's patch size.
-pub(crate) fn load(ck: &Checkpoint, patch: usize, sink: &mut Sink) -> Result<Loaded> {
+pub(crate) fn load(ck: &Checkpoint, patch: usize, sink: &mut dyn Sink) -> Result<Loaded> {
     let cfg = &ck.config;
     let file = ck.weights_name().to_string();
     let prefix = model_prefix(ck)?;
@@ -111,14 +169,14 @@ pub(crate) fn load(ck: &Checkpoint, patch: usize, sink: &mut Sink) -> Result<Loa
     let k = c * patch * patch;
     let conv = super::flexi::pi_resize(&rd.get(&format!("{}.weight", hf::PATCH), &[d, c, p, p])?, d * c, p, patch);
     let (pw, pb) = engine::patch();
-    sink(&pw, &[k, d], &transpose(&conv, d, k))?;
-    sink(&pb, &[d], &rd.get(&format!("{}.bias", hf::PATCH), &[d])?)?;
+    sink.f32(&pw, &[k, d], &transpose(&conv, d, k))?;
+    sink.f32(&pb, &[d], &rd.get(&format!("{}.bias", hf::PATCH), &[d])?)?;
     let prefix_tokens = cfg.prefix_tokens();
     let mut toks = rd.get(hf::CLS_TOKEN, &[d])?;
     if cfg.family == Family::Deit {
         toks.extend(rd.get(hf::DISTILLATION_TOKEN, &[d])?);
     }
-    sink(engine::prefix(), &[prefix_tokens, d], &toks)?;
+    sink.f32(engine::prefix(), &[prefix_tokens, d], &toks)?;
     if rd.has(hf::MASK_TOKEN) {
         // Only used for masked image modeling; marked as known.
         rd.used.insert(format!("{prefix}{}", hf::MASK_TOKEN));
@@ -131,21 +189,34 @@ pub(crate) fn load(ck: &Checkpoint, patch: usize, sink: &mut Sink) -> Result<Loa
         for which in [Norm::Before, Norm::After] {
             rd.norm_to(sink, &hf::norm(cfg.family, i, which), engine::norm(i, which), d)?;
         }
-        let mut qkv_w = vec![0f32; d * 3 * d];
+        let mut parts = Vec::with_capacity(3);
         let mut qkv_b = vec![0f32; 3 * d];
         for j in 0..3 {
             let (wt, b) = rd.linear(&hf::attention(i, j), d, d, cfg.qkv_bias, None)?;
-            for r in 0..d {
-                qkv_w[r * 3 * d + j * d..r * 3 * d + (j + 1) * d].copy_from_slice(&wt[r * d..(r + 1) * d]);
-            }
+            parts.push(wt);
             if let Some(b) = b {
                 qkv_b[j * d..(j + 1) * d].copy_from_slice(&b);
             }
         }
         let (qw, qb) = engine::qkv(i);
-        sink(&qw, &[d, 3 * d], &qkv_w)?;
+        let quant: Vec<&QuantWeight> = parts.iter().filter_map(|p| if let LinearWeight::Quant(q) = p { Some(q) } else { None }).collect();
+        match QuantWeight::concat_columns(&quant).filter(|_| quant.len() == 3) {
+            // Query, key and value quantized alike: one packed (D, 3D) weight.
+            Some(q) => sink.quant(&qw, &q)?,
+            // Float (or mixed: dequantized and fused in f32).
+            None => {
+                let mut qkv_w = vec![0f32; d * 3 * d];
+                for (j, wt) in parts.into_iter().enumerate() {
+                    let wt = wt.into_f32();
+                    for r in 0..d {
+                        qkv_w[r * 3 * d + j * d..r * 3 * d + (j + 1) * d].copy_from_slice(&wt[r * d..(r + 1) * d]);
+                    }
+                }
+                sink.f32(&qw, &[d, 3 * d], &qkv_w)?;
+            }
+        }
         if cfg.qkv_bias {
-            sink(&qb, &[3 * d], &qkv_b)?;
+            sink.f32(&qb, &[3 * d], &qkv_b)?;
         }
         let (ls1, ls2) = if cfg.family == Family::Dinov2 {
             (Some(rd.get(&hf::layer_scale(i, Norm::Before), &[d])?), Some(rd.get(&hf::layer_scale(i, Norm::After), &[d])?))
@@ -159,15 +230,15 @@ pub(crate) fn load(ck: &Checkpoint, patch: usize, sink: &mut Sink) -> Result<Loa
     rd.norm_to(sink, hf::FINAL_NORM, engine::final_norm(), d)?;
 
     // Pooler and head; heads sit at the top level.
-    let pooler = cfg.family != Family::Dinov2 && rd.has(&format!("{}.weight", hf::POOLER));
+    let pooler = cfg.family != Family::Dinov2 && rd.has_linear(hf::POOLER);
     if pooler {
         rd.linear_to(sink, hf::POOLER, engine::pooler(), (d, d), None)?;
     }
     let mut top = Reader { ck, prefix: String::new(), used: BTreeSet::new() };
     let head = match cfg.head {
         Some(h) => h,
-        None if top.has(&format!("{}.weight", hf::CLS_CLASSIFIER)) => Head::ClsDistilled,
-        None if top.has(&format!("{}.weight", hf::CLASSIFIER)) => {
+        None if top.has_linear(hf::CLS_CLASSIFIER) => Head::ClsDistilled,
+        None if top.has_linear(hf::CLASSIFIER) => {
             if cfg.family == Family::Dinov2 {
                 Head::ClsMeanPatch
             } else {

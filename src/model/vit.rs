@@ -126,8 +126,12 @@ impl Model {
         let need: u64 = ck
             .tensor_names()
             .iter()
-            .filter_map(|n| ck.tensor_shape(n))
-            .map(|s| s.iter().fold(storage.size() as u64, |a, &d| a.saturating_mul(d as u64)))
+            .filter_map(|n| ck.raw(n).ok())
+            .map(|(dt, s, raw)| match dt {
+                // Floats are converted to the storage type; packed words and integers kept as they are.
+                safetensors::Dtype::F32 | safetensors::Dtype::F16 | safetensors::Dtype::BF16 => s.iter().fold(storage.size() as u64, |a, &d| a.saturating_mul(d as u64)),
+                _ => raw.len() as u64,
+            })
             .fold(0u64, u64::saturating_add);
         // A resized patch kernel is larger or smaller than the checkpoint's.
         let (d, c) = (ck.config.hidden_size as u64, ck.config.num_channels as u64);
@@ -135,7 +139,7 @@ impl Model {
         let need = need.saturating_sub(kernel(from)).saturating_add(kernel(patch));
         device.check_memory(&format!("{} (its weights as {storage})", ck.weights_name()), need)?;
         let mut w = Weights::new_as(&device, storage);
-        let loaded = load(ck, patch, &mut |name, shape, data| w.insert(name, shape, data))?;
+        let loaded = load(ck, patch, &mut w)?;
         let mut config = ck.config.clone();
         config.patch_size = patch;
         Ok(Model {

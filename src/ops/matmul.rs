@@ -9,6 +9,34 @@ use crate::tensor::{fmt_shape, TensorInfo};
 uniforms!(Params { m: u32, n: u32, k: u32, kc: u32 });
 uniforms!(HeadsParams { m: u32, n: u32, k: u32, kc: u32, tokens: u32, dh: u32, _pad0: u32, _pad1: u32 });
 uniforms!(ReduceParams { m: u32, n: u32, splits: u32, _pad: u32 });
+uniforms!(QParams { m: u32, n: u32, k: u32, kc: u32, qgroup: u32, qso: u32, _pad0: u32, _pad1: u32 });
+uniforms!(HeadsQParams { m: u32, n: u32, k: u32, kc: u32, tokens: u32, dh: u32, qgroup: u32, qso: u32 });
+
+/// A quantized B as its kernels read it: bits per value, values of K per scale, and where the
+/// scales start in its buffer (32-bit words).
+#[derive(Clone, Copy, Debug)]
+struct QuantB {
+    bits: u32,
+    group: u32,
+    qso: u32,
+}
+
+fn quant_b(b: &TensorInfo) -> Option<QuantB> {
+    let q = b.quant?;
+    let (k, n) = (b.shape[0], b.shape[1]);
+    let qso = crate::quant::gpu_scale_offset(k, n, q.bits) as u32;
+    Some(QuantB { bits: q.bits, group: q.group as u32, qso })
+}
+
+/// The uniforms of a GEMM over (m, n, k) with K ranges of kc, for a float or quantized B.
+fn gemm_kernel(name: &'static str, decl: KernelDecl, q: Option<QuantB>, mnk: [u64; 4], groups: [u32; 3]) -> Kernel {
+    let [m, n, k, kc] = mnk.map(|v| v as u32);
+    let flops = 2.0 * (mnk[0] * mnk[1] * mnk[2]) as f64;
+    match q {
+        None => Kernel::new(name, decl, Params { m, n, k, kc }, groups, flops),
+        Some(q) => Kernel::new(name, decl, QParams { m, n, k, kc, qgroup: q.group, qso: q.qso, ..Default::default() }, groups, flops),
+    }
+}
 
 /// A GEMM tiling: the workgroup's output tile (BM x BN), the K step, and each invocation's
 /// register block (TM x TN, TN a multiple of 4).
@@ -171,7 +199,7 @@ impl OpDef for MatMul {
     fn tuning_key(&self, inputs: &[&TensorInfo], output: &TensorInfo) -> Option<String> {
         let (m, k, n) = (rows_of(&inputs[0].shape), last(&inputs[0].shape), last(&output.shape));
         let (bias, act, residual) = (self.bias, self.act, self.residual);
-        Some(format!("matmul {m}x{k}x{n} bias={bias} act={act:?} residual={residual}"))
+        Some(format!("matmul {m}x{k}x{n} bias={bias} act={act:?} residual={residual}{}", quant_key(inputs[1])))
     }
 
     fn heuristic(&self, device: wgpu::DeviceType, _inputs: &[&TensorInfo], output: &TensorInfo) -> Option<&'static str> {
@@ -179,7 +207,7 @@ impl OpDef for MatMul {
     }
 
     fn cpu_kernel(&self, cpu: &Cpu, node: &str, inputs: &[&TensorInfo], output: &TensorInfo, weights: &[Option<&HostWeight>]) -> Result<Box<dyn CpuKernel>> {
-        let b = super::need_weight(node, weights, 1, "B")?.packed(crate::cpu::gemm::tile(cpu.isa()).1)?;
+        let b = cpu_b(cpu, super::need_weight(node, weights, 1, "B")?)?;
         let m = rows_of(&inputs[0].shape);
         let residual = self.residual.then_some(2 + self.bias as usize);
         Ok(Box::new(MatMulCpu { m, b, n: last(&output.shape), bias: self.bias, act: self.act, residual, heads: None }))
@@ -192,10 +220,10 @@ impl MatMul {
         let k = last(&inputs[0].shape) as u64;
         let n = last(&output.shape) as u64;
         let vec4 = k.is_multiple_of(4) && n.is_multiple_of(4);
-        let decl = decl(tile, vec4, self.bias, self.act, self.residual);
-        let params = Params { m: m as u32, n: n as u32, k: k as u32, kc: k as u32 };
+        let q = quant_b(inputs[1]);
+        let decl = decl(tile, vec4, self.bias, self.act, self.residual, q.map(|q| q.bits));
         let groups = [n.div_ceil(tile.bn as u64) as u32, m.div_ceil(tile.bm as u64) as u32, 1];
-        Kernel::new(name, decl, params, groups, 2.0 * (m * n * k) as f64)
+        gemm_kernel(name, decl, q, [m, n, k, k], groups)
     }
 
     fn split(&self, name: &'static str, inputs: &[&TensorInfo], output: &TensorInfo, splits: u32) -> Option<Kernel> {
@@ -205,9 +233,9 @@ impl MatMul {
         let (kc, parts) = split_plan(m, k, n, splits)?;
         let params = ReduceParams { m: m as u32, n: n as u32, splits: parts as u32, _pad: 0 };
         let reduce = Kernel::new(name, reduce_decl(self.bias, self.act, self.residual), params, grid((m * n / 4).div_ceil(ELEMENT_WG as u64)), 0.0);
-        let params = Params { m: m as u32, n: n as u32, k: k as u32, kc: kc as u32 };
+        let q = quant_b(inputs[1]);
         let groups = [n.div_ceil(SMALL.bn as u64) as u32, m.div_ceil(SMALL.bm as u64) as u32, parts as u32];
-        let mut first = Kernel::new(name, split_decl(), params, groups, 2.0 * (m * n * k) as f64);
+        let mut first = gemm_kernel(name, split_decl(q.map(|q| q.bits)), q, [m, n, k, kc], groups);
         first.finish = Some(Box::new(Finish { scratch: parts * m * n * 4, kernel: reduce }));
         Some(first)
     }
@@ -260,12 +288,21 @@ impl OpDef for MatMulHeads {
         let m = rows_of(a) as u64;
         let n = inputs[1].shape[1] as u64;
         let dh = n / 3 / self.heads as u64;
-        let params = HeadsParams { m: m as u32, n: n as u32, k: k as u32, kc: k as u32, tokens: tokens as u32, dh: dh as u32, ..Default::default() };
+        let q = quant_b(inputs[1]);
+        let (m32, n32, k32, tokens, dh) = (m as u32, n as u32, k as u32, tokens as u32, dh as u32);
+        let flops = 2.0 * (m * n * k) as f64;
         TILES
             .iter()
             .map(|&(name, tile)| {
                 let groups = [n.div_ceil(tile.bn as u64) as u32, m.div_ceil(tile.bm as u64) as u32, 1];
-                Kernel::new(name, heads_decl(tile, self.bias), params, groups, 2.0 * (m * n * k) as f64)
+                let decl = heads_decl(tile, self.bias, q.map(|q| q.bits));
+                match q {
+                    None => Kernel::new(name, decl, HeadsParams { m: m32, n: n32, k: k32, kc: k32, tokens, dh, ..Default::default() }, groups, flops),
+                    Some(q) => {
+                        let p = HeadsQParams { m: m32, n: n32, k: k32, kc: k32, tokens, dh, qgroup: q.group, qso: q.qso };
+                        Kernel::new(name, decl, p, groups, flops)
+                    }
+                }
             })
             .collect()
     }
@@ -276,7 +313,7 @@ impl OpDef for MatMulHeads {
 
     fn tuning_key(&self, inputs: &[&TensorInfo], _output: &TensorInfo) -> Option<String> {
         let (m, k, n) = (rows_of(&inputs[0].shape), last(&inputs[0].shape), inputs[1].shape[1]);
-        Some(format!("matmul {m}x{k}x{n} bias={} heads={}", self.bias, self.heads))
+        Some(format!("matmul {m}x{k}x{n} bias={} heads={}{}", self.bias, self.heads, quant_key(inputs[1])))
     }
 
     /// As for the (B*T, 3*D) product it computes.
@@ -286,7 +323,7 @@ impl OpDef for MatMulHeads {
     }
 
     fn cpu_kernel(&self, cpu: &Cpu, node: &str, inputs: &[&TensorInfo], _output: &TensorInfo, weights: &[Option<&HostWeight>]) -> Result<Box<dyn CpuKernel>> {
-        let b = super::need_weight(node, weights, 1, "B")?.packed(crate::cpu::gemm::tile(cpu.isa()).1)?;
+        let b = cpu_b(cpu, super::need_weight(node, weights, 1, "B")?)?;
         let s = &inputs[0].shape;
         let heads = Some((s[0], s[1], self.heads));
         Ok(Box::new(MatMulCpu { m: rows_of(s), b, n: inputs[1].shape[1], bias: self.bias, act: Activation::None, residual: None, heads }))
@@ -322,9 +359,15 @@ fn epilogue_bindings(bias: bool, residual: bool) -> Vec<Binding> {
     v
 }
 
+/// ` quant=BITS/GROUP` for a quantized B (tuning keys), else nothing.
+fn quant_key(b: &TensorInfo) -> String {
+    b.quant.map(|q| format!(" quant={}/{}", q.bits, q.group)).unwrap_or_default()
+}
+
 /// A GEMM variant of `tile`: vec4 or scalar access, then `store` flags (the epilogue, or how C is
-/// stored), then the tile's own (prefetch, unrolled block).
-fn gemm_variant(tile: Tile, vec4: bool, store: &[&'static str]) -> ShaderVariant {
+/// stored), then the tile's own (prefetch, unrolled block); with `quant` bits, B is read
+/// quantized.
+fn gemm_variant(tile: Tile, vec4: bool, store: &[&'static str], quant: Option<u32>) -> ShaderVariant {
     let mut flags = Vec::new();
     if vec4 {
         flags.push("VEC4");
@@ -334,29 +377,46 @@ fn gemm_variant(tile: Tile, vec4: bool, store: &[&'static str]) -> ShaderVariant
         flags.push("PREFETCH");
     }
     flags.extend(tile.unroll_flags());
-    specialize(&["matmul", "gemm_load_b", "epilogue", "gemm"], &tile.consts(), &flags)
+    let mut consts = tile.consts().to_vec();
+    if let Some(bits) = quant {
+        flags.push("QUANT");
+        consts.push(("QBITS", bits));
+    }
+    specialize(&["matmul", "gemm_load_b", "epilogue", "gemm"], &consts, &flags)
 }
 
-fn decl(tile: Tile, vec4: bool, bias: bool, act: Activation, residual: bool) -> KernelDecl {
+fn decl(tile: Tile, vec4: bool, bias: bool, act: Activation, residual: bool, quant: Option<u32>) -> KernelDecl {
     let mut bindings = vec![Binding::output("out"), Binding::activation(0, "a"), Binding::weight(1, "b")];
     bindings.extend(epilogue_bindings(bias, residual));
-    KernelDecl::new::<Params>(gemm_variant(tile, vec4, &epilogue_flags(bias, act, residual)), bindings)
+    let shader = gemm_variant(tile, vec4, &epilogue_flags(bias, act, residual), quant);
+    match quant {
+        None => KernelDecl::new::<Params>(shader, bindings),
+        Some(_) => KernelDecl::new::<QParams>(shader, bindings),
+    }
 }
 
 /// The head-major QKV projection: vec4, bias or not, no activation or residual.
-fn heads_decl(tile: Tile, bias: bool) -> KernelDecl {
+fn heads_decl(tile: Tile, bias: bool, quant: Option<u32>) -> KernelDecl {
     let mut store = epilogue_flags(bias, Activation::None, false);
     store.push("HEADS");
     let mut bindings = vec![Binding::output("out"), Binding::activation(0, "a"), Binding::weight(1, "b")];
     bindings.extend(epilogue_bindings(bias, false));
-    KernelDecl::new::<HeadsParams>(gemm_variant(tile, true, &store), bindings)
+    let shader = gemm_variant(tile, true, &store, quant);
+    match quant {
+        None => KernelDecl::new::<HeadsParams>(shader, bindings),
+        Some(_) => KernelDecl::new::<HeadsQParams>(shader, bindings),
+    }
 }
 
 /// The first half of a split-K GEMM: the small tile, vec4, writing f32 partial products to the
 /// scratch.
-fn split_decl() -> KernelDecl {
+fn split_decl(quant: Option<u32>) -> KernelDecl {
     let bindings = vec![Binding::scratch("out", Access::ReadWrite), Binding::activation(0, "a"), Binding::weight(1, "b")];
-    KernelDecl::new::<Params>(gemm_variant(SMALL, true, &["SPLITK"]), bindings)
+    let shader = gemm_variant(SMALL, true, &["SPLITK"], quant);
+    match quant {
+        None => KernelDecl::new::<Params>(shader, bindings),
+        Some(_) => KernelDecl::new::<QParams>(shader, bindings),
+    }
 }
 
 /// The second half: sum the partial products, then the epilogue.
@@ -384,19 +444,20 @@ pub(crate) fn split_plan(m: u64, k: u64, n: u64, splits: u32) -> Option<(u64, u6
     (kc >= SPLIT_MIN_K && parts >= 2).then_some((kc, parts))
 }
 
+/// Every variant: each tile, access, epilogue and form of B (float, 8-bit, 4-bit).
 pub(crate) fn decls() -> Vec<KernelDecl> {
     let mut v = Vec::new();
-    for (_, tile) in TILES {
-        for act in [Activation::None, Activation::Gelu, Activation::Tanh] {
-            for i in 0..8 {
-                v.push(decl(tile, i & 1 != 0, i & 2 != 0, act, i & 4 != 0));
+    for quant in [None, Some(8), Some(4)] {
+        for (_, tile) in TILES {
+            for act in [Activation::None, Activation::Gelu, Activation::Tanh] {
+                for i in 0..8 {
+                    v.push(decl(tile, i & 1 != 0, i & 2 != 0, act, i & 4 != 0, quant));
+                }
             }
+            v.push(heads_decl(tile, false, quant));
+            v.push(heads_decl(tile, true, quant));
         }
-    }
-    v.push(split_decl());
-    for (_, tile) in TILES {
-        v.push(heads_decl(tile, false));
-        v.push(heads_decl(tile, true));
+        v.push(split_decl(quant));
     }
     for act in [Activation::None, Activation::Gelu, Activation::Tanh] {
         for i in 0..4 {
@@ -430,13 +491,26 @@ mod tests {
     }
 }
 
+/// B on the CPU: f32 panels, or quantized panels dequantized a panel at a time.
+enum CpuB {
+    F32(std::sync::Arc<crate::cpu::gemm::PackedB>),
+    Quant(std::sync::Arc<crate::cpu::gemm::QuantPanels>),
+}
+
+fn cpu_b(cpu: &Cpu, w: &HostWeight) -> Result<CpuB> {
+    Ok(match w.quant() {
+        Some(q) => CpuB::Quant(q.clone()),
+        None => CpuB::F32(w.packed(crate::cpu::gemm::tile(cpu.isa()).1)?),
+    })
+}
+
 /// A matrix product on the CPU (B packed for the instruction set). With `heads`, the product
 /// goes to the scratch and is written head-major, `(3, B, heads, T, dh)`, as the GPU's
 /// head-major projection does.
 struct MatMulCpu {
     m: usize,
     n: usize,
-    b: std::sync::Arc<crate::cpu::gemm::PackedB>,
+    b: CpuB,
     bias: bool,
     act: Activation,
     residual: Option<usize>,
@@ -446,7 +520,10 @@ struct MatMulCpu {
 
 impl CpuKernel for MatMulCpu {
     fn name(&self) -> &'static str {
-        "gemm"
+        match self.b {
+            CpuB::F32(_) => "gemm",
+            CpuB::Quant(_) => "gemm-quant",
+        }
     }
 
     fn scratch(&self) -> usize {
@@ -459,18 +536,16 @@ impl CpuKernel for MatMulCpu {
 
     fn run(&self, cpu: &Cpu, ins: &[&[f32]], out: &mut [f32], scratch: &mut [f32]) {
         use crate::cpu::gemm::{gemm, Epilogue, Gemm};
-        let epi = Epilogue {
-            bias: self.bias.then(|| ins[2]),
-            act: self.act.cpu(),
-            residual: self.residual.map(|i| (ins[i], self.n)),
-            accumulate: false,
+        let epi = Epilogue { bias: self.bias.then(|| ins[2]), act: self.act.cpu(), residual: self.residual.map(|i| (ins[i], self.n)), accumulate: false };
+        let product = |c: &mut [f32]| match &self.b {
+            CpuB::F32(b) => gemm(cpu, &Gemm::new(self.m, ins[0], b.k, b, self.n), c, &epi),
+            CpuB::Quant(b) => crate::cpu::gemm::gemm_quant(cpu, self.m, ins[0], b.k, b, c, self.n, &epi),
         };
-        let g = Gemm::new(self.m, ins[0], self.b.k, &self.b, self.n);
         let Some((batch, tokens, heads)) = self.heads else {
-            return gemm(cpu, &g, out, &epi);
+            return product(out);
         };
         let flat = &mut scratch[..self.m * self.n];
-        gemm(cpu, &g, flat, &epi);
+        product(flat);
         let d = self.n / 3;
         let dh = d / heads;
         for (row, r) in flat.chunks(self.n).enumerate() {

@@ -11,6 +11,8 @@ mod interrupt;
 #[cfg(not(target_arch = "wasm32"))]
 mod models;
 #[cfg(not(target_arch = "wasm32"))]
+mod quantize;
+#[cfg(not(target_arch = "wasm32"))]
 mod sweep;
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -69,6 +71,9 @@ fn main() -> std::process::ExitCode {
         Info(commands::InfoArgs),
         /// Kernel throughput on the ViT-B/16 shapes, or a model's latency and per-op profile.
         Bench(bench::BenchArgs),
+        /// Quantize a checkpoint's Linear layers to 8 or 4 bits (compressed-tensors
+        /// pack-quantized): a checkpoint folder 4x or 7x smaller that loads like any other.
+        Quantize(quantize::QuantizeArgs),
     }
 
     let cli = Cli::parse();
@@ -114,6 +119,7 @@ fn main() -> std::process::ExitCode {
             Command::Run(args) => commands::run(&device, &args),
             Command::Soak(args) => commands::soak(&device, &args),
             Command::Sweep(args) => sweep::run(&device, &args),
+            Command::Quantize(args) => quantize::run(&device, &args),
             Command::Info(_) => Ok(()),
         }
     })();

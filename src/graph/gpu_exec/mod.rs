@@ -169,6 +169,8 @@ impl Executable {
     /// its shape).
     pub async fn compile(gpu: &Arc<Gpu>, graph: &Graph, weights: &Weights, opts: &CompileOptions) -> Result<Self> {
         gpu.check_lost()?;
+        let resolved = graph.with_quant(weights)?;
+        let graph = resolved.as_ref().unwrap_or(graph);
         let l = layout(graph, (gpu.limits().min_storage_buffer_offset_alignment as u64).max(16))?;
         check_device(gpu, graph, &l)?;
         let (held_weights, weight_bytes) = check_weights(graph, weights)?;
