@@ -164,6 +164,79 @@ def main():
     add("preprocessor-shortest-edge-224.json", "preprocessor", json.dumps(p, indent=1), "ok", "")
     add("image-strip-16384x1.png", "image", png(16384, 1, 90), "input", "resizes to", preprocessor="preprocessor-shortest-edge-224.json")
 
+    # Quantized checkpoints (compressed-tensors pack-quantized): each case replaces one file of
+    # tests/fixtures/quant/vit-classifier-int4 (4-bit, groups of 16; hidden size 32).
+    QBASE = "tests/fixtures/quant/vit-classifier-int4"
+    qheader, qbody = read_st(os.path.join(ROOT, QBASE, "model.safetensors"))
+    qmeta = {k: v for k, v in qheader.items() if k != "__metadata__"}
+    layer = "vit.encoder.layer.0.intermediate.dense"  # (64, 32): 4 words and 2 scales per row
+
+    def qadd(name, data, needle, role="weights", kind="model"):
+        add(name, role, data, kind, needle)
+        cases[-1]["base"] = QBASE
+
+    def rebuild(edit):
+        """The quantized weights with tensors edited: edit(name, info, data) -> (info, data)."""
+        order = sorted(qmeta, key=lambda k: qmeta[k]["data_offsets"][0])
+        h, body, off = {"__metadata__": qheader.get("__metadata__", {})}, b"", 0
+        for n in order:
+            a, b = qmeta[n]["data_offsets"]
+            info, data = edit(n, dict(qmeta[n], shape=list(qmeta[n]["shape"])), qbody[a:b])
+            info["data_offsets"] = [off, off + len(data)]
+            h[n] = info
+            body += data
+            off += len(data)
+        return write_st(h, body)
+
+    def only(target, f):
+        return lambda n, info, data: f(info, data) if n == target else (info, data)
+
+    def drop_last_word(info, data):
+        rows, words = info["shape"]
+        info["shape"] = [rows, words - 1]
+        return info, b"".join(data[r * words * 4:(r * words + words - 1) * 4] for r in range(rows))
+    qadd("quant-packed-truncated.safetensors", rebuild(only(f"{layer}.weight_packed", drop_last_word)), "pack into [64, 4]")
+
+    def one_scale(info, data):
+        rows, groups = info["shape"]
+        info["shape"] = [rows, 1]
+        w = len(data) // (rows * groups)
+        return info, b"".join(data[r * groups * w:r * groups * w + w] for r in range(rows))
+    qadd("quant-scale-wrong-shape.safetensors", rebuild(only(f"{layer}.weight_scale", one_scale)), "needs [64, 2]")
+
+    import struct as _s
+    def scale_value(value):
+        def f(info, data):
+            assert info["dtype"] == "F16"
+            return info, _s.pack("<e", value) + data[2:]
+        return f
+    qadd("quant-scale-nan.safetensors", rebuild(only(f"{layer}.weight_scale", scale_value(float("nan")))), "non-finite")
+    qadd("quant-scale-zero.safetensors", rebuild(only(f"{layer}.weight_scale", scale_value(0.0))), "not a positive number")
+
+    def claim_shape(info, data):
+        return info, _s.pack("<qq", 64, 33)
+    qadd("quant-shape-claims-64x33.safetensors", rebuild(only(f"{layer}.weight_shape", claim_shape)), "says the weight is [64, 33]")
+
+    def as_float(info, data):
+        info["dtype"] = "F32"
+        return info, data
+    qadd("quant-packed-dtype-f32.safetensors", rebuild(only(f"{layer}.weight_packed", as_float)), "expected I32")
+
+    qconfig = json.load(open(os.path.join(ROOT, QBASE, "config.json")))
+    weights_cfg = qconfig["quantization_config"]["config_groups"]["group_0"]["weights"]
+
+    def qconf(name, edit, needle):
+        c = json.loads(json.dumps(qconfig))
+        edit(c)
+        qadd(name, json.dumps(c, indent=1), needle, role="config")
+    qconf("quant-config-8-bits-for-4-bit-data.json", lambda c: c["quantization_config"]["config_groups"]["group_0"]["weights"].update(num_bits=8), "pack into [32, 8]")
+    qconf("quant-config-group-8-for-16.json", lambda c: c["quantization_config"]["config_groups"]["group_0"]["weights"].update(group_size=8), "needs [32, 4]")
+    qconf("quant-config-3-bits.json", lambda c: c["quantization_config"]["config_groups"]["group_0"]["weights"].update(num_bits=3), "3-bit")
+    qconf("quant-config-asymmetric.json", lambda c: c["quantization_config"]["config_groups"]["group_0"]["weights"].update(symmetric=False), "asymmetric")
+    qconf("quant-config-gptq.json", lambda c: c["quantization_config"].update(quant_method="gptq"), "gptq")
+    qconf("quant-config-activations.json", lambda c: c["quantization_config"]["config_groups"]["group_0"].update(input_activations=dict(weights_cfg)), "input_activations")
+    qconf("quant-config-missing.json", lambda c: c.pop("quantization_config"), "no quantization_config")
+
     json.dump({"base": "tests/fixtures/vit-classifier", "cases": cases}, open(os.path.join(OUT, "manifest.json"), "w"), indent=1)
     print(f"{len(cases)} cases in {OUT}")
 

@@ -2,7 +2,9 @@
 //! scripts/make_hostile.py): each case replaces one file of a test checkpoint or is an image for
 //! it (classified by the base model, or by one with the case's `preprocessor` config), and must
 //! fail with the manifest's error kind and a message naming the problem (or, for the valid
-//! oddities, succeed). The browser tests run the same manifest through the wasm API.
+//! oddities, succeed). A case with a `base` replaces a file of that checkpoint instead (the
+//! quantized cases: truncated packed words, scales of the wrong shape, NaN or zero scales, bit
+//! widths and group sizes that do not match the data, schemes tessera does not read). The browser tests run the same manifest through the wasm API.
 
 mod common;
 use common::*;
@@ -46,6 +48,12 @@ fn hostile_on(gpu: &tessera::Device) {
                 }
             }),
             role => {
+                // A case may replace a file of another checkpoint (the quantized cases).
+                let own = case["base"].as_str().map(|b| {
+                    let b = root().join(b);
+                    (read(&b.join("config.json")), read(&b.join("model.safetensors")), read(&b.join("preprocessor_config.json")))
+                });
+                let (config, weights, pre) = own.as_ref().map(|(c, w, p)| (c, w, p)).unwrap_or((&config, &weights, &pre));
                 let (c, w, p) = match role {
                     "weights" => (config.clone(), bytes, pre.clone()),
                     "config" => (bytes, weights.clone(), pre.clone()),

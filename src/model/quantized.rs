@@ -187,7 +187,10 @@ pub(crate) fn read_linear(ck: &Checkpoint, name: &str, out: usize, inp: usize) -
         }
     }
     let q = QuantWeight { bits, group, k: inp, n: out, words, scales: t };
-    q.validate_stored(&format!("{file}: {name}"))?;
+    q.validate_stored(sn).map_err(|e| match e {
+        Error::Weight { name, problem } => bad(format!("tensor `{name}`: {problem}")),
+        e => e,
+    })?;
     Ok((q, names))
 }
 

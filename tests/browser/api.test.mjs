@@ -182,7 +182,11 @@ test('every input of the hostile corpus rejects with its kind, as natively', { t
         } else if (c.role === 'image') {
           await model.classify(new File([bytes], c.file));
         } else {
-          const files = { name: 'hostile', config, weights, preprocessor };
+          // A case may replace a file of another checkpoint (the quantized cases).
+          const own = c.base
+            ? Object.fromEntries(await Promise.all([['config', 'config.json'], ['weights', 'model.safetensors'], ['preprocessor', 'preprocessor_config.json']].map(async ([k, f]) => [k, await get(`/${c.base}/${f}`)])))
+            : { config, weights, preprocessor };
+          const files = { name: 'hostile', ...own };
           files[c.role] = bytes;
           (await window.engine.load(files)).dispose();
         }
