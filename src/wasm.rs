@@ -185,6 +185,7 @@ impl WasmModel {
             "imageSize": [c.image_size.0, c.image_size.1], "patchSize": c.patch_size,
             "originalPatchSize": m.original_patch_size(),
             "weightBytes": m.weight_bytes(),
+            "quantization": c.quant.as_ref().map(|q| serde_json::json!({ "bits": q.bits, "groupSize": q.group })),
         })
         .to_string())
     }

@@ -33,7 +33,10 @@ export interface ModelInfo {
   patchSize: number;
   /** The checkpoint's own patch size (differs from `patchSize` after `load(…, { patchSize })`). */
   originalPatchSize: number;
+  /** Bytes the weights hold on the device (quantized weights at their packed size). */
   weightBytes: number;
+  /** How the Linear layers are quantized (a compressed-tensors pack-quantized checkpoint): bits per weight and inputs per scale (null: one scale per output channel); null for a float checkpoint. */
+  quantization: { bits: 8 | 4; groupSize: number | null } | null;
 }
 
 export interface Prediction {

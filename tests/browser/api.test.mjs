@@ -5,7 +5,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { readFileSync, mkdtempSync, existsSync } from 'node:fs';
+import { readFileSync, readdirSync, mkdtempSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { ROOT, NATIVE, serve, launch, readSafetensors, maxDiff } from './harness.mjs';
@@ -45,7 +45,9 @@ after(async () => {
 
 // Each checkpoint at its own patch size, and at other patch sizes (the kernel PI-resized; the
 // expected outputs from transformers models of that patch size, scripts/make_flexi_fixtures.py).
-const FIXTURES = ['vit-classifier', 'vit-base-nobias-f16', 'deit-distilled-bf16', 'deit-classifier', 'dinov2-classifier', 'dinov2-base'].map((f) => [f, null]);
+// Quantized checkpoints (compressed-tensors pack-quantized, tests/fixtures/quant) run the same way.
+const FIXTURES = ['vit-classifier', 'vit-base-nobias-f16', 'deit-distilled-bf16', 'deit-classifier', 'dinov2-classifier', 'dinov2-base',
+  'quant/vit-classifier-int8', 'quant/deit-distilled-int4', 'quant/dinov2-base-int4'].map((f) => [f, null]);
 const RESIZED = [['vit-classifier', 4], ['vit-classifier', 6], ['deit-distilled-bf16', 4], ['dinov2-classifier', 10], ['dinov2-base', 7]];
 for (const [device, [fixture, patch]] of ['webgpu', 'cpu'].flatMap((d) => [...FIXTURES, ...RESIZED].map((f) => [d, f]))) {
   const label = patch ? `${fixture} at patch ${patch}` : fixture;
@@ -160,6 +162,56 @@ test('f16 storage matches transformers within 1e-2 where the adapter has shader-
     assert.match(r.message, /shader-f16/);
   }
 });
+
+// The embedded model quantized by the native CLI, served as a folder: loaded by URL (then from
+// the Cache API without a download), the same top-1 as natively on every sample, and the
+// engine's device memory smaller than for the float model by the weights' saving.
+for (const device of ['webgpu', 'cpu']) {
+  test(`a quantized checkpoint loads from a URL and the Cache API on ${device}, classifies as natively, and holds less memory`, { timeout: 300_000 }, async () => {
+    const rel = 'target/browser-quant/fashion-int4';
+    const dir = join(ROOT, rel);
+    execFileSync(NATIVE, ['quantize', '--model', 'embedded', '--bits', '4', '--out', dir, '--check-images', '0'], { stdio: 'pipe' });
+    const samples = readdirSync(join(ROOT, 'models/fashion-vit/samples')).filter((f) => f.endsWith('.png')).slice(0, 6);
+    const native = samples.map((f) => JSON.parse(execFileSync(NATIVE, ['--device', 'cpu', 'classify', '--json', '--top', '1', '--model', dir, join(ROOT, 'models/fashion-vit/samples', f)], { encoding: 'utf8' })).results[0].top[0].label);
+    const weightsUrl = `/${rel}/model.safetensors`;
+    const downloads = () => server.requests.filter((r) => r === weightsUrl).length;
+    const before = downloads();
+    const r = await page.evaluate(async ({ rel, samples, device }) => {
+      const { Tessera } = await import('/web/index.js');
+      const engine = device === 'cpu' ? window.cpuEngine : window.engine;
+      await caches.delete('tessera-vit-v1');
+      const base = engine.memory.gpuBytes;
+      const float = await engine.load('/models/fashion-vit');
+      const floatBytes = engine.memory.gpuBytes - base;
+      const floatInfo = float.info;
+      float.dispose();
+      const progress = [];
+      const first = await engine.load(`/${rel}`, { onProgress: (p) => progress.push(p) });
+      const quantBytes = engine.memory.gpuBytes - base;
+      const labels = [];
+      for (const f of samples) {
+        const blob = await (await fetch(`/models/fashion-vit/samples/${f}`)).blob();
+        labels.push((await first.classify(blob, { topK: 1 }))[0].label);
+      }
+      const info = first.info;
+      first.dispose();
+      const again = [];
+      const second = await engine.load(`/${rel}`, { onProgress: (p) => again.push(p) });
+      second.dispose();
+      return { labels, floatBytes, quantBytes, info, floatInfo, firstCached: progress.some((p) => p.cached), secondCached: again.filter((p) => p.file === 'model.safetensors').every((p) => p.cached) };
+    }, { rel, samples, device });
+    assert.deepEqual(r.labels, native, 'top-1 as natively');
+    assert.deepEqual(r.info.quantization, { bits: 4, groupSize: 32 });
+    assert.equal(r.floatInfo.quantization, null);
+    assert.ok(r.info.weightBytes < r.floatInfo.weightBytes * 0.4, `weights ${r.info.weightBytes} against ${r.floatInfo.weightBytes}`);
+    // The engine's memory drops by what the weights save (activations are the same for both).
+    assert.ok(r.floatBytes - r.quantBytes >= (r.floatInfo.weightBytes - r.info.weightBytes) * 0.9, JSON.stringify(r));
+    assert.equal(r.firstCached, false);
+    assert.equal(r.secondCached, true);
+    assert.equal(downloads() - before, 1, 'the second load came from the Cache API');
+    console.log(`${device}: quantized embedded model ${r.info.weightBytes} bytes of weights (float ${r.floatInfo.weightBytes}); engine memory ${r.quantBytes} against ${r.floatBytes}`);
+  });
+}
 
 test('every input of the hostile corpus rejects with its kind, as natively', { timeout: 300_000 }, async () => {
   const manifest = JSON.parse(readFileSync(join(ROOT, 'tests/fixtures/hostile/manifest.json'), 'utf8'));
