@@ -502,3 +502,54 @@ fn info_classify_and_attention_at_another_patch_size() {
     fails_with(&tessera(&["classify", "--device", "cpu", "--patch-size", "0", s], &[]), &["patch size 0"]);
     fails_with(&tessera(&["bench", "--device", "cpu", "--patch-size", "2"], &[]), &["--patch-size applies to a model benchmark"]);
 }
+
+/// `tessera quantize` on the embedded model: a complete checkpoint folder, its sizes and fidelity
+/// printed, that loads like any other and classifies the samples as the float model does;
+/// arguments and inputs it cannot take are refused with a message.
+#[test]
+fn quantize_writes_a_checkpoint_that_classifies_like_the_original() {
+    let samples = root().join("models/fashion-vit/samples");
+    for (bits, group) in [("8", None), ("4", Some("32"))] {
+        let out = tmp(&format!("quant-{bits}"));
+        let dir = out.join("ck");
+        let mut args = vec!["--device", "cpu", "quantize", "--model", "embedded", "--bits", bits, "--out", dir.to_str().unwrap()];
+        if let Some(g) = group {
+            args.extend(["--group-size", g]);
+        }
+        let text = ok(&tessera(&args, &[]));
+        for needle in ["compressed-tensors pack-quantized", "model.safetensors:", "MB ->", "embedding cosine mean", "top-1 the same on"] {
+            assert!(text.contains(needle), "`{needle}` not in:\n{text}");
+        }
+        for f in ["config.json", "model.safetensors", "preprocessor_config.json"] {
+            assert!(dir.join(f).is_file(), "{f} not written");
+        }
+        let ratio = std::fs::metadata(dir.join("model.safetensors")).unwrap().len() as f64 / std::fs::metadata(root().join("models/fashion-vit/model.safetensors")).unwrap().len() as f64;
+        assert!(ratio < if bits == "8" { 0.4 } else { 0.3 }, "int{bits}: {ratio}");
+        let config: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("config.json")).unwrap()).unwrap();
+        assert_eq!(config["quantization_config"]["config_groups"]["group_0"]["weights"]["num_bits"], bits.parse::<u32>().unwrap());
+        // The same top-1 as the float model on the bundled samples, on both devices.
+        for device in DEVICES {
+            let top = |model: Option<&str>| -> Vec<String> {
+                let mut a = vec!["--device", device, "classify", "--json", "--top", "1"];
+                if let Some(m) = model {
+                    a.extend(["--model", m]);
+                }
+                let s = samples.to_str().unwrap();
+                a.push(s);
+                let v: serde_json::Value = serde_json::from_str(&ok(&tessera(&a, &[]))).unwrap();
+                v["results"].as_array().unwrap().iter().map(|r| r["top"][0]["label"].as_str().unwrap().to_string()).collect()
+            };
+            let (float, quant) = (top(None), top(Some(dir.to_str().unwrap())));
+            let same = float.iter().zip(&quant).filter(|(a, b)| a == b).count();
+            assert!(float.len() >= 10 && same * 10 >= float.len() * 9, "int{bits} on {device}: {same}/{} the same", float.len());
+        }
+        let info = ok(&tessera(&["--device", "cpu", "info", "--model", dir.to_str().unwrap()], &[]));
+        assert!(info.contains(&format!("Linear layers int{bits}")), "{info}");
+    }
+    let out = tmp("quant-bad");
+    let o = out.to_str().unwrap();
+    fails_with(&tessera(&["quantize", "--model", "embedded", "--bits", "3", "--out", o], &[]), &["--bits 3"]);
+    fails_with(&tessera(&["quantize", "--model", "embedded", "--bits", "4", "--group-size", "0", "--out", o], &[]), &["--group-size 0"]);
+    let q = root().join("tests/fixtures/quant/vit-classifier-int8");
+    fails_with(&tessera(&["quantize", "--model", q.to_str().unwrap(), "--bits", "4", "--out", o], &[]), &["already quantized"]);
+}

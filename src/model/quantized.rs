@@ -27,6 +27,16 @@ pub struct QuantConfig {
     pub group: Option<usize>,
 }
 
+impl std::fmt::Display for QuantConfig {
+    /// `int8 per output channel`, `int4 in groups of 32`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.group {
+            None => write!(f, "int{} per output channel", self.bits),
+            Some(g) => write!(f, "int{} in groups of {g}", self.bits),
+        }
+    }
+}
+
 impl QuantConfig {
     /// Parses `quantization_config`; `file` names config.json in errors.
     pub fn parse(v: &Value, file: &str) -> Result<QuantConfig> {

@@ -213,7 +213,10 @@ fn model_bench(device: &Device, spec: &str, args: &BenchArgs) -> anyhow::Result<
         "model: {} ({:?}, {} layers, width {}, {} heads, {}x{} input, patch {}{}), {} weights {:.1} MiB on the device\n",
         model.source, cfg.family, cfg.num_layers, cfg.hidden_size, cfg.num_heads, h, w, cfg.patch_size,
         if model.patch_size() != model.original_patch_size() { format!(" PI-resized from {}", model.original_patch_size()) } else { String::new() },
-        model.storage(),
+        match &cfg.quant {
+            Some(q) => format!("{} ({q})", model.storage()),
+            None => model.storage().to_string(),
+        },
         model.weight_bytes() as f64 / 1048576.0
     );
     if args.qkv_heads {
@@ -310,7 +313,7 @@ fn model_bench(device: &Device, spec: &str, args: &BenchArgs) -> anyhow::Result<
     }
     if let Some(path) = &args.json {
         let tuning = device.gpu().is_some_and(|g| g.tuning());
-        let doc = serde_json::json!({"adapter": device.name(), "device": if device.cpu().is_some() { "cpu" } else { "gpu" }, "model": model.source, "storage": model.storage().to_string(), "tuning": tuning, "results": rows, "profile": profile_json});
+        let doc = serde_json::json!({"adapter": device.name(), "device": if device.cpu().is_some() { "cpu" } else { "gpu" }, "model": model.source, "storage": model.storage().to_string(), "quantization": cfg.quant.as_ref().map(|q| q.to_string()), "weight_bytes": model.weight_bytes(), "tuning": tuning, "results": rows, "profile": profile_json});
         std::fs::write(path, serde_json::to_string_pretty(&doc)?)?;
     }
     Ok(())

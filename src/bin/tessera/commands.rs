@@ -48,7 +48,8 @@ pub fn info_model(device: &Device, args: &InfoArgs) -> Result<()> {
         w / p,
         c.prefix_tokens() + (h / p) * (w / p)
     );
-    println!("weights: {:.2} MiB as {} on {}", model.weight_bytes() as f64 / 1048576.0, model.storage(), device.name());
+    let quant = model.config.quant.as_ref().map(|q| format!(" (Linear layers {q}, the rest {})", model.storage())).unwrap_or_else(|| format!(" as {}", model.storage()));
+    println!("weights: {:.2} MiB{quant} on {}", model.weight_bytes() as f64 / 1048576.0, device.name());
     Ok(())
 }
 
