@@ -120,23 +120,62 @@ impl QuantPanels {
     }
 
     /// Panel `p` as f32 rows `[K][nr]` into `out`.
-    fn dequantize(&self, p: usize, out: &mut [f32]) {
-        let (nr, bits) = (self.nr, self.bits as usize);
-        let pw = 32 / bits;
-        let (rows_w, rows_s) = (self.k.div_ceil(pw), self.k.div_ceil(self.group));
-        let words = &self.words[p * rows_w * nr..(p + 1) * rows_w * nr];
-        let scales = &self.scales[p * rows_s * nr..(p + 1) * rows_s * nr];
-        let mask = (1u32 << bits) - 1;
-        let offset = (1u32 << (bits - 1)) as f32;
-        for kk in 0..self.k {
-            let w = &words[(kk / pw) * nr..(kk / pw + 1) * nr];
-            let s = &scales[(kk / self.group) * nr..(kk / self.group + 1) * nr];
-            let shift = bits * (kk % pw);
+    fn dequantize(&self, isa: Isa, p: usize, out: &mut [f32]) {
+        let (rows_w, rows_s) = (self.k.div_ceil(32 / self.bits as usize), self.k.div_ceil(self.group));
+        let words = &self.words[p * rows_w * self.nr..(p + 1) * rows_w * self.nr];
+        let scales = &self.scales[p * rows_s * self.nr..(p + 1) * rows_s * self.nr];
+        let panel = QuantPanel { words, scales, k: self.k, nr: self.nr, bits: self.bits as usize, group: self.group };
+        match isa {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `Cpu` only selects an instruction set the machine has.
+            Isa::Avx512 => unsafe { dequantize_avx512(&panel, out) },
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => unsafe { dequantize_avx2(&panel, out) },
+            _ => dequantize_panel(&panel, out),
+        }
+    }
+}
+
+/// One panel's packed words and scales.
+struct QuantPanel<'a> {
+    words: &'a [u32],
+    scales: &'a [f32],
+    k: usize,
+    nr: usize,
+    bits: usize,
+    group: usize,
+}
+
+/// A panel's `k x nr` values, word row by word row (no division in the loops; the inner loop
+/// over `nr` columns vectorizes for the instruction set it is compiled for).
+#[inline(always)]
+fn dequantize_panel(q: &QuantPanel, out: &mut [f32]) {
+    let (nr, bits) = (q.nr, q.bits);
+    let pw = 32 / bits;
+    let mask = (1u32 << bits) - 1;
+    let offset = (1u32 << (bits - 1)) as f32;
+    for (kw, w) in q.words.chunks_exact(nr).enumerate() {
+        for i in 0..pw.min(q.k - kw * pw) {
+            let kk = kw * pw + i;
+            let s = &q.scales[(kk / q.group) * nr..][..nr];
+            let shift = (bits * i) as u32;
             for ((o, &w), &s) in out[kk * nr..(kk + 1) * nr].iter_mut().zip(w).zip(s) {
                 *o = (((w >> shift) & mask) as f32 - offset) * s;
             }
         }
     }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn dequantize_avx512(q: &QuantPanel, out: &mut [f32]) {
+    dequantize_panel(q, out)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn dequantize_avx2(q: &QuantPanel, out: &mut [f32]) {
+    dequantize_panel(q, out)
 }
 
 std::thread_local! {
@@ -171,7 +210,7 @@ pub fn gemm_quant(cpu: &Cpu, m: usize, a: &[f32], lda: usize, b: &QuantPanels, c
                 *buf = super::Aligned::zeros(b.k * nr);
             }
             for p in p0..p1 {
-                b.dequantize(p, &mut buf[..b.k * nr]);
+                b.dequantize(cpu.isa, p, &mut buf[..b.k * nr]);
                 // One panel read in place: every panel index resolves to the buffer (`panel` 0).
                 let g = Gemm { m, a, lda, b: &buf[..b.k * nr], k: b.k, k0: 0, panel: 0, ldb: nr, n: b.n, nr, ldc };
                 block(cpu.isa, &g, out, epi, (p, p + 1), (r0 * mr, (r1 * mr).min(m)));
