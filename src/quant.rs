@@ -35,7 +35,8 @@ pub fn per_word(bits: u32) -> usize {
 }
 
 /// Where a quantized weight's scales start in its GPU buffer, in 32-bit words: after the packed
-/// words, padded to a multiple of four (16 bytes, for vec4 reads).
+/// words, padded to a multiple of four (16 bytes, for vec4 reads). The scales follow as f32, or
+/// as f16 pairs (the lower half first) where they are all exactly f16, padded to 16 bytes.
 pub(crate) fn gpu_scale_offset(k: usize, n: usize, bits: u32) -> usize {
     (k.div_ceil(per_word(bits)) * n).next_multiple_of(4)
 }
@@ -167,9 +168,14 @@ impl QuantWeight {
         Some(QuantWeight { bits: first.bits, group: first.group, k: first.k, n, words, scales })
     }
 
+    /// Whether every scale is exactly an f16 (then GPUs hold them as f16: half the bytes).
+    pub fn scales_are_f16(&self) -> bool {
+        self.scales.iter().all(|&s| half::f16::from_f32(s).to_f32() == s)
+    }
+
     /// The scheme.
     pub fn shape(&self) -> QuantShape {
-        QuantShape { bits: self.bits, group: self.group }
+        QuantShape { bits: self.bits, group: self.group, f16_scales: self.scales_are_f16() }
     }
 
     /// Multiplies column `j` by `s[j]` (exact up to f32 rounding: it scales the scales).

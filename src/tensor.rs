@@ -48,6 +48,8 @@ pub struct QuantShape {
     pub bits: u32,
     /// Values of K per scale.
     pub group: usize,
+    /// Scales stored as f16 (where every scale is exactly an f16: 4-bit files), else f32.
+    pub f16_scales: bool,
 }
 
 /// Where a tensor's data comes from.

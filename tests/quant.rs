@@ -65,9 +65,12 @@ fn kernel_list(exe: &tessera::Compiled) -> Vec<(String, String)> {
     }
 }
 
+/// Scales rounded to f16 for odd seeds (GPUs then hold them as f16), f32 for even ones.
 fn random_quant(k: usize, n: usize, bits: u32, group: usize, seed: u64) -> QuantWeight {
     let b = Rng::new(seed).vec(k * n, 1.0 / (k as f32).sqrt());
-    QuantWeight::quantize(&b, k, n, bits, group, bits == 4)
+    let q = QuantWeight::quantize(&b, k, n, bits, group, seed % 2 == 1);
+    assert_eq!(q.scales_are_f16(), seed % 2 == 1);
+    q
 }
 
 /// (M, K, N, group): ragged edges, K past the last full group and word, the scalar path, a group
@@ -86,7 +89,8 @@ fn quantized_matmul_on_both_devices() {
                 let (kernels, got, want) = run_quant(&device, m, &q, bias, act, residual, seed, false);
                 let what = format!("{name} int{bits}/g{group} {m}x{k}x{n} bias={bias} act={act:?} residual={residual}");
                 let v = &kernels[0].1;
-                assert!(if name == "gpu" { v.contains("QUANT") && v.contains(&format!("QBITS={bits}")) } else { v.contains("gemm-quant") }, "{what} ran {v}");
+                let f16 = seed % 2 == 1;
+                assert!(if name == "gpu" { v.contains("QUANT") && v.contains(&format!("QBITS={bits}")) && v.contains("QSCALE16") == f16 } else { v.contains("gemm-quant") }, "{what} ran {v}");
                 assert_close(&what, &got, &want, 1e-5, 1e-4);
                 seed += 1;
             }
@@ -103,7 +107,7 @@ fn every_gemm_kernel_reads_quantized_weights() {
         let device = Device::Gpu(gpu_forcing("matmul", tile));
         for (j, (m, k, n, group)) in [(129, 100, 131, 32), (300, 64, 260, 64)].into_iter().enumerate() {
             let bits = if (i + j) % 2 == 0 { 4 } else { 8 };
-            let seed = (i * 10 + j) as u64;
+            let seed = (i * 10 + j + i / 4) as u64;
             let q = random_quant(k, n, bits, group, seed);
             let (kernels, got, want) = run_quant(&device, m, &q, true, Activation::Gelu, true, seed, false);
             let what = format!("{tile} int{bits}/g{group} {m}x{k}x{n}");
@@ -145,6 +149,16 @@ fn every_gemm_kernel_reads_quantized_weights() {
             assert_close(&what, &got, &want, 1e-5, 1e-4);
         }
     }
+    // Scales below f16's normal range (tiny weights): stored as f16 subnormals, decoded exactly.
+    for (bits, vec4) in [(4, true), (8, false)] {
+        let (k, n) = (64, if vec4 { 32 } else { 30 });
+        let b: Vec<f32> = Rng::new(50).vec(k * n, 2e-5);
+        let q = QuantWeight::quantize(&b, k, n, bits, 32, true);
+        assert!(q.scales.iter().all(|&s| s < 6.1e-5) && q.scales_are_f16(), "{:?}", &q.scales[..4]);
+        let (kernels, got, want) = run_quant(&Device::Gpu(gpu()), 20, &q, false, Activation::None, false, 51, false);
+        assert!(kernels[0].1.contains("QSCALE16"), "{kernels:?}");
+        assert_close(&format!("int{bits} subnormal f16 scales"), &got, &want, 1e-9, 1e-4);
+    }
     // f16 storage: activations and the bias in f16, B quantized as before.
     let q = random_quant(96, 68, 4, 32, 40);
     let (kernels, got, want) = run_quant(&Device::Gpu(gpu()), 50, &q, true, Activation::None, false, 40, true);
@@ -161,11 +175,13 @@ fn weights_are_counted_at_their_quantized_size() {
         w.insert("f", &[k, n], &f).unwrap();
         let float = w.bytes();
         for (bits, group) in [(8, k), (4, 32)] {
+            // 4-bit scales rounded to f16: GPUs hold them as f16.
             let q = QuantWeight::quantize(&f, k, n, bits, group, bits == 4);
             let mut w = Weights::new(&device);
             w.insert_quant("q", &q).unwrap();
             let words = (k * n * bits as usize / 32) as u64 * 4;
-            let scales = (k / group * n) as u64 * 4;
+            let scale_bytes = if name == "gpu" && bits == 4 { 2 } else { 4 };
+            let scales = (k / group * n) as u64 * scale_bytes;
             assert_eq!(w.bytes(), words + scales, "{name} int{bits}: {} bytes held", w.bytes());
             assert!(w.bytes() * 3 < float, "{name} int{bits}: {} against {float}", w.bytes());
         }

@@ -50,7 +50,8 @@ impl Weights {
 
     /// Uploads a quantized `(K, N)` matrix (a matrix product's B; see [`crate::quant`]), kept at
     /// its quantized size: on a GPU one buffer of the packed words (padded to 16 bytes) then the
-    /// f32 scales, read by the quantized GEMM kernels; on the CPU backend, packed panels.
+    /// scales (f16 where they all are exactly f16, else f32), read by the quantized GEMM kernels;
+    /// on the CPU backend, packed panels with f32 scales.
     pub fn insert_quant(&mut self, name: &str, q: &QuantWeight) -> Result<()> {
         q.validate(name)?;
         let gpu = match &self.device {
@@ -65,13 +66,20 @@ impl Weights {
             }
             Device::Gpu(g) => g.clone(),
         };
+        let shape = q.shape();
         let mut raw: Vec<u32> = Vec::with_capacity(crate::quant::gpu_scale_offset(q.k, q.n, q.bits) + q.scales.len());
         raw.extend_from_slice(&q.words);
         raw.resize(crate::quant::gpu_scale_offset(q.k, q.n, q.bits), 0);
-        raw.extend(q.scales.iter().map(|s| s.to_bits()));
+        if shape.f16_scales {
+            let half = |s: f32| half::f16::from_f32(s).to_bits() as u32;
+            raw.extend(q.scales.chunks(2).map(|p| half(p[0]) | p.get(1).map_or(0, |&s| half(s) << 16)));
+        } else {
+            raw.extend(q.scales.iter().map(|s| s.to_bits()));
+        }
+        raw.resize(raw.len().next_multiple_of(4), 0);
         let raw: &[u8] = bytemuck::cast_slice(&raw);
         self.upload(&gpu, name, &[q.k, q.n], raw, self.dtype)?;
-        self.quant.insert(name.into(), q.shape());
+        self.quant.insert(name.into(), shape);
         Ok(())
     }
 

@@ -19,13 +19,21 @@ struct QuantB {
     bits: u32,
     group: u32,
     qso: u32,
+    f16: bool,
+}
+
+impl QuantB {
+    /// What the shader variant depends on: bits, and whether the scales are f16.
+    fn form(self) -> (u32, bool) {
+        (self.bits, self.f16)
+    }
 }
 
 fn quant_b(b: &TensorInfo) -> Option<QuantB> {
     let q = b.quant?;
     let (k, n) = (b.shape[0], b.shape[1]);
     let qso = crate::quant::gpu_scale_offset(k, n, q.bits) as u32;
-    Some(QuantB { bits: q.bits, group: q.group as u32, qso })
+    Some(QuantB { bits: q.bits, group: q.group as u32, qso, f16: q.f16_scales })
 }
 
 /// The uniforms of a GEMM over (m, n, k) with K ranges of kc, for a float or quantized B.
@@ -221,7 +229,7 @@ impl MatMul {
         let n = last(&output.shape) as u64;
         let vec4 = k.is_multiple_of(4) && n.is_multiple_of(4);
         let q = quant_b(inputs[1]);
-        let decl = decl(tile, vec4, self.bias, self.act, self.residual, q.map(|q| q.bits));
+        let decl = decl(tile, vec4, self.bias, self.act, self.residual, q.map(QuantB::form));
         let groups = [n.div_ceil(tile.bn as u64) as u32, m.div_ceil(tile.bm as u64) as u32, 1];
         gemm_kernel(name, decl, q, [m, n, k, k], groups)
     }
@@ -235,7 +243,7 @@ impl MatMul {
         let reduce = Kernel::new(name, reduce_decl(self.bias, self.act, self.residual), params, grid((m * n / 4).div_ceil(ELEMENT_WG as u64)), 0.0);
         let q = quant_b(inputs[1]);
         let groups = [n.div_ceil(SMALL.bn as u64) as u32, m.div_ceil(SMALL.bm as u64) as u32, parts as u32];
-        let mut first = gemm_kernel(name, split_decl(q.map(|q| q.bits)), q, [m, n, k, kc], groups);
+        let mut first = gemm_kernel(name, split_decl(q.map(QuantB::form)), q, [m, n, k, kc], groups);
         first.finish = Some(Box::new(Finish { scratch: parts * m * n * 4, kernel: reduce }));
         Some(first)
     }
@@ -295,7 +303,7 @@ impl OpDef for MatMulHeads {
             .iter()
             .map(|&(name, tile)| {
                 let groups = [n.div_ceil(tile.bn as u64) as u32, m.div_ceil(tile.bm as u64) as u32, 1];
-                let decl = heads_decl(tile, self.bias, q.map(|q| q.bits));
+                let decl = heads_decl(tile, self.bias, q.map(QuantB::form));
                 match q {
                     None => Kernel::new(name, decl, HeadsParams { m: m32, n: n32, k: k32, kc: k32, tokens, dh, ..Default::default() }, groups, flops),
                     Some(q) => {
@@ -365,9 +373,9 @@ fn quant_key(b: &TensorInfo) -> String {
 }
 
 /// A GEMM variant of `tile`: vec4 or scalar access, then `store` flags (the epilogue, or how C is
-/// stored), then the tile's own (prefetch, unrolled block); with `quant` bits, B is read
-/// quantized.
-fn gemm_variant(tile: Tile, vec4: bool, store: &[&'static str], quant: Option<u32>) -> ShaderVariant {
+/// stored), then the tile's own (prefetch, unrolled block); with `quant` (bits, f16 scales), B is
+/// read quantized.
+fn gemm_variant(tile: Tile, vec4: bool, store: &[&'static str], quant: Option<(u32, bool)>) -> ShaderVariant {
     let mut flags = Vec::new();
     if vec4 {
         flags.push("VEC4");
@@ -378,14 +386,17 @@ fn gemm_variant(tile: Tile, vec4: bool, store: &[&'static str], quant: Option<u3
     }
     flags.extend(tile.unroll_flags());
     let mut consts = tile.consts().to_vec();
-    if let Some(bits) = quant {
+    if let Some((bits, f16)) = quant {
         flags.push("QUANT");
+        if f16 {
+            flags.push("QSCALE16");
+        }
         consts.push(("QBITS", bits));
     }
     specialize(&["matmul", "gemm_load_b", "epilogue", "gemm"], &consts, &flags)
 }
 
-fn decl(tile: Tile, vec4: bool, bias: bool, act: Activation, residual: bool, quant: Option<u32>) -> KernelDecl {
+fn decl(tile: Tile, vec4: bool, bias: bool, act: Activation, residual: bool, quant: Option<(u32, bool)>) -> KernelDecl {
     let mut bindings = vec![Binding::output("out"), Binding::activation(0, "a"), Binding::weight(1, "b")];
     bindings.extend(epilogue_bindings(bias, residual));
     let shader = gemm_variant(tile, vec4, &epilogue_flags(bias, act, residual), quant);
@@ -396,7 +407,7 @@ fn decl(tile: Tile, vec4: bool, bias: bool, act: Activation, residual: bool, qua
 }
 
 /// The head-major QKV projection: vec4, bias or not, no activation or residual.
-fn heads_decl(tile: Tile, bias: bool, quant: Option<u32>) -> KernelDecl {
+fn heads_decl(tile: Tile, bias: bool, quant: Option<(u32, bool)>) -> KernelDecl {
     let mut store = epilogue_flags(bias, Activation::None, false);
     store.push("HEADS");
     let mut bindings = vec![Binding::output("out"), Binding::activation(0, "a"), Binding::weight(1, "b")];
@@ -410,7 +421,7 @@ fn heads_decl(tile: Tile, bias: bool, quant: Option<u32>) -> KernelDecl {
 
 /// The first half of a split-K GEMM: the small tile, vec4, writing f32 partial products to the
 /// scratch.
-fn split_decl(quant: Option<u32>) -> KernelDecl {
+fn split_decl(quant: Option<(u32, bool)>) -> KernelDecl {
     let bindings = vec![Binding::scratch("out", Access::ReadWrite), Binding::activation(0, "a"), Binding::weight(1, "b")];
     let shader = gemm_variant(SMALL, true, &["SPLITK"], quant);
     match quant {
@@ -444,10 +455,11 @@ pub(crate) fn split_plan(m: u64, k: u64, n: u64, splits: u32) -> Option<(u64, u6
     (kc >= SPLIT_MIN_K && parts >= 2).then_some((kc, parts))
 }
 
-/// Every variant: each tile, access, epilogue and form of B (float, 8-bit, 4-bit).
+/// Every variant: each tile, access, epilogue and form of B (float; 8 or 4 bits with f32 or f16
+/// scales).
 pub(crate) fn decls() -> Vec<KernelDecl> {
     let mut v = Vec::new();
-    for quant in [None, Some(8), Some(4)] {
+    for quant in [None, Some((8, false)), Some((8, true)), Some((4, false)), Some((4, true))] {
         for (_, tile) in TILES {
             for act in [Activation::None, Activation::Gelu, Activation::Tanh] {
                 for i in 0..8 {
