@@ -479,29 +479,6 @@ pub(crate) fn decls() -> Vec<KernelDecl> {
     v
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn gemm_tiles_follow_the_measurements() {
-        use super::heuristic_tile as t;
-        use wgpu::DeviceType::{Cpu, DiscreteGpu, IntegratedGpu};
-        // CPU adapters: the large tile, unrolled, everywhere.
-        assert_eq!(t(Cpu, 197, 768), Some("128x128-unrolled"));
-        // H200: large only for batch-64 qkv / fc1 and 4096^2 outputs.
-        assert_eq!(t(DiscreteGpu, 12608, 2304), Some("128x128"));
-        assert_eq!(t(DiscreteGpu, 12608, 3072), Some("128x128"));
-        assert_eq!(t(DiscreteGpu, 4096, 4096), Some("128x128"));
-        assert_eq!(t(DiscreteGpu, 12608, 768), None);
-        assert_eq!(t(DiscreteGpu, 197, 2304), None);
-        assert_eq!(t(DiscreteGpu, 1024, 1024), None);
-        // Unmeasured kinds keep the default.
-        assert_eq!(t(IntegratedGpu, 12608, 3072), None);
-        // Every name is one the op offers.
-        for name in ["128x128-unrolled", "128x128"] {
-            assert!(super::kernel_names().contains(&name));
-        }
-    }
-}
 
 /// B on the CPU: f32 panels, or quantized panels dequantized a panel at a time.
 enum CpuB {
@@ -568,6 +545,30 @@ impl CpuKernel for MatMulCpu {
                     out[dst..dst + dh].copy_from_slice(&r[part * d + h * dh..part * d + (h + 1) * dh]);
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn gemm_tiles_follow_the_measurements() {
+        use super::heuristic_tile as t;
+        use wgpu::DeviceType::{Cpu, DiscreteGpu, IntegratedGpu};
+        // CPU adapters: the large tile, unrolled, everywhere.
+        assert_eq!(t(Cpu, 197, 768), Some("128x128-unrolled"));
+        // H200: large only for batch-64 qkv / fc1 and 4096^2 outputs.
+        assert_eq!(t(DiscreteGpu, 12608, 2304), Some("128x128"));
+        assert_eq!(t(DiscreteGpu, 12608, 3072), Some("128x128"));
+        assert_eq!(t(DiscreteGpu, 4096, 4096), Some("128x128"));
+        assert_eq!(t(DiscreteGpu, 12608, 768), None);
+        assert_eq!(t(DiscreteGpu, 197, 2304), None);
+        assert_eq!(t(DiscreteGpu, 1024, 1024), None);
+        // Unmeasured kinds keep the default.
+        assert_eq!(t(IntegratedGpu, 12608, 3072), None);
+        // Every name is one the op offers.
+        for name in ["128x128-unrolled", "128x128"] {
+            assert!(super::kernel_names().contains(&name));
         }
     }
 }
