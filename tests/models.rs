@@ -91,10 +91,33 @@ fn check_against(device: &tessera::Device, label: &str, fixture: &str, patch: Op
         (None, None) => {}
         (w, g) => panic!("{name}: pooler_output expected {} got {}", w.is_some(), g.is_some()),
     }
-    let (_, shape, want) = get("cls_attention").unwrap();
-    let got = out.cls_attention.expect("attention requested");
-    assert_eq!(got.shape, vec![shape[0], shape[1], 1, shape[2]]);
-    assert_close(&format!("{name} cls_attention"), &got.data, want, 1e-5, 0.0);
+    // Models without a class token have no class-token attention.
+    match get("cls_attention") {
+        Some((_, shape, want)) => {
+            let got = out.cls_attention.expect("attention requested");
+            assert_eq!(got.shape, vec![shape[0], shape[1], 1, shape[2]]);
+            assert_close(&format!("{name} cls_attention"), &got.data, want, 1e-5, 0.0);
+        }
+        None => assert!(out.cls_attention.is_none(), "{name}: class-token attention without a class token"),
+    }
+}
+
+/// `timm` checkpoints (tests/fixtures/timm, scripts/make_timm_fixtures.py: class token or none,
+/// registers, position embeddings without the prefix, layer scale, pre-norm, average pooling with
+/// fc_norm, DeiT distilled, an input of another size) against `timm`'s outputs, on both devices.
+#[test]
+fn timm_checkpoints_match_timm() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/timm");
+    let mut names: Vec<String> = std::fs::read_dir(&root).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    names.sort();
+    assert!(names.len() >= 6, "timm fixtures missing: {names:?}");
+    for (device, d) in devices() {
+        for name in &names {
+            for heads in [false, true] {
+                check_against(&d, &format!("timm {name} on {device} head-major={heads}"), &format!("timm/{name}"), None, &root.join(name), heads);
+            }
+        }
+    }
 }
 
 // ---- at another patch size (PI-resize): against transformers models of that patch size ----

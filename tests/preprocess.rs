@@ -32,6 +32,34 @@ fn photos_match_transformers_image_processors() {
     assert_eq!(checked, 8);
 }
 
+/// The same photos through `timm`'s evaluation transform (`resolve_data_config` +
+/// `create_transform`: resize by crop percentage, torchvision's center crop, mean and std) for the
+/// `pretrained_cfg`s in timm-configs.json (scripts/make_timm_fixtures.py).
+#[test]
+fn photos_match_timm_eval_transforms() {
+    let configs: serde_json::Value = serde_json::from_slice(&std::fs::read(photos().join("timm-configs.json")).unwrap()).unwrap();
+    let bytes = std::fs::read(photos().join("timm-expected.safetensors")).unwrap();
+    let st = SafeTensors::deserialize(&bytes).unwrap();
+    let mut checked = 0;
+    for (key, view) in st.tensors() {
+        let (cfg_name, photo) = key.split_once('/').unwrap();
+        let pre = &configs[cfg_name];
+        let size = pre["input_size"].as_array().unwrap();
+        let (h, w) = (size[1].as_u64().unwrap() as usize, size[2].as_u64().unwrap() as usize);
+        let cfg = tessera::model::timm::preprocessing(pre, (h, w), "timm-configs.json").unwrap();
+        let img = decode_image(&std::fs::read(photos().join(photo)).unwrap(), photo).unwrap();
+        let (got, gh, gw) = cfg.apply(&img).unwrap();
+        assert_eq!([3, gh, gw], [view.shape()[0], view.shape()[1], view.shape()[2]], "{key}: shape");
+        let want: Vec<f32> = view.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+        match tessera::reference::compare(&key, &got, &want, 1e-5, 0.0) {
+            Ok(max) => eprintln!("{key}: OK, max diff {max:e}"),
+            Err(e) => panic!("{e}"),
+        }
+        checked += 1;
+    }
+    assert_eq!(checked, 8);
+}
+
 #[test]
 fn bad_images_are_clear_errors() {
     let err = |bytes: &[u8]| decode_image(bytes, "input.bin").unwrap_err();

@@ -89,8 +89,14 @@ pub fn build_graph(arch: Arch, batch: usize, h: usize, w: usize, opts: RunOption
     let patch_w = g.weight(&pw, &[cfg.num_channels * p * p, d]);
     let patch_b = g.weight(&pb, &[d]);
     let pos = g.weight(&pos_name, &[prefix + gh * gw, d]);
-    let toks = g.weight(engine::prefix(), &[prefix, d]);
-    let mut hs = g.patch_embed("embeddings", x, patch_w, patch_b, pos, Some(toks), p)?;
+    let layout = &cfg.layout;
+    let toks = (prefix > 0).then(|| g.weight(engine::prefix(), &[prefix, d]));
+    let mut hs = g.patch_embed("embeddings", x, patch_w, patch_b, pos, toks, p)?;
+    if layout.pre_norm {
+        let (nw, nb) = engine::pre_norm();
+        let (nw, nb) = (g.weight(&nw, &[d]), g.weight(&nb, &[d]));
+        hs = g.layer_norm("pre_norm", hs, nw, nb, cfg.layer_norm_eps)?;
+    }
     let mut hidden = vec![hs];
     let scale = 1.0 / (cfg.head_dim() as f32).sqrt();
     let mut last_qkv: Option<TensorId> = None;
@@ -123,15 +129,36 @@ pub fn build_graph(arch: Arch, batch: usize, h: usize, w: usize, opts: RunOption
         hidden.push(hs);
         last_qkv = Some(qkv);
     }
-    let (fw, fb) = engine::final_norm();
+    // With fc_norm the tokens stay unnormed and the norm follows the pooling.
+    let (fw, fb) = if layout.fc_norm { engine::fc_norm() } else { engine::final_norm() };
     let (fw, fb) = (g.weight(&fw, &[d]), g.weight(&fb, &[d]));
-    let seq = g.layer_norm("last_hidden_state", hs, fw, fb, cfg.layer_norm_eps)?;
+    let seq = if layout.fc_norm { hs } else { g.layer_norm("last_hidden_state", hs, fw, fb, cfg.layer_norm_eps)? };
     let tokens = prefix + gh * gw;
     let n = cfg.labels.len();
+    // timm: the pooled features (forward_head's pre-logits): the class token (the mean of the
+    // class and distillation tokens for DeiT distilled) or the mean of the patch tokens, then
+    // fc_norm where the model has it.
+    let timm_pooled = if cfg.family == Family::Timm {
+        let pooled = if layout.pool_avg {
+            g.mean_tokens("pool", seq, prefix, tokens - prefix)?
+        } else {
+            g.mean_tokens("pool", seq, 0, 1 + layout.dist_token as usize)?
+        };
+        Some(if layout.fc_norm { g.layer_norm("fc_norm", pooled, fw, fb, cfg.layer_norm_eps)? } else { pooled })
+    } else {
+        None
+    };
 
     // A token is selected as the mean of one token: (B, D), and an exact copy.
     let logits = match arch.head {
         Head::None => None,
+        Head::Cls | Head::Avg if timm_pooled.is_some() => {
+            Some(linear_named(&mut g, "logits", engine::head(), (d, n), timm_pooled.expect("pooled"), None)?)
+        }
+        Head::Avg => {
+            let mean = g.mean_tokens("patch_mean", seq, prefix, tokens - prefix)?;
+            Some(linear_named(&mut g, "logits", engine::head(), (d, n), mean, None)?)
+        }
         Head::Cls => {
             let cls = g.mean_tokens("cls", seq, 0, 1)?;
             Some(linear_named(&mut g, "logits", engine::head(), (d, n), cls, None)?)
@@ -157,7 +184,7 @@ pub fn build_graph(arch: Arch, batch: usize, h: usize, w: usize, opts: RunOption
     } else if cfg.family == Family::Dinov2 {
         Some(g.mean_tokens("pooler_output", seq, 0, 1)?)
     } else {
-        None
+        timm_pooled
     };
     let mut outputs = Outputs { logits, ..Default::default() };
     if !(opts.logits_only && logits.is_some()) {
@@ -167,7 +194,7 @@ pub fn build_graph(arch: Arch, batch: usize, h: usize, w: usize, opts: RunOption
     if opts.hidden_states {
         outputs.hidden_states = hidden;
     }
-    if opts.attention {
+    if opts.attention && layout.class_token {
         if let Some(qkv) = last_qkv {
             outputs.cls_attention = Some(g.attention_probs("cls_attention", qkv, cfg.num_heads, scale, 1, prefix)?);
         }

@@ -30,14 +30,23 @@ impl Checkpoint {
         let config_bytes = config;
         let config_name = format!("{source}/config.json");
         let weights_name = format!("{source}/model.safetensors");
-        let config = ModelConfig::parse(config, &config_name)?;
+        let timm = super::timm::is_timm(config);
+        // transformers' configs are checked before the weights; timm's need the weights' shapes.
+        let hf = if timm { None } else { Some(ModelConfig::parse(config, &config_name)?) };
+        let (header, metadata) = SafeTensors::read_metadata(&weights)
+            .map_err(|e| Error::model(&weights_name, format!("not a valid safetensors file: {e}")))?;
+        let (config, default_pre) = match hf {
+            Some(c) => {
+                let pre = PreprocessorConfig::default_for(&c);
+                (c, pre)
+            }
+            None => super::timm::parse(config, &config_name, &|n: &str| metadata.info(n).map(|i| i.shape.clone()))?,
+        };
         let preprocessor_json = preprocessor.map(|p| p.to_vec());
         let preprocessor = match preprocessor {
             Some(p) => PreprocessorConfig::parse(p, &format!("{source}/preprocessor_config.json"))?,
-            None => PreprocessorConfig::default_for(&config),
+            None => default_pre,
         };
-        let (header, metadata) = SafeTensors::read_metadata(&weights)
-            .map_err(|e| Error::model(&weights_name, format!("not a valid safetensors file: {e}")))?;
         let data_start = 8 + header;
         let data_len = weights.len().saturating_sub(data_start);
         if metadata.data_len() != data_len {
@@ -93,10 +102,14 @@ impl Checkpoint {
     }
 
     /// `preprocessor_config.json` as read; where the checkpoint has none, the one that describes
-    /// the defaults it runs with (`ViTImageProcessor`'s).
-    pub fn preprocessor_json(&self) -> Vec<u8> {
+    /// the defaults it runs with (`ViTImageProcessor`'s); None for a `timm` checkpoint without
+    /// one (its `pretrained_cfg` in config.json describes the preprocessing).
+    pub fn preprocessor_json(&self) -> Option<Vec<u8>> {
         if let Some(p) = &self.preprocessor_json {
-            return p.clone();
+            return Some(p.clone());
+        }
+        if self.config.family == super::config::Family::Timm {
+            return None;
         }
         let (h, w) = self.config.image_size;
         let doc = serde_json::json!({
@@ -105,7 +118,7 @@ impl Checkpoint {
             "do_rescale": true, "rescale_factor": 1.0 / 255.0,
             "do_normalize": true, "image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5],
         });
-        serde_json::to_vec_pretty(&doc).unwrap_or_default()
+        serde_json::to_vec_pretty(&doc).ok()
     }
 
     /// Bytes of the weights file.

@@ -15,6 +15,10 @@ pub enum Family {
     Deit,
     /// `model_type: "dinov2"` (layer scale, always-interpolated position embeddings).
     Dinov2,
+    /// A `timm` Vision Transformer (`vit_*`, `deit_*`, `deit3_*`, `flexivit_*`, ...; see
+    /// `model::timm`): class token or none, register tokens, position embeddings with or without
+    /// the prefix tokens, an optional pre-norm, token or average pooling with `fc_norm`.
+    Timm,
 }
 
 /// The head on top of the encoder.
@@ -28,6 +32,38 @@ pub enum Head {
     ClsDistilled,
     /// A linear classifier on CLS concatenated with the mean patch token (`Dinov2ForImageClassification`).
     ClsMeanPatch,
+    /// A linear classifier on the mean of the patch tokens (`timm`'s `global_pool="avg"`).
+    Avg,
+}
+
+/// How the prefix tokens and norms are laid out around the encoder. `transformers`' families
+/// use the default; `timm` checkpoints set what their architecture uses.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Layout {
+    /// A class token first.
+    pub class_token: bool,
+    /// A distillation token after it (DeiT distilled).
+    pub dist_token: bool,
+    /// Register tokens after those.
+    pub reg_tokens: usize,
+    /// Whether the position embeddings cover the prefix tokens too (else only the patches; the
+    /// prefix tokens get none).
+    pub pos_prefix: bool,
+    /// A layer norm before the encoder (`norm_pre`, CLIP image towers).
+    pub pre_norm: bool,
+    /// The final norm applied after pooling (`fc_norm`) instead of to every token.
+    pub fc_norm: bool,
+    /// Pooled features (`timm`): the mean of the patch tokens instead of the class token.
+    pub pool_avg: bool,
+    /// Position embeddings resampled with antialiasing (`timm`) rather than as `transformers`
+    /// does, and whenever the grid differs from the checkpoint's.
+    pub pos_antialias: bool,
+}
+
+impl Default for Layout {
+    fn default() -> Self {
+        Layout { class_token: true, dist_token: false, reg_tokens: 0, pos_prefix: true, pre_norm: false, fc_norm: false, pool_avg: false, pos_antialias: false }
+    }
 }
 
 /// The model's shape and options, validated.
@@ -61,6 +97,8 @@ pub struct ModelConfig {
     pub labels: Vec<String>,
     /// How the Linear layers are quantized (`quantization_config`), if they are.
     pub quant: Option<super::quantized::QuantConfig>,
+    /// Prefix tokens and norms.
+    pub layout: Layout,
 }
 
 #[derive(Deserialize)]
@@ -221,7 +259,9 @@ impl ModelConfig {
             None | Some(serde_json::Value::Null) => None,
             Some(v) => Some(super::quantized::QuantConfig::parse(v, file)?),
         };
+        let layout = Layout { dist_token: family == Family::Deit, ..Default::default() };
         Ok(ModelConfig {
+            layout,
             quant,
             family,
             head,
@@ -241,7 +281,8 @@ impl ModelConfig {
 
     /// Prefix tokens before the patches: CLS, and the distillation token for DeiT.
     pub fn prefix_tokens(&self) -> usize {
-        if self.family == Family::Deit { 2 } else { 1 }
+        let l = &self.layout;
+        l.class_token as usize + l.dist_token as usize + l.reg_tokens
     }
 
     /// Head dim.

@@ -23,6 +23,66 @@ fn taps(input: usize, output: usize) -> Vec<([usize; 4], [f64; 4])> {
         .collect()
 }
 
+/// Per output index, as `interpolate(..., mode="bicubic", antialias=True)` (PIL's filter):
+/// the cubic with coefficient -0.5, widened by the scale when shrinking, truncated at the edges and
+/// normalized; as (first source index, weights).
+fn taps_antialias(input: usize, output: usize) -> Vec<(usize, Vec<f64>)> {
+    const A: f64 = -0.5;
+    let filter = |x: f64| {
+        let x = x.abs();
+        if x < 1.0 {
+            ((A + 2.0) * x - (A + 3.0)) * x * x + 1.0
+        } else if x < 2.0 {
+            (((x - 5.0) * x + 8.0) * x - 4.0) * A
+        } else {
+            0.0
+        }
+    };
+    let scale = input as f64 / output as f64;
+    let (support, inv) = if scale >= 1.0 { (2.0 * scale, 1.0 / scale) } else { (2.0, 1.0) };
+    (0..output)
+        .map(|o| {
+            let center = scale * (o as f64 + 0.5);
+            let lo = ((center - support + 0.5) as i64).max(0) as usize;
+            let hi = ((center + support + 0.5) as i64).min(input as i64) as usize;
+            let mut w: Vec<f64> = (lo..hi).map(|j| filter((j as f64 - center + 0.5) * inv)).collect();
+            let total: f64 = w.iter().sum();
+            if total != 0.0 {
+                w.iter_mut().for_each(|v| *v /= total);
+            }
+            (lo, w)
+        })
+        .collect()
+}
+
+/// Resamples `grid` `(h, w, dim)` to `(out_h, out_w, dim)` as `timm`'s `resample_abs_pos_embed`
+/// does (`interpolate(..., mode="bicubic", antialias=True)`), in f64.
+pub fn bicubic_antialias(grid: &[f32], h: usize, w: usize, dim: usize, out_h: usize, out_w: usize) -> Vec<f32> {
+    let ty = taps_antialias(h, out_h);
+    let tx = taps_antialias(w, out_w);
+    // Along x first (out_w columns of every input row), then along y.
+    let mut rows = vec![0f64; h * out_w * dim];
+    for y in 0..h {
+        for (ox, (x0, wx)) in tx.iter().enumerate() {
+            let dst = &mut rows[(y * out_w + ox) * dim..][..dim];
+            for (j, &wgt) in wx.iter().enumerate() {
+                let src = &grid[(y * w + x0 + j) * dim..][..dim];
+                dst.iter_mut().zip(src).for_each(|(d, &s)| *d += wgt * s as f64);
+            }
+        }
+    }
+    let mut out = vec![0f32; out_h * out_w * dim];
+    for (oy, (y0, wy)) in ty.iter().enumerate() {
+        for ox in 0..out_w {
+            for d in 0..dim {
+                let acc: f64 = wy.iter().enumerate().map(|(j, &wgt)| wgt * rows[((y0 + j) * out_w + ox) * dim + d]).sum();
+                out[(oy * out_w + ox) * dim + d] = acc as f32;
+            }
+        }
+    }
+    out
+}
+
 /// Resamples `grid` of shape `(h, w, dim)` (row-major) to `(out_h, out_w, dim)`.
 pub fn bicubic(grid: &[f32], h: usize, w: usize, dim: usize, out_h: usize, out_w: usize) -> Vec<f32> {
     let ty = taps(h, out_h);
@@ -57,6 +117,16 @@ mod tests {
         for (a, b) in g.iter().zip(&out) {
             assert!((a - b).abs() < 1e-5);
         }
+    }
+
+    #[test]
+    fn antialiased_same_size_is_identity_and_constants_stay() {
+        let g: Vec<f32> = (0..4 * 5 * 2).map(|i| i as f32 * 0.37).collect();
+        for (a, b) in g.iter().zip(&bicubic_antialias(&g, 4, 5, 2, 4, 5)) {
+            assert!((a - b).abs() < 1e-5);
+        }
+        let c = vec![1.5f32; 6 * 6];
+        assert!(bicubic_antialias(&c, 6, 6, 1, 3, 9).iter().all(|v| (v - 1.5).abs() < 1e-6));
     }
 
     #[test]

@@ -27,6 +27,8 @@ pub(crate) struct Positions {
     pub prefix: Vec<f32>,
     pub patches: Vec<f32>,
     pub side: usize,
+    /// Resampled as `timm` does (antialiased, only where the grid differs).
+    pub antialias: bool,
 }
 
 /// Receives each engine weight: float (name, shape, values) or quantized.
@@ -148,6 +150,9 @@ impl Reader<'_> {
 
 /// The model prefix (`vit.`, `deit.`, `dinov2.` or none): what precedes the class token's name.
 pub(crate) fn model_prefix(ck: &Checkpoint) -> Result<String> {
+    if ck.config.family == Family::Timm {
+        return Ok(String::new());
+    }
     let cls = ck
         .tensor_names()
         .into_iter()
@@ -159,6 +164,9 @@ pub(crate) fn model_prefix(ck: &Checkpoint) -> Result<String> {
 /// Reads every weight of `ck`, rearranged, into `sink`, its patch kernel PI-resized to `patch`
 /// (from the checkpoint's own weights) where that differs from the checkpoint's patch size.
 pub(crate) fn load(ck: &Checkpoint, patch: usize, sink: &mut dyn Sink) -> Result<Loaded> {
+    if ck.config.family == Family::Timm {
+        return load_timm(ck, patch, sink);
+    }
     let cfg = &ck.config;
     let file = ck.weights_name().to_string();
     let prefix = model_prefix(ck)?;
@@ -253,7 +261,7 @@ pub(crate) fn load(ck: &Checkpoint, patch: usize, sink: &mut dyn Sink) -> Result
     }
     match head {
         Head::None => {}
-        Head::Cls => top.linear_to(sink, hf::CLASSIFIER, engine::head(), (d, n), None)?,
+        Head::Cls | Head::Avg => top.linear_to(sink, hf::CLASSIFIER, engine::head(), (d, n), None)?,
         Head::ClsMeanPatch => top.linear_to(sink, hf::CLASSIFIER, engine::head(), (2 * d, n), None)?,
         Head::ClsDistilled => {
             // logits = (cls_head(t0) + dist_head(t1)) / 2; halving is exact in floating point.
@@ -263,11 +271,18 @@ pub(crate) fn load(ck: &Checkpoint, patch: usize, sink: &mut dyn Sink) -> Result
         }
     }
     rd.used.extend(top.used);
-    let extra: Vec<String> = ck.tensor_names().into_iter().filter(|t| !rd.used.contains(t)).collect();
+    check_all_used(ck, &rd.used, head)?;
+    Ok(Loaded { head, pooler, pos })
+}
+
+/// Every tensor of the file must have been read: one the config does not explain is an error.
+fn check_all_used(ck: &Checkpoint, used: &BTreeSet<String>, head: Head) -> Result<()> {
+    let file = ck.weights_name();
+    let extra: Vec<String> = ck.tensor_names().into_iter().filter(|t| !used.contains(t)).collect();
     if !extra.is_empty() {
         let shown: Vec<&str> = extra.iter().take(5).map(|s| s.as_str()).collect();
         return Err(Error::model(
-            &file,
+            file,
             format!(
                 "{} tensor(s) that a {:?} model with this config does not use, e.g. {} (is the config for another architecture?)",
                 extra.len(),
@@ -276,7 +291,7 @@ pub(crate) fn load(ck: &Checkpoint, patch: usize, sink: &mut dyn Sink) -> Result
             ),
         ));
     }
-    Ok(Loaded { head, pooler, pos })
+    Ok(())
 }
 
 /// The position embeddings: prefix positions, then a square grid of patch positions.
@@ -296,5 +311,87 @@ fn positions(ck: &Checkpoint, rd: &mut Reader, file: &str, prefix_tokens: usize)
         return Err(Error::model(file, format!("`{pos_name}` has {count} patch positions, not a square grid")));
     }
     let all = rd.get(hf::POSITIONS, &[prefix_tokens + count, d])?;
-    Ok(Positions { prefix: all[..prefix_tokens * d].to_vec(), patches: all[prefix_tokens * d..].to_vec(), side })
+    Ok(Positions { prefix: all[..prefix_tokens * d].to_vec(), patches: all[prefix_tokens * d..].to_vec(), side, antialias: false })
+}
+
+/// A `timm` checkpoint (`model::timm`): the same engine weights from timm's names. The fused QKV
+/// projection is read as it is ((3D, D) is query, key and value in the engine's order); layer
+/// scales fold into the projections they scale; prefix positions are zero where timm's position
+/// embeddings cover only the patches.
+fn load_timm(ck: &Checkpoint, patch: usize, sink: &mut dyn Sink) -> Result<Loaded> {
+    use super::naming::timm as t;
+    let cfg = &ck.config;
+    let layout = &cfg.layout;
+    let mut rd = Reader { ck, prefix: String::new(), used: BTreeSet::new() };
+    let (d, p, c) = (cfg.hidden_size, cfg.patch_size, cfg.num_channels);
+    let k = c * patch * patch;
+    let conv = super::flexi::pi_resize(&rd.get(&format!("{}.weight", t::PATCH), &[d, c, p, p])?, d * c, p, patch);
+    let (pw, pb) = engine::patch();
+    sink.f32(&pw, &[k, d], &transpose(&conv, d, k))?;
+    // CLIP-style towers (pre-norm) have no patch bias.
+    let bias = if rd.has(&format!("{}.bias", t::PATCH)) { rd.get(&format!("{}.bias", t::PATCH), &[d])? } else { vec![0.0; d] };
+    sink.f32(&pb, &[d], &bias)?;
+    let prefix = cfg.prefix_tokens();
+    let mut toks = Vec::with_capacity(prefix * d);
+    if layout.class_token {
+        toks.extend(rd.get(t::CLS_TOKEN, &[d])?);
+    }
+    if layout.dist_token {
+        toks.extend(rd.get(t::DIST_TOKEN, &[d])?);
+    }
+    if layout.reg_tokens > 0 {
+        toks.extend(rd.get(t::REG_TOKEN, &[layout.reg_tokens, d])?);
+    }
+    if prefix > 0 {
+        sink.f32(engine::prefix(), &[prefix, d], &toks)?;
+    }
+    let (gh, gw) = (cfg.image_size.0 / p, cfg.image_size.1 / cfg.patch_size);
+    if gh != gw {
+        return Err(Error::model(format!("{}/config.json", ck.source), format!("a {gh}x{gw} position grid: only square grids are supported")));
+    }
+    let rows = gh * gw + if layout.pos_prefix { prefix } else { 0 };
+    let all = rd.get(t::POSITIONS, &[rows, d])?;
+    let (pre, patches) = if layout.pos_prefix { (all[..prefix * d].to_vec(), all[prefix * d..].to_vec()) } else { (vec![0.0; prefix * d], all) };
+    let pos = Positions { prefix: pre, patches, side: gh, antialias: true };
+    if layout.pre_norm {
+        rd.norm_to(sink, t::NORM_PRE, engine::pre_norm(), d)?;
+    }
+    let mlp = cfg.intermediate_size;
+    for i in 0..cfg.num_layers {
+        for which in [Norm::Before, Norm::After] {
+            rd.norm_to(sink, &t::norm(i, which), engine::norm(i, which), d)?;
+        }
+        let (wt, b) = rd.linear(&t::qkv(i), d, 3 * d, cfg.qkv_bias, None)?;
+        let (qw, qb) = engine::qkv(i);
+        wt.to_sink(sink, &qw, &[d, 3 * d])?;
+        if let Some(b) = b {
+            sink.f32(&qb, &[3 * d], &b)?;
+        }
+        let scale = |rd: &mut Reader, which| -> Result<Option<Vec<f32>>> {
+            let n = t::layer_scale(i, which);
+            if rd.has(&n) { Ok(Some(rd.get(&n, &[d])?)) } else { Ok(None) }
+        };
+        let (ls1, ls2) = (scale(&mut rd, Norm::Before)?, scale(&mut rd, Norm::After)?);
+        for (which, dims, s) in [(Linear::Proj, (d, d), ls1), (Linear::Fc1, (d, mlp), None), (Linear::Fc2, (mlp, d), ls2)] {
+            rd.linear_to(sink, &t::linear(i, which), engine::linear(i, which), dims, s.as_deref())?;
+        }
+    }
+    if layout.fc_norm {
+        rd.norm_to(sink, t::FC_NORM, engine::fc_norm(), d)?;
+    } else {
+        rd.norm_to(sink, t::NORM, engine::final_norm(), d)?;
+    }
+    let head = cfg.head.unwrap_or(Head::None);
+    let n = cfg.labels.len();
+    match head {
+        Head::None => {}
+        Head::ClsDistilled => {
+            let half = vec![0.5f32; n];
+            rd.linear_to(sink, t::HEAD, engine::head(), (d, n), Some(&half))?;
+            rd.linear_to(sink, t::HEAD_DIST, engine::head_dist(), (d, n), Some(&half))?;
+        }
+        Head::Cls | Head::Avg | Head::ClsMeanPatch => rd.linear_to(sink, t::HEAD, engine::head(), (d, n), None)?,
+    }
+    check_all_used(ck, &rd.used, head)?;
+    Ok(Loaded { head, pooler: false, pos })
 }

@@ -15,6 +15,7 @@ pub mod preprocess;
 pub mod quantized;
 mod runner;
 pub mod synthetic;
+pub mod timm;
 pub mod vit;
 
 pub use build::{build_graph, Arch, Outputs, RunOptions};

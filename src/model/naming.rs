@@ -74,6 +74,16 @@ pub mod engine {
         pair("final_ln")
     }
 
+    /// The layer norm before the encoder (`timm`'s `norm_pre`).
+    pub fn pre_norm() -> (String, String) {
+        pair("pre_ln")
+    }
+
+    /// The layer norm after pooling (`timm`'s `fc_norm`).
+    pub fn fc_norm() -> (String, String) {
+        pair("fc_ln")
+    }
+
     /// The pooler's dense layer.
     pub fn pooler() -> (String, String) {
         pair("pooler")
@@ -151,5 +161,56 @@ pub mod hf {
     /// DINOv2's layer scale after attention (1) or the MLP (2).
     pub fn layer_scale(i: usize, which: Norm) -> String {
         format!("{}.layer_scale{}.lambda1", layer(i), if which == Norm::Before { 1 } else { 2 })
+    }
+}
+
+/// `timm`'s names (vision_transformer.py, deit.py), at the top level of the state dict.
+pub mod timm {
+    use super::{Linear, Norm};
+
+    /// The class token, `(1, 1, D)`.
+    pub const CLS_TOKEN: &str = "cls_token";
+    /// The distillation token (DeiT distilled).
+    pub const DIST_TOKEN: &str = "dist_token";
+    /// Register tokens, `(1, R, D)`.
+    pub const REG_TOKEN: &str = "reg_token";
+    /// Position embeddings, `(1, L, D)`.
+    pub const POSITIONS: &str = "pos_embed";
+    /// The patch convolution.
+    pub const PATCH: &str = "patch_embed.proj";
+    /// The norm before the encoder.
+    pub const NORM_PRE: &str = "norm_pre";
+    /// The final norm.
+    pub const NORM: &str = "norm";
+    /// The norm after pooling.
+    pub const FC_NORM: &str = "fc_norm";
+    /// The classifier.
+    pub const HEAD: &str = "head";
+    /// The distillation classifier.
+    pub const HEAD_DIST: &str = "head_dist";
+
+    /// Block `i`'s layer norm before attention or before the MLP.
+    pub fn norm(i: usize, which: Norm) -> String {
+        format!("blocks.{i}.{}", if which == Norm::Before { "norm1" } else { "norm2" })
+    }
+
+    /// Block `i`'s fused query-key-value projection, `(3 * D, D)`.
+    pub fn qkv(i: usize) -> String {
+        format!("blocks.{i}.attn.qkv")
+    }
+
+    /// Block `i`'s attention output projection or MLP layers.
+    pub fn linear(i: usize, which: Linear) -> String {
+        let n = match which {
+            Linear::Proj => "attn.proj",
+            Linear::Fc1 => "mlp.fc1",
+            Linear::Fc2 => "mlp.fc2",
+        };
+        format!("blocks.{i}.{n}")
+    }
+
+    /// Block `i`'s layer scale after attention (`ls1`) or after the MLP (`ls2`).
+    pub fn layer_scale(i: usize, which: Norm) -> String {
+        format!("blocks.{i}.ls{}.gamma", if which == Norm::Before { 1 } else { 2 })
     }
 }

@@ -116,6 +116,9 @@ pub struct PreprocessorConfig {
     pub rescale: Option<f64>,
     /// Per-channel (mean, std).
     pub normalize: Option<(Vec<f32>, Vec<f32>)>,
+    /// Center-crop offsets rounded half to even, as torchvision's `CenterCrop` (`timm`), instead
+    /// of floored as `transformers` does.
+    pub crop_round: bool,
 }
 
 #[derive(Deserialize, Default)]
@@ -165,6 +168,7 @@ impl PreprocessorConfig {
             center_crop: None,
             rescale: Some(1.0 / 255.0),
             normalize: Some((vec![0.5; 3], vec![0.5; 3])),
+            crop_round: false,
         }
     }
 
@@ -258,7 +262,7 @@ impl PreprocessorConfig {
         } else {
             None
         };
-        Ok(PreprocessorConfig { resize, center_crop, rescale, normalize })
+        Ok(PreprocessorConfig { resize, center_crop, rescale, normalize, crop_round: false })
     }
 
     /// The (height, width) this produces for an input of the given size.
@@ -298,7 +302,7 @@ impl PreprocessorConfig {
             buf = resize(&buf, h, w, filter);
         }
         if let Some((ch, cw)) = self.center_crop {
-            buf = center_crop(&buf, ch, cw);
+            buf = center_crop(&buf, ch, cw, self.crop_round);
         }
         let (h, w) = (buf.h, buf.w);
         let mut out = Vec::with_capacity(3 * h * w);
@@ -413,10 +417,12 @@ fn resize(src: &Planes, h: usize, w: usize, filter: Resample) -> Planes {
     cur
 }
 
-/// transformers' center_crop: offsets (size - crop) // 2; zero padding where the crop is larger.
-fn center_crop(src: &Planes, ch: usize, cw: usize) -> Planes {
-    let top = (src.h as i64 - ch as i64).div_euclid(2);
-    let left = (src.w as i64 - cw as i64).div_euclid(2);
+/// transformers' center_crop: offsets (size - crop) // 2, or with `round` torchvision's
+/// round((size - crop) / 2) (half to even); zero padding where the crop is larger.
+fn center_crop(src: &Planes, ch: usize, cw: usize, round: bool) -> Planes {
+    let offset = |d: i64| if round { (d as f64 / 2.0).round_ties_even() as i64 } else { d.div_euclid(2) };
+    let top = offset(src.h as i64 - ch as i64);
+    let left = offset(src.w as i64 - cw as i64);
     let mut data: [Vec<u8>; 3] = [vec![0; ch * cw], vec![0; ch * cw], vec![0; ch * cw]];
     for (plane, out) in src.data.iter().zip(data.iter_mut()) {
         for y in 0..ch {

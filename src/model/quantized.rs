@@ -220,7 +220,7 @@ pub struct QuantizeReport {
 /// directly from them).
 fn is_head(name: &str) -> bool {
     let m = name.trim_end_matches(".weight");
-    matches!(m, "classifier" | "cls_classifier" | "distillation_classifier")
+    matches!(m, "classifier" | "cls_classifier" | "distillation_classifier" | "head" | "head_dist")
 }
 
 /// Quantizes every Linear layer of `ck` but the classifier heads (2-D `*.weight` tensors with a

@@ -86,7 +86,14 @@ impl Runner {
     fn positions(&self, d: usize, gh: usize, gw: usize, h: usize, w: usize) -> Vec<f32> {
         let s = self.pos.side;
         let mut out = self.pos.prefix.clone();
-        if gh * gw == s * s && h == w {
+        if self.pos.antialias {
+            // timm: resampled (antialiased) only where the grid differs.
+            if (gh, gw) == (s, s) {
+                out.extend_from_slice(&self.pos.patches);
+            } else {
+                out.extend(super::interp::bicubic_antialias(&self.pos.patches, s, s, d, gh, gw));
+            }
+        } else if gh * gw == s * s && h == w {
             out.extend_from_slice(&self.pos.patches);
         } else {
             out.extend(bicubic(&self.pos.patches, s, s, d, gh, gw));

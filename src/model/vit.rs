@@ -247,10 +247,17 @@ impl Model {
         }
         let mut ran = self.runner.run(self.arch(), pixels, dims, opts).await?;
         let o = ran.outputs.clone();
-        let hidden_states = o.hidden_states.iter().filter_map(|&t| ran.take(Some(t))).collect();
+        // Without a final norm over the tokens (timm's fc_norm), the last hidden state is the
+        // last layer's output: one tensor, read back once.
+        let last_hidden_state = ran.take(o.last_hidden_state);
+        let hidden_states = o
+            .hidden_states
+            .iter()
+            .filter_map(|&t| if Some(t) == o.last_hidden_state { last_hidden_state.clone() } else { ran.take(Some(t)) })
+            .collect();
         Ok(ModelOutput {
             logits: ran.take(o.logits),
-            last_hidden_state: ran.take(o.last_hidden_state),
+            last_hidden_state,
             pooler_output: ran.take(o.pooler_output),
             hidden_states,
             cls_attention: ran.take(o.cls_attention),

@@ -54,7 +54,9 @@ pub fn run(device: &Device, args: &QuantizeArgs) -> Result<()> {
     };
     write("config.json", &config)?;
     write("model.safetensors", &weights)?;
-    write("preprocessor_config.json", &ck.preprocessor_json())?;
+    if let Some(p) = ck.preprocessor_json() {
+        write("preprocessor_config.json", &p)?;
+    }
 
     let scheme = match group {
         None => format!("int{}, one scale per output channel", args.bits),
