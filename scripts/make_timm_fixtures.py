@@ -11,6 +11,8 @@ token or none, register tokens, position embeddings without the prefix (no_embed
 scale, pre-norm (CLIP image tower), average pooling with fc_norm, DeiT's distillation head, and an
 input size other than the checkpoint's (dynamic_img_size: antialiased position resampling).
 
+tests/fixtures/timm-flexi/vit-token-p{4,16} hold what timm computes for vit-token rebuilt at
+patch 4 and 16 (patch kernel and position embeddings resampled by timm's own functions).
 It also writes tests/fixtures/photos/timm-expected.safetensors: the test photos through timm's
 evaluation transform (resolve_data_config + create_transform) for the configs in
 tests/fixtures/photos/timm-configs.json.
@@ -28,6 +30,7 @@ from PIL import Image
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(ROOT, "tests", "fixtures", "timm")
+OUT_FLEXI = os.path.join(ROOT, "tests", "fixtures", "timm-flexi")
 PHOTOS = os.path.join(ROOT, "tests", "fixtures", "photos")
 
 SMALL = dict(img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2, mlp_ratio=2.0)
@@ -82,8 +85,9 @@ def expected(model, px):
 
 
 def main():
-    shutil.rmtree(OUT, ignore_errors=True)
-    os.makedirs(OUT)
+    for d in (OUT, OUT_FLEXI):
+        shutil.rmtree(d, ignore_errors=True)
+        os.makedirs(d)
     for seed, (name, arch, kw, batch, (h, w)) in enumerate(CASES):
         torch.manual_seed(seed)
         model = timm.create_model(arch, pretrained=False, **kw).eval()
@@ -99,6 +103,26 @@ def main():
         cfg = json.load(open(os.path.join(folder, "config.json")))
         print(f"{name}: {arch} eps={model.blocks[0].norm1.eps} prefix={model.num_prefix_tokens} "
               f"pool={model.global_pool} args={cfg.get('model_args')} -> {sorted(e)}")
+
+    # The patch-size dial: vit-token at patch 4 and 16 as timm builds it, the patch kernel
+    # resampled by timm's resample_patch_embed with FlexiViT's bilinear pseudo-inverse (the one
+    # tessera uses) and the position embeddings by resample_abs_pos_embed.
+    from timm.layers import resample_abs_pos_embed, resample_patch_embed
+    name, arch, kw, batch, (h, w) = CASES[0]
+    src = timm.create_model(arch, pretrained=False, **kw).eval()
+    from safetensors.torch import load_file
+    src.load_state_dict(load_file(os.path.join(OUT, name, "model.safetensors")))
+    for q in (4, 16):
+        model = timm.create_model(arch, pretrained=False, **dict(kw, patch_size=q)).eval()
+        sd = {k: v.clone() for k, v in src.state_dict().items()}
+        sd["patch_embed.proj.weight"] = resample_patch_embed(sd["patch_embed.proj.weight"], [q, q], interpolation="bilinear", antialias=False)
+        sd["pos_embed"] = resample_abs_pos_embed(sd["pos_embed"], new_size=[h // q, w // q], num_prefix_tokens=1)
+        model.load_state_dict(sd)
+        px = torch.randn(1, 3, h, w, generator=torch.Generator().manual_seed(300 + q))
+        folder = os.path.join(OUT_FLEXI, f"{name}-p{q}")
+        os.makedirs(folder, exist_ok=True)
+        save_file(expected(model, px), os.path.join(folder, "expected.safetensors"))
+        print(f"{name} at patch {q}: {h // q}x{w // q} grid")
 
     # Preprocessing: timm's evaluation transform on the test photos.
     configs = json.load(open(os.path.join(PHOTOS, "timm-configs.json")))

@@ -105,6 +105,20 @@ fn check_against(device: &tessera::Device, label: &str, fixture: &str, patch: Op
 /// `timm` checkpoints (tests/fixtures/timm, scripts/make_timm_fixtures.py: class token or none,
 /// registers, position embeddings without the prefix, layer scale, pre-norm, average pooling with
 /// fc_norm, DeiT distilled, an input of another size) against `timm`'s outputs, on both devices.
+/// A `timm` checkpoint at other patch sizes against timm's own resampling (its
+/// `resample_patch_embed` with the bilinear pseudo-inverse, `resample_abs_pos_embed`):
+/// tests/fixtures/timm-flexi, on both devices.
+#[test]
+fn timm_checkpoints_at_other_patch_sizes_match_timm() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/timm-flexi");
+    for q in [4, 16] {
+        for (device, d) in devices() {
+            let dir = root.join(format!("vit-token-p{q}"));
+            check_against(&d, &format!("timm vit-token at patch {q} on {device}"), "timm/vit-token", Some(q), &dir, false);
+        }
+    }
+}
+
 #[test]
 fn timm_checkpoints_match_timm() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/timm");

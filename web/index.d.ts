@@ -22,8 +22,10 @@ export interface AdapterInfo {
 
 export interface ModelInfo {
   source: string;
-  family: 'Vit' | 'Deit' | 'Dinov2';
-  head: 'None' | 'Cls' | 'ClsDistilled' | 'ClsMeanPatch';
+  /** 'Timm': a timm checkpoint (vit_*, deit_*, deit3_*, flexivit_*). */
+  family: 'Vit' | 'Deit' | 'Dinov2' | 'Timm';
+  /** 'Avg': a classifier on the mean of the patch tokens (timm's global_pool "avg"). */
+  head: 'None' | 'Cls' | 'ClsDistilled' | 'ClsMeanPatch' | 'Avg';
   labels: string[];
   hiddenSize: number;
   layers: number;

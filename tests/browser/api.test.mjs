@@ -47,19 +47,22 @@ after(async () => {
 // expected outputs from transformers models of that patch size, scripts/make_flexi_fixtures.py).
 // Quantized checkpoints (compressed-tensors pack-quantized, tests/fixtures/quant) run the same way.
 const FIXTURES = ['vit-classifier', 'vit-base-nobias-f16', 'deit-distilled-bf16', 'deit-classifier', 'dinov2-classifier', 'dinov2-base',
-  'quant/vit-classifier-int8', 'quant/deit-distilled-int4', 'quant/dinov2-base-int4'].map((f) => [f, null]);
-const RESIZED = [['vit-classifier', 4], ['vit-classifier', 6], ['deit-distilled-bf16', 4], ['dinov2-classifier', 10], ['dinov2-base', 7]];
+  'quant/vit-classifier-int8', 'quant/deit-distilled-int4', 'quant/dinov2-base-int4',
+  'timm/vit-reg-avg', 'timm/vit-clip-prenorm', 'timm/deit-distilled', 'timm/flexivit-dynamic'].map((f) => [f, null]);
+const RESIZED = [['vit-classifier', 4], ['vit-classifier', 6], ['deit-distilled-bf16', 4], ['dinov2-classifier', 10], ['dinov2-base', 7], ['timm/vit-token', 4]];
+// Where the expected outputs of a checkpoint at another patch size are (timm's made by timm).
+const flexiPath = (fixture, patch) => (fixture.startsWith('timm/') ? `tests/fixtures/timm-flexi/${fixture.slice(5)}-p${patch}` : `tests/fixtures/flexi/${fixture}-p${patch}`);
 for (const [device, [fixture, patch]] of ['webgpu', 'cpu'].flatMap((d) => [...FIXTURES, ...RESIZED].map((f) => [d, f]))) {
   const label = patch ? `${fixture} at patch ${patch}` : fixture;
   test(`run ${label} on ${device} matches transformers and the native engine`, { timeout: 300_000 }, async () => {
     const dir = join(ROOT, 'tests/fixtures', fixture);
-    const expDir = patch ? join(ROOT, 'tests/fixtures/flexi', `${fixture}-p${patch}`) : dir;
+    const expDir = patch ? join(ROOT, flexiPath(fixture, patch)) : dir;
     const expected = readSafetensors(readFileSync(join(expDir, 'expected.safetensors')));
     const native = join(mkdtempSync(join(tmpdir(), 'tessera-native-')), 'out.safetensors');
     const patchArgs = patch ? ['--patch-size', String(patch)] : [];
     execFileSync(NATIVE, ['run', '--model', dir, ...patchArgs, '--pixels', join(expDir, 'expected.safetensors'), '--out', native], { stdio: 'pipe' });
     const nat = readSafetensors(readFileSync(native));
-    const expUrl = patch ? `/tests/fixtures/flexi/${fixture}-p${patch}` : `/tests/fixtures/${fixture}`;
+    const expUrl = patch ? `/${flexiPath(fixture, patch)}` : `/tests/fixtures/${fixture}`;
     const got = await page.evaluate(async ([name, device, patch, expUrl]) => {
       const { readTensor } = await import('/tests/browser/blank.js');
       const engine = device === 'cpu' ? window.cpuEngine : window.engine;
@@ -78,7 +81,8 @@ for (const [device, [fixture, patch]] of ['webgpu', 'cpu'].flatMap((d) => [...FI
         pooler: out.poolerOutput ? Array.from(out.poolerOutput) : null,
       };
     }, [fixture, device, patch, expUrl]);
-    const own = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')).patch_size;
+    const config = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8'));
+    const own = config.patch_size ?? config.model_args.patch_size;
     assert.equal(got.originalPatchSize, own);
     assert.equal(got.patchSize, patch ?? own);
     assert.deepEqual(got.lastDims, expected.last_hidden_state.dims);
@@ -90,8 +94,8 @@ for (const [device, [fixture, patch]] of ['webgpu', 'cpu'].flatMap((d) => [...FI
       }
       const vsRef = maxDiff(values, expected[name].data);
       const vsNative = maxDiff(values, nat[name].data);
-      console.log(`${device} ${label} ${name}: max diff ${vsRef.toExponential(2)} vs transformers, ${vsNative.toExponential(2)} vs native`);
-      assert.ok(vsRef <= 1e-4, `${device} ${label} ${name}: ${vsRef} from transformers`);
+      console.log(`${device} ${label} ${name}: max diff ${vsRef.toExponential(2)} vs the reference, ${vsNative.toExponential(2)} vs native`);
+      assert.ok(vsRef <= 1e-4, `${device} ${label} ${name}: ${vsRef} from the reference (transformers or timm)`);
       assert.ok(vsNative <= 1e-4, `${device} ${label} ${name}: ${vsNative} from the native engine`);
     }
   });
