@@ -427,3 +427,28 @@ fn f16_storage_stays_within_1e_2_of_f32() {
         assert!(vs_f32 > 0.0, "{name}: f16 gave exactly the f32 result: f16 storage is not in effect");
     }
 }
+
+/// `timm` configs tessera cannot run, or that contradict the weights: `model` errors naming
+/// config.json (or the weights) and the reason.
+#[test]
+fn unsupported_or_inconsistent_timm_configs_are_named() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/timm/vit-token");
+    let weights = std::fs::read(dir.join("model.safetensors")).unwrap();
+    let config: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("config.json")).unwrap()).unwrap();
+    type Edit = fn(&mut serde_json::Value);
+    let cases: [(Edit, &str); 8] = [
+        (|c| c["architecture"] = "swin_tiny_patch4_window7_224".into(), "not supported"),
+        (|c| c["architecture"] = "vit_base_patch16_clip_quickgelu_224".into(), "quick-GELU"),
+        (|c| c["global_pool"] = "map".into(), "global_pool `map`"),
+        (|c| c["model_args"]["embed_dim"] = 64.into(), "model_args.embed_dim"),
+        (|c| c["model_args"]["num_heads"] = 3.into(), "heads"),
+        (|c| c["model_args"]["img_size"] = serde_json::json!([48, 48]), "positions"),
+        (|c| c["pretrained_cfg"]["crop_mode"] = "border".into(), "crop_mode"),
+        (|c| c["pretrained_cfg"]["interpolation"] = "random".into(), "interpolation"),
+    ];
+    for (edit, needle) in cases {
+        let mut c = config.clone();
+        edit(&mut c);
+        assert_model_err(load_err(&serde_json::to_vec(&c).unwrap(), weights.clone()), &[needle]);
+    }
+}
