@@ -8,7 +8,7 @@ with architecture, model_args and pretrained_cfg; model.safetensors) and expecte
   for models with a class token).
 Small architectures through timm's own factory (create_model with overrides), covering: class
 token or none, register tokens, position embeddings without the prefix (no_embed_class), layer
-scale, pre-norm (CLIP image tower), average pooling with fc_norm, DeiT's distillation head, and an
+scale, pre-norm (CLIP image towers, GELU and quick GELU), average pooling with fc_norm, DeiT's distillation head, and an
 input size other than the checkpoint's (dynamic_img_size: antialiased position resampling).
 
 tests/fixtures/timm-flexi/vit-token-p{4,16} hold what timm computes for vit-token rebuilt at
@@ -42,6 +42,7 @@ CASES = [
     ("vit-clip-prenorm", "vit_base_patch16_clip_224", dict(SMALL, num_classes=6, embed_dim=48, num_heads=3), 1, (32, 32)),
     ("deit-distilled", "deit_tiny_distilled_patch16_224", dict(SMALL, num_classes=5), 2, (32, 32)),
     ("flexivit-dynamic", "flexivit_small", dict(SMALL, num_classes=0, dynamic_img_size=True), 1, (48, 40)),
+    ("vit-clip-quickgelu", "vit_base_patch16_clip_quickgelu_224", dict(SMALL, num_classes=0), 2, (32, 32)),
 ]
 
 

@@ -1,5 +1,5 @@
 // The fused GEMM epilogue, act(acc + bias) + residual, on four consecutive outputs: BIAS adds the
-// bias, GELU (exact, erf) or TANH applies the activation, RESIDUAL adds the residual. Used by
+// bias, GELU (exact, erf), TANH or QUICK_GELU (x sigmoid(1.702 x)) applies the activation, RESIDUAL adds the residual. Used by
 // every GEMM store (tiled, scalar edges, split-K reduction).
 fn epilogue(acc: vec4<f32>, bias_v: vec4<f32>, residual_v: vec4<f32>) -> vec4<f32> {
     var v = acc;
@@ -11,6 +11,9 @@ fn epilogue(acc: vec4<f32>, bias_v: vec4<f32>, residual_v: vec4<f32>) -> vec4<f3
 #endif
 #ifdef TANH
     v = tanh(v);
+#endif
+#ifdef QUICK_GELU
+    v = v / (1.0 + exp(-1.702 * v));
 #endif
 #ifdef RESIDUAL
     v += residual_v;

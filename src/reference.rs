@@ -32,6 +32,7 @@ pub fn matmul(
                 crate::ops::Activation::None => acc,
                 crate::ops::Activation::Gelu => gelu(acc),
                 crate::ops::Activation::Tanh => acc.tanh(),
+                crate::ops::Activation::QuickGelu => acc / (1.0 + (-1.702 * acc).exp()),
             };
             if let Some(r) = residual {
                 acc += r[i * n + j] as f64;

@@ -33,7 +33,7 @@ fn matmul_epilogues() {
     each_device(|| {
         let mut seed = 100;
         for (m, k, n) in [(197, 64, 96), (101, 33, 65), (7, 128, 36)] {
-            for act in [Activation::None, Activation::Gelu, Activation::Tanh] {
+            for act in [Activation::None, Activation::Gelu, Activation::Tanh, Activation::QuickGelu] {
                 for flags in 0..4 {
                     check_matmul(m, k, n, flags & 1 != 0, act, flags & 2 != 0, seed);
                     seed += 1;

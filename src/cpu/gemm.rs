@@ -26,6 +26,8 @@ pub enum Act {
     Gelu,
     /// tanh.
     Tanh,
+    /// x * sigmoid(1.702 x).
+    QuickGelu,
 }
 
 /// The register tile of an instruction set: MR rows by NR columns (B is packed NR wide).
@@ -452,6 +454,7 @@ fn apply_epilogue(row: &mut [f32], epi: &Epilogue, r: usize, col0: usize) {
         Act::None => {}
         Act::Gelu => row.iter_mut().for_each(|o| *o = math::gelu(*o)),
         Act::Tanh => row.iter_mut().for_each(|o| *o = o.tanh()),
+        Act::QuickGelu => row.iter_mut().for_each(|o| *o /= 1.0 + math::exp(-1.702 * *o)),
     }
     if let Some((res, ld)) = epi.residual {
         row.iter_mut().zip(&res[r * ld + col0..r * ld + col0 + n]).for_each(|(o, x)| *o += x);

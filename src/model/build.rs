@@ -124,7 +124,7 @@ pub fn build_graph(arch: Arch, batch: usize, h: usize, w: usize, opts: RunOption
         let att = g.attention(&format!("layer.{i}.attention"), qkv, cfg.num_heads, scale)?;
         let x1 = linear(&mut g, engine::linear(i, Linear::Proj), (d, d), att, Activation::None, Some(hs))?;
         let h2 = ln(&mut g, Norm::After, x1)?;
-        let m = linear(&mut g, engine::linear(i, Linear::Fc1), (d, cfg.intermediate_size), h2, Activation::Gelu, None)?;
+        let m = linear(&mut g, engine::linear(i, Linear::Fc1), (d, cfg.intermediate_size), h2, cfg.hidden_act, None)?;
         hs = linear(&mut g, engine::linear(i, Linear::Fc2), (cfg.intermediate_size, d), m, Activation::None, Some(x1))?;
         hidden.push(hs);
         last_qkv = Some(qkv);

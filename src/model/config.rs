@@ -99,6 +99,8 @@ pub struct ModelConfig {
     pub quant: Option<super::quantized::QuantConfig>,
     /// Prefix tokens and norms.
     pub layout: Layout,
+    /// The MLP's activation (GELU; quick GELU for CLIP-style towers).
+    pub hidden_act: crate::ops::Activation,
 }
 
 #[derive(Deserialize)]
@@ -261,6 +263,7 @@ impl ModelConfig {
         };
         let layout = Layout { dist_token: family == Family::Deit, ..Default::default() };
         Ok(ModelConfig {
+            hidden_act: crate::ops::Activation::Gelu,
             layout,
             quant,
             family,

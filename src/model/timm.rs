@@ -48,9 +48,6 @@ pub fn parse(json: &[u8], file: &str, shape: &dyn Fn(&str) -> Option<Vec<usize>>
     if !FAMILIES.iter().any(|f| arch.starts_with(f)) {
         return Err(bad(format!("timm architecture `{arch}` is not supported (supported: timm's vit_*, deit_*, deit3_*, flexivit_*)")));
     }
-    if arch.contains("quickgelu") {
-        return Err(bad(format!("timm architecture `{arch}` uses the quick-GELU activation, which tessera does not run yet")));
-    }
     let args = v.get("model_args").cloned().unwrap_or(Value::Null);
     let pre = v.get("pretrained_cfg").cloned().unwrap_or(Value::Null);
     let arg = |k: &str| args.get(k).filter(|x| !x.is_null());
@@ -169,6 +166,8 @@ pub fn parse(json: &[u8], file: &str, shape: &dyn Fn(&str) -> Option<Vec<usize>>
         labels,
         quant,
         layout,
+        // timm's *_clip_quickgelu_* towers use CLIP's original activation.
+        hidden_act: if arch.contains("quickgelu") { crate::ops::Activation::QuickGelu } else { crate::ops::Activation::Gelu },
     };
     Ok((config, preprocessing(&pre, image_size, file)?))
 }

@@ -31,6 +31,8 @@ pub enum Activation {
     Gelu,
     /// `tanh` (the ViT / DeiT pooler).
     Tanh,
+    /// Quick GELU, `x * sigmoid(1.702 x)` (CLIP's `quick_gelu`).
+    QuickGelu,
 }
 
 impl Activation {
@@ -40,6 +42,7 @@ impl Activation {
             Activation::None => crate::cpu::gemm::Act::None,
             Activation::Gelu => crate::cpu::gemm::Act::Gelu,
             Activation::Tanh => crate::cpu::gemm::Act::Tanh,
+            Activation::QuickGelu => crate::cpu::gemm::Act::QuickGelu,
         }
     }
 }
