@@ -242,6 +242,9 @@ impl WasmModel {
         if let Some(p) = &out.pooler_output {
             tensor(&obj, "poolerOutput", p)?;
         }
+        if let Some(p) = &out.image_embeds {
+            tensor(&obj, "imageEmbeds", p)?;
+        }
         Ok(obj)
     }
 

@@ -91,6 +91,14 @@ fn check_against(device: &tessera::Device, label: &str, fixture: &str, patch: Op
         (None, None) => {}
         (w, g) => panic!("{name}: pooler_output expected {} got {}", w.is_some(), g.is_some()),
     }
+    match (get("image_embeds"), &out.image_embeds) {
+        (Some((_, shape, want)), Some(got)) => {
+            assert_eq!(&got.shape, shape);
+            assert_close(&format!("{name} image_embeds"), &got.data, want, ATOL, 0.0);
+        }
+        (None, None) => {}
+        (w, g) => panic!("{name}: image_embeds expected {} got {}", w.is_some(), g.is_some()),
+    }
     // Models without a class token have no class-token attention.
     match get("cls_attention") {
         Some((_, shape, want)) => {
@@ -115,6 +123,23 @@ fn timm_checkpoints_at_other_patch_sizes_match_timm() {
         for (device, d) in devices() {
             let dir = root.join(format!("vit-token-p{q}"));
             check_against(&d, &format!("timm vit-token at patch {q} on {device}"), "timm/vit-token", Some(q), &dir, false);
+        }
+    }
+}
+
+/// CLIP image towers (tests/fixtures/clip, scripts/make_clip_fixtures.py: CLIPVisionModel,
+/// CLIPVisionModelWithProjection, CLIPModel's image side) against `transformers`, on both devices.
+#[test]
+fn clip_image_towers_match_transformers() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/clip");
+    let mut names: Vec<String> = std::fs::read_dir(&root).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    names.sort();
+    assert!(names.len() >= 3, "clip fixtures missing: {names:?}");
+    for (device, d) in devices() {
+        for name in &names {
+            for heads in [false, true] {
+                check_against(&d, &format!("{name} on {device} head-major={heads}"), &format!("clip/{name}"), None, &root.join(name), heads);
+            }
         }
     }
 }

@@ -29,7 +29,7 @@ fn photos_match_transformers_image_processors() {
         }
         checked += 1;
     }
-    assert_eq!(checked, 8);
+    assert_eq!(checked, 10);
 }
 
 /// The same photos through `timm`'s evaluation transform (`resolve_data_config` +

@@ -23,7 +23,7 @@ export interface AdapterInfo {
 export interface ModelInfo {
   source: string;
   /** 'Timm': a timm checkpoint (vit_*, deit_*, deit3_*, flexivit_*). */
-  family: 'Vit' | 'Deit' | 'Dinov2' | 'Timm';
+  family: 'Vit' | 'Deit' | 'Dinov2' | 'Clip' | 'Timm';
   /** 'Avg': a classifier on the mean of the patch tokens (timm's global_pool "avg"). */
   head: 'None' | 'Cls' | 'ClsDistilled' | 'ClsMeanPatch' | 'Avg';
   labels: string[];
@@ -54,6 +54,9 @@ export interface RunOutput {
   lastHiddenStateDims: number[];
   poolerOutput?: Float32Array;
   poolerOutputDims?: number[];
+  /** CLIP: the pooled output projected into the image-text space (not normalized). */
+  imageEmbeds?: Float32Array;
+  imageEmbedsDims?: number[];
 }
 
 export interface AttentionMap {

@@ -42,6 +42,9 @@ pub struct Outputs {
     pub hidden_states: Vec<TensorId>,
     /// `(B, heads, 1, N)`, when asked for.
     pub cls_attention: Option<TensorId>,
+    /// `(B, P)`: the pooled features projected into the image-text space (CLIP), unless only the
+    /// logits are read.
+    pub image_embeds: Option<TensorId>,
 }
 
 /// The shape of a model's graph: its config, head, pooler and storage.
@@ -53,6 +56,8 @@ pub struct Arch<'a> {
     pub head: Head,
     /// Whether it has a pooler.
     pub pooler: bool,
+    /// Whether it has a projection into an image-text space (CLIP).
+    pub projection: bool,
     /// How weights and activations are stored.
     pub storage: DType,
 }
@@ -138,7 +143,7 @@ pub fn build_graph(arch: Arch, batch: usize, h: usize, w: usize, opts: RunOption
     // timm: the pooled features (forward_head's pre-logits): the class token (the mean of the
     // class and distillation tokens for DeiT distilled) or the mean of the patch tokens, then
     // fc_norm where the model has it.
-    let timm_pooled = if cfg.family == Family::Timm {
+    let timm_pooled = if matches!(cfg.family, Family::Timm | Family::Clip) {
         let pooled = if layout.pool_avg {
             g.mean_tokens("pool", seq, prefix, tokens - prefix)?
         } else {
@@ -190,6 +195,9 @@ pub fn build_graph(arch: Arch, batch: usize, h: usize, w: usize, opts: RunOption
     if !(opts.logits_only && logits.is_some()) {
         outputs.last_hidden_state = Some(seq);
         outputs.pooler_output = pooled;
+        if let (Some(pd), Some(pooled)) = (cfg.projection_dim.filter(|_| arch.projection), pooled) {
+            outputs.image_embeds = Some(linear_named(&mut g, "image_embeds", engine::projection(), (d, pd), pooled, None)?);
+        }
     }
     if opts.hidden_states {
         outputs.hidden_states = hidden;
@@ -199,7 +207,7 @@ pub fn build_graph(arch: Arch, batch: usize, h: usize, w: usize, opts: RunOption
             outputs.cls_attention = Some(g.attention_probs("cls_attention", qkv, cfg.num_heads, scale, 1, prefix)?);
         }
     }
-    let marked = [outputs.logits, outputs.last_hidden_state, outputs.pooler_output];
+    let marked = [outputs.logits, outputs.last_hidden_state, outputs.pooler_output, outputs.image_embeds];
     for t in marked.into_iter().flatten().chain(outputs.hidden_states.iter().copied()).chain(outputs.cls_attention) {
         g.output(t);
     }

@@ -15,6 +15,9 @@ pub enum Family {
     Deit,
     /// `model_type: "dinov2"` (layer scale, always-interpolated position embeddings).
     Dinov2,
+    /// `model_type: "clip_vision_model"`, or the image tower of `"clip"` (pre-norm, quick GELU,
+    /// the class token normed after the encoder, a projection into the shared space).
+    Clip,
     /// A `timm` Vision Transformer (`vit_*`, `deit_*`, `deit3_*`, `flexivit_*`, ...; see
     /// `model::timm`): class token or none, register tokens, position embeddings with or without
     /// the prefix tokens, an optional pre-norm, token or average pooling with `fc_norm`.
@@ -101,6 +104,9 @@ pub struct ModelConfig {
     pub layout: Layout,
     /// The MLP's activation (GELU; quick GELU for CLIP-style towers).
     pub hidden_act: crate::ops::Activation,
+    /// Width of the projection into an image-text space (CLIP's `projection_dim`), where the
+    /// model has one.
+    pub projection_dim: Option<usize>,
 }
 
 #[derive(Deserialize)]
@@ -129,6 +135,7 @@ struct Raw {
     id2label: Option<BTreeMap<String, String>>,
     num_labels: Option<usize>,
     quantization_config: Option<serde_json::Value>,
+    projection_dim: Option<usize>,
 }
 
 /// Limits on config values: far above any published ViT, low enough that nothing overflows.
@@ -141,22 +148,38 @@ const MAX_LABELS: usize = 1 << 20;
 impl ModelConfig {
     /// Parses and validates `config.json`; `file` names it in errors.
     pub fn parse(json: &[u8], file: &str) -> Result<Self> {
-        let raw: Raw =
+        let mut value: serde_json::Value =
             serde_json::from_slice(json).map_err(|e| Error::model(file, format!("not a valid config.json: {e}")))?;
+        // CLIPModel: its image tower's config is `vision_config`, with the shared projection width
+        // (and any quantization) at the top.
+        if value.get("model_type").and_then(|m| m.as_str()) == Some("clip") {
+            let top = value.clone();
+            let mut vision = top.get("vision_config").cloned().filter(|v| v.is_object()).ok_or_else(|| Error::model(file, "a `clip` config without `vision_config`"))?;
+            vision["model_type"] = "clip_vision_model".into();
+            for key in ["architectures", "projection_dim", "quantization_config"] {
+                if let Some(v) = top.get(key) {
+                    vision[key] = v.clone();
+                }
+            }
+            value = vision;
+        }
+        let raw: Raw = serde_json::from_value(value).map_err(|e| Error::model(file, format!("not a valid config.json: {e}")))?;
         let bad = |p: String| Error::model(file, p);
         let family = match raw.model_type.as_deref() {
             Some("vit") => Family::Vit,
             Some("deit") => Family::Deit,
             Some("dinov2") => Family::Dinov2,
+            Some("clip_vision_model") => Family::Clip,
             Some(other) => {
-                return Err(bad(format!("model_type `{other}` is not supported (supported: vit, deit, dinov2)")));
+                return Err(bad(format!("model_type `{other}` is not supported (supported: vit, deit, dinov2, clip, clip_vision_model)")));
             }
-            None => return Err(bad("no `model_type` (expected vit, deit or dinov2)".into())),
+            None => return Err(bad("no `model_type` (expected vit, deit, dinov2, clip or clip_vision_model)".into())),
         };
         let architecture = raw.architectures.as_ref().and_then(|a| a.first().cloned());
         let head = match architecture.as_deref() {
             None => None,
             Some("ViTModel" | "DeiTModel" | "Dinov2Model") => Some(Head::None),
+            Some("CLIPVisionModel" | "CLIPVisionModelWithProjection" | "CLIPModel") if family == Family::Clip => Some(Head::None),
             Some("ViTForImageClassification" | "DeiTForImageClassification") => Some(Head::Cls),
             Some("DeiTForImageClassificationWithTeacher") => Some(Head::ClsDistilled),
             Some("Dinov2ForImageClassification") => Some(Head::ClsMeanPatch),
@@ -164,7 +187,7 @@ impl ModelConfig {
                 return Err(bad(format!(
                     "architecture `{other}` is not supported (supported: ViTModel, ViTForImageClassification, \
                      DeiTModel, DeiTForImageClassification, DeiTForImageClassificationWithTeacher, \
-                     Dinov2Model, Dinov2ForImageClassification)"
+                     Dinov2Model, Dinov2ForImageClassification, CLIPModel, CLIPVisionModel, CLIPVisionModelWithProjection)"
                 )));
             }
         };
@@ -228,14 +251,20 @@ impl ModelConfig {
         if num_channels == 0 || num_channels > 16 {
             return Err(bad(format!("`num_channels` = {num_channels} is out of range (1..=16)")));
         }
-        let eps = raw.layer_norm_eps.unwrap_or(1e-12);
+        let eps = raw.layer_norm_eps.unwrap_or(if family == Family::Clip { 1e-5 } else { 1e-12 });
         if !(eps.is_finite() && (0.0..1.0).contains(&eps)) {
             return Err(bad(format!("`layer_norm_eps` = {eps} is out of range")));
         }
-        match raw.hidden_act.as_deref() {
-            None | Some("gelu") => {}
-            Some(other) => return Err(bad(format!("hidden_act `{other}` is not supported (supported: gelu)"))),
-        }
+        let hidden_act = match raw.hidden_act.as_deref() {
+            None if family == Family::Clip => crate::ops::Activation::QuickGelu,
+            None | Some("gelu") => crate::ops::Activation::Gelu,
+            Some("quick_gelu") => crate::ops::Activation::QuickGelu,
+            Some(other) => return Err(bad(format!("hidden_act `{other}` is not supported (supported: gelu, quick_gelu)"))),
+        };
+        let projection_dim = match raw.projection_dim {
+            Some(p) if family == Family::Clip => Some(need(Some(p), "projection_dim", MAX_HIDDEN)?),
+            _ => None,
+        };
         if raw.use_swiglu_ffn == Some(true) {
             return Err(bad("`use_swiglu_ffn: true` (SwiGLU MLP) is not supported".into()));
         }
@@ -261,9 +290,14 @@ impl ModelConfig {
             None | Some(serde_json::Value::Null) => None,
             Some(v) => Some(super::quantized::QuantConfig::parse(v, file)?),
         };
-        let layout = Layout { dist_token: family == Family::Deit, ..Default::default() };
+        let layout = match family {
+            // CLIP: a norm before the encoder; the class token normed after it (post_layernorm).
+            Family::Clip => Layout { pre_norm: true, fc_norm: true, ..Default::default() },
+            _ => Layout { dist_token: family == Family::Deit, ..Default::default() },
+        };
         Ok(ModelConfig {
-            hidden_act: crate::ops::Activation::Gelu,
+            projection_dim,
+            hidden_act,
             layout,
             quant,
             family,

@@ -18,6 +18,8 @@ pub(crate) struct Loaded {
     pub head: Head,
     /// Whether it has a pooler.
     pub pooler: bool,
+    /// Whether it has a projection into an image-text space.
+    pub projection: bool,
     /// Position embeddings of the prefix tokens, then of the checkpoint's square patch grid.
     pub pos: Positions,
 }
@@ -150,7 +152,7 @@ impl Reader<'_> {
 
 /// The model prefix (`vit.`, `deit.`, `dinov2.` or none): what precedes the class token's name.
 pub(crate) fn model_prefix(ck: &Checkpoint) -> Result<String> {
-    if ck.config.family == Family::Timm {
+    if matches!(ck.config.family, Family::Timm | Family::Clip) {
         return Ok(String::new());
     }
     let cls = ck
@@ -167,8 +169,10 @@ pub(crate) fn load(ck: &Checkpoint, patch: usize, sink: &mut dyn Sink) -> Result
     if ck.config.family == Family::Timm {
         return load_timm(ck, patch, sink);
     }
+    if ck.config.family == Family::Clip {
+        return load_clip_vision(ck, patch, sink);
+    }
     let cfg = &ck.config;
-    let file = ck.weights_name().to_string();
     let prefix = model_prefix(ck)?;
     let mut rd = Reader { ck, prefix: prefix.clone(), used: BTreeSet::new() };
     let (d, p, c) = (cfg.hidden_size, cfg.patch_size, cfg.num_channels);
@@ -189,7 +193,7 @@ pub(crate) fn load(ck: &Checkpoint, patch: usize, sink: &mut dyn Sink) -> Result
         // Only used for masked image modeling; marked as known.
         rd.used.insert(format!("{prefix}{}", hf::MASK_TOKEN));
     }
-    let pos = positions(ck, &mut rd, &file, prefix_tokens)?;
+    let pos = positions_named(ck, &mut rd, hf::POSITIONS, prefix_tokens)?;
 
     // Encoder.
     let mlp = cfg.intermediate_size;
@@ -197,35 +201,7 @@ pub(crate) fn load(ck: &Checkpoint, patch: usize, sink: &mut dyn Sink) -> Result
         for which in [Norm::Before, Norm::After] {
             rd.norm_to(sink, &hf::norm(cfg.family, i, which), engine::norm(i, which), d)?;
         }
-        let mut parts = Vec::with_capacity(3);
-        let mut qkv_b = vec![0f32; 3 * d];
-        for j in 0..3 {
-            let (wt, b) = rd.linear(&hf::attention(i, j), d, d, cfg.qkv_bias, None)?;
-            parts.push(wt);
-            if let Some(b) = b {
-                qkv_b[j * d..(j + 1) * d].copy_from_slice(&b);
-            }
-        }
-        let (qw, qb) = engine::qkv(i);
-        let quant: Vec<&QuantWeight> = parts.iter().filter_map(|p| if let LinearWeight::Quant(q) = p { Some(q) } else { None }).collect();
-        match QuantWeight::concat_columns(&quant).filter(|_| quant.len() == 3) {
-            // Query, key and value quantized alike: one packed (D, 3D) weight.
-            Some(q) => sink.quant(&qw, &q)?,
-            // Float (or mixed: dequantized and fused in f32).
-            None => {
-                let mut qkv_w = vec![0f32; d * 3 * d];
-                for (j, wt) in parts.into_iter().enumerate() {
-                    let wt = wt.into_f32();
-                    for r in 0..d {
-                        qkv_w[r * 3 * d + j * d..r * 3 * d + (j + 1) * d].copy_from_slice(&wt[r * d..(r + 1) * d]);
-                    }
-                }
-                sink.f32(&qw, &[d, 3 * d], &qkv_w)?;
-            }
-        }
-        if cfg.qkv_bias {
-            sink.f32(&qb, &[3 * d], &qkv_b)?;
-        }
+        qkv_to(&mut rd, sink, [0, 1, 2].map(|j| hf::attention(i, j)), d, cfg.qkv_bias, i)?;
         let (ls1, ls2) = if cfg.family == Family::Dinov2 {
             (Some(rd.get(&hf::layer_scale(i, Norm::Before), &[d])?), Some(rd.get(&hf::layer_scale(i, Norm::After), &[d])?))
         } else {
@@ -272,7 +248,7 @@ pub(crate) fn load(ck: &Checkpoint, patch: usize, sink: &mut dyn Sink) -> Result
     }
     rd.used.extend(top.used);
     check_all_used(ck, &rd.used, head)?;
-    Ok(Loaded { head, pooler, pos })
+    Ok(Loaded { head, pooler, projection: false, pos })
 }
 
 /// Every tensor of the file must have been read: one the config does not explain is an error.
@@ -295,9 +271,12 @@ fn check_all_used(ck: &Checkpoint, used: &BTreeSet<String>, head: Head) -> Resul
 }
 
 /// The position embeddings: prefix positions, then a square grid of patch positions.
-fn positions(ck: &Checkpoint, rd: &mut Reader, file: &str, prefix_tokens: usize) -> Result<Positions> {
+/// The position embeddings in tensor `name` (under the reader's prefix): `prefix_tokens`
+/// positions, then a square grid.
+fn positions_named(ck: &Checkpoint, rd: &mut Reader, name: &str, prefix_tokens: usize) -> Result<Positions> {
+    let file = ck.weights_name();
     let d = ck.config.hidden_size;
-    let pos_name = format!("{}{}", rd.prefix, hf::POSITIONS);
+    let pos_name = format!("{}{name}", rd.prefix);
     let pos_len = ck
         .tensor_shape(&pos_name)
         .map(|s| s.iter().product::<usize>())
@@ -310,7 +289,7 @@ fn positions(ck: &Checkpoint, rd: &mut Reader, file: &str, prefix_tokens: usize)
     if side * side != count {
         return Err(Error::model(file, format!("`{pos_name}` has {count} patch positions, not a square grid")));
     }
-    let all = rd.get(hf::POSITIONS, &[prefix_tokens + count, d])?;
+    let all = rd.get(name, &[prefix_tokens + count, d])?;
     Ok(Positions { prefix: all[..prefix_tokens * d].to_vec(), patches: all[prefix_tokens * d..].to_vec(), side, antialias: false })
 }
 
@@ -393,5 +372,87 @@ fn load_timm(ck: &Checkpoint, patch: usize, sink: &mut dyn Sink) -> Result<Loade
         Head::Cls | Head::Avg | Head::ClsMeanPatch => rd.linear_to(sink, t::HEAD, engine::head(), (d, n), None)?,
     }
     check_all_used(ck, &rd.used, head)?;
-    Ok(Loaded { head, pooler: false, pos })
+    Ok(Loaded { head, pooler: false, projection: false, pos })
+}
+
+/// Query, key and value (Linear layers `parts`, each (D, D)) fused into the engine's (D, 3D)
+/// projection of layer `i`: packed side by side where all three are quantized alike, else in f32.
+fn qkv_to(rd: &mut Reader, sink: &mut dyn Sink, parts_names: [String; 3], d: usize, bias: bool, i: usize) -> Result<()> {
+    let mut parts = Vec::with_capacity(3);
+    let mut qkv_b = vec![0f32; 3 * d];
+    for (j, name) in parts_names.iter().enumerate() {
+        let (wt, b) = rd.linear(name, d, d, bias, None)?;
+        parts.push(wt);
+        if let Some(b) = b {
+            qkv_b[j * d..(j + 1) * d].copy_from_slice(&b);
+        }
+    }
+    let (qw, qb) = engine::qkv(i);
+    let quant: Vec<&QuantWeight> = parts.iter().filter_map(|p| if let LinearWeight::Quant(q) = p { Some(q) } else { None }).collect();
+    match QuantWeight::concat_columns(&quant).filter(|_| quant.len() == 3) {
+        // Query, key and value quantized alike: one packed (D, 3D) weight.
+        Some(q) => sink.quant(&qw, &q)?,
+        // Float (or mixed: dequantized and fused in f32).
+        None => {
+            let mut qkv_w = vec![0f32; d * 3 * d];
+            for (j, wt) in parts.into_iter().enumerate() {
+                let wt = wt.into_f32();
+                for r in 0..d {
+                    qkv_w[r * 3 * d + j * d..r * 3 * d + (j + 1) * d].copy_from_slice(&wt[r * d..(r + 1) * d]);
+                }
+            }
+            sink.f32(&qw, &[d, 3 * d], &qkv_w)?;
+        }
+    }
+    if bias {
+        sink.f32(&qb, &[3 * d], &qkv_b)?;
+    }
+    Ok(())
+}
+
+/// CLIP's image tower (`model::naming::clip`): class embedding, patch convolution without bias,
+/// position embeddings, pre-norm, the encoder (quick GELU), the post-norm of the class token as
+/// `fc_norm`, and the projection where the checkpoint has one. A CLIPModel's text tower is known
+/// and left for the text side.
+fn load_clip_vision(ck: &Checkpoint, patch: usize, sink: &mut dyn Sink) -> Result<Loaded> {
+    use super::naming::clip as c;
+    let cfg = &ck.config;
+    let prefix = if ck.has(&format!("vision_model.{}", c::CLASS)) { "vision_model." } else { "" };
+    let mut rd = Reader { ck, prefix: prefix.into(), used: BTreeSet::new() };
+    let (d, p, ch) = (cfg.hidden_size, cfg.patch_size, cfg.num_channels);
+    let k = ch * patch * patch;
+    let conv = super::flexi::pi_resize(&rd.get(&format!("{}.weight", c::PATCH), &[d, ch, p, p])?, d * ch, p, patch);
+    let (pw, pb) = engine::patch();
+    sink.f32(&pw, &[k, d], &transpose(&conv, d, k))?;
+    sink.f32(&pb, &[d], &vec![0.0; d])?;
+    sink.f32(engine::prefix(), &[1, d], &rd.get(c::CLASS, &[d])?)?;
+    let pos = positions_named(ck, &mut rd, c::POSITIONS, 1)?;
+    rd.norm_to(sink, c::PRE_NORM, engine::pre_norm(), d)?;
+    let mlp = cfg.intermediate_size;
+    for i in 0..cfg.num_layers {
+        for which in [Norm::Before, Norm::After] {
+            rd.norm_to(sink, &c::norm(i, which), engine::norm(i, which), d)?;
+        }
+        qkv_to(&mut rd, sink, [0, 1, 2].map(|j| c::attention(i, j)), d, true, i)?;
+        for (which, dims) in [(Linear::Proj, (d, d)), (Linear::Fc1, (d, mlp)), (Linear::Fc2, (mlp, d))] {
+            rd.linear_to(sink, &c::linear(i, which), engine::linear(i, which), dims, None)?;
+        }
+    }
+    rd.norm_to(sink, c::POST_NORM, engine::fc_norm(), d)?;
+    let mut top = Reader { ck, prefix: String::new(), used: BTreeSet::new() };
+    let projection = cfg.projection_dim.is_some() && top.has_linear(c::PROJECTION);
+    if let Some(pd) = cfg.projection_dim.filter(|_| projection) {
+        let (wt, _) = top.linear(c::PROJECTION, d, pd, false, None)?;
+        let (w, b) = engine::projection();
+        wt.to_sink(sink, &w, &[d, pd])?;
+        sink.f32(&b, &[pd], &vec![0.0; pd])?;
+    }
+    rd.used.extend(top.used);
+    for t in ck.tensor_names() {
+        if c::TEXT.iter().any(|p| t.starts_with(p)) {
+            rd.used.insert(t);
+        }
+    }
+    check_all_used(ck, &rd.used, Head::None)?;
+    Ok(Loaded { head: Head::None, pooler: false, projection, pos })
 }

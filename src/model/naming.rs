@@ -84,6 +84,11 @@ pub mod engine {
         pair("fc_ln")
     }
 
+    /// The projection into an image-text space (CLIP's `visual_projection`).
+    pub fn projection() -> (String, String) {
+        pair("image_proj")
+    }
+
     /// The pooler's dense layer.
     pub fn pooler() -> (String, String) {
         pair("pooler")
@@ -212,5 +217,51 @@ pub mod timm {
     /// Block `i`'s layer scale after attention (`ls1`) or after the MLP (`ls2`).
     pub fn layer_scale(i: usize, which: Norm) -> String {
         format!("blocks.{i}.ls{}.gamma", if which == Norm::Before { 1 } else { 2 })
+    }
+}
+
+/// `transformers`' CLIP image tower (modeling_clip.py), relative to the tower's prefix
+/// (`vision_model.` in CLIPModel and CLIPVisionModelWithProjection files, and in CLIPVisionModel
+/// files of transformers 4; none in those transformers 5 writes); the projection at the top level.
+pub mod clip {
+    use super::{Linear, Norm};
+
+    /// The class embedding, `(D)`.
+    pub const CLASS: &str = "embeddings.class_embedding";
+    /// The patch convolution (no bias).
+    pub const PATCH: &str = "embeddings.patch_embedding";
+    /// Position embeddings, `(1 + N, D)`.
+    pub const POSITIONS: &str = "embeddings.position_embedding.weight";
+    /// The norm before the encoder.
+    pub const PRE_NORM: &str = "pre_layrnorm";
+    /// The norm of the pooled class token.
+    pub const POST_NORM: &str = "post_layernorm";
+    /// The projection into the image-text space, `(P, D)`, no bias.
+    pub const PROJECTION: &str = "visual_projection";
+    /// Tensors of a CLIPModel's text tower and similarity scale (read by the text tower).
+    pub const TEXT: [&str; 3] = ["text_model.", "text_projection.", "logit_scale"];
+
+    fn layer(i: usize) -> String {
+        format!("encoder.layers.{i}")
+    }
+
+    /// Layer `i`'s norms.
+    pub fn norm(i: usize, which: Norm) -> String {
+        format!("{}.{}", layer(i), if which == Norm::Before { "layer_norm1" } else { "layer_norm2" })
+    }
+
+    /// Layer `i`'s query, key or value projection (`part` 0, 1, 2).
+    pub fn attention(i: usize, part: usize) -> String {
+        format!("{}.self_attn.{}", layer(i), ["q_proj", "k_proj", "v_proj"][part.min(2)])
+    }
+
+    /// Layer `i`'s attention output and MLP layers.
+    pub fn linear(i: usize, which: Linear) -> String {
+        let n = match which {
+            Linear::Proj => "self_attn.out_proj",
+            Linear::Fc1 => "mlp.fc1",
+            Linear::Fc2 => "mlp.fc2",
+        };
+        format!("{}.{n}", layer(i))
     }
 }

@@ -144,6 +144,8 @@ enum Channels {
 
 #[derive(Deserialize)]
 struct Raw {
+    image_processor_type: Option<String>,
+    feature_extractor_type: Option<String>,
     do_resize: Option<bool>,
     size: Option<SizeField>,
     resample: Option<u32>,
@@ -199,8 +201,11 @@ impl PreprocessorConfig {
             5 => Resample::Hamming,
             other => return Err(bad(format!("resample {other} is not supported (1-5: lanczos, bilinear, bicubic, box, hamming)"))),
         };
+        let clip = [&raw.image_processor_type, &raw.feature_extractor_type].iter().any(|t| t.as_deref().is_some_and(|t| t.starts_with("CLIP")));
         let resize = if raw.do_resize.unwrap_or(true) {
             let to = match raw.size {
+                // CLIP's processor reads a single size as the shortest edge (default_to_square=False).
+                Some(SizeField::Int(s)) if clip => ResizeTo::ShortestEdge(side(s, "size")?),
                 Some(SizeField::Int(s)) => {
                     let (h, w) = area((side(s, "size")?, s), "size")?;
                     ResizeTo::Exact(h, w)

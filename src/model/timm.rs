@@ -168,6 +168,7 @@ pub fn parse(json: &[u8], file: &str, shape: &dyn Fn(&str) -> Option<Vec<usize>>
         layout,
         // timm's *_clip_quickgelu_* towers use CLIP's original activation.
         hidden_act: if arch.contains("quickgelu") { crate::ops::Activation::QuickGelu } else { crate::ops::Activation::Gelu },
+        projection_dim: None,
     };
     Ok((config, preprocessing(&pre, image_size, file)?))
 }

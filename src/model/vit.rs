@@ -25,6 +25,9 @@ pub struct ModelOutput {
     pub hidden_states: Vec<HostTensor>,
     /// `(B, heads, 1, N)`: last-layer attention of the CLS token over the N patches, when asked for.
     pub cls_attention: Option<HostTensor>,
+    /// `(B, P)`: CLIP's image embeddings (the pooled output projected; not normalized), where the
+    /// model has a projection.
+    pub image_embeds: Option<HostTensor>,
     /// The patch grid (rows, columns) of this input.
     pub grid: (usize, usize),
     /// Per-op GPU times, when profiling.
@@ -84,6 +87,7 @@ pub struct Model {
     pub source: String,
     head: Head,
     pooler: bool,
+    projection: bool,
     storage: DType,
     original_patch: usize,
     runner: Runner,
@@ -148,6 +152,7 @@ impl Model {
             source: ck.source.clone(),
             head: loaded.head,
             pooler: loaded.pooler,
+            projection: loaded.projection,
             storage,
             original_patch: from,
             runner: Runner::new(&device, w, loaded.pos),
@@ -156,7 +161,7 @@ impl Model {
 
     /// The model's architecture, as the graph builder takes it.
     pub fn arch(&self) -> Arch<'_> {
-        Arch { config: &self.config, head: self.head, pooler: self.pooler, storage: self.storage }
+        Arch { config: &self.config, head: self.head, pooler: self.pooler, projection: self.projection, storage: self.storage }
     }
 
     /// How weights and activations are stored (f32, or f16 from [`Model::load_as`]).
@@ -261,6 +266,7 @@ impl Model {
             pooler_output: ran.take(o.pooler_output),
             hidden_states,
             cls_attention: ran.take(o.cls_attention),
+            image_embeds: ran.take(o.image_embeds),
             grid: (h / cfg.patch_size, w / cfg.patch_size),
             profile: ran.profile,
         })
@@ -307,10 +313,18 @@ impl Model {
         Ok(self.top_k(&logits, k))
     }
 
-    /// One embedding per image: the pooler output where the model has one, else the CLS token.
+    /// One embedding per image: for CLIP the image embedding in the image-text space (unit
+    /// length), else the pooler output where the model has one, else the CLS token.
     pub async fn embed(&self, images: &[&image::RgbImage]) -> Result<Vec<Vec<f32>>> {
         let out = self.run_images(images, RunOptions::default()).await?;
         let d = self.config.hidden_size;
+        if let Some(e) = out.image_embeds {
+            let p = e.shape[1];
+            return Ok(e.data.chunks(p).map(|c| {
+                let norm = c.iter().map(|v| (*v as f64).powi(2)).sum::<f64>().sqrt().max(1e-12);
+                c.iter().map(|v| (*v as f64 / norm) as f32).collect()
+            }).collect());
+        }
         Ok(match out.pooler_output {
             Some(p) => p.data.chunks(d).map(|c| c.to_vec()).collect(),
             None => {

@@ -48,7 +48,8 @@ after(async () => {
 // Quantized checkpoints (compressed-tensors pack-quantized, tests/fixtures/quant) run the same way.
 const FIXTURES = ['vit-classifier', 'vit-base-nobias-f16', 'deit-distilled-bf16', 'deit-classifier', 'dinov2-classifier', 'dinov2-base',
   'quant/vit-classifier-int8', 'quant/deit-distilled-int4', 'quant/dinov2-base-int4',
-  'timm/vit-reg-avg', 'timm/vit-clip-prenorm', 'timm/deit-distilled', 'timm/flexivit-dynamic'].map((f) => [f, null]);
+  'timm/vit-reg-avg', 'timm/vit-clip-prenorm', 'timm/deit-distilled', 'timm/flexivit-dynamic',
+  'clip/clip-vision-projection', 'clip/clip-model'].map((f) => [f, null]);
 const RESIZED = [['vit-classifier', 4], ['vit-classifier', 6], ['deit-distilled-bf16', 4], ['dinov2-classifier', 10], ['dinov2-base', 7], ['timm/vit-token', 4]];
 // Where the expected outputs of a checkpoint at another patch size are (timm's made by timm).
 const flexiPath = (fixture, patch) => (fixture.startsWith('timm/') ? `tests/fixtures/timm-flexi/${fixture.slice(5)}-p${patch}` : `tests/fixtures/flexi/${fixture}-p${patch}`);
@@ -79,14 +80,15 @@ for (const [device, [fixture, patch]] of ['webgpu', 'cpu'].flatMap((d) => [...FI
         last: Array.from(out.lastHiddenState),
         lastDims: out.lastHiddenStateDims,
         pooler: out.poolerOutput ? Array.from(out.poolerOutput) : null,
+        imageEmbeds: out.imageEmbeds ? Array.from(out.imageEmbeds) : null,
       };
     }, [fixture, device, patch, expUrl]);
     const config = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8'));
-    const own = config.patch_size ?? config.model_args.patch_size;
+    const own = config.patch_size ?? config.vision_config?.patch_size ?? config.model_args.patch_size;
     assert.equal(got.originalPatchSize, own);
     assert.equal(got.patchSize, patch ?? own);
     assert.deepEqual(got.lastDims, expected.last_hidden_state.dims);
-    const checks = [['last_hidden_state', got.last], ['logits', got.logits], ['pooler_output', got.pooler]];
+    const checks = [['last_hidden_state', got.last], ['logits', got.logits], ['pooler_output', got.pooler], ['image_embeds', got.imageEmbeds]];
     for (const [name, values] of checks) {
       if (!expected[name]) {
         assert.equal(values, null, `${fixture}: ${name} should be absent`);

@@ -93,8 +93,9 @@ pub struct EmbedArgs {
     images: Vec<PathBuf>,
     #[command(flatten)]
     model: ModelArg,
-    /// Which embedding: the model's pooler output (ViT/DeiT pooler, DINOv2 normed CLS), the CLS
-    /// token of the last hidden state, or the mean of its patch tokens.
+    /// Which embedding: the model's pooler output (ViT/DeiT pooler, DINOv2 normed CLS, timm's
+    /// pre-logits features; CLIP: the image embedding in the image-text space, unit length), the
+    /// CLS token of the last hidden state, or the mean of its patch tokens.
     #[arg(long, value_enum, default_value = "pooler")]
     pool: Pool,
     /// Images per GPU run.
@@ -269,6 +270,9 @@ pub fn run(device: &Device, args: &RunArgs) -> Result<()> {
     if let Some(p) = &out.pooler_output {
         tensors.push(("pooler_output".into(), p));
     }
+    if let Some(p) = &out.image_embeds {
+        tensors.push(("image_embeds".into(), p));
+    }
     for (i, h) in out.hidden_states.iter().enumerate() {
         tensors.push((format!("hidden_state.{i}"), h));
     }
@@ -322,6 +326,12 @@ pub fn embed(device: &Device, args: &EmbedArgs) -> Result<()> {
     models::run_batches(&model, &paths, args.batch.max(1), RunOptions::default(), |p, out, i| {
         let seq = row(out.last_hidden_state.as_ref().context("no last hidden state")?, i);
         let v = match (args.pool, &out.pooler_output) {
+            // CLIP: the image embedding in the image-text space, unit length.
+            (Pool::Pooler, _) if out.image_embeds.is_some() => {
+                let e = row(out.image_embeds.as_ref().expect("image embeds"), i);
+                let norm = e.iter().map(|v| (*v as f64).powi(2)).sum::<f64>().sqrt().max(1e-12);
+                e.iter().map(|v| (*v as f64 / norm) as f32).collect()
+            }
             (Pool::Pooler, Some(po)) => row(po, i).to_vec(),
             (Pool::Pooler, None) | (Pool::Cls, _) => seq[..d].to_vec(),
             (Pool::Mean, _) => {
