@@ -60,11 +60,17 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     var l = 0.0;
     var s: array<f32, BKV>;
 
+    // CAUSAL: keys up to the query itself (the tiles still load for the whole workgroup).
+#ifdef CAUSAL
+    let limit = min(P.tokens, query + 1u);
+#else
+    let limit = P.tokens;
+#endif
     for (var kv0 = 0u; kv0 < P.tokens; kv0 += BKV) {
         load_kv_tile(kv0, base, lid, BQ);
         workgroupBarrier();
-        if (valid) {
-            let n = min(BKV, P.tokens - kv0);
+        if (valid && kv0 < limit) {
+            let n = min(BKV, limit - kv0);
             var m_new = m;
             for (var j = 0u; j < n; j++) {
                 var partial = V(0.0);

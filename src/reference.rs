@@ -90,6 +90,11 @@ pub fn patch_embed(
 
 /// Multi-head self-attention on `qkv (b, t, 3 * heads * dh)`, giving `(b, t, heads * dh)`.
 pub fn attention(qkv: &[f32], b: usize, t: usize, heads: usize, dh: usize, scale: f32) -> Vec<f32> {
+    attention_masked(qkv, b, t, heads, dh, scale, false)
+}
+
+/// [`attention`], with `causal`: query i attends to keys 0..=i only.
+pub fn attention_masked(qkv: &[f32], b: usize, t: usize, heads: usize, dh: usize, scale: f32, causal: bool) -> Vec<f32> {
     let d = heads * dh;
     let mut out = vec![0f32; b * t * d];
     let at = |bi: usize, ti: usize, part: usize, h: usize, e: usize| qkv[(bi * t + ti) * 3 * d + part * d + h * dh + e] as f64;
@@ -99,6 +104,10 @@ pub fn attention(qkv: &[f32], b: usize, t: usize, heads: usize, dh: usize, scale
             for qi in 0..t {
                 let mut mx = f64::NEG_INFINITY;
                 for (ki, sk) in s.iter_mut().enumerate() {
+                    if causal && ki > qi {
+                        *sk = f64::NEG_INFINITY;
+                        continue;
+                    }
                     let mut dot = 0f64;
                     for e in 0..dh {
                         dot += at(bi, qi, 0, h, e) * at(bi, ki, 1, h, e);

@@ -110,6 +110,29 @@ fn attention_odd_and_large_head_dims() {
     });
 }
 
+/// Causal attention (text encoders): query i over keys 0..=i, on both devices; lengths across
+/// the CPU kernel's 256-key blocks and the GPU kernel's tiles, odd head dims, large scores.
+#[test]
+fn causal_attention_masks_later_keys() {
+    each_device(|| {
+        let mut seed = 500;
+        for (b, t, heads, dh, amp) in [(2, 77, 2, 32, 1.0), (1, 1, 1, 8, 1.0), (3, 16, 4, 12, 1.0), (1, 300, 2, 64, 1.0), (2, 64, 8, 7, 1.0), (1, 77, 1, 16, 6.0)] {
+            let d = heads * dh;
+            let qkv = Rng::new(seed).vec(b * t * 3 * d, amp);
+            let scale = 1.0 / (dh as f32).sqrt();
+            let got = run_op(Op::CausalAttention { heads, scale }, &[input("qkv", &[b, t, 3 * d], &qkv)]);
+            let want = r::attention_masked(&qkv, b, t, heads, dh, scale, true);
+            assert_close(&format!("causal attention b={b} t={t} heads={heads} dh={dh}"), &got, &want, 1e-4, RTOL);
+            // Not the unmasked result (except for a single token).
+            if t > 1 {
+                let full = r::attention(&qkv, b, t, heads, dh, scale);
+                assert!(tessera::reference::compare("", &got, &full, 1e-3, 0.0).is_err(), "the mask changed nothing at t={t}");
+            }
+            seed += 1;
+        }
+    });
+}
+
 #[test]
 fn attention_large_scores_stay_finite() {
     each_device(|| {

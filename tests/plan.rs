@@ -12,7 +12,7 @@ fn vit_b16_batch_64_arena_is_within_1_2x_of_peak_live() {
     for (name, storage) in [("vit-b16", DType::F32), ("vit-b16", DType::F16), ("deit-s16", DType::F32)] {
         let cfg = synthetic::config(name).unwrap();
         for opts in [RunOptions::default(), RunOptions { hidden_states: true, attention: true, ..Default::default() }] {
-            let graph = build_graph(Arch { config: &cfg, head: Head::Cls, pooler: false, storage }, 64, 224, 224, opts).unwrap().graph;
+            let graph = build_graph(Arch { config: &cfg, head: Head::Cls, pooler: false, projection: false, storage }, 64, 224, 224, opts).unwrap().graph;
             let plan = plan_graph(&graph, 256).unwrap();
             let ratio = plan.arena as f64 / plan.peak_live as f64;
             let mib = |b: u64| b as f64 / 1048576.0;

@@ -46,6 +46,8 @@ pub struct Qkv {
     pub k_off: usize,
     /// Offset of V from Q.
     pub v_off: usize,
+    /// Each query attends only to keys at or before its position (a text encoder's mask).
+    pub causal: bool,
 }
 
 impl Qkv {
@@ -222,6 +224,10 @@ unsafe fn attend<S: Simd, const MR: usize, const NV: usize>(t: &Task) {
     let mut sum = [0f32; MAX_QB];
     let q = &t.qkv[l.base(t.b, t.h) + t.q0 * l.row..];
     for k0 in (0..l.t).step_by(kb) {
+        // Causal: no key past this task's last query.
+        if l.causal && k0 >= t.q0 + t.rows {
+            break;
+        }
         let n = kb.min(l.t - k0);
         // Scores: Q (rows x dh) x K^T (dh x n), panels k0 / nr.. of the packed K.
         let g = Gemm { m: t.rows, a: q, lda: l.row, b: &kp[(k0 / nr) * dh * nr..], k: dh, k0: 0, panel: dh * nr, ldb: nr, n, nr, ldc: lds };
@@ -231,13 +237,17 @@ unsafe fn attend<S: Simd, const MR: usize, const NV: usize>(t: &Task) {
         // the exponent.
         for i in 0..t.rows {
             let row = &mut s[i * lds..i * lds + n];
+            // Causal: keys after query q0 + i take no weight (key k0 is at or before it).
+            let keep = if l.causal { (t.q0 + i + 1).saturating_sub(k0).min(n) } else { n };
+            row[keep..].fill(f32::NEG_INFINITY);
             let m_new = math::max(row).max(m[i]);
             if m[i] > f32::NEG_INFINITY {
                 let correction = math::exp((m[i] - m_new) * t.scale);
                 sum[i] *= correction;
                 acc[i * dh..(i + 1) * dh].iter_mut().for_each(|a| *a *= correction);
             }
-            sum[i] += math::exp_sum(row, m_new, t.scale);
+            sum[i] += math::exp_sum(&mut row[..keep], m_new, t.scale);
+            row[keep..].fill(0.0);
             m[i] = m_new;
         }
         // acc += P (rows x n) x V (n x dh), rows k0.. of the packed V.
@@ -271,7 +281,7 @@ mod tests {
                 let d = heads * dh;
                 let mut rng = Rng::new((t * 7 + dh) as u64);
                 let qkv = rng.vec(b * t * 3 * d, 1.0);
-                let l = Qkv { b, t, heads, dh, batch: t * 3 * d, head: dh, row: 3 * d, k_off: d, v_off: 2 * d };
+                let l = Qkv { b, t, heads, dh, batch: t * 3 * d, head: dh, row: 3 * d, k_off: d, v_off: 2 * d, causal: false };
                 let scale = 1.0 / (dh as f32).sqrt();
                 let mut out = vec![f32::NAN; b * t * d];
                 let mut scratch = vec![0f32; scratch_len(isa, &l)];

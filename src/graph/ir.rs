@@ -194,6 +194,11 @@ impl Graph {
         self.op(name, Op::Attention { heads, scale }, &[qkv])
     }
 
+    /// Causal multi-head self-attention (each token attends to itself and the tokens before it).
+    pub fn causal_attention(&mut self, name: &str, qkv: TensorId, heads: usize, scale: f32) -> Result<TensorId> {
+        self.op(name, Op::CausalAttention { heads, scale }, &[qkv])
+    }
+
     /// Attention probabilities of tokens `0..queries` over keys `first_key..T`.
     pub fn attention_probs(
         &mut self,

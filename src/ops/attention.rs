@@ -63,6 +63,7 @@ impl QkvLayout {
             row: u(self.row),
             k_off: u(self.k_off),
             v_off: u(self.v_off),
+            causal: false,
         }
     }
 
@@ -75,6 +76,12 @@ impl QkvLayout {
 /// The vec4 variant needs the head dim (and so every q/k/v offset) to be a multiple of 4.
 fn variant(head_dim: u32) -> ShaderVariant {
     let flags: &[&str] = if head_dim.is_multiple_of(4) { &["VEC4"] } else { &[] };
+    specialize(&["attention", "attention_kv"], &[("DH", head_dim), ("BQ", BQ), ("BKV", kv_tile(head_dim))], flags)
+}
+
+/// The default kernel with the causal mask.
+fn causal_variant(head_dim: u32) -> ShaderVariant {
+    let flags: &[&str] = if head_dim.is_multiple_of(4) { &["VEC4", "CAUSAL"] } else { &["CAUSAL"] };
     specialize(&["attention", "attention_kv"], &[("DH", head_dim), ("BQ", BQ), ("BKV", kv_tile(head_dim))], flags)
 }
 
@@ -146,10 +153,12 @@ pub(crate) fn heuristic_kernel(device: wgpu::DeviceType) -> Option<&'static str>
     }
 }
 
-/// Multi-head self-attention on a fused `qkv`.
+/// Multi-head self-attention on a fused `qkv`; `causal`: each query attends only to keys at or
+/// before it (text encoders).
 pub(crate) struct Attention {
     pub heads: usize,
     pub scale: f32,
+    pub causal: bool,
 }
 
 impl OpDef for Attention {
@@ -183,9 +192,13 @@ impl OpDef for Attention {
         Ok(vec![l.b as usize, l.t as usize, d])
     }
 
-    /// The default kernel and, where they apply, the split and tiled ones.
+    /// The default kernel and, where they apply, the split and tiled ones; causal attention has
+    /// the default kernel only, with the mask.
     fn kernels(&self, inputs: &[&TensorInfo], _output: &TensorInfo) -> Vec<Kernel> {
         let dh = QkvLayout::of(&inputs[0].shape, self.heads).dh as u32;
+        if self.causal {
+            return vec![self.kernel(DEFAULT, inputs, decl(causal_variant(dh)), BQ)];
+        }
         let mut out = vec![self.kernel(DEFAULT, inputs, decl(variant(dh)), BQ)];
         for (name, g, bq, subgroup) in SPLITS {
             if split_fits(dh, g, bq) {
@@ -207,15 +220,20 @@ impl OpDef for Attention {
     fn tuning_key(&self, inputs: &[&TensorInfo], _output: &TensorInfo) -> Option<String> {
         let l = QkvLayout::of(&inputs[0].shape, self.heads);
         let layout = if inputs[0].shape.len() == 5 { " head-major" } else { "" };
-        Some(format!("attention b={} t={} heads={} dh={}{layout}", l.b, l.t, self.heads, l.dh))
+        let causal = if self.causal { " causal" } else { "" };
+        Some(format!("attention b={} t={} heads={} dh={}{layout}{causal}", l.b, l.t, self.heads, l.dh))
     }
 
     fn heuristic(&self, device: wgpu::DeviceType, _inputs: &[&TensorInfo], _output: &TensorInfo) -> Option<&'static str> {
+        if self.causal {
+            return None;
+        }
         heuristic_kernel(device)
     }
 
     fn cpu_kernel(&self, cpu: &Cpu, _node: &str, inputs: &[&TensorInfo], _output: &TensorInfo, _weights: &[Option<&HostWeight>]) -> Result<Box<dyn CpuKernel>> {
-        let l = QkvLayout::of(&inputs[0].shape, self.heads).cpu();
+        let mut l = QkvLayout::of(&inputs[0].shape, self.heads).cpu();
+        l.causal = self.causal;
         Ok(Box::new(AttentionCpu { scratch: crate::cpu::attention::scratch_len(cpu.isa(), &l), l, scale: self.scale }))
     }
 }
@@ -240,6 +258,7 @@ fn decl(shader: ShaderVariant) -> KernelDecl {
 
 pub(crate) fn decls() -> Vec<KernelDecl> {
     let mut v: Vec<ShaderVariant> = (1..=MAX_HEAD_DIM as u32).map(variant).collect();
+    v.extend((1..=MAX_HEAD_DIM as u32).map(causal_variant));
     for (_, g, bq, subgroup) in SPLITS {
         v.extend((1..=MAX_HEAD_DIM as u32).filter(|&d| split_fits(d, g, bq)).map(|d| split_variant(d, g, bq, subgroup)));
     }

@@ -85,6 +85,13 @@ pub enum Op {
         /// Scale applied to scores, usually `1/sqrt(head_dim)`.
         scale: f32,
     },
+    /// [`Op::Attention`] with a causal mask: each query attends only to keys at or before it.
+    CausalAttention {
+        /// Number of heads.
+        heads: usize,
+        /// Scale applied to scores.
+        scale: f32,
+    },
     /// Attention probabilities of the first `queries` tokens over keys `first_key..T`, from a
     /// fused `qkv (B, T, 3*D)`, giving `(B, heads, queries, T - first_key)`.
     AttentionProbs {
@@ -326,7 +333,8 @@ impl Op {
             Op::MatMul { bias, act, residual } => Box::new(matmul::MatMul { bias, act, residual }),
             Op::MatMulHeads { heads, bias } => Box::new(matmul::MatMulHeads { heads, bias }),
             Op::PatchEmbed { patch, prefix } => Box::new(patch_embed::PatchEmbed { patch, prefix }),
-            Op::Attention { heads, scale } => Box::new(attention::Attention { heads, scale }),
+            Op::Attention { heads, scale } => Box::new(attention::Attention { heads, scale, causal: false }),
+            Op::CausalAttention { heads, scale } => Box::new(attention::Attention { heads, scale, causal: true }),
             Op::AttentionProbs { heads, scale, queries, first_key } => {
                 Box::new(attention_probs::AttentionProbs { heads, scale, queries, first_key })
             }
