@@ -4,7 +4,9 @@ lays them out (config.json, model.safetensors, preprocessor_config.json written 
 CLIPImageProcessor). expected.safetensors holds pixel_values, last_hidden_state (the encoder's
 output), pooler_output (the class token after post_layernorm), image_embeds (that projected, where
 the model has a projection), hidden_state.{i} (after pre_layrnorm, then each layer) and
-cls_attention (last layer, class token over the patches).
+cls_attention (last layer, class token over the patches). For CLIPModel, text-expected.safetensors
+holds input_ids (three lengths, padded) and the text tower's last_hidden_state, pooler_output (at
+the end-of-text token) and text_embeds (projected), computed without a padding mask.
 
     python scripts/make_clip_fixtures.py
 """
@@ -51,7 +53,7 @@ def main():
         ("clip-vision-projection", CLIPVisionModelWithProjection, CLIPVisionConfig(**dict(vision, hidden_size=48, num_attention_heads=3, projection_dim=24)), 1),
         ("clip-model", CLIPModel, CLIPConfig(
             vision_config=dict(vision, hidden_act="gelu"),
-            text_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, vocab_size=99, max_position_embeddings=16, bos_token_id=1, eos_token_id=2, pad_token_id=1),
+            text_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, vocab_size=99, max_position_embeddings=16, bos_token_id=97, eos_token_id=98, pad_token_id=0),
             projection_dim=16), 2),
     ]
     for seed, (name, cls, cfg, batch) in enumerate(cases):
@@ -71,6 +73,23 @@ def main():
         e = vision_outputs(model, px)
         save_file(e, os.path.join(folder, "expected.safetensors"))
         print(f"{name}: {sorted(e)}")
+        if hasattr(model, "text_model"):
+            # Token ids as CLIP's tokenizer lays them out: start, words, end, padding; three
+            # lengths, one filling every position.
+            g = torch.Generator().manual_seed(60)
+            rows = []
+            for n in (3, 9, 14):
+                words = torch.randint(1, 97, (n,), generator=g).tolist()
+                row = [97] + words + [98]
+                rows.append(row + [0] * (16 - len(row)))
+            ids = torch.tensor(rows)
+            with torch.no_grad():
+                t = model.text_model(input_ids=ids)
+                te = {"input_ids": ids.to(torch.int64), "last_hidden_state": t.last_hidden_state, "pooler_output": t.pooler_output,
+                      "text_embeds": model.text_projection(t.pooler_output)}
+            te = {k: (v.contiguous().clone() if k == "input_ids" else v.detach().float().contiguous().clone()) for k, v in te.items()}
+            save_file(te, os.path.join(folder, "text-expected.safetensors"))
+            print(f"{name} text: {sorted(te)}")
 
 
 if __name__ == "__main__":

@@ -476,3 +476,31 @@ fn unsupported_or_inconsistent_timm_configs_are_named() {
         assert_model_err(load_err(&serde_json::to_vec(&c).unwrap(), weights.clone()), &[needle]);
     }
 }
+
+/// CLIPModel's text tower (tests/fixtures/clip/clip-model/text-expected.safetensors, from
+/// `transformers`): token ids of three lengths, padded, through the causal encoder; the final
+/// hidden states, the end-of-text token's state and its projection within 1e-4, on both devices.
+#[test]
+fn clip_text_tower_matches_transformers() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/clip/clip-model");
+    let ck = Checkpoint::from_dir(&dir).unwrap();
+    let bytes = std::fs::read(dir.join("text-expected.safetensors")).unwrap();
+    let st = SafeTensors::deserialize(&bytes).unwrap();
+    let ids_view = st.tensor("input_ids").unwrap();
+    let t = ids_view.shape()[1];
+    let ids: Vec<Vec<u32>> = ids_view.data().chunks_exact(8 * t).map(|row| row.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap()) as u32).collect()).collect();
+    let f32s = |name: &str| -> Vec<f32> { st.tensor(name).unwrap().data().chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect() };
+    for (device, d) in devices() {
+        let text = tessera::model::TextModel::load(&d, &ck).unwrap_or_else(|e| panic!("{device}: {e}"));
+        let out = text.run_blocking(&ids).unwrap();
+        assert_eq!(out.last_hidden_state.shape, vec![ids.len(), t, text.config.hidden_size]);
+        assert_close(&format!("clip text on {device} last_hidden_state"), &out.last_hidden_state.data, &f32s("last_hidden_state"), ATOL, 0.0);
+        assert_close(&format!("clip text on {device} pooler_output"), &out.pooler_output.data, &f32s("pooler_output"), ATOL, 0.0);
+        assert_close(&format!("clip text on {device} text_embeds"), &out.text_embeds.expect("projection").data, &f32s("text_embeds"), ATOL, 0.0);
+        // Bad ids are input errors, not panics.
+        for (bad, needle) in [(vec![vec![5, 99_999]], "past the vocabulary"), (vec![vec![1; 40]], "positions"), (vec![vec![1, 2], vec![3]], "different lengths"), (vec![], "no tokens")] {
+            let e = text.run_blocking(&bad).unwrap_err();
+            assert!(e.kind() == "input" && e.to_string().contains(needle), "{device}: {e}");
+        }
+    }
+}

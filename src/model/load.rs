@@ -456,3 +456,36 @@ fn load_clip_vision(ck: &Checkpoint, patch: usize, sink: &mut dyn Sink) -> Resul
     check_all_used(ck, &rd.used, Head::None)?;
     Ok(Loaded { head: Head::None, pooler: false, projection, pos })
 }
+
+/// A text tower's host-side tensors: token embeddings, position embeddings, projection.
+pub(crate) type TextHost = (Vec<f32>, Vec<f32>, Option<Vec<f32>>);
+
+/// CLIP's text tower (`model::text`): the encoder's weights into `sink` (Q/K/V fused, as for the
+/// image towers); the token and position embeddings `(V, D)`, `(P, D)` and the projection
+/// `(D, P)`, where the model has one, returned for the host. Tensors under `text_model.` (and
+/// without the prefix in transformers 5's CLIPTextModel files).
+pub(crate) fn load_clip_text(ck: &Checkpoint, cfg: &super::text::TextConfig, sink: &mut dyn Sink) -> Result<TextHost> {
+    let prefix = if ck.has("text_model.embeddings.token_embedding.weight") { "text_model." } else { "" };
+    let mut rd = Reader { ck, prefix: prefix.into(), used: BTreeSet::new() };
+    let d = cfg.hidden_size;
+    let tokens = rd.get("embeddings.token_embedding.weight", &[cfg.vocab_size, d])?;
+    let positions = rd.get("embeddings.position_embedding.weight", &[cfg.max_positions, d])?;
+    let layer = |i: usize| format!("encoder.layers.{i}");
+    let mlp = cfg.intermediate_size;
+    for i in 0..cfg.num_layers {
+        for (which, n) in [(Norm::Before, "layer_norm1"), (Norm::After, "layer_norm2")] {
+            rd.norm_to(sink, &format!("{}.{n}", layer(i)), engine::norm(i, which), d)?;
+        }
+        qkv_to(&mut rd, sink, ["q_proj", "k_proj", "v_proj"].map(|p| format!("{}.self_attn.{p}", layer(i))), d, true, i)?;
+        for (which, n, dims) in [(Linear::Proj, "self_attn.out_proj", (d, d)), (Linear::Fc1, "mlp.fc1", (d, mlp)), (Linear::Fc2, "mlp.fc2", (mlp, d))] {
+            rd.linear_to(sink, &format!("{}.{n}", layer(i)), engine::linear(i, which), dims, None)?;
+        }
+    }
+    rd.norm_to(sink, "final_layer_norm", engine::final_norm(), d)?;
+    let mut top = Reader { ck, prefix: String::new(), used: BTreeSet::new() };
+    let projection = match cfg.projection_dim {
+        Some(p) if top.has_linear("text_projection") => Some(top.linear("text_projection", d, p, false, None)?.0.into_f32()),
+        _ => None,
+    };
+    Ok((tokens, positions, projection))
+}

@@ -15,6 +15,7 @@ pub mod preprocess;
 pub mod quantized;
 mod runner;
 pub mod synthetic;
+pub mod text;
 pub mod timm;
 pub mod vit;
 
@@ -24,4 +25,5 @@ pub use config::{Family, Head, ModelConfig};
 pub use preprocess::{decode_image, PreprocessorConfig};
 pub use quantized::{quantize_checkpoint, QuantConfig, QuantizeReport};
 pub use runner::MAX_COMPILED;
+pub use text::{TextConfig, TextModel, TextOutput};
 pub use vit::{AttentionMap, LoadOptions, Model, ModelOutput, TopK};
