@@ -553,3 +553,42 @@ fn quantize_writes_a_checkpoint_that_classifies_like_the_original() {
     let q = root().join("tests/fixtures/quant/vit-classifier-int8");
     fails_with(&tessera(&["quantize", "--model", q.to_str().unwrap(), "--bits", "4", "--out", o], &[]), &["already quantized"]);
 }
+
+/// Zero-shot and text embeddings through the CLI with a CLIP checkpoint: the scores are the
+/// softmax of transformers' logits_per_image for the same photo, labels and template; text
+/// embeddings are unit length, and a text past the positions is said to be cut.
+#[test]
+fn zero_shot_and_text_embeddings_from_the_cli() {
+    let dir = root().join("tests/fixtures/clip/clip-zero-shot");
+    let zs: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("zero-shot.json")).unwrap()).unwrap();
+    let labels: Vec<&str> = zs["labels"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    let want = read_tensors(&dir.join("zero-shot.safetensors")).into_iter().find(|(n, _)| n == "logits_per_image").unwrap().1;
+    let max = want.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+    let sum: f64 = want.iter().map(|l| ((l - max) as f64).exp()).sum();
+    for device in DEVICES {
+        let out = ok(&tessera(
+            &["--device", device, "classify", "--json", "--top", "10", "--model", dir.to_str().unwrap(), "--labels", &labels.join(","), "--template", zs["template"].as_str().unwrap(), zs["image"].as_str().unwrap()],
+            &[],
+        ));
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let top = v["results"][0]["top"].as_array().unwrap();
+        assert_eq!(top.len(), labels.len());
+        for t in top {
+            let i = labels.iter().position(|l| *l == t["label"].as_str().unwrap()).unwrap();
+            let p = ((want[i] - max) as f64).exp() / sum;
+            assert!((t["score"].as_f64().unwrap() - p).abs() < 1e-4, "{device} {}: {} against {p}", labels[i], t["score"]);
+        }
+        let long = "word ".repeat(100);
+        let o = tessera(&["--device", device, "embed", "--model", dir.to_str().unwrap(), "--text", "a photo of a cat", "--text", &long], &[]);
+        let text = ok(&o);
+        let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert_eq!(lines.len(), 2);
+        for l in &lines {
+            let n: f64 = l["embedding"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap().powi(2)).sum();
+            assert!((n - 1.0).abs() < 1e-4, "not unit length: {n}");
+        }
+        assert!(String::from_utf8_lossy(&o.stderr).contains("was cut to the model's 77 tokens"));
+    }
+    fails_with(&tessera(&["classify", "--model", dir.to_str().unwrap(), "--labels", " , ", "tests/fixtures/photos/chelsea.png"], &[]), &["no labels"]);
+    fails_with(&tessera(&["embed", "--model", "tests/fixtures/vit-classifier", "--text", "a cat"], &[]), &["tokenizer.json"]);
+}

@@ -132,7 +132,9 @@ fn timm_checkpoints_at_other_patch_sizes_match_timm() {
 #[test]
 fn clip_image_towers_match_transformers() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/clip");
-    let mut names: Vec<String> = std::fs::read_dir(&root).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    // The image-tower fixtures (clip-zero-shot has its own test).
+    let mut names: Vec<String> =
+        std::fs::read_dir(&root).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).filter(|n| root.join(n).join("expected.safetensors").exists()).collect();
     names.sort();
     assert!(names.len() >= 3, "clip fixtures missing: {names:?}");
     for (device, d) in devices() {
@@ -503,4 +505,60 @@ fn clip_text_tower_matches_transformers() {
             assert!(e.kind() == "input" && e.to_string().contains(needle), "{device}: {e}");
         }
     }
+}
+
+/// CLIP end to end (tests/fixtures/clip/clip-zero-shot, scripts/make_clip_zero_shot_fixture.py):
+/// the checkpoint's tokenizer.json gives CLIPTokenizer's ids on the committed strings (empty,
+/// control characters, emoji, mixed scripts, decomposed accents, texts past 77 tokens), and a
+/// photo against labels in a template gives CLIPModel's logits_per_image and embeddings, on both
+/// devices.
+#[test]
+fn clip_tokenizes_and_classifies_zero_shot_as_transformers() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/clip/clip-zero-shot");
+    let ck = Checkpoint::from_dir(&dir).unwrap();
+    let tokens: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("tokens.json")).unwrap()).unwrap();
+    let zs: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("zero-shot.json")).unwrap()).unwrap();
+    let bytes = std::fs::read(dir.join("zero-shot.safetensors")).unwrap();
+    let st = SafeTensors::deserialize(&bytes).unwrap();
+    let f32s = |name: &str| -> Vec<f32> { st.tensor(name).unwrap().data().chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect() };
+    let photo = Path::new(env!("CARGO_MANIFEST_DIR")).join(zs["image"].as_str().unwrap());
+    let img = tessera::model::decode_image(&std::fs::read(&photo).unwrap(), "chelsea.png").unwrap();
+    for (device, d) in devices() {
+        let clip = tessera::model::clip::Clip::load(&d, &ck).unwrap_or_else(|e| panic!("{device}: {e}"));
+        for (s, want) in tokens["strings"].as_array().unwrap().iter().zip(tokens["ids"].as_array().unwrap()) {
+            let s = s.as_str().unwrap();
+            let want: Vec<u32> = want.as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
+            let got = pollster::block_on(clip.embed_texts(&[s])).map(|e| e.truncated[0]).unwrap();
+            assert_eq!(got, want.len() == 77 && s.len() > 200, "{s:?}: truncation flag");
+            let enc = tessera::model::tokenize::TextTokenizer::from_bytes(ck.tokenizer_json().unwrap(), "tokenizer.json", 77).unwrap().encode(s).unwrap();
+            assert_eq!(enc.ids, want, "{s:?}");
+        }
+        let labels: Vec<&str> = zs["labels"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+        let template = zs["template"].as_str().unwrap();
+        let scores = pollster::block_on(clip.zero_shot(&img, &labels, template)).unwrap();
+        let want = f32s("logits_per_image");
+        for (i, label) in labels.iter().enumerate() {
+            let got = scores.iter().find(|s| s.label == *label).unwrap().logit;
+            assert!((got - want[i]).abs() < 1e-4, "{device} {label}: logit {got} against {}", want[i]);
+        }
+        let texts: Vec<String> = labels.iter().map(|l| template.replace("{}", l)).collect();
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let te = pollster::block_on(clip.embed_texts(&refs)).unwrap().embeddings.concat();
+        assert_close(&format!("clip text_embeds on {device}"), &te, &f32s("text_embeds"), ATOL, 0.0);
+        let ie = pollster::block_on(clip.vision.embed(&[&img])).unwrap().concat();
+        assert_close(&format!("clip image_embeds on {device}"), &ie, &f32s("image_embeds"), ATOL, 0.0);
+        // Label lists it cannot take, and a template without a place for the label.
+        assert_eq!(pollster::block_on(clip.zero_shot(&img, &[], template)).unwrap_err().kind(), "input");
+        assert_eq!(pollster::block_on(clip.zero_shot(&img, &["cat"], "no placeholder")).unwrap_err().kind(), "input");
+        let huge: Vec<&str> = vec!["x"; tessera::model::clip::MAX_LABELS + 1];
+        assert!(pollster::block_on(clip.zero_shot(&img, &huge, template)).unwrap_err().to_string().contains("labels"));
+    }
+    // Without tokenizer.json: a clear error naming it.
+    let plain = Checkpoint::from_dir(&dir).unwrap().with_tokenizer(None);
+    let e = tessera::model::clip::Clip::load(&cpu(), &plain).err().expect("no tokenizer");
+    assert!(e.to_string().contains("tokenizer.json"), "{e}");
+    // A broken one: the same.
+    let broken = Checkpoint::from_dir(&dir).unwrap().with_tokenizer(Some(b"{\"model\": 3}".to_vec()));
+    let e = tessera::model::clip::Clip::load(&cpu(), &broken).err().expect("broken tokenizer");
+    assert!(e.kind() == "model" && e.to_string().contains("tokenizer.json"), "{e}");
 }

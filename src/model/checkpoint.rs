@@ -19,6 +19,7 @@ pub struct Checkpoint {
     weights_name: String,
     config_json: Vec<u8>,
     preprocessor_json: Option<Vec<u8>>,
+    tokenizer_json: Option<Vec<u8>>,
     bytes: Vec<u8>,
     data_start: usize,
     metadata: Metadata,
@@ -58,7 +59,7 @@ impl Checkpoint {
                 ),
             ));
         }
-        Ok(Checkpoint { source: source.into(), config, preprocessor, weights_name, config_json: config_bytes.to_vec(), preprocessor_json, bytes: weights, data_start, metadata })
+        Ok(Checkpoint { source: source.into(), config, preprocessor, weights_name, config_json: config_bytes.to_vec(), preprocessor_json, tokenizer_json: None, bytes: weights, data_start, metadata })
     }
 
     /// From a folder holding the three files (`preprocessor_config.json` is optional).
@@ -73,7 +74,8 @@ impl Checkpoint {
         let weights = read("model.safetensors")?;
         let pre = dir.join("preprocessor_config.json");
         let pre = if pre.exists() { Some(read("preprocessor_config.json")?) } else { None };
-        Self::from_bytes(&source, &config, weights, pre.as_deref())
+        let tok = if dir.join("tokenizer.json").exists() { Some(read("tokenizer.json")?) } else { None };
+        Ok(Self::from_bytes(&source, &config, weights, pre.as_deref())?.with_tokenizer(tok))
     }
 
     /// Names of all tensors in the weights file.
@@ -94,6 +96,17 @@ impl Checkpoint {
     /// The weights file's name, for messages.
     pub fn weights_name(&self) -> &str {
         &self.weights_name
+    }
+
+    /// The checkpoint with its `tokenizer.json` (text towers), where it has one.
+    pub fn with_tokenizer(mut self, json: Option<Vec<u8>>) -> Self {
+        self.tokenizer_json = json;
+        self
+    }
+
+    /// `tokenizer.json` as read, where the checkpoint has one.
+    pub fn tokenizer_json(&self) -> Option<&[u8]> {
+        self.tokenizer_json.as_deref()
     }
 
     /// `config.json` as read.

@@ -4,6 +4,8 @@
 
 pub mod build;
 pub mod checkpoint;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod clip;
 pub mod config;
 #[cfg(feature = "embedded")]
 pub mod embedded;
@@ -17,6 +19,8 @@ mod runner;
 pub mod synthetic;
 pub mod text;
 pub mod timm;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod tokenize;
 pub mod vit;
 
 pub use build::{build_graph, Arch, Outputs, RunOptions};

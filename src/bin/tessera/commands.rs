@@ -75,6 +75,16 @@ pub struct ClassifyArgs {
     images: Vec<PathBuf>,
     #[command(flatten)]
     model: ModelArg,
+    /// Zero-shot with a CLIP model: classify into these labels (comma-separated) instead of the
+    /// model's classes.
+    #[arg(long, value_delimiter = ',', conflicts_with = "labels_file")]
+    labels: Vec<String>,
+    /// Zero-shot labels from a file, one per line.
+    #[arg(long, value_name = "FILE")]
+    labels_file: Option<PathBuf>,
+    /// Zero-shot prompt: `{}` is replaced by each label.
+    #[arg(long, default_value = "a photo of a {}.")]
+    template: String,
     /// How many classes to show per image.
     #[arg(long, default_value_t = 5)]
     top: usize,
@@ -89,8 +99,13 @@ pub struct ClassifyArgs {
 #[derive(clap::Args)]
 pub struct EmbedArgs {
     /// Image files or folders of images.
-    #[arg(required = true)]
+    #[arg(required_unless_present = "text")]
     images: Vec<PathBuf>,
+    /// With a CLIP model: embed this text (repeatable) in the image-text space, unit length,
+    /// tokenized with the checkpoint's tokenizer.json (cut to the model's positions, said on
+    /// stderr).
+    #[arg(long, conflicts_with = "images")]
+    text: Vec<String>,
     #[command(flatten)]
     model: ModelArg,
     /// Which embedding: the model's pooler output (ViT/DeiT pooler, DINOv2 normed CLS, timm's
@@ -283,6 +298,9 @@ pub fn run(device: &Device, args: &RunArgs) -> Result<()> {
 }
 
 pub fn classify(device: &Device, args: &ClassifyArgs) -> Result<()> {
+    if !args.labels.is_empty() || args.labels_file.is_some() {
+        return zero_shot(device, args);
+    }
     let model = models::load(device, &args.model)?;
     if model.labels().is_empty() {
         bail!("{}: this is a base model without a classifier head; use `tessera embed`", model.source);
@@ -317,7 +335,68 @@ pub fn classify(device: &Device, args: &ClassifyArgs) -> Result<()> {
     Ok(())
 }
 
+/// A CLIP checkpoint with its text tower (`--model` must name one).
+fn load_clip(device: &Device, arg: &ModelArg) -> Result<tessera::model::clip::Clip> {
+    let spec = arg.model.as_deref().context("zero-shot and text embeddings need a CLIP checkpoint: give --model")?;
+    let ck = models::checkpoint(Some(spec))?;
+    Ok(tessera::model::clip::Clip::load(device, &ck)?)
+}
+
+/// `classify --labels`: each image against the labels through the template.
+fn zero_shot(device: &Device, args: &ClassifyArgs) -> Result<()> {
+    let labels: Vec<String> = match &args.labels_file {
+        Some(f) => std::fs::read_to_string(f).with_context(|| format!("{}: cannot read", f.display()))?.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect(),
+        None => args.labels.iter().map(|l| l.trim().to_string()).filter(|l| !l.is_empty()).collect(),
+    };
+    if labels.is_empty() {
+        bail!("no labels: give --labels \"a cat,a dog\" or --labels-file FILE");
+    }
+    let clip = load_clip(device, &args.model)?;
+    let refs: Vec<&str> = labels.iter().map(String::as_str).collect();
+    let paths = models::collect_images(&args.images)?;
+    let mut results = Vec::new();
+    for p in &paths {
+        let img = tessera::model::decode_image(&std::fs::read(p).with_context(|| format!("{}: cannot read", p.display()))?, &p.display().to_string())?;
+        let mut scores = pollster::block_on(clip.zero_shot(&img, &refs, &args.template))?;
+        scores.truncate(args.top.max(1));
+        results.push((p.display().to_string(), scores));
+        crate::interrupt::check(results.len(), paths.len())?;
+    }
+    if args.json {
+        let doc = serde_json::json!({
+            "model": clip.vision.source, "template": args.template,
+            "results": results.iter().map(|(img, s)| serde_json::json!({"image": img, "top": s})).collect::<Vec<_>>(),
+        });
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+    } else {
+        for (img, scores) in &results {
+            println!("{img}");
+            for s in scores {
+                println!("  {:>6.2}%  {}", s.score * 100.0, s.label);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `embed --text`: text embeddings of a CLIP model.
+fn embed_texts(device: &Device, args: &EmbedArgs) -> Result<()> {
+    let clip = load_clip(device, &args.model)?;
+    let refs: Vec<&str> = args.text.iter().map(String::as_str).collect();
+    let out = pollster::block_on(clip.embed_texts(&refs))?;
+    for (t, cut) in args.text.iter().zip(&out.truncated) {
+        if *cut {
+            eprintln!("note: {t:?} was cut to the model's {} tokens, as its processor does", clip.text.config.max_positions);
+        }
+    }
+    let rows: Vec<(String, Vec<f32>)> = args.text.iter().cloned().zip(out.embeddings).collect();
+    write_embeddings(args, &rows, "text")
+}
+
 pub fn embed(device: &Device, args: &EmbedArgs) -> Result<()> {
+    if !args.text.is_empty() {
+        return embed_texts(device, args);
+    }
     let model = models::load(device, &args.model)?;
     let paths = models::collect_images(&args.images)?;
     let prefix = model.config.prefix_tokens();
@@ -342,6 +421,12 @@ pub fn embed(device: &Device, args: &EmbedArgs) -> Result<()> {
         rows.push((p.path.display().to_string(), v));
         Ok(())
     })?;
+    write_embeddings(args, &rows, "image")
+}
+
+/// `--out` safetensors (N, D) or JSON lines `{key: source, "embedding": [...]}`.
+fn write_embeddings(args: &EmbedArgs, rows: &[(String, Vec<f32>)], key: &str) -> Result<()> {
+    let d = rows.first().map_or(0, |r| r.1.len());
     match &args.out {
         Some(path) => {
             let data: Vec<f32> = rows.iter().flat_map(|(_, v)| v.iter().copied()).collect();
@@ -350,8 +435,8 @@ pub fn embed(device: &Device, args: &EmbedArgs) -> Result<()> {
         }
         None => {
             let mut stdout = std::io::stdout().lock();
-            for (img, v) in rows {
-                writeln!(stdout, "{}", serde_json::json!({"image": img, "embedding": v}))?;
+            for (src, v) in rows {
+                writeln!(stdout, "{}", serde_json::json!({key: src, "embedding": v}))?;
             }
         }
     }

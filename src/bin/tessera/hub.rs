@@ -54,5 +54,8 @@ pub fn checkpoint(id: &str) -> Result<Checkpoint> {
     let weights = fetch("model.safetensors")?;
     // Optional: checkpoints without it get the family's default preprocessing.
     let pre = fetch("preprocessor_config.json").ok();
-    Ok(Checkpoint::from_bytes(id, &config, weights, pre.as_deref())?)
+    let ck = Checkpoint::from_bytes(id, &config, weights, pre.as_deref())?;
+    // Text towers (CLIP) tokenize with the repository's own tokenizer.json.
+    let tok = if ck.config.family == tessera::model::Family::Clip { fetch("tokenizer.json").ok() } else { None };
+    Ok(ck.with_tokenizer(tok))
 }

@@ -1,0 +1,44 @@
+//! A checkpoint's `tokenizer.json` (as `transformers` writes it for CLIP: byte-level BPE with its
+//! normalizer, split pattern and start/end tokens), through the `tokenizers` library, truncated
+//! to the text tower's positions as the model's processor does (`truncation=True`, the end token
+//! kept).
+
+use crate::error::{Error, Result};
+
+/// A tokenizer and the longest sequence the text tower takes.
+pub struct TextTokenizer {
+    inner: tokenizers::Tokenizer,
+    max_len: usize,
+    file: String,
+}
+
+/// One text's token ids, and whether it was cut to fit.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Encoded {
+    /// Ids with the start and end tokens.
+    pub ids: Vec<u32>,
+    /// Whether the text had more tokens than the model's positions (the rest was dropped).
+    pub truncated: bool,
+}
+
+impl TextTokenizer {
+    /// From `tokenizer.json`'s bytes; `file` names it in errors; `max_len`: the text tower's
+    /// positions.
+    pub fn from_bytes(json: &[u8], file: &str, max_len: usize) -> Result<TextTokenizer> {
+        let mut inner = tokenizers::Tokenizer::from_bytes(json).map_err(|e| Error::model(file, format!("not a usable tokenizer.json: {e}")))?;
+        let trunc = tokenizers::TruncationParams { max_length: max_len, ..Default::default() };
+        inner.with_truncation(Some(trunc)).map_err(|e| Error::model(file, format!("cannot truncate to {max_len} tokens: {e}")))?;
+        inner.with_padding(None);
+        Ok(TextTokenizer { inner, max_len, file: file.into() })
+    }
+
+    /// Token ids of `text` with the start and end tokens, at most the model's positions.
+    pub fn encode(&self, text: &str) -> Result<Encoded> {
+        let enc = self.inner.encode(text, true).map_err(|e| Error::Input { name: "text".into(), problem: format!("{}: cannot tokenize: {e}", self.file) })?;
+        let ids = enc.get_ids().to_vec();
+        if ids.is_empty() || ids.len() > self.max_len {
+            return Err(Error::Input { name: "text".into(), problem: format!("{}: {} tokens for a model of {} positions", self.file, ids.len(), self.max_len) });
+        }
+        Ok(Encoded { ids, truncated: !enc.get_overflowing().is_empty() })
+    }
+}
