@@ -592,3 +592,47 @@ fn zero_shot_and_text_embeddings_from_the_cli() {
     fails_with(&tessera(&["classify", "--model", dir.to_str().unwrap(), "--labels", " , ", "tests/fixtures/photos/chelsea.png"], &[]), &["no labels"]);
     fails_with(&tessera(&["embed", "--model", "tests/fixtures/vit-classifier", "--text", "a cat"], &[]), &["tokenizer.json"]);
 }
+
+/// `tessera search`: a folder ranked by the cosine of each image's and the query's embeddings
+/// (as `embed` gives them), the image embeddings cached in the folder for the next query, and
+/// re-embedded where a file changed.
+#[test]
+fn search_ranks_a_folder_by_a_text_query_and_caches_the_images() {
+    let model = root().join("tests/fixtures/clip/clip-zero-shot");
+    let m = model.to_str().unwrap();
+    let dir = tmp("search");
+    for f in ["tests/fixtures/photos/chelsea.png", "tests/fixtures/photos/coffee-crop.png", "models/fashion-vit/samples/0000-ankle-boot.png"] {
+        std::fs::copy(root().join(f), dir.join(Path::new(f).file_name().unwrap())).unwrap();
+    }
+    let d = dir.to_str().unwrap();
+    let search = |q: &str| {
+        let o = tessera(&["--device", "cpu", "search", d, "--model", m, "--query", q, "--json"], &[]);
+        let v: serde_json::Value = serde_json::from_str(&ok(&o)).unwrap();
+        (v, String::from_utf8_lossy(&o.stderr).to_string())
+    };
+    let (first, err) = search("a photo of a cat");
+    assert!(err.contains("3 embedded now, 0 from"), "{err}");
+    // The scores are the dot products of embed's unit vectors.
+    let text: serde_json::Value = serde_json::from_str(ok(&tessera(&["--device", "cpu", "embed", "--model", m, "--text", "a photo of a cat"], &[])).lines().next().unwrap()).unwrap();
+    let t: Vec<f64> = text["embedding"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
+    let images = ok(&tessera(&["--device", "cpu", "embed", "--model", m, d], &[]));
+    let results = first["results"].as_array().unwrap();
+    assert_eq!(results.len(), 3);
+    for line in images.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let dot: f64 = v["embedding"].as_array().unwrap().iter().zip(&t).map(|(a, b)| a.as_f64().unwrap() * b).sum();
+        let r = results.iter().find(|r| r["image"] == v["image"]).unwrap();
+        assert!((r["score"].as_f64().unwrap() - dot).abs() < 1e-4, "{}: {} against {dot}", v["image"], r["score"]);
+    }
+    let scores: Vec<f64> = results.iter().map(|r| r["score"].as_f64().unwrap()).collect();
+    assert!(scores.windows(2).all(|w| w[0] >= w[1]), "not sorted: {scores:?}");
+    // The second query reads the cache; a changed file is embedded again.
+    let (again, err) = search("a cup of coffee");
+    assert!(err.contains("0 embedded now, 3 from"), "{err}");
+    assert_eq!(again["results"].as_array().unwrap().len(), 3);
+    std::fs::copy(root().join("models/fashion-vit/samples/0001-pullover.png"), dir.join("0000-ankle-boot.png")).unwrap();
+    let (_, err) = search("a cup of coffee");
+    assert!(err.contains("1 embedded now, 2 from"), "{err}");
+    fails_with(&tessera(&["search", d, "--model", m, "--query", "  "], &[]), &["--query is empty"]);
+    fails_with(&tessera(&["search", "no-such-folder", "--model", m, "--query", "x"], &[]), &["not a folder"]);
+}

@@ -13,6 +13,8 @@ mod models;
 #[cfg(not(target_arch = "wasm32"))]
 mod quantize;
 #[cfg(not(target_arch = "wasm32"))]
+mod search;
+#[cfg(not(target_arch = "wasm32"))]
 mod sweep;
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -74,6 +76,9 @@ fn main() -> std::process::ExitCode {
         /// Quantize a checkpoint's Linear layers to 8 or 4 bits (compressed-tensors
         /// pack-quantized): a checkpoint folder 4x or 7x smaller that loads like any other.
         Quantize(quantize::QuantizeArgs),
+        /// Rank a folder of images by a text query with a CLIP model (image embeddings cached in
+        /// the folder, so later queries are instant).
+        Search(search::SearchArgs),
     }
 
     let cli = Cli::parse();
@@ -120,6 +125,7 @@ fn main() -> std::process::ExitCode {
             Command::Soak(args) => commands::soak(&device, &args),
             Command::Sweep(args) => sweep::run(&device, &args),
             Command::Quantize(args) => quantize::run(&device, &args),
+            Command::Search(args) => search::run(&device, &args),
             Command::Info(_) => Ok(()),
         }
     })();
