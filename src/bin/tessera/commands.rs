@@ -303,6 +303,9 @@ pub fn classify(device: &Device, args: &ClassifyArgs) -> Result<()> {
     }
     let model = models::load(device, &args.model)?;
     if model.labels().is_empty() {
+        if model.config.projection_dim.is_some() {
+            bail!("{}: a CLIP model has no fixed classes: give --labels \"a cat,a dog\" for zero-shot, or use `tessera embed`", model.source);
+        }
         bail!("{}: this is a base model without a classifier head; use `tessera embed`", model.source);
     }
     let paths = models::collect_images(&args.images)?;
