@@ -636,3 +636,32 @@ fn search_ranks_a_folder_by_a_text_query_and_caches_the_images() {
     fails_with(&tessera(&["search", d, "--model", m, "--query", "  "], &[]), &["--query is empty"]);
     fails_with(&tessera(&["search", "no-such-folder", "--model", m, "--query", "x"], &[]), &["not a folder"]);
 }
+
+/// timm and CLIP checkpoints quantize too: the folder loads (timm's config keeps its own format,
+/// CLIP keeps its tokenizer.json) and gives nearly the float model's outputs at 8 bits.
+#[test]
+fn timm_and_clip_checkpoints_quantize_and_load() {
+    let out = tmp("quant-timm-clip");
+    let q = out.join("timm");
+    let src = root().join("tests/fixtures/timm/vit-token");
+    ok(&tessera(&["--device", "cpu", "quantize", "--model", src.to_str().unwrap(), "--bits", "8", "--out", q.to_str().unwrap(), "--check-images", "0"], &[]));
+    let pixels = src.join("expected.safetensors");
+    let run = |model: &Path, name: &str| -> Vec<f32> {
+        let o = out.join(format!("{name}.safetensors"));
+        ok(&tessera(&["--device", "cpu", "run", "--model", model.to_str().unwrap(), "--pixels", pixels.to_str().unwrap(), "--out", o.to_str().unwrap()], &[]));
+        read_tensors(&o).into_iter().find(|(n, _)| n == "logits").unwrap().1
+    };
+    let (f, qv) = (run(&src, "float"), run(&q, "int8"));
+    let max = f.iter().zip(&qv).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+    assert!(max < 0.1 && max > 0.0, "timm int8 logits differ by {max}");
+    let c = out.join("clip");
+    let src = root().join("tests/fixtures/clip/clip-zero-shot");
+    ok(&tessera(&["--device", "cpu", "quantize", "--model", src.to_str().unwrap(), "--bits", "8", "--out", c.to_str().unwrap(), "--check-images", "0"], &[]));
+    assert!(c.join("tokenizer.json").is_file());
+    let labels = ["cat", "dog", "cup of coffee"].join(",");
+    let top = |m: &Path| -> String {
+        let v: serde_json::Value = serde_json::from_str(&ok(&tessera(&["--device", "cpu", "classify", "--json", "--model", m.to_str().unwrap(), "--labels", &labels, "tests/fixtures/photos/chelsea.png"], &[]))).unwrap();
+        v["results"][0]["top"][0]["label"].as_str().unwrap().to_string()
+    };
+    assert_eq!(top(&src), top(&c));
+}

@@ -81,7 +81,10 @@ pub fn parse(json: &[u8], file: &str, shape: &dyn Fn(&str) -> Option<Vec<usize>>
     if has("attn_pool.latent") || has("attn_pool.q.weight") {
         return Err(bad(format!("`{arch}` pools with attention (global_pool `map`), which tessera does not run yet")));
     }
-    let fc1 = shape(&format!("{}.weight", names::linear(0, super::naming::Linear::Fc1)))
+    // (out, in) as stored, or (out, packed words) where the checkpoint is quantized.
+    let fc1_name = names::linear(0, super::naming::Linear::Fc1);
+    let fc1 = shape(&format!("{fc1_name}.weight"))
+        .or_else(|| shape(&format!("{fc1_name}.weight_packed")))
         .ok_or_else(|| weights_bad("no `blocks.0.mlp.fc1.weight` (a gated MLP is not supported)".into()))?;
     let mlp = fc1[0];
     let heads = match arg("num_heads").and_then(Value::as_u64) {
@@ -127,7 +130,7 @@ pub fn parse(json: &[u8], file: &str, shape: &dyn Fn(&str) -> Option<Vec<usize>>
         return Err(bad(format!("`{arch}` has no final norm (final_norm=False), which tessera does not run")));
     }
     let pool = v.get("global_pool").or_else(|| arg("global_pool")).and_then(Value::as_str).unwrap_or("token");
-    let head_w = shape(&format!("{}.weight", names::HEAD));
+    let head_w = shape(&format!("{}.weight", names::HEAD)).or_else(|| shape(&format!("{}.weight_packed", names::HEAD)));
     let num_classes = head_w.as_ref().map(|s| s[0]).unwrap_or(0);
     let head = match pool {
         _ if num_classes == 0 => Head::None,

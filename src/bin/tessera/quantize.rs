@@ -57,6 +57,10 @@ pub fn run(device: &Device, args: &QuantizeArgs) -> Result<()> {
     if let Some(p) = ck.preprocessor_json() {
         write("preprocessor_config.json", &p)?;
     }
+    // Text towers (CLIP) keep their tokenizer.
+    if let Some(t) = ck.tokenizer_json() {
+        write("tokenizer.json", t)?;
+    }
 
     let scheme = match group {
         None => format!("int{}, one scale per output channel", args.bits),
