@@ -75,7 +75,8 @@ def main():
     json.dump(pre_json, open(os.path.join(OUT, "preprocessor_config.json"), "w"), indent=1)
 
     ids = [clip_tok(s, truncation=True, max_length=77)["input_ids"] for s in STRINGS]
-    json.dump({"strings": STRINGS, "ids": ids}, open(os.path.join(OUT, "tokens.json"), "w"), indent=1, ensure_ascii=False)
+    truncated = [len(clip_tok(s)["input_ids"]) > 77 for s in STRINGS]
+    json.dump({"strings": STRINGS, "ids": ids, "truncated": truncated}, open(os.path.join(OUT, "tokens.json"), "w"), indent=1, ensure_ascii=False)
 
     from transformers import AutoImageProcessor
     proc = AutoImageProcessor.from_pretrained(OUT, backend="pil")

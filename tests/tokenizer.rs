@@ -1,0 +1,29 @@
+//! Tokenization with CLIP's real vocabulary (49408 tokens; tests/fixtures/clip/openai-tokenizer,
+//! scripts/make_clip_tokenizer_fixture.py): the ids `transformers`' CLIPTokenizer gives a committed
+//! list of strings, hostile ones included (empty, whitespace runs, control characters, emoji,
+//! mixed scripts, decomposed accents, special-token text, texts past 77 tokens).
+
+use std::io::Read;
+use std::path::Path;
+use tessera::model::tokenize::TextTokenizer;
+
+#[test]
+fn clip_tokenizer_gives_the_python_tokenizers_ids() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/clip/openai-tokenizer");
+    let mut json = Vec::new();
+    flate2::read::GzDecoder::new(std::fs::File::open(dir.join("tokenizer.json.gz")).unwrap()).read_to_end(&mut json).unwrap();
+    let tok = TextTokenizer::from_bytes(&json, "tokenizer.json", 77).unwrap();
+    let want: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("tokens.json")).unwrap()).unwrap();
+    let strings = want["strings"].as_array().unwrap();
+    assert!(strings.len() >= 19);
+    let cut = want["truncated"].as_array().unwrap();
+    for ((s, ids), cut) in strings.iter().zip(want["ids"].as_array().unwrap()).zip(cut) {
+        let s = s.as_str().unwrap();
+        let ids: Vec<u32> = ids.as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
+        let got = tok.encode(s).unwrap();
+        assert_eq!(got.ids, ids, "{s:?}");
+        assert_eq!(got.truncated, cut.as_bool().unwrap(), "{s:?}: truncation flag");
+    }
+    // The well-known ids of a plain prompt.
+    assert_eq!(tok.encode("a photo of a cat").unwrap().ids, vec![49406, 320, 1125, 539, 320, 2368, 49407]);
+}
