@@ -28,3 +28,15 @@ fi
 raw=$(stat -c %s web/pkg/tessera_bg.wasm)
 gz=$(gzip -9 -c web/pkg/tessera_bg.wasm | wc -c)
 echo "web/pkg/tessera_bg.wasm: $raw bytes, $gz gzipped"
+# The text build (`tessera-vit/text`): the same engine with the text towers' tokenizer (CLIP).
+cargo build --profile wasm-release --lib --target wasm32-unknown-unknown --no-default-features --features text
+rm -rf web/pkg-text
+wasm-bindgen --target web --out-dir web/pkg-text --out-name tessera_text target/wasm32-unknown-unknown/wasm-release/tessera.wasm
+if [ $opt = 1 ]; then
+    node_modules/.bin/wasm-opt -Os --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext --enable-mutable-globals \
+        web/pkg-text/tessera_text_bg.wasm -o web/pkg-text/tessera_text_bg.wasm.opt
+    mv web/pkg-text/tessera_text_bg.wasm.opt web/pkg-text/tessera_text_bg.wasm
+fi
+raw=$(stat -c %s web/pkg-text/tessera_text_bg.wasm)
+gz=$(gzip -9 -c web/pkg-text/tessera_text_bg.wasm | wc -c)
+echo "web/pkg-text/tessera_text_bg.wasm: $raw bytes, $gz gzipped"

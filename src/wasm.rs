@@ -253,3 +253,78 @@ impl WasmModel {
         self.model = None;
     }
 }
+
+/// CLIP (the `text` build, `tessera-vit/text`): image and text towers with the checkpoint's
+/// tokenizer.
+#[cfg(feature = "text")]
+#[wasm_bindgen]
+pub struct WasmClip {
+    clip: Option<crate::model::clip::Clip>,
+}
+
+#[cfg(feature = "text")]
+#[wasm_bindgen]
+impl Engine {
+    /// Loads a CLIPModel checkpoint from its files' bytes, with its tokenizer.json.
+    #[wasm_bindgen(js_name = loadClip)]
+    pub fn load_clip(&self, name: &str, config: &[u8], weights: Vec<u8>, preprocessor: Option<Vec<u8>>, tokenizer: Option<Vec<u8>>) -> Result<WasmClip, JsError> {
+        let ck = Checkpoint::from_bytes(name, config, weights, preprocessor.as_deref()).map_err(js_err)?.with_tokenizer(tokenizer);
+        let clip = crate::model::clip::Clip::load(&self.device, &ck).map_err(js_err)?;
+        Ok(WasmClip { clip: Some(clip) })
+    }
+}
+
+#[cfg(feature = "text")]
+#[wasm_bindgen]
+impl WasmClip {
+    fn get(&self) -> Result<&crate::model::clip::Clip, JsError> {
+        self.clip.as_ref().ok_or_else(|| JsError::new("[disposed] this model was disposed"))
+    }
+
+    /// `{"source", "projectionDim", "maxTokens", "logitScale"}` as JSON.
+    pub fn info(&self) -> Result<String, JsError> {
+        let c = self.get()?;
+        Ok(serde_json::json!({
+            "source": c.vision.source, "projectionDim": c.vision.config.projection_dim,
+            "maxTokens": c.text.config.max_positions, "logitScale": c.scale,
+        })
+        .to_string())
+    }
+
+    /// Unit-length embeddings of `texts`, concatenated (N x projectionDim), and which were cut to
+    /// the model's positions: `[embeddings, truncated]`.
+    #[wasm_bindgen(js_name = embedText)]
+    pub async fn embed_text(&self, texts: Vec<String>) -> Result<js_sys::Array, JsError> {
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let e = self.get()?.embed_texts(&refs).await.map_err(js_err)?;
+        let flat: Vec<f32> = e.embeddings.concat();
+        let cut = js_sys::Array::new();
+        for t in e.truncated {
+            cut.push(&JsValue::from_bool(t));
+        }
+        Ok(js_sys::Array::of2(&Float32Array::from(&flat[..]), &cut))
+    }
+
+    /// The unit-length embedding of one image (encoded bytes or RGBA).
+    #[wasm_bindgen(js_name = embedImage)]
+    pub async fn embed_image(&self, bytes: Option<Vec<u8>>, rgba: Option<Vec<u8>>, width: u32, height: u32, name: String) -> Result<Float32Array, JsError> {
+        let img = WasmModel::image(bytes, rgba, width, height, &name)?;
+        let e = self.get()?.vision.embed(&[&img]).await.map_err(js_err)?;
+        Ok(Float32Array::from(&e[0][..]))
+    }
+
+    /// Zero-shot scores of one image over `labels` in `template`: JSON `[{label, score, logit}]`,
+    /// best first.
+    #[wasm_bindgen(js_name = zeroShot)]
+    pub async fn zero_shot(&self, bytes: Option<Vec<u8>>, rgba: Option<Vec<u8>>, width: u32, height: u32, name: String, labels: Vec<String>, template: String) -> Result<String, JsError> {
+        let img = WasmModel::image(bytes, rgba, width, height, &name)?;
+        let refs: Vec<&str> = labels.iter().map(String::as_str).collect();
+        let s = self.get()?.zero_shot(&img, &refs, &template).await.map_err(js_err)?;
+        Ok(serde_json::to_string(&s).unwrap_or_default())
+    }
+
+    /// Frees the model's memory; later calls reject.
+    pub fn dispose(&mut self) {
+        self.clip = None;
+    }
+}

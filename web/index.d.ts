@@ -106,6 +106,36 @@ export declare class Model {
   dispose(): void;
 }
 
+export interface ClipInfo {
+  source: string;
+  /** Width of the shared image-text space. */
+  projectionDim: number;
+  /** The most tokens a text keeps (longer texts are cut, as CLIP's processor does). */
+  maxTokens: number;
+  /** exp(logit_scale): the temperature of zero-shot scores. */
+  logitScale: number;
+}
+
+export interface LabelScore {
+  label: string;
+  /** Softmax probability over the labels. */
+  score: number;
+  /** logitScale times the cosine similarity (CLIP's logits_per_image). */
+  logit: number;
+}
+
+/** CLIP in its shared image-text space (from `Tessera.loadClip`, in the `tessera-vit/text` build). */
+export declare class ClipModel {
+  readonly info: ClipInfo;
+  /** Unit-length text embeddings; `truncated[i]`: text i was cut to `info.maxTokens` tokens. */
+  embedText(texts: string | string[]): Promise<{ embeddings: Float32Array[]; truncated: boolean[] }>;
+  /** The unit-length embedding of an image (dot products with text embeddings are similarities). */
+  embedImage(image: ImageInput): Promise<Float32Array>;
+  /** Zero-shot classification into `labels` (each put into `template`, default "a photo of a {}."), best first. */
+  zeroShot(image: ImageInput, labels: string[], options?: { template?: string }): Promise<LabelScore[]>;
+  dispose(): void;
+}
+
 export declare class Tessera {
   readonly adapterInfo: AdapterInfo;
   /** Where models run: WebGPU, or the CPU backend (WebAssembly SIMD). */
@@ -128,6 +158,11 @@ export declare class Tessera {
    */
   static create(options?: { wasmUrl?: string | URL; memoryBudget?: number; tune?: boolean; device?: 'auto' | 'webgpu' | 'cpu' }): Promise<Tessera>;
   load(source: string | { config: Bytes; weights: Bytes; preprocessor?: Bytes; name?: string }, options?: LoadOptions): Promise<Model>;
+  /**
+   * A CLIPModel checkpoint with its tokenizer.json (hub id, base URL, or files). Only in the text
+   * build (`import { Tessera } from 'tessera-vit/text'`); the main build rejects with kind "input".
+   */
+  loadClip(source: string | { config: Bytes; weights: Bytes; preprocessor?: Bytes; tokenizer: Bytes; name?: string }, options?: Omit<LoadOptions, 'f16' | 'patchSize'>): Promise<ClipModel>;
 }
 
 export default Tessera;

@@ -4,7 +4,7 @@
 
 pub mod build;
 pub mod checkpoint;
-#[cfg(not(target_arch = "wasm32"))]
+#[cfg(feature = "text")]
 pub mod clip;
 pub mod config;
 #[cfg(feature = "embedded")]
@@ -19,7 +19,7 @@ mod runner;
 pub mod synthetic;
 pub mod text;
 pub mod timm;
-#[cfg(not(target_arch = "wasm32"))]
+#[cfg(feature = "text")]
 pub mod tokenize;
 pub mod vit;
 

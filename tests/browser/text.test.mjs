@@ -1,0 +1,91 @@
+// The text build (`tessera-vit/text`) in headless Chromium, on WebGPU (SwiftShader) and the CPU
+// backend: a CLIPModel with its tokenizer.json loaded by URL gives transformers' zero-shot logits
+// and text and image embeddings (tests/fixtures/clip/clip-zero-shot, within 1e-4); bad label lists
+// reject with kinds; the main build says CLIP needs the text build.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync, existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { ROOT, serve, launch, readSafetensors, maxDiff } from './harness.mjs';
+
+let server;
+let browser;
+let page;
+
+before(async () => {
+  assert.ok(existsSync(join(ROOT, 'web/pkg-text/tessera_text_bg.wasm')), 'build the package first: bash scripts/build_web.sh');
+  server = await serve();
+  browser = await launch();
+  page = await browser.newPage();
+  await page.goto(`${server.url}/tests/browser/blank.html`);
+});
+
+after(async () => {
+  await browser?.close();
+  await server?.close();
+});
+
+const DIR = 'tests/fixtures/clip/clip-zero-shot';
+
+for (const device of ['webgpu', 'cpu']) {
+  test(`CLIP zero-shot and embeddings on ${device} match transformers`, { timeout: 300_000 }, async () => {
+    const zs = JSON.parse(readFileSync(join(ROOT, DIR, 'zero-shot.json'), 'utf8'));
+    const expected = readSafetensors(readFileSync(join(ROOT, DIR, 'zero-shot.safetensors')));
+    const r = await page.evaluate(async ({ dir, zs, device }) => {
+      const { Tessera } = await import('/web/text.js');
+      const engine = await Tessera.create({ device });
+      const clip = await engine.loadClip(`/${dir}`, { cache: false });
+      const image = await (await fetch(`/${zs.image}`)).blob();
+      const scores = await clip.zeroShot(image, zs.labels, { template: zs.template });
+      const texts = zs.labels.map((l) => zs.template.replace('{}', l));
+      const { embeddings, truncated } = await clip.embedText(texts);
+      const img = await clip.embedImage(image);
+      const long = await clip.embedText(['word '.repeat(100)]);
+      const errors = [];
+      for (const [labels, template] of [[[], zs.template], [['cat'], 'no placeholder']]) {
+        try {
+          await clip.zeroShot(image, labels, { template });
+          errors.push('accepted');
+        } catch (e) {
+          errors.push(e.kind);
+        }
+      }
+      clip.dispose();
+      let disposed = null;
+      try {
+        await clip.embedText(['x']);
+      } catch (e) {
+        disposed = e.kind;
+      }
+      return { info: clip.info, scores, text: embeddings.map((e) => Array.from(e)), truncated, img: Array.from(img), longCut: long.truncated[0], errors, disposed };
+    }, { dir: DIR, zs, device });
+    const want = expected.logits_per_image.data;
+    for (const [i, label] of zs.labels.entries()) {
+      const s = r.scores.find((x) => x.label === label);
+      assert.ok(Math.abs(s.logit - want[i]) < 1e-4, `${device} ${label}: ${s.logit} against ${want[i]}`);
+    }
+    assert.ok(r.scores.every((s, i) => i === 0 || r.scores[i - 1].score >= s.score), 'best first');
+    const textDiff = maxDiff(r.text.flat(), expected.text_embeds.data);
+    const imgDiff = maxDiff(r.img, expected.image_embeds.data);
+    console.log(`${device}: zero-shot logits match; text embeddings ${textDiff.toExponential(2)}, image ${imgDiff.toExponential(2)} from transformers`);
+    assert.ok(textDiff <= 1e-4 && imgDiff <= 1e-4);
+    assert.deepEqual(r.truncated, zs.labels.map(() => false));
+    assert.equal(r.longCut, true);
+    assert.deepEqual(r.errors, ['input', 'input']);
+    assert.equal(r.disposed, 'disposed');
+  });
+}
+
+test('the main build says CLIP needs the text build', { timeout: 120_000 }, async () => {
+  const kind = await page.evaluate(async (dir) => {
+    const { Tessera } = await import('/web/index.js');
+    const engine = await Tessera.create({ device: 'cpu' });
+    try {
+      await engine.loadClip(`/${dir}`);
+      return 'loaded';
+    } catch (e) {
+      return `${e.kind}: ${e.message}`;
+    }
+  }, DIR);
+  assert.match(kind, /^input: .*tessera-vit\/text/);
+});

@@ -1,0 +1,407 @@
+// The package's API over one build of the engine (the tessera Rust crate compiled to wasm32):
+// chooses the device and turns browser inputs (URLs, hub ids, Blobs, images) into bytes for it.
+// index.js binds it to the main build, text.js to the build with text towers (CLIP).
+export function makeApi(init, Engine) {
+  
+  let wasmReady = null;
+  let wasmExports = null;
+  
+  function initWasm(wasmUrl) {
+    if (!wasmReady) {
+      wasmReady = init(wasmUrl ? { module_or_path: wasmUrl } : undefined).then(
+        (exports) => {
+          wasmExports = exports;
+          return exports;
+        },
+        (e) => {
+          wasmReady = null;
+          throw e;
+        },
+      );
+    }
+    return wasmReady;
+  }
+  
+  /** Errors from the engine carry a stable `kind` (e.g. "model", "image", "gpu"). */
+  function wrap(e) {
+    if (e instanceof Error && typeof e.kind === 'string') return e;
+    const message = e && e.message ? e.message : String(e);
+    const m = /^\[(\w+)\] /.exec(message);
+    const err = new Error(m ? message.slice(m[0].length) : message);
+    err.kind = m ? m[1] : 'unknown';
+    return err;
+  }
+  
+  async function call(f) {
+    try {
+      return await f();
+    } catch (e) {
+      throw wrap(e);
+    }
+  }
+  
+  const CACHE_NAME = 'tessera-vit-v1';
+  
+  async function fetchBytes(url, { onProgress, cache, optional } = {}) {
+    let response = null;
+    let store = null;
+    if (cache && typeof caches !== 'undefined') {
+      try {
+        store = await caches.open(CACHE_NAME);
+        response = await store.match(url);
+      } catch {
+        store = null;
+      }
+    }
+    const cached = !!response;
+    if (!response) {
+      try {
+        response = await fetch(url);
+      } catch (e) {
+        const err = new Error(`${url}: the download failed (${e.message || e}); check the network or the address`);
+        err.kind = 'network';
+        throw err;
+      }
+    }
+    if (!response.ok) {
+      if (optional && response.status === 404) return null;
+      const err = new Error(`${url}: the server answered ${response.status} ${response.statusText}`.trim());
+      err.kind = response.status === 404 ? 'not_found' : 'network';
+      throw err;
+    }
+    const total = Number(response.headers.get('content-length')) || 0;
+    const keep = store && !cached ? response.clone() : null;
+    let bytes;
+    if (response.body && onProgress) {
+      const reader = response.body.getReader();
+      const chunks = [];
+      let loaded = 0;
+      for (;;) {
+        let part;
+        try {
+          part = await reader.read();
+        } catch (e) {
+          const err = new Error(`${url}: the download broke off after ${loaded} bytes (${e.message || e})`);
+          err.kind = 'network';
+          throw err;
+        }
+        if (part.done) break;
+        chunks.push(part.value);
+        loaded += part.value.length;
+        onProgress({ file: url.split('/').pop(), loaded, total, cached });
+      }
+      bytes = new Uint8Array(loaded);
+      let at = 0;
+      for (const c of chunks) {
+        bytes.set(c, at);
+        at += c.length;
+      }
+    } else {
+      bytes = new Uint8Array(await response.arrayBuffer());
+    }
+    if (keep) {
+      try {
+        await store.put(url, keep);
+      } catch {
+        // A full or unavailable cache only costs a download next time.
+      }
+    }
+    return bytes;
+  }
+  
+  async function toBytes(x, what) {
+    if (x == null) return null;
+    if (x instanceof Uint8Array) return x;
+    if (x instanceof ArrayBuffer) return new Uint8Array(x);
+    if (ArrayBuffer.isView(x)) return new Uint8Array(x.buffer, x.byteOffset, x.byteLength);
+    if (typeof Blob !== 'undefined' && x instanceof Blob) return new Uint8Array(await x.arrayBuffer());
+    const err = new Error(`${what}: expected an ArrayBuffer, typed array, Blob or File`);
+    err.kind = 'input';
+    throw err;
+  }
+  
+  /** Image-like input to the engine's arguments: encoded bytes (decoded in Rust, as natively) or RGBA. */
+  async function imageArgs(image) {
+    if (typeof Blob !== 'undefined' && image instanceof Blob) {
+      return { bytes: new Uint8Array(await image.arrayBuffer()), rgba: undefined, width: 0, height: 0, name: image.name || 'image' };
+    }
+    if (typeof ImageData !== 'undefined' && image instanceof ImageData) {
+      return { bytes: undefined, rgba: new Uint8Array(image.data.buffer, image.data.byteOffset, image.data.byteLength), width: image.width, height: image.height, name: 'ImageData' };
+    }
+    if (image && (image.naturalWidth || image.width)) {
+      if (typeof HTMLImageElement !== 'undefined' && image instanceof HTMLImageElement && !image.complete) {
+        await image.decode();
+      }
+      const width = image.naturalWidth || image.videoWidth || image.width;
+      const height = image.naturalHeight || image.videoHeight || image.height;
+      const canvas = typeof OffscreenCanvas !== 'undefined' ? new OffscreenCanvas(width, height) : Object.assign(document.createElement('canvas'), { width, height });
+      const ctx = canvas.getContext('2d', { willReadFrequently: true });
+      ctx.drawImage(image, 0, 0);
+      const data = ctx.getImageData(0, 0, width, height);
+      return { bytes: undefined, rgba: new Uint8Array(data.data.buffer), width, height, name: image.src || 'image' };
+    }
+    const err = new Error('expected an HTMLImageElement, ImageBitmap, ImageData, canvas, Blob or File');
+    err.kind = 'input';
+    throw err;
+  }
+  
+  class Model {
+    constructor(inner) {
+      this._inner = inner;
+      this.info = JSON.parse(inner.info());
+    }
+  
+    /** Top-k classes: `[{index, label, score}]`, best first. */
+    async classify(image, { topK = 5 } = {}) {
+      const a = await imageArgs(image);
+      return JSON.parse(await call(() => this._inner.classify(a.bytes, a.rgba, a.width, a.height, a.name, topK)));
+    }
+  
+    /** The image's embedding (pooler output, else the CLS token). */
+    async embed(image) {
+      const a = await imageArgs(image);
+      return call(() => this._inner.embed(a.bytes, a.rgba, a.width, a.height, a.name));
+    }
+  
+    /** Last-layer CLS attention over the patch grid: `{rows, cols, heads, perHead, mean}`. */
+    async attention(image) {
+      const a = await imageArgs(image);
+      const r = JSON.parse(await call(() => this._inner.attention(a.bytes, a.rgba, a.width, a.height, a.name)));
+      return { ...r, perHead: Float32Array.from(r.perHead), mean: Float32Array.from(r.mean) };
+    }
+  
+    /** `pixelValues` (B, C, H, W) as `model(pixel_values=...)` in transformers. */
+    async run(pixelValues, dims) {
+      if (!(pixelValues instanceof Float32Array)) {
+        const err = new Error('pixelValues must be a Float32Array');
+        err.kind = 'input';
+        throw err;
+      }
+      return call(() => this._inner.run(pixelValues, Uint32Array.from(dims)));
+    }
+  
+    /** Frees the GPU memory; later calls reject. */
+    dispose() {
+      if (this._inner) {
+        this._inner.dispose();
+        this._inner.free();
+        this._inner = { info: () => '{}', classify: disposed, embed: disposed, attention: disposed, run: disposed, dispose() {}, free() {} };
+      }
+    }
+  }
+  
+  function disposed() {
+    const err = new Error('this model was disposed');
+    err.kind = 'disposed';
+    return Promise.reject(err);
+  }
+  
+  const HUB_ID = /^[A-Za-z0-9][\w.-]*\/[A-Za-z0-9][\w.-]*$/;
+  
+  /**
+   * The device `auto` picks: WebGPU on a real adapter, else the CPU backend (no WebGPU, no adapter,
+   * or only a software fallback adapter such as SwiftShader, slower than WebAssembly on the same
+   * cores). Returns [device, reason].
+   */
+  async function chooseDevice() {
+    if (typeof navigator === 'undefined' || !navigator.gpu) return ['cpu', 'this browser has no WebGPU'];
+    let adapter = null;
+    try {
+      adapter = await navigator.gpu.requestAdapter({ powerPreference: 'high-performance' });
+    } catch {
+      adapter = null;
+    }
+    if (!adapter) return ['cpu', 'WebGPU offers no adapter here (GPU blocklisted or disabled)'];
+    const fallback = adapter.info?.isFallbackAdapter ?? adapter.isFallbackAdapter ?? false;
+    if (fallback) return ['cpu', 'the only WebGPU adapter is a software fallback; the CPU backend is faster'];
+    return ['webgpu', 'a WebGPU adapter is available'];
+  }
+  
+  class Tessera {
+    constructor(engine, reason) {
+      this._engine = engine;
+      this.adapterInfo = JSON.parse(engine.adapterInfo());
+      /** `"webgpu"` or `"cpu"`: where models run. */
+      this.device = engine.device();
+      /** Why this device was chosen. */
+      this.deviceReason = reason;
+    }
+  
+    /** Whether the GPU device was lost (never on the CPU); then create a new engine and load models again. */
+    get lost() {
+      return this._engine.isLost();
+    }
+  
+    /** Destroys the device as a GPU reset would (to test recovery). */
+    destroy() {
+      this._engine.destroy();
+    }
+  
+    /**
+     * What the autotuner did: `{ enabled, measured, reused, choices }` (shapes timed, choices
+     * reused, and per shape the kernel chosen with each candidate's ms per dispatch).
+     */
+    get tuning() {
+      return JSON.parse(this._engine.tuningStats());
+    }
+  
+    /**
+     * Memory the engine holds on its device (weights, activations and staging buffers of live
+     * models: GPU memory on WebGPU, wasm heap on the CPU backend), the budget if one was set, and
+     * the size of the wasm heap, in bytes.
+     */
+    get memory() {
+      return {
+        gpuBytes: this._engine.memoryInUse(),
+        deviceBytes: this._engine.memoryInUse(),
+        budget: this._engine.memoryBudget() ?? null,
+        wasmBytes: wasmExports?.memory?.buffer.byteLength ?? 0,
+      };
+    }
+  
+    /**
+     * Opens a device: `device: "auto"` (the default) takes WebGPU on a real GPU adapter and the CPU
+     * backend (WebAssembly SIMD) otherwise, including where the browser has no WebGPU or only a
+     * software adapter; `"webgpu"` insists on WebGPU (rejecting with kind `no_webgpu` where there is
+     * none) and takes a software adapter too; `"cpu"` takes the CPU backend. `engine.device` and
+     * `engine.deviceReason` say what was chosen and why. `memoryBudget` (bytes) bounds the memory
+     * the engine may hold: a model or batch beyond it is refused (`kind: "out_of_memory"`) or run in
+     * smaller batches, before anything is allocated. `tune: true` times the candidate GPU kernels of
+     * each new shape on first use and keeps the fastest, where the browser grants timestamp queries.
+     */
+    static async create({ wasmUrl, memoryBudget, tune = false, device = 'auto' } = {}) {
+      let reason = 'asked for';
+      if (device === 'auto') {
+        [device, reason] = await chooseDevice();
+      } else if (device === 'webgpu' && (typeof navigator === 'undefined' || !navigator.gpu)) {
+        const err = new Error('WebGPU is not available here. Use a recent Chrome or Edge (113+), Safari 26+, or Firefox with WebGPU enabled, on a page served over https or localhost; or device: "cpu".');
+        err.kind = 'no_webgpu';
+        throw err;
+      } else if (device !== 'webgpu' && device !== 'cpu') {
+        const err = new Error(`device "${device}": use "auto", "webgpu" or "cpu"`);
+        err.kind = 'input';
+        throw err;
+      }
+      await initWasm(wasmUrl);
+      return new Tessera(await call(() => Engine.create(device, memoryBudget ?? undefined, tune)), reason);
+    }
+  
+    /**
+     * Loads a checkpoint: a hub id (`"facebook/deit-tiny-patch16-224"`), a base URL serving
+     * config.json, model.safetensors and preprocessor_config.json, or `{config, weights,
+     * preprocessor}` as ArrayBuffer / typed array / Blob / File.
+     */
+    async load(source, { endpoint = 'https://huggingface.co', revision = 'main', onProgress, cache = true, f16 = false, patchSize } = {}) {
+      if (patchSize !== undefined && patchSize !== null && !(Number.isInteger(patchSize) && patchSize >= 0 && patchSize <= 0xffffffff)) {
+        const err = new Error(`patchSize ${patchSize}: a whole number of pixels`);
+        err.kind = 'input';
+        throw err;
+      }
+      let name;
+      let config;
+      let weights;
+      let preprocessor;
+      if (typeof source === 'string') {
+        const base = HUB_ID.test(source) ? `${endpoint.replace(/\/$/, '')}/${source}/resolve/${revision}` : source.replace(/\/$/, '');
+        name = source;
+        config = await fetchBytes(`${base}/config.json`, { cache, onProgress });
+        weights = await fetchBytes(`${base}/model.safetensors`, { cache, onProgress });
+        preprocessor = await fetchBytes(`${base}/preprocessor_config.json`, { cache, onProgress, optional: true });
+      } else if (source && typeof source === 'object') {
+        name = source.name || 'files';
+        if (!source.config || !source.weights) {
+          const err = new Error(`${name}: a checkpoint needs config.json and model.safetensors`);
+          err.kind = 'model';
+          throw err;
+        }
+        config = await toBytes(source.config, 'config');
+        weights = await toBytes(source.weights, 'weights');
+        preprocessor = await toBytes(source.preprocessor, 'preprocessor');
+      } else {
+        const err = new Error('load() takes a hub id, a URL, or {config, weights, preprocessor}');
+        err.kind = 'input';
+        throw err;
+      }
+      return new Model(await call(() => this._engine.loadModel(name, config, weights, preprocessor ?? undefined, f16, patchSize ?? undefined)));
+    }
+  
+    /**
+     * Loads a CLIPModel checkpoint (hub id, base URL or `{config, weights, preprocessor,
+     * tokenizer}`) with its tokenizer.json, for text embeddings and zero-shot classification. Needs
+     * the text build: `import { Tessera } from 'tessera-vit/text'`.
+     */
+    async loadClip(source, { endpoint = 'https://huggingface.co', revision = 'main', onProgress, cache = true } = {}) {
+      if (typeof this._engine.loadClip !== 'function') {
+        const err = new Error("CLIP's text tower needs the text build: import { Tessera } from 'tessera-vit/text'");
+        err.kind = 'input';
+        throw err;
+      }
+      let name;
+      let files;
+      if (typeof source === 'string') {
+        const base = HUB_ID.test(source) ? `${endpoint.replace(/\/$/, '')}/${source}/resolve/${revision}` : source.replace(/\/$/, '');
+        name = source;
+        files = {
+          config: await fetchBytes(`${base}/config.json`, { cache, onProgress }),
+          weights: await fetchBytes(`${base}/model.safetensors`, { cache, onProgress }),
+          preprocessor: await fetchBytes(`${base}/preprocessor_config.json`, { cache, onProgress, optional: true }),
+          tokenizer: await fetchBytes(`${base}/tokenizer.json`, { cache, onProgress, optional: true }),
+        };
+      } else if (source && typeof source === 'object') {
+        name = source.name || 'files';
+        files = {
+          config: await toBytes(source.config, 'config'),
+          weights: await toBytes(source.weights, 'weights'),
+          preprocessor: await toBytes(source.preprocessor, 'preprocessor'),
+          tokenizer: await toBytes(source.tokenizer, 'tokenizer'),
+        };
+      } else {
+        const err = new Error('loadClip() takes a hub id, a URL, or {config, weights, preprocessor, tokenizer}');
+        err.kind = 'input';
+        throw err;
+      }
+      const { config, weights, preprocessor, tokenizer } = files;
+      return new ClipModel(await call(() => this._engine.loadClip(name, config, weights, preprocessor ?? undefined, tokenizer ?? undefined)));
+    }
+  }
+
+  /** CLIP in the shared image-text space (the `tessera-vit/text` build). */
+  class ClipModel {
+    constructor(inner) {
+      this._inner = inner;
+      this.info = JSON.parse(inner.info());
+    }
+  
+    /** Unit-length embeddings of `texts` (one Float32Array each); `truncated[i]` says text i was cut to the model's tokens. */
+    async embedText(texts) {
+      const list = typeof texts === 'string' ? [texts] : Array.from(texts ?? []);
+      const [flat, truncated] = await call(() => this._inner.embedText(list));
+      const p = this.info.projectionDim;
+      const embeddings = list.map((_, i) => flat.slice(i * p, (i + 1) * p));
+      return { embeddings, truncated };
+    }
+  
+    /** The unit-length embedding of an image. */
+    async embedImage(image) {
+      const a = await imageArgs(image);
+      return call(() => this._inner.embedImage(a.bytes, a.rgba, a.width, a.height, a.name));
+    }
+  
+    /** Zero-shot classification: `[{label, score, logit}]`, best first; `template` puts each label in a prompt (`{}` marks it). */
+    async zeroShot(image, labels, { template = 'a photo of a {}.' } = {}) {
+      const a = await imageArgs(image);
+      return JSON.parse(await call(() => this._inner.zeroShot(a.bytes, a.rgba, a.width, a.height, a.name, Array.from(labels ?? []), template)));
+    }
+  
+    /** Frees the model's memory; later calls reject. */
+    dispose() {
+      if (this._inner) {
+        this._inner.dispose();
+        this._inner.free();
+        this._inner = { info: () => '{}', embedText: disposed, embedImage: disposed, zeroShot: disposed, dispose() {}, free() {} };
+      }
+    }
+  }
+  
+  return { Tessera, Model, ClipModel };
+}

@@ -1,0 +1,10 @@
+// tessera-vit/text: the same API over the build with text towers (CLIP: text embeddings and
+// zero-shot classification), whose tokenizer makes the wasm about 1.8 MB larger.
+import init, { Engine } from './pkg-text/tessera_text.js';
+import { makeApi } from './core.js';
+
+const api = makeApi(init, Engine);
+export const Tessera = api.Tessera;
+export const Model = api.Model;
+export const ClipModel = api.ClipModel;
+export default Tessera;
