@@ -9,6 +9,9 @@ const DEFAULT_MODEL = new URL('../models/fashion-vit', import.meta.url).href;
 
 let engine = null;
 let model = null;
+// Zero-shot mode: the text build of the package (loaded on first use) and its CLIP model.
+let clipEngine = null;
+let clip = null;
 let modelKind = 'default';
 let busy = false;
 let lastAttention = null;
@@ -62,7 +65,42 @@ function showPatchSizes(info) {
 
 /** Loads a model: `kind` picks the source (the embedded default, a hub id, dropped files);
  * with `patchSize`, the current source again at that patch size, and the image on show re-runs. */
+/** Zero-shot mode: a CLIP model (with its tokenizer.json) through the text build, which the page
+ * imports only now (it is 2 MB larger than the main one). */
+async function loadClip() {
+  setBusy(true);
+  showError(null);
+  try {
+    const source = $('clipSource').value.trim();
+    if (!source) throw new Error('Type a CLIP hub id such as openai/clip-vit-base-patch32, or a URL serving its files.');
+    status('Loading the text build…');
+    if (!clipEngine) {
+      const { Tessera: TextTessera } = await import('../web/text.js');
+      clipEngine = await TextTessera.create({ device: engine.device });
+    }
+    status('Loading CLIP…');
+    const next = await clipEngine.loadClip(source);
+    if (clip) clip.dispose();
+    clip = next;
+    modelKind = 'clip';
+    // No attention map or patch-size dial in zero-shot mode.
+    $('heatRow').hidden = true;
+    $('patchRow').hidden = true;
+    $('modelName').textContent = `CLIP — ${clip.info.source}, ${clip.info.projectionDim}-d image-text space`;
+    $('patchSize').replaceChildren();
+    $('tokens').textContent = '';
+    status('Ready. Type labels, then drop an image.');
+  } catch (e) {
+    showError(e);
+    status(clip ? 'Still using the previous CLIP model.' : 'No CLIP model loaded.');
+  } finally {
+    setBusy(false);
+    $('patchSize').disabled = true;
+  }
+}
+
 async function loadModel(kind, patchSize) {
+  if (kind === 'clip') return loadClip();
   setBusy(true);
   showError(null);
   const progress = $('progress');
@@ -99,6 +137,12 @@ async function loadModel(kind, patchSize) {
     });
     if (model) model.dispose();
     model = next;
+    if (clip) {
+      clip.dispose();
+      clip = null;
+    }
+    $('heatRow').hidden = false;
+    $('patchRow').hidden = false;
     currentSource = source;
     modelKind = kind;
     // Compile the pipelines now, so the first image's latency is the model's, not the compiler's.
@@ -204,7 +248,43 @@ function showPredictions(preds) {
   }
 }
 
+/** Zero-shot: the image against the typed labels ("a photo of a {label}."). */
+async function zeroShotFile(file) {
+  const labels = $('labels').value.split(',').map((l) => l.trim()).filter(Boolean);
+  if (!labels.length) throw new Error('Type some labels, comma-separated (a cat, a dog, …).');
+  const t0 = performance.now();
+  const scores = await clip.zeroShot(file, labels);
+  const t1 = performance.now();
+  const bitmap = await createImageBitmap(file);
+  drawImage(bitmap);
+  bitmap.close();
+  lastAttention = null;
+  drawHeat();
+  showPredictions(scores.slice(0, 10));
+  $('latency').textContent = `${(t1 - t0).toFixed(1)} ms (${labels.length} labels, incl. decode and the text tower)`;
+  status(`${file.name || 'image'}: ${scores[0].label}`);
+  document.body.dataset.result = scores[0].label;
+}
+
 async function handleFile(file) {
+  if (clip && modelKind === 'clip') {
+    if (busy) return;
+    setBusy(true);
+    showError(null);
+    lastFile = file;
+    status(`Running ${file.name || 'image'}…`);
+    try {
+      if (!file.size) throw new Error(`${file.name || 'The file'} is empty.`);
+      await zeroShotFile(file);
+    } catch (e) {
+      showError(e);
+      status('Drop another image.');
+    } finally {
+      setBusy(false);
+      $('patchSize').disabled = true;
+    }
+    return;
+  }
   if (!model) {
     showError(new Error('No model is loaded yet.'));
     return;
@@ -292,6 +372,8 @@ function setupInputs() {
     const kind = $('modelKind').value;
     $('hubId').hidden = kind !== 'hub';
     $('ckptFiles').hidden = kind !== 'files';
+    $('clipSource').hidden = kind !== 'clip';
+    $('labels').hidden = kind !== 'clip';
   });
   $('loadBtn').addEventListener('click', () => loadModel($('modelKind').value));
   $('patchSize').addEventListener('change', () => {

@@ -157,6 +157,28 @@ test('a reload takes the weights from the Cache API, not the network', { timeout
   assert.equal(weights(), 1, 'the reload downloaded the weights again');
 });
 
+test('zero-shot mode: a CLIP model, typed labels, a dropped photo: the same top label as the CLI', { timeout: 300_000 }, async () => {
+  const dir = 'tests/fixtures/clip/clip-zero-shot';
+  const labels = 'cat, dog, cup of coffee, café ☕';
+  await page.selectOption('#modelKind', 'clip');
+  assert.equal(await page.isVisible('#labels'), true);
+  await page.fill('#clipSource', `/${dir}`);
+  await page.fill('#labels', labels);
+  await page.click('#loadBtn');
+  await page.waitForFunction(() => /^CLIP/.test(document.getElementById('modelName').textContent), null, { timeout: 180_000 });
+  const photo = join(ROOT, 'tests/fixtures/photos/chelsea.png');
+  await dropFile(photo, 'chelsea.png', 'image/png');
+  await page.waitForSelector('body[data-result]', { timeout: 180_000 });
+  const native = JSON.parse(execFileSync(NATIVE, ['classify', '--json', '--top', '1', '--model', join(ROOT, dir), '--labels', labels.split(', ').join(','), photo], { encoding: 'utf8' }));
+  assert.equal(await page.textContent('#predictions li:first-child .label'), native.results[0].top[0].label);
+  assert.equal(await page.locator('#predictions li').count(), 4);
+  await page.screenshot({ path: join(SHOTS, 'demo-zero-shot.png') });
+  // Back to an image classifier: its classes again.
+  await page.selectOption('#modelKind', 'default');
+  await page.click('#loadBtn');
+  await page.waitForFunction(() => /Fashion-MNIST/.test(document.getElementById('modelName').textContent), null, { timeout: 120_000 });
+});
+
 test('no console errors', () => {
   assert.deepEqual(consoleErrors, []);
 });
