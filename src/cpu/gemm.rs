@@ -195,17 +195,10 @@ pub fn gemm_quant(cpu: &Cpu, m: usize, a: &[f32], lda: usize, b: &QuantPanels, c
     if m == 0 || b.n == 0 {
         return;
     }
-    let row_blocks = m.div_ceil(mr);
-    let panels = b.n.div_ceil(nr);
-    let work = m * b.n * b.k.max(1);
-    let want = (cpu.pool.threads() * TASKS_PER_THREAD).min(work.div_ceil(1 << 18)).max(1);
-    let tn = (1..=panels.min(want)).rev().find(|d| panels % d == 0).unwrap_or(1);
-    let tm = want.div_ceil(tn).min(row_blocks);
+    let grid = TaskGrid::new(cpu, m, b.n, b.k, mr, nr);
     let out = SyncPtr(c.as_mut_ptr());
     let task = |t: usize| {
-        let (pi, ri) = (t % tn, t / tn);
-        let (p0, p1) = (panels * pi / tn, panels * (pi + 1) / tn);
-        let (r0, r1) = (row_blocks * ri / tm, row_blocks * (ri + 1) / tm);
+        let ((p0, p1), rows) = grid.task(t);
         PANEL.with(|buf| {
             let mut buf = buf.borrow_mut();
             if buf.len() < b.k * nr {
@@ -215,11 +208,11 @@ pub fn gemm_quant(cpu: &Cpu, m: usize, a: &[f32], lda: usize, b: &QuantPanels, c
                 b.dequantize(cpu.isa, p, &mut buf[..b.k * nr]);
                 // One panel read in place: every panel index resolves to the buffer (`panel` 0).
                 let g = Gemm { m, a, lda, b: &buf[..b.k * nr], k: b.k, k0: 0, panel: 0, ldb: nr, n: b.n, nr, ldc };
-                block(cpu.isa, &g, out, epi, (p, p + 1), (r0 * mr, (r1 * mr).min(m)));
+                block(cpu.isa, &g, out, epi, (p, p + 1), rows);
             }
         });
     };
-    cpu.pool.run(tn * tm, &task);
+    cpu.pool.run(grid.tasks(), &task);
 }
 
 /// What happens to each block of C after the product.
@@ -294,22 +287,49 @@ pub fn gemm(cpu: &Cpu, g: &Gemm, c: &mut [f32], epi: &Epilogue) {
     if g.m == 0 || g.n == 0 {
         return;
     }
-    let row_blocks = g.m.div_ceil(mr);
-    let panels = g.n.div_ceil(nr);
-    // Enough tasks to balance the threads, none smaller than about 256k multiply-adds, in a grid
-    // of equal parts: the panels split by the largest divisor of their count that fits.
-    let work = g.m * g.n * g.k.max(1);
-    let want = (cpu.pool.threads() * TASKS_PER_THREAD).min(work.div_ceil(1 << 18)).max(1);
-    let tn = (1..=panels.min(want)).rev().find(|d| panels % d == 0).unwrap_or(1);
-    let tm = want.div_ceil(tn).min(row_blocks);
+    let grid = TaskGrid::new(cpu, g.m, g.n, g.k, mr, nr);
     let out = SyncPtr(c.as_mut_ptr());
     let task = |t: usize| {
-        let (pi, ri) = (t % tn, t / tn);
-        let (p0, p1) = (panels * pi / tn, panels * (pi + 1) / tn);
-        let (r0, r1) = (row_blocks * ri / tm, row_blocks * (ri + 1) / tm);
-        block(cpu.isa, g, out, epi, (p0, p1), (r0 * mr, (r1 * mr).min(g.m)));
+        let (panels, rows) = grid.task(t);
+        block(cpu.isa, g, out, epi, panels, rows);
     };
-    cpu.pool.run(tn * tm, &task);
+    cpu.pool.run(grid.tasks(), &task);
+}
+
+/// How a GEMM of m x n (inner k) is cut into tasks: enough to balance the threads, none smaller
+/// than about 256k multiply-adds, in a grid of equal parts: the panels split by the largest
+/// divisor of their count that fits.
+struct TaskGrid {
+    m: usize,
+    mr: usize,
+    panels: usize,
+    row_blocks: usize,
+    tn: usize,
+    tm: usize,
+}
+
+impl TaskGrid {
+    fn new(cpu: &Cpu, m: usize, n: usize, k: usize, mr: usize, nr: usize) -> TaskGrid {
+        let row_blocks = m.div_ceil(mr);
+        let panels = n.div_ceil(nr);
+        let work = m * n * k.max(1);
+        let want = (cpu.pool.threads() * TASKS_PER_THREAD).min(work.div_ceil(1 << 18)).max(1);
+        let tn = (1..=panels.min(want)).rev().find(|d| panels % d == 0).unwrap_or(1);
+        let tm = want.div_ceil(tn).min(row_blocks);
+        TaskGrid { m, mr, panels, row_blocks, tn, tm }
+    }
+
+    fn tasks(&self) -> usize {
+        self.tn * self.tm
+    }
+
+    /// Task `t`'s panels (p0, p1) and rows (r0, r1).
+    fn task(&self, t: usize) -> ((usize, usize), (usize, usize)) {
+        let (pi, ri) = (t % self.tn, t / self.tn);
+        let (p0, p1) = (self.panels * pi / self.tn, self.panels * (pi + 1) / self.tn);
+        let (r0, r1) = (self.row_blocks * ri / self.tm, self.row_blocks * (ri + 1) / self.tm);
+        ((p0, p1), (r0 * self.mr, (r1 * self.mr).min(self.m)))
+    }
 }
 
 /// C = epilogue(A x B) on the calling thread alone (for kernels that parallelize outside).

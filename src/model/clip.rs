@@ -43,10 +43,6 @@ pub struct LabelScore {
 /// The most labels one zero-shot call takes.
 pub const MAX_LABELS: usize = 4096;
 
-fn unit(v: &[f32]) -> Vec<f32> {
-    let n = v.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt().max(1e-12);
-    v.iter().map(|x| (*x as f64 / n) as f32).collect()
-}
 
 impl Clip {
     /// A CLIPModel checkpoint with its `tokenizer.json`.
@@ -80,7 +76,7 @@ impl Clip {
         let out = self.text.run(&ids).await?;
         let e = out.text_embeds.ok_or_else(|| Error::model("text", "the text tower has no projection"))?;
         let p = e.shape[1];
-        Ok(TextEmbeddings { embeddings: e.data.chunks(p).map(unit).collect(), truncated: enc.iter().map(|e| e.truncated).collect() })
+        Ok(TextEmbeddings { embeddings: e.data.chunks(p).map(super::vit::unit_length).collect(), truncated: enc.iter().map(|e| e.truncated).collect() })
     }
 
     /// Zero-shot classification of one image into `labels`, each put into `template` (`{}` marks

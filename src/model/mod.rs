@@ -30,4 +30,4 @@ pub use preprocess::{decode_image, PreprocessorConfig};
 pub use quantized::{quantize_checkpoint, QuantConfig, QuantizeReport};
 pub use runner::MAX_COMPILED;
 pub use text::{TextConfig, TextModel, TextOutput};
-pub use vit::{AttentionMap, LoadOptions, Model, ModelOutput, TopK};
+pub use vit::{unit_length, AttentionMap, LoadOptions, Model, ModelOutput, TopK};

@@ -60,6 +60,12 @@ pub struct TopK {
     pub score: f32,
 }
 
+/// `v` scaled to unit length (in f64), as image-text embeddings are compared.
+pub fn unit_length(v: &[f32]) -> Vec<f32> {
+    let n = v.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt().max(1e-12);
+    v.iter().map(|x| (*x as f64 / n) as f32).collect()
+}
+
 /// How a checkpoint is loaded.
 #[derive(Clone, Copy, Debug)]
 pub struct LoadOptions {
@@ -320,10 +326,7 @@ impl Model {
         let d = self.config.hidden_size;
         if let Some(e) = out.image_embeds {
             let p = e.shape[1];
-            return Ok(e.data.chunks(p).map(|c| {
-                let norm = c.iter().map(|v| (*v as f64).powi(2)).sum::<f64>().sqrt().max(1e-12);
-                c.iter().map(|v| (*v as f64 / norm) as f32).collect()
-            }).collect());
+            return Ok(e.data.chunks(p).map(unit_length).collect());
         }
         Ok(match out.pooler_output {
             Some(p) => p.data.chunks(d).map(|c| c.to_vec()).collect(),

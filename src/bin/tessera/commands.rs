@@ -410,9 +410,7 @@ pub fn embed(device: &Device, args: &EmbedArgs) -> Result<()> {
         let v = match (args.pool, &out.pooler_output) {
             // CLIP: the image embedding in the image-text space, unit length.
             (Pool::Pooler, _) if out.image_embeds.is_some() => {
-                let e = row(out.image_embeds.as_ref().expect("image embeds"), i);
-                let norm = e.iter().map(|v| (*v as f64).powi(2)).sum::<f64>().sqrt().max(1e-12);
-                e.iter().map(|v| (*v as f64 / norm) as f32).collect()
+                tessera::model::unit_length(row(out.image_embeds.as_ref().expect("image embeds"), i))
             }
             (Pool::Pooler, Some(po)) => row(po, i).to_vec(),
             (Pool::Pooler, None) | (Pool::Cls, _) => seq[..d].to_vec(),
