@@ -1,5 +1,6 @@
 // The fused GEMM epilogue, act(acc + bias) + residual, on four consecutive outputs: BIAS adds the
-// bias, GELU (exact, erf), TANH or QUICK_GELU (x sigmoid(1.702 x)) applies the activation, RESIDUAL adds the residual. Used by
+// bias, GELU (exact, erf), TANH, QUICK_GELU (x sigmoid(1.702 x)) or GELU_TANH (the tanh approximation of GELU,
+// written as x sigmoid(2u), finite for every finite x) applies the activation, RESIDUAL adds the residual. Used by
 // every GEMM store (tiled, scalar edges, split-K reduction).
 fn epilogue(acc: vec4<f32>, bias_v: vec4<f32>, residual_v: vec4<f32>) -> vec4<f32> {
     var v = acc;
@@ -14,6 +15,9 @@ fn epilogue(acc: vec4<f32>, bias_v: vec4<f32>, residual_v: vec4<f32>) -> vec4<f3
 #endif
 #ifdef QUICK_GELU
     v = v / (1.0 + exp(-1.702 * v));
+#endif
+#ifdef GELU_TANH
+    v = v / (1.0 + exp(-1.5957691216057308 * (v + 0.044715 * v * v * v)));
 #endif
 #ifdef RESIDUAL
     v += residual_v;

@@ -33,6 +33,7 @@ pub fn matmul(
                 crate::ops::Activation::Gelu => gelu(acc),
                 crate::ops::Activation::Tanh => acc.tanh(),
                 crate::ops::Activation::QuickGelu => acc / (1.0 + (-1.702 * acc).exp()),
+                crate::ops::Activation::GeluTanh => 0.5 * acc * (1.0 + ((2.0 / std::f64::consts::PI).sqrt() * (acc + 0.044715 * acc.powi(3))).tanh()),
             };
             if let Some(r) = residual {
                 acc += r[i * n + j] as f64;
@@ -158,6 +159,25 @@ pub fn attention_probs(
                 let mx = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
                 let sum: f64 = s.iter().map(|v| (v - mx).exp()).sum();
                 out.extend(s[first_key..].iter().map(|v| ((v - mx).exp() / sum) as f32));
+            }
+        }
+    }
+    out
+}
+
+/// Attention pooling of a learned `query (heads*dh)` over `kv (b, t, 2*heads*dh)` (keys, then
+/// values): `(b, heads*dh)`.
+pub fn attention_pool(query: &[f32], kv: &[f32], b: usize, t: usize, heads: usize, dh: usize, scale: f32) -> Vec<f32> {
+    let d = heads * dh;
+    let mut out = vec![0f32; b * d];
+    for bi in 0..b {
+        for h in 0..heads {
+            let at = |ti: usize, part: usize, e: usize| kv[(bi * t + ti) * 2 * d + part * d + h * dh + e] as f64;
+            let s: Vec<f64> = (0..t).map(|ti| (0..dh).map(|e| query[h * dh + e] as f64 * at(ti, 0, e)).sum::<f64>() * scale as f64).collect();
+            let mx = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            let sum: f64 = s.iter().map(|v| (v - mx).exp()).sum();
+            for e in 0..dh {
+                out[bi * d + h * dh + e] = ((0..t).map(|ti| (s[ti] - mx).exp() * at(ti, 1, e)).sum::<f64>() / sum) as f32;
             }
         }
     }

@@ -33,7 +33,7 @@ fn matmul_epilogues() {
     each_device(|| {
         let mut seed = 100;
         for (m, k, n) in [(197, 64, 96), (101, 33, 65), (7, 128, 36)] {
-            for act in [Activation::None, Activation::Gelu, Activation::Tanh, Activation::QuickGelu] {
+            for act in Activation::ALL {
                 for flags in 0..4 {
                     check_matmul(m, k, n, flags & 1 != 0, act, flags & 2 != 0, seed);
                     seed += 1;
@@ -158,6 +158,40 @@ fn attention_probabilities_of_the_cls_token() {
             assert_close(&format!("attention_probs b={b} t={t} heads={heads} queries={queries} first_key={first_key}"), &got, &want, 1e-6, RTOL);
         }
     });
+}
+
+#[test]
+fn attention_pooling_with_a_learned_query() {
+    each_device(|| {
+        // Tokens below, at and above a workgroup, head dims up to 128 (four columns per
+        // invocation of the smallest workgroup), odd head dims, large scores.
+        for (b, t, heads, dh, amp) in [(2, 196, 2, 16, 1.0), (1, 1, 1, 8, 1.0), (3, 33, 4, 7, 1.0), (1, 729, 2, 128, 1.0), (2, 300, 3, 72, 4.0), (1, 64, 1, 128, 1.0)] {
+            let d = heads * dh;
+            let mut rng = Rng::new(470 + t as u64);
+            let (q, kv) = (rng.vec(d, amp), rng.vec(b * t * 2 * d, amp));
+            let scale = 1.0 / (dh as f32).sqrt();
+            let got = run_op(Op::AttentionPool { heads, scale }, &[weight("query", &[1, d], &q), input("kv", &[b, t, 2 * d], &kv)]);
+            let want = r::attention_pool(&q, &kv, b, t, heads, dh, scale);
+            assert!(got.iter().all(|v| v.is_finite()));
+            assert_close(&format!("attention_pool b={b} t={t} heads={heads} dh={dh}"), &got, &want, ATOL, RTOL);
+        }
+    });
+}
+
+#[test]
+fn attention_pooling_refuses_bad_shapes() {
+    let d = 8;
+    let check = |q_shape: &[usize], q_weight: bool, kv_shape: &[usize], heads: usize, want: &str| {
+        let mut g = tessera::Graph::new();
+        let q = if q_weight { g.weight("query", q_shape) } else { g.input("query", q_shape) };
+        let kv = g.input("kv", kv_shape);
+        let err = g.op("pool", Op::AttentionPool { heads, scale: 1.0 }, &[q, kv]).expect_err("accepted");
+        assert!(err.to_string().contains(want), "{err}");
+    };
+    check(&[1, d], true, &[3, 5, 2 * d + 1], 2, "[B, T, 2*D]");
+    check(&[2, d / 2], true, &[3, 5, 2 * d], 2, "[1, 8]");
+    check(&[1, d], false, &[3, 5, 2 * d], 2, "must be a weight");
+    check(&[1, d], true, &[3, 5, 2 * d], 3, "heads");
 }
 
 #[test]

@@ -85,7 +85,7 @@ fn quantized_matmul_on_both_devices() {
             for (m, k, n, group) in SHAPES {
                 let q = random_quant(k, n, bits, group, seed);
                 let (bias, residual) = (seed % 2 == 0, seed % 3 == 0);
-                let act = [Activation::None, Activation::Gelu, Activation::Tanh, Activation::QuickGelu][seed as usize % 4];
+                let act = Activation::ALL[seed as usize % Activation::ALL.len()];
                 let (kernels, got, want) = run_quant(&device, m, &q, bias, act, residual, seed, false);
                 let what = format!("{name} int{bits}/g{group} {m}x{k}x{n} bias={bias} act={act:?} residual={residual}");
                 let v = &kernels[0].1;

@@ -28,7 +28,12 @@ pub enum Act {
     Tanh,
     /// x * sigmoid(1.702 x).
     QuickGelu,
+    /// The tanh approximation of GELU.
+    GeluTanh,
 }
+
+/// `2 sqrt(2/pi)`: the tanh form of GELU as `x sigmoid(GELU_TANH_K (x + 0.044715 x^3))`.
+pub const GELU_TANH_K: f32 = 1.595_769_1;
 
 /// The register tile of an instruction set: MR rows by NR columns (B is packed NR wide).
 pub fn tile(isa: Isa) -> (usize, usize) {
@@ -475,6 +480,7 @@ fn apply_epilogue(row: &mut [f32], epi: &Epilogue, r: usize, col0: usize) {
         Act::Gelu => row.iter_mut().for_each(|o| *o = math::gelu(*o)),
         Act::Tanh => row.iter_mut().for_each(|o| *o = o.tanh()),
         Act::QuickGelu => row.iter_mut().for_each(|o| *o /= 1.0 + math::exp(-1.702 * *o)),
+        Act::GeluTanh => row.iter_mut().for_each(|o| *o /= 1.0 + math::exp(-GELU_TANH_K * (*o + 0.044715 * *o * *o * *o))),
     }
     if let Some((res, ld)) = epi.residual {
         row.iter_mut().zip(&res[r * ld + col0..r * ld + col0 + n]).for_each(|(o, x)| *o += x);

@@ -130,3 +130,29 @@ pub fn attention_probs(qkv: &[f32], l: &Qkv, scale: f32, queries: usize, first_k
         }
     }
 }
+
+/// Attention pooling: the learned `query (1, heads*dh)` over `kv (b, t, 2*heads*dh)` (keys, then
+/// values), per head: `out (b, heads*dh)`.
+#[allow(clippy::too_many_arguments)]
+pub fn attention_pool(query: &[f32], kv: &[f32], b: usize, t: usize, heads: usize, dh: usize, scale: f32, out: &mut [f32]) {
+    let d = heads * dh;
+    let mut s = vec![0f32; t];
+    for bi in 0..b {
+        for h in 0..heads {
+            let q = &query[h * dh..(h + 1) * dh];
+            let row = |ti: usize| (bi * t + ti) * 2 * d + h * dh;
+            for (ti, sk) in s.iter_mut().enumerate() {
+                *sk = math::dot(q, &kv[row(ti)..row(ti) + dh]) * scale;
+            }
+            let m = math::max(&s);
+            s.iter_mut().for_each(|v| *v = math::exp(*v - m));
+            let inv = 1.0 / math::sum(&s);
+            let o = &mut out[bi * d + h * dh..bi * d + (h + 1) * dh];
+            o.fill(0.0);
+            for (ti, &p) in s.iter().enumerate() {
+                let v = &kv[row(ti) + d..row(ti) + d + dh];
+                o.iter_mut().zip(v).for_each(|(o, v)| *o += p * inv * v);
+            }
+        }
+    }
+}

@@ -212,6 +212,11 @@ impl Graph {
         self.op(name, Op::AttentionProbs { heads, scale, queries, first_key }, &[qkv])
     }
 
+    /// Attention pooling: the learned `query (1, D)` (a weight) over `kv (B, T, 2*D)`, giving `(B, D)`.
+    pub fn attention_pool(&mut self, name: &str, query: TensorId, kv: TensorId, heads: usize, scale: f32) -> Result<TensorId> {
+        self.op(name, Op::AttentionPool { heads, scale }, &[query, kv])
+    }
+
     /// Layer norm over the last dimension.
     pub fn layer_norm(
         &mut self,

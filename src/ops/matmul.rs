@@ -349,6 +349,7 @@ fn epilogue_flags(bias: bool, act: Activation, residual: bool) -> Vec<&'static s
         Activation::Gelu => flags.push("GELU"),
         Activation::Tanh => flags.push("TANH"),
         Activation::QuickGelu => flags.push("QUICK_GELU"),
+        Activation::GeluTanh => flags.push("GELU_TANH"),
     }
     if residual {
         flags.push("RESIDUAL");
@@ -462,7 +463,7 @@ pub(crate) fn decls() -> Vec<KernelDecl> {
     let mut v = Vec::new();
     for quant in [None, Some((8, false)), Some((8, true)), Some((4, false)), Some((4, true))] {
         for (_, tile) in TILES {
-            for act in [Activation::None, Activation::Gelu, Activation::Tanh, Activation::QuickGelu] {
+            for act in Activation::ALL {
                 for i in 0..8 {
                     v.push(decl(tile, i & 1 != 0, i & 2 != 0, act, i & 4 != 0, quant));
                 }
@@ -472,7 +473,7 @@ pub(crate) fn decls() -> Vec<KernelDecl> {
         }
         v.push(split_decl(quant));
     }
-    for act in [Activation::None, Activation::Gelu, Activation::Tanh, Activation::QuickGelu] {
+    for act in Activation::ALL {
         for i in 0..4 {
             v.push(reduce_decl(i & 1 != 0, act, i & 2 != 0));
         }

@@ -3,6 +3,7 @@
 //! shader.
 
 pub mod attention;
+pub mod attention_pool;
 pub mod attention_probs;
 pub mod elementwise;
 pub mod layernorm;
@@ -33,9 +34,15 @@ pub enum Activation {
     Tanh,
     /// Quick GELU, `x * sigmoid(1.702 x)` (CLIP's `quick_gelu`).
     QuickGelu,
+    /// The tanh approximation of GELU, `0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))`
+    /// (`gelu_pytorch_tanh`, SigLIP's).
+    GeluTanh,
 }
 
 impl Activation {
+    /// Every activation.
+    pub const ALL: [Activation; 5] = [Activation::None, Activation::Gelu, Activation::Tanh, Activation::QuickGelu, Activation::GeluTanh];
+
     /// The CPU kernels' form.
     pub(crate) fn cpu(self) -> crate::cpu::gemm::Act {
         match self {
@@ -43,6 +50,7 @@ impl Activation {
             Activation::Gelu => crate::cpu::gemm::Act::Gelu,
             Activation::Tanh => crate::cpu::gemm::Act::Tanh,
             Activation::QuickGelu => crate::cpu::gemm::Act::QuickGelu,
+            Activation::GeluTanh => crate::cpu::gemm::Act::GeluTanh,
         }
     }
 }
@@ -103,6 +111,14 @@ pub enum Op {
         queries: usize,
         /// First key token kept in the output (the number of prefix tokens, for patch maps).
         first_key: usize,
+    },
+    /// Attention pooling with a learned query: `query (1, D)` (a weight, already projected) over
+    /// `kv (B, T, 2*D)` (keys, then values), per head, giving `(B, D)`. Inputs: `query, kv`.
+    AttentionPool {
+        /// Number of heads.
+        heads: usize,
+        /// Score scale.
+        scale: f32,
     },
     /// Layer norm over the last dim. Inputs: `x, gamma, beta`.
     LayerNorm {
@@ -338,6 +354,7 @@ impl Op {
             Op::AttentionProbs { heads, scale, queries, first_key } => {
                 Box::new(attention_probs::AttentionProbs { heads, scale, queries, first_key })
             }
+            Op::AttentionPool { heads, scale } => Box::new(attention_pool::AttentionPool { heads, scale }),
             Op::LayerNorm { eps } => Box::new(layernorm::LayerNorm { eps }),
             Op::Softmax => Box::new(softmax::Softmax),
             Op::Add => Box::new(elementwise::Elementwise::Add),
@@ -429,6 +446,7 @@ fn all_f32_decls() -> Vec<KernelDecl> {
     v.extend(patch_embed::decls());
     v.extend(attention::decls());
     v.extend(attention_probs::decls());
+    v.extend(attention_pool::decls());
     v.extend(layernorm::decls());
     v.extend(softmax::decls());
     v.extend(elementwise::decls());

@@ -1,0 +1,88 @@
+//! Attention pooling with a learned query (SigLIP's multihead attention pooling head, `timm`'s
+//! `AttentionPoolLatent`): one query per head, shared by the batch, attends over every token of
+//! a sequence whose keys and values come from one fused projection.
+
+use super::shader::specialize;
+use super::{invalid, shape_err, uniforms, Binding, Kernel, KernelDecl, OpDef, ROW_WORKGROUPS};
+use crate::cpu::{Cpu, CpuKernel, HostWeight};
+use crate::error::Result;
+use crate::tensor::{TensorInfo, TensorKind};
+
+uniforms!(Params { tokens: u32, heads: u32, head_dim: u32, scale: f32 });
+
+/// `query (1, D)` (a weight: the learned query already projected), `kv (B, T, 2*D)` (keys in
+/// columns `0..D`, values in `D..2D`, head `h` at `h*D/heads` in each) to `(B, D)`.
+pub(crate) struct AttentionPool {
+    pub heads: usize,
+    pub scale: f32,
+}
+
+fn decl(wg: u32) -> KernelDecl {
+    let bindings = vec![Binding::output("out"), Binding::weight(0, "query"), Binding::activation(1, "kv")];
+    KernelDecl::new::<Params>(specialize(&["attention_pool", "reduce"], &[("WG", wg)], &[]), bindings)
+}
+
+impl OpDef for AttentionPool {
+    fn kind(&self) -> &'static str {
+        "attention_pool"
+    }
+
+    fn arity(&self) -> usize {
+        2
+    }
+
+    fn output_shape(&self, node: &str, inputs: &[&TensorInfo]) -> Result<Vec<usize>> {
+        let (q, kv) = (inputs[0], inputs[1]);
+        if kv.shape.len() != 3 || kv.shape[2] % 2 != 0 {
+            return Err(shape_err(node, kv, "[B, T, 2*D]"));
+        }
+        let d = kv.shape[2] / 2;
+        if q.shape != [1, d] {
+            return Err(shape_err(node, q, format!("[1, {d}]")));
+        }
+        if q.kind != TensorKind::Weight {
+            return Err(invalid(node, "the query must be a weight"));
+        }
+        if self.heads == 0 || d % self.heads != 0 || d / self.heads > super::attention::MAX_HEAD_DIM {
+            return Err(invalid(node, format!("{} heads do not divide the width {d} into heads of at most {}", self.heads, super::attention::MAX_HEAD_DIM)));
+        }
+        Ok(vec![kv.shape[0], d])
+    }
+
+    fn kernels(&self, inputs: &[&TensorInfo], _output: &TensorInfo) -> Vec<Kernel> {
+        let s = &inputs[1].shape;
+        let (b, t, d) = (s[0], s[1], s[2] / 2);
+        let dh = d / self.heads;
+        let params = Params { tokens: t as u32, heads: self.heads as u32, head_dim: dh as u32, scale: self.scale };
+        let flops = 4.0 * (b * t * d) as f64;
+        let groups = [self.heads as u32, b as u32, 1];
+        vec![Kernel::new(self.kind(), decl(super::row_workgroup(t)), params, groups, flops)]
+    }
+
+    fn cpu_kernel(&self, _cpu: &Cpu, _node: &str, inputs: &[&TensorInfo], _output: &TensorInfo, _weights: &[Option<&HostWeight>]) -> Result<Box<dyn CpuKernel>> {
+        let s = &inputs[1].shape;
+        Ok(Box::new(AttentionPoolCpu { b: s[0], t: s[1], heads: self.heads, dh: s[2] / 2 / self.heads, scale: self.scale }))
+    }
+}
+
+pub(crate) fn decls() -> Vec<KernelDecl> {
+    ROW_WORKGROUPS.iter().map(|&wg| decl(wg)).collect()
+}
+
+struct AttentionPoolCpu {
+    b: usize,
+    t: usize,
+    heads: usize,
+    dh: usize,
+    scale: f32,
+}
+
+impl CpuKernel for AttentionPoolCpu {
+    fn name(&self) -> &'static str {
+        "attention_pool"
+    }
+
+    fn run(&self, _cpu: &Cpu, ins: &[&[f32]], out: &mut [f32], _scratch: &mut [f32]) {
+        crate::cpu::kernels::attention_pool(ins[0], ins[1], self.b, self.t, self.heads, self.dh, self.scale, out);
+    }
+}
