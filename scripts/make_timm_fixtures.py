@@ -43,6 +43,8 @@ CASES = [
     ("deit-distilled", "deit_tiny_distilled_patch16_224", dict(SMALL, num_classes=5), 2, (32, 32)),
     ("flexivit-dynamic", "flexivit_small", dict(SMALL, num_classes=0, dynamic_img_size=True), 1, (48, 40)),
     ("vit-clip-quickgelu", "vit_base_patch16_clip_quickgelu_224", dict(SMALL, num_classes=0), 2, (32, 32)),
+    ("vit-siglip-map", "vit_base_patch16_siglip_224", dict(SMALL, num_classes=4), 2, (32, 32)),
+    ("vit-siglip-map-gelutanh", "vit_base_patch16_siglip_224", dict(SMALL, num_classes=0, act_layer="gelu_tanh", embed_dim=48, num_heads=3), 1, (32, 32)),
 ]
 
 

@@ -146,6 +146,26 @@ fn clip_image_towers_match_transformers() {
     }
 }
 
+/// SigLIP image towers (tests/fixtures/siglip, scripts/make_siglip_fixtures.py: SiglipVisionModel
+/// with and without its attention-pooling head, SiglipForImageClassification, SiglipModel's image
+/// side) against `transformers`, on both devices, at the checkpoint's size and at 40x48 (position
+/// embeddings interpolated as `interpolate_pos_encoding=True`).
+#[test]
+fn siglip_image_towers_match_transformers() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/siglip");
+    let mut names: Vec<String> = std::fs::read_dir(&root).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).filter(|n| root.join(n).join("config.json").exists()).collect();
+    names.sort();
+    assert!(names.len() >= 4, "siglip fixtures missing: {names:?}");
+    for (device, d) in devices() {
+        for name in &names {
+            for heads in [false, true] {
+                check_against(&d, &format!("{name} on {device} head-major={heads}"), &format!("siglip/{name}"), None, &root.join(name), heads);
+            }
+            check_against(&d, &format!("{name} at 40x48 on {device}"), &format!("siglip/{name}"), None, &root.join(name).join("at-40x48"), false);
+        }
+    }
+}
+
 #[test]
 fn timm_checkpoints_match_timm() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/timm");

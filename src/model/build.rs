@@ -140,11 +140,30 @@ pub fn build_graph(arch: Arch, batch: usize, h: usize, w: usize, opts: RunOption
     let seq = if layout.fc_norm { hs } else { g.layer_norm("last_hidden_state", hs, fw, fb, cfg.layer_norm_eps)? };
     let tokens = prefix + gh * gw;
     let n = cfg.labels.len();
+    // Attention pooling (SigLIP's head, timm's `map`) over the normed patch tokens: the learned
+    // query against keys and values of every token, the output projection, then a pre-norm MLP
+    // with a residual.
+    let map_pooled = if layout.pool_map {
+        let patches = if prefix > 0 { g.slice_tokens("map.patches", seq, prefix, tokens - prefix)? } else { seq };
+        let query = g.weight(&engine::map("query").0, &[1, d]);
+        let kv = linear(&mut g, engine::map("kv"), (d, 2 * d), patches, Activation::None, None)?;
+        let att = g.attention_pool("map.attention", query, kv, cfg.num_heads, scale)?;
+        let x = linear(&mut g, engine::map("proj"), (d, d), att, Activation::None, None)?;
+        let (nw, nb) = engine::map("ln");
+        let (nw, nb) = (g.weight(&nw, &[d]), g.weight(&nb, &[d]));
+        let h = g.layer_norm("map.ln", x, nw, nb, cfg.layer_norm_eps)?;
+        let m = linear(&mut g, engine::map("fc1"), (d, cfg.intermediate_size), h, cfg.hidden_act, None)?;
+        Some(linear(&mut g, engine::map("fc2"), (cfg.intermediate_size, d), m, Activation::None, Some(x))?)
+    } else {
+        None
+    };
     // timm: the pooled features (forward_head's pre-logits): the class token (the mean of the
-    // class and distillation tokens for DeiT distilled) or the mean of the patch tokens, then
-    // fc_norm where the model has it.
+    // class and distillation tokens for DeiT distilled), the mean of the patch tokens or the
+    // attention pooling, then fc_norm where the model has it.
     let timm_pooled = if matches!(cfg.family, Family::Timm | Family::Clip) {
-        let pooled = if layout.pool_avg {
+        let pooled = if let Some(p) = map_pooled {
+            p
+        } else if layout.pool_avg {
             g.mean_tokens("pool", seq, prefix, tokens - prefix)?
         } else {
             g.mean_tokens("pool", seq, 0, 1 + layout.dist_token as usize)?
@@ -189,7 +208,7 @@ pub fn build_graph(arch: Arch, batch: usize, h: usize, w: usize, opts: RunOption
     } else if cfg.family == Family::Dinov2 {
         Some(g.mean_tokens("pooler_output", seq, 0, 1)?)
     } else {
-        timm_pooled
+        timm_pooled.or(map_pooled)
     };
     let mut outputs = Outputs { logits, ..Default::default() };
     if !(opts.logits_only && logits.is_some()) {
@@ -197,6 +216,9 @@ pub fn build_graph(arch: Arch, batch: usize, h: usize, w: usize, opts: RunOption
         outputs.pooler_output = pooled;
         if let (Some(pd), Some(pooled)) = (cfg.projection_dim.filter(|_| arch.projection), pooled) {
             outputs.image_embeds = Some(linear_named(&mut g, "image_embeds", engine::projection(), (d, pd), pooled, None)?);
+        } else if cfg.family == Family::Siglip && arch.projection {
+            // SiglipModel: the pooled features are the image embeddings.
+            outputs.image_embeds = pooled;
         }
     }
     if opts.hidden_states {

@@ -125,9 +125,10 @@ impl Checkpoint {
             return None;
         }
         let (h, w) = self.config.image_size;
+        let siglip = self.config.family == super::config::Family::Siglip;
         let doc = serde_json::json!({
-            "image_processor_type": "ViTImageProcessor",
-            "do_resize": true, "size": { "height": h, "width": w }, "resample": 2,
+            "image_processor_type": if siglip { "SiglipImageProcessor" } else { "ViTImageProcessor" },
+            "do_resize": true, "size": { "height": h, "width": w }, "resample": if siglip { 3 } else { 2 },
             "do_rescale": true, "rescale_factor": 1.0 / 255.0,
             "do_normalize": true, "image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5],
         });

@@ -18,6 +18,9 @@ pub enum Family {
     /// `model_type: "clip_vision_model"`, or the image tower of `"clip"` (pre-norm, quick GELU,
     /// the class token normed after the encoder, a projection into the shared space).
     Clip,
+    /// `model_type: "siglip_vision_model"`, or the image tower of `"siglip"` (SigLIP and SigLIP 2's
+    /// fixed-resolution checkpoints): no class token, tanh GELU, attention-pooling head.
+    Siglip,
     /// A `timm` Vision Transformer (`vit_*`, `deit_*`, `deit3_*`, `flexivit_*`, ...; see
     /// `model::timm`): class token or none, register tokens, position embeddings with or without
     /// the prefix tokens, an optional pre-norm, token or average pooling with `fc_norm`.
@@ -58,6 +61,9 @@ pub struct Layout {
     pub fc_norm: bool,
     /// Pooled features (`timm`): the mean of the patch tokens instead of the class token.
     pub pool_avg: bool,
+    /// Pooled features from attention pooling with a learned query (SigLIP's head, `timm`'s
+    /// `global_pool="map"`) over the normed tokens.
+    pub pool_map: bool,
     /// Position embeddings resampled with antialiasing (`timm`) rather than as `transformers`
     /// does, and whenever the grid differs from the checkpoint's.
     pub pos_antialias: bool,
@@ -65,7 +71,7 @@ pub struct Layout {
 
 impl Default for Layout {
     fn default() -> Self {
-        Layout { class_token: true, dist_token: false, reg_tokens: 0, pos_prefix: true, pre_norm: false, fc_norm: false, pool_avg: false, pos_antialias: false }
+        Layout { class_token: true, dist_token: false, reg_tokens: 0, pos_prefix: true, pre_norm: false, fc_norm: false, pool_avg: false, pool_map: false, pos_antialias: false }
     }
 }
 
@@ -136,6 +142,7 @@ struct Raw {
     num_labels: Option<usize>,
     quantization_config: Option<serde_json::Value>,
     projection_dim: Option<usize>,
+    vision_use_head: Option<bool>,
 }
 
 /// Limits on config values: far above any published ViT, low enough that nothing overflows.
@@ -152,11 +159,17 @@ impl ModelConfig {
             serde_json::from_slice(json).map_err(|e| Error::model(file, format!("not a valid config.json: {e}")))?;
         // CLIPModel: its image tower's config is `vision_config`, with the shared projection width
         // (and any quantization) at the top.
-        if value.get("model_type").and_then(|m| m.as_str()) == Some("clip") {
+        // SiglipModel and SiglipForImageClassification likewise (the labels at the top).
+        let two_tower = match value.get("model_type").and_then(|m| m.as_str()) {
+            Some("clip") => Some(("clip", "clip_vision_model")),
+            Some("siglip") => Some(("siglip", "siglip_vision_model")),
+            _ => None,
+        };
+        if let Some((kind, tower)) = two_tower {
             let top = value.clone();
-            let mut vision = top.get("vision_config").cloned().filter(|v| v.is_object()).ok_or_else(|| Error::model(file, "a `clip` config without `vision_config`"))?;
-            vision["model_type"] = "clip_vision_model".into();
-            for key in ["architectures", "projection_dim", "quantization_config"] {
+            let mut vision = top.get("vision_config").cloned().filter(|v| v.is_object()).ok_or_else(|| Error::model(file, format!("a `{kind}` config without `vision_config`")))?;
+            vision["model_type"] = tower.into();
+            for key in ["architectures", "projection_dim", "quantization_config", "id2label", "num_labels"] {
                 if let Some(v) = top.get(key) {
                     vision[key] = v.clone();
                 }
@@ -170,16 +183,32 @@ impl ModelConfig {
             Some("deit") => Family::Deit,
             Some("dinov2") => Family::Dinov2,
             Some("clip_vision_model") => Family::Clip,
+            Some("siglip_vision_model") => Family::Siglip,
             Some(other) => {
-                return Err(bad(format!("model_type `{other}` is not supported (supported: vit, deit, dinov2, clip, clip_vision_model)")));
+                return Err(bad(format!(
+                    "model_type `{other}` is not supported (supported: vit, deit, dinov2, clip, clip_vision_model, siglip, siglip_vision_model)"
+                )));
             }
-            None => return Err(bad("no `model_type` (expected vit, deit, dinov2, clip or clip_vision_model)".into())),
+            None => return Err(bad("no `model_type` (expected vit, deit, dinov2, clip, clip_vision_model, siglip or siglip_vision_model)".into())),
         };
+        // SiglipVisionConfig's defaults: the hub's SigLIP configs leave them out.
+        let mut raw = raw;
+        if family == Family::Siglip {
+            raw.hidden_size = raw.hidden_size.or(Some(768));
+            raw.num_hidden_layers = raw.num_hidden_layers.or(Some(12));
+            raw.num_attention_heads = raw.num_attention_heads.or(Some(12));
+            raw.intermediate_size = raw.intermediate_size.or(Some(3072));
+            raw.image_size = raw.image_size.or(Some(Size::One(224)));
+            raw.patch_size = raw.patch_size.or(Some(Size::One(16)));
+        }
         let architecture = raw.architectures.as_ref().and_then(|a| a.first().cloned());
         let head = match architecture.as_deref() {
             None => None,
             Some("ViTModel" | "DeiTModel" | "Dinov2Model") => Some(Head::None),
             Some("CLIPVisionModel" | "CLIPVisionModelWithProjection" | "CLIPModel") if family == Family::Clip => Some(Head::None),
+            Some("SiglipVisionModel" | "SiglipModel") if family == Family::Siglip => Some(Head::None),
+            // The mean of the normed tokens.
+            Some("SiglipForImageClassification") if family == Family::Siglip => Some(Head::Avg),
             Some("ViTForImageClassification" | "DeiTForImageClassification") => Some(Head::Cls),
             Some("DeiTForImageClassificationWithTeacher") => Some(Head::ClsDistilled),
             Some("Dinov2ForImageClassification") => Some(Head::ClsMeanPatch),
@@ -187,7 +216,8 @@ impl ModelConfig {
                 return Err(bad(format!(
                     "architecture `{other}` is not supported (supported: ViTModel, ViTForImageClassification, \
                      DeiTModel, DeiTForImageClassification, DeiTForImageClassificationWithTeacher, \
-                     Dinov2Model, Dinov2ForImageClassification, CLIPModel, CLIPVisionModel, CLIPVisionModelWithProjection)"
+                     Dinov2Model, Dinov2ForImageClassification, CLIPModel, CLIPVisionModel, CLIPVisionModelWithProjection, \
+                     SiglipModel, SiglipVisionModel, SiglipForImageClassification)"
                 )));
             }
         };
@@ -251,15 +281,22 @@ impl ModelConfig {
         if num_channels == 0 || num_channels > 16 {
             return Err(bad(format!("`num_channels` = {num_channels} is out of range (1..=16)")));
         }
-        let eps = raw.layer_norm_eps.unwrap_or(if family == Family::Clip { 1e-5 } else { 1e-12 });
+        let eps = raw.layer_norm_eps.unwrap_or(match family {
+            Family::Clip => 1e-5,
+            Family::Siglip => 1e-6,
+            _ => 1e-12,
+        });
         if !(eps.is_finite() && (0.0..1.0).contains(&eps)) {
             return Err(bad(format!("`layer_norm_eps` = {eps} is out of range")));
         }
         let hidden_act = match raw.hidden_act.as_deref() {
             None if family == Family::Clip => crate::ops::Activation::QuickGelu,
+            None if family == Family::Siglip => crate::ops::Activation::GeluTanh,
             None | Some("gelu") => crate::ops::Activation::Gelu,
             Some("quick_gelu") => crate::ops::Activation::QuickGelu,
-            Some(other) => return Err(bad(format!("hidden_act `{other}` is not supported (supported: gelu, quick_gelu)"))),
+            // transformers' NewGELUActivation and PytorchGELUTanh: the same tanh approximation.
+            Some("gelu_pytorch_tanh" | "gelu_new") => crate::ops::Activation::GeluTanh,
+            Some(other) => return Err(bad(format!("hidden_act `{other}` is not supported (supported: gelu, quick_gelu, gelu_pytorch_tanh, gelu_new)"))),
         };
         let projection_dim = match raw.projection_dim {
             Some(p) if family == Family::Clip => Some(need(Some(p), "projection_dim", MAX_HIDDEN)?),
@@ -293,6 +330,8 @@ impl ModelConfig {
         let layout = match family {
             // CLIP: a norm before the encoder; the class token normed after it (post_layernorm).
             Family::Clip => Layout { pre_norm: true, fc_norm: true, ..Default::default() },
+            // SigLIP: no class token; every token normed (post_layernorm), pooled by the head.
+            Family::Siglip => Layout { class_token: false, pool_map: raw.vision_use_head.unwrap_or(true), ..Default::default() },
             _ => Layout { dist_token: family == Family::Deit, ..Default::default() },
         };
         Ok(ModelConfig {

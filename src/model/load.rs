@@ -152,7 +152,7 @@ impl Reader<'_> {
 
 /// The model prefix (`vit.`, `deit.`, `dinov2.` or none): what precedes the class token's name.
 pub(crate) fn model_prefix(ck: &Checkpoint) -> Result<String> {
-    if matches!(ck.config.family, Family::Timm | Family::Clip) {
+    if matches!(ck.config.family, Family::Timm | Family::Clip | Family::Siglip) {
         return Ok(String::new());
     }
     let cls = ck
@@ -171,6 +171,9 @@ pub(crate) fn load(ck: &Checkpoint, patch: usize, sink: &mut dyn Sink) -> Result
     }
     if ck.config.family == Family::Clip {
         return load_clip_vision(ck, patch, sink);
+    }
+    if ck.config.family == Family::Siglip {
+        return load_siglip_vision(ck, patch, sink);
     }
     let cfg = &ck.config;
     let prefix = model_prefix(ck)?;
@@ -360,6 +363,14 @@ fn load_timm(ck: &Checkpoint, patch: usize, sink: &mut dyn Sink) -> Result<Loade
     } else {
         rd.norm_to(sink, t::NORM, engine::final_norm(), d)?;
     }
+    if layout.pool_map {
+        let latent = rd.get("attn_pool.latent", &[d])?;
+        let (qw, qb) = rd.linear("attn_pool.q", d, d, true, None)?;
+        let query = project_query(&latent, &qw.into_f32(), &qb.unwrap_or_else(|| vec![0.0; d]));
+        let (kw, kb) = rd.linear("attn_pool.kv", d, 2 * d, true, None)?;
+        let kv = (kw, kb.unwrap_or_else(|| vec![0.0; 2 * d]));
+        map_head_to(&mut rd, sink, &query, kv, ["attn_pool.proj", "attn_pool.norm", "attn_pool.mlp.fc1", "attn_pool.mlp.fc2"], d, mlp)?;
+    }
     let head = cfg.head.unwrap_or(Head::None);
     let n = cfg.labels.len();
     match head {
@@ -455,6 +466,88 @@ fn load_clip_vision(ck: &Checkpoint, patch: usize, sink: &mut dyn Sink) -> Resul
     }
     check_all_used(ck, &rd.used, Head::None)?;
     Ok(Loaded { head: Head::None, pooler: false, projection, pos })
+}
+
+/// The attention-pooling head's query: the learned `latent (D)` through `w (in, out)` and `b`,
+/// in f64 (it is the same for every image, so computed once here).
+fn project_query(latent: &[f32], w: &[f32], b: &[f32]) -> Vec<f32> {
+    let d = b.len();
+    (0..d).map(|j| (latent.iter().enumerate().map(|(e, &x)| x as f64 * w[e * d + j] as f64).sum::<f64>() + b[j] as f64) as f32).collect()
+}
+
+/// The rest of an attention-pooling head into `sink`: the projected query, the key-value
+/// projection `(D, 2D)` and its bias, then the output projection, norm and MLP read from the
+/// checkpoint's `names` (proj, norm, fc1, fc2).
+fn map_head_to(rd: &mut Reader, sink: &mut dyn Sink, query: &[f32], kv: (LinearWeight, Vec<f32>), names: [&str; 4], d: usize, mlp: usize) -> Result<()> {
+    let (qn, _) = engine::map("query");
+    sink.f32(&qn, &[1, d], query)?;
+    let (kw, kb) = engine::map("kv");
+    kv.0.to_sink(sink, &kw, &[d, 2 * d])?;
+    sink.f32(&kb, &[2 * d], &kv.1)?;
+    let [proj, norm, fc1, fc2] = names;
+    rd.linear_to(sink, proj, engine::map("proj"), (d, d), None)?;
+    rd.norm_to(sink, norm, engine::map("ln"), d)?;
+    rd.linear_to(sink, fc1, engine::map("fc1"), (d, mlp), None)?;
+    rd.linear_to(sink, fc2, engine::map("fc2"), (mlp, d), None)
+}
+
+/// SigLIP's image tower (`transformers`' SiglipVisionModel, the image side of SiglipModel, and
+/// SiglipForImageClassification): patch convolution with bias, position embeddings for the patches
+/// only, the encoder (CLIP's names), the post-norm of every token as the final norm, then the
+/// attention-pooling head (its `nn.MultiheadAttention` packs query, key and value in one
+/// `in_proj`) and the classifier on the mean token, where the checkpoint has them. A SiglipModel's
+/// text tower is known and left for the text side.
+fn load_siglip_vision(ck: &Checkpoint, patch: usize, sink: &mut dyn Sink) -> Result<Loaded> {
+    use super::naming::clip as c;
+    let cfg = &ck.config;
+    let prefix = if ck.has(&format!("vision_model.{}.weight", c::PATCH)) { "vision_model." } else { "" };
+    let mut rd = Reader { ck, prefix: prefix.into(), used: BTreeSet::new() };
+    let (d, p, ch) = (cfg.hidden_size, cfg.patch_size, cfg.num_channels);
+    let k = ch * patch * patch;
+    let conv = super::flexi::pi_resize(&rd.get(&format!("{}.weight", c::PATCH), &[d, ch, p, p])?, d * ch, p, patch);
+    let (pw, pb) = engine::patch();
+    sink.f32(&pw, &[k, d], &transpose(&conv, d, k))?;
+    sink.f32(&pb, &[d], &rd.get(&format!("{}.bias", c::PATCH), &[d])?)?;
+    let pos = positions_named(ck, &mut rd, c::POSITIONS, 0)?;
+    let mlp = cfg.intermediate_size;
+    for i in 0..cfg.num_layers {
+        for which in [Norm::Before, Norm::After] {
+            rd.norm_to(sink, &c::norm(i, which), engine::norm(i, which), d)?;
+        }
+        qkv_to(&mut rd, sink, [0, 1, 2].map(|j| c::attention(i, j)), d, true, i)?;
+        for (which, dims) in [(Linear::Proj, (d, d)), (Linear::Fc1, (d, mlp)), (Linear::Fc2, (mlp, d))] {
+            rd.linear_to(sink, &c::linear(i, which), engine::linear(i, which), dims, None)?;
+        }
+    }
+    rd.norm_to(sink, c::POST_NORM, engine::final_norm(), d)?;
+    if cfg.layout.pool_map {
+        let probe = rd.get("head.probe", &[d])?;
+        let w = rd.get("head.attention.in_proj_weight", &[3 * d, d])?;
+        let b = rd.get("head.attention.in_proj_bias", &[3 * d])?;
+        let query = project_query(&probe, &transpose(&w[..d * d], d, d), &b[..d]);
+        let kv = (LinearWeight::F32(transpose(&w[d * d..], 2 * d, d)), b[d..].to_vec());
+        map_head_to(&mut rd, sink, &query, kv, ["head.attention.out_proj", "head.layernorm", "head.mlp.fc1", "head.mlp.fc2"], d, mlp)?;
+    }
+    let head = cfg.head.unwrap_or(Head::None);
+    let mut top = Reader { ck, prefix: String::new(), used: BTreeSet::new() };
+    if head == Head::Avg {
+        let n = cfg.labels.len();
+        if n == 0 {
+            return Err(Error::model(format!("{}/config.json", ck.source), "the model has a classifier but no id2label / num_labels"));
+        }
+        top.linear_to(sink, "classifier", engine::head(), (d, n), None)?;
+    }
+    rd.used.extend(top.used);
+    let mut two_tower = false;
+    for t in ck.tensor_names() {
+        if ["text_model.", "logit_scale", "logit_bias"].iter().any(|p| t.starts_with(p)) {
+            two_tower = true;
+            rd.used.insert(t);
+        }
+    }
+    check_all_used(ck, &rd.used, head)?;
+    // A SiglipModel's pooled features are its image embeddings.
+    Ok(Loaded { head, pooler: false, projection: two_tower && cfg.layout.pool_map, pos })
 }
 
 /// A text tower's host-side tensors: token embeddings, position embeddings, projection.

@@ -89,6 +89,12 @@ pub mod engine {
         pair("image_proj")
     }
 
+    /// The attention-pooling head: `query` (its learned query already projected, `(1, D)`),
+    /// `kv` (`(D, 2D)`), `proj`, `ln`, `fc1`, `fc2`.
+    pub fn map(part: &str) -> (String, String) {
+        pair(&format!("map.{part}"))
+    }
+
     /// The pooler's dense layer.
     pub fn pooler() -> (String, String) {
         pair("pooler")

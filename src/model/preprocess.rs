@@ -162,11 +162,13 @@ const MAX_SIDE: usize = MAX_IMAGE_SIDE as usize;
 
 impl PreprocessorConfig {
     /// What `ViTImageProcessor` does by default for this model: resize to the training
-    /// resolution (bilinear), rescale by 1/255, normalize with mean 0.5 and std 0.5.
+    /// resolution (bilinear; bicubic for SigLIP, as `SiglipImageProcessor`), rescale by 1/255,
+    /// normalize with mean 0.5 and std 0.5.
     pub fn default_for(config: &ModelConfig) -> Self {
         let (h, w) = config.image_size;
+        let filter = if config.family == super::config::Family::Siglip { Resample::Bicubic } else { Resample::Bilinear };
         PreprocessorConfig {
-            resize: Some((ResizeTo::Exact(h, w), Resample::Bilinear)),
+            resize: Some((ResizeTo::Exact(h, w), filter)),
             center_crop: None,
             rescale: Some(1.0 / 255.0),
             normalize: Some((vec![0.5; 3], vec![0.5; 3])),

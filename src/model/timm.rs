@@ -78,8 +78,15 @@ pub fn parse(json: &[u8], file: &str, shape: &dyn Fn(&str) -> Option<Vec<usize>>
     if has("blocks.0.attn.q_norm.weight") {
         return Err(bad(format!("`{arch}` normalizes queries and keys (qk_norm), which tessera does not run")));
     }
-    if has("attn_pool.latent") || has("attn_pool.q.weight") {
-        return Err(bad(format!("`{arch}` pools with attention (global_pool `map`), which tessera does not run yet")));
+    // Attention pooling (`global_pool="map"`): one learned query, no extras.
+    let pool_map = has("attn_pool.latent");
+    if pool_map {
+        if shape("attn_pool.latent").is_some_and(|s| s.iter().product::<usize>() != d) {
+            return Err(bad(format!("`{arch}` pools with several latent queries, which tessera does not run")));
+        }
+        if has("attn_pool.q_norm.weight") || has("attn_pool.pos_embed") || !has("attn_pool.q.weight") && !has("attn_pool.q.weight_packed") {
+            return Err(bad(format!("`{arch}`'s attention pooling has a query norm, position embedding or no query projection, which tessera does not run")));
+        }
     }
     // (out, in) as stored, or (out, packed words) where the checkpoint is quantized.
     let fc1_name = names::linear(0, super::naming::Linear::Fc1);
@@ -129,7 +136,10 @@ pub fn parse(json: &[u8], file: &str, shape: &dyn Fn(&str) -> Option<Vec<usize>>
     if !fc_norm && !has(&format!("{}.weight", names::NORM)) {
         return Err(bad(format!("`{arch}` has no final norm (final_norm=False), which tessera does not run")));
     }
-    let pool = v.get("global_pool").or_else(|| arg("global_pool")).and_then(Value::as_str).unwrap_or("token");
+    let pool = v.get("global_pool").or_else(|| arg("global_pool")).and_then(Value::as_str).unwrap_or(if pool_map { "map" } else { "token" });
+    if (pool == "map") != pool_map {
+        return Err(bad(format!("global_pool `{pool}` does not match the weights (attention pooling: {pool_map})")));
+    }
     let head_w = shape(&format!("{}.weight", names::HEAD)).or_else(|| shape(&format!("{}.weight_packed", names::HEAD)));
     let num_classes = head_w.as_ref().map(|s| s[0]).unwrap_or(0);
     let head = match pool {
@@ -138,10 +148,12 @@ pub fn parse(json: &[u8], file: &str, shape: &dyn Fn(&str) -> Option<Vec<usize>>
         "token" if class_token => Head::Cls,
         "token" => return Err(bad("global_pool `token` without a class token".into())),
         "avg" => Head::Avg,
-        other => return Err(bad(format!("global_pool `{other}` is not supported (supported: token, avg)"))),
+        // The classifier reads the pooled features.
+        "map" => Head::Cls,
+        other => return Err(bad(format!("global_pool `{other}` is not supported (supported: token, avg, map)"))),
     };
-    if pool != "token" && pool != "avg" {
-        return Err(bad(format!("global_pool `{pool}` is not supported (supported: token, avg)")));
+    if !["token", "avg", "map"].contains(&pool) {
+        return Err(bad(format!("global_pool `{pool}` is not supported (supported: token, avg, map)")));
     }
     let labels = match pre.get("label_names").or_else(|| v.get("label_names")).and_then(Value::as_array) {
         Some(l) if l.len() == num_classes => l.iter().map(|x| x.as_str().unwrap_or_default().to_string()).collect(),
@@ -151,7 +163,7 @@ pub fn parse(json: &[u8], file: &str, shape: &dyn Fn(&str) -> Option<Vec<usize>>
         None | Some(Value::Null) => None,
         Some(q) => Some(super::quantized::QuantConfig::parse(q, file)?),
     };
-    let layout = Layout { class_token, dist_token, reg_tokens, pos_prefix, pre_norm: has(&format!("{}.weight", names::NORM_PRE)), fc_norm, pool_avg: pool == "avg", pos_antialias: true };
+    let layout = Layout { class_token, dist_token, reg_tokens, pos_prefix, pre_norm: has(&format!("{}.weight", names::NORM_PRE)), fc_norm, pool_avg: pool == "avg", pool_map, pos_antialias: true };
     let config = ModelConfig {
         family: Family::Timm,
         head: Some(head),
@@ -170,7 +182,13 @@ pub fn parse(json: &[u8], file: &str, shape: &dyn Fn(&str) -> Option<Vec<usize>>
         quant,
         layout,
         // timm's *_clip_quickgelu_* towers use CLIP's original activation.
-        hidden_act: if arch.contains("quickgelu") { crate::ops::Activation::QuickGelu } else { crate::ops::Activation::Gelu },
+        hidden_act: match arg("act_layer").and_then(Value::as_str) {
+            Some("gelu_tanh") => crate::ops::Activation::GeluTanh,
+            Some("quick_gelu") => crate::ops::Activation::QuickGelu,
+            None | Some("gelu") if !arch.contains("quickgelu") => crate::ops::Activation::Gelu,
+            None | Some("gelu") => crate::ops::Activation::QuickGelu,
+            Some(other) => return Err(bad(format!("model_args.act_layer `{other}` is not supported (gelu, gelu_tanh, quick_gelu)"))),
+        },
         projection_dim: None,
     };
     Ok((config, preprocessing(&pre, image_size, file)?))

@@ -266,13 +266,16 @@ impl Model {
             .iter()
             .filter_map(|&t| if Some(t) == o.last_hidden_state { last_hidden_state.clone() } else { ran.take(Some(t)) })
             .collect();
+        // SiglipModel's image embeddings are its pooler output: one tensor, read back once.
+        let pooler_output = ran.take(o.pooler_output);
+        let image_embeds = if o.image_embeds.is_some() && o.image_embeds == o.pooler_output { pooler_output.clone() } else { ran.take(o.image_embeds) };
         Ok(ModelOutput {
             logits: ran.take(o.logits),
             last_hidden_state,
-            pooler_output: ran.take(o.pooler_output),
+            pooler_output,
             hidden_states,
             cls_attention: ran.take(o.cls_attention),
-            image_embeds: ran.take(o.image_embeds),
+            image_embeds,
             grid: (h / cfg.patch_size, w / cfg.patch_size),
             profile: ran.profile,
         })

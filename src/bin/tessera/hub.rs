@@ -56,6 +56,6 @@ pub fn checkpoint(id: &str) -> Result<Checkpoint> {
     let pre = fetch("preprocessor_config.json").ok();
     let ck = Checkpoint::from_bytes(id, &config, weights, pre.as_deref())?;
     // Text towers (CLIP) tokenize with the repository's own tokenizer.json.
-    let tok = if ck.config.family == tessera::model::Family::Clip { fetch("tokenizer.json").ok() } else { None };
+    let tok = if matches!(ck.config.family, tessera::model::Family::Clip | tessera::model::Family::Siglip) { fetch("tokenizer.json").ok() } else { None };
     Ok(ck.with_tokenizer(tok))
 }
