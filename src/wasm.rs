@@ -265,10 +265,19 @@ pub struct WasmClip {
 #[cfg(feature = "text")]
 #[wasm_bindgen]
 impl Engine {
-    /// Loads a CLIPModel checkpoint from its files' bytes, with its tokenizer.json.
+    /// Loads a CLIPModel or SiglipModel checkpoint from its files' bytes, with its tokenizer.json
+    /// (and tokenizer_config.json, which names the padding side, where it has one).
     #[wasm_bindgen(js_name = loadClip)]
-    pub fn load_clip(&self, name: &str, config: &[u8], weights: Vec<u8>, preprocessor: Option<Vec<u8>>, tokenizer: Option<Vec<u8>>) -> Result<WasmClip, JsError> {
-        let ck = Checkpoint::from_bytes(name, config, weights, preprocessor.as_deref()).map_err(js_err)?.with_tokenizer(tokenizer);
+    pub fn load_clip(
+        &self,
+        name: &str,
+        config: &[u8],
+        weights: Vec<u8>,
+        preprocessor: Option<Vec<u8>>,
+        tokenizer: Option<Vec<u8>>,
+        tokenizer_config: Option<Vec<u8>>,
+    ) -> Result<WasmClip, JsError> {
+        let ck = Checkpoint::from_bytes(name, config, weights, preprocessor.as_deref()).map_err(js_err)?.with_tokenizer(tokenizer).with_tokenizer_config(tokenizer_config);
         let clip = crate::model::clip::Clip::load(&self.device, &ck).map_err(js_err)?;
         Ok(WasmClip { clip: Some(clip) })
     }
@@ -281,12 +290,16 @@ impl WasmClip {
         self.clip.as_ref().ok_or_else(|| JsError::new("[disposed] this model was disposed"))
     }
 
-    /// `{"source", "projectionDim", "maxTokens", "logitScale"}` as JSON.
+    /// `{"source", "family", "projectionDim", "maxTokens", "logitScale", "logitBias", "scores"}` as
+    /// JSON (`scores`: `softmax` for CLIP, `sigmoid` for SigLIP).
     pub fn info(&self) -> Result<String, JsError> {
         let c = self.get()?;
+        let siglip = c.bias.is_some();
         Ok(serde_json::json!({
-            "source": c.vision.source, "projectionDim": c.vision.config.projection_dim,
-            "maxTokens": c.text.config.max_positions, "logitScale": c.scale,
+            "source": c.vision.source, "family": if siglip { "siglip" } else { "clip" },
+            "projectionDim": c.text.config.projection_dim,
+            "maxTokens": c.text.config.max_positions, "logitScale": c.scale, "logitBias": c.bias,
+            "scores": if siglip { "sigmoid" } else { "softmax" },
         })
         .to_string())
     }

@@ -504,7 +504,21 @@ fn unsupported_or_inconsistent_timm_configs_are_named() {
 /// hidden states, the end-of-text token's state and its projection within 1e-4, on both devices.
 #[test]
 fn clip_text_tower_matches_transformers() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/clip/clip-model");
+    check_text_tower("clip/clip-model", 16, true);
+}
+
+/// SiglipModel's text tower (tests/fixtures/siglip/siglip-model/text-expected.safetensors, from
+/// `transformers`): token ids padded to every position, through the encoder without a mask; the
+/// final hidden states and the last position through the head within 1e-4, on both devices.
+#[test]
+fn siglip_text_tower_matches_transformers() {
+    check_text_tower("siglip/siglip-model", 24, false);
+}
+
+/// A text tower's outputs for the ids in `fixture`'s text-expected.safetensors; `separate_pool`:
+/// transformers' pooler output is the state before the projection (CLIP), not after (SigLIP).
+fn check_text_tower(fixture: &str, projection: usize, separate_pool: bool) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(fixture);
     let ck = Checkpoint::from_dir(&dir).unwrap();
     let bytes = std::fs::read(dir.join("text-expected.safetensors")).unwrap();
     let st = SafeTensors::deserialize(&bytes).unwrap();
@@ -513,18 +527,77 @@ fn clip_text_tower_matches_transformers() {
     let ids: Vec<Vec<u32>> = ids_view.data().chunks_exact(8 * t).map(|row| row.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap()) as u32).collect()).collect();
     let f32s = |name: &str| -> Vec<f32> { st.tensor(name).unwrap().data().chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect() };
     for (device, d) in devices() {
-        let text = tessera::model::TextModel::load(&d, &ck).unwrap_or_else(|e| panic!("{device}: {e}"));
+        let text = tessera::model::TextModel::load(&d, &ck).unwrap_or_else(|e| panic!("{fixture} {device}: {e}"));
         let out = text.run_blocking(&ids).unwrap();
         assert_eq!(out.last_hidden_state.shape, vec![ids.len(), t, text.config.hidden_size]);
-        assert_close(&format!("clip text on {device} last_hidden_state"), &out.last_hidden_state.data, &f32s("last_hidden_state"), ATOL, 0.0);
-        assert_close(&format!("clip text on {device} pooler_output"), &out.pooler_output.data, &f32s("pooler_output"), ATOL, 0.0);
-        assert_close(&format!("clip text on {device} text_embeds"), &out.text_embeds.expect("projection").data, &f32s("text_embeds"), ATOL, 0.0);
+        assert_close(&format!("{fixture} text on {device} last_hidden_state"), &out.last_hidden_state.data, &f32s("last_hidden_state"), ATOL, 0.0);
+        assert_close(&format!("{fixture} text on {device} pooler_output"), &out.pooler_output.data, &f32s("pooler_output"), ATOL, 0.0);
+        let embeds = out.text_embeds.expect("projection");
+        assert_eq!(embeds.shape, vec![ids.len(), projection]);
+        let want = if separate_pool { f32s("text_embeds") } else { f32s("pooler_output") };
+        assert_close(&format!("{fixture} text on {device} text_embeds"), &embeds.data, &want, ATOL, 0.0);
         // Bad ids are input errors, not panics.
         for (bad, needle) in [(vec![vec![5, 99_999]], "past the vocabulary"), (vec![vec![1; 40]], "positions"), (vec![vec![1, 2], vec![3]], "different lengths"), (vec![], "no tokens")] {
             let e = text.run_blocking(&bad).unwrap_err();
             assert!(e.kind() == "input" && e.to_string().contains(needle), "{device}: {e}");
         }
     }
+}
+
+/// SigLIP end to end (tests/fixtures/siglip-zero-shot, scripts/make_siglip_zero_shot_fixture.py):
+/// a SigLIP 2 style tokenizer.json (byte-fallback BPE, lowercasing, padded on the left as its
+/// tokenizer class does) gives transformers' ids on the committed strings, and a photo against
+/// labels gives SiglipModel's logits_per_image (texts padded to every position), their sigmoids
+/// and the embeddings, on both devices.
+#[test]
+fn siglip_tokenizes_and_classifies_zero_shot_as_transformers() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/siglip-zero-shot");
+    let ck = Checkpoint::from_dir(&dir).unwrap();
+    let tokens: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("tokens.json")).unwrap()).unwrap();
+    let zs: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("zero-shot.json")).unwrap()).unwrap();
+    let bytes = std::fs::read(dir.join("zero-shot.safetensors")).unwrap();
+    let st = SafeTensors::deserialize(&bytes).unwrap();
+    let f32s = |name: &str| -> Vec<f32> { st.tensor(name).unwrap().data().chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect() };
+    let photo = Path::new(env!("CARGO_MANIFEST_DIR")).join(zs["image"].as_str().unwrap());
+    let img = tessera::model::decode_image(&std::fs::read(&photo).unwrap(), "chelsea.png").unwrap();
+    let max = tokens["max_length"].as_u64().unwrap() as usize;
+    let tok = tessera::model::tokenize::TextTokenizer::from_bytes(ck.tokenizer_json().unwrap(), "tokenizer.json", max).unwrap();
+    for ((s, want), cut) in tokens["strings"].as_array().unwrap().iter().zip(tokens["ids"].as_array().unwrap()).zip(tokens["truncated"].as_array().unwrap()) {
+        let s = s.as_str().unwrap();
+        let want: Vec<u32> = want.as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
+        let enc = tok.encode(s).unwrap();
+        assert_eq!(enc.ids, want, "{s:?}");
+        assert_eq!(enc.truncated, cut.as_bool().unwrap(), "{s:?}: truncation flag");
+    }
+    let labels: Vec<&str> = zs["labels"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    let template = zs["template"].as_str().unwrap();
+    let (want_logits, want_probs) = (f32s("logits_per_image"), f32s("probs"));
+    for (device, d) in devices() {
+        let clip = tessera::model::clip::Clip::load(&d, &ck).unwrap_or_else(|e| panic!("{device}: {e}"));
+        assert!(clip.bias.is_some(), "SigLIP has a logit bias");
+        let scores = pollster::block_on(clip.zero_shot(&img, &labels, template)).unwrap();
+        for (i, label) in labels.iter().enumerate() {
+            let got = scores.iter().find(|s| s.label == *label).unwrap();
+            assert!((got.logit - want_logits[i]).abs() < 1e-4, "{device} {label}: logit {} against {}", got.logit, want_logits[i]);
+            assert!((got.score - want_probs[i]).abs() < 1e-5, "{device} {label}: sigmoid {} against {}", got.score, want_probs[i]);
+        }
+        // Sigmoids, not a distribution over the labels.
+        let sum: f32 = scores.iter().map(|s| s.score).sum();
+        assert!((sum - 1.0).abs() > 1e-3, "{device}: scores sum to {sum}");
+        let texts: Vec<String> = labels.iter().map(|l| template.replace("{}", l)).collect();
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let te = pollster::block_on(clip.embed_texts(&refs)).unwrap().embeddings.concat();
+        let unit = |v: Vec<f32>, n: usize| -> Vec<f32> { v.chunks(v.len() / n).flat_map(tessera::model::unit_length).collect() };
+        assert_close(&format!("siglip text_embeds on {device}"), &te, &unit(f32s("text_embeds"), labels.len()), ATOL, 0.0);
+        let ie = pollster::block_on(clip.vision.embed(&[&img])).unwrap().concat();
+        assert_close(&format!("siglip image_embeds on {device}"), &ie, &unit(f32s("image_embeds"), 1), ATOL, 0.0);
+        // An empty text is all padding: still an embedding.
+        assert!(pollster::block_on(clip.embed_texts(&[""])).is_ok());
+    }
+    // Without tokenizer.json: a clear error naming it and what SigLIP checkpoints ship instead.
+    let plain = Checkpoint::from_dir(&dir).unwrap().with_tokenizer(None);
+    let e = tessera::model::clip::Clip::load(&cpu(), &plain).err().expect("no tokenizer");
+    assert!(e.to_string().contains("tokenizer.json") && e.to_string().contains("spiece.model"), "{e}");
 }
 
 /// CLIP end to end (tests/fixtures/clip/clip-zero-shot, scripts/make_clip_zero_shot_fixture.py):

@@ -326,8 +326,9 @@ export function makeApi(init, Engine) {
     }
   
     /**
-     * Loads a CLIPModel checkpoint (hub id, base URL or `{config, weights, preprocessor,
-     * tokenizer}`) with its tokenizer.json, for text embeddings and zero-shot classification. Needs
+     * Loads a CLIPModel or SiglipModel checkpoint (hub id, base URL or `{config, weights,
+     * preprocessor, tokenizer, tokenizerConfig}`) with its tokenizer.json, for text embeddings and
+     * zero-shot classification (CLIP: softmax over the labels; SigLIP: a sigmoid per label). Needs
      * the text build: `import { Tessera } from 'tessera-vit/text'`.
      */
     async loadClip(source, { endpoint = 'https://huggingface.co', revision = 'main', onProgress, cache = true } = {}) {
@@ -346,6 +347,7 @@ export function makeApi(init, Engine) {
           weights: await fetchBytes(`${base}/model.safetensors`, { cache, onProgress }),
           preprocessor: await fetchBytes(`${base}/preprocessor_config.json`, { cache, onProgress, optional: true }),
           tokenizer: await fetchBytes(`${base}/tokenizer.json`, { cache, onProgress, optional: true }),
+          tokenizerConfig: await fetchBytes(`${base}/tokenizer_config.json`, { cache, onProgress, optional: true }),
         };
       } else if (source && typeof source === 'object') {
         name = source.name || 'files';
@@ -354,14 +356,15 @@ export function makeApi(init, Engine) {
           weights: await toBytes(source.weights, 'weights'),
           preprocessor: await toBytes(source.preprocessor, 'preprocessor'),
           tokenizer: await toBytes(source.tokenizer, 'tokenizer'),
+          tokenizerConfig: await toBytes(source.tokenizerConfig, 'tokenizerConfig'),
         };
       } else {
         const err = new Error('loadClip() takes a hub id, a URL, or {config, weights, preprocessor, tokenizer}');
         err.kind = 'input';
         throw err;
       }
-      const { config, weights, preprocessor, tokenizer } = files;
-      return new ClipModel(await call(() => this._engine.loadClip(name, config, weights, preprocessor ?? undefined, tokenizer ?? undefined)));
+      const { config, weights, preprocessor, tokenizer, tokenizerConfig } = files;
+      return new ClipModel(await call(() => this._engine.loadClip(name, config, weights, preprocessor ?? undefined, tokenizer ?? undefined, tokenizerConfig ?? undefined)));
     }
   }
 

@@ -20,6 +20,7 @@ pub struct Checkpoint {
     config_json: Vec<u8>,
     preprocessor_json: Option<Vec<u8>>,
     tokenizer_json: Option<Vec<u8>>,
+    tokenizer_config: Option<Vec<u8>>,
     bytes: Vec<u8>,
     data_start: usize,
     metadata: Metadata,
@@ -59,7 +60,7 @@ impl Checkpoint {
                 ),
             ));
         }
-        Ok(Checkpoint { source: source.into(), config, preprocessor, weights_name, config_json: config_bytes.to_vec(), preprocessor_json, tokenizer_json: None, bytes: weights, data_start, metadata })
+        Ok(Checkpoint { source: source.into(), config, preprocessor, weights_name, config_json: config_bytes.to_vec(), preprocessor_json, tokenizer_json: None, tokenizer_config: None, bytes: weights, data_start, metadata })
     }
 
     /// From a folder holding the three files (`preprocessor_config.json` is optional).
@@ -75,7 +76,8 @@ impl Checkpoint {
         let pre = dir.join("preprocessor_config.json");
         let pre = if pre.exists() { Some(read("preprocessor_config.json")?) } else { None };
         let tok = if dir.join("tokenizer.json").exists() { Some(read("tokenizer.json")?) } else { None };
-        Ok(Self::from_bytes(&source, &config, weights, pre.as_deref())?.with_tokenizer(tok))
+        let tok_cfg = if dir.join("tokenizer_config.json").exists() { Some(read("tokenizer_config.json")?) } else { None };
+        Ok(Self::from_bytes(&source, &config, weights, pre.as_deref())?.with_tokenizer(tok).with_tokenizer_config(tok_cfg))
     }
 
     /// Names of all tensors in the weights file.
@@ -102,6 +104,18 @@ impl Checkpoint {
     pub fn with_tokenizer(mut self, json: Option<Vec<u8>>) -> Self {
         self.tokenizer_json = json;
         self
+    }
+
+    /// The checkpoint with its `tokenizer_config.json` (which side texts are padded on), where it
+    /// has one.
+    pub fn with_tokenizer_config(mut self, json: Option<Vec<u8>>) -> Self {
+        self.tokenizer_config = json;
+        self
+    }
+
+    /// `tokenizer_config.json` as read, where the checkpoint has one.
+    pub fn tokenizer_config_json(&self) -> Option<&[u8]> {
+        self.tokenizer_config.as_deref()
     }
 
     /// `tokenizer.json` as read, where the checkpoint has one.

@@ -1,7 +1,9 @@
-//! CLIP as one model: the image tower ([`Model`]), the text tower ([`TextModel`]), the checkpoint's
-//! tokenizer and its learned temperature; image and text embeddings in the shared space (unit
-//! length) and zero-shot classification (softmax over `exp(logit_scale)` times the cosine
-//! similarities, as `CLIPModel`'s `logits_per_image`).
+//! CLIP or SigLIP as one model: the image tower ([`Model`]), the text tower ([`TextModel`]), the
+//! checkpoint's tokenizer and its learned temperature (and SigLIP's bias); image and text
+//! embeddings in the shared space (unit length) and zero-shot classification: the logits are
+//! `exp(logit_scale)` times the cosine similarities (plus `logit_bias` for SigLIP), as
+//! `CLIPModel`'s and `SiglipModel`'s `logits_per_image`; the scores their softmax over the labels
+//! (CLIP) or each label's sigmoid (SigLIP, trained so that every label is a yes/no question).
 
 use super::checkpoint::Checkpoint;
 use super::text::TextModel;
@@ -10,7 +12,7 @@ use super::vit::Model;
 use crate::error::{Error, Result};
 use crate::graph::device::Device;
 
-/// A CLIPModel checkpoint on a device.
+/// A CLIPModel or SiglipModel checkpoint on a device.
 pub struct Clip {
     /// The image tower (with its projection).
     pub vision: Model,
@@ -19,6 +21,20 @@ pub struct Clip {
     tokenizer: TextTokenizer,
     /// `exp(logit_scale)`.
     pub scale: f32,
+    /// SigLIP's `logit_bias` (its scores are sigmoids); None for CLIP (softmax).
+    pub bias: Option<f32>,
+    /// How texts are padded.
+    pad: Padding,
+}
+
+/// How a model's processor pads a batch of texts.
+#[derive(Clone, Copy, Debug)]
+struct Padding {
+    id: u32,
+    /// To every position (SigLIP), else to the longest text.
+    to_max: bool,
+    /// Before the tokens (`padding_side: left`).
+    left: bool,
 }
 
 /// Text embeddings, and which texts were cut to the model's positions.
@@ -34,9 +50,9 @@ pub struct TextEmbeddings {
 pub struct LabelScore {
     /// The label as given.
     pub label: String,
-    /// Softmax probability over the labels.
+    /// Softmax probability over the labels (CLIP), or this label's sigmoid (SigLIP).
     pub score: f32,
-    /// `exp(logit_scale)` times the cosine similarity (CLIP's `logits_per_image`).
+    /// `exp(logit_scale)` times the cosine similarity, plus SigLIP's bias (`logits_per_image`).
     pub logit: f32,
 }
 
@@ -45,14 +61,23 @@ pub const MAX_LABELS: usize = 4096;
 
 
 impl Clip {
-    /// A CLIPModel checkpoint with its `tokenizer.json`.
+    /// A CLIPModel or SiglipModel checkpoint with its `tokenizer.json`.
     pub fn load(device: impl Into<Device>, ck: &Checkpoint) -> Result<Clip> {
         let device = device.into();
         let tok_file = format!("{}/tokenizer.json", ck.source);
-        let json = ck.tokenizer_json().ok_or_else(|| Error::model(&tok_file, "is missing: a CLIP text tower needs the checkpoint's tokenizer.json"))?;
+        let siglip = ck.config.family == super::config::Family::Siglip;
+        let json = ck.tokenizer_json().ok_or_else(|| {
+            let why = if siglip {
+                "is missing: the text tower needs the checkpoint's tokenizer.json (SigLIP 2 checkpoints carry one; SigLIP's own ship only \
+                 a SentencePiece spiece.model, which tessera does not read)"
+            } else {
+                "is missing: a CLIP text tower needs the checkpoint's tokenizer.json"
+            };
+            Error::model(&tok_file, why)
+        })?;
         let vision = Model::load(&device, ck)?;
-        if vision.config.projection_dim.is_none() {
-            return Err(Error::model(format!("{}/config.json", ck.source), "not a CLIPModel (no projection_dim): no shared image-text space"));
+        if !vision.arch().projection {
+            return Err(Error::model(format!("{}/config.json", ck.source), "not a CLIPModel or SiglipModel: no shared image-text space"));
         }
         let text = TextModel::load(&device, ck)?;
         let tokenizer = TextTokenizer::from_bytes(json, &tok_file, text.config.max_positions)?;
@@ -60,19 +85,46 @@ impl Clip {
         if !(ls.is_finite() && ls < 100.0) {
             return Err(Error::model(ck.weights_name(), format!("logit_scale {ls} is not usable")));
         }
-        Ok(Clip { vision, text, tokenizer, scale: ls.exp() })
+        let bias = if siglip {
+            let b = ck.tensor("logit_bias", &[1])?[0];
+            if !b.is_finite() {
+                return Err(Error::model(ck.weights_name(), format!("logit_bias {b} is not usable")));
+            }
+            Some(b)
+        } else {
+            None
+        };
+        // CLIP pools at the end token: padding after it changes nothing, so texts are padded to
+        // the longest with it. SigLIP reads the last position: padded to every position with the
+        // tokenizer's pad token (the config's where the tokenizer names none).
+        let left = padding_left(ck.tokenizer_config_json());
+        let pad = if siglip {
+            Padding { id: tokenizer.pad_id().unwrap_or(text.config.pad_token_id), to_max: true, left }
+        } else {
+            Padding { id: text.config.eos_token_id, to_max: false, left: false }
+        };
+        Ok(Clip { vision, text, tokenizer, scale: ls.exp(), bias, pad })
     }
 
-    /// Unit-length embeddings of `texts` in the image-text space (one run, padded with the end
-    /// token to the longest).
+    /// Unit-length embeddings of `texts` in the image-text space (one run, padded as the model's
+    /// processor pads: CLIP to the longest, SigLIP to every position).
     pub async fn embed_texts(&self, texts: &[&str]) -> Result<TextEmbeddings> {
         if texts.is_empty() {
             return Err(Error::Input { name: "texts".into(), problem: "no texts".into() });
         }
         let enc = texts.iter().map(|t| self.tokenizer.encode(t)).collect::<Result<Vec<_>>>()?;
-        let len = enc.iter().map(|e| e.ids.len()).max().unwrap_or(1);
-        let pad = self.text.config.eos_token_id;
-        let ids: Vec<Vec<u32>> = enc.iter().map(|e| e.ids.iter().copied().chain(std::iter::repeat(pad)).take(len).collect()).collect();
+        let Padding { id: pad, to_max, left } = self.pad;
+        if let Some(i) = enc.iter().position(|e| e.ids.is_empty() && !to_max) {
+            return Err(Error::Input { name: "texts".into(), problem: format!("text {i} ({:?}) gives no tokens", texts[i]) });
+        }
+        let len = if to_max { self.text.config.max_positions } else { enc.iter().map(|e| e.ids.len()).max().unwrap_or(1) };
+        let ids: Vec<Vec<u32>> = enc
+            .iter()
+            .map(|e| {
+                let fill = std::iter::repeat_n(pad, len - e.ids.len());
+                if left { fill.chain(e.ids.iter().copied()).collect() } else { e.ids.iter().copied().chain(fill).collect() }
+            })
+            .collect();
         let out = self.text.run(&ids).await?;
         let e = out.text_embeds.ok_or_else(|| Error::model("text", "the text tower has no projection"))?;
         let p = e.shape[1];
@@ -96,12 +148,31 @@ impl Clip {
             t.extend(self.embed_texts(chunk).await?.embeddings);
         }
         let img = self.vision.embed(&[image]).await?.remove(0);
-        let logits: Vec<f32> = t.iter().map(|e| self.scale * e.iter().zip(&img).map(|(a, b)| *a as f64 * *b as f64).sum::<f64>() as f32).collect();
-        let max = logits.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
-        let exps: Vec<f64> = logits.iter().map(|l| ((l - max) as f64).exp()).collect();
-        let sum: f64 = exps.iter().sum();
-        let mut out: Vec<LabelScore> = labels.iter().zip(&logits).zip(&exps).map(|((l, &logit), e)| LabelScore { label: l.to_string(), score: (e / sum) as f32, logit }).collect();
+        let bias = self.bias.unwrap_or(0.0);
+        let logits: Vec<f32> = t.iter().map(|e| self.scale * e.iter().zip(&img).map(|(a, b)| *a as f64 * *b as f64).sum::<f64>() as f32 + bias).collect();
+        let scores: Vec<f32> = if self.bias.is_some() {
+            logits.iter().map(|&l| (1.0 / (1.0 + (-(l as f64)).exp())) as f32).collect()
+        } else {
+            let max = logits.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+            let exps: Vec<f64> = logits.iter().map(|l| ((l - max) as f64).exp()).collect();
+            let sum: f64 = exps.iter().sum();
+            exps.iter().map(|e| (e / sum) as f32).collect()
+        };
+        let mut out: Vec<LabelScore> = labels.iter().zip(&logits).zip(&scores).map(|((l, &logit), &score)| LabelScore { label: l.to_string(), score, logit }).collect();
         out.sort_by(|a, b| b.score.total_cmp(&a.score));
         Ok(out)
+    }
+}
+
+/// Whether a tokenizer pads on the left: `padding_side` in its `tokenizer_config.json`, else the
+/// default of the class it names (transformers' Gemma and SigLIP 2 tokenizers pad left; the rest
+/// right).
+fn padding_left(config: Option<&[u8]>) -> bool {
+    let Some(v) = config.and_then(|c| serde_json::from_slice::<serde_json::Value>(c).ok()) else {
+        return false;
+    };
+    match v.get("padding_side").and_then(|s| s.as_str()) {
+        Some(side) => side == "left",
+        None => matches!(v.get("tokenizer_class").and_then(|s| s.as_str()), Some("GemmaTokenizer" | "GemmaTokenizerFast" | "Siglip2Tokenizer")),
     }
 }

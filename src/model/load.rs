@@ -550,14 +550,16 @@ fn load_siglip_vision(ck: &Checkpoint, patch: usize, sink: &mut dyn Sink) -> Res
     Ok(Loaded { head, pooler: false, projection: two_tower && cfg.layout.pool_map, pos })
 }
 
-/// A text tower's host-side tensors: token embeddings, position embeddings, projection.
-pub(crate) type TextHost = (Vec<f32>, Vec<f32>, Option<Vec<f32>>);
+/// A text tower's host-side tensors: token embeddings, position embeddings, projection and its
+/// bias.
+pub(crate) type TextHost = (Vec<f32>, Vec<f32>, Option<(Vec<f32>, Option<Vec<f32>>)>);
 
-/// CLIP's text tower (`model::text`): the encoder's weights into `sink` (Q/K/V fused, as for the
-/// image towers); the token and position embeddings `(V, D)`, `(P, D)` and the projection
-/// `(D, P)`, where the model has one, returned for the host. Tensors under `text_model.` (and
-/// without the prefix in transformers 5's CLIPTextModel files).
-pub(crate) fn load_clip_text(ck: &Checkpoint, cfg: &super::text::TextConfig, sink: &mut dyn Sink) -> Result<TextHost> {
+/// CLIP's or SigLIP's text tower (`model::text`): the encoder's weights into `sink` (Q/K/V fused,
+/// as for the image towers); the token and position embeddings `(V, D)`, `(P, D)` and the
+/// projection `(D, P)` (CLIP's `text_projection` at the top level; SigLIP's `head`, with a bias,
+/// in the tower), where the model has one, returned for the host. Tensors under `text_model.`
+/// (and without the prefix in transformers 5's text-model files).
+pub(crate) fn load_text(ck: &Checkpoint, cfg: &super::text::TextConfig, sink: &mut dyn Sink) -> Result<TextHost> {
     let prefix = if ck.has("text_model.embeddings.token_embedding.weight") { "text_model." } else { "" };
     let mut rd = Reader { ck, prefix: prefix.into(), used: BTreeSet::new() };
     let d = cfg.hidden_size;
@@ -577,7 +579,11 @@ pub(crate) fn load_clip_text(ck: &Checkpoint, cfg: &super::text::TextConfig, sin
     rd.norm_to(sink, "final_layer_norm", engine::final_norm(), d)?;
     let mut top = Reader { ck, prefix: String::new(), used: BTreeSet::new() };
     let projection = match cfg.projection_dim {
-        Some(p) if top.has_linear("text_projection") => Some(top.linear("text_projection", d, p, false, None)?.0.into_f32()),
+        Some(p) if cfg.kind == super::text::TextKind::Siglip => {
+            let (w, b) = rd.linear("head", d, p, true, None)?;
+            Some((w.into_f32(), b))
+        }
+        Some(p) if top.has_linear("text_projection") => Some((top.linear("text_projection", d, p, false, None)?.0.into_f32(), None)),
         _ => None,
     };
     Ok((tokens, positions, projection))

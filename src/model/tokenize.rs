@@ -8,6 +8,8 @@ use crate::error::{Error, Result};
 /// A tokenizer and the longest sequence the text tower takes.
 pub struct TextTokenizer {
     inner: tokenizers::Tokenizer,
+    /// The padding token the file names, if it does.
+    pad_id: Option<u32>,
     max_len: usize,
     file: String,
 }
@@ -28,15 +30,22 @@ impl TextTokenizer {
         let mut inner = tokenizers::Tokenizer::from_bytes(json).map_err(|e| Error::model(file, format!("not a usable tokenizer.json: {e}")))?;
         let trunc = tokenizers::TruncationParams { max_length: max_len, ..Default::default() };
         inner.with_truncation(Some(trunc)).map_err(|e| Error::model(file, format!("cannot truncate to {max_len} tokens: {e}")))?;
+        let pad_id = inner.get_padding().map(|p| p.pad_id);
         inner.with_padding(None);
-        Ok(TextTokenizer { inner, max_len, file: file.into() })
+        Ok(TextTokenizer { inner, pad_id, max_len, file: file.into() })
     }
 
-    /// Token ids of `text` with the start and end tokens, at most the model's positions.
+    /// The padding token `tokenizer.json` names (its `padding` section), if any.
+    pub fn pad_id(&self) -> Option<u32> {
+        self.pad_id
+    }
+
+    /// Token ids of `text` with the start and end tokens the file adds, at most the model's
+    /// positions (none at all for an empty text where the file adds none).
     pub fn encode(&self, text: &str) -> Result<Encoded> {
         let enc = self.inner.encode(text, true).map_err(|e| Error::Input { name: "text".into(), problem: format!("{}: cannot tokenize: {e}", self.file) })?;
         let ids = enc.get_ids().to_vec();
-        if ids.is_empty() || ids.len() > self.max_len {
+        if ids.len() > self.max_len {
             return Err(Error::Input { name: "text".into(), problem: format!("{}: {} tokens for a model of {} positions", self.file, ids.len(), self.max_len) });
         }
         Ok(Encoded { ids, truncated: !enc.get_overflowing().is_empty() })

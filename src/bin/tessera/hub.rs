@@ -55,7 +55,10 @@ pub fn checkpoint(id: &str) -> Result<Checkpoint> {
     // Optional: checkpoints without it get the family's default preprocessing.
     let pre = fetch("preprocessor_config.json").ok();
     let ck = Checkpoint::from_bytes(id, &config, weights, pre.as_deref())?;
-    // Text towers (CLIP) tokenize with the repository's own tokenizer.json.
-    let tok = if matches!(ck.config.family, tessera::model::Family::Clip | tessera::model::Family::Siglip) { fetch("tokenizer.json").ok() } else { None };
-    Ok(ck.with_tokenizer(tok))
+    // Text towers (CLIP, SigLIP) tokenize with the repository's own tokenizer.json, padded on the
+    // side its tokenizer_config.json names.
+    let text = matches!(ck.config.family, tessera::model::Family::Clip | tessera::model::Family::Siglip);
+    let tok = if text { fetch("tokenizer.json").ok() } else { None };
+    let tok_cfg = if text { fetch("tokenizer_config.json").ok() } else { None };
+    Ok(ck.with_tokenizer(tok).with_tokenizer_config(tok_cfg))
 }
