@@ -593,6 +593,32 @@ fn zero_shot_and_text_embeddings_from_the_cli() {
     fails_with(&tessera(&["embed", "--model", "tests/fixtures/vit-classifier", "--text", "a cat"], &[]), &["tokenizer.json"]);
 }
 
+/// SigLIP zero-shot from the CLI: each label's sigmoid as SiglipModel gives it (the scores do not
+/// sum to one), said in the JSON.
+#[test]
+fn siglip_zero_shot_from_the_cli() {
+    let dir = root().join("tests/fixtures/siglip-zero-shot");
+    let zs: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("zero-shot.json")).unwrap()).unwrap();
+    let labels: Vec<&str> = zs["labels"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    let want = read_tensors(&dir.join("zero-shot.safetensors")).into_iter().find(|(n, _)| n == "probs").unwrap().1;
+    for device in DEVICES {
+        let out = ok(&tessera(
+            &["--device", device, "classify", "--json", "--top", "10", "--model", dir.to_str().unwrap(), "--labels", &labels.join(","), "--template", zs["template"].as_str().unwrap(), zs["image"].as_str().unwrap()],
+            &[],
+        ));
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["scores"], "sigmoid");
+        let top = v["results"][0]["top"].as_array().unwrap();
+        assert_eq!(top.len(), labels.len());
+        for t in top {
+            let i = labels.iter().position(|l| *l == t["label"].as_str().unwrap()).unwrap();
+            assert!((t["score"].as_f64().unwrap() - want[i] as f64).abs() < 1e-5, "{device} {}: {} against {}", labels[i], t["score"], want[i]);
+        }
+        let text = ok(&tessera(&["--device", device, "classify", "--model", dir.to_str().unwrap(), "--labels", "cat,dog", zs["image"].as_str().unwrap()], &[]));
+        assert!(text.contains("own probability"), "{text}");
+    }
+}
+
 /// `tessera search`: a folder ranked by the cosine of each image's and the query's embeddings
 /// (as `embed` gives them), the image embeddings cached in the folder for the next query, and
 /// re-embedded where a file changed.

@@ -23,7 +23,7 @@ export interface AdapterInfo {
 export interface ModelInfo {
   source: string;
   /** 'Timm': a timm checkpoint (vit_*, deit_*, deit3_*, flexivit_*). */
-  family: 'Vit' | 'Deit' | 'Dinov2' | 'Clip' | 'Timm';
+  family: 'Vit' | 'Deit' | 'Dinov2' | 'Clip' | 'Siglip' | 'Timm';
   /** 'Avg': a classifier on the mean of the patch tokens (timm's global_pool "avg"). */
   head: 'None' | 'Cls' | 'ClsDistilled' | 'ClsMeanPatch' | 'Avg';
   labels: string[];
@@ -108,23 +108,28 @@ export declare class Model {
 
 export interface ClipInfo {
   source: string;
+  family: 'clip' | 'siglip';
   /** Width of the shared image-text space. */
   projectionDim: number;
-  /** The most tokens a text keeps (longer texts are cut, as CLIP's processor does). */
+  /** The most tokens a text keeps (longer texts are cut, as the model's processor does). */
   maxTokens: number;
   /** exp(logit_scale): the temperature of zero-shot scores. */
   logitScale: number;
+  /** SigLIP's logit_bias (null for CLIP). */
+  logitBias: number | null;
+  /** How zero-shot scores are made: a softmax over the labels (CLIP) or each label's sigmoid (SigLIP). */
+  scores: 'softmax' | 'sigmoid';
 }
 
 export interface LabelScore {
   label: string;
-  /** Softmax probability over the labels. */
+  /** Softmax probability over the labels (CLIP), or this label's own sigmoid probability (SigLIP). */
   score: number;
-  /** logitScale times the cosine similarity (CLIP's logits_per_image). */
+  /** logitScale times the cosine similarity, plus logitBias for SigLIP (logits_per_image). */
   logit: number;
 }
 
-/** CLIP in its shared image-text space (from `Tessera.loadClip`, in the `tessera-vit/text` build). */
+/** CLIP or SigLIP in its shared image-text space (from `Tessera.loadClip`, in the `tessera-vit/text` build). */
 export declare class ClipModel {
   readonly info: ClipInfo;
   /** Unit-length text embeddings; `truncated[i]`: text i was cut to `info.maxTokens` tokens. */
@@ -159,10 +164,14 @@ export declare class Tessera {
   static create(options?: { wasmUrl?: string | URL; memoryBudget?: number; tune?: boolean; device?: 'auto' | 'webgpu' | 'cpu' }): Promise<Tessera>;
   load(source: string | { config: Bytes; weights: Bytes; preprocessor?: Bytes; name?: string }, options?: LoadOptions): Promise<Model>;
   /**
-   * A CLIPModel checkpoint with its tokenizer.json (hub id, base URL, or files). Only in the text
-   * build (`import { Tessera } from 'tessera-vit/text'`); the main build rejects with kind "input".
+   * A CLIPModel or SiglipModel checkpoint with its tokenizer.json (hub id, base URL, or files;
+   * tokenizer_config.json, where there is one, says which side texts are padded on). Only in the
+   * text build (`import { Tessera } from 'tessera-vit/text'`); the main build rejects with kind "input".
    */
-  loadClip(source: string | { config: Bytes; weights: Bytes; preprocessor?: Bytes; tokenizer: Bytes; name?: string }, options?: Omit<LoadOptions, 'f16' | 'patchSize'>): Promise<ClipModel>;
+  loadClip(
+    source: string | { config: Bytes; weights: Bytes; preprocessor?: Bytes; tokenizer: Bytes; tokenizerConfig?: Bytes; name?: string },
+    options?: Omit<LoadOptions, 'f16' | 'patchSize'>,
+  ): Promise<ClipModel>;
 }
 
 export default Tessera;

@@ -49,7 +49,7 @@ after(async () => {
 const FIXTURES = ['vit-classifier', 'vit-base-nobias-f16', 'deit-distilled-bf16', 'deit-classifier', 'dinov2-classifier', 'dinov2-base',
   'quant/vit-classifier-int8', 'quant/deit-distilled-int4', 'quant/dinov2-base-int4',
   'timm/vit-reg-avg', 'timm/vit-clip-prenorm', 'timm/deit-distilled', 'timm/flexivit-dynamic',
-  'clip/clip-vision-projection', 'clip/clip-model'].map((f) => [f, null]);
+  'clip/clip-vision-projection', 'clip/clip-model', 'siglip/siglip-classifier', 'siglip/siglip-model', 'timm/vit-siglip-map'].map((f) => [f, null]);
 const RESIZED = [['vit-classifier', 4], ['vit-classifier', 6], ['deit-distilled-bf16', 4], ['dinov2-classifier', 10], ['dinov2-base', 7], ['timm/vit-token', 4]];
 // Where the expected outputs of a checkpoint at another patch size are (timm's made by timm).
 const flexiPath = (fixture, patch) => (fixture.startsWith('timm/') ? `tests/fixtures/timm-flexi/${fixture.slice(5)}-p${patch}` : `tests/fixtures/flexi/${fixture}-p${patch}`);

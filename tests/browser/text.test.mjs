@@ -1,7 +1,9 @@
 // The text build (`tessera-vit/text`) in headless Chromium, on WebGPU (SwiftShader) and the CPU
 // backend: a CLIPModel with its tokenizer.json loaded by URL gives transformers' zero-shot logits
 // and text and image embeddings (tests/fixtures/clip/clip-zero-shot, within 1e-4); bad label lists
-// reject with kinds; the main build says CLIP needs the text build.
+// reject with kinds; a SiglipModel (tests/fixtures/siglip-zero-shot) gives SiglipModel's logits
+// and sigmoids, its texts padded on the left as its tokenizer class pads; the main build says
+// CLIP needs the text build.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, existsSync } from 'node:fs';
@@ -73,6 +75,46 @@ for (const device of ['webgpu', 'cpu']) {
     assert.equal(r.longCut, true);
     assert.deepEqual(r.errors, ['input', 'input']);
     assert.equal(r.disposed, 'disposed');
+  });
+}
+
+const SIGLIP = 'tests/fixtures/siglip-zero-shot';
+
+for (const device of ['webgpu', 'cpu']) {
+  test(`SigLIP zero-shot on ${device} matches transformers`, { timeout: 300_000 }, async () => {
+    const zs = JSON.parse(readFileSync(join(ROOT, SIGLIP, 'zero-shot.json'), 'utf8'));
+    const expected = readSafetensors(readFileSync(join(ROOT, SIGLIP, 'zero-shot.safetensors')));
+    const r = await page.evaluate(async ({ dir, zs, device }) => {
+      const { Tessera } = await import('/web/text.js');
+      const engine = await Tessera.create({ device });
+      const model = await engine.loadClip(`/${dir}`, { cache: false });
+      const image = await (await fetch(`/${zs.image}`)).blob();
+      const scores = await model.zeroShot(image, zs.labels, { template: zs.template });
+      const { embeddings } = await model.embedText(zs.labels.map((l) => zs.template.replace('{}', l)));
+      const info = model.info;
+      model.dispose();
+      return { info, scores, text: embeddings.map((e) => Array.from(e)) };
+    }, { dir: SIGLIP, zs, device });
+    assert.equal(r.info.family, 'siglip');
+    assert.equal(r.info.scores, 'sigmoid');
+    const [logits, probs] = [expected.logits_per_image.data, expected.probs.data];
+    for (const [i, label] of zs.labels.entries()) {
+      const s = r.scores.find((x) => x.label === label);
+      assert.ok(Math.abs(s.logit - logits[i]) < 1e-4, `${device} ${label}: logit ${s.logit} against ${logits[i]}`);
+      assert.ok(Math.abs(s.score - probs[i]) < 1e-5, `${device} ${label}: sigmoid ${s.score} against ${probs[i]}`);
+    }
+    // transformers' text embeddings are not normalized; the package's are.
+    const p = r.info.projectionDim;
+    const want = Array.from(expected.text_embeds.data);
+    const unit = [];
+    for (let i = 0; i < want.length; i += p) {
+      const row = want.slice(i, i + p);
+      const n = Math.hypot(...row);
+      unit.push(...row.map((v) => v / n));
+    }
+    const diff = maxDiff(r.text.flat(), unit);
+    console.log(`${device}: SigLIP sigmoids match; text embeddings ${diff.toExponential(2)} from transformers`);
+    assert.ok(diff <= 1e-4);
   });
 }
 

@@ -75,8 +75,9 @@ pub struct ClassifyArgs {
     images: Vec<PathBuf>,
     #[command(flatten)]
     model: ModelArg,
-    /// Zero-shot with a CLIP model: classify into these labels (comma-separated) instead of the
-    /// model's classes.
+    /// Zero-shot with a CLIP or SigLIP model: classify into these labels (comma-separated)
+    /// instead of the model's classes. CLIP's scores are a softmax over the labels; SigLIP's each
+    /// label's own sigmoid (they need not sum to 100%).
     #[arg(long, value_delimiter = ',', conflicts_with = "labels_file")]
     labels: Vec<String>,
     /// Zero-shot labels from a file, one per line.
@@ -101,7 +102,7 @@ pub struct EmbedArgs {
     /// Image files or folders of images.
     #[arg(required_unless_present = "text")]
     images: Vec<PathBuf>,
-    /// With a CLIP model: embed this text (repeatable) in the image-text space, unit length,
+    /// With a CLIP or SigLIP model: embed this text (repeatable) in the image-text space, unit length,
     /// tokenized with the checkpoint's tokenizer.json (cut to the model's positions, said on
     /// stderr).
     #[arg(long, conflicts_with = "images")]
@@ -303,8 +304,8 @@ pub fn classify(device: &Device, args: &ClassifyArgs) -> Result<()> {
     }
     let model = models::load(device, &args.model)?;
     if model.labels().is_empty() {
-        if model.config.projection_dim.is_some() {
-            bail!("{}: a CLIP model has no fixed classes: give --labels \"a cat,a dog\" for zero-shot, or use `tessera embed`", model.source);
+        if model.arch().projection {
+            bail!("{}: a CLIP or SigLIP model has no fixed classes: give --labels \"a cat,a dog\" for zero-shot, or use `tessera embed`", model.source);
         }
         bail!("{}: this is a base model without a classifier head; use `tessera embed`", model.source);
     }
@@ -338,9 +339,9 @@ pub fn classify(device: &Device, args: &ClassifyArgs) -> Result<()> {
     Ok(())
 }
 
-/// A CLIP checkpoint with its text tower (`--model` must name one).
+/// A CLIP or SigLIP checkpoint with its text tower (`--model` must name one).
 fn load_clip(device: &Device, arg: &ModelArg) -> Result<tessera::model::clip::Clip> {
-    let spec = arg.model.as_deref().context("zero-shot and text embeddings need a CLIP checkpoint: give --model")?;
+    let spec = arg.model.as_deref().context("zero-shot and text embeddings need a CLIP or SigLIP checkpoint: give --model")?;
     let ck = models::checkpoint(Some(spec))?;
     Ok(tessera::model::clip::Clip::load(device, &ck)?)
 }
@@ -367,11 +368,14 @@ fn zero_shot(device: &Device, args: &ClassifyArgs) -> Result<()> {
     }
     if args.json {
         let doc = serde_json::json!({
-            "model": clip.vision.source, "template": args.template,
+            "model": clip.vision.source, "template": args.template, "scores": if clip.bias.is_some() { "sigmoid" } else { "softmax" },
             "results": results.iter().map(|(img, s)| serde_json::json!({"image": img, "top": s})).collect::<Vec<_>>(),
         });
         println!("{}", serde_json::to_string_pretty(&doc)?);
     } else {
+        if clip.bias.is_some() {
+            println!("(SigLIP: each score is that label's own probability)");
+        }
         for (img, scores) in &results {
             println!("{img}");
             for s in scores {
@@ -382,7 +386,7 @@ fn zero_shot(device: &Device, args: &ClassifyArgs) -> Result<()> {
     Ok(())
 }
 
-/// `embed --text`: text embeddings of a CLIP model.
+/// `embed --text`: text embeddings of a CLIP or SigLIP model.
 fn embed_texts(device: &Device, args: &EmbedArgs) -> Result<()> {
     let clip = load_clip(device, &args.model)?;
     let refs: Vec<&str> = args.text.iter().map(String::as_str).collect();
