@@ -65,20 +65,20 @@ function showPatchSizes(info) {
 
 /** Loads a model: `kind` picks the source (the embedded default, a hub id, dropped files);
  * with `patchSize`, the current source again at that patch size, and the image on show re-runs. */
-/** Zero-shot mode: a CLIP model (with its tokenizer.json) through the text build, which the page
- * imports only now (it is 2 MB larger than the main one). */
+/** Zero-shot mode: a CLIP or SigLIP model (with its tokenizer.json) through the text build, which
+ * the page imports only now (it is 2 MB larger than the main one). */
 async function loadClip() {
   setBusy(true);
   showError(null);
   try {
     const source = $('clipSource').value.trim();
-    if (!source) throw new Error('Type a CLIP hub id such as openai/clip-vit-base-patch32, or a URL serving its files.');
+    if (!source) throw new Error('Type a CLIP or SigLIP hub id such as openai/clip-vit-base-patch32, or a URL serving its files.');
     status('Loading the text build…');
     if (!clipEngine) {
       const { Tessera: TextTessera } = await import('../web/text.js');
       clipEngine = await TextTessera.create({ device: engine.device });
     }
-    status('Loading CLIP…');
+    status('Loading the model…');
     const next = await clipEngine.loadClip(source);
     if (clip) clip.dispose();
     clip = next;
@@ -86,13 +86,16 @@ async function loadClip() {
     // No attention map or patch-size dial in zero-shot mode.
     $('heatRow').hidden = true;
     $('patchRow').hidden = true;
-    $('modelName').textContent = `CLIP — ${clip.info.source}, ${clip.info.projectionDim}-d image-text space`;
+    const family = clip.info.family === 'siglip' ? 'SigLIP' : 'CLIP';
+    const scoring = clip.info.scores === 'sigmoid' ? 'each label scored on its own' : 'scores shared among the labels';
+    $('modelName').textContent = `${family} — ${clip.info.source}, ${clip.info.projectionDim}-d image-text space, ${scoring}`;
+    document.body.dataset.scores = clip.info.scores;
     $('patchSize').replaceChildren();
     $('tokens').textContent = '';
     status('Ready. Type labels, then drop an image.');
   } catch (e) {
     showError(e);
-    status(clip ? 'Still using the previous CLIP model.' : 'No CLIP model loaded.');
+    status(clip ? 'Still using the previous zero-shot model.' : 'No zero-shot model loaded.');
   } finally {
     setBusy(false);
     $('patchSize').disabled = true;

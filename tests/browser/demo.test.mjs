@@ -179,6 +179,30 @@ test('zero-shot mode: a CLIP model, typed labels, a dropped photo: the same top 
   await page.waitForFunction(() => /Fashion-MNIST/.test(document.getElementById('modelName').textContent), null, { timeout: 120_000 });
 });
 
+test('zero-shot mode with a SigLIP model: sigmoid scores, the same top label and score as the CLI', { timeout: 300_000 }, async () => {
+  const dir = 'tests/fixtures/siglip-zero-shot';
+  const labels = 'cat, dog, cup of coffee';
+  await page.selectOption('#modelKind', 'clip');
+  await page.fill('#clipSource', `/${dir}`);
+  await page.fill('#labels', labels);
+  await page.click('#loadBtn');
+  await page.waitForFunction(() => /^SigLIP/.test(document.getElementById('modelName').textContent), null, { timeout: 180_000 });
+  assert.equal(await page.getAttribute('body', 'data-scores'), 'sigmoid');
+  const photo = join(ROOT, 'tests/fixtures/photos/chelsea.png');
+  await page.evaluate(() => delete document.body.dataset.result);
+  await dropFile(photo, 'chelsea.png', 'image/png');
+  await page.waitForSelector('body[data-result]', { timeout: 180_000 });
+  const native = JSON.parse(execFileSync(NATIVE, ['classify', '--json', '--top', '1', '--model', join(ROOT, dir), '--labels', labels.split(', ').join(','), photo], { encoding: 'utf8' }));
+  const top = native.results[0].top[0];
+  assert.equal(await page.textContent('#predictions li:first-child .label'), top.label);
+  assert.equal(await page.textContent('#predictions li:first-child .score'), `${(top.score * 100).toFixed(1)}%`);
+  assert.equal(await page.locator('#predictions li').count(), 3);
+  await page.screenshot({ path: join(SHOTS, 'demo-zero-shot-siglip.png') });
+  await page.selectOption('#modelKind', 'default');
+  await page.click('#loadBtn');
+  await page.waitForFunction(() => /Fashion-MNIST/.test(document.getElementById('modelName').textContent), null, { timeout: 120_000 });
+});
+
 test('no console errors', () => {
   assert.deepEqual(consoleErrors, []);
 });
