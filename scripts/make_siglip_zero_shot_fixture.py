@@ -1,13 +1,17 @@
-"""A small SiglipModel with a SigLIP 2 tokenizer pipeline, for tokenization and zero-shot tests.
+"""Small SiglipModels with SigLIP's two tokenizer pipelines, for tokenization and zero-shot tests.
 
-The tokenizer is transformers' Siglip2Tokenizer (Gemma's byte-fallback BPE with SigLIP 2's
-lowercasing; SigLIP 2 checkpoints on the hub carry such a tokenizer.json) with a vocabulary and
-merges trained here on a small corpus with the `tokenizers` trainer. Writes
-tests/fixtures/siglip-zero-shot/: the checkpoint (random weights) with tokenizer.json, tokens.json
-(strings, hostile ones included, and the ids the tokenizer gives them with truncation to the
-model's 16 positions), and zero-shot.safetensors (chelsea.png through SiglipImageProcessor, PIL
-backend; the labels in zero-shot.json through the template, padded to max_length as SigLIP's
-processor does; logits_per_image, text_embeds and image_embeds from SiglipModel).
+- tests/fixtures/siglip-zero-shot/: transformers' Siglip2Tokenizer (Gemma's byte-fallback BPE with
+  SigLIP 2's lowercasing; SigLIP 2 checkpoints on the hub carry such a tokenizer.json) with a
+  vocabulary and merges trained here with the `tokenizers` trainer.
+- tests/fixtures/siglip-spm-zero-shot/: transformers' SiglipTokenizer over a SentencePiece unigram
+  model (spiece.model, nmt_nfkc normalization, as SigLIP's hub checkpoints ship it, without a
+  tokenizer.json) trained here with the `sentencepiece` trainer (pip install sentencepiece).
+
+Each holds the checkpoint (random weights), tokens.json (strings, hostile ones included, and the
+ids the tokenizer gives them with truncation to the model's 16 positions), and
+zero-shot.safetensors (chelsea.png through SiglipImageProcessor, PIL backend; the labels in
+zero-shot.json through the template, padded to max_length as SigLIP's processor does;
+logits_per_image, their sigmoids, text_embeds and image_embeds from SiglipModel).
 
     python scripts/make_siglip_zero_shot_fixture.py
 """
@@ -22,6 +26,7 @@ from transformers.models.siglip2.tokenization_siglip2 import Siglip2Tokenizer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(ROOT, "tests", "fixtures", "siglip-zero-shot")
+OUT_SPM = os.path.join(ROOT, "tests", "fixtures", "siglip-spm-zero-shot")
 PHOTOS = os.path.join(ROOT, "tests", "fixtures", "photos")
 POSITIONS = 16
 
@@ -34,15 +39,14 @@ CORPUS = [
 STRINGS = [
     "", " ", "a photo of a cat", "A PHOTO   OF\ta\nDOG", "café ☕", "東京の猫", "кошка", "it's a cat's toy",
     "🐱🐶🐱🐶", "<bos>hello<eos>", "\u0000\u0007control\u001b[31m", "e\u0301 vs \u00e9", "word " * 40,
-    "mixed Ελληνικά и русский and 中文 text",
+    "mixed Ελληνικά и русский and 中文 text", "Hello, World! (yes) -- 3.14", "a\u3000b\u00a0c\u001fd", "ｆｕｌｌｗｉｄｔｈ ＡＢＣ",
+    "tabs\t\tand   spaces  ", "  leading space", "a photo</s>of a cat", "UPPER Case ÀÉÎ",
 ]
 LABELS = ["cat", "dog", "cup of coffee", "café ☕", "東京"]
 TEMPLATE = "this is a photo of {}."
 
 
-def main():
-    shutil.rmtree(OUT, ignore_errors=True)
-    os.makedirs(OUT)
+def siglip2_tokenizer(out):
     specials = ["<pad>", "<eos>", "<bos>", "<unk>", "<mask>"]
     tok = Tokenizer(models.BPE(unk_token="<unk>", byte_fallback=True, fuse_unk=True))
     tok.normalizer = normalizers.Sequence([normalizers.Lowercase(), normalizers.Replace(" ", "▁")])
@@ -53,8 +57,35 @@ def main():
     model_json = json.loads(tok.to_str())["model"]
     vocab, merges = model_json["vocab"], [tuple(m) if isinstance(m, list) else tuple(m.split(" ")) for m in model_json["merges"]]
     sig_tok = Siglip2Tokenizer(vocab=vocab, merges=merges, model_max_length=POSITIONS)
-    sig_tok.save_pretrained(OUT)
-    sig_tok = AutoTokenizer.from_pretrained(OUT)
+    sig_tok.save_pretrained(out)
+    return AutoTokenizer.from_pretrained(out)
+
+
+def siglip_spm_tokenizer(out):
+    import io
+    import sentencepiece as spm
+    from transformers import SiglipTokenizer
+    import random
+    rng = random.Random(0)
+    words = " ".join(CORPUS[:10]).replace(",", "").split() + ["picture", "sitting", "running", "mountain", "beach", "sunset", "bicycle",
+                                                            "kitchen", "window", "painting", "photograph", "children", "playing"]
+    corpus = CORPUS + [" ".join(rng.choice(words) for _ in range(rng.randint(3, 9))) for _ in range(2000)]
+    buf = io.BytesIO()
+    spm.SentencePieceTrainer.train(sentence_iterator=iter(corpus), model_writer=buf, vocab_size=200, hard_vocab_limit=False, model_type="unigram",
+                                   normalization_rule_name="nmt_nfkc", pad_id=0, eos_id=1, unk_id=2, bos_id=-1,
+                                   character_coverage=1.0, minloglevel=2)
+    path = os.path.join(out, "spiece.model")
+    with open(path, "wb") as f:
+        f.write(buf.getvalue())
+    tok = SiglipTokenizer(vocab_file=path, model_max_length=POSITIONS)
+    tok.save_pretrained(out)
+    return SiglipTokenizer.from_pretrained(out)
+
+
+def build(out, make_tokenizer, seed):
+    shutil.rmtree(out, ignore_errors=True)
+    os.makedirs(out)
+    sig_tok = make_tokenizer(out)
     print(type(sig_tok).__name__, "vocab", len(sig_tok), "pad", sig_tok.pad_token_id, "eos", sig_tok.eos_token_id)
 
     cfg = SiglipConfig(
@@ -62,35 +93,40 @@ def main():
         text_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, vocab_size=len(sig_tok),
                          max_position_embeddings=POSITIONS, pad_token_id=sig_tok.pad_token_id, eos_token_id=sig_tok.eos_token_id,
                          bos_token_id=sig_tok.bos_token_id, projection_size=32))
-    torch.manual_seed(11)
+    torch.manual_seed(seed)
     model = SiglipModel(cfg).eval()
     with torch.no_grad():
         model.logit_scale.fill_(2.3)
         model.logit_bias.fill_(-1.5)
-    model.save_pretrained(OUT)
+    model.save_pretrained(out)
     pre = {"image_processor_type": "SiglipImageProcessor", "do_resize": True, "size": {"height": 32, "width": 32}, "resample": 3,
            "do_rescale": True, "rescale_factor": 1 / 255, "do_normalize": True, "image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5]}
-    json.dump(pre, open(os.path.join(OUT, "preprocessor_config.json"), "w"), indent=1)
+    json.dump(pre, open(os.path.join(out, "preprocessor_config.json"), "w"), indent=1)
 
     ids = [sig_tok(s, truncation=True, max_length=POSITIONS)["input_ids"] for s in STRINGS]
     truncated = [len(sig_tok(s)["input_ids"]) > POSITIONS for s in STRINGS]
-    json.dump({"strings": STRINGS, "ids": ids, "truncated": truncated, "max_length": POSITIONS}, open(os.path.join(OUT, "tokens.json"), "w"), indent=1, ensure_ascii=False)
+    json.dump({"strings": STRINGS, "ids": ids, "truncated": truncated, "max_length": POSITIONS}, open(os.path.join(out, "tokens.json"), "w"), indent=1, ensure_ascii=False)
 
-    proc = AutoImageProcessor.from_pretrained(OUT, backend="pil")
+    proc = AutoImageProcessor.from_pretrained(out, backend="pil")
     px = proc(images=Image.open(os.path.join(PHOTOS, "chelsea.png")).convert("RGB"), return_tensors="pt")["pixel_values"]
     texts = [TEMPLATE.format(l) for l in LABELS]
     enc = sig_tok(texts, padding="max_length", max_length=POSITIONS, truncation=True, return_tensors="pt")
     with torch.no_grad():
-        out = model(input_ids=enc["input_ids"], pixel_values=px)
+        res = model(input_ids=enc["input_ids"], pixel_values=px)
     save_file({"pixel_values": px.contiguous(), "input_ids": enc["input_ids"].to(torch.int64).contiguous(),
-               "logits_per_image": out.logits_per_image.contiguous().clone(), "probs": torch.sigmoid(out.logits_per_image).contiguous().clone(),
-               "text_embeds": out.text_embeds.contiguous().clone(), "image_embeds": out.image_embeds.contiguous().clone()},
-              os.path.join(OUT, "zero-shot.safetensors"))
+               "logits_per_image": res.logits_per_image.contiguous().clone(), "probs": torch.sigmoid(res.logits_per_image).contiguous().clone(),
+               "text_embeds": res.text_embeds.contiguous().clone(), "image_embeds": res.image_embeds.contiguous().clone()},
+              os.path.join(out, "zero-shot.safetensors"))
     json.dump({"labels": LABELS, "template": TEMPLATE, "image": "tests/fixtures/photos/chelsea.png"},
-              open(os.path.join(OUT, "zero-shot.json"), "w"), indent=1, ensure_ascii=False)
-    print("files", sorted(os.listdir(OUT)))
+              open(os.path.join(out, "zero-shot.json"), "w"), indent=1, ensure_ascii=False)
+    print("files", sorted(os.listdir(out)))
     print("ids", enc["input_ids"][0].tolist())
-    print("logits", out.logits_per_image)
+    print("logits", res.logits_per_image)
+
+
+def main():
+    build(OUT, siglip2_tokenizer, 11)
+    build(OUT_SPM, siglip_spm_tokenizer, 12)
 
 
 if __name__ == "__main__":

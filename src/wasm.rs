@@ -266,7 +266,8 @@ pub struct WasmClip {
 #[wasm_bindgen]
 impl Engine {
     /// Loads a CLIPModel or SiglipModel checkpoint from its files' bytes, with its tokenizer.json
-    /// (and tokenizer_config.json, which names the padding side, where it has one).
+    /// or (SigLIP) spiece.model, and tokenizer_config.json (which names the padding side) where it
+    /// has one.
     #[wasm_bindgen(js_name = loadClip)]
     pub fn load_clip(
         &self,
@@ -276,8 +277,13 @@ impl Engine {
         preprocessor: Option<Vec<u8>>,
         tokenizer: Option<Vec<u8>>,
         tokenizer_config: Option<Vec<u8>>,
+        sentencepiece: Option<Vec<u8>>,
     ) -> Result<WasmClip, JsError> {
-        let ck = Checkpoint::from_bytes(name, config, weights, preprocessor.as_deref()).map_err(js_err)?.with_tokenizer(tokenizer).with_tokenizer_config(tokenizer_config);
+        let ck = Checkpoint::from_bytes(name, config, weights, preprocessor.as_deref())
+            .map_err(js_err)?
+            .with_tokenizer(tokenizer)
+            .with_tokenizer_config(tokenizer_config)
+            .with_sentencepiece(sentencepiece);
         let clip = crate::model::clip::Clip::load(&self.device, &ck).map_err(js_err)?;
         Ok(WasmClip { clip: Some(clip) })
     }

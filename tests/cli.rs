@@ -593,11 +593,17 @@ fn zero_shot_and_text_embeddings_from_the_cli() {
     fails_with(&tessera(&["embed", "--model", "tests/fixtures/vit-classifier", "--text", "a cat"], &[]), &["tokenizer.json"]);
 }
 
-/// SigLIP zero-shot from the CLI: each label's sigmoid as SiglipModel gives it (the scores do not
-/// sum to one), said in the JSON.
+/// SigLIP zero-shot from the CLI, with a tokenizer.json and with only spiece.model: each label's
+/// sigmoid as SiglipModel gives it (the scores do not sum to one), said in the JSON.
 #[test]
 fn siglip_zero_shot_from_the_cli() {
-    let dir = root().join("tests/fixtures/siglip-zero-shot");
+    for fixture in ["siglip-zero-shot", "siglip-spm-zero-shot"] {
+        siglip_zero_shot_from_the_cli_with(fixture);
+    }
+}
+
+fn siglip_zero_shot_from_the_cli_with(fixture: &str) {
+    let dir = root().join("tests/fixtures").join(fixture);
     let zs: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("zero-shot.json")).unwrap()).unwrap();
     let labels: Vec<&str> = zs["labels"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
     let want = read_tensors(&dir.join("zero-shot.safetensors")).into_iter().find(|(n, _)| n == "probs").unwrap().1;

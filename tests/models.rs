@@ -600,6 +600,39 @@ fn siglip_tokenizes_and_classifies_zero_shot_as_transformers() {
     assert!(e.to_string().contains("tokenizer.json") && e.to_string().contains("spiece.model"), "{e}");
 }
 
+/// SigLIP with its SentencePiece model and no tokenizer.json (tests/fixtures/siglip-spm-zero-shot,
+/// as SigLIP's hub checkpoints ship it): SiglipModel's logits and sigmoids for a photo against
+/// labels, texts padded on the right with `</s>`, on both devices; a broken spiece.model is a
+/// clear error.
+#[test]
+fn siglip_with_a_sentencepiece_tokenizer_classifies_zero_shot_as_transformers() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/siglip-spm-zero-shot");
+    let ck = Checkpoint::from_dir(&dir).unwrap();
+    assert!(ck.tokenizer_json().is_none() && ck.sentencepiece().is_some());
+    let zs: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("zero-shot.json")).unwrap()).unwrap();
+    let bytes = std::fs::read(dir.join("zero-shot.safetensors")).unwrap();
+    let st = SafeTensors::deserialize(&bytes).unwrap();
+    let f32s = |name: &str| -> Vec<f32> { st.tensor(name).unwrap().data().chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect() };
+    let img = tessera::model::decode_image(&std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join(zs["image"].as_str().unwrap())).unwrap(), "chelsea.png").unwrap();
+    let labels: Vec<&str> = zs["labels"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    let (want_logits, want_probs) = (f32s("logits_per_image"), f32s("probs"));
+    for (device, d) in devices() {
+        let clip = tessera::model::clip::Clip::load(&d, &ck).unwrap_or_else(|e| panic!("{device}: {e}"));
+        let scores = pollster::block_on(clip.zero_shot(&img, &labels, zs["template"].as_str().unwrap())).unwrap();
+        for (i, label) in labels.iter().enumerate() {
+            let got = scores.iter().find(|s| s.label == *label).unwrap();
+            assert!((got.logit - want_logits[i]).abs() < 1e-4, "{device} {label}: logit {} against {}", got.logit, want_logits[i]);
+            assert!((got.score - want_probs[i]).abs() < 1e-5, "{device} {label}: sigmoid {} against {}", got.score, want_probs[i]);
+        }
+    }
+    let broken = Checkpoint::from_dir(&dir).unwrap().with_sentencepiece(Some(vec![0x0a, 0xff, 0xff, 0x7f]));
+    let e = tessera::model::clip::Clip::load(&cpu(), &broken).err().expect("broken spiece.model");
+    assert!(e.kind() == "model" && e.to_string().contains("spiece.model"), "{e}");
+    let none = Checkpoint::from_dir(&dir).unwrap().with_sentencepiece(None);
+    let e = tessera::model::clip::Clip::load(&cpu(), &none).err().expect("no tokenizer");
+    assert!(e.to_string().contains("spiece.model"), "{e}");
+}
+
 /// CLIP end to end (tests/fixtures/clip/clip-zero-shot, scripts/make_clip_zero_shot_fixture.py):
 /// the checkpoint's tokenizer.json gives CLIPTokenizer's ids on the committed strings (empty,
 /// control characters, emoji, mixed scripts, decomposed accents, texts past 77 tokens), and a

@@ -27,3 +27,32 @@ fn clip_tokenizer_gives_the_python_tokenizers_ids() {
     // The well-known ids of a plain prompt.
     assert_eq!(tok.encode("a photo of a cat").unwrap().ids, vec![49406, 320, 1125, 539, 320, 2368, 49407]);
 }
+
+/// SigLIP's SentencePiece tokenizer (tests/fixtures/siglip-spm-zero-shot/spiece.model, a unigram
+/// model with nmt_nfkc normalization trained by scripts/make_siglip_zero_shot_fixture.py): the ids
+/// `transformers`' SiglipTokenizer gives the committed strings (punctuation, case, whitespace of
+/// every kind, full-width forms, `</s>` written in a text, emoji, texts past the 16 positions).
+#[test]
+fn siglip_sentencepiece_tokenizer_gives_the_python_tokenizers_ids() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/siglip-spm-zero-shot");
+    let want: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("tokens.json")).unwrap()).unwrap();
+    let max = want["max_length"].as_u64().unwrap() as usize;
+    let tok = TextTokenizer::from_sentencepiece(&std::fs::read(dir.join("spiece.model")).unwrap(), "spiece.model", max).unwrap();
+    let strings = want["strings"].as_array().unwrap();
+    assert!(strings.len() >= 20);
+    let mut wrong = Vec::new();
+    for ((s, ids), cut) in strings.iter().zip(want["ids"].as_array().unwrap()).zip(want["truncated"].as_array().unwrap()) {
+        let s = s.as_str().unwrap();
+        let ids: Vec<u32> = ids.as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
+        let got = tok.encode(s).unwrap();
+        if got.ids != ids || got.truncated != cut.as_bool().unwrap() {
+            wrong.push(format!("{s:?}: got {:?} ({}), want {ids:?} ({cut})", got.ids, got.truncated));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    // Not a SentencePiece model: an error naming the file.
+    for bad in [&b"{\"model\": 1}"[..], &[0x0a, 0xff, 0xff, 0xff, 0x0f][..], &[][..]] {
+        let e = TextTokenizer::from_sentencepiece(bad, "spiece.model", max).err().expect("accepted");
+        assert!(e.to_string().contains("spiece.model"), "{e}");
+    }
+}

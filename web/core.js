@@ -327,7 +327,8 @@ export function makeApi(init, Engine) {
   
     /**
      * Loads a CLIPModel or SiglipModel checkpoint (hub id, base URL or `{config, weights,
-     * preprocessor, tokenizer, tokenizerConfig}`) with its tokenizer.json, for text embeddings and
+     * preprocessor, tokenizer, tokenizerConfig, sentencepiece}`) with its tokenizer.json (SigLIP:
+     * or its spiece.model), for text embeddings and
      * zero-shot classification (CLIP: softmax over the labels; SigLIP: a sigmoid per label). Needs
      * the text build: `import { Tessera } from 'tessera-vit/text'`.
      */
@@ -349,6 +350,8 @@ export function makeApi(init, Engine) {
           tokenizer: await fetchBytes(`${base}/tokenizer.json`, { cache, onProgress, optional: true }),
           tokenizerConfig: await fetchBytes(`${base}/tokenizer_config.json`, { cache, onProgress, optional: true }),
         };
+        // SigLIP's own checkpoints ship a SentencePiece model instead of tokenizer.json.
+        if (!files.tokenizer) files.sentencepiece = await fetchBytes(`${base}/spiece.model`, { cache, onProgress, optional: true });
       } else if (source && typeof source === 'object') {
         name = source.name || 'files';
         files = {
@@ -357,14 +360,15 @@ export function makeApi(init, Engine) {
           preprocessor: await toBytes(source.preprocessor, 'preprocessor'),
           tokenizer: await toBytes(source.tokenizer, 'tokenizer'),
           tokenizerConfig: await toBytes(source.tokenizerConfig, 'tokenizerConfig'),
+          sentencepiece: await toBytes(source.sentencepiece, 'sentencepiece'),
         };
       } else {
         const err = new Error('loadClip() takes a hub id, a URL, or {config, weights, preprocessor, tokenizer}');
         err.kind = 'input';
         throw err;
       }
-      const { config, weights, preprocessor, tokenizer, tokenizerConfig } = files;
-      return new ClipModel(await call(() => this._engine.loadClip(name, config, weights, preprocessor ?? undefined, tokenizer ?? undefined, tokenizerConfig ?? undefined)));
+      const { config, weights, preprocessor, tokenizer, tokenizerConfig, sentencepiece } = files;
+      return new ClipModel(await call(() => this._engine.loadClip(name, config, weights, preprocessor ?? undefined, tokenizer ?? undefined, tokenizerConfig ?? undefined, sentencepiece ?? undefined)));
     }
   }
 

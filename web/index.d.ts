@@ -164,12 +164,13 @@ export declare class Tessera {
   static create(options?: { wasmUrl?: string | URL; memoryBudget?: number; tune?: boolean; device?: 'auto' | 'webgpu' | 'cpu' }): Promise<Tessera>;
   load(source: string | { config: Bytes; weights: Bytes; preprocessor?: Bytes; name?: string }, options?: LoadOptions): Promise<Model>;
   /**
-   * A CLIPModel or SiglipModel checkpoint with its tokenizer.json (hub id, base URL, or files;
-   * tokenizer_config.json, where there is one, says which side texts are padded on). Only in the
+   * A CLIPModel or SiglipModel checkpoint with its tokenizer.json (SigLIP: or its SentencePiece
+   * spiece.model) by hub id, base URL, or files; tokenizer_config.json, where there is one, says
+   * which side texts are padded on. Only in the
    * text build (`import { Tessera } from 'tessera-vit/text'`); the main build rejects with kind "input".
    */
   loadClip(
-    source: string | { config: Bytes; weights: Bytes; preprocessor?: Bytes; tokenizer: Bytes; tokenizerConfig?: Bytes; name?: string },
+    source: string | { config: Bytes; weights: Bytes; preprocessor?: Bytes; tokenizer?: Bytes; tokenizerConfig?: Bytes; sentencepiece?: Bytes; name?: string },
     options?: Omit<LoadOptions, 'f16' | 'patchSize'>,
   ): Promise<ClipModel>;
 }

@@ -33,7 +33,7 @@ pub enum Act {
 }
 
 /// `2 sqrt(2/pi)`: the tanh form of GELU as `x sigmoid(GELU_TANH_K (x + 0.044715 x^3))`.
-pub const GELU_TANH_K: f32 = 1.595_769_1;
+pub const GELU_TANH_K: f32 = 1.595_769;
 
 /// The register tile of an instruction set: MR rows by NR columns (B is packed NR wide).
 pub fn tile(isa: Isa) -> (usize, usize) {

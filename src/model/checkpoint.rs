@@ -21,6 +21,7 @@ pub struct Checkpoint {
     preprocessor_json: Option<Vec<u8>>,
     tokenizer_json: Option<Vec<u8>>,
     tokenizer_config: Option<Vec<u8>>,
+    sentencepiece: Option<Vec<u8>>,
     bytes: Vec<u8>,
     data_start: usize,
     metadata: Metadata,
@@ -60,7 +61,7 @@ impl Checkpoint {
                 ),
             ));
         }
-        Ok(Checkpoint { source: source.into(), config, preprocessor, weights_name, config_json: config_bytes.to_vec(), preprocessor_json, tokenizer_json: None, tokenizer_config: None, bytes: weights, data_start, metadata })
+        Ok(Checkpoint { source: source.into(), config, preprocessor, weights_name, config_json: config_bytes.to_vec(), preprocessor_json, tokenizer_json: None, tokenizer_config: None, sentencepiece: None, bytes: weights, data_start, metadata })
     }
 
     /// From a folder holding the three files (`preprocessor_config.json` is optional).
@@ -76,8 +77,9 @@ impl Checkpoint {
         let pre = dir.join("preprocessor_config.json");
         let pre = if pre.exists() { Some(read("preprocessor_config.json")?) } else { None };
         let tok = if dir.join("tokenizer.json").exists() { Some(read("tokenizer.json")?) } else { None };
-        let tok_cfg = if dir.join("tokenizer_config.json").exists() { Some(read("tokenizer_config.json")?) } else { None };
-        Ok(Self::from_bytes(&source, &config, weights, pre.as_deref())?.with_tokenizer(tok).with_tokenizer_config(tok_cfg))
+        let optional = |name: &str| -> Result<Option<Vec<u8>>> { if dir.join(name).exists() { Ok(Some(read(name)?)) } else { Ok(None) } };
+        let ck = Self::from_bytes(&source, &config, weights, pre.as_deref())?;
+        Ok(ck.with_tokenizer(tok).with_tokenizer_config(optional("tokenizer_config.json")?).with_sentencepiece(optional("spiece.model")?))
     }
 
     /// Names of all tensors in the weights file.
@@ -111,6 +113,18 @@ impl Checkpoint {
     pub fn with_tokenizer_config(mut self, json: Option<Vec<u8>>) -> Self {
         self.tokenizer_config = json;
         self
+    }
+
+    /// The checkpoint with its SentencePiece model (`spiece.model`: SigLIP's tokenizer where it
+    /// has no `tokenizer.json`), where it has one.
+    pub fn with_sentencepiece(mut self, model: Option<Vec<u8>>) -> Self {
+        self.sentencepiece = model;
+        self
+    }
+
+    /// `spiece.model` as read, where the checkpoint has one.
+    pub fn sentencepiece(&self) -> Option<&[u8]> {
+        self.sentencepiece.as_deref()
     }
 
     /// `tokenizer_config.json` as read, where the checkpoint has one.

@@ -61,26 +61,28 @@ pub const MAX_LABELS: usize = 4096;
 
 
 impl Clip {
-    /// A CLIPModel or SiglipModel checkpoint with its `tokenizer.json`.
+    /// A CLIPModel or SiglipModel checkpoint with its `tokenizer.json` (SigLIP: or its
+    /// SentencePiece `spiece.model`).
     pub fn load(device: impl Into<Device>, ck: &Checkpoint) -> Result<Clip> {
         let device = device.into();
-        let tok_file = format!("{}/tokenizer.json", ck.source);
         let siglip = ck.config.family == super::config::Family::Siglip;
-        let json = ck.tokenizer_json().ok_or_else(|| {
-            let why = if siglip {
-                "is missing: the text tower needs the checkpoint's tokenizer.json (SigLIP 2 checkpoints carry one; SigLIP's own ship only \
-                 a SentencePiece spiece.model, which tessera does not read)"
-            } else {
-                "is missing: a CLIP text tower needs the checkpoint's tokenizer.json"
-            };
-            Error::model(&tok_file, why)
-        })?;
+        let tok_file = format!("{}/tokenizer.json", ck.source);
+        let spm_file = format!("{}/spiece.model", ck.source);
+        if ck.tokenizer_json().is_none() && !(siglip && ck.sentencepiece().is_some()) {
+            let why = if siglip { "is missing (and so is spiece.model): the text tower needs the checkpoint's tokenizer" } else { "is missing: a CLIP text tower needs the checkpoint's tokenizer.json" };
+            return Err(Error::model(&tok_file, why));
+        }
         let vision = Model::load(&device, ck)?;
         if !vision.arch().projection {
             return Err(Error::model(format!("{}/config.json", ck.source), "not a CLIPModel or SiglipModel: no shared image-text space"));
         }
         let text = TextModel::load(&device, ck)?;
-        let tokenizer = TextTokenizer::from_bytes(json, &tok_file, text.config.max_positions)?;
+        // tokenizer.json where there is one (CLIP, SigLIP 2), else SigLIP's SentencePiece model.
+        let tokenizer = match (ck.tokenizer_json(), ck.sentencepiece()) {
+            (Some(json), _) => TextTokenizer::from_bytes(json, &tok_file, text.config.max_positions)?,
+            (None, Some(spm)) => TextTokenizer::from_sentencepiece(spm, &spm_file, text.config.max_positions)?,
+            (None, None) => return Err(Error::model(&tok_file, "is missing")),
+        };
         let ls = ck.tensor("logit_scale", &[1])?[0];
         if !(ls.is_finite() && ls < 100.0) {
             return Err(Error::model(ck.weights_name(), format!("logit_scale {ls} is not usable")));

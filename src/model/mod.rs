@@ -16,6 +16,8 @@ pub mod naming;
 pub mod preprocess;
 pub mod quantized;
 mod runner;
+#[cfg(feature = "text")]
+pub mod spm;
 pub mod synthetic;
 pub mod text;
 pub mod timm;

@@ -8,6 +8,8 @@ use crate::error::{Error, Result};
 /// A tokenizer and the longest sequence the text tower takes.
 pub struct TextTokenizer {
     inner: tokenizers::Tokenizer,
+    /// SigLIP's SentencePiece tokenizer: each text gets its `▁` prefix first.
+    siglip_prefix: bool,
     /// The padding token the file names, if it does.
     pad_id: Option<u32>,
     max_len: usize,
@@ -27,12 +29,22 @@ impl TextTokenizer {
     /// From `tokenizer.json`'s bytes; `file` names it in errors; `max_len`: the text tower's
     /// positions.
     pub fn from_bytes(json: &[u8], file: &str, max_len: usize) -> Result<TextTokenizer> {
-        let mut inner = tokenizers::Tokenizer::from_bytes(json).map_err(|e| Error::model(file, format!("not a usable tokenizer.json: {e}")))?;
+        let inner = tokenizers::Tokenizer::from_bytes(json).map_err(|e| Error::model(file, format!("not a usable tokenizer.json: {e}")))?;
+        Self::new(inner, file, max_len, false)
+    }
+
+    /// SigLIP's tokenizer from its SentencePiece model (`spiece.model`'s bytes, see
+    /// [`super::spm`]); `file` names it in errors.
+    pub fn from_sentencepiece(bytes: &[u8], file: &str, max_len: usize) -> Result<TextTokenizer> {
+        Self::new(super::spm::siglip_tokenizer(bytes, file)?, file, max_len, true)
+    }
+
+    fn new(mut inner: tokenizers::Tokenizer, file: &str, max_len: usize, siglip_prefix: bool) -> Result<TextTokenizer> {
         let trunc = tokenizers::TruncationParams { max_length: max_len, ..Default::default() };
         inner.with_truncation(Some(trunc)).map_err(|e| Error::model(file, format!("cannot truncate to {max_len} tokens: {e}")))?;
         let pad_id = inner.get_padding().map(|p| p.pad_id);
         inner.with_padding(None);
-        Ok(TextTokenizer { inner, pad_id, max_len, file: file.into() })
+        Ok(TextTokenizer { inner, siglip_prefix, pad_id, max_len, file: file.into() })
     }
 
     /// The padding token `tokenizer.json` names (its `padding` section), if any.
@@ -43,6 +55,13 @@ impl TextTokenizer {
     /// Token ids of `text` with the start and end tokens the file adds, at most the model's
     /// positions (none at all for an empty text where the file adds none).
     pub fn encode(&self, text: &str) -> Result<Encoded> {
+        let prefixed;
+        let text = if self.siglip_prefix {
+            prefixed = super::spm::siglip_prefix(text);
+            prefixed.as_str()
+        } else {
+            text
+        };
         let enc = self.inner.encode(text, true).map_err(|e| Error::Input { name: "text".into(), problem: format!("{}: cannot tokenize: {e}", self.file) })?;
         let ids = enc.get_ids().to_vec();
         if ids.len() > self.max_len {

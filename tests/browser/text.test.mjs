@@ -1,9 +1,10 @@
 // The text build (`tessera-vit/text`) in headless Chromium, on WebGPU (SwiftShader) and the CPU
 // backend: a CLIPModel with its tokenizer.json loaded by URL gives transformers' zero-shot logits
 // and text and image embeddings (tests/fixtures/clip/clip-zero-shot, within 1e-4); bad label lists
-// reject with kinds; a SiglipModel (tests/fixtures/siglip-zero-shot) gives SiglipModel's logits
-// and sigmoids, its texts padded on the left as its tokenizer class pads; the main build says
-// CLIP needs the text build.
+// reject with kinds; SiglipModels (tests/fixtures/siglip-zero-shot with a SigLIP 2 style
+// tokenizer.json, padded on the left as its tokenizer class pads; siglip-spm-zero-shot with only
+// a SentencePiece spiece.model) give SiglipModel's logits and sigmoids; the main build says CLIP
+// needs the text build.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, existsSync } from 'node:fs';
@@ -78,10 +79,9 @@ for (const device of ['webgpu', 'cpu']) {
   });
 }
 
-const SIGLIP = 'tests/fixtures/siglip-zero-shot';
-
-for (const device of ['webgpu', 'cpu']) {
-  test(`SigLIP zero-shot on ${device} matches transformers`, { timeout: 300_000 }, async () => {
+// SigLIP 2 style (tokenizer.json) and SigLIP's own (spiece.model, no tokenizer.json).
+for (const [device, SIGLIP] of ['webgpu', 'cpu'].flatMap((d) => ['tests/fixtures/siglip-zero-shot', 'tests/fixtures/siglip-spm-zero-shot'].map((f) => [d, f]))) {
+  test(`SigLIP zero-shot (${SIGLIP.split('/').pop()}) on ${device} matches transformers`, { timeout: 300_000 }, async () => {
     const zs = JSON.parse(readFileSync(join(ROOT, SIGLIP, 'zero-shot.json'), 'utf8'));
     const expected = readSafetensors(readFileSync(join(ROOT, SIGLIP, 'zero-shot.safetensors')));
     const r = await page.evaluate(async ({ dir, zs, device }) => {

@@ -60,5 +60,7 @@ pub fn checkpoint(id: &str) -> Result<Checkpoint> {
     let text = matches!(ck.config.family, tessera::model::Family::Clip | tessera::model::Family::Siglip);
     let tok = if text { fetch("tokenizer.json").ok() } else { None };
     let tok_cfg = if text { fetch("tokenizer_config.json").ok() } else { None };
-    Ok(ck.with_tokenizer(tok).with_tokenizer_config(tok_cfg))
+    // SigLIP's own checkpoints ship a SentencePiece model instead.
+    let spm = if text && tok.is_none() { fetch("spiece.model").ok() } else { None };
+    Ok(ck.with_tokenizer(tok).with_tokenizer_config(tok_cfg).with_sentencepiece(spm))
 }

@@ -57,7 +57,13 @@ pub fn run(device: &Device, args: &QuantizeArgs) -> Result<()> {
     if let Some(p) = ck.preprocessor_json() {
         write("preprocessor_config.json", &p)?;
     }
-    // Text towers (CLIP) keep their tokenizer.
+    // Text towers (CLIP, SigLIP) keep their tokenizer.
+    if let Some(t) = ck.tokenizer_config_json() {
+        write("tokenizer_config.json", t)?;
+    }
+    if let Some(t) = ck.sentencepiece() {
+        write("spiece.model", t)?;
+    }
     if let Some(t) = ck.tokenizer_json() {
         write("tokenizer.json", t)?;
     }
