@@ -110,27 +110,19 @@ pub fn build_graph(arch: Arch, batch: usize, h: usize, w: usize, opts: RunOption
         let name = wn.trim_end_matches(".weight").to_string();
         g.matmul(&name, x, wt, Some(b), act, residual)
     };
+    let spec = LayerSpec {
+        d,
+        heads: cfg.num_heads,
+        mlp: cfg.intermediate_size,
+        eps: cfg.layer_norm_eps,
+        act: cfg.hidden_act,
+        qkv_bias: cfg.qkv_bias,
+        causal: false,
+        qkv_heads: opts.qkv_heads,
+    };
     for i in 0..cfg.num_layers {
-        let ln = |g: &mut Graph, which: Norm, input: TensorId| -> Result<TensorId> {
-            let (wn, bn) = engine::norm(i, which);
-            let (gw_, gb) = (g.weight(&wn, &[d]), g.weight(&bn, &[d]));
-            g.layer_norm(wn.trim_end_matches(".weight"), input, gw_, gb, cfg.layer_norm_eps)
-        };
-        let h1 = ln(&mut g, Norm::Before, hs)?;
-        let (qw, qb) = engine::qkv(i);
-        let qkv_w = g.weight(&qw, &[d, 3 * d]);
-        let qkv_b = if cfg.qkv_bias { Some(g.weight(&qb, &[3 * d])) } else { None };
-        let qkv_name = format!("layer.{i}.qkv");
-        let qkv = if opts.qkv_heads {
-            g.matmul_heads(&qkv_name, h1, qkv_w, qkv_b, cfg.num_heads)?
-        } else {
-            g.matmul(&qkv_name, h1, qkv_w, qkv_b, Activation::None, None)?
-        };
-        let att = g.attention(&format!("layer.{i}.attention"), qkv, cfg.num_heads, scale)?;
-        let x1 = linear(&mut g, engine::linear(i, Linear::Proj), (d, d), att, Activation::None, Some(hs))?;
-        let h2 = ln(&mut g, Norm::After, x1)?;
-        let m = linear(&mut g, engine::linear(i, Linear::Fc1), (d, cfg.intermediate_size), h2, cfg.hidden_act, None)?;
-        hs = linear(&mut g, engine::linear(i, Linear::Fc2), (cfg.intermediate_size, d), m, Activation::None, Some(x1))?;
+        let (out, qkv) = encoder_layer(&mut g, &spec, i, hs)?;
+        hs = out;
         hidden.push(hs);
         last_qkv = Some(qkv);
     }
@@ -234,6 +226,55 @@ pub fn build_graph(arch: Arch, batch: usize, h: usize, w: usize, opts: RunOption
         g.output(t);
     }
     Ok(Built { graph: g, outputs, positions: pos_name })
+}
+
+/// One pre-norm encoder layer's shape: the image towers' and the text towers' alike.
+pub(crate) struct LayerSpec {
+    /// Width D.
+    pub d: usize,
+    /// Attention heads.
+    pub heads: usize,
+    /// MLP width.
+    pub mlp: usize,
+    /// Layer norm epsilon.
+    pub eps: f32,
+    /// The MLP's activation.
+    pub act: Activation,
+    /// Whether the fused QKV projection has a bias.
+    pub qkv_bias: bool,
+    /// Each token attends only to itself and the tokens before it (CLIP's text tower).
+    pub causal: bool,
+    /// The QKV projection writes head-major Q, K and V ([`RunOptions::qkv_heads`]).
+    pub qkv_heads: bool,
+}
+
+/// Layer `i` (the engine's weight names) over `hs (B, T, D)`: `x1 = hs + proj(attention(ln1(hs)))`,
+/// then `x1 + fc2(act(fc1(ln2(x1))))`. Returns the layer's output and its fused QKV tensor.
+pub(crate) fn encoder_layer(g: &mut Graph, s: &LayerSpec, i: usize, hs: TensorId) -> Result<(TensorId, TensorId)> {
+    let d = s.d;
+    let ln = |g: &mut Graph, which: Norm, input: TensorId| -> Result<TensorId> {
+        let (wn, bn) = engine::norm(i, which);
+        let (w, b) = (g.weight(&wn, &[d]), g.weight(&bn, &[d]));
+        g.layer_norm(wn.trim_end_matches(".weight"), input, w, b, s.eps)
+    };
+    let linear = |g: &mut Graph, (wn, bn): (String, String), (inp, out): (usize, usize), x: TensorId, act: Activation, residual: Option<TensorId>| {
+        let (w, b) = (g.weight(&wn, &[inp, out]), g.weight(&bn, &[out]));
+        g.matmul(wn.trim_end_matches(".weight"), x, w, Some(b), act, residual)
+    };
+    let h1 = ln(g, Norm::Before, hs)?;
+    let (qw, qb) = engine::qkv(i);
+    let qkv_w = g.weight(&qw, &[d, 3 * d]);
+    let qkv_b = if s.qkv_bias { Some(g.weight(&qb, &[3 * d])) } else { None };
+    let qkv_name = format!("layer.{i}.qkv");
+    let qkv = if s.qkv_heads { g.matmul_heads(&qkv_name, h1, qkv_w, qkv_b, s.heads)? } else { g.matmul(&qkv_name, h1, qkv_w, qkv_b, Activation::None, None)? };
+    let scale = 1.0 / ((d / s.heads) as f32).sqrt();
+    let name = format!("layer.{i}.attention");
+    let att = if s.causal { g.causal_attention(&name, qkv, s.heads, scale)? } else { g.attention(&name, qkv, s.heads, scale)? };
+    let x1 = linear(g, engine::linear(i, Linear::Proj), (d, d), att, Activation::None, Some(hs))?;
+    let h2 = ln(g, Norm::After, x1)?;
+    let m = linear(g, engine::linear(i, Linear::Fc1), (d, s.mlp), h2, s.act, None)?;
+    let out = linear(g, engine::linear(i, Linear::Fc2), (s.mlp, d), m, Activation::None, Some(x1))?;
+    Ok((out, qkv))
 }
 
 /// A head's linear layer, `x (B, in) x W + b [+ residual]`, as node `name`.

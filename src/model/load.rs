@@ -421,6 +421,22 @@ fn qkv_to(rd: &mut Reader, sink: &mut dyn Sink, parts_names: [String; 3], d: usi
     Ok(())
 }
 
+/// The encoder of CLIP's and SigLIP's towers, image or text (`model::naming::clip`'s names): per
+/// layer the two norms, query, key and value fused, the output projection and the MLP.
+fn clip_encoder_to(rd: &mut Reader, sink: &mut dyn Sink, layers: usize, d: usize, mlp: usize) -> Result<()> {
+    use super::naming::clip as c;
+    for i in 0..layers {
+        for which in [Norm::Before, Norm::After] {
+            rd.norm_to(sink, &c::norm(i, which), engine::norm(i, which), d)?;
+        }
+        qkv_to(rd, sink, [0, 1, 2].map(|j| c::attention(i, j)), d, true, i)?;
+        for (which, dims) in [(Linear::Proj, (d, d)), (Linear::Fc1, (d, mlp)), (Linear::Fc2, (mlp, d))] {
+            rd.linear_to(sink, &c::linear(i, which), engine::linear(i, which), dims, None)?;
+        }
+    }
+    Ok(())
+}
+
 /// CLIP's image tower (`model::naming::clip`): class embedding, patch convolution without bias,
 /// position embeddings, pre-norm, the encoder (quick GELU), the post-norm of the class token as
 /// `fc_norm`, and the projection where the checkpoint has one. A CLIPModel's text tower is known
@@ -440,15 +456,7 @@ fn load_clip_vision(ck: &Checkpoint, patch: usize, sink: &mut dyn Sink) -> Resul
     let pos = positions_named(ck, &mut rd, c::POSITIONS, 1)?;
     rd.norm_to(sink, c::PRE_NORM, engine::pre_norm(), d)?;
     let mlp = cfg.intermediate_size;
-    for i in 0..cfg.num_layers {
-        for which in [Norm::Before, Norm::After] {
-            rd.norm_to(sink, &c::norm(i, which), engine::norm(i, which), d)?;
-        }
-        qkv_to(&mut rd, sink, [0, 1, 2].map(|j| c::attention(i, j)), d, true, i)?;
-        for (which, dims) in [(Linear::Proj, (d, d)), (Linear::Fc1, (d, mlp)), (Linear::Fc2, (mlp, d))] {
-            rd.linear_to(sink, &c::linear(i, which), engine::linear(i, which), dims, None)?;
-        }
-    }
+    clip_encoder_to(&mut rd, sink, cfg.num_layers, d, mlp)?;
     rd.norm_to(sink, c::POST_NORM, engine::fc_norm(), d)?;
     let mut top = Reader { ck, prefix: String::new(), used: BTreeSet::new() };
     let projection = cfg.projection_dim.is_some() && top.has_linear(c::PROJECTION);
@@ -510,15 +518,7 @@ fn load_siglip_vision(ck: &Checkpoint, patch: usize, sink: &mut dyn Sink) -> Res
     sink.f32(&pb, &[d], &rd.get(&format!("{}.bias", c::PATCH), &[d])?)?;
     let pos = positions_named(ck, &mut rd, c::POSITIONS, 0)?;
     let mlp = cfg.intermediate_size;
-    for i in 0..cfg.num_layers {
-        for which in [Norm::Before, Norm::After] {
-            rd.norm_to(sink, &c::norm(i, which), engine::norm(i, which), d)?;
-        }
-        qkv_to(&mut rd, sink, [0, 1, 2].map(|j| c::attention(i, j)), d, true, i)?;
-        for (which, dims) in [(Linear::Proj, (d, d)), (Linear::Fc1, (d, mlp)), (Linear::Fc2, (mlp, d))] {
-            rd.linear_to(sink, &c::linear(i, which), engine::linear(i, which), dims, None)?;
-        }
-    }
+    clip_encoder_to(&mut rd, sink, cfg.num_layers, d, mlp)?;
     rd.norm_to(sink, c::POST_NORM, engine::final_norm(), d)?;
     if cfg.layout.pool_map {
         let probe = rd.get("head.probe", &[d])?;
@@ -565,17 +565,7 @@ pub(crate) fn load_text(ck: &Checkpoint, cfg: &super::text::TextConfig, sink: &m
     let d = cfg.hidden_size;
     let tokens = rd.get("embeddings.token_embedding.weight", &[cfg.vocab_size, d])?;
     let positions = rd.get("embeddings.position_embedding.weight", &[cfg.max_positions, d])?;
-    let layer = |i: usize| format!("encoder.layers.{i}");
-    let mlp = cfg.intermediate_size;
-    for i in 0..cfg.num_layers {
-        for (which, n) in [(Norm::Before, "layer_norm1"), (Norm::After, "layer_norm2")] {
-            rd.norm_to(sink, &format!("{}.{n}", layer(i)), engine::norm(i, which), d)?;
-        }
-        qkv_to(&mut rd, sink, ["q_proj", "k_proj", "v_proj"].map(|p| format!("{}.self_attn.{p}", layer(i))), d, true, i)?;
-        for (which, n, dims) in [(Linear::Proj, "self_attn.out_proj", (d, d)), (Linear::Fc1, "mlp.fc1", (d, mlp)), (Linear::Fc2, "mlp.fc2", (mlp, d))] {
-            rd.linear_to(sink, &format!("{}.{n}", layer(i)), engine::linear(i, which), dims, None)?;
-        }
-    }
+    clip_encoder_to(&mut rd, sink, cfg.num_layers, d, cfg.intermediate_size)?;
     rd.norm_to(sink, "final_layer_norm", engine::final_norm(), d)?;
     let mut top = Reader { ck, prefix: String::new(), used: BTreeSet::new() };
     let projection = match cfg.projection_dim {

@@ -5,7 +5,8 @@
 //! projected into the image-text space on the host (a few rows: f64 accumulation).
 
 use super::checkpoint::Checkpoint;
-use super::naming::{engine, Linear, Norm};
+use super::build::{encoder_layer, LayerSpec};
+use super::naming::engine;
 use crate::error::{Error, Result};
 use crate::graph::compiled::Compiled;
 use crate::graph::device::Device;
@@ -244,28 +245,18 @@ fn build_text_graph(cfg: &TextConfig, b: usize, t: usize) -> Result<Graph> {
     let d = cfg.hidden_size;
     let mut g = Graph::new();
     let mut hs = g.input("inputs_embeds", &[b, t, d]);
-    let scale = 1.0 / ((d / cfg.num_heads) as f32).sqrt();
-    let linear = |g: &mut Graph, (wn, bn): (String, String), (inp, out): (usize, usize), x, act, residual| -> Result<_> {
-        let (w, bias) = (g.weight(&wn, &[inp, out]), g.weight(&bn, &[out]));
-        g.matmul(wn.trim_end_matches(".weight"), x, w, Some(bias), act, residual)
+    let spec = LayerSpec {
+        d,
+        heads: cfg.num_heads,
+        mlp: cfg.intermediate_size,
+        eps: cfg.layer_norm_eps,
+        act: cfg.hidden_act,
+        qkv_bias: true,
+        causal: cfg.kind == TextKind::Clip,
+        qkv_heads: false,
     };
     for i in 0..cfg.num_layers {
-        let ln = |g: &mut Graph, which: Norm, x| -> Result<_> {
-            let (wn, bn) = engine::norm(i, which);
-            let (w, bias) = (g.weight(&wn, &[d]), g.weight(&bn, &[d]));
-            g.layer_norm(wn.trim_end_matches(".weight"), x, w, bias, cfg.layer_norm_eps)
-        };
-        let h1 = ln(&mut g, Norm::Before, hs)?;
-        let qkv = linear(&mut g, engine::qkv(i), (d, 3 * d), h1, Activation::None, None)?;
-        let att = if cfg.kind == TextKind::Clip {
-            g.causal_attention(&format!("layer.{i}.attention"), qkv, cfg.num_heads, scale)?
-        } else {
-            g.attention(&format!("layer.{i}.attention"), qkv, cfg.num_heads, scale)?
-        };
-        let x1 = linear(&mut g, engine::linear(i, Linear::Proj), (d, d), att, Activation::None, Some(hs))?;
-        let h2 = ln(&mut g, Norm::After, x1)?;
-        let m = linear(&mut g, engine::linear(i, Linear::Fc1), (d, cfg.intermediate_size), h2, cfg.hidden_act, None)?;
-        hs = linear(&mut g, engine::linear(i, Linear::Fc2), (cfg.intermediate_size, d), m, Activation::None, Some(x1))?;
+        hs = encoder_layer(&mut g, &spec, i, hs)?.0;
     }
     let (wn, bn) = engine::final_norm();
     let (w, bias) = (g.weight(&wn, &[d]), g.weight(&bn, &[d]));
