@@ -19,19 +19,10 @@ import torch
 from safetensors.torch import save_file
 from transformers import SiglipConfig, SiglipForImageClassification, SiglipModel, SiglipVisionConfig, SiglipVisionModel
 
+from make_clip_fixtures import randomize
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(ROOT, "tests", "fixtures", "siglip")
-
-
-def randomize(model, seed):
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            noise = torch.randn(p.shape, generator=g) * 0.2
-            if ("norm" in name) and name.endswith("weight"):
-                p.copy_(1.0 + noise)
-            else:
-                p.copy_(noise)
 
 
 def vision_outputs(model, px, interpolate):

@@ -544,6 +544,91 @@ fn check_text_tower(fixture: &str, projection: usize, separate_pool: bool) {
     }
 }
 
+/// A zero-shot fixture (scripts/make_clip_zero_shot_fixture.py, make_siglip_zero_shot_fixture.py):
+/// the checkpoint, the tokenizer's ids for the committed strings (tokens.json), the labels and
+/// template (zero-shot.json), what transformers computed (zero-shot.safetensors) and the photo.
+struct ZeroShot {
+    dir: std::path::PathBuf,
+    ck: Checkpoint,
+    tokens: serde_json::Value,
+    labels: Vec<String>,
+    template: String,
+    expected: std::collections::HashMap<String, Vec<f32>>,
+    img: image::RgbImage,
+}
+
+impl ZeroShot {
+    fn load(fixture: &str) -> ZeroShot {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(fixture);
+        let json = |f: &str| -> serde_json::Value { serde_json::from_slice(&std::fs::read(dir.join(f)).unwrap()).unwrap() };
+        let (tokens, zs) = (json("tokens.json"), json("zero-shot.json"));
+        let bytes = std::fs::read(dir.join("zero-shot.safetensors")).unwrap();
+        let st = SafeTensors::deserialize(&bytes).unwrap();
+        let expected = st
+            .tensors()
+            .into_iter()
+            .filter(|(_, t)| t.dtype() == safetensors::Dtype::F32)
+            .map(|(n, t)| (n, t.data().chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect()))
+            .collect();
+        let photo = Path::new(env!("CARGO_MANIFEST_DIR")).join(zs["image"].as_str().unwrap());
+        let img = tessera::model::decode_image(&std::fs::read(&photo).unwrap(), "chelsea.png").unwrap();
+        let labels = zs["labels"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect();
+        let ck = Checkpoint::from_dir(&dir).unwrap();
+        ZeroShot { ck, tokens, labels, template: zs["template"].as_str().unwrap().into(), expected, img, dir }
+    }
+
+    fn labels(&self) -> Vec<&str> {
+        self.labels.iter().map(String::as_str).collect()
+    }
+
+    /// The committed strings, the ids transformers gives them and whether they were cut.
+    fn strings(&self) -> Vec<(&str, Vec<u32>, bool)> {
+        let t = &self.tokens;
+        let ids = t["ids"].as_array().unwrap().iter().map(|i| i.as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect());
+        t["strings"].as_array().unwrap().iter().zip(ids).zip(t["truncated"].as_array().unwrap()).map(|((s, i), c)| (s.as_str().unwrap(), i, c.as_bool().unwrap())).collect()
+    }
+
+    /// Each row of `name` at unit length (transformers' embeddings are not normalized).
+    fn unit_rows(&self, name: &str, rows: usize) -> Vec<f32> {
+        let v = &self.expected[name];
+        v.chunks(v.len() / rows).flat_map(tessera::model::unit_length).collect()
+    }
+
+    /// On both devices: the zero-shot logits (and, for SigLIP, sigmoids) and the text and image
+    /// embeddings of transformers.
+    fn check_zero_shot(&self, siglip: bool) {
+        let labels = self.labels();
+        let texts: Vec<String> = labels.iter().map(|l| self.template.replace("{}", l)).collect();
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let logits = &self.expected["logits_per_image"];
+        for (device, d) in devices() {
+            let model = tessera::model::clip::Clip::load(&d, &self.ck).unwrap_or_else(|e| panic!("{device}: {e}"));
+            assert_eq!(model.bias.is_some(), siglip, "SigLIP, and only SigLIP, has a logit bias");
+            let scores = pollster::block_on(model.zero_shot(&self.img, &labels, &self.template)).unwrap();
+            for (i, label) in labels.iter().enumerate() {
+                let got = scores.iter().find(|s| s.label == *label).unwrap();
+                assert!((got.logit - logits[i]).abs() < 1e-4, "{device} {label}: logit {} against {}", got.logit, logits[i]);
+                if siglip {
+                    let p = self.expected["probs"][i];
+                    assert!((got.score - p).abs() < 1e-5, "{device} {label}: sigmoid {} against {p}", got.score);
+                }
+            }
+            // CLIP's scores are a distribution over the labels, SigLIP's not.
+            let sum: f32 = scores.iter().map(|s| s.score).sum();
+            assert_eq!((sum - 1.0).abs() < 1e-4, !siglip, "{device}: scores sum to {sum}");
+            let te = pollster::block_on(model.embed_texts(&refs)).unwrap().embeddings.concat();
+            assert_close(&format!("text_embeds on {device}"), &te, &self.unit_rows("text_embeds", labels.len()), ATOL, 0.0);
+            let ie = pollster::block_on(model.vision.embed(&[&self.img])).unwrap().concat();
+            assert_close(&format!("image_embeds on {device}"), &ie, &self.unit_rows("image_embeds", 1), ATOL, 0.0);
+            // Label lists it cannot take, and a template without a place for the label.
+            assert_eq!(pollster::block_on(model.zero_shot(&self.img, &[], &self.template)).unwrap_err().kind(), "input");
+            assert_eq!(pollster::block_on(model.zero_shot(&self.img, &["cat"], "no placeholder")).unwrap_err().kind(), "input");
+            let huge: Vec<&str> = vec!["x"; tessera::model::clip::MAX_LABELS + 1];
+            assert!(pollster::block_on(model.zero_shot(&self.img, &huge, &self.template)).unwrap_err().to_string().contains("labels"));
+        }
+    }
+}
+
 /// SigLIP end to end (tests/fixtures/siglip-zero-shot, scripts/make_siglip_zero_shot_fixture.py):
 /// a SigLIP 2 style tokenizer.json (byte-fallback BPE, lowercasing, padded on the left as its
 /// tokenizer class does) gives transformers' ids on the committed strings, and a photo against
@@ -551,84 +636,37 @@ fn check_text_tower(fixture: &str, projection: usize, separate_pool: bool) {
 /// and the embeddings, on both devices.
 #[test]
 fn siglip_tokenizes_and_classifies_zero_shot_as_transformers() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/siglip-zero-shot");
-    let ck = Checkpoint::from_dir(&dir).unwrap();
-    let tokens: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("tokens.json")).unwrap()).unwrap();
-    let zs: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("zero-shot.json")).unwrap()).unwrap();
-    let bytes = std::fs::read(dir.join("zero-shot.safetensors")).unwrap();
-    let st = SafeTensors::deserialize(&bytes).unwrap();
-    let f32s = |name: &str| -> Vec<f32> { st.tensor(name).unwrap().data().chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect() };
-    let photo = Path::new(env!("CARGO_MANIFEST_DIR")).join(zs["image"].as_str().unwrap());
-    let img = tessera::model::decode_image(&std::fs::read(&photo).unwrap(), "chelsea.png").unwrap();
-    let max = tokens["max_length"].as_u64().unwrap() as usize;
-    let tok = tessera::model::tokenize::TextTokenizer::from_bytes(ck.tokenizer_json().unwrap(), "tokenizer.json", max).unwrap();
-    for ((s, want), cut) in tokens["strings"].as_array().unwrap().iter().zip(tokens["ids"].as_array().unwrap()).zip(tokens["truncated"].as_array().unwrap()) {
-        let s = s.as_str().unwrap();
-        let want: Vec<u32> = want.as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
+    let fx = ZeroShot::load("siglip-zero-shot");
+    let max = fx.tokens["max_length"].as_u64().unwrap() as usize;
+    let tok = tessera::model::tokenize::TextTokenizer::from_bytes(fx.ck.tokenizer_json().unwrap(), "tokenizer.json", max).unwrap();
+    for (s, want, cut) in fx.strings() {
         let enc = tok.encode(s).unwrap();
         assert_eq!(enc.ids, want, "{s:?}");
-        assert_eq!(enc.truncated, cut.as_bool().unwrap(), "{s:?}: truncation flag");
+        assert_eq!(enc.truncated, cut, "{s:?}: truncation flag");
     }
-    let labels: Vec<&str> = zs["labels"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
-    let template = zs["template"].as_str().unwrap();
-    let (want_logits, want_probs) = (f32s("logits_per_image"), f32s("probs"));
-    for (device, d) in devices() {
-        let clip = tessera::model::clip::Clip::load(&d, &ck).unwrap_or_else(|e| panic!("{device}: {e}"));
-        assert!(clip.bias.is_some(), "SigLIP has a logit bias");
-        let scores = pollster::block_on(clip.zero_shot(&img, &labels, template)).unwrap();
-        for (i, label) in labels.iter().enumerate() {
-            let got = scores.iter().find(|s| s.label == *label).unwrap();
-            assert!((got.logit - want_logits[i]).abs() < 1e-4, "{device} {label}: logit {} against {}", got.logit, want_logits[i]);
-            assert!((got.score - want_probs[i]).abs() < 1e-5, "{device} {label}: sigmoid {} against {}", got.score, want_probs[i]);
-        }
-        // Sigmoids, not a distribution over the labels.
-        let sum: f32 = scores.iter().map(|s| s.score).sum();
-        assert!((sum - 1.0).abs() > 1e-3, "{device}: scores sum to {sum}");
-        let texts: Vec<String> = labels.iter().map(|l| template.replace("{}", l)).collect();
-        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-        let te = pollster::block_on(clip.embed_texts(&refs)).unwrap().embeddings.concat();
-        let unit = |v: Vec<f32>, n: usize| -> Vec<f32> { v.chunks(v.len() / n).flat_map(tessera::model::unit_length).collect() };
-        assert_close(&format!("siglip text_embeds on {device}"), &te, &unit(f32s("text_embeds"), labels.len()), ATOL, 0.0);
-        let ie = pollster::block_on(clip.vision.embed(&[&img])).unwrap().concat();
-        assert_close(&format!("siglip image_embeds on {device}"), &ie, &unit(f32s("image_embeds"), 1), ATOL, 0.0);
-        // An empty text is all padding: still an embedding.
-        assert!(pollster::block_on(clip.embed_texts(&[""])).is_ok());
-    }
+    fx.check_zero_shot(true);
+    // An empty text is all padding: still an embedding.
+    let model = tessera::model::clip::Clip::load(&cpu(), &fx.ck).unwrap();
+    assert!(pollster::block_on(model.embed_texts(&[""])).is_ok());
     // Without tokenizer.json: a clear error naming it and what SigLIP checkpoints ship instead.
-    let plain = Checkpoint::from_dir(&dir).unwrap().with_tokenizer(None);
+    let plain = Checkpoint::from_dir(&fx.dir).unwrap().with_tokenizer(None);
     let e = tessera::model::clip::Clip::load(&cpu(), &plain).err().expect("no tokenizer");
     assert!(e.to_string().contains("tokenizer.json") && e.to_string().contains("spiece.model"), "{e}");
 }
 
 /// SigLIP with its SentencePiece model and no tokenizer.json (tests/fixtures/siglip-spm-zero-shot,
-/// as SigLIP's hub checkpoints ship it): SiglipModel's logits and sigmoids for a photo against
-/// labels, texts padded on the right with `</s>`, on both devices; a broken spiece.model is a
-/// clear error.
+/// as SigLIP's hub checkpoints ship it): SiglipModel's logits, sigmoids and embeddings for a photo
+/// against labels, texts padded on the right with `</s>`, on both devices (the ids themselves are
+/// checked in tests/tokenizer.rs); a broken spiece.model is a clear error.
 #[test]
 fn siglip_with_a_sentencepiece_tokenizer_classifies_zero_shot_as_transformers() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/siglip-spm-zero-shot");
-    let ck = Checkpoint::from_dir(&dir).unwrap();
-    assert!(ck.tokenizer_json().is_none() && ck.sentencepiece().is_some());
-    let zs: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("zero-shot.json")).unwrap()).unwrap();
-    let bytes = std::fs::read(dir.join("zero-shot.safetensors")).unwrap();
-    let st = SafeTensors::deserialize(&bytes).unwrap();
-    let f32s = |name: &str| -> Vec<f32> { st.tensor(name).unwrap().data().chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect() };
-    let img = tessera::model::decode_image(&std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join(zs["image"].as_str().unwrap())).unwrap(), "chelsea.png").unwrap();
-    let labels: Vec<&str> = zs["labels"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
-    let (want_logits, want_probs) = (f32s("logits_per_image"), f32s("probs"));
-    for (device, d) in devices() {
-        let clip = tessera::model::clip::Clip::load(&d, &ck).unwrap_or_else(|e| panic!("{device}: {e}"));
-        let scores = pollster::block_on(clip.zero_shot(&img, &labels, zs["template"].as_str().unwrap())).unwrap();
-        for (i, label) in labels.iter().enumerate() {
-            let got = scores.iter().find(|s| s.label == *label).unwrap();
-            assert!((got.logit - want_logits[i]).abs() < 1e-4, "{device} {label}: logit {} against {}", got.logit, want_logits[i]);
-            assert!((got.score - want_probs[i]).abs() < 1e-5, "{device} {label}: sigmoid {} against {}", got.score, want_probs[i]);
-        }
-    }
-    let broken = Checkpoint::from_dir(&dir).unwrap().with_sentencepiece(Some(vec![0x0a, 0xff, 0xff, 0x7f]));
+    let fx = ZeroShot::load("siglip-spm-zero-shot");
+    assert!(fx.ck.tokenizer_json().is_none() && fx.ck.sentencepiece().is_some());
+    fx.check_zero_shot(true);
+    let broken = Checkpoint::from_dir(&fx.dir).unwrap().with_sentencepiece(Some(vec![0x0a, 0xff, 0xff, 0x7f]));
     let e = tessera::model::clip::Clip::load(&cpu(), &broken).err().expect("broken spiece.model");
     assert!(e.kind() == "model" && e.to_string().contains("spiece.model"), "{e}");
-    let none = Checkpoint::from_dir(&dir).unwrap().with_sentencepiece(None);
+    let none = Checkpoint::from_dir(&fx.dir).unwrap().with_sentencepiece(None);
     let e = tessera::model::clip::Clip::load(&cpu(), &none).err().expect("no tokenizer");
     assert!(e.to_string().contains("spiece.model"), "{e}");
 }
@@ -640,52 +678,21 @@ fn siglip_with_a_sentencepiece_tokenizer_classifies_zero_shot_as_transformers() 
 /// devices.
 #[test]
 fn clip_tokenizes_and_classifies_zero_shot_as_transformers() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/clip/clip-zero-shot");
-    let ck = Checkpoint::from_dir(&dir).unwrap();
-    let tokens: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("tokens.json")).unwrap()).unwrap();
-    let zs: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("zero-shot.json")).unwrap()).unwrap();
-    let bytes = std::fs::read(dir.join("zero-shot.safetensors")).unwrap();
-    let st = SafeTensors::deserialize(&bytes).unwrap();
-    let f32s = |name: &str| -> Vec<f32> { st.tensor(name).unwrap().data().chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect() };
-    let photo = Path::new(env!("CARGO_MANIFEST_DIR")).join(zs["image"].as_str().unwrap());
-    let img = tessera::model::decode_image(&std::fs::read(&photo).unwrap(), "chelsea.png").unwrap();
-    for (device, d) in devices() {
-        let clip = tessera::model::clip::Clip::load(&d, &ck).unwrap_or_else(|e| panic!("{device}: {e}"));
-        let cut = tokens["truncated"].as_array().unwrap();
-        for ((s, want), cut) in tokens["strings"].as_array().unwrap().iter().zip(tokens["ids"].as_array().unwrap()).zip(cut) {
-            let s = s.as_str().unwrap();
-            let want: Vec<u32> = want.as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
-            let got = pollster::block_on(clip.embed_texts(&[s])).map(|e| e.truncated[0]).unwrap();
-            assert_eq!(got, cut.as_bool().unwrap(), "{s:?}: truncation flag");
-            let enc = tessera::model::tokenize::TextTokenizer::from_bytes(ck.tokenizer_json().unwrap(), "tokenizer.json", 77).unwrap().encode(s).unwrap();
-            assert_eq!(enc.ids, want, "{s:?}");
-        }
-        let labels: Vec<&str> = zs["labels"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
-        let template = zs["template"].as_str().unwrap();
-        let scores = pollster::block_on(clip.zero_shot(&img, &labels, template)).unwrap();
-        let want = f32s("logits_per_image");
-        for (i, label) in labels.iter().enumerate() {
-            let got = scores.iter().find(|s| s.label == *label).unwrap().logit;
-            assert!((got - want[i]).abs() < 1e-4, "{device} {label}: logit {got} against {}", want[i]);
-        }
-        let texts: Vec<String> = labels.iter().map(|l| template.replace("{}", l)).collect();
-        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-        let te = pollster::block_on(clip.embed_texts(&refs)).unwrap().embeddings.concat();
-        assert_close(&format!("clip text_embeds on {device}"), &te, &f32s("text_embeds"), ATOL, 0.0);
-        let ie = pollster::block_on(clip.vision.embed(&[&img])).unwrap().concat();
-        assert_close(&format!("clip image_embeds on {device}"), &ie, &f32s("image_embeds"), ATOL, 0.0);
-        // Label lists it cannot take, and a template without a place for the label.
-        assert_eq!(pollster::block_on(clip.zero_shot(&img, &[], template)).unwrap_err().kind(), "input");
-        assert_eq!(pollster::block_on(clip.zero_shot(&img, &["cat"], "no placeholder")).unwrap_err().kind(), "input");
-        let huge: Vec<&str> = vec!["x"; tessera::model::clip::MAX_LABELS + 1];
-        assert!(pollster::block_on(clip.zero_shot(&img, &huge, template)).unwrap_err().to_string().contains("labels"));
+    let fx = ZeroShot::load("clip/clip-zero-shot");
+    let tok = tessera::model::tokenize::TextTokenizer::from_bytes(fx.ck.tokenizer_json().unwrap(), "tokenizer.json", 77).unwrap();
+    let model = tessera::model::clip::Clip::load(&cpu(), &fx.ck).unwrap();
+    for (s, want, cut) in fx.strings() {
+        assert_eq!(tok.encode(s).unwrap().ids, want, "{s:?}");
+        let got = pollster::block_on(model.embed_texts(&[s])).map(|e| e.truncated[0]).unwrap();
+        assert_eq!(got, cut, "{s:?}: truncation flag");
     }
+    fx.check_zero_shot(false);
     // Without tokenizer.json: a clear error naming it.
-    let plain = Checkpoint::from_dir(&dir).unwrap().with_tokenizer(None);
+    let plain = Checkpoint::from_dir(&fx.dir).unwrap().with_tokenizer(None);
     let e = tessera::model::clip::Clip::load(&cpu(), &plain).err().expect("no tokenizer");
     assert!(e.to_string().contains("tokenizer.json"), "{e}");
     // A broken one: the same.
-    let broken = Checkpoint::from_dir(&dir).unwrap().with_tokenizer(Some(b"{\"model\": 3}".to_vec()));
+    let broken = Checkpoint::from_dir(&fx.dir).unwrap().with_tokenizer(Some(b"{\"model\": 3}".to_vec()));
     let e = tessera::model::clip::Clip::load(&cpu(), &broken).err().expect("broken tokenizer");
     assert!(e.kind() == "model" && e.to_string().contains("tokenizer.json"), "{e}");
 }
