@@ -254,12 +254,18 @@ impl WasmModel {
     }
 }
 
-/// CLIP (the `text` build, `tessera-vit/text`): image and text towers with the checkpoint's
-/// tokenizer.
+/// CLIP or SigLIP (the `text` build, `tessera-vit/text`): image and text towers with the
+/// checkpoint's tokenizer, or a text tower alone.
 #[cfg(feature = "text")]
 #[wasm_bindgen]
 pub struct WasmClip {
-    clip: Option<crate::model::clip::Clip>,
+    inner: Option<ClipInner>,
+}
+
+#[cfg(feature = "text")]
+enum ClipInner {
+    Both(crate::model::clip::Clip),
+    Text(crate::model::clip::TextEncoder),
 }
 
 #[cfg(feature = "text")]
@@ -284,28 +290,52 @@ impl Engine {
             .with_tokenizer(tokenizer)
             .with_tokenizer_config(tokenizer_config)
             .with_sentencepiece(sentencepiece);
-        let clip = crate::model::clip::Clip::load(&self.device, &ck).map_err(js_err)?;
-        Ok(WasmClip { clip: Some(clip) })
+        let inner = if ck.config.family == crate::model::Family::TextOnly {
+            ClipInner::Text(crate::model::clip::TextEncoder::load(&self.device, &ck).map_err(js_err)?)
+        } else {
+            ClipInner::Both(crate::model::clip::Clip::load(&self.device, &ck).map_err(js_err)?)
+        };
+        Ok(WasmClip { inner: Some(inner) })
     }
 }
 
 #[cfg(feature = "text")]
 #[wasm_bindgen]
 impl WasmClip {
-    fn get(&self) -> Result<&crate::model::clip::Clip, JsError> {
-        self.clip.as_ref().ok_or_else(|| JsError::new("[disposed] this model was disposed"))
+    fn inner(&self) -> Result<&ClipInner, JsError> {
+        self.inner.as_ref().ok_or_else(|| JsError::new("[disposed] this model was disposed"))
     }
 
-    /// `{"source", "family", "projectionDim", "maxTokens", "logitScale", "logitBias", "scores"}` as
-    /// JSON (`scores`: `softmax` for CLIP, `sigmoid` for SigLIP).
+    fn text(&self) -> Result<&crate::model::clip::TextEncoder, JsError> {
+        Ok(match self.inner()? {
+            ClipInner::Both(c) => &c.text,
+            ClipInner::Text(t) => t,
+        })
+    }
+
+    /// Both towers, or an input error for a text tower alone.
+    fn get(&self) -> Result<&crate::model::clip::Clip, JsError> {
+        match self.inner()? {
+            ClipInner::Both(c) => Ok(c),
+            ClipInner::Text(_) => Err(JsError::new("[input] a text tower alone has no image tower: it embeds texts only")),
+        }
+    }
+
+    /// `{"source", "family", "textOnly", "projectionDim", "maxTokens", "logitScale", "logitBias",
+    /// "scores"}` as JSON (`scores`: `softmax` for CLIP, `sigmoid` for SigLIP; the last three null
+    /// for a text tower alone).
     pub fn info(&self) -> Result<String, JsError> {
-        let c = self.get()?;
-        let siglip = c.bias.is_some();
+        let t = &self.text()?.model;
+        let siglip = t.config.kind == crate::model::text::TextKind::Siglip;
+        let both = match self.inner()? {
+            ClipInner::Both(c) => Some(c),
+            ClipInner::Text(_) => None,
+        };
         Ok(serde_json::json!({
-            "source": c.vision.source, "family": if siglip { "siglip" } else { "clip" },
-            "projectionDim": c.text.config.projection_dim,
-            "maxTokens": c.text.config.max_positions, "logitScale": c.scale, "logitBias": c.bias,
-            "scores": if siglip { "sigmoid" } else { "softmax" },
+            "source": t.source, "family": if siglip { "siglip" } else { "clip" }, "textOnly": both.is_none(),
+            "projectionDim": t.config.projection_dim.filter(|_| t.projects()).unwrap_or(t.config.hidden_size),
+            "maxTokens": t.config.max_positions, "logitScale": both.map(|c| c.scale), "logitBias": both.and_then(|c| c.bias),
+            "scores": both.map(|_| if siglip { "sigmoid" } else { "softmax" }),
         })
         .to_string())
     }
@@ -315,7 +345,7 @@ impl WasmClip {
     #[wasm_bindgen(js_name = embedText)]
     pub async fn embed_text(&self, texts: Vec<String>) -> Result<js_sys::Array, JsError> {
         let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-        let e = self.get()?.embed_texts(&refs).await.map_err(js_err)?;
+        let e = self.text()?.embed_texts(&refs).await.map_err(js_err)?;
         let flat: Vec<f32> = e.embeddings.concat();
         let cut = js_sys::Array::new();
         for t in e.truncated {
@@ -344,6 +374,6 @@ impl WasmClip {
 
     /// Frees the model's memory; later calls reject.
     pub fn dispose(&mut self) {
-        self.clip = None;
+        self.inner = None;
     }
 }

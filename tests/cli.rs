@@ -590,7 +590,7 @@ fn zero_shot_and_text_embeddings_from_the_cli() {
         assert!(String::from_utf8_lossy(&o.stderr).contains("was cut to the model's 77 tokens"));
     }
     fails_with(&tessera(&["classify", "--model", dir.to_str().unwrap(), "--labels", " , ", "tests/fixtures/photos/chelsea.png"], &[]), &["no labels"]);
-    fails_with(&tessera(&["embed", "--model", "tests/fixtures/vit-classifier", "--text", "a cat"], &[]), &["tokenizer.json"]);
+    fails_with(&tessera(&["embed", "--model", "tests/fixtures/vit-classifier", "--text", "a cat"], &[]), &["has no text tower"]);
 }
 
 /// SigLIP zero-shot from the CLI, with a tokenizer.json and with only spiece.model: each label's
@@ -623,6 +623,33 @@ fn siglip_zero_shot_from_the_cli_with(fixture: &str) {
         let text = ok(&tessera(&["--device", device, "classify", "--model", dir.to_str().unwrap(), "--labels", "cat,dog", zs["image"].as_str().unwrap()], &[]));
         assert!(text.contains("own probability"), "{text}");
     }
+}
+
+/// A text tower alone (CLIPTextModelWithProjection, tests/fixtures/text/clip-text-projection):
+/// `embed --text` gives transformers' unit-length embeddings; image commands say it has no image
+/// tower.
+#[test]
+fn text_tower_alone_from_the_cli() {
+    let dir = root().join("tests/fixtures/text/clip-text-projection");
+    let d = dir.to_str().unwrap();
+    let want: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("expected-texts.json")).unwrap()).unwrap();
+    let texts: Vec<&str> = want["texts"].as_array().unwrap().iter().map(|t| t.as_str().unwrap()).collect();
+    for device in DEVICES {
+        let mut args = vec!["--device", device, "embed", "--model", d];
+        for t in &texts {
+            args.extend(["--text", t]);
+        }
+        let out = ok(&tessera(&args, &[]));
+        let lines: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert_eq!(lines.len(), texts.len());
+        for (l, w) in lines.iter().zip(want["embeddings"].as_array().unwrap()) {
+            for (a, b) in l["embedding"].as_array().unwrap().iter().zip(w.as_array().unwrap()) {
+                assert!((a.as_f64().unwrap() - b.as_f64().unwrap()).abs() < 1e-4, "{device}: {a} against {b}");
+            }
+        }
+    }
+    fails_with(&tessera(&["classify", "--model", d, "tests/fixtures/photos/chelsea.png"], &[]), &["text tower alone"]);
+    fails_with(&tessera(&["classify", "--model", d, "--labels", "a,b", "tests/fixtures/photos/chelsea.png"], &[]), &["text tower alone"]);
 }
 
 /// `tessera search`: a folder ranked by the cosine of each image's and the query's embeddings

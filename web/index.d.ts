@@ -109,16 +109,18 @@ export declare class Model {
 export interface ClipInfo {
   source: string;
   family: 'clip' | 'siglip';
+  /** A text tower alone (CLIPTextModel, CLIPTextModelWithProjection, SiglipTextModel): embedText only; embedImage and zeroShot reject with kind "input". */
+  textOnly: boolean;
   /** Width of the shared image-text space. */
   projectionDim: number;
   /** The most tokens a text keeps (longer texts are cut, as the model's processor does). */
   maxTokens: number;
-  /** exp(logit_scale): the temperature of zero-shot scores. */
-  logitScale: number;
+  /** exp(logit_scale): the temperature of zero-shot scores (null for a text tower alone). */
+  logitScale: number | null;
   /** SigLIP's logit_bias (null for CLIP). */
   logitBias: number | null;
-  /** How zero-shot scores are made: a softmax over the labels (CLIP) or each label's sigmoid (SigLIP). */
-  scores: 'softmax' | 'sigmoid';
+  /** How zero-shot scores are made: a softmax over the labels (CLIP) or each label's sigmoid (SigLIP); null for a text tower alone. */
+  scores: 'softmax' | 'sigmoid' | null;
 }
 
 export interface LabelScore {

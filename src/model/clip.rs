@@ -1,12 +1,13 @@
-//! CLIP or SigLIP as one model: the image tower ([`Model`]), the text tower ([`TextModel`]), the
-//! checkpoint's tokenizer and its learned temperature (and SigLIP's bias); image and text
-//! embeddings in the shared space (unit length) and zero-shot classification: the logits are
-//! `exp(logit_scale)` times the cosine similarities (plus `logit_bias` for SigLIP), as
-//! `CLIPModel`'s and `SiglipModel`'s `logits_per_image`; the scores their softmax over the labels
-//! (CLIP) or each label's sigmoid (SigLIP, trained so that every label is a yes/no question).
+//! CLIP or SigLIP as one model: the image tower ([`Model`]), the text tower with the checkpoint's
+//! tokenizer ([`TextEncoder`], which also serves a text tower alone) and the learned temperature
+//! (and SigLIP's bias); image and text embeddings in the shared space (unit length) and zero-shot
+//! classification: the logits are `exp(logit_scale)` times the cosine similarities (plus
+//! `logit_bias` for SigLIP), as `CLIPModel`'s and `SiglipModel`'s `logits_per_image`; the scores
+//! their softmax over the labels (CLIP) or each label's sigmoid (SigLIP, trained so that every
+//! label is a yes/no question).
 
 use super::checkpoint::Checkpoint;
-use super::text::TextModel;
+use super::text::{TextConfig, TextKind, TextModel};
 use super::tokenize::TextTokenizer;
 use super::vit::Model;
 use crate::error::{Error, Result};
@@ -16,13 +17,21 @@ use crate::graph::device::Device;
 pub struct Clip {
     /// The image tower (with its projection).
     pub vision: Model,
-    /// The text tower.
-    pub text: TextModel,
-    tokenizer: TextTokenizer,
+    /// The text tower and its tokenizer.
+    pub text: TextEncoder,
     /// `exp(logit_scale)`.
     pub scale: f32,
     /// SigLIP's `logit_bias` (its scores are sigmoids); None for CLIP (softmax).
     pub bias: Option<f32>,
+}
+
+/// A text tower with the checkpoint's tokenizer: texts in, embeddings out. From a CLIPModel or
+/// SiglipModel checkpoint, or a text tower's alone (CLIPTextModel, CLIPTextModelWithProjection,
+/// SiglipTextModel).
+pub struct TextEncoder {
+    /// The text tower.
+    pub model: TextModel,
+    tokenizer: TextTokenizer,
     /// How texts are padded.
     pad: Padding,
 }
@@ -60,29 +69,84 @@ pub struct LabelScore {
 pub const MAX_LABELS: usize = 4096;
 
 
+impl TextEncoder {
+    /// The text tower of `ck` with its `tokenizer.json` (SigLIP: or its SentencePiece
+    /// `spiece.model`).
+    pub fn load(device: impl Into<Device>, ck: &Checkpoint) -> Result<TextEncoder> {
+        let device = device.into();
+        let tok_file = format!("{}/tokenizer.json", ck.source);
+        let spm_file = format!("{}/spiece.model", ck.source);
+        let config = TextConfig::parse(ck.config_json(), &format!("{}/config.json", ck.source))?;
+        let siglip = config.kind == TextKind::Siglip;
+        has_tokenizer(ck, siglip)?;
+        let model = TextModel::load(&device, ck)?;
+        let max = model.config.max_positions;
+        // tokenizer.json where there is one (CLIP, SigLIP 2), else SigLIP's SentencePiece model.
+        let tokenizer = match (ck.tokenizer_json(), ck.sentencepiece()) {
+            (Some(json), _) => TextTokenizer::from_bytes(json, &tok_file, max)?,
+            (None, Some(spm)) => TextTokenizer::from_sentencepiece(spm, &spm_file, max)?,
+            (None, None) => return Err(Error::model(&tok_file, "is missing")),
+        };
+        // CLIP pools at the end token: padding after it changes nothing, so texts are padded to
+        // the longest with it. SigLIP reads the last position: padded to every position with the
+        // tokenizer's pad token (the config's where the tokenizer names none).
+        let left = padding_left(ck.tokenizer_config_json());
+        let pad = if siglip {
+            Padding { id: tokenizer.pad_id().unwrap_or(model.config.pad_token_id), to_max: true, left }
+        } else {
+            Padding { id: model.config.eos_token_id, to_max: false, left: false }
+        };
+        Ok(TextEncoder { model, tokenizer, pad })
+    }
+
+    /// The embeddings of `texts` (one run, padded as the model's processor pads: CLIP to the
+    /// longest, SigLIP to every position): unit length in the image-text space where the model
+    /// projects into one; a CLIPTextModel's pooled features as they are.
+    pub async fn embed_texts(&self, texts: &[&str]) -> Result<TextEmbeddings> {
+        if texts.is_empty() {
+            return Err(Error::Input { name: "texts".into(), problem: "no texts".into() });
+        }
+        let enc = texts.iter().map(|t| self.tokenizer.encode(t)).collect::<Result<Vec<_>>>()?;
+        let Padding { id: pad, to_max, left } = self.pad;
+        if let Some(i) = enc.iter().position(|e| e.ids.is_empty() && !to_max) {
+            return Err(Error::Input { name: "texts".into(), problem: format!("text {i} ({:?}) gives no tokens", texts[i]) });
+        }
+        let len = if to_max { self.model.config.max_positions } else { enc.iter().map(|e| e.ids.len()).max().unwrap_or(1) };
+        let ids: Vec<Vec<u32>> = enc
+            .iter()
+            .map(|e| {
+                let fill = std::iter::repeat_n(pad, len - e.ids.len());
+                if left { fill.chain(e.ids.iter().copied()).collect() } else { e.ids.iter().copied().chain(fill).collect() }
+            })
+            .collect();
+        let out = self.model.run(&ids).await?;
+        let truncated = enc.iter().map(|e| e.truncated).collect();
+        Ok(match out.text_embeds {
+            Some(e) => TextEmbeddings { embeddings: e.data.chunks(e.shape[1]).map(super::vit::unit_length).collect(), truncated },
+            None => {
+                let p = out.pooler_output;
+                TextEmbeddings { embeddings: p.data.chunks(p.shape[1]).map(<[f32]>::to_vec).collect(), truncated }
+            }
+        })
+    }
+}
+
 impl Clip {
     /// A CLIPModel or SiglipModel checkpoint with its `tokenizer.json` (SigLIP: or its
     /// SentencePiece `spiece.model`).
     pub fn load(device: impl Into<Device>, ck: &Checkpoint) -> Result<Clip> {
         let device = device.into();
         let siglip = ck.config.family == super::config::Family::Siglip;
-        let tok_file = format!("{}/tokenizer.json", ck.source);
-        let spm_file = format!("{}/spiece.model", ck.source);
-        if ck.tokenizer_json().is_none() && !(siglip && ck.sentencepiece().is_some()) {
-            let why = if siglip { "is missing (and so is spiece.model): the text tower needs the checkpoint's tokenizer" } else { "is missing: a CLIP text tower needs the checkpoint's tokenizer.json" };
-            return Err(Error::model(&tok_file, why));
+        if ck.config.family == super::config::Family::TextOnly {
+            return Err(Error::model(format!("{}/config.json", ck.source), "a text tower alone: no image tower for zero-shot or image embeddings (its text embeddings: TextEncoder, `tessera embed --text`)"));
         }
+        // Said before the towers are loaded.
+        has_tokenizer(ck, siglip)?;
         let vision = Model::load(&device, ck)?;
         if !vision.arch().projection {
             return Err(Error::model(format!("{}/config.json", ck.source), "not a CLIPModel or SiglipModel: no shared image-text space"));
         }
-        let text = TextModel::load(&device, ck)?;
-        // tokenizer.json where there is one (CLIP, SigLIP 2), else SigLIP's SentencePiece model.
-        let tokenizer = match (ck.tokenizer_json(), ck.sentencepiece()) {
-            (Some(json), _) => TextTokenizer::from_bytes(json, &tok_file, text.config.max_positions)?,
-            (None, Some(spm)) => TextTokenizer::from_sentencepiece(spm, &spm_file, text.config.max_positions)?,
-            (None, None) => return Err(Error::model(&tok_file, "is missing")),
-        };
+        let text = TextEncoder::load(&device, ck)?;
         let ls = ck.tensor("logit_scale", &[1])?[0];
         if !(ls.is_finite() && ls < 100.0) {
             return Err(Error::model(ck.weights_name(), format!("logit_scale {ls} is not usable")));
@@ -96,41 +160,12 @@ impl Clip {
         } else {
             None
         };
-        // CLIP pools at the end token: padding after it changes nothing, so texts are padded to
-        // the longest with it. SigLIP reads the last position: padded to every position with the
-        // tokenizer's pad token (the config's where the tokenizer names none).
-        let left = padding_left(ck.tokenizer_config_json());
-        let pad = if siglip {
-            Padding { id: tokenizer.pad_id().unwrap_or(text.config.pad_token_id), to_max: true, left }
-        } else {
-            Padding { id: text.config.eos_token_id, to_max: false, left: false }
-        };
-        Ok(Clip { vision, text, tokenizer, scale: ls.exp(), bias, pad })
+        Ok(Clip { vision, text, scale: ls.exp(), bias })
     }
 
-    /// Unit-length embeddings of `texts` in the image-text space (one run, padded as the model's
-    /// processor pads: CLIP to the longest, SigLIP to every position).
+    /// Unit-length embeddings of `texts` in the image-text space ([`TextEncoder::embed_texts`]).
     pub async fn embed_texts(&self, texts: &[&str]) -> Result<TextEmbeddings> {
-        if texts.is_empty() {
-            return Err(Error::Input { name: "texts".into(), problem: "no texts".into() });
-        }
-        let enc = texts.iter().map(|t| self.tokenizer.encode(t)).collect::<Result<Vec<_>>>()?;
-        let Padding { id: pad, to_max, left } = self.pad;
-        if let Some(i) = enc.iter().position(|e| e.ids.is_empty() && !to_max) {
-            return Err(Error::Input { name: "texts".into(), problem: format!("text {i} ({:?}) gives no tokens", texts[i]) });
-        }
-        let len = if to_max { self.text.config.max_positions } else { enc.iter().map(|e| e.ids.len()).max().unwrap_or(1) };
-        let ids: Vec<Vec<u32>> = enc
-            .iter()
-            .map(|e| {
-                let fill = std::iter::repeat_n(pad, len - e.ids.len());
-                if left { fill.chain(e.ids.iter().copied()).collect() } else { e.ids.iter().copied().chain(fill).collect() }
-            })
-            .collect();
-        let out = self.text.run(&ids).await?;
-        let e = out.text_embeds.ok_or_else(|| Error::model("text", "the text tower has no projection"))?;
-        let p = e.shape[1];
-        Ok(TextEmbeddings { embeddings: e.data.chunks(p).map(super::vit::unit_length).collect(), truncated: enc.iter().map(|e| e.truncated).collect() })
+        self.text.embed_texts(texts).await
     }
 
     /// Zero-shot classification of one image into `labels`, each put into `template` (`{}` marks
@@ -164,6 +199,20 @@ impl Clip {
         out.sort_by(|a, b| b.score.total_cmp(&a.score));
         Ok(out)
     }
+}
+
+/// The checkpoint has a tokenizer its text tower can use: `tokenizer.json`, or for SigLIP
+/// `spiece.model`; else an error naming the file.
+fn has_tokenizer(ck: &Checkpoint, siglip: bool) -> Result<()> {
+    if ck.tokenizer_json().is_some() || siglip && ck.sentencepiece().is_some() {
+        return Ok(());
+    }
+    let file = format!("{}/tokenizer.json", ck.source);
+    Err(if siglip {
+        Error::model(file, "is missing (and so is spiece.model): the text tower needs the checkpoint's tokenizer")
+    } else {
+        Error::model(file, "is missing: a CLIP text tower needs the checkpoint's tokenizer.json")
+    })
 }
 
 /// Whether a tokenizer pads on the left: `padding_side` in its `tokenizer_config.json`, else the

@@ -21,6 +21,11 @@ pub enum Family {
     /// `model_type: "siglip_vision_model"`, or the image tower of `"siglip"` (SigLIP and SigLIP 2's
     /// fixed-resolution checkpoints): no class token, tanh GELU, attention-pooling head.
     Siglip,
+    /// A text tower alone (`model_type: "clip_text_model"` or `"siglip_text_model"`: CLIPTextModel,
+    /// CLIPTextModelWithProjection, SiglipTextModel): no image tower, so the image fields of its
+    /// config are 0. Its shape is [`super::text::TextConfig`]'s; it loads as a
+    /// [`super::text::TextModel`] or [`super::clip::TextEncoder`], not as a [`super::Model`].
+    TextOnly,
     /// A `timm` Vision Transformer (`vit_*`, `deit_*`, `deit3_*`, `flexivit_*`, ...; see
     /// `model::timm`): class token or none, register tokens, position embeddings with or without
     /// the prefix tokens, an optional pre-norm, token or average pooling with `fc_norm`.
@@ -175,6 +180,9 @@ impl ModelConfig {
                 }
             }
             value = vision;
+        }
+        if let Some("clip_text_model" | "siglip_text_model") = value.get("model_type").and_then(|m| m.as_str()) {
+            return Self::text_only(json, file);
         }
         let raw: Raw = serde_json::from_value(value).map_err(|e| Error::model(file, format!("not a valid config.json: {e}")))?;
         let bad = |p: String| Error::model(file, p);
@@ -352,6 +360,31 @@ impl ModelConfig {
             layer_norm_eps: eps as f32,
             qkv_bias: raw.qkv_bias.unwrap_or(true),
             labels,
+        })
+    }
+
+    /// A text tower's config as far as this struct describes it (see [`Family::TextOnly`]).
+    fn text_only(json: &[u8], file: &str) -> Result<Self> {
+        let t = super::text::TextConfig::parse(json, file)?;
+        let architecture = serde_json::from_slice::<serde_json::Value>(json).ok().and_then(|v| v["architectures"][0].as_str().map(String::from));
+        Ok(ModelConfig {
+            family: Family::TextOnly,
+            head: Some(Head::None),
+            architecture,
+            hidden_size: t.hidden_size,
+            num_layers: t.num_layers,
+            num_heads: t.num_heads,
+            intermediate_size: t.intermediate_size,
+            image_size: (0, 0),
+            patch_size: 0,
+            num_channels: 0,
+            layer_norm_eps: t.layer_norm_eps,
+            qkv_bias: true,
+            labels: Vec::new(),
+            quant: None,
+            layout: Layout::default(),
+            hidden_act: t.hidden_act,
+            projection_dim: t.projection_dim,
         })
     }
 

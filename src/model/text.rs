@@ -139,6 +139,8 @@ pub struct TextOutput {
 pub struct TextModel {
     /// Its shape.
     pub config: TextConfig,
+    /// Where it was loaded from.
+    pub source: String,
     device: Device,
     weights: Weights,
     /// `(vocab, D)` and `(positions, D)`, on the host.
@@ -156,7 +158,12 @@ impl TextModel {
         let config = TextConfig::parse(ck.config_json(), &format!("{}/config.json", ck.source))?;
         let mut weights = Weights::new(&device);
         let host = super::load::load_text(ck, &config, &mut weights)?;
-        Ok(TextModel { config, device, weights, token_embedding: host.0, positions: host.1, projection: host.2, compiled: Mutex::new(HashMap::new()) })
+        Ok(TextModel { config, source: ck.source.clone(), device, weights, token_embedding: host.0, positions: host.1, projection: host.2, compiled: Mutex::new(HashMap::new()) })
+    }
+
+    /// Whether it projects into an image-text space (else its embeddings are its pooled features).
+    pub fn projects(&self) -> bool {
+        self.projection.is_some()
     }
 
     /// Runs token sequences of one length (padded by the caller as the model's processor pads).

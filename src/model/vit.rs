@@ -117,6 +117,12 @@ impl Model {
     /// Uploads a checkpoint as `opts` asks: storage dtype and patch size.
     pub fn load_with(device: impl Into<Device>, ck: &Checkpoint, opts: LoadOptions) -> Result<Model> {
         let device = device.into();
+        if ck.config.family == super::config::Family::TextOnly {
+            return Err(Error::model(
+                format!("{}/config.json", ck.source),
+                "a text tower alone (no image tower): it gives text embeddings (`tessera embed --text`, TextEncoder), not image outputs",
+            ));
+        }
         let storage = opts.storage;
         let from = ck.config.patch_size;
         let patch = opts.patch_size.unwrap_or(from);

@@ -118,6 +118,32 @@ for (const [device, SIGLIP] of ['webgpu', 'cpu'].flatMap((d) => ['tests/fixtures
   });
 }
 
+test('a text tower alone embeds texts as transformers does and has no image side', { timeout: 300_000 }, async () => {
+  const dir = 'tests/fixtures/text/clip-text-projection';
+  const want = JSON.parse(readFileSync(join(ROOT, dir, 'expected-texts.json'), 'utf8'));
+  const r = await page.evaluate(async ({ dir, texts }) => {
+    const { Tessera } = await import('/web/text.js');
+    const engine = await Tessera.create({ device: 'cpu' });
+    const model = await engine.loadClip(`/${dir}`, { cache: false });
+    const { embeddings } = await model.embedText(texts);
+    let zeroShot = 'accepted';
+    try {
+      await model.zeroShot(await (await fetch('/tests/fixtures/photos/chelsea.png')).blob(), ['cat']);
+    } catch (e) {
+      zeroShot = e.kind;
+    }
+    const info = model.info;
+    model.dispose();
+    return { info, embeddings: embeddings.map((e) => Array.from(e)), zeroShot };
+  }, { dir, texts: want.texts });
+  assert.equal(r.info.textOnly, true);
+  assert.equal(r.info.scores, null);
+  assert.equal(r.zeroShot, 'input');
+  const diff = maxDiff(r.embeddings.flat(), want.embeddings.flat());
+  console.log(`text tower alone: embeddings ${diff.toExponential(2)} from transformers`);
+  assert.ok(diff <= 1e-4);
+});
+
 test('the main build says CLIP needs the text build', { timeout: 120_000 }, async () => {
   const kind = await page.evaluate(async (dir) => {
     const { Tessera } = await import('/web/index.js');

@@ -102,7 +102,8 @@ pub struct EmbedArgs {
     /// Image files or folders of images.
     #[arg(required_unless_present = "text")]
     images: Vec<PathBuf>,
-    /// With a CLIP or SigLIP model: embed this text (repeatable) in the image-text space, unit length,
+    /// With a CLIP or SigLIP model (or a text tower alone): embed this text (repeatable) in the
+    /// image-text space, unit length (a text tower without projection: its pooled features),
     /// tokenized with the checkpoint's tokenizer.json (cut to the model's positions, said on
     /// stderr).
     #[arg(long, conflicts_with = "images")]
@@ -386,14 +387,17 @@ fn zero_shot(device: &Device, args: &ClassifyArgs) -> Result<()> {
     Ok(())
 }
 
-/// `embed --text`: text embeddings of a CLIP or SigLIP model.
+/// `embed --text`: text embeddings of a CLIP or SigLIP model, or of a text tower alone (only the
+/// text tower is loaded).
 fn embed_texts(device: &Device, args: &EmbedArgs) -> Result<()> {
-    let clip = load_clip(device, &args.model)?;
+    let spec = args.model.model.as_deref().context("text embeddings need a CLIP or SigLIP checkpoint (or a text tower's): give --model")?;
+    let ck = models::checkpoint(Some(spec))?;
+    let text = tessera::model::clip::TextEncoder::load(device, &ck)?;
     let refs: Vec<&str> = args.text.iter().map(String::as_str).collect();
-    let out = pollster::block_on(clip.embed_texts(&refs))?;
+    let out = pollster::block_on(text.embed_texts(&refs))?;
     for (t, cut) in args.text.iter().zip(&out.truncated) {
         if *cut {
-            eprintln!("note: {t:?} was cut to the model's {} tokens, as its processor does", clip.text.config.max_positions);
+            eprintln!("note: {t:?} was cut to the model's {} tokens, as its processor does", text.model.config.max_positions);
         }
     }
     let rows: Vec<(String, Vec<f32>)> = args.text.iter().cloned().zip(out.embeddings).collect();

@@ -109,7 +109,7 @@ pub fn run(device: &Device, args: &SearchArgs) -> Result<()> {
     eprintln!("{} images: {} embedded now, {from_cache} from {}", kept.len(), kept.len() - from_cache, cache_path.display());
     let q = pollster::block_on(clip.embed_texts(&[&args.query]))?;
     if q.truncated[0] {
-        eprintln!("note: the query was cut to the model's {} tokens", clip.text.config.max_positions);
+        eprintln!("note: the query was cut to the model's {} tokens", clip.text.model.config.max_positions);
     }
     let qv = &q.embeddings[0];
     let mut scored: Vec<(String, f32)> = kept
