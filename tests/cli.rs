@@ -697,7 +697,7 @@ fn search_ranks_a_folder_by_a_text_query_and_caches_the_images() {
 }
 
 /// timm and CLIP checkpoints quantize too: the folder loads (timm's config keeps its own format,
-/// CLIP keeps its tokenizer.json) and gives nearly the float model's outputs at 8 bits.
+/// CLIP and SigLIP keep their tokenizer files) and give nearly the float model's outputs at 8 bits.
 #[test]
 fn timm_and_clip_checkpoints_quantize_and_load() {
     let out = tmp("quant-timm-clip");
@@ -713,14 +713,23 @@ fn timm_and_clip_checkpoints_quantize_and_load() {
     let (f, qv) = (run(&src, "float"), run(&q, "int8"));
     let max = f.iter().zip(&qv).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
     assert!(max < 0.1 && max > 0.0, "timm int8 logits differ by {max}");
-    let c = out.join("clip");
-    let src = root().join("tests/fixtures/clip/clip-zero-shot");
-    ok(&tessera(&["--device", "cpu", "quantize", "--model", src.to_str().unwrap(), "--bits", "8", "--out", c.to_str().unwrap(), "--check-images", "0"], &[]));
-    assert!(c.join("tokenizer.json").is_file());
+    // CLIP, SigLIP with tokenizer.json and SigLIP with spiece.model: the tokenizer files kept, the
+    // same top label (SigLIP: its score within 1%).
     let labels = ["cat", "dog", "cup of coffee"].join(",");
-    let top = |m: &Path| -> String {
+    let top = |m: &Path| -> (String, f64) {
         let v: serde_json::Value = serde_json::from_str(&ok(&tessera(&["--device", "cpu", "classify", "--json", "--model", m.to_str().unwrap(), "--labels", &labels, "tests/fixtures/photos/chelsea.png"], &[]))).unwrap();
-        v["results"][0]["top"][0]["label"].as_str().unwrap().to_string()
+        let t = &v["results"][0]["top"][0];
+        (t["label"].as_str().unwrap().to_string(), t["score"].as_f64().unwrap())
     };
-    assert_eq!(top(&src), top(&c));
+    for (fixture, tokenizer) in [("clip/clip-zero-shot", "tokenizer.json"), ("siglip-zero-shot", "tokenizer.json"), ("siglip-spm-zero-shot", "spiece.model")] {
+        let c = out.join(fixture.replace('/', "-"));
+        let src = root().join("tests/fixtures").join(fixture);
+        ok(&tessera(&["--device", "cpu", "quantize", "--model", src.to_str().unwrap(), "--bits", "8", "--out", c.to_str().unwrap(), "--check-images", "0"], &[]));
+        assert!(c.join(tokenizer).is_file(), "{fixture}: {tokenizer} not kept");
+        let ((fl, fs), (ql, qs)) = (top(&src), top(&c));
+        assert_eq!(fl, ql, "{fixture}");
+        if fixture.starts_with("siglip") {
+            assert!((fs - qs).abs() < 0.01, "{fixture}: {fs} against {qs}");
+        }
+    }
 }

@@ -502,6 +502,32 @@ fn unsupported_or_inconsistent_timm_configs_are_named() {
 /// CLIPModel's text tower (tests/fixtures/clip/clip-model/text-expected.safetensors, from
 /// `transformers`): token ids of three lengths, padded, through the causal encoder; the final
 /// hidden states, the end-of-text token's state and its projection within 1e-4, on both devices.
+/// SigLIP checkpoints whose weights do not fit the config, or whose config asks for what does not
+/// exist: a model error naming the tensor or key.
+#[test]
+fn inconsistent_siglip_checkpoints_are_named() {
+    let (config, tensors) = fixture_files("siglip/siglip-model");
+    let without = |name: &str| -> Vec<u8> { serialize(&tensors.iter().filter(|t| t.0 != name).cloned().collect::<Vec<_>>()) };
+    // The pooling head's pieces.
+    for missing in ["vision_model.head.probe", "vision_model.head.attention.in_proj_weight", "vision_model.head.layernorm.weight"] {
+        assert_model_err(load_err(&config, without(missing)), &[missing]);
+    }
+    // A query/key/value packing of the wrong width.
+    let mut bad = tensors.clone();
+    let t = bad.iter_mut().find(|t| t.0 == "vision_model.head.attention.in_proj_weight").unwrap();
+    t.2 = vec![t.2[0] / 3 * 2, t.2[1]];
+    t.3.truncate(t.3.len() / 3 * 2);
+    assert_model_err(load_err(&config, serialize(&bad)), &["in_proj_weight"]);
+    // A config without the head, weights with it: the head's tensors are named as unused.
+    let mut c: serde_json::Value = serde_json::from_slice(&config).unwrap();
+    c["vision_config"]["vision_use_head"] = false.into();
+    assert_model_err(load_err(&serde_json::to_vec(&c).unwrap(), serialize(&tensors)), &["vision_model.head."]);
+    // An activation the engine does not have.
+    let mut c: serde_json::Value = serde_json::from_slice(&config).unwrap();
+    c["vision_config"]["hidden_act"] = "silu".into();
+    assert_model_err(load_err(&serde_json::to_vec(&c).unwrap(), serialize(&tensors)), &["hidden_act", "silu"]);
+}
+
 #[test]
 fn clip_text_tower_matches_transformers() {
     check_text_tower("clip/clip-model", Some(16), true);
