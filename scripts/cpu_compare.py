@@ -1,7 +1,8 @@
 """The CPU comparison: tessera's CPU backend against PyTorch (eager) and ONNX Runtime on the same
 machine, same thread count, same weights, in one sitting, the three alternated round by round.
 
-For each model (DeiT-Ti/16, DeiT-S/16, ViT-B/16 at 224, random weights from a fixed seed) it
+For each model (DeiT-Ti/16, DeiT-S/16, ViT-B/16 at 224, and on request SigLIP-B/16's image tower
+with a classifier, random weights from a fixed seed) it
 writes a transformers checkpoint folder, exports it to ONNX (opset 18), checks that tessera's
 logits match PyTorch's (max difference), then times batch 1 and 8: median wall-clock ms per run
 after warm-up (tessera: `tessera bench --device cpu --json`, which includes the input copy and the
@@ -24,6 +25,8 @@ SPECS = {
     "deit-ti16": ("deit", 192, 3),
     "deit-s16": ("deit", 384, 6),
     "vit-b16": ("vit", 768, 12),
+    # SiglipForImageClassification: tanh GELU, no class token, the attention-pooling head.
+    "siglip-b16": ("siglip", 768, 12),
 }
 
 
@@ -32,7 +35,10 @@ def make_model(name, folder):
     common = dict(hidden_size=d, num_hidden_layers=12, num_attention_heads=heads, intermediate_size=4 * d,
                   image_size=224, patch_size=16, num_labels=1000, qkv_bias=True)
     torch.manual_seed(0)
-    if kind == "vit":
+    if kind == "siglip":
+        vision = {k: v for k, v in common.items() if k not in ("num_labels", "qkv_bias")}
+        model = transformers.SiglipForImageClassification(transformers.SiglipConfig(vision_config=vision, num_labels=1000))
+    elif kind == "vit":
         model = transformers.ViTForImageClassification(transformers.ViTConfig(**common))
     else:
         model = transformers.DeiTForImageClassification(transformers.DeiTConfig(**common))
