@@ -648,6 +648,8 @@ fn text_tower_alone_from_the_cli() {
             }
         }
     }
+    let info = ok(&tessera(&["--device", "cpu", "info", "--model", d], &[]));
+    assert!(info.contains("text tower alone") && info.contains("projection: 24 wide") && info.contains("tokenizer: tokenizer.json"), "{info}");
     fails_with(&tessera(&["classify", "--model", d, "tests/fixtures/photos/chelsea.png"], &[]), &["text tower alone"]);
     fails_with(&tessera(&["classify", "--model", d, "--labels", "a,b", "tests/fixtures/photos/chelsea.png"], &[]), &["text tower alone"]);
 }

@@ -103,7 +103,9 @@ impl TextConfig {
         let projection_dim = if siglip {
             Some(num("projection_size", Some(hidden_size as u64), 16384)?)
         } else {
-            top.get("projection_dim").and_then(Value::as_u64).map(|p| p as usize).filter(|&p| p > 0 && p <= 16384)
+            // A CLIPTextModel's config carries CLIP's projection_dim without the projection.
+            let plain = top["architectures"][0].as_str() == Some("CLIPTextModel");
+            top.get("projection_dim").and_then(Value::as_u64).map(|p| p as usize).filter(|&p| p > 0 && p <= 16384 && !plain)
         };
         Ok(TextConfig {
             kind,

@@ -36,7 +36,25 @@ pub fn info_model(device: &Device, args: &InfoArgs) -> Result<()> {
     if m.model.is_none() && m.patch_size.is_none() {
         return Ok(());
     }
-    let model = models::load(device, m)?;
+    let ck = models::checkpoint(m.model.as_deref())?;
+    if ck.config.family == tessera::model::Family::TextOnly {
+        // A text tower alone: its shape and tokenizer, no image side.
+        let t = tessera::model::TextConfig::parse(ck.config_json(), &format!("{}/config.json", ck.source))?;
+        let tokenizer = if ck.tokenizer_json().is_some() { "tokenizer.json" } else if ck.sentencepiece().is_some() { "spiece.model" } else { "none" };
+        println!(
+            "\nmodel: {} (a {:?} text tower alone, {} layers, width {}, {} heads, {} positions, {} tokens; projection: {}; tokenizer: {tokenizer})",
+            ck.source,
+            t.kind,
+            t.num_layers,
+            t.hidden_size,
+            t.num_heads,
+            t.max_positions,
+            t.vocab_size,
+            t.projection_dim.map_or("none".into(), |p| format!("{p} wide")),
+        );
+        return Ok(());
+    }
+    let model = models::load_checkpoint(device, &ck, m.f16, m.patch_size)?;
     let c = &model.config;
     let (h, w) = c.image_size;
     let (p, own) = (model.patch_size(), model.original_patch_size());
