@@ -34,13 +34,14 @@ CORPUS = [
     "a photo of a cat", "a photo of a dog", "this is a photo of a tabby cat sitting on a table",
     "a cup of coffee on a wooden table", "an espresso in a white cup", "the quick brown fox jumps over the lazy dog",
     "café crème, naïve façade", "東京の猫と犬", "кошка и собака", "1234567890 numbers and 3.14",
+    "ο δρόμος της πόλης σας", "istanbul i̇stanbul",
 ] * 20
 
 STRINGS = [
     "", " ", "a photo of a cat", "A PHOTO   OF\ta\nDOG", "café ☕", "東京の猫", "кошка", "it's a cat's toy",
     "🐱🐶🐱🐶", "<bos>hello<eos>", "\u0000\u0007control\u001b[31m", "e\u0301 vs \u00e9", "word " * 40,
     "mixed Ελληνικά и русский and 中文 text", "Hello, World! (yes) -- 3.14", "a\u3000b\u00a0c\u001fd", "ｆｕｌｌｗｉｄｔｈ ＡＢＣ",
-    "tabs\t\tand   spaces  ", "  leading space", "a photo</s>of a cat", "UPPER Case ÀÉÎ",
+    "tabs\t\tand   spaces  ", "  leading space", "a photo</s>of a cat", "UPPER Case ÀÉÎ", "ΟΔΟΣ ΚΑΙ ΔΡΟΜΟΣ.", "İSTANBUL ǅ ß ẞ",
 ]
 LABELS = ["cat", "dog", "cup of coffee", "café ☕", "東京"]
 TEMPLATE = "this is a photo of {}."

@@ -173,9 +173,11 @@ pub fn siglip_tokenizer(bytes: &[u8], file: &str) -> Result<Tokenizer> {
         Ok(r.into())
     };
     let mut steps: Vec<NormalizerWrapper> = vec![
-        // SiglipTokenizer.canonicalize_text: lowercase, no ASCII punctuation (Python's
+        // SiglipTokenizer.canonicalize_text: lowercase (as Python's str.lower, whose capital
+        // sigma ending a word becomes the final form), no ASCII punctuation (Python's
         // string.punctuation), whitespace runs as one space (Python's \s also takes \x1c-\x1f),
         // no whitespace at either end.
+        replace(r"(?<=\p{Cased})Σ(?!\p{Cased})", "ς")?,
         Lowercase.into(),
         replace(r##"[!"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~]"##, "")?,
         replace(r"[\s\x1c-\x1f]+", " ")?,
