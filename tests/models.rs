@@ -502,6 +502,31 @@ fn unsupported_or_inconsistent_timm_configs_are_named() {
 /// CLIPModel's text tower (tests/fixtures/clip/clip-model/text-expected.safetensors, from
 /// `transformers`): token ids of three lengths, padded, through the causal encoder; the final
 /// hidden states, the end-of-text token's state and its projection within 1e-4, on both devices.
+/// SigLIP configs as the hub's checkpoints carry them, with transformers' defaults left out
+/// (google/siglip-base-patch16-224's layout): the defaults of SiglipVisionConfig and
+/// SiglipTextConfig fill them in (the expected values are what transformers 5.24's
+/// `SiglipConfig.from_dict` gives for the same JSON).
+#[test]
+fn siglip_hub_configs_get_transformers_defaults() {
+    let json = br#"{"architectures": ["SiglipModel"], "model_type": "siglip",
+        "text_config": {"hidden_size": 768, "intermediate_size": 3072, "model_type": "siglip_text_model", "num_attention_heads": 12, "vocab_size": 32000},
+        "vision_config": {"hidden_size": 768, "image_size": 224, "intermediate_size": 3072, "model_type": "siglip_vision_model", "num_attention_heads": 12, "patch_size": 16}}"#;
+    let v = tessera::model::ModelConfig::parse(json, "config.json").unwrap();
+    assert_eq!(v.family, tessera::model::Family::Siglip);
+    assert_eq!((v.num_layers, v.hidden_size, v.num_heads, v.intermediate_size, v.image_size, v.patch_size), (12, 768, 12, 3072, (224, 224), 16));
+    assert_eq!((v.layer_norm_eps, v.hidden_act, v.layout.class_token, v.layout.pool_map), (1e-6, tessera::Activation::GeluTanh, false, true));
+    let t = tessera::model::TextConfig::parse(json, "config.json").unwrap();
+    assert_eq!((t.num_layers, t.hidden_size, t.max_positions, t.vocab_size, t.projection_dim, t.pad_token_id), (12, 768, 64, 32000, Some(768), 1));
+    assert_eq!((t.kind, t.hidden_act, t.layer_norm_eps), (tessera::model::text::TextKind::Siglip, tessera::Activation::GeluTanh, 1e-6));
+    // So400m at 384: head dim 72, 27 layers, given.
+    let so400m = br#"{"model_type": "siglip_vision_model", "hidden_size": 1152, "intermediate_size": 4304, "num_attention_heads": 16, "num_hidden_layers": 27, "patch_size": 14, "image_size": 384}"#;
+    let v = tessera::model::ModelConfig::parse(so400m, "config.json").unwrap();
+    assert_eq!((v.num_layers, v.head_dim(), v.image_size.0 / v.patch_size), (27, 72, 27));
+    // SigLIP 2's NaFlex checkpoints (model_type siglip2) are another layout: refused by name.
+    let e = tessera::model::ModelConfig::parse(br#"{"model_type": "siglip2"}"#, "config.json").unwrap_err();
+    assert!(e.to_string().contains("siglip2"), "{e}");
+}
+
 /// SigLIP checkpoints whose weights do not fit the config, or whose config asks for what does not
 /// exist: a model error naming the tensor or key.
 #[test]
