@@ -502,7 +502,7 @@ fn unsupported_or_inconsistent_timm_configs_are_named() {
 /// CLIPModel's text tower (tests/fixtures/clip/clip-model/text-expected.safetensors, from
 /// `transformers`): token ids of three lengths, padded, through the causal encoder; the final
 /// hidden states, the end-of-text token's state and its projection within 1e-4, on both devices.
-/// SigLIP configs as the hub's checkpoints carry them, with transformers' defaults left out
+/// SigLIP (and CLIP) configs as the hub's checkpoints carry them, with transformers' defaults left out
 /// (google/siglip-base-patch16-224's layout): the defaults of SiglipVisionConfig and
 /// SiglipTextConfig fill them in (the expected values are what transformers 5.24's
 /// `SiglipConfig.from_dict` gives for the same JSON).
@@ -522,6 +522,13 @@ fn siglip_hub_configs_get_transformers_defaults() {
     let so400m = br#"{"model_type": "siglip_vision_model", "hidden_size": 1152, "intermediate_size": 4304, "num_attention_heads": 16, "num_hidden_layers": 27, "patch_size": 14, "image_size": 384}"#;
     let v = tessera::model::ModelConfig::parse(so400m, "config.json").unwrap();
     assert_eq!((v.num_layers, v.head_dim(), v.image_size.0 / v.patch_size), (27, 72, 27));
+    // CLIP likewise (CLIPVisionConfig's and CLIPTextConfig's defaults, from transformers 5.24).
+    let clip = br#"{"model_type": "clip", "projection_dim": 512, "text_config": {}, "vision_config": {}}"#;
+    let v = tessera::model::ModelConfig::parse(clip, "config.json").unwrap();
+    assert_eq!((v.num_layers, v.hidden_size, v.intermediate_size, v.image_size, v.patch_size, v.layer_norm_eps), (12, 768, 3072, (224, 224), 32, 1e-5));
+    assert_eq!(v.hidden_act, tessera::Activation::QuickGelu);
+    let t = tessera::model::TextConfig::parse(clip, "config.json").unwrap();
+    assert_eq!((t.num_layers, t.hidden_size, t.num_heads, t.intermediate_size, t.max_positions, t.vocab_size, t.eos_token_id), (12, 512, 8, 2048, 77, 49408, 49407));
     // SigLIP 2's NaFlex checkpoints (model_type siglip2) are another layout: refused by name.
     let e = tessera::model::ModelConfig::parse(br#"{"model_type": "siglip2"}"#, "config.json").unwrap_err();
     assert!(e.to_string().contains("siglip2"), "{e}");

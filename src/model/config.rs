@@ -199,15 +199,16 @@ impl ModelConfig {
             }
             None => return Err(bad("no `model_type` (expected vit, deit, dinov2, clip, clip_vision_model, siglip or siglip_vision_model)".into())),
         };
-        // SiglipVisionConfig's defaults: the hub's SigLIP configs leave them out.
+        // SiglipVisionConfig's and CLIPVisionConfig's defaults: hub configs written with
+        // `to_diff_dict` leave them out (the patch size is the one default that differs).
         let mut raw = raw;
-        if family == Family::Siglip {
+        if matches!(family, Family::Siglip | Family::Clip) {
             raw.hidden_size = raw.hidden_size.or(Some(768));
             raw.num_hidden_layers = raw.num_hidden_layers.or(Some(12));
             raw.num_attention_heads = raw.num_attention_heads.or(Some(12));
             raw.intermediate_size = raw.intermediate_size.or(Some(3072));
             raw.image_size = raw.image_size.or(Some(Size::One(224)));
-            raw.patch_size = raw.patch_size.or(Some(Size::One(16)));
+            raw.patch_size = raw.patch_size.or(Some(Size::One(if family == Family::Clip { 32 } else { 16 })));
         }
         let architecture = raw.architectures.as_ref().and_then(|a| a.first().cloned());
         let head = match architecture.as_deref() {
