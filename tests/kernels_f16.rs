@@ -29,6 +29,8 @@ fn matmul_f16_every_epilogue() {
         (37, 64, 48, true, Activation::Gelu, true),
         (5, 7, 13, true, Activation::Tanh, false),
         (70, 33, 9, false, Activation::None, true),
+        (12, 40, 24, true, Activation::GeluTanh, false),
+        (9, 16, 20, true, Activation::QuickGelu, true),
     ] {
         let mut rng = Rng::new(3);
         let a = round16(&rng.vec(m * k, 1.0));
@@ -59,6 +61,11 @@ fn attention_f16_vec4_and_scalar_head_dims() {
         let got = run_f16(Op::AttentionProbs { heads, scale, queries: 1, first_key: 1 }, &[("qkv", vec![b, t, 3 * d], &qkv)]);
         let want = r::attention_probs(&qkv, b, t, heads, dh, scale, 1, 1);
         assert_close(&format!("f16 attention probs dh={dh}"), &got, &want, ATOL, RTOL);
+        // Attention pooling (SigLIP's head): the learned query over the first two thirds as keys
+        // and values.
+        let (q, kv) = (round16(&Rng::new(5).vec(d, 1.0)), &qkv[..b * t * 2 * d]);
+        let got = run_f16(Op::AttentionPool { heads, scale }, &[("query", vec![1, d], &q), ("kv", vec![b, t, 2 * d], kv)]);
+        assert_close(&format!("f16 attention pool dh={dh}"), &got, &r::attention_pool(&q, kv, b, t, heads, dh, scale), ATOL, RTOL);
     }
 }
 

@@ -447,7 +447,7 @@ fn concurrent_runs_on(device: &tessera::Device) {
 fn f16_storage_stays_within_1e_2_of_f32() {
     let gpu = gpu();
     assert!(gpu.report().shader_f16, "this test needs an adapter with shader-f16 (lavapipe has it)");
-    for name in ["vit-classifier", "deit-distilled-bf16", "dinov2-classifier", "dinov2-base"] {
+    for name in ["vit-classifier", "deit-distilled-bf16", "dinov2-classifier", "dinov2-base", "siglip/siglip-classifier", "siglip/siglip-model"] {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name);
         let ck = Checkpoint::from_dir(&dir).unwrap();
         let exp = expected(&dir);
