@@ -56,3 +56,55 @@ fn siglip_sentencepiece_tokenizer_gives_the_python_tokenizers_ids() {
         assert!(e.to_string().contains("spiece.model"), "{e}");
     }
 }
+
+/// Damaged SentencePiece models (bytes flipped, cut short, pieces emptied or duplicated) load as
+/// an error or as some tokenizer, and encoding with one never panics.
+#[test]
+fn damaged_sentencepiece_models_never_panic() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/siglip-spm-zero-shot");
+    let good = std::fs::read(dir.join("spiece.model")).unwrap();
+    let mut rng = tessera::reference::Rng::new(77);
+    let mut next = |n: usize| -> usize { ((rng.vec(1, 1.0)[0].abs() * 1e6) as usize) % n.max(1) };
+    let (mut loaded, mut refused) = (0, 0);
+    for i in 0..400 {
+        let mut bytes = good.clone();
+        match i % 4 {
+            // Flip a few bytes anywhere (the pieces come first; the character map is the bulk).
+            0 => (0..4).for_each(|_| {
+                let at = next(bytes.len());
+                bytes[at] ^= 1 << next(8);
+            }),
+            // Flip bytes among the pieces.
+            1 => (0..4).for_each(|_| {
+                let at = next(4000.min(bytes.len()));
+                bytes[at] = next(256) as u8;
+            }),
+            // Cut short.
+            2 => bytes.truncate(next(bytes.len())),
+            // Append a copy of the first field (a duplicated piece).
+            _ => {
+                let head: Vec<u8> = good[..next(64) + 2].to_vec();
+                bytes.extend(head);
+            }
+        }
+        let result = std::panic::catch_unwind(|| match TextTokenizer::from_sentencepiece(&bytes, "spiece.model", 16) {
+            Ok(tok) => {
+                for s in ["a photo of a cat", "", "ΟΔΟΣ</s> x", "🐱 東京"] {
+                    let _ = tok.encode(s);
+                }
+                true
+            }
+            Err(e) => {
+                assert!(e.to_string().contains("spiece.model"), "{e}");
+                false
+            }
+        });
+        match result {
+            Ok(true) => loaded += 1,
+            Ok(false) => refused += 1,
+            Err(_) => panic!("case {i} panicked"),
+        }
+    }
+    eprintln!("damaged models: {loaded} loaded, {refused} refused");
+    assert!(refused > 0);
+}

@@ -186,6 +186,7 @@ pub fn siglip_tokenizer(bytes: &[u8], file: &str) -> Result<Tokenizer> {
     // SentencePiece's normalization: the character map (NFKC and its own rules), then its
     // removal of extra spaces (runs as one; none at the end).
     if !m.charsmap.is_empty() {
+        check_charsmap(&m.charsmap).map_err(|e| bad(format!("its character map is not usable: {e}")))?;
         let p = Precompiled::from(&m.charsmap).map_err(|e| bad(format!("its character map is not usable: {e}")))?;
         steps.push(p.into());
     }
@@ -208,6 +209,56 @@ pub fn siglip_tokenizer(bytes: &[u8], file: &str) -> Result<Tokenizer> {
     // SiglipTokenizer pads with its end token.
     tok.with_padding(Some(tokenizers::PaddingParams { pad_id: eos as u32, pad_token: "</s>".into(), ..Default::default() }));
     Ok(tok)
+}
+
+/// Checks that a precompiled character map (a double-array trie of u32 units over the UTF-8 bytes
+/// of a text, then the normalized strings it points into) can be walked with any text without an
+/// index leaving it: from every node the trie reaches, each of the 255 next bytes lands inside
+/// the array, and every normalized string a leaf points to starts at a character inside them.
+/// The `tokenizers` normalizer indexes the map unchecked, so a damaged file is refused here.
+fn check_charsmap(map: &[u8]) -> std::result::Result<(), String> {
+    let word = |i: usize| -> Option<usize> { map.get(i..i + 4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize) };
+    let trie_bytes = word(0).ok_or("shorter than its header")?;
+    let units = trie_bytes / 4;
+    if 4 + units * 4 > map.len() || units == 0 {
+        return Err(format!("a trie of {units} units in {} bytes", map.len()));
+    }
+    let array: Vec<usize> = (0..units).map(|i| word(4 + 4 * i).unwrap_or(0)).collect();
+    let normalized = std::str::from_utf8(&map[4 + units * 4..]).map_err(|_| "its normalized strings are not UTF-8")?;
+    // The unit's fields, as the normalizer reads them.
+    let offset = |u: usize| (u >> 10) << ((u & (1 << 9)) >> 6);
+    let label = |u: usize| u & ((1 << 31) | 0xff);
+    let has_leaf = |u: usize| (u >> 8) & 1 == 1;
+    let value = |u: usize| u & ((1 << 31) - 1);
+    let base_ok = |b: usize| (b | 0xff) < units;
+    let root = offset(array[0]);
+    if !base_ok(root) {
+        return Err("its root points outside the trie".into());
+    }
+    let mut seen = vec![false; units];
+    let mut todo = vec![root];
+    while let Some(base) = todo.pop() {
+        for c in 1..=255usize {
+            let pos = base ^ c;
+            let unit = array[pos];
+            if label(unit) != c || seen[pos] {
+                continue;
+            }
+            seen[pos] = true;
+            let child = pos ^ offset(unit);
+            if !base_ok(child) {
+                return Err(format!("node {pos} points outside the trie"));
+            }
+            if has_leaf(unit) {
+                let v = value(array[child]);
+                if v > normalized.len() || !normalized.is_char_boundary(v) {
+                    return Err(format!("node {pos} points outside its normalized strings"));
+                }
+            }
+            todo.push(child);
+        }
+    }
+    Ok(())
 }
 
 /// What SiglipTokenizer does to a text before its pipeline: a `▁` in front (SentencePiece reads
