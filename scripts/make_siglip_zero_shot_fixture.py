@@ -80,7 +80,27 @@ def siglip_spm_tokenizer(out):
         f.write(buf.getvalue())
     tok = SiglipTokenizer(vocab_file=path, model_max_length=POSITIONS)
     tok.save_pretrained(out)
+    precompiled_tokenizer(path, os.path.join(out, "precompiled"))
     return SiglipTokenizer.from_pretrained(out)
+
+
+def precompiled_tokenizer(spm_path, out):
+    """The same unigram model as a tokenizer.json with SentencePiece's character map as a
+    `Precompiled` normalizer (the form files converted from SentencePiece take), and the ids the
+    `tokenizers` library gives the strings with it: for the test that a damaged character map in a
+    tokenizer.json is refused rather than crashing."""
+    import sentencepiece.sentencepiece_model_pb2 as pb
+    from tokenizers import Regex
+    m = pb.ModelProto()
+    m.ParseFromString(open(spm_path, "rb").read())
+    unk = next(i for i, p in enumerate(m.pieces) if p.type == 2)
+    tok = Tokenizer(models.Unigram([(p.piece, p.score) for p in m.pieces], unk_id=unk, byte_fallback=False))
+    tok.normalizer = normalizers.Sequence([normalizers.Precompiled(m.normalizer_spec.precompiled_charsmap), normalizers.Replace(Regex(" {2,}"), " ")])
+    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
+    os.makedirs(out)
+    tok.save(os.path.join(out, "tokenizer.json"))
+    ids = [tok.encode(s).ids for s in STRINGS]
+    json.dump({"strings": STRINGS, "ids": ids}, open(os.path.join(out, "tokens.json"), "w"), indent=1, ensure_ascii=False)
 
 
 def build(out, make_tokenizer, seed):

@@ -108,3 +108,49 @@ fn damaged_sentencepiece_models_never_panic() {
     eprintln!("damaged models: {loaded} loaded, {refused} refused");
     assert!(refused > 0);
 }
+
+/// A tokenizer.json whose normalizer is SentencePiece's character map (`Precompiled`, the form of
+/// files converted from SentencePiece; tests/fixtures/siglip-spm-zero-shot/precompiled): the ids
+/// the `tokenizers` library gives in Python; with the map damaged (base64 characters changed),
+/// an error naming the file or some tokenizer, never a panic.
+#[test]
+fn damaged_character_maps_in_tokenizer_json_never_panic() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/siglip-spm-zero-shot/precompiled");
+    let json = std::fs::read_to_string(dir.join("tokenizer.json")).unwrap();
+    let want: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("tokens.json")).unwrap()).unwrap();
+    let tok = TextTokenizer::from_bytes(json.as_bytes(), "tokenizer.json", 1000).unwrap();
+    for (s, ids) in want["strings"].as_array().unwrap().iter().zip(want["ids"].as_array().unwrap()) {
+        let ids: Vec<u32> = ids.as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
+        assert_eq!(tok.encode(s.as_str().unwrap()).unwrap().ids, ids, "{s}");
+    }
+    let key = "\"precompiled_charsmap\": \"";
+    let start = json.find(key).expect("a Precompiled normalizer") + key.len();
+    let len = json[start..].find('"').unwrap();
+    let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut rng = tessera::reference::Rng::new(91);
+    let mut next = |n: usize| -> usize { ((rng.vec(1, 1.0)[0].abs() * 1e6) as usize) % n.max(1) };
+    let mut refused = 0;
+    for i in 0..200 {
+        let mut bytes = json.clone().into_bytes();
+        // Mostly in the trie (the first tenth of the map), some in the strings.
+        let span = if i % 2 == 0 { len / 10 } else { len - 4 };
+        for _ in 0..3 {
+            let at = start + next(span);
+            bytes[at] = alphabet[next(64)];
+        }
+        let result = std::panic::catch_unwind(|| match TextTokenizer::from_bytes(&bytes, "tokenizer.json", 1000) {
+            Ok(tok) => {
+                for s in ["a photo of a cat", "", "ΟΔΟΣ</s> x", "🐱 東京", "ｆｕｌｌ"] {
+                    let _ = tok.encode(s);
+                }
+                false
+            }
+            Err(e) => {
+                assert!(e.to_string().contains("tokenizer.json"), "{e}");
+                true
+            }
+        });
+        refused += result.unwrap_or_else(|_| panic!("case {i} panicked")) as usize;
+    }
+    assert!(refused > 0);
+}

@@ -216,7 +216,7 @@ pub fn siglip_tokenizer(bytes: &[u8], file: &str) -> Result<Tokenizer> {
 /// index leaving it: from every node the trie reaches, each of the 255 next bytes lands inside
 /// the array, and every normalized string a leaf points to starts at a character inside them.
 /// The `tokenizers` normalizer indexes the map unchecked, so a damaged file is refused here.
-fn check_charsmap(map: &[u8]) -> std::result::Result<(), String> {
+pub(crate) fn check_charsmap(map: &[u8]) -> std::result::Result<(), String> {
     let word = |i: usize| -> Option<usize> { map.get(i..i + 4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize) };
     let trie_bytes = word(0).ok_or("shorter than its header")?;
     let units = trie_bytes / 4;
@@ -259,6 +259,30 @@ fn check_charsmap(map: &[u8]) -> std::result::Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Standard base64 (with or without padding), as tokenizer.json stores a character map.
+pub(crate) fn base64_decode(s: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(s.len() / 4 * 3);
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for c in s.bytes().filter(|&c| c != b'=') {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        } as u32;
+        acc = (acc << 6) | v;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    Some(out)
 }
 
 /// What SiglipTokenizer does to a text before its pipeline: a `▁` in front (SentencePiece reads

@@ -29,6 +29,7 @@ impl TextTokenizer {
     /// From `tokenizer.json`'s bytes; `file` names it in errors; `max_len`: the text tower's
     /// positions.
     pub fn from_bytes(json: &[u8], file: &str, max_len: usize) -> Result<TextTokenizer> {
+        check_charsmaps(json).map_err(|p| Error::model(file, format!("not a usable tokenizer.json: {p}")))?;
         let inner = tokenizers::Tokenizer::from_bytes(json).map_err(|e| Error::model(file, format!("not a usable tokenizer.json: {e}")))?;
         Self::new(inner, file, max_len, false)
     }
@@ -68,5 +69,31 @@ impl TextTokenizer {
             return Err(Error::Input { name: "text".into(), problem: format!("{}: {} tokens for a model of {} positions", self.file, ids.len(), self.max_len) });
         }
         Ok(Encoded { ids, truncated: !enc.get_overflowing().is_empty() })
+    }
+}
+
+/// Every SentencePiece character map in a tokenizer.json's normalizers (`Precompiled`, as files
+/// converted from a SentencePiece model carry) must be one the normalizer can walk without
+/// leaving it ([`super::spm`]); other problems are the `tokenizers` library's to report.
+fn check_charsmaps(json: &[u8]) -> std::result::Result<(), String> {
+    fn walk(v: &serde_json::Value) -> std::result::Result<(), String> {
+        match v {
+            serde_json::Value::Object(o) => {
+                if o.get("type").and_then(|t| t.as_str()) == Some("Precompiled") {
+                    let map = o.get("precompiled_charsmap").and_then(|m| m.as_str()).and_then(super::spm::base64_decode).ok_or("a Precompiled normalizer without a readable character map")?;
+                    if !map.is_empty() {
+                        super::spm::check_charsmap(&map).map_err(|e| format!("its character map is damaged: {e}"))?;
+                    }
+                }
+                o.values().try_for_each(walk)
+            }
+            serde_json::Value::Array(a) => a.iter().try_for_each(walk),
+            _ => Ok(()),
+        }
+    }
+    match serde_json::from_slice::<serde_json::Value>(json) {
+        Ok(v) => walk(v.get("normalizer").unwrap_or(&serde_json::Value::Null)),
+        // Not JSON: the tokenizers library says so.
+        Err(_) => Ok(()),
     }
 }
