@@ -154,3 +154,43 @@ fn damaged_character_maps_in_tokenizer_json_never_panic() {
     }
     assert!(refused > 0);
 }
+
+/// tokenizer.json files with changed numbers (ids, scores, lengths: the JSON stays valid) and
+/// changed letters (tokens, merges, types): an error naming the file or some tokenizer, and
+/// encoding with one never panics. CLIP's byte-level BPE and a SigLIP 2 style byte-fallback BPE.
+#[test]
+fn damaged_tokenizer_json_never_panics() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let mut rng = tessera::reference::Rng::new(93);
+    let mut next = |n: usize| -> usize { ((rng.vec(1, 1.0)[0].abs() * 1e6) as usize) % n.max(1) };
+    let mut refused = 0;
+    for fixture in ["clip/clip-zero-shot", "siglip-zero-shot"] {
+        let good = std::fs::read(root.join(fixture).join("tokenizer.json")).unwrap();
+        let digits: Vec<usize> = good.iter().enumerate().filter(|(_, b)| b.is_ascii_digit()).map(|(i, _)| i).collect();
+        let letters: Vec<usize> = good.iter().enumerate().filter(|(_, b)| b.is_ascii_lowercase()).map(|(i, _)| i).collect();
+        for i in 0..150 {
+            let mut bytes = good.clone();
+            for _ in 0..3 {
+                if i % 2 == 0 {
+                    bytes[digits[next(digits.len())]] = b'0' + next(10) as u8;
+                } else {
+                    bytes[letters[next(letters.len())]] = b'a' + next(26) as u8;
+                }
+            }
+            let result = std::panic::catch_unwind(|| match TextTokenizer::from_bytes(&bytes, "tokenizer.json", 16) {
+                Ok(tok) => {
+                    for s in ["a photo of a cat", "", "ΟΔΟΣ</s> x", "🐱 東京", "<|endoftext|> <bos> <pad>"] {
+                        let _ = tok.encode(s);
+                    }
+                    false
+                }
+                Err(e) => {
+                    assert!(e.to_string().contains("tokenizer.json"), "{e}");
+                    true
+                }
+            });
+            refused += result.unwrap_or_else(|_| panic!("{fixture} case {i} panicked")) as usize;
+        }
+    }
+    assert!(refused > 0);
+}
