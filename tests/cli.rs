@@ -698,6 +698,30 @@ fn search_ranks_a_folder_by_a_text_query_and_caches_the_images() {
     fails_with(&tessera(&["search", "no-such-folder", "--model", m, "--query", "x"], &[]), &["not a folder"]);
 }
 
+/// `tessera search` with a SigLIP model (its SentencePiece tokenizer): the ranking is by the dot
+/// products of `embed`'s unit vectors, as for CLIP.
+#[test]
+fn search_with_a_siglip_model() {
+    let model = root().join("tests/fixtures/siglip-spm-zero-shot");
+    let m = model.to_str().unwrap();
+    let dir = tmp("search-siglip");
+    for f in ["tests/fixtures/photos/chelsea.png", "tests/fixtures/photos/coffee-crop.png"] {
+        std::fs::copy(root().join(f), dir.join(Path::new(f).file_name().unwrap())).unwrap();
+    }
+    let d = dir.to_str().unwrap();
+    let v: serde_json::Value = serde_json::from_str(&ok(&tessera(&["--device", "cpu", "search", d, "--model", m, "--query", "a cup of coffee", "--json"], &[]))).unwrap();
+    let text: serde_json::Value = serde_json::from_str(ok(&tessera(&["--device", "cpu", "embed", "--model", m, "--text", "a cup of coffee"], &[])).lines().next().unwrap()).unwrap();
+    let t: Vec<f64> = text["embedding"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
+    let results = v["results"].as_array().unwrap();
+    assert_eq!(results.len(), 2);
+    for line in ok(&tessera(&["--device", "cpu", "embed", "--model", m, d], &[])).lines() {
+        let e: serde_json::Value = serde_json::from_str(line).unwrap();
+        let dot: f64 = e["embedding"].as_array().unwrap().iter().zip(&t).map(|(a, b)| a.as_f64().unwrap() * b).sum();
+        let r = results.iter().find(|r| r["image"] == e["image"]).unwrap();
+        assert!((r["score"].as_f64().unwrap() - dot).abs() < 1e-4, "{}: {} against {dot}", e["image"], r["score"]);
+    }
+}
+
 /// timm and CLIP checkpoints quantize too: the folder loads (timm's config keeps its own format,
 /// CLIP and SigLIP keep their tokenizer files) and give nearly the float model's outputs at 8 bits.
 #[test]
