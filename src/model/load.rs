@@ -136,6 +136,16 @@ impl Reader<'_> {
         Ok((wt, b))
     }
 
+    /// The patch convolution `{conv}.weight`, `(D, C, p, p)`, PI-resized to `patch` and stored as the
+    /// engine's `(C * patch * patch, D)` patch weight (the bias is the caller's: required, optional
+    /// or absent by family).
+    fn patch_weight_to(&mut self, sink: &mut dyn Sink, conv: &str, cfg: &super::config::ModelConfig, patch: usize) -> Result<()> {
+        let (d, p, c) = (cfg.hidden_size, cfg.patch_size, cfg.num_channels);
+        let k = c * patch * patch;
+        let conv = super::flexi::pi_resize(&self.get(&format!("{conv}.weight"), &[d, c, p, p])?, d * c, p, patch);
+        sink.f32(&engine::patch().0, &[k, d], &transpose(&conv, d, k))
+    }
+
     /// A Linear layer into `sink` as (in, out) weight and bias (zeros where it has none).
     fn linear_to(&mut self, sink: &mut dyn Sink, src: &str, dst: (String, String), (inp, out): (usize, usize), scale: Option<&[f32]>) -> Result<()> {
         let (wt, b) = self.linear(src, inp, out, true, scale)?;
@@ -178,14 +188,11 @@ pub(crate) fn load(ck: &Checkpoint, patch: usize, sink: &mut dyn Sink) -> Result
     let cfg = &ck.config;
     let prefix = model_prefix(ck)?;
     let mut rd = Reader { ck, prefix: prefix.clone(), used: BTreeSet::new() };
-    let (d, p, c) = (cfg.hidden_size, cfg.patch_size, cfg.num_channels);
+    let d = cfg.hidden_size;
 
     // Embeddings.
-    let k = c * patch * patch;
-    let conv = super::flexi::pi_resize(&rd.get(&format!("{}.weight", hf::PATCH), &[d, c, p, p])?, d * c, p, patch);
-    let (pw, pb) = engine::patch();
-    sink.f32(&pw, &[k, d], &transpose(&conv, d, k))?;
-    sink.f32(&pb, &[d], &rd.get(&format!("{}.bias", hf::PATCH), &[d])?)?;
+    rd.patch_weight_to(sink, hf::PATCH, cfg, patch)?;
+    sink.f32(&engine::patch().1, &[d], &rd.get(&format!("{}.bias", hf::PATCH), &[d])?)?;
     let prefix_tokens = cfg.prefix_tokens();
     let mut toks = rd.get(hf::CLS_TOKEN, &[d])?;
     if cfg.family == Family::Deit {
@@ -305,11 +312,9 @@ fn load_timm(ck: &Checkpoint, patch: usize, sink: &mut dyn Sink) -> Result<Loade
     let cfg = &ck.config;
     let layout = &cfg.layout;
     let mut rd = Reader { ck, prefix: String::new(), used: BTreeSet::new() };
-    let (d, p, c) = (cfg.hidden_size, cfg.patch_size, cfg.num_channels);
-    let k = c * patch * patch;
-    let conv = super::flexi::pi_resize(&rd.get(&format!("{}.weight", t::PATCH), &[d, c, p, p])?, d * c, p, patch);
-    let (pw, pb) = engine::patch();
-    sink.f32(&pw, &[k, d], &transpose(&conv, d, k))?;
+    let (d, p) = (cfg.hidden_size, cfg.patch_size);
+    rd.patch_weight_to(sink, t::PATCH, cfg, patch)?;
+    let pb = engine::patch().1;
     // CLIP-style towers (pre-norm) have no patch bias.
     let bias = if rd.has(&format!("{}.bias", t::PATCH)) { rd.get(&format!("{}.bias", t::PATCH), &[d])? } else { vec![0.0; d] };
     sink.f32(&pb, &[d], &bias)?;
@@ -446,12 +451,9 @@ fn load_clip_vision(ck: &Checkpoint, patch: usize, sink: &mut dyn Sink) -> Resul
     let cfg = &ck.config;
     let prefix = if ck.has(&format!("vision_model.{}", c::CLASS)) { "vision_model." } else { "" };
     let mut rd = Reader { ck, prefix: prefix.into(), used: BTreeSet::new() };
-    let (d, p, ch) = (cfg.hidden_size, cfg.patch_size, cfg.num_channels);
-    let k = ch * patch * patch;
-    let conv = super::flexi::pi_resize(&rd.get(&format!("{}.weight", c::PATCH), &[d, ch, p, p])?, d * ch, p, patch);
-    let (pw, pb) = engine::patch();
-    sink.f32(&pw, &[k, d], &transpose(&conv, d, k))?;
-    sink.f32(&pb, &[d], &vec![0.0; d])?;
+    let d = cfg.hidden_size;
+    rd.patch_weight_to(sink, c::PATCH, cfg, patch)?;
+    sink.f32(&engine::patch().1, &[d], &vec![0.0; d])?;
     sink.f32(engine::prefix(), &[1, d], &rd.get(c::CLASS, &[d])?)?;
     let pos = positions_named(ck, &mut rd, c::POSITIONS, 1)?;
     rd.norm_to(sink, c::PRE_NORM, engine::pre_norm(), d)?;
@@ -510,12 +512,9 @@ fn load_siglip_vision(ck: &Checkpoint, patch: usize, sink: &mut dyn Sink) -> Res
     let cfg = &ck.config;
     let prefix = if ck.has(&format!("vision_model.{}.weight", c::PATCH)) { "vision_model." } else { "" };
     let mut rd = Reader { ck, prefix: prefix.into(), used: BTreeSet::new() };
-    let (d, p, ch) = (cfg.hidden_size, cfg.patch_size, cfg.num_channels);
-    let k = ch * patch * patch;
-    let conv = super::flexi::pi_resize(&rd.get(&format!("{}.weight", c::PATCH), &[d, ch, p, p])?, d * ch, p, patch);
-    let (pw, pb) = engine::patch();
-    sink.f32(&pw, &[k, d], &transpose(&conv, d, k))?;
-    sink.f32(&pb, &[d], &rd.get(&format!("{}.bias", c::PATCH), &[d])?)?;
+    let d = cfg.hidden_size;
+    rd.patch_weight_to(sink, c::PATCH, cfg, patch)?;
+    sink.f32(&engine::patch().1, &[d], &rd.get(&format!("{}.bias", c::PATCH), &[d])?)?;
     let pos = positions_named(ck, &mut rd, c::POSITIONS, 0)?;
     let mlp = cfg.intermediate_size;
     clip_encoder_to(&mut rd, sink, cfg.num_layers, d, mlp)?;
