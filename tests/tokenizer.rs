@@ -57,15 +57,45 @@ fn siglip_sentencepiece_tokenizer_gives_the_python_tokenizers_ids() {
     }
 }
 
+/// Seeded picks in `0..n` for the damage tests.
+fn picker(seed: u64) -> impl FnMut(usize) -> usize {
+    let mut rng = tessera::reference::Rng::new(seed);
+    move |n| ((rng.vec(1, 1.0)[0].abs() * 1e6) as usize) % n.max(1)
+}
+
+/// Texts a damaged tokenizer must encode (or refuse) without panicking.
+const PROBES: [&str; 6] = ["a photo of a cat", "", "ΟΔΟΣ</s> x", "🐱 東京", "ｆｕｌｌ", "<|endoftext|> <bos> <pad>"];
+
+/// Loads a damaged tokenizer and encodes the probes with it: true where it was refused, with an
+/// error naming `file`; a panic anywhere fails the test, naming `case`.
+fn refused_without_panic(load: impl FnOnce() -> tessera::Result<TextTokenizer> + std::panic::UnwindSafe, file: &str, case: &str) -> bool {
+    let result = std::panic::catch_unwind(|| match load() {
+        Ok(tok) => {
+            for s in PROBES {
+                let _ = tok.encode(s);
+            }
+            Ok(false)
+        }
+        Err(e) => Err(e.to_string()),
+    });
+    match result {
+        Ok(Ok(refused)) => refused,
+        Ok(Err(e)) => {
+            assert!(e.contains(file), "{case}: {e}");
+            true
+        }
+        Err(_) => panic!("{case} panicked"),
+    }
+}
+
 /// Damaged SentencePiece models (bytes flipped, cut short, pieces emptied or duplicated) load as
 /// an error or as some tokenizer, and encoding with one never panics.
 #[test]
 fn damaged_sentencepiece_models_never_panic() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/siglip-spm-zero-shot");
     let good = std::fs::read(dir.join("spiece.model")).unwrap();
-    let mut rng = tessera::reference::Rng::new(77);
-    let mut next = |n: usize| -> usize { ((rng.vec(1, 1.0)[0].abs() * 1e6) as usize) % n.max(1) };
-    let (mut loaded, mut refused) = (0, 0);
+    let mut next = picker(77);
+    let mut refused = 0;
     for i in 0..400 {
         let mut bytes = good.clone();
         match i % 4 {
@@ -87,25 +117,9 @@ fn damaged_sentencepiece_models_never_panic() {
                 bytes.extend(head);
             }
         }
-        let result = std::panic::catch_unwind(|| match TextTokenizer::from_sentencepiece(&bytes, "spiece.model", 16) {
-            Ok(tok) => {
-                for s in ["a photo of a cat", "", "ΟΔΟΣ</s> x", "🐱 東京"] {
-                    let _ = tok.encode(s);
-                }
-                true
-            }
-            Err(e) => {
-                assert!(e.to_string().contains("spiece.model"), "{e}");
-                false
-            }
-        });
-        match result {
-            Ok(true) => loaded += 1,
-            Ok(false) => refused += 1,
-            Err(_) => panic!("case {i} panicked"),
-        }
+        refused += refused_without_panic(|| TextTokenizer::from_sentencepiece(&bytes, "spiece.model", 16), "spiece.model", &format!("case {i}")) as usize;
     }
-    eprintln!("damaged models: {loaded} loaded, {refused} refused");
+    eprintln!("damaged models: {} loaded, {refused} refused", 400 - refused);
     assert!(refused > 0);
 }
 
@@ -127,8 +141,7 @@ fn damaged_character_maps_in_tokenizer_json_never_panic() {
     let start = json.find(key).expect("a Precompiled normalizer") + key.len();
     let len = json[start..].find('"').unwrap();
     let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut rng = tessera::reference::Rng::new(91);
-    let mut next = |n: usize| -> usize { ((rng.vec(1, 1.0)[0].abs() * 1e6) as usize) % n.max(1) };
+    let mut next = picker(91);
     let mut refused = 0;
     for i in 0..200 {
         let mut bytes = json.clone().into_bytes();
@@ -138,19 +151,7 @@ fn damaged_character_maps_in_tokenizer_json_never_panic() {
             let at = start + next(span);
             bytes[at] = alphabet[next(64)];
         }
-        let result = std::panic::catch_unwind(|| match TextTokenizer::from_bytes(&bytes, "tokenizer.json", 1000) {
-            Ok(tok) => {
-                for s in ["a photo of a cat", "", "ΟΔΟΣ</s> x", "🐱 東京", "ｆｕｌｌ"] {
-                    let _ = tok.encode(s);
-                }
-                false
-            }
-            Err(e) => {
-                assert!(e.to_string().contains("tokenizer.json"), "{e}");
-                true
-            }
-        });
-        refused += result.unwrap_or_else(|_| panic!("case {i} panicked")) as usize;
+        refused += refused_without_panic(|| TextTokenizer::from_bytes(&bytes, "tokenizer.json", 1000), "tokenizer.json", &format!("case {i}")) as usize;
     }
     assert!(refused > 0);
 }
@@ -161,8 +162,7 @@ fn damaged_character_maps_in_tokenizer_json_never_panic() {
 #[test]
 fn damaged_tokenizer_json_never_panics() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
-    let mut rng = tessera::reference::Rng::new(93);
-    let mut next = |n: usize| -> usize { ((rng.vec(1, 1.0)[0].abs() * 1e6) as usize) % n.max(1) };
+    let mut next = picker(93);
     let mut refused = 0;
     for fixture in ["clip/clip-zero-shot", "siglip-zero-shot"] {
         let good = std::fs::read(root.join(fixture).join("tokenizer.json")).unwrap();
@@ -177,19 +177,7 @@ fn damaged_tokenizer_json_never_panics() {
                     bytes[letters[next(letters.len())]] = b'a' + next(26) as u8;
                 }
             }
-            let result = std::panic::catch_unwind(|| match TextTokenizer::from_bytes(&bytes, "tokenizer.json", 16) {
-                Ok(tok) => {
-                    for s in ["a photo of a cat", "", "ΟΔΟΣ</s> x", "🐱 東京", "<|endoftext|> <bos> <pad>"] {
-                        let _ = tok.encode(s);
-                    }
-                    false
-                }
-                Err(e) => {
-                    assert!(e.to_string().contains("tokenizer.json"), "{e}");
-                    true
-                }
-            });
-            refused += result.unwrap_or_else(|_| panic!("{fixture} case {i} panicked")) as usize;
+            refused += refused_without_panic(|| TextTokenizer::from_bytes(&bytes, "tokenizer.json", 16), "tokenizer.json", &format!("{fixture} case {i}")) as usize;
         }
     }
     assert!(refused > 0);
