@@ -270,25 +270,8 @@ async function zeroShotFile(file) {
 }
 
 async function handleFile(file) {
-  if (clip && modelKind === 'clip') {
-    if (busy) return;
-    setBusy(true);
-    showError(null);
-    lastFile = file;
-    status(`Running ${file.name || 'image'}…`);
-    try {
-      if (!file.size) throw new Error(`${file.name || 'The file'} is empty.`);
-      await zeroShotFile(file);
-    } catch (e) {
-      showError(e);
-      status('Drop another image.');
-    } finally {
-      setBusy(false);
-      $('patchSize').disabled = true;
-    }
-    return;
-  }
-  if (!model) {
+  const zeroShot = clip && modelKind === 'clip';
+  if (!zeroShot && !model) {
     showError(new Error('No model is loaded yet.'));
     return;
   }
@@ -299,22 +282,9 @@ async function handleFile(file) {
   status(`Running ${file.name || 'image'}…`);
   try {
     if (!file.size) throw new Error(`${file.name || 'The file'} is empty.`);
-    const t0 = performance.now();
-    // The engine decodes and checks the file first, so an unusable file never reaches the page.
-    const preds = model.info.labels.length ? await model.classify(file, { topK: 5 }) : [];
-    const t1 = performance.now();
-    lastAttention = await model.attention(file);
-    const bitmap = await createImageBitmap(file);
-    drawImage(bitmap);
-    bitmap.close();
-    drawHeat();
-    showPredictions(preds);
-    $('latency').textContent = `${(t1 - t0).toFixed(1)} ms (classify at patch ${model.info.patchSize}, incl. decode and upload)`;
-    document.body.dataset.grid = `${lastAttention.rows}x${lastAttention.cols}`;
-    status(preds.length ? `${file.name || 'image'}: ${preds[0].label}` : `${file.name || 'image'}: attention map`);
-    document.body.dataset.result = preds.length ? preds[0].label : '';
+    await (zeroShot ? zeroShotFile(file) : classifyFile(file));
   } catch (e) {
-    if (e.kind === 'device_lost') {
+    if (!zeroShot && e.kind === 'device_lost') {
       setBusy(false);
       await recover(file);
       return;
@@ -323,7 +293,27 @@ async function handleFile(file) {
     status('Drop another image.');
   } finally {
     setBusy(false);
+    // No patch-size dial in zero-shot mode.
+    if (zeroShot) $('patchSize').disabled = true;
   }
+}
+
+/** The image classifier: top-5 classes and the CLS attention map. */
+async function classifyFile(file) {
+  const t0 = performance.now();
+  // The engine decodes and checks the file first, so an unusable file never reaches the page.
+  const preds = model.info.labels.length ? await model.classify(file, { topK: 5 }) : [];
+  const t1 = performance.now();
+  lastAttention = await model.attention(file);
+  const bitmap = await createImageBitmap(file);
+  drawImage(bitmap);
+  bitmap.close();
+  drawHeat();
+  showPredictions(preds);
+  $('latency').textContent = `${(t1 - t0).toFixed(1)} ms (classify at patch ${model.info.patchSize}, incl. decode and upload)`;
+  document.body.dataset.grid = `${lastAttention.rows}x${lastAttention.cols}`;
+  status(preds.length ? `${file.name || 'image'}: ${preds[0].label}` : `${file.name || 'image'}: attention map`);
+  document.body.dataset.result = preds.length ? preds[0].label : '';
 }
 
 // A lost GPU device (driver reset, tab backgrounded on some systems): open WebGPU again, reload the

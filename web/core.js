@@ -197,6 +197,11 @@ export function makeApi(init, Engine) {
   }
   
   const HUB_ID = /^[A-Za-z0-9][\w.-]*\/[A-Za-z0-9][\w.-]*$/;
+
+  /** Where a checkpoint's files are: a hub id's resolve URL, or the given base URL. */
+  function filesUrl(source, endpoint, revision) {
+    return HUB_ID.test(source) ? `${endpoint.replace(/\/$/, '')}/${source}/resolve/${revision}` : source.replace(/\/$/, '');
+  }
   
   /**
    * The device `auto` picks: WebGPU on a real adapter, else the CPU backend (no WebGPU, no adapter,
@@ -302,7 +307,7 @@ export function makeApi(init, Engine) {
       let weights;
       let preprocessor;
       if (typeof source === 'string') {
-        const base = HUB_ID.test(source) ? `${endpoint.replace(/\/$/, '')}/${source}/resolve/${revision}` : source.replace(/\/$/, '');
+        const base = filesUrl(source, endpoint, revision);
         name = source;
         config = await fetchBytes(`${base}/config.json`, { cache, onProgress });
         weights = await fetchBytes(`${base}/model.safetensors`, { cache, onProgress });
@@ -341,7 +346,7 @@ export function makeApi(init, Engine) {
       let name;
       let files;
       if (typeof source === 'string') {
-        const base = HUB_ID.test(source) ? `${endpoint.replace(/\/$/, '')}/${source}/resolve/${revision}` : source.replace(/\/$/, '');
+        const base = filesUrl(source, endpoint, revision);
         name = source;
         files = {
           config: await fetchBytes(`${base}/config.json`, { cache, onProgress }),
