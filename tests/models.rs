@@ -110,9 +110,6 @@ fn check_against(device: &tessera::Device, label: &str, fixture: &str, patch: Op
     }
 }
 
-/// `timm` checkpoints (tests/fixtures/timm, scripts/make_timm_fixtures.py: class token or none,
-/// registers, position embeddings without the prefix, layer scale, pre-norm, average pooling with
-/// fc_norm, DeiT distilled, an input of another size) against `timm`'s outputs, on both devices.
 /// A `timm` checkpoint at other patch sizes against timm's own resampling (its
 /// `resample_patch_embed` with the bilinear pseudo-inverse, `resample_abs_pos_embed`):
 /// tests/fixtures/timm-flexi, on both devices.
@@ -127,23 +124,35 @@ fn timm_checkpoints_at_other_patch_sizes_match_timm() {
     }
 }
 
-/// CLIP image towers (tests/fixtures/clip, scripts/make_clip_fixtures.py: CLIPVisionModel,
-/// CLIPVisionModelWithProjection, CLIPModel's image side) against `transformers`, on both devices.
-#[test]
-fn clip_image_towers_match_transformers() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/clip");
-    // The image-tower fixtures (clip-zero-shot has its own test).
+/// The fixtures under `tests/fixtures/{family}` that hold expected outputs, sorted; at least `min`.
+fn fixture_names(family: &str, min: usize) -> Vec<String> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(family);
     let mut names: Vec<String> =
         std::fs::read_dir(&root).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).filter(|n| root.join(n).join("expected.safetensors").exists()).collect();
     names.sort();
-    assert!(names.len() >= 3, "clip fixtures missing: {names:?}");
+    assert!(names.len() >= min, "{family} fixtures missing: {names:?}");
+    names
+}
+
+/// Every fixture of `family` ([`fixture_names`]) on both devices, token-major and head-major QKV.
+fn check_family(family: &str, min: usize) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(family);
+    let names = fixture_names(family, min);
     for (device, d) in devices() {
         for name in &names {
             for heads in [false, true] {
-                check_against(&d, &format!("{name} on {device} head-major={heads}"), &format!("clip/{name}"), None, &root.join(name), heads);
+                check_against(&d, &format!("{family}/{name} on {device} head-major={heads}"), &format!("{family}/{name}"), None, &root.join(name), heads);
             }
         }
     }
+}
+
+/// CLIP image towers (tests/fixtures/clip, scripts/make_clip_fixtures.py: CLIPVisionModel,
+/// CLIPVisionModelWithProjection, CLIPModel's image side) against `transformers`, on both devices
+/// (clip-zero-shot, without expected outputs of its own, has its own test).
+#[test]
+fn clip_image_towers_match_transformers() {
+    check_family("clip", 3);
 }
 
 /// SigLIP image towers (tests/fixtures/siglip, scripts/make_siglip_fixtures.py: SiglipVisionModel
@@ -152,33 +161,21 @@ fn clip_image_towers_match_transformers() {
 /// embeddings interpolated as `interpolate_pos_encoding=True`).
 #[test]
 fn siglip_image_towers_match_transformers() {
+    check_family("siglip", 4);
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/siglip");
-    let mut names: Vec<String> = std::fs::read_dir(&root).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).filter(|n| root.join(n).join("config.json").exists()).collect();
-    names.sort();
-    assert!(names.len() >= 4, "siglip fixtures missing: {names:?}");
     for (device, d) in devices() {
-        for name in &names {
-            for heads in [false, true] {
-                check_against(&d, &format!("{name} on {device} head-major={heads}"), &format!("siglip/{name}"), None, &root.join(name), heads);
-            }
-            check_against(&d, &format!("{name} at 40x48 on {device}"), &format!("siglip/{name}"), None, &root.join(name).join("at-40x48"), false);
+        for name in fixture_names("siglip", 4) {
+            check_against(&d, &format!("{name} at 40x48 on {device}"), &format!("siglip/{name}"), None, &root.join(&name).join("at-40x48"), false);
         }
     }
 }
 
+/// `timm` checkpoints (tests/fixtures/timm, scripts/make_timm_fixtures.py: class token or none,
+/// registers, position embeddings without the prefix, layer scale, pre-norm, average pooling with
+/// fc_norm, attention pooling, DeiT distilled, an input of another size) against `timm`'s outputs, on both devices.
 #[test]
 fn timm_checkpoints_match_timm() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/timm");
-    let mut names: Vec<String> = std::fs::read_dir(&root).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
-    names.sort();
-    assert!(names.len() >= 6, "timm fixtures missing: {names:?}");
-    for (device, d) in devices() {
-        for name in &names {
-            for heads in [false, true] {
-                check_against(&d, &format!("timm {name} on {device} head-major={heads}"), &format!("timm/{name}"), None, &root.join(name), heads);
-            }
-        }
-    }
+    check_family("timm", 6);
 }
 
 // ---- at another patch size (PI-resize): against transformers models of that patch size ----
@@ -256,9 +253,7 @@ fn dinov2_base() {
 #[test]
 fn quantized_checkpoints_match_transformers() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/quant");
-    let mut names: Vec<String> = std::fs::read_dir(&root).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).filter(|n| !n.starts_with('.')).collect();
-    names.sort();
-    assert!(names.len() >= 6, "quantized fixtures missing: {names:?}");
+    let names = fixture_names("quant", 6);
     for (device, d) in devices() {
         for name in &names {
             let ck = Checkpoint::from_dir(&root.join(name)).unwrap();

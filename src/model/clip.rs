@@ -79,7 +79,7 @@ impl TextEncoder {
         let config = TextConfig::parse(ck.config_json(), &format!("{}/config.json", ck.source))?;
         let siglip = config.kind == TextKind::Siglip;
         has_tokenizer(ck, siglip)?;
-        let model = TextModel::load(&device, ck)?;
+        let model = TextModel::load_with(&device, ck, config)?;
         let max = model.config.max_positions;
         // tokenizer.json where there is one (CLIP, SigLIP 2), else SigLIP's SentencePiece model.
         let tokenizer = match (ck.tokenizer_json(), ck.sentencepiece()) {

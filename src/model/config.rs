@@ -182,7 +182,7 @@ impl ModelConfig {
             value = vision;
         }
         if let Some("clip_text_model" | "siglip_text_model") = value.get("model_type").and_then(|m| m.as_str()) {
-            return Self::text_only(json, file);
+            return Self::text_only(json, &value, file);
         }
         let raw: Raw = serde_json::from_value(value).map_err(|e| Error::model(file, format!("not a valid config.json: {e}")))?;
         let bad = |p: String| Error::model(file, p);
@@ -365,9 +365,9 @@ impl ModelConfig {
     }
 
     /// A text tower's config as far as this struct describes it (see [`Family::TextOnly`]).
-    fn text_only(json: &[u8], file: &str) -> Result<Self> {
+    fn text_only(json: &[u8], value: &serde_json::Value, file: &str) -> Result<Self> {
         let t = super::text::TextConfig::parse(json, file)?;
-        let architecture = serde_json::from_slice::<serde_json::Value>(json).ok().and_then(|v| v["architectures"][0].as_str().map(String::from));
+        let architecture = value["architectures"][0].as_str().map(String::from);
         Ok(ModelConfig {
             family: Family::TextOnly,
             head: Some(Head::None),

@@ -156,8 +156,13 @@ pub struct TextModel {
 impl TextModel {
     /// The text tower of a CLIPModel or SiglipModel checkpoint, or of a text model's own.
     pub fn load(device: impl Into<Device>, ck: &Checkpoint) -> Result<TextModel> {
-        let device = device.into();
         let config = TextConfig::parse(ck.config_json(), &format!("{}/config.json", ck.source))?;
+        Self::load_with(device, ck, config)
+    }
+
+    /// [`TextModel::load`] with the checkpoint's text config already parsed.
+    pub(crate) fn load_with(device: impl Into<Device>, ck: &Checkpoint, config: TextConfig) -> Result<TextModel> {
+        let device = device.into();
         let mut weights = Weights::new(&device);
         let host = super::load::load_text(ck, &config, &mut weights)?;
         Ok(TextModel { config, source: ck.source.clone(), device, weights, token_embedding: host.0, positions: host.1, projection: host.2, compiled: Mutex::new(HashMap::new()) })
