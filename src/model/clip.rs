@@ -74,18 +74,14 @@ impl TextEncoder {
     /// `spiece.model`).
     pub fn load(device: impl Into<Device>, ck: &Checkpoint) -> Result<TextEncoder> {
         let device = device.into();
-        let tok_file = format!("{}/tokenizer.json", ck.source);
-        let spm_file = format!("{}/spiece.model", ck.source);
         let config = TextConfig::parse(ck.config_json(), &format!("{}/config.json", ck.source))?;
         let siglip = config.kind == TextKind::Siglip;
-        has_tokenizer(ck, siglip)?;
+        let file = tokenizer_file(ck, siglip)?;
         let model = TextModel::load_with(&device, ck, config)?;
         let max = model.config.max_positions;
-        // tokenizer.json where there is one (CLIP, SigLIP 2), else SigLIP's SentencePiece model.
-        let tokenizer = match (ck.tokenizer_json(), ck.sentencepiece()) {
-            (Some(json), _) => TextTokenizer::from_bytes(json, &tok_file, max)?,
-            (None, Some(spm)) => TextTokenizer::from_sentencepiece(spm, &spm_file, max)?,
-            (None, None) => return Err(Error::model(&tok_file, "is missing")),
+        let tokenizer = match file {
+            TokenizerFile::Json(json) => TextTokenizer::from_bytes(json, &format!("{}/tokenizer.json", ck.source), max)?,
+            TokenizerFile::SentencePiece(spm) => TextTokenizer::from_sentencepiece(spm, &format!("{}/spiece.model", ck.source), max)?,
         };
         // CLIP pools at the end token: padding after it changes nothing, so texts are padded to
         // the longest with it. SigLIP reads the last position: padded to every position with the
@@ -141,7 +137,7 @@ impl Clip {
             return Err(Error::model(format!("{}/config.json", ck.source), "a text tower alone: no image tower for zero-shot or image embeddings (its text embeddings: TextEncoder, `tessera embed --text`)"));
         }
         // Said before the towers are loaded.
-        has_tokenizer(ck, siglip)?;
+        tokenizer_file(ck, siglip)?;
         let vision = Model::load(&device, ck)?;
         if !vision.arch().projection {
             return Err(Error::model(format!("{}/config.json", ck.source), "not a CLIPModel or SiglipModel: no shared image-text space"));
@@ -201,18 +197,29 @@ impl Clip {
     }
 }
 
-/// The checkpoint has a tokenizer its text tower can use: `tokenizer.json`, or for SigLIP
-/// `spiece.model`; else an error naming the file.
-fn has_tokenizer(ck: &Checkpoint, siglip: bool) -> Result<()> {
-    if ck.tokenizer_json().is_some() || siglip && ck.sentencepiece().is_some() {
-        return Ok(());
+/// A checkpoint's tokenizer file.
+enum TokenizerFile<'a> {
+    /// `tokenizer.json`.
+    Json(&'a [u8]),
+    /// SigLIP's `spiece.model`.
+    SentencePiece(&'a [u8]),
+}
+
+/// The tokenizer a text tower uses: `tokenizer.json` where there is one (CLIP, SigLIP 2), else
+/// for SigLIP `spiece.model`; else an error naming the file.
+fn tokenizer_file(ck: &Checkpoint, siglip: bool) -> Result<TokenizerFile<'_>> {
+    match (ck.tokenizer_json(), ck.sentencepiece()) {
+        (Some(json), _) => Ok(TokenizerFile::Json(json)),
+        (None, Some(spm)) if siglip => Ok(TokenizerFile::SentencePiece(spm)),
+        _ => {
+            let file = format!("{}/tokenizer.json", ck.source);
+            Err(if siglip {
+                Error::model(file, "is missing (and so is spiece.model): the text tower needs the checkpoint's tokenizer")
+            } else {
+                Error::model(file, "is missing: a CLIP text tower needs the checkpoint's tokenizer.json")
+            })
+        }
     }
-    let file = format!("{}/tokenizer.json", ck.source);
-    Err(if siglip {
-        Error::model(file, "is missing (and so is spiece.model): the text tower needs the checkpoint's tokenizer")
-    } else {
-        Error::model(file, "is missing: a CLIP text tower needs the checkpoint's tokenizer.json")
-    })
 }
 
 /// Whether a tokenizer pads on the left: `padding_side` in its `tokenizer_config.json`, else the
