@@ -290,7 +290,7 @@ impl Engine {
             .with_tokenizer(tokenizer)
             .with_tokenizer_config(tokenizer_config)
             .with_sentencepiece(sentencepiece);
-        let inner = if ck.config.family == crate::model::Family::TextOnly {
+        let inner = if !ck.has_image_tower() {
             ClipInner::Text(crate::model::clip::TextEncoder::load(&self.device, &ck).map_err(js_err)?)
         } else {
             ClipInner::Both(crate::model::clip::Clip::load(&self.device, &ck).map_err(js_err)?)
@@ -326,16 +326,16 @@ impl WasmClip {
     /// for a text tower alone).
     pub fn info(&self) -> Result<String, JsError> {
         let t = &self.text()?.model;
-        let siglip = t.config.kind == crate::model::text::TextKind::Siglip;
+        let kind = t.config.kind;
         let both = match self.inner()? {
             ClipInner::Both(c) => Some(c),
             ClipInner::Text(_) => None,
         };
         Ok(serde_json::json!({
-            "source": t.source, "family": if siglip { "siglip" } else { "clip" }, "textOnly": both.is_none(),
+            "source": t.source, "family": format!("{kind:?}").to_lowercase(), "textOnly": both.is_none(),
             "projectionDim": t.config.projection_dim.filter(|_| t.projects()).unwrap_or(t.config.hidden_size),
             "maxTokens": t.config.max_positions, "logitScale": both.map(|c| c.scale), "logitBias": both.and_then(|c| c.bias),
-            "scores": both.map(|_| if siglip { "sigmoid" } else { "softmax" }),
+            "scores": both.map(|_| if kind.sigmoid_scores() { "sigmoid" } else { "softmax" }),
         })
         .to_string())
     }

@@ -107,3 +107,195 @@ fn the_scan_sees_grouped_and_reexported_paths() {
     assert_eq!(exports["Weights"], "graph");
     assert_eq!(exports["Gpu"], "gpu");
 }
+
+/// A file's module path under `src/` (`model/shared/reader.rs` is `model::shared::reader`,
+/// `model/families/mod.rs` is `model::families`).
+fn module_of(src: &Path, file: &Path) -> Vec<String> {
+    let rel = file.strip_prefix(src).unwrap();
+    let mut parts: Vec<String> = rel.components().map(|c| c.as_os_str().to_str().unwrap().to_string()).collect();
+    let last = parts.pop().unwrap();
+    let stem = last.trim_end_matches(".rs");
+    if stem != "mod" && stem != "main" {
+        parts.push(stem.to_string());
+    }
+    parts
+}
+
+/// The code of a file without its unit tests and comments.
+fn code_of(file: &Path) -> String {
+    let full = std::fs::read_to_string(file).unwrap();
+    let code = full.split("#[cfg(test)]\nmod tests").next().unwrap_or("").to_string();
+    code.lines().filter(|l| !l.trim_start().starts_with("//")).collect::<Vec<_>>().join("\n")
+}
+
+/// Every module path `text` names from `module`: `crate::a::b` and (outside inline modules'
+/// own `use super::` lines) `super::a`, each as far as the path goes (`crate::{a::b, c}` gives both).
+fn referenced(module: &[String], text: &str, crate_root: &[String]) -> Vec<Vec<String>> {
+    let mut out = Vec::new();
+    let ident = |s: &str| -> Vec<String> {
+        let mut v = Vec::new();
+        for seg in s.split("::") {
+            let seg: String = seg.trim().chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
+            if seg.is_empty() {
+                break;
+            }
+            v.push(seg);
+            if !s.contains("::") {
+                break;
+            }
+        }
+        v
+    };
+    for line in text.lines() {
+        if line.starts_with(char::is_whitespace) && line.trim_start().starts_with("use super::") {
+            continue;
+        }
+        for (key, base) in [("crate::", crate_root.to_vec()), ("super::", module[..module.len().saturating_sub(1)].to_vec())] {
+            let mut rest = line;
+            while let Some(i) = rest.find(key) {
+                // `crate::` inside `super::` paths and identifiers ending in `super` are not ours.
+                let before = &rest[..i];
+                rest = &rest[i + key.len()..];
+                if before.ends_with(|c: char| c.is_alphanumeric() || c == '_' || c == ':') {
+                    continue;
+                }
+                let paths: Vec<String> = match rest.strip_prefix('{') {
+                    Some(group) => group[..group.find('}').unwrap_or(group.len())].split(',').map(|p| p.trim().to_string()).collect(),
+                    None => vec![rest.split(|c: char| !(c.is_alphanumeric() || c == '_' || c == ':')).next().unwrap_or("").to_string()],
+                };
+                for p in paths {
+                    let segs = ident(&p);
+                    if !segs.is_empty() {
+                        let mut full = base.clone();
+                        full.extend(segs);
+                        out.push(full);
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The longest prefix of `path` that is one of `modules`.
+fn resolve<'a>(path: &[String], modules: &'a [Vec<String>]) -> Option<&'a Vec<String>> {
+    (1..=path.len()).rev().find_map(|n| modules.iter().find(|m| m[..] == path[..n]))
+}
+
+/// A cycle in `edges` (module -> modules it uses), as the modules along it.
+fn find_cycle(edges: &BTreeMap<Vec<String>, Vec<Vec<String>>>) -> Option<Vec<String>> {
+    fn visit(n: &Vec<String>, edges: &BTreeMap<Vec<String>, Vec<Vec<String>>>, state: &mut BTreeMap<Vec<String>, u8>, stack: &mut Vec<Vec<String>>) -> Option<Vec<String>> {
+        state.insert(n.clone(), 1);
+        stack.push(n.clone());
+        for m in edges.get(n).into_iter().flatten() {
+            match state.get(m).copied().unwrap_or(0) {
+                1 => {
+                    let at = stack.iter().position(|s| s == m).unwrap();
+                    let mut cycle: Vec<String> = stack[at..].iter().map(|s| s.join("::")).collect();
+                    cycle.push(m.join("::"));
+                    return Some(cycle);
+                }
+                0 => {
+                    if let Some(c) = visit(m, edges, state, stack) {
+                        return Some(c);
+                    }
+                }
+                _ => {}
+            }
+        }
+        stack.pop();
+        state.insert(n.clone(), 2);
+        None
+    }
+    let mut state = BTreeMap::new();
+    for n in edges.keys() {
+        if state.get(n).copied().unwrap_or(0) == 0 {
+            if let Some(c) = visit(n, edges, &mut state, &mut Vec::new()) {
+                return Some(c);
+            }
+        }
+    }
+    None
+}
+
+/// The module-to-module uses of the files under `dir` (`root`: the crate root's module path),
+/// re-exporting `mod.rs` files left out (they only declare and re-export).
+fn module_edges(src: &Path, dir: &Path, root: &[String]) -> (Vec<Vec<String>>, BTreeMap<Vec<String>, Vec<Vec<String>>>) {
+    let mut all = Vec::new();
+    files(dir, &mut all);
+    let modules: Vec<Vec<String>> = all.iter().map(|f| module_of(src, f)).collect();
+    let mut edges = BTreeMap::new();
+    for (f, m) in all.iter().zip(&modules) {
+        if f.file_name().is_some_and(|n| n == "mod.rs") && !f.parent().is_some_and(|p| p.ends_with("families")) {
+            continue;
+        }
+        let mut uses: Vec<Vec<String>> = referenced(m, &code_of(f), root).iter().filter_map(|p| resolve(p, &modules)).filter(|t| *t != m).cloned().collect();
+        uses.sort();
+        uses.dedup();
+        edges.insert(m.clone(), uses);
+    }
+    (modules, edges)
+}
+
+#[test]
+fn model_families_sit_between_the_shared_parts_and_the_rest() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let (_, edges) = module_edges(&src, &src.join("model"), &[]);
+    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    // shared < a family < the table < the rest of model/.
+    let rank = |m: &[String]| -> (u8, Option<String>) {
+        match m {
+            [a, b, ..] if a == "model" && b == "shared" => (0, None),
+            [a, b, f] if a == "model" && b == "families" => (1, Some(f.clone())),
+            [a, b] if a == "model" && b == "families" => (2, None),
+            _ => (3, None),
+        }
+    };
+    let mut bad = Vec::new();
+    let mut families = 0;
+    for (m, uses) in &edges {
+        let (r, fam) = rank(m);
+        families += (r == 1) as usize;
+        for u in uses.iter().filter(|u| u.first().is_some_and(|x| x == "model")) {
+            let (ru, famu) = rank(u);
+            let ok = match r {
+                0 => ru == 0,
+                1 => ru == 0 || famu == fam,
+                _ => ru <= r,
+            };
+            if !ok {
+                bad.push(format!("{} uses {}", m.join("::"), u.join("::")));
+            }
+        }
+    }
+    assert!(families >= 4, "found {families} family modules: is the scan working?");
+    assert!(edges[&s(&["model", "families", "vit"])].contains(&s(&["model", "shared", "reader"])), "the scan misses a family's use of the shared reader");
+    assert!(bad.is_empty(), "model/ layering broken (shared < a family < the table < the rest):\n{}", bad.join("\n"));
+    if let Some(c) = find_cycle(&edges) {
+        panic!("import cycle in model/: {}", c.join(" -> "));
+    }
+}
+
+#[test]
+fn the_cli_modules_have_no_import_cycle() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let (modules, edges) = module_edges(&src, &src.join("bin/tessera"), &["bin".to_string(), "tessera".to_string()]);
+    assert!(modules.len() > 8 && edges.values().map(Vec::len).sum::<usize>() > 8, "the scan of the CLI found too little");
+    if let Some(c) = find_cycle(&edges) {
+        panic!("import cycle in the CLI: {}", c.join(" -> "));
+    }
+}
+
+#[test]
+fn the_cycle_check_finds_a_cycle() {
+    let m = |x: &str| vec![x.to_string()];
+    let mut edges = BTreeMap::new();
+    edges.insert(m("a"), vec![m("b")]);
+    edges.insert(m("b"), vec![m("c")]);
+    edges.insert(m("c"), vec![m("a")]);
+    assert_eq!(find_cycle(&edges).unwrap(), ["a", "b", "c", "a"]);
+    edges.insert(m("c"), vec![]);
+    assert!(find_cycle(&edges).is_none());
+    let refs = referenced(&m("x"), "use crate::{a::b, c};\nlet y = super::d::e();", &[]);
+    assert_eq!(refs, [vec!["a".to_string(), "b".to_string()], m("c"), vec!["d".to_string(), "e".to_string()]]);
+}

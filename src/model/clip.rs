@@ -6,11 +6,12 @@
 //! their softmax over the labels (CLIP) or each label's sigmoid (SigLIP, trained so that every
 //! label is a yes/no question).
 
-use super::checkpoint::Checkpoint;
-use super::text::{TextConfig, TextKind, TextModel};
-use super::tokenize::TextTokenizer;
-use super::vit::Model;
 use crate::error::{Error, Result};
+use crate::model::image::{unit_length, Model};
+use crate::model::shared::checkpoint::Checkpoint;
+use crate::model::shared::text_spec::TextConfig;
+use crate::model::shared::tokenize::TextTokenizer;
+use crate::model::text::TextModel;
 use crate::graph::device::Device;
 
 /// A CLIPModel or SiglipModel checkpoint on a device.
@@ -75,8 +76,8 @@ impl TextEncoder {
     pub fn load(device: impl Into<Device>, ck: &Checkpoint) -> Result<TextEncoder> {
         let device = device.into();
         let config = TextConfig::parse(ck.config_json(), &format!("{}/config.json", ck.source))?;
-        let siglip = config.kind == TextKind::Siglip;
-        let file = tokenizer_file(ck, siglip)?;
+        let kind = config.kind;
+        let file = tokenizer_file(ck, kind.reads_sentencepiece())?;
         let model = TextModel::load_with(&device, ck, config)?;
         let max = model.config.max_positions;
         let tokenizer = match file {
@@ -87,7 +88,7 @@ impl TextEncoder {
         // the longest with it. SigLIP reads the last position: padded to every position with the
         // tokenizer's pad token (the config's where the tokenizer names none).
         let left = padding_left(ck.tokenizer_config_json());
-        let pad = if siglip {
+        let pad = if kind.pads_to_max() {
             Padding { id: tokenizer.pad_id().unwrap_or(model.config.pad_token_id), to_max: true, left }
         } else {
             Padding { id: model.config.eos_token_id, to_max: false, left: false }
@@ -118,7 +119,7 @@ impl TextEncoder {
         let out = self.model.run(&ids).await?;
         let truncated = enc.iter().map(|e| e.truncated).collect();
         Ok(match out.text_embeds {
-            Some(e) => TextEmbeddings { embeddings: e.data.chunks(e.shape[1]).map(super::vit::unit_length).collect(), truncated },
+            Some(e) => TextEmbeddings { embeddings: e.data.chunks(e.shape[1]).map(unit_length).collect(), truncated },
             None => {
                 let p = out.pooler_output;
                 TextEmbeddings { embeddings: p.data.chunks(p.shape[1]).map(<[f32]>::to_vec).collect(), truncated }
@@ -132,12 +133,13 @@ impl Clip {
     /// SentencePiece `spiece.model`).
     pub fn load(device: impl Into<Device>, ck: &Checkpoint) -> Result<Clip> {
         let device = device.into();
-        let siglip = ck.config.family == super::config::Family::Siglip;
-        if ck.config.family == super::config::Family::TextOnly {
+        if !ck.has_image_tower() {
             return Err(Error::model(format!("{}/config.json", ck.source), "a text tower alone: no image tower for zero-shot or image embeddings (its text embeddings: TextEncoder, `tessera embed --text`)"));
         }
+        let kind = ck.family_def()?.text_kind();
+        let sigmoid = kind.is_some_and(|k| k.sigmoid_scores());
         // Said before the towers are loaded.
-        tokenizer_file(ck, siglip)?;
+        tokenizer_file(ck, kind.is_some_and(|k| k.reads_sentencepiece()))?;
         let vision = Model::load(&device, ck)?;
         if !vision.arch().projection {
             return Err(Error::model(format!("{}/config.json", ck.source), "not a CLIPModel or SiglipModel: no shared image-text space"));
@@ -147,7 +149,7 @@ impl Clip {
         if !(ls.is_finite() && ls < 100.0) {
             return Err(Error::model(ck.weights_name(), format!("logit_scale {ls} is not usable")));
         }
-        let bias = if siglip {
+        let bias = if sigmoid {
             let b = ck.tensor("logit_bias", &[1])?[0];
             if !b.is_finite() {
                 return Err(Error::model(ck.weights_name(), format!("logit_bias {b} is not usable")));
@@ -206,14 +208,14 @@ enum TokenizerFile<'a> {
 }
 
 /// The tokenizer a text tower uses: `tokenizer.json` where there is one (CLIP, SigLIP 2), else
-/// for SigLIP `spiece.model`; else an error naming the file.
-fn tokenizer_file(ck: &Checkpoint, siglip: bool) -> Result<TokenizerFile<'_>> {
+/// `spiece.model` where the tower reads one (SigLIP); else an error naming the file.
+fn tokenizer_file(ck: &Checkpoint, spm_too: bool) -> Result<TokenizerFile<'_>> {
     match (ck.tokenizer_json(), ck.sentencepiece()) {
         (Some(json), _) => Ok(TokenizerFile::Json(json)),
-        (None, Some(spm)) if siglip => Ok(TokenizerFile::SentencePiece(spm)),
+        (None, Some(spm)) if spm_too => Ok(TokenizerFile::SentencePiece(spm)),
         _ => {
             let file = format!("{}/tokenizer.json", ck.source);
-            Err(if siglip {
+            Err(if spm_too {
                 Error::model(file, "is missing (and so is spiece.model): the text tower needs the checkpoint's tokenizer")
             } else {
                 Error::model(file, "is missing: a CLIP text tower needs the checkpoint's tokenizer.json")

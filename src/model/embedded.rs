@@ -2,7 +2,7 @@
 //! that it also works at patch sizes 2, 7 and 14, by `scripts/train_flexi.py` (files in
 //! `models/fashion-vit/`), so that tessera classifies with no download.
 
-use super::Checkpoint;
+use crate::model::shared::checkpoint::Checkpoint;
 use crate::error::Result;
 
 const CONFIG: &[u8] = include_bytes!("../../models/fashion-vit/config.json");

@@ -3,9 +3,10 @@
 //! fit (halving on `limit_exceeded` / `out_of_memory`, remembered per size); chunk outputs joined
 //! along the batch.
 
-use super::build::{build_graph, Arch, Built, Outputs, RunOptions};
-use super::interp::bicubic;
-use super::load::Positions;
+use crate::model::build::{build_graph, Built, Outputs};
+use crate::model::shared::interp::{bicubic, bicubic_antialias};
+use crate::model::shared::reader::Positions;
+use crate::model::shared::tower::{Arch, RunOptions};
 use crate::error::{Error, Result};
 use crate::{lock, CompileOptions, Compiled, Device, HostTensor, PlanReport, Profile, Weights};
 use std::collections::HashMap;
@@ -91,7 +92,7 @@ impl Runner {
             if (gh, gw) == (s, s) {
                 out.extend_from_slice(&self.pos.patches);
             } else {
-                out.extend(super::interp::bicubic_antialias(&self.pos.patches, s, s, d, gh, gw));
+                out.extend(bicubic_antialias(&self.pos.patches, s, s, d, gh, gw));
             }
         } else if gh * gw == s * s && h == w {
             out.extend_from_slice(&self.pos.patches);

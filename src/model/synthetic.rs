@@ -1,8 +1,10 @@
 //! Built-in configs with random weights, for benchmarks without a download: ViT-B/16, DeiT-S/16
 //! and DeiT-Ti/16 at 224 px with 1000 classes, laid out exactly as their hub checkpoints.
 
-use super::naming::{hf, Linear, Norm};
-use super::{Checkpoint, Family};
+use crate::model::families::vit::names as hf;
+use crate::model::shared::checkpoint::Checkpoint;
+use crate::model::shared::names::{Linear, Norm};
+use crate::model::shared::spec::{Family, ModelConfig};
 use crate::error::{Error, Result};
 use crate::reference::Rng;
 
@@ -32,8 +34,8 @@ fn config_json(name: &str) -> Result<serde_json::Value> {
 }
 
 /// The config of a built-in model (no weights), e.g. to plan its graphs.
-pub fn config(name: &str) -> Result<super::ModelConfig> {
-    super::ModelConfig::parse(config_json(name)?.to_string().as_bytes(), &format!("builtin:{name}/config.json"))
+pub fn config(name: &str) -> Result<ModelConfig> {
+    ModelConfig::parse(config_json(name)?.to_string().as_bytes(), &format!("builtin:{name}/config.json"))
 }
 
 /// A checkpoint of a built-in config with seeded random weights.

@@ -57,7 +57,7 @@ pub fn checkpoint(id: &str) -> Result<Checkpoint> {
     let ck = Checkpoint::from_bytes(id, &config, weights, pre.as_deref())?;
     // Text towers (CLIP, SigLIP) tokenize with the repository's own tokenizer.json, padded on the
     // side its tokenizer_config.json names.
-    let text = matches!(ck.config.family, tessera::model::Family::Clip | tessera::model::Family::Siglip | tessera::model::Family::TextOnly);
+    let text = ck.has_text_tower();
     let tok = if text { fetch("tokenizer.json").ok() } else { None };
     let tok_cfg = if text { fetch("tokenizer_config.json").ok() } else { None };
     // SigLIP's own checkpoints ship a SentencePiece model instead.

@@ -5,17 +5,25 @@ mod bench;
 #[cfg(not(target_arch = "wasm32"))]
 mod commands;
 #[cfg(not(target_arch = "wasm32"))]
+mod eval;
+#[cfg(not(target_arch = "wasm32"))]
 mod hub;
 #[cfg(not(target_arch = "wasm32"))]
 mod interrupt;
 #[cfg(not(target_arch = "wasm32"))]
 mod models;
 #[cfg(not(target_arch = "wasm32"))]
+mod out;
+#[cfg(not(target_arch = "wasm32"))]
 mod quantize;
 #[cfg(not(target_arch = "wasm32"))]
 mod search;
 #[cfg(not(target_arch = "wasm32"))]
+mod soak;
+#[cfg(not(target_arch = "wasm32"))]
 mod sweep;
+#[cfg(not(target_arch = "wasm32"))]
+mod text;
 
 #[cfg(not(target_arch = "wasm32"))]
 fn main() -> std::process::ExitCode {
@@ -56,7 +64,7 @@ fn main() -> std::process::ExitCode {
         /// Top-k classes for images (files or folders), with the embedded model or --model.
         Classify(commands::ClassifyArgs),
         /// Accuracy on the Fashion-MNIST test set (10,000 images) through the engine.
-        Eval(commands::EvalArgs),
+        Eval(eval::EvalArgs),
         /// Image embeddings (pooler output, CLS token or mean of patch tokens).
         Embed(commands::EmbedArgs),
         /// The last layer's CLS attention over the patches, overlaid on the image as a PNG.
@@ -64,7 +72,7 @@ fn main() -> std::process::ExitCode {
         /// Run on a pixel_values tensor exactly as `model(pixel_values=...)` in transformers.
         Run(commands::RunArgs),
         /// Run the model in a loop and load it repeatedly, watching resident memory.
-        Soak(commands::SoakArgs),
+        Soak(soak::SoakArgs),
         /// Accuracy, tokens, throughput and latency at several patch sizes (the patch kernel
         /// PI-resized to each), with a chart of accuracy against throughput.
         Sweep(sweep::SweepArgs),
@@ -117,12 +125,14 @@ fn main() -> std::process::ExitCode {
         }
         match cli.command {
             Command::Bench(args) => bench::run(&device, &args),
+            Command::Classify(args) if args.zero_shot() => text::zero_shot(&device, &args),
             Command::Classify(args) => commands::classify(&device, &args),
-            Command::Eval(args) => commands::eval(&device, &args),
+            Command::Eval(args) => eval::eval(&device, &args),
+            Command::Embed(args) if args.texts() => text::embed_texts(&device, &args),
             Command::Embed(args) => commands::embed(&device, &args),
             Command::Attention(args) => commands::attention(&device, &args),
             Command::Run(args) => commands::run(&device, &args),
-            Command::Soak(args) => commands::soak(&device, &args),
+            Command::Soak(args) => soak::soak(&device, &args),
             Command::Sweep(args) => sweep::run(&device, &args),
             Command::Quantize(args) => quantize::run(&device, &args),
             Command::Search(args) => search::run(&device, &args),

@@ -5,9 +5,27 @@ use indicatif::{ProgressBar, ProgressStyle};
 use std::path::{Path, PathBuf};
 use tessera::{Checkpoint, Device, Model};
 
+#[derive(clap::Args)]
+pub struct ModelArg {
+    /// Checkpoint folder (config.json, model.safetensors, preprocessor_config.json), hub id
+    /// (org/name), or a built-in config with random weights (vit-b16, deit-s16, deit-ti16); the
+    /// embedded Fashion-MNIST ViT when omitted.
+    #[arg(long, short)]
+    pub model: Option<String>,
+    /// Store weights and activations as f16 (f32 arithmetic): half the GPU memory and bandwidth,
+    /// outputs within about 1e-2 of f32. Needs an adapter with shader-f16.
+    #[arg(long)]
+    pub f16: bool,
+    /// Run at this patch size instead of the checkpoint's own: its patch kernel is PI-resized
+    /// (FlexiViT) and the position embeddings follow the new grid. Smaller patches mean more
+    /// tokens: finer detail, more time. The embedded model was trained for 2, 4, 7 and 14.
+    #[arg(long, value_name = "P")]
+    pub patch_size: Option<usize>,
+}
+
 /// Loads `--model` (nothing for the embedded default, a folder, or a hub id), f16 with `--f16`,
 /// at `--patch-size`.
-pub fn load(device: &Device, arg: &crate::commands::ModelArg) -> Result<Model> {
+pub fn load(device: &Device, arg: &ModelArg) -> Result<Model> {
     load_spec(device, arg.model.as_deref(), arg.f16, arg.patch_size)
 }
 

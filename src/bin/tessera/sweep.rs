@@ -2,7 +2,7 @@
 //! accuracy on the Fashion-MNIST test set (10-class models), tokens, throughput and latency per
 //! patch size, and a chart of accuracy against throughput.
 
-use crate::commands::{check_ten_classes, evaluate, read_test_set};
+use crate::eval::{check_ten_classes, evaluate, read_test_set};
 use crate::models;
 use anyhow::{bail, Context, Result};
 use std::path::PathBuf;

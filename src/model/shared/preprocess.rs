@@ -1,25 +1,16 @@
 //! Image preprocessing as `transformers`' image processors do it (PIL backend): convert to RGB,
 //! resize with PIL's resampling filters (same fixed-point arithmetic, 8-bit intermediate between
-//! the horizontal and vertical pass), center crop, rescale, normalize. Decoding uses the `image`
-//! crate with size limits checked before any pixel buffer is allocated; EXIF orientation is
-//! applied as `transformers.image_utils.load_image` does.
+//! the horizontal and vertical pass), center crop, rescale, normalize. Decoding is
+//! `model::shared::decode`'s.
 
-use super::config::ModelConfig;
 use crate::error::{Error, Result};
+use crate::model::shared::decode::MAX_IMAGE_SIDE;
 use serde::Deserialize;
 
-/// Largest decoded image side accepted.
-pub const MAX_IMAGE_SIDE: u32 = 16384;
-/// Largest decoded image, in bytes.
-pub const MAX_IMAGE_BYTES: u64 = 512 << 20;
 /// Most pixels preprocessing produces or holds at once (a resize or crop target, of the image or
 /// of the config): 4096 x 4096, 192 MiB as f32 RGB. Far above any ViT's input, and within what a
 /// browser tab's wasm heap can take.
 pub const MAX_PIXELS: usize = 4096 * 4096;
-/// Decoded bytes any file may claim (a 2048x2048 RGBA image at 16 bits per channel).
-const MIN_DECODE_BUDGET: u64 = 32 << 20;
-/// Beyond that, decoded bytes per byte of file: far above real photos (JPEG ~10, PNG ~2-5).
-const MAX_EXPANSION: u64 = 1024;
 
 /// PIL's resampling filters (the integer codes in `preprocessor_config.json`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -161,12 +152,9 @@ struct Raw {
 const MAX_SIDE: usize = MAX_IMAGE_SIDE as usize;
 
 impl PreprocessorConfig {
-    /// What `ViTImageProcessor` does by default for this model: resize to the training
-    /// resolution (bilinear; bicubic for SigLIP, as `SiglipImageProcessor`), rescale by 1/255,
-    /// normalize with mean 0.5 and std 0.5.
-    pub fn default_for(config: &ModelConfig) -> Self {
-        let (h, w) = config.image_size;
-        let filter = if config.family == super::config::Family::Siglip { Resample::Bicubic } else { Resample::Bilinear };
+    /// What `ViTImageProcessor` does by default at the training resolution (h, w): resize there
+    /// with `filter`, rescale by 1/255, normalize with mean 0.5 and std 0.5.
+    pub fn vit_default((h, w): (usize, usize), filter: Resample) -> Self {
         PreprocessorConfig {
             resize: Some((ResizeTo::Exact(h, w), filter)),
             center_crop: None,
@@ -174,6 +162,24 @@ impl PreprocessorConfig {
             normalize: Some((vec![0.5; 3], vec![0.5; 3])),
             crop_round: false,
         }
+    }
+
+    /// The `preprocessor_config.json` of [`PreprocessorConfig::vit_default`] as `processor`
+    /// (`ViTImageProcessor`, `SiglipImageProcessor`) writes it, with PIL's code for `filter`.
+    pub fn vit_default_json(processor: &str, (h, w): (usize, usize), filter: Resample) -> serde_json::Value {
+        let resample = match filter {
+            Resample::Lanczos => 1,
+            Resample::Bilinear => 2,
+            Resample::Bicubic => 3,
+            Resample::Box => 4,
+            Resample::Hamming => 5,
+        };
+        serde_json::json!({
+            "image_processor_type": processor,
+            "do_resize": true, "size": { "height": h, "width": w }, "resample": resample,
+            "do_rescale": true, "rescale_factor": 1.0 / 255.0,
+            "do_normalize": true, "image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5],
+        })
     }
 
     /// Parses `preprocessor_config.json`; `file` names it in errors.
@@ -446,64 +452,4 @@ fn center_crop(src: &Planes, ch: usize, cw: usize, round: bool) -> Planes {
         }
     }
     Planes { h: ch, w: cw, data }
-}
-
-/// Decodes an image file's bytes to RGB, applying EXIF orientation. Sizes are checked from the
-/// header before decoding; gray, alpha and 16-bit images are converted.
-pub fn decode_image(bytes: &[u8], name: &str) -> Result<image::RgbImage> {
-    use image::ImageDecoder;
-    if bytes.is_empty() {
-        return Err(Error::image(name, "the file is empty"));
-    }
-    let reader = image::ImageReader::new(std::io::Cursor::new(bytes))
-        .with_guessed_format()
-        .map_err(|e| Error::image(name, format!("cannot read: {e}")))?;
-    if reader.format().is_none() {
-        return Err(Error::image(name, "not an image in a supported format (PNG, JPEG, WebP, BMP, GIF, TIFF)"));
-    }
-    let mut decoder = reader.into_decoder().map_err(|e| Error::image(name, format!("cannot decode: {e}")))?;
-    let (w, h) = decoder.dimensions();
-    if w == 0 || h == 0 {
-        return Err(Error::image(name, format!("the image is {w}x{h} pixels")));
-    }
-    if w > MAX_IMAGE_SIDE || h > MAX_IMAGE_SIDE || decoder.total_bytes() > MAX_IMAGE_BYTES {
-        return Err(Error::image(
-            name,
-            format!("the image claims {w}x{h} pixels, over the limit of {MAX_IMAGE_SIDE} per side and {} MiB", MAX_IMAGE_BYTES >> 20),
-        ));
-    }
-    // Decoders allocate the whole image before reading the data, so a few bytes claiming a huge
-    // image would cost that much memory: the decoded size must be justified by the file's size.
-    let allowed = (bytes.len() as u64).saturating_mul(MAX_EXPANSION).max(MIN_DECODE_BUDGET);
-    if decoder.total_bytes() > allowed {
-        return Err(Error::image(
-            name,
-            format!(
-                "the image claims {w}x{h} pixels ({} MiB decoded) from a file of {} bytes: truncated, or a decompression bomb",
-                decoder.total_bytes() >> 20,
-                bytes.len()
-            ),
-        ));
-    }
-    let mut limits = image::Limits::default();
-    limits.max_image_width = Some(MAX_IMAGE_SIDE);
-    limits.max_image_height = Some(MAX_IMAGE_SIDE);
-    // Decoders also allocate for what sits inside the file (a GIF frame may claim more than its
-    // canvas): the same budget bounds every allocation.
-    limits.max_alloc = Some(allowed.min(MAX_IMAGE_BYTES));
-    decoder.set_limits(limits).map_err(|e| Error::image(name, format!("over the decoding limits: {e}")))?;
-    let orientation = decoder.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
-    let mut img = image::DynamicImage::from_decoder(decoder).map_err(|e| match e {
-        image::ImageError::Limits(_) => Error::image(
-            name,
-            format!(
-                "decoding needs more memory than a file of {} bytes justifies ({} MiB at most): a decompression bomb or a corrupt file",
-                bytes.len(),
-                allowed.min(MAX_IMAGE_BYTES) >> 20
-            ),
-        ),
-        e => Error::image(name, format!("cannot decode: {e}")),
-    })?;
-    img.apply_orientation(orientation);
-    Ok(img.to_rgb8())
 }

@@ -1,14 +1,13 @@
-//! The `Model` facade: a checkpoint loaded onto a device, run at any input size, with the tasks
-//! built on a run (classification, embeddings, attention maps). Loading (`load.rs`), graph building
-//! (`build.rs`) and running (`runner.rs`) live in their own files.
+//! The `Model` facade: a checkpoint's image tower loaded onto a device, run at any input size,
+//! with the tasks built on a run (classification, embeddings, attention maps). Loading is the
+//! checkpoint's family's (`FamilyDef::load`), graph building `build.rs`'s, running `runner.rs`'s.
 
-use super::build::{Arch, RunOptions};
-use super::checkpoint::Checkpoint;
-use super::config::{Head, ModelConfig};
-use super::load::load;
-use super::preprocess::PreprocessorConfig;
-use super::runner::Runner;
 use crate::error::{Error, Result};
+use crate::model::runner::Runner;
+use crate::model::shared::checkpoint::Checkpoint;
+use crate::model::shared::preprocess::PreprocessorConfig;
+use crate::model::shared::spec::{Head, ModelConfig};
+use crate::model::shared::tower::{Arch, RunOptions};
 use crate::tensor::DType;
 use crate::{lock, Device, HostTensor, PlanReport, Profile, Weights};
 
@@ -117,7 +116,7 @@ impl Model {
     /// Uploads a checkpoint as `opts` asks: storage dtype and patch size.
     pub fn load_with(device: impl Into<Device>, ck: &Checkpoint, opts: LoadOptions) -> Result<Model> {
         let device = device.into();
-        if ck.config.family == super::config::Family::TextOnly {
+        if !ck.has_image_tower() {
             return Err(Error::model(
                 format!("{}/config.json", ck.source),
                 "a text tower alone (no image tower): it gives text embeddings (`tessera embed --text`, TextEncoder), not image outputs",
@@ -126,7 +125,7 @@ impl Model {
         let storage = opts.storage;
         let from = ck.config.patch_size;
         let patch = opts.patch_size.unwrap_or(from);
-        super::flexi::check_patch_size(&ck.source, from, patch, ck.config.image_size)?;
+        crate::model::shared::flexi::check_patch_size(&ck.source, from, patch, ck.config.image_size)?;
         let storage = if device.cpu().is_some() { DType::F32 } else { storage };
         if storage == DType::F16 && !device.has_f16() {
             return Err(Error::UnsupportedDtype {
@@ -136,7 +135,8 @@ impl Model {
                 supported: "f32 only: the adapter lacks the shader-f16 feature".into(),
             });
         }
-        super::load::model_prefix(ck)?;
+        let def = ck.family_def()?;
+        def.check(ck)?;
         // Refused before anything is uploaded if the weights (stored as `storage`) cannot fit the
         // budget.
         let need: u64 = ck
@@ -155,7 +155,7 @@ impl Model {
         let need = need.saturating_sub(kernel(from)).saturating_add(kernel(patch));
         device.check_memory(&format!("{} (its weights as {storage})", ck.weights_name()), need)?;
         let mut w = Weights::new_as(&device, storage);
-        let loaded = load(ck, patch, &mut w)?;
+        let loaded = def.load(ck, patch, &mut w)?;
         let mut config = ck.config.clone();
         config.patch_size = patch;
         Ok(Model {
@@ -240,7 +240,7 @@ impl Model {
         graph.exe.gpu_time_per_run(&[("pixel_values", pixels)], repeats).await
     }
 
-    /// Number of compiled graphs held (at most [`super::MAX_COMPILED`]).
+    /// Number of compiled graphs held (at most [`crate::model::MAX_COMPILED`]).
     pub fn compiled_graphs(&self) -> usize {
         self.runner.compiled_graphs()
     }

@@ -6,16 +6,85 @@
 //! The architecture's dimensions come from `model_args` where given, else from the weights (width,
 //! depth, patch, MLP width, tokens, norms, layer scale) and, for the head count the weights do not
 //! show, from the size in the architecture's name (`tiny`: 3, `small`: 6, `base`: 12, ...).
+//!
+//! Mirrors `timm`'s
+//! <https://github.com/huggingface/pytorch-image-models/blob/main/timm/models/vision_transformer.py>
+//! (`VisionTransformer`, `AttentionPoolLatent`; `deit.py` for the distilled heads) and
+//! `timm/data/config.py` + `transforms_factory.py` for the preprocessing. The fused QKV projection
+//! is read as it is ((3D, D) is query, key and value in the engine's order); layer scales fold into
+//! the projections they scale; prefix positions are zero where timm's position embeddings cover
+//! only the patches.
 
-use super::config::{Family, Head, Layout, ModelConfig};
-use super::naming::timm as names;
-use super::preprocess::{PreprocessorConfig, Resample, ResizeTo};
 use crate::error::{Error, Result};
+use crate::graph::ir::Graph;
+use crate::model::shared::checkpoint::Checkpoint;
+use crate::model::shared::family::{FamilyDef, Shapes};
+use crate::model::shared::hf_config::quantization;
+use crate::model::shared::names::{engine, Linear, Norm};
+use crate::model::shared::preprocess::{PreprocessorConfig, Resample, ResizeTo};
+use crate::model::shared::reader::{check_all_used, map_head_to, project_query, Loaded, Positions, Reader, Sink};
+use crate::model::shared::spec::{Family, Head, Layout, ModelConfig};
+use crate::model::shared::tower::{Heads, Tower};
 use serde_json::Value;
 
-/// Whether `config.json` is `timm`'s (an `architecture` and no `model_type`).
-pub fn is_timm(json: &[u8]) -> bool {
-    serde_json::from_slice::<Value>(json).is_ok_and(|v| v.get("architecture").is_some_and(Value::is_string) && v.get("model_type").is_none())
+#[allow(non_upper_case_globals)]
+impl Family {
+    /// A `timm` Vision Transformer (`vit_*`, `deit_*`, `deit3_*`, `flexivit_*`, ...): class token
+    /// or none, register tokens, position embeddings with or without the prefix tokens, an
+    /// optional pre-norm, token, average or attention pooling with `fc_norm`.
+    pub const Timm: Family = Family::named("Timm");
+}
+
+/// The timm family.
+pub struct TimmFamily;
+
+/// timm.
+pub const TIMM: TimmFamily = TimmFamily;
+
+impl FamilyDef for TimmFamily {
+    fn family(&self) -> Family {
+        Family::Timm
+    }
+
+    fn model_types(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    /// timm's `config.json`: an `architecture` and no `model_type`.
+    fn claims(&self, config: &Value) -> bool {
+        config.get("architecture").is_some_and(Value::is_string) && config.get("model_type").is_none()
+    }
+
+    fn reads_shapes(&self) -> bool {
+        true
+    }
+
+    fn parse(&self, config: &Value, file: &str, shapes: Shapes) -> Result<(ModelConfig, PreprocessorConfig)> {
+        parse(config, file, shapes)
+    }
+
+    /// Its `pretrained_cfg` in config.json describes the preprocessing.
+    fn preprocessor_json(&self, _config: &ModelConfig) -> Option<Value> {
+        None
+    }
+
+    fn load(&self, ck: &Checkpoint, patch: usize, sink: &mut dyn Sink) -> Result<Loaded> {
+        load(ck, patch, sink)
+    }
+
+    fn heads(&self, g: &mut Graph, t: &Tower) -> Result<Heads> {
+        // The pooled features (forward_head's pre-logits): the class token (the mean of the class
+        // and distillation tokens for DeiT distilled), the mean of the patch tokens or the
+        // attention pooling, then fc_norm where the model has it.
+        let map = if t.arch.config.layout.pool_map { Some(t.attention_pool(g)?) } else { None };
+        let pooled = t.pooled_features(g, map)?;
+        let logits = t.logits(g, Some(pooled))?;
+        Ok(Heads { logits, pooled: Some(pooled), image_embeds: None })
+    }
+
+    fn float_layers(&self) -> &'static [&'static str] {
+        &[names::HEAD, names::HEAD_DIST]
+    }
 }
 
 /// The architectures read: ViTs on `timm`'s `VisionTransformer` blocks.
@@ -41,8 +110,7 @@ const HEADS: [(&str, usize); 14] = [
 
 /// Parses `timm`'s `config.json` against the weights (`shape` gives a tensor's shape by name);
 /// `file` names config.json in errors.
-pub fn parse(json: &[u8], file: &str, shape: &dyn Fn(&str) -> Option<Vec<usize>>) -> Result<(ModelConfig, PreprocessorConfig)> {
-    let v: Value = serde_json::from_slice(json).map_err(|e| Error::model(file, format!("not a valid config.json: {e}")))?;
+fn parse(v: &Value, file: &str, shape: Shapes) -> Result<(ModelConfig, PreprocessorConfig)> {
     let bad = |p: String| Error::model(file, p);
     let arch = v["architecture"].as_str().unwrap_or_default().to_string();
     if !FAMILIES.iter().any(|f| arch.starts_with(f)) {
@@ -69,7 +137,7 @@ pub fn parse(json: &[u8], file: &str, shape: &dyn Fn(&str) -> Option<Vec<usize>>
         }
     }
     let mut depth = 0;
-    while depth < 512 && has(&format!("{}.weight", names::norm(depth, super::naming::Norm::Before))) {
+    while depth < 512 && has(&format!("{}.weight", names::norm(depth, Norm::Before))) {
         depth += 1;
     }
     if depth == 0 {
@@ -89,7 +157,7 @@ pub fn parse(json: &[u8], file: &str, shape: &dyn Fn(&str) -> Option<Vec<usize>>
         }
     }
     // (out, in) as stored, or (out, packed words) where the checkpoint is quantized.
-    let fc1_name = names::linear(0, super::naming::Linear::Fc1);
+    let fc1_name = names::linear(0, Linear::Fc1);
     let fc1 = shape(&format!("{fc1_name}.weight"))
         .or_else(|| shape(&format!("{fc1_name}.weight_packed")))
         .ok_or_else(|| weights_bad("no `blocks.0.mlp.fc1.weight` (a gated MLP is not supported)".into()))?;
@@ -159,10 +227,7 @@ pub fn parse(json: &[u8], file: &str, shape: &dyn Fn(&str) -> Option<Vec<usize>>
         Some(l) if l.len() == num_classes => l.iter().map(|x| x.as_str().unwrap_or_default().to_string()).collect(),
         _ => (0..num_classes.min(1 << 20)).map(|i| format!("LABEL_{i}")).collect(),
     };
-    let quant = match v.get("quantization_config") {
-        None | Some(Value::Null) => None,
-        Some(q) => Some(super::quantized::QuantConfig::parse(q, file)?),
-    };
+    let quant = quantization(v.get("quantization_config"), file)?;
     let layout = Layout { class_token, dist_token, reg_tokens, pos_prefix, pre_norm: has(&format!("{}.weight", names::NORM_PRE)), fc_norm, pool_avg: pool == "avg", pool_map, pos_antialias: true };
     let config = ModelConfig {
         family: Family::Timm,
@@ -235,4 +300,140 @@ pub fn preprocessing(pre: &Value, (h, w): (usize, usize), file: &str) -> Result<
         return Err(bad(format!("mean {mean:?} / std {std:?} are not usable")));
     }
     Ok(PreprocessorConfig { resize: Some((resize, resample)), center_crop: Some((h, w)), rescale: Some(1.0 / 255.0), normalize: Some((mean, std)), crop_round: true })
+}
+
+/// `timm`'s names (vision_transformer.py, deit.py), at the top level of the state dict.
+pub mod names {
+    use crate::model::shared::names::{Linear, Norm};
+
+    /// The class token, `(1, 1, D)`.
+    pub const CLS_TOKEN: &str = "cls_token";
+    /// The distillation token (DeiT distilled).
+    pub const DIST_TOKEN: &str = "dist_token";
+    /// Register tokens, `(1, R, D)`.
+    pub const REG_TOKEN: &str = "reg_token";
+    /// Position embeddings, `(1, L, D)`.
+    pub const POSITIONS: &str = "pos_embed";
+    /// The patch convolution.
+    pub const PATCH: &str = "patch_embed.proj";
+    /// The norm before the encoder.
+    pub const NORM_PRE: &str = "norm_pre";
+    /// The final norm.
+    pub const NORM: &str = "norm";
+    /// The norm after pooling.
+    pub const FC_NORM: &str = "fc_norm";
+    /// The classifier.
+    pub const HEAD: &str = "head";
+    /// The distillation classifier.
+    pub const HEAD_DIST: &str = "head_dist";
+
+    /// Block `i`'s layer norm before attention or before the MLP.
+    pub fn norm(i: usize, which: Norm) -> String {
+        format!("blocks.{i}.{}", if which == Norm::Before { "norm1" } else { "norm2" })
+    }
+
+    /// Block `i`'s fused query-key-value projection, `(3 * D, D)`.
+    pub fn qkv(i: usize) -> String {
+        format!("blocks.{i}.attn.qkv")
+    }
+
+    /// Block `i`'s attention output projection or MLP layers.
+    pub fn linear(i: usize, which: Linear) -> String {
+        let n = match which {
+            Linear::Proj => "attn.proj",
+            Linear::Fc1 => "mlp.fc1",
+            Linear::Fc2 => "mlp.fc2",
+        };
+        format!("blocks.{i}.{n}")
+    }
+
+    /// Block `i`'s layer scale after attention (`ls1`) or after the MLP (`ls2`).
+    pub fn layer_scale(i: usize, which: Norm) -> String {
+        format!("blocks.{i}.ls{}.gamma", if which == Norm::Before { 1 } else { 2 })
+    }
+}
+
+/// A `timm` checkpoint: the engine weights from timm's names.
+fn load(ck: &Checkpoint, patch: usize, sink: &mut dyn Sink) -> Result<Loaded> {
+    use names as t;
+    let cfg = &ck.config;
+    let layout = &cfg.layout;
+    let mut rd = Reader::new(ck, "");
+    let (d, p) = (cfg.hidden_size, cfg.patch_size);
+    rd.patch_weight_to(sink, t::PATCH, cfg, patch)?;
+    let pb = engine::patch().1;
+    // CLIP-style towers (pre-norm) have no patch bias.
+    let bias = if rd.has(&format!("{}.bias", t::PATCH)) { rd.get(&format!("{}.bias", t::PATCH), &[d])? } else { vec![0.0; d] };
+    sink.f32(&pb, &[d], &bias)?;
+    let prefix = cfg.prefix_tokens();
+    let mut toks = Vec::with_capacity(prefix * d);
+    if layout.class_token {
+        toks.extend(rd.get(t::CLS_TOKEN, &[d])?);
+    }
+    if layout.dist_token {
+        toks.extend(rd.get(t::DIST_TOKEN, &[d])?);
+    }
+    if layout.reg_tokens > 0 {
+        toks.extend(rd.get(t::REG_TOKEN, &[layout.reg_tokens, d])?);
+    }
+    if prefix > 0 {
+        sink.f32(engine::prefix(), &[prefix, d], &toks)?;
+    }
+    let (gh, gw) = (cfg.image_size.0 / p, cfg.image_size.1 / cfg.patch_size);
+    if gh != gw {
+        return Err(Error::model(format!("{}/config.json", ck.source), format!("a {gh}x{gw} position grid: only square grids are supported")));
+    }
+    let rows = gh * gw + if layout.pos_prefix { prefix } else { 0 };
+    let all = rd.get(t::POSITIONS, &[rows, d])?;
+    let (pre, patches) = if layout.pos_prefix { (all[..prefix * d].to_vec(), all[prefix * d..].to_vec()) } else { (vec![0.0; prefix * d], all) };
+    let pos = Positions { prefix: pre, patches, side: gh, antialias: true };
+    if layout.pre_norm {
+        rd.norm_to(sink, t::NORM_PRE, engine::pre_norm(), d)?;
+    }
+    let mlp = cfg.intermediate_size;
+    for i in 0..cfg.num_layers {
+        for which in [Norm::Before, Norm::After] {
+            rd.norm_to(sink, &t::norm(i, which), engine::norm(i, which), d)?;
+        }
+        let (wt, b) = rd.linear(&t::qkv(i), d, 3 * d, cfg.qkv_bias, None)?;
+        let (qw, qb) = engine::qkv(i);
+        wt.to_sink(sink, &qw, &[d, 3 * d])?;
+        if let Some(b) = b {
+            sink.f32(&qb, &[3 * d], &b)?;
+        }
+        let scale = |rd: &mut Reader, which| -> Result<Option<Vec<f32>>> {
+            let n = t::layer_scale(i, which);
+            if rd.has(&n) { Ok(Some(rd.get(&n, &[d])?)) } else { Ok(None) }
+        };
+        let (ls1, ls2) = (scale(&mut rd, Norm::Before)?, scale(&mut rd, Norm::After)?);
+        for (which, dims, s) in [(Linear::Proj, (d, d), ls1), (Linear::Fc1, (d, mlp), None), (Linear::Fc2, (mlp, d), ls2)] {
+            rd.linear_to(sink, &t::linear(i, which), engine::linear(i, which), dims, s.as_deref())?;
+        }
+    }
+    if layout.fc_norm {
+        rd.norm_to(sink, t::FC_NORM, engine::fc_norm(), d)?;
+    } else {
+        rd.norm_to(sink, t::NORM, engine::final_norm(), d)?;
+    }
+    if layout.pool_map {
+        let latent = rd.get("attn_pool.latent", &[d])?;
+        let (qw, qb) = rd.linear("attn_pool.q", d, d, true, None)?;
+        let query = project_query(&latent, &qw.into_f32(), &qb.unwrap_or_else(|| vec![0.0; d]));
+        let (kw, kb) = rd.linear("attn_pool.kv", d, 2 * d, true, None)?;
+        let kv = (kw, kb.unwrap_or_else(|| vec![0.0; 2 * d]));
+        map_head_to(&mut rd, sink, &query, kv, ["attn_pool.proj", "attn_pool.norm", "attn_pool.mlp.fc1", "attn_pool.mlp.fc2"], d, mlp)?;
+    }
+    let head = cfg.head.unwrap_or(Head::None);
+    let n = cfg.labels.len();
+    match head {
+        Head::None => {}
+        Head::ClsDistilled => {
+            let half = vec![0.5f32; n];
+            rd.linear_to(sink, t::HEAD, engine::head(), (d, n), Some(&half))?;
+            rd.linear_to(sink, t::HEAD_DIST, engine::head_dist(), (d, n), Some(&half))?;
+        }
+        Head::Cls | Head::Avg | Head::ClsMeanPatch => rd.linear_to(sink, t::HEAD, engine::head(), (d, n), None)?,
+    }
+    check_all_used(ck, &rd.used, head)?;
+    Ok(Loaded { head, pooler: false, projection: false, pos })
 }
