@@ -5,6 +5,7 @@
 
 pub mod attention;
 pub mod gemm;
+pub mod gemm_quant;
 pub mod kernels;
 pub(crate) mod math;
 mod pool;
@@ -226,7 +227,7 @@ pub struct HostWeight {
     pub data: Vec<f32>,
     packed: std::sync::OnceLock<Arc<gemm::PackedB>>,
     /// A quantized matrix (then `data` is empty): its panels, packed at upload.
-    quant: Option<Arc<gemm::QuantPanels>>,
+    quant: Option<Arc<gemm_quant::QuantPanels>>,
     _held: crate::memory::Reservation,
     ledger: Arc<Ledger>,
     name: String,
@@ -247,7 +248,7 @@ impl HostWeight {
 
     /// A quantized `(k, n)` matrix, packed for `cpu`'s GEMM and reserved at its quantized size.
     pub fn new_quant(cpu: &Cpu, name: &str, q: &crate::quant::QuantWeight) -> Result<HostWeight> {
-        let panels = gemm::QuantPanels::pack(q, gemm::tile(cpu.isa).1);
+        let panels = gemm_quant::QuantPanels::pack(q, gemm::tile(cpu.isa).1);
         let held = crate::memory::Reservation::new(&cpu.ledger, &format!("weight `{name}`"), panels.bytes() as u64)?;
         Ok(HostWeight {
             shape: vec![q.k, q.n],
@@ -261,7 +262,7 @@ impl HostWeight {
     }
 
     /// The quantized panels, for a quantized weight.
-    pub fn quant(&self) -> Option<&Arc<gemm::QuantPanels>> {
+    pub fn quant(&self) -> Option<&Arc<gemm_quant::QuantPanels>> {
         self.quant.as_ref()
     }
 

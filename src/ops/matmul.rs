@@ -7,29 +7,27 @@ use crate::error::Result;
 use crate::tensor::{fmt_shape, TensorInfo};
 
 uniforms!(Params { m: u32, n: u32, k: u32, kc: u32 });
-uniforms!(HeadsParams { m: u32, n: u32, k: u32, kc: u32, tokens: u32, dh: u32, _pad0: u32, _pad1: u32 });
 uniforms!(ReduceParams { m: u32, n: u32, splits: u32, _pad: u32 });
 uniforms!(QParams { m: u32, n: u32, k: u32, kc: u32, qgroup: u32, qso: u32, _pad0: u32, _pad1: u32 });
-uniforms!(HeadsQParams { m: u32, n: u32, k: u32, kc: u32, tokens: u32, dh: u32, qgroup: u32, qso: u32 });
 
 /// A quantized B as its kernels read it: bits per value, values of K per scale, and where the
 /// scales start in its buffer (32-bit words).
 #[derive(Clone, Copy, Debug)]
-struct QuantB {
-    bits: u32,
-    group: u32,
-    qso: u32,
-    f16: bool,
+pub(super) struct QuantB {
+    pub(super) bits: u32,
+    pub(super) group: u32,
+    pub(super) qso: u32,
+    pub(super) f16: bool,
 }
 
 impl QuantB {
     /// What the shader variant depends on: bits, and whether the scales are f16.
-    fn form(self) -> (u32, bool) {
+    pub(super) fn form(self) -> (u32, bool) {
         (self.bits, self.f16)
     }
 }
 
-fn quant_b(b: &TensorInfo) -> Option<QuantB> {
+pub(super) fn quant_b(b: &TensorInfo) -> Option<QuantB> {
     let q = b.quant?;
     let (k, n) = (b.shape[0], b.shape[1]);
     let qso = crate::quant::gpu_scale_offset(k, n, q.bits) as u32;
@@ -249,97 +247,8 @@ impl MatMul {
     }
 }
 
-/// The fused QKV projection `a (B, T, K) x b (K, 3*D) [+ bias (3*D)]` written head-major as
-/// `(3, B, heads, T, D / heads)`.
-pub(crate) struct MatMulHeads {
-    pub heads: usize,
-    pub bias: bool,
-}
-
-impl OpDef for MatMulHeads {
-    fn kind(&self) -> &'static str {
-        "matmul_heads"
-    }
-
-    fn arity(&self) -> usize {
-        2 + self.bias as usize
-    }
-
-    fn output_shape(&self, node: &str, inputs: &[&TensorInfo]) -> Result<Vec<usize>> {
-        let (a, b, heads) = (inputs[0], inputs[1], self.heads);
-        if a.shape.len() != 3 {
-            return Err(shape_err(node, a, "[B, T, K]"));
-        }
-        let k = a.shape[2];
-        if b.shape.len() != 2 || b.shape[0] != k || !b.shape[1].is_multiple_of(3) {
-            return Err(shape_err(node, b, format!("[{k}, 3 * D] (K = {k} from `{}`)", a.name)));
-        }
-        let n = b.shape[1];
-        let d = n / 3;
-        if heads == 0 || !d.is_multiple_of(heads) {
-            return Err(super::invalid(node, format!("{heads} heads do not divide the model dim {d}")));
-        }
-        let dh = d / heads;
-        if !dh.is_multiple_of(4) || !k.is_multiple_of(4) {
-            return Err(super::invalid(node, format!("a head-major projection needs K ({k}) and the head dim ({dh}) to be multiples of 4")));
-        }
-        if self.bias && inputs[2].shape != [n] {
-            return Err(shape_err(node, inputs[2], format!("[{n}]")));
-        }
-        Ok(vec![3, a.shape[0], heads, a.shape[1], dh])
-    }
-
-    /// Every tile of [`TILES`] (no split-K: its reduction writes token-major).
-    fn kernels(&self, inputs: &[&TensorInfo], _output: &TensorInfo) -> Vec<Kernel> {
-        let a = &inputs[0].shape;
-        let (tokens, k) = (a[1] as u64, a[2] as u64);
-        let m = rows_of(a) as u64;
-        let n = inputs[1].shape[1] as u64;
-        let dh = n / 3 / self.heads as u64;
-        let q = quant_b(inputs[1]);
-        let (m32, n32, k32, tokens, dh) = (m as u32, n as u32, k as u32, tokens as u32, dh as u32);
-        let flops = 2.0 * (m * n * k) as f64;
-        TILES
-            .iter()
-            .map(|&(name, tile)| {
-                let groups = [n.div_ceil(tile.bn as u64) as u32, m.div_ceil(tile.bm as u64) as u32, 1];
-                let decl = heads_decl(tile, self.bias, q.map(QuantB::form));
-                match q {
-                    None => Kernel::new(name, decl, HeadsParams { m: m32, n: n32, k: k32, kc: k32, tokens, dh, ..Default::default() }, groups, flops),
-                    Some(q) => {
-                        let p = HeadsQParams { m: m32, n: n32, k: k32, kc: k32, tokens, dh, qgroup: q.group, qso: q.qso };
-                        Kernel::new(name, decl, p, groups, flops)
-                    }
-                }
-            })
-            .collect()
-    }
-
-    fn family(&self) -> Option<&'static str> {
-        Some("matmul")
-    }
-
-    fn tuning_key(&self, inputs: &[&TensorInfo], _output: &TensorInfo) -> Option<String> {
-        let (m, k, n) = (rows_of(&inputs[0].shape), last(&inputs[0].shape), inputs[1].shape[1]);
-        Some(format!("matmul {m}x{k}x{n} bias={} heads={}{}", self.bias, self.heads, quant_key(inputs[1])))
-    }
-
-    /// As for the (B*T, 3*D) product it computes.
-    fn heuristic(&self, device: wgpu::DeviceType, _inputs: &[&TensorInfo], output: &TensorInfo) -> Option<&'static str> {
-        let s = &output.shape;
-        heuristic_tile(device, s[1] * s[3], 3 * s[2] * s[4])
-    }
-
-    fn cpu_kernel(&self, cpu: &Cpu, node: &str, inputs: &[&TensorInfo], _output: &TensorInfo, weights: &[Option<&HostWeight>]) -> Result<Box<dyn CpuKernel>> {
-        let b = cpu_b(cpu, super::need_weight(node, weights, 1, "B")?)?;
-        let s = &inputs[0].shape;
-        let heads = Some((s[0], s[1], self.heads));
-        Ok(Box::new(MatMulCpu { m: rows_of(s), b, n: inputs[1].shape[1], bias: self.bias, act: Activation::None, residual: None, heads }))
-    }
-}
-
 /// The flags that select an epilogue: bias, activation, residual.
-fn epilogue_flags(bias: bool, act: Activation, residual: bool) -> Vec<&'static str> {
+pub(super) fn epilogue_flags(bias: bool, act: Activation, residual: bool) -> Vec<&'static str> {
     let mut flags = Vec::new();
     if bias {
         flags.push("BIAS");
@@ -358,7 +267,7 @@ fn epilogue_flags(bias: bool, act: Activation, residual: bool) -> Vec<&'static s
 }
 
 /// The epilogue's inputs after `a` and `b`: bias (a weight), residual (an activation).
-fn epilogue_bindings(bias: bool, residual: bool) -> Vec<Binding> {
+pub(super) fn epilogue_bindings(bias: bool, residual: bool) -> Vec<Binding> {
     let mut v = Vec::new();
     if bias {
         v.push(Binding::weight(2, "bias"));
@@ -370,14 +279,14 @@ fn epilogue_bindings(bias: bool, residual: bool) -> Vec<Binding> {
 }
 
 /// ` quant=BITS/GROUP` for a quantized B (tuning keys), else nothing.
-fn quant_key(b: &TensorInfo) -> String {
+pub(super) fn quant_key(b: &TensorInfo) -> String {
     b.quant.map(|q| format!(" quant={}/{}", q.bits, q.group)).unwrap_or_default()
 }
 
 /// A GEMM variant of `tile`: vec4 or scalar access, then `store` flags (the epilogue, or how C is
 /// stored), then the tile's own (prefetch, unrolled block); with `quant` (bits, f16 scales), B is
 /// read quantized.
-fn gemm_variant(tile: Tile, vec4: bool, store: &[&'static str], quant: Option<(u32, bool)>) -> ShaderVariant {
+pub(super) fn gemm_variant(tile: Tile, vec4: bool, store: &[&'static str], quant: Option<(u32, bool)>) -> ShaderVariant {
     let mut flags = Vec::new();
     if vec4 {
         flags.push("VEC4");
@@ -405,19 +314,6 @@ fn decl(tile: Tile, vec4: bool, bias: bool, act: Activation, residual: bool, qua
     match quant {
         None => KernelDecl::new::<Params>(shader, bindings),
         Some(_) => KernelDecl::new::<QParams>(shader, bindings),
-    }
-}
-
-/// The head-major QKV projection: vec4, bias or not, no activation or residual.
-fn heads_decl(tile: Tile, bias: bool, quant: Option<(u32, bool)>) -> KernelDecl {
-    let mut store = epilogue_flags(bias, Activation::None, false);
-    store.push("HEADS");
-    let mut bindings = vec![Binding::output("out"), Binding::activation(0, "a"), Binding::weight(1, "b")];
-    bindings.extend(epilogue_bindings(bias, false));
-    let shader = gemm_variant(tile, true, &store, quant);
-    match quant {
-        None => KernelDecl::new::<HeadsParams>(shader, bindings),
-        Some(_) => KernelDecl::new::<HeadsQParams>(shader, bindings),
     }
 }
 
@@ -457,19 +353,19 @@ pub(crate) fn split_plan(m: u64, k: u64, n: u64, splits: u32) -> Option<(u64, u6
     (kc >= SPLIT_MIN_K && parts >= 2).then_some((kc, parts))
 }
 
-/// Every variant: each tile, access, epilogue and form of B (float; 8 or 4 bits with f32 or f16
-/// scales).
+/// The forms of B a kernel variant is made for: float, or 8 or 4 bits with f32 or f16 scales.
+pub(super) const QUANT_FORMS: [Option<(u32, bool)>; 5] = [None, Some((8, false)), Some((8, true)), Some((4, false)), Some((4, true))];
+
+/// Every variant: each tile, access, epilogue and form of B.
 pub(crate) fn decls() -> Vec<KernelDecl> {
     let mut v = Vec::new();
-    for quant in [None, Some((8, false)), Some((8, true)), Some((4, false)), Some((4, true))] {
+    for quant in QUANT_FORMS {
         for (_, tile) in TILES {
             for act in Activation::ALL {
                 for i in 0..8 {
                     v.push(decl(tile, i & 1 != 0, i & 2 != 0, act, i & 4 != 0, quant));
                 }
             }
-            v.push(heads_decl(tile, false, quant));
-            v.push(heads_decl(tile, true, quant));
         }
         v.push(split_decl(quant));
     }
@@ -483,12 +379,12 @@ pub(crate) fn decls() -> Vec<KernelDecl> {
 
 
 /// B on the CPU: f32 panels, or quantized panels dequantized a panel at a time.
-enum CpuB {
+pub(super) enum CpuB {
     F32(std::sync::Arc<crate::cpu::gemm::PackedB>),
-    Quant(std::sync::Arc<crate::cpu::gemm::QuantPanels>),
+    Quant(std::sync::Arc<crate::cpu::gemm_quant::QuantPanels>),
 }
 
-fn cpu_b(cpu: &Cpu, w: &HostWeight) -> Result<CpuB> {
+pub(super) fn cpu_b(cpu: &Cpu, w: &HostWeight) -> Result<CpuB> {
     Ok(match w.quant() {
         Some(q) => CpuB::Quant(q.clone()),
         None => CpuB::F32(w.packed(crate::cpu::gemm::tile(cpu.isa()).1)?),
@@ -498,15 +394,15 @@ fn cpu_b(cpu: &Cpu, w: &HostWeight) -> Result<CpuB> {
 /// A matrix product on the CPU (B packed for the instruction set). With `heads`, the product
 /// goes to the scratch and is written head-major, `(3, B, heads, T, dh)`, as the GPU's
 /// head-major projection does.
-struct MatMulCpu {
-    m: usize,
-    n: usize,
-    b: CpuB,
-    bias: bool,
-    act: Activation,
-    residual: Option<usize>,
+pub(super) struct MatMulCpu {
+    pub(super) m: usize,
+    pub(super) n: usize,
+    pub(super) b: CpuB,
+    pub(super) bias: bool,
+    pub(super) act: Activation,
+    pub(super) residual: Option<usize>,
     /// (batch, tokens, heads) for the head-major layout.
-    heads: Option<(usize, usize, usize)>,
+    pub(super) heads: Option<(usize, usize, usize)>,
 }
 
 impl CpuKernel for MatMulCpu {
@@ -530,7 +426,7 @@ impl CpuKernel for MatMulCpu {
         let epi = Epilogue { bias: self.bias.then(|| ins[2]), act: self.act.cpu(), residual: self.residual.map(|i| (ins[i], self.n)), accumulate: false };
         let product = |c: &mut [f32]| match &self.b {
             CpuB::F32(b) => gemm(cpu, &Gemm::new(self.m, ins[0], b.k, b, self.n), c, &epi),
-            CpuB::Quant(b) => crate::cpu::gemm::gemm_quant(cpu, self.m, ins[0], b.k, b, c, self.n, &epi),
+            CpuB::Quant(b) => crate::cpu::gemm_quant::gemm_quant(cpu, self.m, ins[0], b.k, b, c, self.n, &epi),
         };
         let Some((batch, tokens, heads)) = self.heads else {
             return product(out);

@@ -8,6 +8,7 @@ pub mod attention_probs;
 pub mod elementwise;
 pub mod layernorm;
 pub mod matmul;
+pub mod matmul_heads;
 pub mod patch_embed;
 pub mod shader;
 pub mod softmax;
@@ -347,7 +348,7 @@ impl Op {
     pub(crate) fn def(&self) -> Box<dyn OpDef> {
         match *self {
             Op::MatMul { bias, act, residual } => Box::new(matmul::MatMul { bias, act, residual }),
-            Op::MatMulHeads { heads, bias } => Box::new(matmul::MatMulHeads { heads, bias }),
+            Op::MatMulHeads { heads, bias } => Box::new(matmul_heads::MatMulHeads { heads, bias }),
             Op::PatchEmbed { patch, prefix } => Box::new(patch_embed::PatchEmbed { patch, prefix }),
             Op::Attention { heads, scale } => Box::new(attention::Attention { heads, scale, causal: false }),
             Op::CausalAttention { heads, scale } => Box::new(attention::Attention { heads, scale, causal: true }),
@@ -443,6 +444,7 @@ pub fn all_shader_variants() -> Vec<ShaderVariant> {
 fn all_f32_decls() -> Vec<KernelDecl> {
     let mut v = Vec::new();
     v.extend(matmul::decls());
+    v.extend(matmul_heads::decls());
     v.extend(patch_embed::decls());
     v.extend(attention::decls());
     v.extend(attention_probs::decls());
