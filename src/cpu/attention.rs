@@ -231,7 +231,7 @@ unsafe fn attend<S: Simd, const MR: usize, const NV: usize>(t: &Task) {
         let n = kb.min(l.t - k0);
         // Scores: Q (rows x dh) x K^T (dh x n), panels k0 / nr.. of the packed K.
         let g = Gemm { m: t.rows, a: q, lda: l.row, b: &kp[(k0 / nr) * dh * nr..], k: dh, k0: 0, panel: dh * nr, ldb: nr, n, nr, ldc: lds };
-        unsafe { block_generic::<S, MR, NV>(&g, SyncPtr(s.as_mut_ptr()), &Epilogue::NONE, (0, n.div_ceil(nr)), (0, t.rows)) };
+        unsafe { block_generic::<S, MR, NV>(&g, SyncPtr(s.as_mut_ptr()), &Epilogue::NONE, (0, n.div_ceil(nr)), (0, t.rows), 0) };
         // Online softmax: new maxima, rescaled sums and accumulators, probabilities in place.
         // The maxima are of the unscaled scores (the scale is positive), the scale applied inside
         // the exponent.
@@ -253,7 +253,7 @@ unsafe fn attend<S: Simd, const MR: usize, const NV: usize>(t: &Task) {
         // acc += P (rows x n) x V (n x dh), rows k0.. of the packed V.
         let g = Gemm { m: t.rows, a: s, lda: lds, b: v, k: n, k0, panel: v_panel, ldb: v_ld, n: dh, nr, ldc: dh };
         let add = Epilogue { accumulate: true, ..Epilogue::NONE };
-        unsafe { block_generic::<S, MR, NV>(&g, SyncPtr(acc.as_mut_ptr()), &add, (0, dh.div_ceil(nr)), (0, t.rows)) };
+        unsafe { block_generic::<S, MR, NV>(&g, SyncPtr(acc.as_mut_ptr()), &add, (0, dh.div_ceil(nr)), (0, t.rows), 0) };
     }
     let width = l.heads * dh;
     for i in 0..t.rows {

@@ -4,10 +4,19 @@
 //! Layout and tiling: B is stored as panels of NR columns, `[panel][k][NR]` (zero past N), so the
 //! micro-kernel reads one contiguous row of NR values per k. A is read in place (row-major, any
 //! row stride): each step broadcasts one value from each of MR rows. The micro-kernel keeps an
-//! MR x NR block of C in registers over the whole of K, then stores it with the epilogue
-//! `act(acc + bias) + residual` (or adds it to C). Threads split C into blocks of panels and rows.
-//! MR and NR per instruction set: AVX-512 6 x 64 (24 accumulators, four vectors of B per
-//! broadcast of A), AVX2 6 x 16, simd128 and portable 4 x 8.
+//! MR x NR block of C in registers over a block of K, then stores it (or adds it to C) and, after
+//! the last block of K, applies the epilogue `act(acc + bias) + residual`. MR and NR per
+//! instruction set: AVX-512 6 x 64 (24 accumulators, four vectors of B per broadcast of A), AVX2
+//! 6 x 16, simd128 and portable 4 x 8.
+//!
+//! Cache blocking ([`Blocking`], sized from the L2 cache the machine reports): a task is a range
+//! of panels by a range of rows; for each panel (kept in L2 across the rows) it runs every MR-row
+//! tile of its rows, so a task reads its panels of B once and its block of A once per panel. The
+//! grid of tasks is chosen for the least traffic from memory ([`TaskGrid`]): more row ranges make
+//! B be read more often, more panel ranges A, and a block of A too large to stay in L2 beside a
+//! panel is read from memory for every panel. This is what keeps large batches (M = tokens x
+//! images) as fast per image as one. Where one panel over the whole of K would not fit half the
+//! L2 (K beyond a few thousand), K is cut into blocks and each block's product added to C.
 
 use super::math;
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
@@ -41,6 +50,27 @@ pub fn tile(isa: Isa) -> (usize, usize) {
         Isa::Avx512 => (6, 64),
         Isa::Avx2 => (6, 16),
         Isa::Wasm128 | Isa::Portable => (4, 8),
+    }
+}
+
+/// How [`gemm`] blocks a product for the caches (see the module doc).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Blocking {
+    /// Bytes of one core's L2 cache.
+    pub l2: usize,
+}
+
+impl Blocking {
+    /// The blocking for a machine whose cores have `l2` bytes of L2 cache each.
+    pub fn for_cache(l2: usize) -> Blocking {
+        Blocking { l2: l2.max(128 << 10) }
+    }
+
+    /// The block of K for a product of depth `k` with panels `nr` wide: all of it (0) where a
+    /// panel's `k x nr` block of B takes at most half the L2, else a multiple of 64 that does.
+    pub fn kc(&self, k: usize, nr: usize) -> usize {
+        let most = self.l2 / 2 / (nr * 4);
+        if k <= most { 0 } else { (most / 64 * 64).max(64) }
     }
 }
 
@@ -156,16 +186,19 @@ pub fn gemm(cpu: &Cpu, g: &Gemm, c: &mut [f32], epi: &Epilogue) {
     }
     let grid = TaskGrid::new(cpu, g.m, g.n, g.k, mr, nr);
     let out = SyncPtr(c.as_mut_ptr());
+    let kc = cpu.blocking.kc(g.k, nr);
     let task = |t: usize| {
         let (panels, rows) = grid.task(t);
-        block(cpu.isa, g, out, epi, panels, rows);
+        block(cpu.isa, g, out, epi, panels, rows, kc);
     };
     cpu.pool.run(grid.tasks(), &task);
 }
 
 /// How a GEMM of m x n (inner k) is cut into tasks: enough to balance the threads, none smaller
-/// than about 256k multiply-adds, in a grid of equal parts: the panels split by the largest
-/// divisor of their count that fits.
+/// than about 256k multiply-adds, in a grid of `tm` row ranges by `tn` panel ranges chosen for the
+/// least traffic from memory: each task reads its panels of B once and its block of A once per
+/// panel, from L2 where the block fits there beside one panel, else from memory; so B is read `tm`
+/// times in all and A `tn` times (or once per panel where its blocks do not fit).
 pub(super) struct TaskGrid {
     m: usize,
     mr: usize,
@@ -181,8 +214,28 @@ impl TaskGrid {
         let panels = n.div_ceil(nr);
         let work = m * n * k.max(1);
         let want = (cpu.pool.threads() * TASKS_PER_THREAD).min(work.div_ceil(1 << 18)).max(1);
-        let tn = (1..=panels.min(want)).rev().find(|d| panels % d == 0).unwrap_or(1);
-        let tm = want.div_ceil(tn).min(row_blocks);
+        let kc = cpu.blocking.kc(k, nr);
+        let kb = if kc == 0 { k } else { kc };
+        let (a_bytes, b_panel) = ((m * k * 4) as f64, (kb * nr * 4) as f64);
+        let l2 = cpu.blocking.l2 as f64;
+        let mut best = (f64::INFINITY, 1, 1);
+        for tm in 1..=row_blocks.min(4 * want) {
+            let tn = want.div_ceil(tm).min(panels);
+            // Equal parts: row ranges of whole MR tiles, panel ranges as even as they divide.
+            let rows = row_blocks.div_ceil(tm) * mr;
+            let per_task = panels.div_ceil(tn);
+            let a_block = (rows * kb * 4) as f64;
+            let a_reads = if a_block + b_panel <= l2 * 0.75 { tn as f64 } else { (tn * per_task) as f64 };
+            // Idle threads in the last round of tasks count as traffic too.
+            let tasks = tm * tn;
+            let rounds = tasks.div_ceil(cpu.pool.threads()) * cpu.pool.threads();
+            let balance = rounds as f64 / tasks as f64;
+            let cost = (tm as f64 * b_panel * panels as f64 + a_reads * a_bytes) * balance;
+            if cost < best.0 {
+                best = (cost, tn, tm);
+            }
+        }
+        let (_, tn, tm) = best;
         TaskGrid { m, mr, panels, row_blocks, tn, tm }
     }
 
@@ -205,59 +258,69 @@ pub fn gemm_serial(isa: Isa, g: &Gemm, c: &mut [f32], epi: &Epilogue) {
     g.check();
     assert_eq!(tile(isa).1, g.nr, "B was packed for another instruction set");
     if g.m > 0 && g.n > 0 {
-        block(isa, g, SyncPtr(c.as_mut_ptr()), epi, (0, g.n.div_ceil(g.nr)), (0, g.m));
+        block(isa, g, SyncPtr(c.as_mut_ptr()), epi, (0, g.n.div_ceil(g.nr)), (0, g.m), 0);
     }
 }
 
-/// Panels `p0..p1` of rows `r0..r1`, for the instruction set.
-pub(super) fn block(isa: Isa, g: &Gemm, c: SyncPtr, epi: &Epilogue, panels: (usize, usize), rows: (usize, usize)) {
+/// Panels `p0..p1` of rows `r0..r1` in blocks of `kc` of K (0: all of K), for the instruction
+/// set.
+pub(super) fn block(isa: Isa, g: &Gemm, c: SyncPtr, epi: &Epilogue, panels: (usize, usize), rows: (usize, usize), kc: usize) {
     match isa {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `Cpu` only selects an instruction set the machine has.
-        Isa::Avx512 => unsafe { block_avx512(g, c, epi, panels, rows) },
+        Isa::Avx512 => unsafe { block_avx512(g, c, epi, panels, rows, kc) },
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => unsafe { block_avx2(g, c, epi, panels, rows) },
+        Isa::Avx2 => unsafe { block_avx2(g, c, epi, panels, rows, kc) },
         #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-        Isa::Wasm128 => unsafe { block_generic::<Wasm128, 4, 2>(g, c, epi, panels, rows) },
-        _ => unsafe { block_generic::<Portable, 4, 2>(g, c, epi, panels, rows) },
+        Isa::Wasm128 => unsafe { block_generic::<Wasm128, 4, 2>(g, c, epi, panels, rows, kc) },
+        _ => unsafe { block_generic::<Portable, 4, 2>(g, c, epi, panels, rows, kc) },
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn block_avx512(g: &Gemm, c: SyncPtr, epi: &Epilogue, panels: (usize, usize), rows: (usize, usize)) {
-    unsafe { block_generic::<Avx512, 6, 4>(g, c, epi, panels, rows) }
+unsafe fn block_avx512(g: &Gemm, c: SyncPtr, epi: &Epilogue, panels: (usize, usize), rows: (usize, usize), kc: usize) {
+    unsafe { block_generic::<Avx512, 6, 4>(g, c, epi, panels, rows, kc) }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn block_avx2(g: &Gemm, c: SyncPtr, epi: &Epilogue, panels: (usize, usize), rows: (usize, usize)) {
-    unsafe { block_generic::<Avx2, 6, 2>(g, c, epi, panels, rows) }
+unsafe fn block_avx2(g: &Gemm, c: SyncPtr, epi: &Epilogue, panels: (usize, usize), rows: (usize, usize), kc: usize) {
+    unsafe { block_generic::<Avx2, 6, 2>(g, c, epi, panels, rows, kc) }
 }
 
 /// Tasks per thread a GEMM is cut into (balance against per-task cost, measured on the model).
 const TASKS_PER_THREAD: usize = 4;
 
-/// The tiles of panels × rows: for each panel (kept hot in L2 across the rows), every MR-row tile
-/// over the whole of K. (Blocking K and rows as GotoBLAS does measured no faster on the model's
-/// shapes, on AVX-512 with 6 x 64 tiles.)
-/// For kernels compiled for an instruction set (attention), with that set's tile.
+/// The tiles of panels x rows, K in blocks of `kc` (0: the whole of K in one): for each block of
+/// K, for each panel (its block of B kept hot in L2 across the rows), every MR-row tile; stored
+/// for the first block of K, added for the others, with the epilogue after the last. For kernels
+/// compiled for an instruction set (attention), with that set's tile.
 #[inline(always)]
-pub(crate) unsafe fn block_generic<S: Simd, const MR: usize, const NV: usize>(g: &Gemm, c: SyncPtr, epi: &Epilogue, panels: (usize, usize), rows: (usize, usize)) {
+pub(crate) unsafe fn block_generic<S: Simd, const MR: usize, const NV: usize>(g: &Gemm, c: SyncPtr, epi: &Epilogue, panels: (usize, usize), rows: (usize, usize), kc: usize) {
     let nr = NV * S::LANES;
-    let mode = Mode { add: epi.accumulate, epilogue: true };
-    for p in panels.0..panels.1 {
-        let col0 = p * nr;
-        let cols = nr.min(g.n - col0);
-        let b = unsafe { g.b.as_ptr().add(p * g.panel + g.k0 * g.ldb) };
-        let mut r = rows.0;
-        while r < rows.1 {
-            let h = MR.min(rows.1 - r);
-            // Rows past the last are read from the last row and never stored.
-            let a: [*const f32; MR] = std::array::from_fn(|i| unsafe { g.a.as_ptr().add((r + i.min(h - 1)) * g.lda) });
-            let ct = unsafe { c.ptr().add(r * g.ldc + col0) };
-            unsafe { tile_kernel::<S, MR, NV>(g.k, a, (b, g.ldb), ct, g.ldc, h, cols, epi, (r, col0), mode) };
-            r += MR;
+    let kc = if kc == 0 { g.k } else { kc };
+    let mut k0 = 0;
+    loop {
+        let kb = kc.min(g.k - k0);
+        let mode = Mode { add: epi.accumulate || k0 > 0, epilogue: k0 + kb == g.k };
+        for p in panels.0..panels.1 {
+            let col0 = p * nr;
+            let cols = nr.min(g.n - col0);
+            let b = unsafe { g.b.as_ptr().add(p * g.panel + (g.k0 + k0) * g.ldb) };
+            let mut r = rows.0;
+            while r < rows.1 {
+                let h = MR.min(rows.1 - r);
+                // Rows past the last are read from the last row and never stored.
+                let a: [*const f32; MR] = std::array::from_fn(|i| unsafe { g.a.as_ptr().add((r + i.min(h - 1)) * g.lda + k0) });
+                let ct = unsafe { c.ptr().add(r * g.ldc + col0) };
+                unsafe { tile_kernel::<S, MR, NV>(kb, a, (b, g.ldb), ct, g.ldc, h, cols, epi, (r, col0), mode) };
+                r += MR;
+            }
+        }
+        k0 += kb;
+        if k0 >= g.k {
+            break;
         }
     }
 }
@@ -301,6 +364,45 @@ unsafe fn tile_kernel<S: Simd, const MR: usize, const NV: usize>(
             }
         }
     }
+    if mode.epilogue && epi.act != Act::None {
+        // With an activation: the tile through a buffer, so that the activation runs over the
+        // whole tile at once, on full vectors whatever NR is (a row of 16 columns alone runs the
+        // scalar remainder of a loop vectorized 32 wide).
+        let mut buf = Align64([0f32; MAX_TILE]);
+        let t = &mut buf.0[..MR * nr];
+        for (i, acc_row) in acc.iter().enumerate().take(rows) {
+            for (v, &x) in acc_row.iter().enumerate() {
+                unsafe { S::store(t.as_mut_ptr().add(i * nr + v * S::LANES), x) };
+            }
+        }
+        for i in 0..rows {
+            let tr = &mut t[i * nr..i * nr + cols];
+            if mode.add {
+                let row = unsafe { std::slice::from_raw_parts(c.add(i * ldc), cols) };
+                tr.iter_mut().zip(row).for_each(|(o, x)| *o += x);
+            }
+            if let Some(bias) = epi.bias {
+                tr.iter_mut().zip(&bias[col0..col0 + cols]).for_each(|(o, b)| *o += b);
+            }
+        }
+        if S::FMA {
+            activate::<true>(&mut t[..rows * nr], epi.act);
+        } else {
+            activate::<false>(&mut t[..rows * nr], epi.act);
+        }
+        for i in 0..rows {
+            let row = unsafe { std::slice::from_raw_parts_mut(c.add(i * ldc), cols) };
+            let tr = &t[i * nr..i * nr + cols];
+            match epi.residual {
+                Some((res, ld)) => {
+                    let r = &res[(row0 + i) * ld + col0..(row0 + i) * ld + col0 + cols];
+                    row.iter_mut().zip(tr).zip(r).for_each(|((o, x), y)| *o = x + y);
+                }
+                None => row.copy_from_slice(tr),
+            }
+        }
+        return;
+    }
     // Whole vectors where the tile is full, else through a buffer.
     let full = cols == nr;
     let mut buf = Align64([0f32; 64]);
@@ -330,6 +432,21 @@ unsafe fn tile_kernel<S: Simd, const MR: usize, const NV: usize>(
     }
 }
 
+/// The most values of a register tile (AVX-512's 6 x 64).
+const MAX_TILE: usize = 384;
+
+/// The activation over `x`, with fused multiply-adds where the kernel's instruction set has them.
+#[inline(always)]
+fn activate<const FMA: bool>(x: &mut [f32], act: Act) {
+    match act {
+        Act::None => {}
+        Act::Gelu => math::map(x, math::gelu_with::<FMA>),
+        Act::Tanh => x.iter_mut().for_each(|o| *o = o.tanh()),
+        Act::QuickGelu => math::map(x, |o| o / (1.0 + math::exp_with::<FMA>(-1.702 * o))),
+        Act::GeluTanh => math::map(x, |o| o / (1.0 + math::exp_with::<FMA>(-GELU_TANH_K * (o + 0.044715 * o * o * o)))),
+    }
+}
+
 /// bias, activation, residual on one row segment of C starting at (row, col0).
 #[inline(always)]
 fn apply_epilogue(row: &mut [f32], epi: &Epilogue, r: usize, col0: usize) {
@@ -337,13 +454,7 @@ fn apply_epilogue(row: &mut [f32], epi: &Epilogue, r: usize, col0: usize) {
     if let Some(bias) = epi.bias {
         row.iter_mut().zip(&bias[col0..col0 + n]).for_each(|(o, b)| *o += b);
     }
-    match epi.act {
-        Act::None => {}
-        Act::Gelu => row.iter_mut().for_each(|o| *o = math::gelu(*o)),
-        Act::Tanh => row.iter_mut().for_each(|o| *o = o.tanh()),
-        Act::QuickGelu => row.iter_mut().for_each(|o| *o /= 1.0 + math::exp(-1.702 * *o)),
-        Act::GeluTanh => row.iter_mut().for_each(|o| *o /= 1.0 + math::exp(-GELU_TANH_K * (*o + 0.044715 * *o * *o * *o))),
-    }
+    activate::<false>(row, epi.act);
     if let Some((res, ld)) = epi.residual {
         row.iter_mut().zip(&res[r * ld + col0..r * ld + col0 + n]).for_each(|(o, x)| *o += x);
     }
@@ -416,6 +527,45 @@ mod tests {
                 for i in 0..m * n {
                     let w = want[i] + bias[i % n] as f64 + res[i] as f64;
                     assert!((c[i] as f64 - w).abs() <= 1e-5 + 1e-5 * w.abs(), "{isa:?} {m}x{k}x{n} at {i}: {} vs {w}", c[i]);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_small_cache_blocks_k_and_splits_rows_with_the_same_result() {
+        for isa in [Isa::Avx512, Isa::Avx2, Isa::Wasm128, Isa::Portable] {
+            if !isa.available() {
+                continue;
+            }
+            let mut cpu = Cpu::with(isa, 2);
+            // 128 KiB of L2: K is cut into blocks of 64 to 256 and the rows into many ranges.
+            cpu.blocking = Blocking::for_cache(128 << 10);
+            let nr = tile(isa).1;
+            for (m, k, n) in [(61, 1000, 37), (200, 777, 3 * nr + 5), (5, 2050, 9)] {
+                assert!(cpu.blocking.kc(k, nr) > 0 || nr < 64, "{isa:?}: K {k} should be blocked");
+                let mut rng = Rng::new((m * 13 + k + n) as u64);
+                let (a, b, bias, res) = (rng.vec(m * k, 1.0), rng.vec(k * n, 1.0), rng.vec(n, 1.0), rng.vec(m * n, 1.0));
+                let packed = PackedB::pack(&b, k, n, n, nr);
+                let want = reference(&a, &b, m, k, n);
+                for act in [Act::None, Act::Gelu] {
+                    let mut c = vec![f32::NAN; m * n];
+                    let epi = Epilogue { bias: Some(&bias), act, residual: Some((&res, n)), accumulate: false };
+                    gemm(&cpu, &Gemm::new(m, &a, k, &packed, n), &mut c, &epi);
+                    for i in 0..m * n {
+                        let x = want[i] + bias[i % n] as f64;
+                        let x = if act == Act::Gelu { 0.5 * x * (1.0 + libm::erf(x / std::f64::consts::SQRT_2)) } else { x };
+                        let w = x + res[i] as f64;
+                        assert!((c[i] as f64 - w).abs() <= 1e-4 + 1e-5 * w.abs(), "{isa:?} {m}x{k}x{n} {act:?} at {i}: {} vs {w}", c[i]);
+                    }
+                }
+                // Accumulating adds the product to what C holds.
+                let mut c = res.clone();
+                let epi = Epilogue { accumulate: true, ..Epilogue::NONE };
+                gemm(&cpu, &Gemm::new(m, &a, k, &packed, n), &mut c, &epi);
+                for i in 0..m * n {
+                    let w = want[i] + res[i] as f64;
+                    assert!((c[i] as f64 - w).abs() <= 1e-4 + 1e-5 * w.abs(), "{isa:?} {m}x{k}x{n} accumulate at {i}: {} vs {w}", c[i]);
                 }
             }
         }

@@ -138,7 +138,7 @@ pub fn gemm_quant(cpu: &Cpu, m: usize, a: &[f32], lda: usize, b: &QuantPanels, c
                 b.dequantize(cpu.isa, p, &mut buf[..b.k * nr]);
                 // One panel read in place: every panel index resolves to the buffer (`panel` 0).
                 let g = Gemm { m, a, lda, b: &buf[..b.k * nr], k: b.k, k0: 0, panel: 0, ldb: nr, n: b.n, nr, ldc };
-                block(cpu.isa, &g, out, epi, (p, p + 1), rows);
+                block(cpu.isa, &g, out, epi, (p, p + 1), rows, 0);
             }
         });
     };

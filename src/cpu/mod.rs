@@ -83,6 +83,9 @@ pub struct CpuOptions {
     pub memory_budget: Option<u64>,
     /// The instruction set (None: the best this machine has); one it lacks is an error.
     pub isa: Option<Isa>,
+    /// The GEMM's cache blocking (None: from this machine's L2 cache); `TESSERA_CPU_L2=<KiB>`
+    /// sizes it for another cache, for measuring.
+    pub blocking: Option<gemm::Blocking>,
 }
 
 impl CpuOptions {
@@ -96,6 +99,13 @@ impl CpuOptions {
                 problem: format!("`{v}` is not an instruction set (avx512, avx2, simd128, portable)"),
             })?;
             opts.isa = Some(isa);
+        }
+        if let Some(v) = std::env::var("TESSERA_CPU_L2").ok().filter(|v| !v.is_empty()) {
+            let kib = v.trim().parse::<usize>().ok().filter(|&k| (64..=1 << 20).contains(&k)).ok_or_else(|| Error::Input {
+                name: "TESSERA_CPU_L2".into(),
+                problem: format!("`{v}` is not an L2 size in KiB (64 to 1048576)"),
+            })?;
+            opts.blocking = Some(gemm::Blocking::for_cache(kib << 10));
         }
         if let Some(v) = std::env::var("TESSERA_THREADS").ok().filter(|v| !v.is_empty()) {
             opts.threads = Some(parse_threads(&v).ok_or_else(|| Error::Input {
@@ -126,11 +136,17 @@ pub struct CpuReport {
     pub memory_budget: Option<u64>,
     /// Whether the budget was derived from the system's available memory.
     pub memory_budget_from_system: bool,
+    /// The GEMM's cache blocking.
+    pub blocking: gemm::Blocking,
+    /// Each core's L2 cache, in bytes, as the machine reports it (None where it does not).
+    pub l2_bytes: Option<usize>,
 }
 
 impl std::fmt::Display for CpuReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(f, "device:   CPU backend ({} kernels, {} thread{})", self.isa.name(), self.threads, if self.threads == 1 { "" } else { "s" })?;
+        let l2 = self.l2_bytes.map_or("L2 size unknown".to_string(), |b| format!("{} KiB L2 per core", b >> 10));
+        writeln!(f, "gemm:     blocks of A and B sized for {} KiB of L2 ({l2})", self.blocking.l2 >> 10)?;
         match self.memory_budget {
             Some(b) if self.memory_budget_from_system => {
                 write!(f, "memory:   budget {} MiB (3/4 of the system memory available; TESSERA_MEMORY_BUDGET sets it)", b >> 20)
@@ -144,6 +160,7 @@ impl std::fmt::Display for CpuReport {
 /// The CPU backend. Cheap to share (`Arc`).
 pub struct Cpu {
     pub(crate) isa: Isa,
+    pub(crate) blocking: gemm::Blocking,
     pub(crate) pool: Pool,
     pub(crate) ledger: Arc<Ledger>,
     report: CpuReport,
@@ -160,6 +177,10 @@ impl Cpu {
         let threads = opts.threads.unwrap_or_else(default_threads).clamp(1, MAX_THREADS);
         let budget = opts.memory_budget.or_else(|| crate::memory::system_available().map(|b| b / 4 * 3));
         let mut cpu = Cpu::with(isa, threads);
+        if let Some(b) = opts.blocking {
+            cpu.blocking = b;
+            cpu.report.blocking = b;
+        }
         cpu.ledger = Ledger::new(budget);
         cpu.report.memory_budget = budget;
         cpu.report.memory_budget_from_system = opts.memory_budget.is_none() && budget.is_some();
@@ -174,8 +195,10 @@ impl Cpu {
     /// A backend for `isa` (which must be available) and `threads`, without a budget.
     pub(crate) fn with(isa: Isa, threads: usize) -> Cpu {
         let pool = Pool::new(threads);
-        let report = CpuReport { isa, threads: pool.threads(), memory_budget: None, memory_budget_from_system: false };
-        Cpu { isa, pool, ledger: Ledger::new(None), report }
+        let l2_bytes = l2_cache_bytes();
+        let blocking = gemm::Blocking::for_cache(l2_bytes.unwrap_or(DEFAULT_L2));
+        let report = CpuReport { isa, threads: pool.threads(), memory_budget: None, memory_budget_from_system: false, blocking, l2_bytes };
+        Cpu { isa, blocking, pool, ledger: Ledger::new(None), report }
     }
 
     /// What it runs with.
@@ -207,6 +230,56 @@ impl Cpu {
     pub fn check_memory(&self, what: &str, bytes: u64) -> Result<()> {
         self.ledger.check(what, bytes)
     }
+}
+
+/// The L2 cache assumed where the machine does not say (wasm, other systems): small, so that a
+/// block of B fits whatever the cache is.
+const DEFAULT_L2: usize = 512 << 10;
+
+/// Each core's L2 cache in bytes: from Linux's sysfs, else (x86-64) from CPUID leaf 4; None
+/// where neither tells.
+fn l2_cache_bytes() -> Option<usize> {
+    #[cfg(target_os = "linux")]
+    for i in 0..8 {
+        let dir = format!("/sys/devices/system/cpu/cpu0/cache/index{i}");
+        let read = |f: &str| std::fs::read_to_string(format!("{dir}/{f}")).ok().map(|s| s.trim().to_string());
+        let (Some(level), Some(kind), Some(size)) = (read("level"), read("type"), read("size")) else { break };
+        if level == "2" && kind != "Instruction" {
+            let (num, mult) = match size.strip_suffix('K') {
+                Some(n) => (n, 1 << 10),
+                None => match size.strip_suffix('M') {
+                    Some(n) => (n, 1 << 20),
+                    None => (size.as_str(), 1),
+                },
+            };
+            if let Ok(n) = num.parse::<usize>() {
+                return Some(n * mult).filter(|&b| b >= 64 << 10);
+            }
+        }
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        // Deterministic cache parameters (Intel, and AMD with TOPOEXT): ways x partitions x line
+        // size x sets.
+        let max = std::arch::x86_64::__cpuid(0).eax;
+        if max >= 4 {
+            for sub in 0..8 {
+                let r = std::arch::x86_64::__cpuid_count(4, sub);
+                let kind = r.eax & 0x1f;
+                if kind == 0 {
+                    break;
+                }
+                if (r.eax >> 5) & 0x7 == 2 && kind != 2 {
+                    let ways = ((r.ebx >> 22) & 0x3ff) as usize + 1;
+                    let parts = ((r.ebx >> 12) & 0x3ff) as usize + 1;
+                    let line = (r.ebx & 0xfff) as usize + 1;
+                    let sets = r.ecx as usize + 1;
+                    return Some(ways * parts * line * sets).filter(|&b| b >= 64 << 10);
+                }
+            }
+        }
+    }
+    None
 }
 
 /// One thread per core the system offers (one in wasm: threads there need a cross-origin

@@ -12,6 +12,9 @@ pub(crate) trait Simd: Copy {
     type V: Copy;
     /// Lanes per vector.
     const LANES: usize;
+    /// Whether the instruction set has fused multiply-add (then scalar code inlined into its
+    /// kernels may use `mul_add`: see `math::madd`).
+    const FMA: bool;
     /// Zero in every lane.
     unsafe fn zero() -> Self::V;
     /// `x` in every lane.
@@ -91,6 +94,7 @@ pub(crate) struct Portable;
 impl Simd for Portable {
     type V = [f32; 4];
     const LANES: usize = 4;
+    const FMA: bool = false;
     #[inline(always)]
     unsafe fn zero() -> Self::V {
         [0.0; 4]
@@ -129,6 +133,7 @@ mod x86 {
     impl Simd for Avx512 {
         type V = __m512;
         const LANES: usize = 16;
+        const FMA: bool = true;
         #[inline(always)]
         unsafe fn zero() -> __m512 {
             unsafe { _mm512_setzero_ps() }
@@ -161,6 +166,7 @@ mod x86 {
     impl Simd for Avx2 {
         type V = __m256;
         const LANES: usize = 8;
+        const FMA: bool = true;
         #[inline(always)]
         unsafe fn zero() -> __m256 {
             unsafe { _mm256_setzero_ps() }
@@ -202,6 +208,7 @@ mod wasm {
     impl Simd for Wasm128 {
         type V = v128;
         const LANES: usize = 4;
+        const FMA: bool = false;
         #[inline(always)]
         unsafe fn zero() -> v128 {
             f32x4_splat(0.0)

@@ -7,7 +7,7 @@
 //!     cargo run --release -- [threads]
 
 use std::time::Instant;
-use tessera::cpu::gemm::{gemm as tessera_gemm, tile, Epilogue, Gemm, PackedB};
+use tessera::cpu::gemm::{gemm as tessera_gemm, tile, Act, Epilogue, Gemm, PackedB};
 use tessera::cpu::{Cpu, CpuOptions};
 
 fn median_ms(mut f: impl FnMut(), iters: usize) -> f64 {
@@ -25,7 +25,7 @@ fn median_ms(mut f: impl FnMut(), iters: usize) -> f64 {
 
 fn main() {
     let threads: usize = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(2);
-    let cpu = Cpu::new(&CpuOptions { threads: Some(threads), ..Default::default() }).expect("cpu");
+    let cpu = Cpu::new(&CpuOptions { threads: Some(threads), ..CpuOptions::from_env().expect("TESSERA_* variables") }).expect("cpu");
     let par = gemm::Parallelism::Rayon(threads);
     rayon_pool(threads);
     std::env::set_var("MATMUL_NUM_THREADS", threads.to_string());
@@ -51,7 +51,16 @@ fn main() {
         let iters = 10;
         let mut best = [f64::INFINITY; 3];
         for _ in 0..4 {
-            best[0] = best[0].min(median_ms(|| tessera_gemm(&cpu, &Gemm::new(m, &a, k, &packed, n), &mut c, &Epilogue::NONE), iters));
+            let bias = vec![0.1f32; n];
+            let epi = match std::env::var("EPI").as_deref() {
+                Ok("gelu") => Epilogue { bias: Some(&bias), act: Act::Gelu, residual: None, accumulate: false },
+                Ok("bias") => Epilogue { bias: Some(&bias), act: Act::None, residual: None, accumulate: false },
+                _ => Epilogue::NONE,
+            };
+            best[0] = best[0].min(median_ms(|| tessera_gemm(&cpu, &Gemm::new(m, &a, k, &packed, n), &mut c, &epi), iters));
+            if std::env::var("ONLY_TESSERA").is_ok() {
+                continue;
+            }
             best[1] = best[1].min(median_ms(
                 || unsafe {
                     gemm::gemm(m, n, k, c.as_mut_ptr(), 1, n as isize, false, a.as_ptr(), 1, k as isize, b.as_ptr(), 1, n as isize, 0.0, 1.0, false, false, false, par)
