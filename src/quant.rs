@@ -12,6 +12,30 @@
 use crate::error::{Error, Result};
 pub use crate::tensor::QuantShape;
 
+/// How a matrix product with a quantized B computes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Arithmetic {
+    /// B dequantized to f32 (in the GPU's tile loader, or a panel at a time on the CPU) and f32
+    /// products: the checkpoint's weights exactly, at f32 speed.
+    #[default]
+    Dequantized,
+    /// On the CPU backend, for 8-bit weights with one scale per output channel: the activations
+    /// quantized per token to int8 when the product runs, int8 x int8 products summed in int32
+    /// (VNNI where the CPU has it), rescaled in the epilogue. Faster; the activations' rounding is
+    /// an error of its own. Other weights, and the GPU, keep the dequantized path.
+    Int8,
+}
+
+impl Arithmetic {
+    /// `dequantized` or `int8`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Arithmetic::Dequantized => "dequantized",
+            Arithmetic::Int8 => "int8",
+        }
+    }
+}
+
 /// A quantized `(K, N)` matrix.
 #[derive(Clone, Debug, PartialEq)]
 pub struct QuantWeight {

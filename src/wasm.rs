@@ -125,7 +125,7 @@ impl Engine {
     ) -> Result<WasmModel, JsError> {
         let ck = Checkpoint::from_bytes(name, config, weights, preprocessor.as_deref()).map_err(js_err)?;
         let storage = if f16.unwrap_or(false) { crate::DType::F16 } else { crate::DType::F32 };
-        let opts = crate::LoadOptions { storage, patch_size: patch_size.map(|p| p as usize) };
+        let opts = crate::LoadOptions { storage, patch_size: patch_size.map(|p| p as usize), ..Default::default() };
         let model = Model::load_with(&self.device, &ck, opts).map_err(js_err)?;
         Ok(WasmModel { model: Some(model) })
     }

@@ -545,6 +545,28 @@ fn quantize_writes_a_checkpoint_that_classifies_like_the_original() {
         }
         let info = ok(&tessera(&["--device", "cpu", "info", "--model", dir.to_str().unwrap()], &[]));
         assert!(info.contains(&format!("Linear layers int{bits}")), "{info}");
+        assert!(info.contains("arithmetic: f32 (weights dequantized to f32)"), "{info}");
+        // --int8: int8 arithmetic for the 8-bit checkpoint (the same top-1 on nine in ten), the
+        // weight-only path kept for the 4-bit one, as `info` says.
+        let d = dir.to_str().unwrap();
+        let info = tessera(&["--device", "cpu", "info", "--model", d, "--int8"], &[]);
+        let (text, err) = (ok(&info), String::from_utf8_lossy(&info.stderr).to_string());
+        if bits == "8" {
+            assert!(text.contains("arithmetic: int8 x int8 -> int32") && text.contains("kernel, activations quantized per token) in 16 of 16 quantized layers"), "{text}");
+            let top = |extra: &[&str]| -> Vec<String> {
+                let mut a = vec!["--device", "cpu", "classify", "--json", "--top", "1", "--model", d];
+                a.extend(extra);
+                a.push(samples.to_str().unwrap());
+                let v: serde_json::Value = serde_json::from_str(&ok(&tessera(&a, &[]))).unwrap();
+                v["results"].as_array().unwrap().iter().map(|r| r["top"][0]["label"].as_str().unwrap().to_string()).collect()
+            };
+            let (exact, int8) = (top(&[]), top(&["--int8"]));
+            let same = exact.iter().zip(&int8).filter(|(a, b)| a == b).count();
+            assert!(exact.len() >= 10 && same * 10 >= exact.len() * 9, "--int8: {same}/{} the same", exact.len());
+        } else {
+            assert!(text.contains("arithmetic: f32 (weights dequantized to f32)"), "{text}");
+            assert!(err.contains("0 of 16 quantized layers run in int8"), "{err}");
+        }
     }
     let out = tmp("quant-bad");
     let o = out.to_str().unwrap();

@@ -242,6 +242,46 @@ fn dinov2_classifier_interpolated_42x70() {
     check_fixture("dinov2-classifier");
 }
 
+/// Int8 arithmetic on the CPU backend (activations quantized per token, int8 x int8 products)
+/// on the 8-bit fixtures: every quantized layer runs it, head-major QKV too; its outputs stay
+/// within the activations' rounding of `transformers` (on the same dequantized weights) and keep
+/// the top class. The kernel's own arithmetic is checked exactly in tests/quant.rs.
+#[test]
+fn int8_arithmetic_on_the_8_bit_fixtures() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/quant");
+    let cpu = cpu();
+    let mut checked = 0;
+    for name in fixture_names("quant", 6).iter().filter(|n| n.ends_with("int8")) {
+        let ck = Checkpoint::from_dir(&root.join(name)).unwrap();
+        let opts = LoadOptions { arithmetic: tessera::quant::Arithmetic::Int8, ..Default::default() };
+        let model = Model::load_with(&cpu, &ck, opts).unwrap();
+        let a = model.arithmetic();
+        assert!(a.quantized > 0 && a.int8 == a.quantized && a.kernel.is_some(), "{name}: {a:?}");
+        let exp = expected(&root.join(name));
+        let get = |k: &str| exp.iter().find(|(n, _, _)| n == k).unwrap_or_else(|| panic!("{name}: no {k}"));
+        let (_, pdims, pixels) = get("pixel_values");
+        for qkv_heads in [false, true] {
+            let out = model.run_blocking(pixels, [pdims[0], pdims[1], pdims[2], pdims[3]], RunOptions { qkv_heads, ..Default::default() }).unwrap();
+            let (_, _, want) = get("last_hidden_state");
+            let got = &out.last_hidden_state.as_ref().unwrap().data;
+            let err = got.iter().zip(want).map(|(g, w)| (g - w).abs()).fold(0f32, f32::max);
+            let cos = got.iter().zip(want).map(|(g, w)| (g * w) as f64).sum::<f64>()
+                / (got.iter().map(|g| (g * g) as f64).sum::<f64>().sqrt() * want.iter().map(|w| (w * w) as f64).sum::<f64>().sqrt());
+            eprintln!("{name} int8 arithmetic (head-major {qkv_heads}): last hidden state max diff {err:.2e}, cosine {cos:.6}");
+            assert!(cos > 0.999, "{name}: cosine {cos} to transformers");
+            if let (Some((_, _, want)), Some(got)) = (exp.iter().find(|(n, _, _)| n == "logits"), &out.logits) {
+                let argmax = |v: &[f32]| v.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map(|(i, _)| i);
+                let n = got.shape[1];
+                for (g, w) in got.data.chunks(n).zip(want.chunks(n)) {
+                    assert_eq!(argmax(g), argmax(w), "{name}: top class");
+                }
+            }
+        }
+        checked += 1;
+    }
+    assert!(checked >= 2, "found {checked} int8 fixtures");
+}
+
 #[test]
 fn dinov2_base() {
     check_fixture("dinov2-base");

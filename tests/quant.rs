@@ -239,3 +239,82 @@ fn bad_quantized_weights_are_refused_on_upload() {
         }
     }
 }
+
+/// The int8 arithmetic's f64 reference: A quantized per row exactly as the kernel does it
+/// (`quantize_activations`), integer dot products with B's int8 values, the row's and column's
+/// scales, then bias, activation and residual.
+#[allow(clippy::too_many_arguments)]
+fn int8_reference(a: &[f32], q: &QuantWeight, m: usize, kernel: tessera::cpu::gemm_int8::IntKernel, bias: Option<&[f32]>, act: Activation, residual: Option<&[f32]>) -> Vec<f32> {
+    let (k, n) = (q.k, q.n);
+    let (qa, sa) = tessera::cpu::gemm_int8::quantize_activations(a, m, k, k, kernel);
+    let mut c = vec![0f32; m * n];
+    for i in 0..m {
+        for j in 0..n {
+            let acc: i64 = (0..k).map(|kk| qa[i * k + kk] as i64 * (((q.words[(kk / 4) * n + j] >> (8 * (kk % 4))) & 0xff) as i64 - 128)).sum();
+            let x = acc as f64 * sa[i] as f64 * q.scales[j] as f64 + bias.map_or(0.0, |b| b[j] as f64);
+            let x = match act {
+                Activation::Gelu => 0.5 * x * (1.0 + libm::erf(x / std::f64::consts::SQRT_2)),
+                Activation::None => x,
+                other => panic!("not in this test: {other:?}"),
+            };
+            c[i * n + j] = (x + residual.map_or(0.0, |r| r[i * n + j] as f64)) as f32;
+        }
+    }
+    c
+}
+
+#[test]
+fn int8_arithmetic_computes_its_quantized_arithmetic_in_the_graph() {
+    use tessera::cpu::gemm_int8::IntKernel;
+    // Every integer kernel this machine has, each against its own arithmetic (7-bit activations
+    // on AVX2 without VNNI).
+    for kernel in IntKernel::ALL.into_iter().filter(|k| k.available()) {
+        let cpu = tessera::Cpu::new(&tessera::CpuOptions { threads: Some(2), int8: Some(kernel), ..Default::default() }).unwrap();
+        let device = Device::from(&cpu);
+        for (m, k, n, seed) in [(197, 192, 200, 1u64), (7, 75, 19, 2), (1, 13, 4, 3), (300, 256, 260, 4)] {
+            let q = random_quant(k, n, 8, k, seed * 2);
+            let mut rng = Rng::new(seed);
+            let (a, bias, res) = (rng.vec(m * k, 1.0), rng.vec(n, 0.5), rng.vec(m * n, 1.0));
+            for (act, residual) in [(Activation::None, false), (Activation::Gelu, true)] {
+                let mut g = Graph::new();
+                let mut w = Weights::new(&device);
+                w.set_arithmetic(tessera::quant::Arithmetic::Int8);
+                let mut ids = vec![g.input("a", &[m, k]), g.weight("b", &[k, n]), g.weight("bias", &[n])];
+                w.insert_quant("b", &q).unwrap();
+                w.insert("bias", &[n], &bias).unwrap();
+                let mut feeds: Vec<(&str, &[f32])> = vec![("a", &a)];
+                if residual {
+                    ids.push(g.input("residual", &[m, n]));
+                    feeds.push(("residual", &res));
+                }
+                assert_eq!(w.quantized_layers(), (1, 1), "{kernel:?}: the weight was packed for int8");
+                let out = g.op("op", Op::MatMul { bias: true, act, residual }, &ids).unwrap();
+                g.output(out);
+                let exe = pollster::block_on(tessera::Compiled::compile(&device, &g, &w, &CompileOptions::default())).unwrap();
+                assert!(kernel_list(&exe).iter().any(|(_, k)| k.starts_with("gemm-int8")), "{kernel:?}: {:?}", kernel_list(&exe));
+                let got = pollster::block_on(exe.run(&feeds)).unwrap().remove(0).data;
+                let want = int8_reference(&a, &q, m, kernel, Some(&bias), act, residual.then_some(&res[..]));
+                assert_close(&format!("int8 {kernel:?} {m}x{k}x{n} {act:?}"), &got, &want, 1e-5, 1e-5);
+                // And within the activations' rounding of the exact product.
+                let exact = r::matmul(&a, &q.dequantize(), m, k, n, Some(&bias), act, residual.then_some(&res[..]));
+                let err = got.iter().zip(&exact).map(|(g, e)| (g - e).abs()).fold(0f32, f32::max);
+                let scale = exact.iter().fold(0f32, |m, v| m.max(v.abs()));
+                let levels = kernel.levels() as f32;
+                assert!(err <= scale * 4.0 / levels, "int8 {kernel:?} {m}x{k}x{n}: {err} from the exact product (largest {scale})");
+            }
+        }
+    }
+}
+
+#[test]
+fn int8_arithmetic_keeps_4_bit_and_grouped_weights_dequantized() {
+    let cpu = common::cpu();
+    let device = Device::from(&cpu);
+    for (bits, group) in [(4, 64), (8, 32)] {
+        let q = random_quant(64, 16, bits, group, 8);
+        let mut w = Weights::new(&device);
+        w.set_arithmetic(tessera::quant::Arithmetic::Int8);
+        w.insert_quant("b", &q).unwrap();
+        assert_eq!(w.quantized_layers(), (1, 0), "{bits} bits, group {group}");
+    }
+}

@@ -100,11 +100,18 @@ pub fn attention(cpu: &Cpu, qkv: &[f32], l: &Qkv, scale: f32, out: &mut [f32], s
         let (kp, vp) = dst.split_at_mut(l.t.div_ceil(nr) * l.dh * nr);
         let base = l.base(b, h);
         for p in 0..l.t.div_ceil(nr) {
-            for j in 0..nr.min(l.t - p * nr) {
+            let keys = nr.min(l.t - p * nr);
+            for j in 0..keys {
                 let key = base + l.k_off + (p * nr + j) * l.row;
                 for d in 0..l.dh {
                     kp[(p * l.dh + d) * nr + j] = qkv[key + d];
                 }
+            }
+            // The last panel's columns past the keys: zeros, not what the scratch held before
+            // (another kernel's bytes, as likely as not denormal floats, which the product would
+            // multiply at a microcode assist each before its columns are dropped).
+            for d in 0..l.dh {
+                kp[(p * l.dh + d) * nr + keys..(p * l.dh + d + 1) * nr].fill(0.0);
             }
         }
         if !v_in_place(nr, l) {
@@ -112,8 +119,10 @@ pub fn attention(cpu: &Cpu, qkv: &[f32], l: &Qkv, scale: f32, out: &mut [f32], s
                 let w = nr.min(l.dh - p * nr);
                 for t in 0..l.t {
                     let src = base + l.v_off + t * l.row + p * nr;
-                    let dst = &mut vp[(p * l.t + t) * nr..(p * l.t + t) * nr + w];
-                    dst.iter_mut().zip(&qkv[src..src + w]).for_each(|(d, s)| *d = *s);
+                    let dst = &mut vp[(p * l.t + t) * nr..(p * l.t + t + 1) * nr];
+                    dst[..w].iter_mut().zip(&qkv[src..src + w]).for_each(|(d, s)| *d = *s);
+                    // Past the head dim: zeros, as for K's last panel.
+                    dst[w..].fill(0.0);
                 }
             }
         }
@@ -242,7 +251,7 @@ unsafe fn attend<S: Simd, const MR: usize, const NV: usize>(t: &Task) {
             row[keep..].fill(f32::NEG_INFINITY);
             let m_new = math::max(row).max(m[i]);
             if m[i] > f32::NEG_INFINITY {
-                let correction = math::exp((m[i] - m_new) * t.scale);
+                let correction = math::exp_floored((m[i] - m_new) * t.scale);
                 sum[i] *= correction;
                 acc[i * dh..(i + 1) * dh].iter_mut().for_each(|a| *a *= correction);
             }

@@ -375,31 +375,16 @@ unsafe fn tile_kernel<S: Simd, const MR: usize, const NV: usize>(
                 unsafe { S::store(t.as_mut_ptr().add(i * nr + v * S::LANES), x) };
             }
         }
-        for i in 0..rows {
-            let tr = &mut t[i * nr..i * nr + cols];
-            if mode.add {
+        if mode.add {
+            for i in 0..rows {
                 let row = unsafe { std::slice::from_raw_parts(c.add(i * ldc), cols) };
-                tr.iter_mut().zip(row).for_each(|(o, x)| *o += x);
-            }
-            if let Some(bias) = epi.bias {
-                tr.iter_mut().zip(&bias[col0..col0 + cols]).for_each(|(o, b)| *o += b);
+                t[i * nr..i * nr + cols].iter_mut().zip(row).for_each(|(o, x)| *o += x);
             }
         }
         if S::FMA {
-            activate::<true>(&mut t[..rows * nr], epi.act);
+            unsafe { store_tile::<true>(t, nr, rows, cols, c, ldc, epi, (row0, col0)) };
         } else {
-            activate::<false>(&mut t[..rows * nr], epi.act);
-        }
-        for i in 0..rows {
-            let row = unsafe { std::slice::from_raw_parts_mut(c.add(i * ldc), cols) };
-            let tr = &t[i * nr..i * nr + cols];
-            match epi.residual {
-                Some((res, ld)) => {
-                    let r = &res[(row0 + i) * ld + col0..(row0 + i) * ld + col0 + cols];
-                    row.iter_mut().zip(tr).zip(r).for_each(|((o, x), y)| *o = x + y);
-                }
-                None => row.copy_from_slice(tr),
-            }
+            unsafe { store_tile::<false>(t, nr, rows, cols, c, ldc, epi, (row0, col0)) };
         }
         return;
     }
@@ -433,7 +418,32 @@ unsafe fn tile_kernel<S: Simd, const MR: usize, const NV: usize>(
 }
 
 /// The most values of a register tile (AVX-512's 6 x 64).
-const MAX_TILE: usize = 384;
+pub(super) const MAX_TILE: usize = 384;
+
+/// A tile's product `t` (`rows` rows `nr` apart, `cols` of them in C) through the epilogue into C
+/// at (row0, col0): the bias, the activation over the whole buffer at once (fused multiply-adds
+/// where `FMA`), then the residual while it is stored.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+pub(super) unsafe fn store_tile<const FMA: bool>(t: &mut [f32], nr: usize, rows: usize, cols: usize, c: *mut f32, ldc: usize, epi: &Epilogue, (row0, col0): (usize, usize)) {
+    if let Some(bias) = epi.bias {
+        for i in 0..rows {
+            t[i * nr..i * nr + cols].iter_mut().zip(&bias[col0..col0 + cols]).for_each(|(o, b)| *o += b);
+        }
+    }
+    activate::<FMA>(&mut t[..rows * nr], epi.act);
+    for i in 0..rows {
+        let row = unsafe { std::slice::from_raw_parts_mut(c.add(i * ldc), cols) };
+        let tr = &t[i * nr..i * nr + cols];
+        match epi.residual {
+            Some((res, ld)) => {
+                let r = &res[(row0 + i) * ld + col0..(row0 + i) * ld + col0 + cols];
+                row.iter_mut().zip(tr).zip(r).for_each(|((o, x), y)| *o = x + y);
+            }
+            None => row.copy_from_slice(tr),
+        }
+    }
+}
 
 /// The activation over `x`, with fused multiply-adds where the kernel's instruction set has them.
 #[inline(always)]

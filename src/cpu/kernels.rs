@@ -42,7 +42,7 @@ pub fn softmax(cpu: &Cpu, x: &[f32], rows: usize, cols: usize, out: &mut [f32]) 
     for_rows(cpu, out, rows, cols, &|r, o| {
         let xr = &x[r * cols..(r + 1) * cols];
         let m = math::max(xr);
-        o.iter_mut().zip(xr).for_each(|(o, &v)| *o = math::exp(v - m));
+        o.iter_mut().zip(xr).for_each(|(o, &v)| *o = math::exp_floored(v - m));
         let inv = 1.0 / math::sum(o);
         o.iter_mut().for_each(|v| *v *= inv);
     });
@@ -122,7 +122,7 @@ pub fn attention_probs(qkv: &[f32], l: &Qkv, scale: f32, queries: usize, first_k
                     *sk = math::dot(qv, kv) * scale;
                 }
                 let m = math::max(&s);
-                s.iter_mut().for_each(|v| *v = math::exp(*v - m));
+                s.iter_mut().for_each(|v| *v = math::exp_floored(*v - m));
                 let inv = 1.0 / math::sum(&s);
                 let o = &mut out[((b * l.heads + h) * queries + q) * keys..((b * l.heads + h) * queries + q + 1) * keys];
                 o.iter_mut().zip(&s[first_key..]).for_each(|(o, v)| *o = v * inv);
@@ -145,7 +145,7 @@ pub fn attention_pool(query: &[f32], kv: &[f32], b: usize, t: usize, heads: usiz
                 *sk = math::dot(q, &kv[row(ti)..row(ti) + dh]) * scale;
             }
             let m = math::max(&s);
-            s.iter_mut().for_each(|v| *v = math::exp(*v - m));
+            s.iter_mut().for_each(|v| *v = math::exp_floored(*v - m));
             let inv = 1.0 / math::sum(&s);
             let o = &mut out[bi * d + h * dh..bi * d + (h + 1) * dh];
             o.fill(0.0);

@@ -5,6 +5,7 @@
 
 pub mod attention;
 pub mod gemm;
+pub mod gemm_int8;
 pub mod gemm_quant;
 pub mod kernels;
 pub(crate) mod math;
@@ -86,6 +87,9 @@ pub struct CpuOptions {
     /// The GEMM's cache blocking (None: from this machine's L2 cache); `TESSERA_CPU_L2=<KiB>`
     /// sizes it for another cache, for measuring.
     pub blocking: Option<gemm::Blocking>,
+    /// The integer kernel of int8 arithmetic (None: the best this machine has);
+    /// `TESSERA_CPU_INT8=avx512-vnni|avx-vnni|avx2|portable`, to compare them on one machine.
+    pub int8: Option<gemm_int8::IntKernel>,
 }
 
 impl CpuOptions {
@@ -99,6 +103,13 @@ impl CpuOptions {
                 problem: format!("`{v}` is not an instruction set (avx512, avx2, simd128, portable)"),
             })?;
             opts.isa = Some(isa);
+        }
+        if let Some(v) = std::env::var("TESSERA_CPU_INT8").ok().filter(|v| !v.is_empty()) {
+            let k = gemm_int8::IntKernel::ALL.into_iter().find(|k| k.name() == v).ok_or_else(|| Error::Input {
+                name: "TESSERA_CPU_INT8".into(),
+                problem: format!("`{v}` is not an integer kernel (avx512-vnni, avx-vnni, avx2, portable)"),
+            })?;
+            opts.int8 = Some(k);
         }
         if let Some(v) = std::env::var("TESSERA_CPU_L2").ok().filter(|v| !v.is_empty()) {
             let kib = v.trim().parse::<usize>().ok().filter(|&k| (64..=1 << 20).contains(&k)).ok_or_else(|| Error::Input {
@@ -130,6 +141,8 @@ pub fn parse_threads(s: &str) -> Option<usize> {
 pub struct CpuReport {
     /// The instruction set of the kernels.
     pub isa: Isa,
+    /// The kernel of int8 arithmetic (`Arithmetic::Int8`).
+    pub int8: gemm_int8::IntKernel,
     /// Threads, the caller included.
     pub threads: usize,
     /// The memory budget, if any.
@@ -146,7 +159,7 @@ impl std::fmt::Display for CpuReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(f, "device:   CPU backend ({} kernels, {} thread{})", self.isa.name(), self.threads, if self.threads == 1 { "" } else { "s" })?;
         let l2 = self.l2_bytes.map_or("L2 size unknown".to_string(), |b| format!("{} KiB L2 per core", b >> 10));
-        writeln!(f, "gemm:     blocks of A and B sized for {} KiB of L2 ({l2})", self.blocking.l2 >> 10)?;
+        writeln!(f, "gemm:     blocks of A and B sized for {} KiB of L2 ({l2}); int8 arithmetic: {} kernel", self.blocking.l2 >> 10, self.int8.name())?;
         match self.memory_budget {
             Some(b) if self.memory_budget_from_system => {
                 write!(f, "memory:   budget {} MiB (3/4 of the system memory available; TESSERA_MEMORY_BUDGET sets it)", b >> 20)
@@ -160,6 +173,7 @@ impl std::fmt::Display for CpuReport {
 /// The CPU backend. Cheap to share (`Arc`).
 pub struct Cpu {
     pub(crate) isa: Isa,
+    pub(crate) int8: gemm_int8::IntKernel,
     pub(crate) blocking: gemm::Blocking,
     pub(crate) pool: Pool,
     pub(crate) ledger: Arc<Ledger>,
@@ -181,6 +195,13 @@ impl Cpu {
             cpu.blocking = b;
             cpu.report.blocking = b;
         }
+        if let Some(k) = opts.int8 {
+            if !k.available() {
+                return Err(Error::Input { name: "TESSERA_CPU_INT8".into(), problem: format!("this machine cannot run the {} integer kernel", k.name()) });
+            }
+            cpu.int8 = k;
+            cpu.report.int8 = k;
+        }
         cpu.ledger = Ledger::new(budget);
         cpu.report.memory_budget = budget;
         cpu.report.memory_budget_from_system = opts.memory_budget.is_none() && budget.is_some();
@@ -197,8 +218,9 @@ impl Cpu {
         let pool = Pool::new(threads);
         let l2_bytes = l2_cache_bytes();
         let blocking = gemm::Blocking::for_cache(l2_bytes.unwrap_or(DEFAULT_L2));
-        let report = CpuReport { isa, threads: pool.threads(), memory_budget: None, memory_budget_from_system: false, blocking, l2_bytes };
-        Cpu { isa, blocking, pool, ledger: Ledger::new(None), report }
+        let int8 = gemm_int8::IntKernel::detect(isa);
+        let report = CpuReport { isa, int8, threads: pool.threads(), memory_budget: None, memory_budget_from_system: false, blocking, l2_bytes };
+        Cpu { isa, int8, blocking, pool, ledger: Ledger::new(None), report }
     }
 
     /// What it runs with.
@@ -301,6 +323,8 @@ pub struct HostWeight {
     packed: std::sync::OnceLock<Arc<gemm::PackedB>>,
     /// A quantized matrix (then `data` is empty): its panels, packed at upload.
     quant: Option<Arc<gemm_quant::QuantPanels>>,
+    /// Or, for int8 arithmetic, its int8 panels.
+    int8: Option<Arc<gemm_int8::Int8Panels>>,
     _held: crate::memory::Reservation,
     ledger: Arc<Ledger>,
     name: String,
@@ -316,22 +340,39 @@ impl HostWeight {
     /// `data` of `shape`, reserved in `cpu`'s ledger as `name`.
     pub fn new(cpu: &Cpu, name: &str, shape: &[usize], data: Vec<f32>) -> Result<HostWeight> {
         let held = crate::memory::Reservation::new(&cpu.ledger, &format!("weight `{name}`"), data.len() as u64 * 4)?;
-        Ok(HostWeight { shape: shape.to_vec(), data, packed: std::sync::OnceLock::new(), quant: None, _held: held, ledger: cpu.ledger.clone(), name: name.into() })
+        Ok(HostWeight { shape: shape.to_vec(), data, packed: std::sync::OnceLock::new(), quant: None, int8: None, _held: held, ledger: cpu.ledger.clone(), name: name.into() })
     }
 
-    /// A quantized `(k, n)` matrix, packed for `cpu`'s GEMM and reserved at its quantized size.
-    pub fn new_quant(cpu: &Cpu, name: &str, q: &crate::quant::QuantWeight) -> Result<HostWeight> {
-        let panels = gemm_quant::QuantPanels::pack(q, gemm::tile(cpu.isa).1);
-        let held = crate::memory::Reservation::new(&cpu.ledger, &format!("weight `{name}`"), panels.bytes() as u64)?;
+    /// A quantized `(k, n)` matrix, packed for `cpu`'s GEMM and reserved at its quantized size:
+    /// with [`Arithmetic::Int8`](crate::quant::Arithmetic::Int8) and a weight that allows it
+    /// (8 bits, a scale per column), as int8 panels for the integer kernel; else as panels that
+    /// are dequantized a panel at a time.
+    pub fn new_quant(cpu: &Cpu, name: &str, q: &crate::quant::QuantWeight, arithmetic: crate::quant::Arithmetic) -> Result<HostWeight> {
+        let int8 = if arithmetic == crate::quant::Arithmetic::Int8 { gemm_int8::Int8Panels::pack(q, cpu.int8) } else { None };
+        let (quant, bytes) = match &int8 {
+            Some(p) => (None, p.bytes()),
+            None => {
+                let panels = gemm_quant::QuantPanels::pack(q, gemm::tile(cpu.isa).1);
+                let b = panels.bytes();
+                (Some(Arc::new(panels)), b)
+            }
+        };
+        let held = crate::memory::Reservation::new(&cpu.ledger, &format!("weight `{name}`"), bytes as u64)?;
         Ok(HostWeight {
             shape: vec![q.k, q.n],
             data: Vec::new(),
             packed: std::sync::OnceLock::new(),
-            quant: Some(Arc::new(panels)),
+            quant,
+            int8: int8.map(Arc::new),
             _held: held,
             ledger: cpu.ledger.clone(),
             name: name.into(),
         })
+    }
+
+    /// The int8 panels, for a quantized weight packed for int8 arithmetic.
+    pub fn int8(&self) -> Option<&Arc<gemm_int8::Int8Panels>> {
+        self.int8.as_ref()
     }
 
     /// The quantized panels, for a quantized weight.
@@ -341,13 +382,17 @@ impl HostWeight {
 
     /// Bytes held (as reserved in the ledger, packing aside).
     pub fn bytes(&self) -> u64 {
-        self.quant.as_ref().map_or(self.data.len() as u64 * 4, |q| q.bytes() as u64)
+        match (&self.quant, &self.int8) {
+            (Some(q), _) => q.bytes() as u64,
+            (None, Some(p)) => p.bytes() as u64,
+            (None, None) => self.data.len() as u64 * 4,
+        }
     }
 
     /// The weight `(k, n)` packed as GEMM panels of `nr` columns (made once, counted in the
     /// ledger while the weight lives).
     pub fn packed(&self, nr: usize) -> Result<Arc<gemm::PackedB>> {
-        if self.quant.is_some() {
+        if self.quant.is_some() || self.int8.is_some() {
             return Err(Error::Weight { name: self.name.clone(), problem: "is quantized; only a matrix product's B may be".into() });
         }
         if let Some(p) = self.packed.get().filter(|p| p.nr == nr) {

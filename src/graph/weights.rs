@@ -21,6 +21,8 @@ pub struct Weights {
     quant: HashMap<String, QuantShape>,
     bytes: u64,
     dtype: DType,
+    arithmetic: crate::quant::Arithmetic,
+    int8_layers: usize,
 }
 
 impl Weights {
@@ -34,7 +36,19 @@ impl Weights {
     pub fn new_as(device: impl Into<Device>, dtype: DType) -> Self {
         let device = device.into();
         let dtype = if device.cpu().is_some() { DType::F32 } else { dtype };
-        Weights { device, map: HashMap::new(), host: HashMap::new(), quant: HashMap::new(), bytes: 0, dtype }
+        Weights { device, map: HashMap::new(), host: HashMap::new(), quant: HashMap::new(), bytes: 0, dtype, arithmetic: Default::default(), int8_layers: 0 }
+    }
+
+    /// How the quantized weights inserted from now on are to be multiplied (on the CPU backend:
+    /// [`Arithmetic::Int8`](crate::quant::Arithmetic::Int8) packs the weights that allow it for
+    /// the integer kernel; the GPU always dequantizes).
+    pub fn set_arithmetic(&mut self, a: crate::quant::Arithmetic) {
+        self.arithmetic = a;
+    }
+
+    /// Quantized weights uploaded, and how many of them run in int8 arithmetic.
+    pub fn quantized_layers(&self) -> (usize, usize) {
+        (self.quant.len(), self.int8_layers)
     }
 
     /// The device they live on.
@@ -56,10 +70,12 @@ impl Weights {
         q.validate(name)?;
         let gpu = match &self.device {
             Device::Cpu(cpu) => {
-                let w = Arc::new(HostWeight::new_quant(cpu, name, q)?);
+                let w = Arc::new(HostWeight::new_quant(cpu, name, q, self.arithmetic)?);
                 self.bytes += w.bytes();
+                self.int8_layers += w.int8().is_some() as usize;
                 if let Some(old) = self.host.insert(name.into(), w) {
                     self.bytes -= old.bytes();
+                    self.int8_layers -= old.int8().is_some() as usize;
                 }
                 self.quant.insert(name.into(), q.shape());
                 return Ok(());

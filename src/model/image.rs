@@ -8,6 +8,7 @@ use crate::model::shared::checkpoint::Checkpoint;
 use crate::model::shared::preprocess::PreprocessorConfig;
 use crate::model::shared::spec::{Head, ModelConfig};
 use crate::model::shared::tower::{Arch, RunOptions};
+use crate::quant::Arithmetic;
 use crate::tensor::DType;
 use crate::{lock, Device, HostTensor, PlanReport, Profile, Weights};
 
@@ -65,6 +66,35 @@ pub fn unit_length(v: &[f32]) -> Vec<f32> {
     v.iter().map(|x| (*x as f64 / n) as f32).collect()
 }
 
+/// What [`Model::arithmetic`] reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ArithmeticReport {
+    /// Quantized layers.
+    pub quantized: usize,
+    /// Of them, multiplied in int8 arithmetic.
+    pub int8: usize,
+    /// The CPU's integer kernel, where any are (`avx512-vnni`, `avx-vnni`, `avx2`, `portable`).
+    pub kernel: Option<&'static str>,
+}
+
+impl std::fmt::Display for ArithmeticReport {
+    /// `int8 x int8 -> int32 (avx512-vnni kernel, activations quantized per token) in 48 of 48
+    /// quantized layers` or `f32 (weights dequantized)`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.kernel {
+            Some(k) => write!(f, "int8 x int8 -> int32 ({k} kernel, activations quantized per token) in {} of {} quantized layers", self.int8, self.quantized)?,
+            None => write!(f, "f32")?,
+        }
+        if self.quantized > self.int8 {
+            write!(f, "{}weights dequantized to f32", if self.kernel.is_some() { "; the rest: " } else { " (" })?;
+            if self.kernel.is_none() {
+                write!(f, ")")?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// How a checkpoint is loaded.
 #[derive(Clone, Copy, Debug)]
 pub struct LoadOptions {
@@ -74,11 +104,14 @@ pub struct LoadOptions {
     /// (FlexiViT) from the checkpoint's own weights and the position embeddings follow the new
     /// grid. None (or the checkpoint's own size) loads it as it is.
     pub patch_size: Option<usize>,
+    /// How products with quantized weights compute ([`Arithmetic::Int8`]: int8 x int8 on the CPU
+    /// backend for 8-bit per-channel weights; see [`Model::arithmetic`] for what runs).
+    pub arithmetic: Arithmetic,
 }
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        LoadOptions { storage: DType::F32, patch_size: None }
+        LoadOptions { storage: DType::F32, patch_size: None, arithmetic: Arithmetic::Dequantized }
     }
 }
 
@@ -110,7 +143,7 @@ impl Model {
     /// adapter's `shader-f16`; results differ from f32 by f16 rounding, about 1e-3 relative). The
     /// CPU backend stores f32 whatever is asked ([`Model::storage`] says which).
     pub fn load_as(device: impl Into<Device>, ck: &Checkpoint, storage: DType) -> Result<Model> {
-        Self::load_with(device, ck, LoadOptions { storage, patch_size: None })
+        Self::load_with(device, ck, LoadOptions { storage, ..Default::default() })
     }
 
     /// Uploads a checkpoint as `opts` asks: storage dtype and patch size.
@@ -155,6 +188,7 @@ impl Model {
         let need = need.saturating_sub(kernel(from)).saturating_add(kernel(patch));
         device.check_memory(&format!("{} (its weights as {storage})", ck.weights_name()), need)?;
         let mut w = Weights::new_as(&device, storage);
+        w.set_arithmetic(opts.arithmetic);
         let loaded = def.load(ck, patch, &mut w)?;
         let mut config = ck.config.clone();
         config.patch_size = patch;
@@ -199,6 +233,14 @@ impl Model {
     /// Class names (empty for base models).
     pub fn labels(&self) -> &[String] {
         &self.config.labels
+    }
+
+    /// How its quantized layers compute: `(layers quantized, of them in int8 arithmetic)`, and
+    /// the integer kernel where any are.
+    pub fn arithmetic(&self) -> ArithmeticReport {
+        let (quantized, int8) = lock(&self.runner.weights).quantized_layers();
+        let kernel = self.runner.device.cpu().filter(|_| int8 > 0).map(|c| c.report().int8.name());
+        ArithmeticReport { quantized, int8, kernel }
     }
 
     /// The device it runs on.

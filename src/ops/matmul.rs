@@ -378,16 +378,19 @@ pub(crate) fn decls() -> Vec<KernelDecl> {
 }
 
 
-/// B on the CPU: f32 panels, or quantized panels dequantized a panel at a time.
+/// B on the CPU: f32 panels, quantized panels dequantized a panel at a time, or int8 panels for
+/// int8 arithmetic.
 pub(super) enum CpuB {
     F32(std::sync::Arc<crate::cpu::gemm::PackedB>),
     Quant(std::sync::Arc<crate::cpu::gemm_quant::QuantPanels>),
+    Int8(std::sync::Arc<crate::cpu::gemm_int8::Int8Panels>),
 }
 
 pub(super) fn cpu_b(cpu: &Cpu, w: &HostWeight) -> Result<CpuB> {
-    Ok(match w.quant() {
-        Some(q) => CpuB::Quant(q.clone()),
-        None => CpuB::F32(w.packed(crate::cpu::gemm::tile(cpu.isa()).1)?),
+    Ok(match (w.quant(), w.int8()) {
+        (Some(q), _) => CpuB::Quant(q.clone()),
+        (None, Some(p)) => CpuB::Int8(p.clone()),
+        (None, None) => CpuB::F32(w.packed(crate::cpu::gemm::tile(cpu.isa()).1)?),
     })
 }
 
@@ -410,29 +413,34 @@ impl CpuKernel for MatMulCpu {
         match self.b {
             CpuB::F32(_) => "gemm",
             CpuB::Quant(_) => "gemm-quant",
+            CpuB::Int8(_) => "gemm-int8",
         }
     }
 
+    /// The head-major product's flat copy, then the int8 product's quantized activations.
     fn scratch(&self) -> usize {
-        if self.heads.is_some() {
-            self.m * self.n
-        } else {
-            0
-        }
+        let int8 = match &self.b {
+            CpuB::Int8(b) => crate::cpu::gemm_int8::scratch_len(self.m, b),
+            _ => 0,
+        };
+        if self.heads.is_some() { self.m * self.n } else { 0 }.next_multiple_of(16) + int8
     }
 
     fn run(&self, cpu: &Cpu, ins: &[&[f32]], out: &mut [f32], scratch: &mut [f32]) {
         use crate::cpu::gemm::{gemm, Epilogue, Gemm};
         let epi = Epilogue { bias: self.bias.then(|| ins[2]), act: self.act.cpu(), residual: self.residual.map(|i| (ins[i], self.n)), accumulate: false };
-        let product = |c: &mut [f32]| match &self.b {
+        let flat_len = if self.heads.is_some() { (self.m * self.n).next_multiple_of(16) } else { 0 };
+        let (flat, int8_scratch) = scratch.split_at_mut(flat_len.min(scratch.len()));
+        let product = |c: &mut [f32], int8_scratch: &mut [f32]| match &self.b {
             CpuB::F32(b) => gemm(cpu, &Gemm::new(self.m, ins[0], b.k, b, self.n), c, &epi),
             CpuB::Quant(b) => crate::cpu::gemm_quant::gemm_quant(cpu, self.m, ins[0], b.k, b, c, self.n, &epi),
+            CpuB::Int8(b) => crate::cpu::gemm_int8::gemm_int8(cpu, self.m, ins[0], b.k, b, c, self.n, &epi, int8_scratch),
         };
         let Some((batch, tokens, heads)) = self.heads else {
-            return product(out);
+            return product(out, int8_scratch);
         };
-        let flat = &mut scratch[..self.m * self.n];
-        product(flat);
+        let flat = &mut flat[..self.m * self.n];
+        product(flat, int8_scratch);
         let d = self.n / 3;
         let dh = d / heads;
         for (row, r) in flat.chunks(self.n).enumerate() {

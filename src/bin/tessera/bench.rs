@@ -47,6 +47,10 @@ pub struct BenchArgs {
     /// With --model: run at this patch size (the patch kernel PI-resized; see `classify --help`).
     #[arg(long, value_name = "P")]
     patch_size: Option<usize>,
+    /// With --model and an 8-bit checkpoint on the CPU backend: int8 x int8 arithmetic (see
+    /// `classify --help`).
+    #[arg(long)]
+    int8: bool,
 }
 
 struct Case {
@@ -205,7 +209,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 fn model_bench(device: &Device, spec: &str, args: &BenchArgs) -> anyhow::Result<()> {
-    let model = crate::models::load_spec(device, Some(spec), args.f16, args.patch_size)?;
+    let model = crate::models::load_spec(device, Some(spec), args.f16, args.patch_size, args.int8)?;
     let cfg = &model.config;
     let (h, w) = cfg.image_size;
     println!("{}", device.report());
@@ -219,6 +223,9 @@ fn model_bench(device: &Device, spec: &str, args: &BenchArgs) -> anyhow::Result<
         },
         model.weight_bytes() as f64 / 1048576.0
     );
+    if cfg.quant.is_some() {
+        println!("arithmetic: {}\n", model.arithmetic());
+    }
     if args.qkv_heads {
         println!("QKV written head-major for attention\n");
     }
@@ -313,7 +320,7 @@ fn model_bench(device: &Device, spec: &str, args: &BenchArgs) -> anyhow::Result<
     }
     if let Some(path) = &args.json {
         let tuning = device.gpu().is_some_and(|g| g.tuning());
-        let doc = serde_json::json!({"adapter": device.name(), "device": if device.cpu().is_some() { "cpu" } else { "gpu" }, "model": model.source, "storage": model.storage().to_string(), "quantization": cfg.quant.as_ref().map(|q| q.to_string()), "weight_bytes": model.weight_bytes(), "tuning": tuning, "results": rows, "profile": profile_json});
+        let doc = serde_json::json!({"adapter": device.name(), "device": if device.cpu().is_some() { "cpu" } else { "gpu" }, "model": model.source, "storage": model.storage().to_string(), "quantization": cfg.quant.as_ref().map(|q| q.to_string()), "arithmetic": model.arithmetic().to_string(), "weight_bytes": model.weight_bytes(), "tuning": tuning, "results": rows, "profile": profile_json});
         std::fs::write(path, serde_json::to_string_pretty(&doc)?)?;
     }
     Ok(())

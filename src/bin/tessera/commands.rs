@@ -108,7 +108,7 @@ pub struct AttentionArgs {
 /// With `--model` or `--patch-size`: the model as it would run.
 pub fn info_model(device: &Device, args: &InfoArgs) -> Result<()> {
     let m = &args.model;
-    if m.model.is_none() && m.patch_size.is_none() {
+    if m.model.is_none() && m.patch_size.is_none() && !m.int8 {
         return Ok(());
     }
     let ck = models::checkpoint(m.model.as_deref())?;
@@ -129,7 +129,7 @@ pub fn info_model(device: &Device, args: &InfoArgs) -> Result<()> {
         );
         return Ok(());
     }
-    let model = models::load_checkpoint(device, &ck, m.f16, m.patch_size)?;
+    let model = models::load_checkpoint(device, &ck, m.f16, m.patch_size, m.int8)?;
     let c = &model.config;
     let (h, w) = c.image_size;
     let (p, own) = (model.patch_size(), model.original_patch_size());
@@ -143,6 +143,9 @@ pub fn info_model(device: &Device, args: &InfoArgs) -> Result<()> {
     );
     let quant = model.config.quant.as_ref().map(|q| format!(" (Linear layers {q}, the rest {})", model.storage())).unwrap_or_else(|| format!(" as {}", model.storage()));
     println!("weights: {:.2} MiB{quant} on {}", model.weight_bytes() as f64 / 1048576.0, device.name());
+    if model.config.quant.is_some() {
+        println!("arithmetic: {}", model.arithmetic());
+    }
     Ok(())
 }
 

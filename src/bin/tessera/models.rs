@@ -21,17 +21,23 @@ pub struct ModelArg {
     /// tokens: finer detail, more time. The embedded model was trained for 2, 4, 7 and 14.
     #[arg(long, value_name = "P")]
     pub patch_size: Option<usize>,
+    /// With an 8-bit checkpoint (`tessera quantize --bits 8`) on the CPU backend: int8 x int8
+    /// arithmetic, the activations quantized per token as each product runs (VNNI where the CPU
+    /// has it): faster, within the rounding of the activations. `tessera info --int8` says which
+    /// layers run it.
+    #[arg(long)]
+    pub int8: bool,
 }
 
 /// Loads `--model` (nothing for the embedded default, a folder, or a hub id), f16 with `--f16`,
 /// at `--patch-size`.
 pub fn load(device: &Device, arg: &ModelArg) -> Result<Model> {
-    load_spec(device, arg.model.as_deref(), arg.f16, arg.patch_size)
+    load_spec(device, arg.model.as_deref(), arg.f16, arg.patch_size, arg.int8)
 }
 
-pub fn load_spec(device: &Device, spec: Option<&str>, f16: bool, patch: Option<usize>) -> Result<Model> {
+pub fn load_spec(device: &Device, spec: Option<&str>, f16: bool, patch: Option<usize>, int8: bool) -> Result<Model> {
     let ck = checkpoint(spec)?;
-    load_checkpoint(device, &ck, f16, patch)
+    load_checkpoint(device, &ck, f16, patch, int8)
 }
 
 /// The checkpoint a `--model` value names.
@@ -47,13 +53,24 @@ pub fn checkpoint(spec: Option<&str>) -> Result<Checkpoint> {
 }
 
 /// Loads a checkpoint onto the device, f16 where asked, at `patch` (PI-resized from the
-/// checkpoint's own kernel) where given.
-pub fn load_checkpoint(device: &Device, ck: &Checkpoint, f16: bool, patch: Option<usize>) -> Result<Model> {
+/// checkpoint's own kernel) where given, in int8 arithmetic where asked.
+pub fn load_checkpoint(device: &Device, ck: &Checkpoint, f16: bool, patch: Option<usize>, int8: bool) -> Result<Model> {
     let storage = if f16 { tessera::DType::F16 } else { tessera::DType::F32 };
     if f16 && device.cpu().is_some() {
         eprintln!("note: the CPU backend stores and computes f32; --f16 applies to GPU adapters (--device gpu)");
     }
-    let model = Model::load_with(device, ck, tessera::LoadOptions { storage, patch_size: patch })?;
+    let arithmetic = if int8 { tessera::quant::Arithmetic::Int8 } else { tessera::quant::Arithmetic::Dequantized };
+    let model = Model::load_with(device, ck, tessera::LoadOptions { storage, patch_size: patch, arithmetic })?;
+    if int8 {
+        let a = model.arithmetic();
+        if a.quantized == 0 {
+            eprintln!("note: --int8 applies to 8-bit checkpoints (`tessera quantize --bits 8`); {} has no quantized layers, it runs in f32", model.source);
+        } else if device.cpu().is_none() {
+            eprintln!("note: --int8 runs on the CPU backend (--device cpu); on a GPU the weights are dequantized");
+        } else if a.int8 < a.quantized {
+            eprintln!("note: --int8: {} of {} quantized layers run in int8 (the others are 4-bit or have grouped scales)", a.int8, a.quantized);
+        }
+    }
     if model.patch_size() != model.original_patch_size() {
         eprintln!(
             "note: running {} at patch size {} (its own is {}): patch kernel PI-resized, position embeddings interpolated",

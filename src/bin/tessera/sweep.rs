@@ -131,7 +131,7 @@ pub fn run(device: &Device, args: &SweepArgs) -> Result<()> {
         let model = Model::load_with(
             device,
             &ck,
-            tessera::LoadOptions { storage: if args.f16 { tessera::DType::F16 } else { tessera::DType::F32 }, patch_size: Some(q) },
+            tessera::LoadOptions { storage: if args.f16 { tessera::DType::F16 } else { tessera::DType::F32 }, patch_size: Some(q), ..Default::default() },
         )?;
         let (h, w) = model.config.image_size;
         let tokens = model.config.prefix_tokens() + (h / q) * (w / q);

@@ -58,6 +58,29 @@ fn main() {
                 _ => Epilogue::NONE,
             };
             best[0] = best[0].min(median_ms(|| tessera_gemm(&cpu, &Gemm::new(m, &a, k, &packed, n), &mut c, &epi), iters));
+            if let Ok(kname) = std::env::var("INT8") {
+                // tessera's int8 arithmetic on the same product (B quantized per channel, A per row
+                // as it runs): the time goes in the gemm column.
+                use tessera::cpu::gemm_int8::{gemm_int8, scratch_len, Int8Panels, IntKernel};
+                let kernel = IntKernel::ALL.into_iter().find(|k| k.name() == kname).unwrap_or(IntKernel::detect(cpu.isa()));
+                let q = tessera::quant::QuantWeight::quantize(&b, k, n, 8, k, false);
+                let ib = Int8Panels::pack(&q, kernel).expect("int8 panels");
+                let mut scratch = vec![0f32; scratch_len(m, &ib)];
+                best[1] = best[1].min(median_ms(|| gemm_int8(&cpu, m, &a, k, &ib, &mut c, n, &epi, &mut scratch), iters));
+                if std::env::var("MIX").is_ok() {
+                    // f32 right after each int8 product: does the int8 kernel slow what follows?
+                    let mut c2 = c.clone();
+                    let mixed = median_ms(|| {
+                        gemm_int8(&cpu, m, &a, k, &ib, &mut c2, n, &epi, &mut scratch);
+                        let t = Instant::now();
+                        tessera_gemm(&cpu, &Gemm::new(m, &a, k, &packed, n), &mut c, &epi);
+                        MIXED.with(|x| x.set(t.elapsed().as_secs_f64() * 1e3));
+                    }, iters);
+                    let _ = mixed;
+                    best[2] = best[2].min(MIXED.with(|x| x.get()));
+                }
+                continue;
+            }
             if std::env::var("ONLY_TESSERA").is_ok() {
                 continue;
             }
@@ -85,6 +108,8 @@ fn main() {
         );
     }
 }
+
+std::thread_local! { static MIXED: std::cell::Cell<f64> = const { std::cell::Cell::new(0.0) }; }
 
 fn rayon_pool(threads: usize) {
     let _ = rayon::ThreadPoolBuilder::new().num_threads(threads).build_global();
