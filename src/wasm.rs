@@ -112,8 +112,10 @@ impl Engine {
     }
 
     /// Loads a checkpoint from its files' bytes and uploads its weights, at `patch_size` where
-    /// given (the patch kernel PI-resized from the checkpoint's own).
+    /// given (the patch kernel PI-resized from the checkpoint's own), in int8 arithmetic where
+    /// `int8` (8-bit checkpoints on the CPU backend).
     #[wasm_bindgen(js_name = loadModel)]
+    #[allow(clippy::too_many_arguments)]
     pub fn load_model(
         &self,
         name: &str,
@@ -122,10 +124,12 @@ impl Engine {
         preprocessor: Option<Vec<u8>>,
         f16: Option<bool>,
         patch_size: Option<u32>,
+        int8: Option<bool>,
     ) -> Result<WasmModel, JsError> {
         let ck = Checkpoint::from_bytes(name, config, weights, preprocessor.as_deref()).map_err(js_err)?;
         let storage = if f16.unwrap_or(false) { crate::DType::F16 } else { crate::DType::F32 };
-        let opts = crate::LoadOptions { storage, patch_size: patch_size.map(|p| p as usize), ..Default::default() };
+        let arithmetic = if int8.unwrap_or(false) { crate::quant::Arithmetic::Int8 } else { crate::quant::Arithmetic::Dequantized };
+        let opts = crate::LoadOptions { storage, patch_size: patch_size.map(|p| p as usize), arithmetic };
         let model = Model::load_with(&self.device, &ck, opts).map_err(js_err)?;
         Ok(WasmModel { model: Some(model) })
     }
@@ -179,6 +183,7 @@ impl WasmModel {
     pub fn info(&self) -> Result<String, JsError> {
         let m = self.get()?;
         let c = &m.config;
+        let a = m.arithmetic();
         Ok(serde_json::json!({
             "source": m.source, "family": format!("{:?}", c.family), "head": format!("{:?}", m.head()),
             "labels": c.labels, "hiddenSize": c.hidden_size, "layers": c.num_layers, "heads": c.num_heads,
@@ -186,6 +191,7 @@ impl WasmModel {
             "originalPatchSize": m.original_patch_size(),
             "weightBytes": m.weight_bytes(),
             "quantization": c.quant.as_ref().map(|q| serde_json::json!({ "bits": q.bits, "groupSize": q.group })),
+            "arithmetic": serde_json::json!({ "int8Layers": a.int8, "quantizedLayers": a.quantized, "kernel": a.kernel, "text": a.to_string() }),
         })
         .to_string())
     }

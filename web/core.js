@@ -296,7 +296,7 @@ export function makeApi(init, Engine) {
      * config.json, model.safetensors and preprocessor_config.json, or `{config, weights,
      * preprocessor}` as ArrayBuffer / typed array / Blob / File.
      */
-    async load(source, { endpoint = 'https://huggingface.co', revision = 'main', onProgress, cache = true, f16 = false, patchSize } = {}) {
+    async load(source, { endpoint = 'https://huggingface.co', revision = 'main', onProgress, cache = true, f16 = false, patchSize, int8 = false } = {}) {
       if (patchSize !== undefined && patchSize !== null && !(Number.isInteger(patchSize) && patchSize >= 0 && patchSize <= 0xffffffff)) {
         const err = new Error(`patchSize ${patchSize}: a whole number of pixels`);
         err.kind = 'input';
@@ -327,7 +327,7 @@ export function makeApi(init, Engine) {
         err.kind = 'input';
         throw err;
       }
-      return new Model(await call(() => this._engine.loadModel(name, config, weights, preprocessor ?? undefined, f16, patchSize ?? undefined)));
+      return new Model(await call(() => this._engine.loadModel(name, config, weights, preprocessor ?? undefined, f16, patchSize ?? undefined, !!int8)));
     }
   
     /**

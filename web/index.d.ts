@@ -39,6 +39,8 @@ export interface ModelInfo {
   weightBytes: number;
   /** How the Linear layers are quantized (a compressed-tensors pack-quantized checkpoint): bits per weight and inputs per scale (null: one scale per output channel); null for a float checkpoint. */
   quantization: { bits: 8 | 4; groupSize: number | null } | null;
+  /** How the quantized layers compute: how many of them in int8 arithmetic, with which integer kernel (null: none), and the same in words. */
+  arithmetic: { int8Layers: number; quantizedLayers: number; kernel: 'avx512-vnni' | 'avx-vnni' | 'avx2' | 'portable' | null; text: string };
 }
 
 export interface Prediction {
@@ -95,6 +97,13 @@ export interface LoadOptions {
    * take (0, larger than its image) rejects with kind "model".
    */
   patchSize?: number;
+  /**
+   * With an 8-bit checkpoint on the CPU backend: int8 x int8 arithmetic (the activations
+   * quantized per token as each product runs). Faster, within the activations' rounding;
+   * `model.info.arithmetic` says how many layers run it (4-bit and grouped weights, and WebGPU,
+   * keep the weights dequantized).
+   */
+  int8?: boolean;
 }
 
 export declare class Model {

@@ -103,6 +103,47 @@ for (const [device, [fixture, patch]] of ['webgpu', 'cpu'].flatMap((d) => [...FI
   });
 }
 
+// Int8 arithmetic in WebAssembly (the CPU backend's portable integer kernel): every quantized
+// layer of the 8-bit fixtures runs it; the outputs stay within the activations' rounding of
+// transformers (cosine > 0.999, the same top class) and near the native engine's int8 run.
+for (const fixture of ['quant/vit-classifier-int8', 'quant/dinov2-classifier-int8']) {
+  test(`${fixture} in int8 arithmetic on the CPU backend`, { timeout: 300_000 }, async () => {
+    const dir = join(ROOT, 'tests/fixtures', fixture);
+    const expected = readSafetensors(readFileSync(join(dir, 'expected.safetensors')));
+    const native = join(mkdtempSync(join(tmpdir(), 'tessera-native-')), 'out.safetensors');
+    execFileSync(NATIVE, ['--device', 'cpu', 'run', '--int8', '--model', dir, '--pixels', join(dir, 'expected.safetensors'), '--out', native], { stdio: 'pipe' });
+    const nat = readSafetensors(readFileSync(native));
+    const got = await page.evaluate(async (name) => {
+      const { readTensor } = await import('/tests/browser/blank.js');
+      const model = await window.cpuEngine.load(`/tests/fixtures/${name}`, { cache: false, int8: true });
+      const exact = await window.cpuEngine.load(`/tests/fixtures/${name}`, { cache: false });
+      const pv = await readTensor(`/tests/fixtures/${name}/expected.safetensors`, 'pixel_values');
+      const out = await model.run(pv.data, pv.dims);
+      const r = { info: model.info.arithmetic, exactInfo: exact.info.arithmetic, last: Array.from(out.lastHiddenState), logits: out.logits ? Array.from(out.logits) : null, n: out.logitsDims?.[1] };
+      model.dispose();
+      exact.dispose();
+      return r;
+    }, fixture);
+    assert.ok(got.info.quantizedLayers > 0 && got.info.int8Layers === got.info.quantizedLayers, JSON.stringify(got.info));
+    assert.equal(got.info.kernel, 'portable');
+    assert.equal(got.exactInfo.int8Layers, 0);
+    const want = expected.last_hidden_state.data;
+    let dot = 0, gg = 0, ww = 0;
+    got.last.forEach((g, i) => { dot += g * want[i]; gg += g * g; ww += want[i] * want[i]; });
+    const cos = dot / Math.sqrt(gg * ww);
+    const vsNative = maxDiff(got.last, nat.last_hidden_state.data);
+    console.log(`${fixture} int8 in wasm: cosine ${cos.toFixed(6)} to transformers, max diff ${vsNative.toExponential(2)} to the native int8 run`);
+    assert.ok(cos > 0.999, `${fixture}: cosine ${cos}`);
+    assert.ok(vsNative <= 0.05, `${fixture}: ${vsNative} from the native int8 run`);
+    if (got.logits) {
+      const argmax = (v) => v.indexOf(Math.max(...v));
+      for (let i = 0; i * got.n < got.logits.length; i++) {
+        assert.equal(argmax(got.logits.slice(i * got.n, (i + 1) * got.n)), argmax(Array.from(expected.logits.data.slice(i * got.n, (i + 1) * got.n))), `${fixture}: top class of image ${i}`);
+      }
+    }
+  });
+}
+
 test('classify calls in flight at once give the serial results', { timeout: 300_000 }, async () => {
   const r = await page.evaluate(async () => {
     const model = await window.engine.load('/models/fashion-vit', { cache: false });
