@@ -1,15 +1,21 @@
 """The CPU comparison: tessera's CPU backend against PyTorch (eager) and ONNX Runtime on the same
-machine, same thread count, same weights, in one sitting, the three alternated round by round.
+machine, same thread count, same weights, in one sitting, the engines alternated round by round.
 
 For each model (DeiT-Ti/16, DeiT-S/16, ViT-B/16 at 224, and on request SigLIP-B/16's image tower
 with a classifier, random weights from a fixed seed) it
 writes a transformers checkpoint folder, exports it to ONNX (opset 18), checks that tessera's
-logits match PyTorch's (max difference), then times batch 1 and 8: median wall-clock ms per run
-after warm-up (tessera: `tessera bench --device cpu --json`, which includes the input copy and the
-logits readback). Prints a markdown table; `--append FILE` adds it to FILE with the machine and
-date. Needs torch, transformers, onnxruntime, onnx (a virtual environment outside the repo):
+logits match PyTorch's (max difference), then times each batch (default 1, 8 and 32): median
+wall-clock ms per run after warm-up (tessera: `tessera bench --device cpu --json`, which includes
+the input copy and the logits readback). With `--isas avx512,avx2` tessera runs once per
+instruction set (`TESSERA_CPU_ISA`; ONNX Runtime and PyTorch pick their own kernels). With
+`--int8` it also times the int8 forms: the checkpoint quantized by `tessera quantize --bits 8`
+run with `--int8` (int8 arithmetic), against ONNX Runtime's dynamically quantized model
+(`quantize_dynamic`, int8 weights per channel, what transformers.js ships as "q8"), with both
+int8 models' logits against PyTorch's. Prints a markdown table; `--append FILE` adds it to FILE
+with the machine (model name, measured clock) and date. Needs torch, transformers, onnxruntime,
+onnx (a virtual environment outside the repo):
 
-    python3 scripts/cpu_compare.py --threads 2 [--models deit-ti16,deit-s16,vit-b16] [--append BENCHMARKS.md] [--keep DIR]
+    python3 scripts/cpu_compare.py --threads 2 [--models deit-ti16,deit-s16,vit-b16] [--batches 1,8,32] [--isas avx512,avx2] [--int8] [--append BENCHMARKS.md] [--keep DIR]
 """
 import argparse, datetime, json, os, platform, subprocess, sys, tempfile, time
 
@@ -59,23 +65,55 @@ def median_ms(fn, iters, warmup):
     return times[len(times) // 2]
 
 
-def tessera_ms(folder, batch, threads, iters):
+def env_for(isa):
+    env = dict(os.environ)
+    if isa:
+        env["TESSERA_CPU_ISA"] = isa
+    return env
+
+
+def tessera_ms(folder, batch, threads, iters, isa=None, int8=False):
     with tempfile.NamedTemporaryFile(suffix=".json") as out:
         cmd = [TESSERA, "bench", "--device", "cpu", "--threads", str(threads), "--model", folder,
-               "--batch", str(batch), "--iters", str(iters), "--json", out.name]
-        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+               "--batch", str(batch), "--iters", str(iters), "--json", out.name] + (["--int8"] if int8 else [])
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env_for(isa))
         doc = json.load(open(out.name))
     return doc["results"][0]["p50_ms"]
 
 
-def tessera_logits(folder, pixels, threads):
+def tessera_logits(folder, pixels, threads, int8=False):
     with tempfile.TemporaryDirectory() as d:
         import safetensors.numpy as stn
         stn.save_file({"pixel_values": np.ascontiguousarray(pixels)}, os.path.join(d, "px.safetensors"))
         subprocess.run([TESSERA, "run", "--device", "cpu", "--threads", str(threads), "--model", folder,
-                        "--pixels", os.path.join(d, "px.safetensors"), "--out", os.path.join(d, "out.safetensors")],
+                        "--pixels", os.path.join(d, "px.safetensors"), "--out", os.path.join(d, "out.safetensors")]
+                       + (["--int8"] if int8 else []),
                        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         return stn.load_file(os.path.join(d, "out.safetensors"))["logits"]
+
+
+def clock_ghz():
+    """The core clock, measured: a chain of dependent 64-bit multiplies (3 cycles each on every
+    x86-64 core since Sandy Bridge and Zen) timed in C. None where no C compiler or not x86-64."""
+    src = r"""
+#include <stdio.h>
+#include <time.h>
+#include <stdint.h>
+int main(void) { struct timespec a, b; uint64_t n = 300000000ULL, x = 3;
+  clock_gettime(CLOCK_MONOTONIC, &a);
+  __asm__ volatile("mov %1, %%rcx\n1:\nimul %0, %0\nimul %0, %0\nimul %0, %0\nimul %0, %0\nsub $4, %%rcx\njnz 1b\n" : "+r"(x) : "r"(n) : "rcx");
+  clock_gettime(CLOCK_MONOTONIC, &b);
+  printf("%f\n", 3.0 * n / ((b.tv_sec - a.tv_sec) + (b.tv_nsec - a.tv_nsec) * 1e-9) / 1e9); return (int)(x & 0); }
+"""
+    if platform.machine() not in ("x86_64", "AMD64"):
+        return None
+    with tempfile.TemporaryDirectory() as d:
+        try:
+            open(os.path.join(d, "c.c"), "w").write(src)
+            subprocess.run(["cc", "-O2", "-o", os.path.join(d, "c"), os.path.join(d, "c.c")], check=True, capture_output=True)
+            return max(float(subprocess.run([os.path.join(d, "c")], capture_output=True, text=True, check=True).stdout) for _ in range(3))
+        except (OSError, subprocess.CalledProcessError, ValueError):
+            return None
 
 
 def eval_compare(threads, rounds):
@@ -113,7 +151,9 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--models", default="deit-ti16,deit-s16,vit-b16")
-    ap.add_argument("--batches", default="1,8")
+    ap.add_argument("--batches", default="1,8,32")
+    ap.add_argument("--isas", default="", help="tessera's instruction sets to time, e.g. avx512,avx2 (default: the machine's best)")
+    ap.add_argument("--int8", action="store_true", help="also time the int8 forms (tessera --int8, ONNX Runtime quantize_dynamic)")
     ap.add_argument("--iters", type=int, default=10)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--append")
@@ -129,6 +169,7 @@ def main():
     rows = []
     work = args.keep or tempfile.mkdtemp(prefix="tessera-cpu-compare-")
     os.makedirs(work, exist_ok=True)
+    isas = [i for i in args.isas.split(",") if i] or [None]
     for name in args.models.split(","):
         folder = os.path.join(work, name)
         model = make_model(name, folder)
@@ -143,18 +184,40 @@ def main():
             want = model(pixel_values=torch.from_numpy(check)).logits.numpy()
         diff_t = float(np.abs(tessera_logits(folder, check, args.threads) - want).max())
         diff_o = float(np.abs(sess.run(None, {"pixel_values": check})[0] - want).max())
+        int8 = None
+        if args.int8:
+            from onnxruntime.quantization import QuantType, quantize_dynamic
+            q_folder = os.path.join(work, f"{name}-int8")
+            subprocess.run([TESSERA, "--device", "cpu", "quantize", "--model", folder, "--bits", "8", "--out", q_folder],
+                           check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            q_onnx = os.path.join(work, f"{name}-int8.onnx")
+            quantize_dynamic(onnx_path, q_onnx, weight_type=QuantType.QInt8, per_channel=True)
+            q_sess = ort.InferenceSession(q_onnx, opts, providers=["CPUExecutionProvider"])
+            int8 = (q_folder, q_sess, float(np.abs(tessera_logits(q_folder, check, args.threads, int8=True) - want).max()),
+                    float(np.abs(q_sess.run(None, {"pixel_values": check})[0] - want).max()))
         for batch in [int(b) for b in args.batches.split(",")]:
             px = rng.standard_normal((batch, 3, 224, 224), dtype=np.float32)
             pt = torch.from_numpy(px)
-            results = {"tessera": [], "onnxruntime": [], "pytorch": []}
+            results = {f"tessera {i or 'best'}": [] for i in isas}
+            results.update({"onnxruntime": [], "pytorch": []})
+            if int8:
+                results.update({f"tessera int8 {i or 'best'}": [] for i in isas})
+                results["onnxruntime int8"] = []
+            # Fewer timed runs where one takes seconds (ViT-B/16 at batch 32), never fewer than 10.
+            iters = args.iters
             for _ in range(args.rounds):
-                results["tessera"].append(tessera_ms(folder, batch, args.threads, args.iters))
-                results["onnxruntime"].append(median_ms(lambda: sess.run(None, {"pixel_values": px}), args.iters, 3))
+                for i in isas:
+                    results[f"tessera {i or 'best'}"].append(tessera_ms(folder, batch, args.threads, iters, isa=i))
+                results["onnxruntime"].append(median_ms(lambda: sess.run(None, {"pixel_values": px}), iters, 3))
                 with torch.inference_mode():
-                    results["pytorch"].append(median_ms(lambda: model(pixel_values=pt).logits, args.iters, 3))
+                    results["pytorch"].append(median_ms(lambda: model(pixel_values=pt).logits, iters, 3))
+                if int8:
+                    for i in isas:
+                        results[f"tessera int8 {i or 'best'}"].append(tessera_ms(int8[0], batch, args.threads, iters, isa=i, int8=True))
+                    results["onnxruntime int8"].append(median_ms(lambda: int8[1].run(None, {"pixel_values": px}), iters, 3))
             best = {k: min(v) for k, v in results.items()}
-            rows.append((name, batch, best, diff_t, diff_o))
-            print(f"{name} batch {batch}: " + ", ".join(f"{k} {v:.1f} ms" for k, v in best.items()), file=sys.stderr)
+            rows.append((name, batch, best, diff_t, diff_o, int8[2:] if int8 else None))
+            print(f"{name} batch {batch}: " + ", ".join(f"{k} {v:.1f} ms" for k, v in best.items()), file=sys.stderr, flush=True)
     cpu = platform.processor() or platform.machine()
     try:
         for line in open("/proc/cpuinfo"):
@@ -163,19 +226,24 @@ def main():
                 break
     except OSError:
         pass
+    ghz = clock_ghz()
+    isa_note = ", ".join(i or "the machine's best" for i in isas)
     lines = [
-        f"Machine: {cpu}, {os.cpu_count()} cores; {args.threads} threads for every engine; "
-        f"{datetime.date.today().isoformat()}. PyTorch {torch.__version__} (eager, inference mode), "
-        f"ONNX Runtime {ort.__version__} (CPU provider, opset 18 export), tessera `--device cpu`. "
-        f"Median ms per run of {args.iters} after warm-up, the best of {args.rounds} alternated rounds; "
-        "random weights (seed 0), 224x224 input.",
+        f"Machine: {cpu}, {os.cpu_count()} cores" + (f", clock measured at {ghz:.2f} GHz" if ghz else "") +
+        f"; {args.threads} threads for every engine; {datetime.date.today().isoformat()}. PyTorch {torch.__version__} "
+        f"(eager, inference mode), ONNX Runtime {ort.__version__} (CPU provider, opset 18 export), tessera `--device cpu` "
+        f"with the {isa_note} kernels. Median ms per run of {args.iters} after warm-up, the best of {args.rounds} "
+        "alternated rounds; random weights (seed 0), 224x224 input.",
         "",
-        "| model | batch | tessera ms | ONNX Runtime ms | PyTorch ms | tessera / ORT | max logit diff vs PyTorch (tessera, ORT) |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
-    for name, batch, best, dt, do in rows:
-        lines.append(f"| {name} | {batch} | {best['tessera']:.1f} | {best['onnxruntime']:.1f} | {best['pytorch']:.1f} | "
-                     f"{best['tessera'] / best['onnxruntime']:.2f}x | {dt:.1e}, {do:.1e} |")
+    keys = list(rows[0][2].keys()) if rows else []
+    head = "| model | batch | " + " | ".join(f"{k} ms" for k in keys) + " | tessera / ORT | max logit diff vs PyTorch (tessera, ORT) |"
+    lines += [head, "| --- | ---: | " + " | ".join("---:" for _ in keys) + " | ---: | ---: |"]
+    for name, batch, best, dt, do, q in rows:
+        t = best[keys[0]]
+        ratio = f"{best['onnxruntime'] / t:.2f}x faster" if t < best["onnxruntime"] else f"{t / best['onnxruntime']:.2f}x slower"
+        diffs = f"{dt:.1e}, {do:.1e}" + (f"; int8 {q[0]:.1e}, {q[1]:.1e}" if q else "")
+        lines.append(f"| {name} | {batch} | " + " | ".join(f"{best[k]:.1f}" for k in keys) + f" | {ratio} | {diffs} |")
     if args.eval:
         ts, tc, ps, pc = eval_compare(args.threads, args.rounds)
         lines += ["", "`tessera eval` (the embedded model, all 10,000 Fashion-MNIST test images, wall clock of the whole "

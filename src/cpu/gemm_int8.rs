@@ -169,25 +169,35 @@ pub fn scratch_len(m: usize, b: &Int8Panels) -> usize {
 /// rounding, clamp and narrowing per value.
 fn quantize_row(a: &[f32], kernel: IntKernel, out: &mut [i32]) -> f32 {
     let levels = kernel.levels() as f32;
+    // Comparisons rather than f32::max, whose NaN rule keeps the loop from vectorizing (the
+    // values are finite: inputs are checked).
     let mut lanes = [0f32; 16];
     let mut chunks = a.chunks_exact(16);
     for c in &mut chunks {
         for (m, v) in lanes.iter_mut().zip(c) {
-            *m = m.max(v.abs());
+            let v = v.abs();
+            *m = if v > *m { v } else { *m };
         }
     }
-    let amax = chunks.remainder().iter().fold(lanes.iter().fold(0f32, |m, v| m.max(*v)), |m, v| m.max(v.abs()));
+    let mut amax = 0f32;
+    for v in lanes.into_iter().chain(chunks.remainder().iter().map(|v| v.abs())) {
+        amax = if v > amax { v } else { amax };
+    }
     let s = if amax > 0.0 { amax / levels } else { 1.0 };
     let inv = 1.0 / s;
     let off = kernel.offset();
     let bytes: &mut [u8] = bytemuck::cast_slice_mut(out);
-    // Round half to even by adding and taking away 1.5 * 2^23 (|x * inv| <= levels, far below
-    // 2^22): plain adds that vectorize everywhere, where `round_ties_even` is a library call on
-    // x86-64 without SSE4.1.
+    // Round half to even by adding 1.5 * 2^23 (|x * inv| <= levels, far below 2^22): the
+    // integer is then the low bits of the sum, read without a conversion (`round_ties_even` is a
+    // library call on x86-64 without SSE4.1, and `as i32` saturates, which does not vectorize).
     const ROUND: f32 = 12_582_912.0;
+    let round_bits = ROUND.to_bits() as i32;
     for (b, &x) in bytes.iter_mut().zip(a) {
-        let q = ((x * inv).clamp(-levels, levels) + ROUND) - ROUND;
-        *b = (q as i32 + off) as u8;
+        let y = x * inv;
+        let y = if y < -levels { -levels } else { y };
+        let y = if y > levels { levels } else { y };
+        let q = ((y + ROUND).to_bits() as i32).wrapping_sub(round_bits);
+        *b = (q + off) as u8;
     }
     // Padding past K: the offset, so that it meets B's zeros and adds nothing.
     bytes[a.len()..].iter_mut().for_each(|b| *b = off as u8);
