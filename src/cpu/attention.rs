@@ -255,7 +255,7 @@ unsafe fn attend<S: Simd, const MR: usize, const NV: usize>(t: &Task) {
                 sum[i] *= correction;
                 acc[i * dh..(i + 1) * dh].iter_mut().for_each(|a| *a *= correction);
             }
-            sum[i] += math::exp_sum(&mut row[..keep], m_new, t.scale);
+            sum[i] += if S::FMA { math::exp_sum::<true>(&mut row[..keep], m_new, t.scale) } else { math::exp_sum::<false>(&mut row[..keep], m_new, t.scale) };
             row[keep..].fill(0.0);
             m[i] = m_new;
         }

@@ -19,13 +19,8 @@ fn madd<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
     }
 }
 
-/// e^x, for x clamped to [-87, 88] (results from 1.6e-38 to 1.7e38).
-#[inline(always)]
-pub(crate) fn exp(x: f32) -> f32 {
-    exp_with::<false>(x)
-}
-
-/// [`exp`], fused multiply-adds where `FMA`. The polynomial is evaluated by Estrin's scheme (a
+/// e^x, for x clamped to [-87, 88] (results from 1.6e-38 to 1.7e38); fused multiply-adds where
+/// `FMA`. The polynomial is evaluated by Estrin's scheme (a
 /// dependency chain of three steps instead of six), so that vectors of it overlap in the core.
 #[inline(always)]
 pub(crate) fn exp_with<const FMA: bool>(x: f32) -> f32 {
@@ -114,25 +109,31 @@ pub(crate) const SOFTMAX_FLOOR: f32 = -41.6;
 /// `exp(x)`, or 0 where `x` is below [`SOFTMAX_FLOOR`].
 #[inline(always)]
 pub(crate) fn exp_floored(x: f32) -> f32 {
-    let e = exp(x.max(SOFTMAX_FLOOR));
+    exp_floored_with::<false>(x)
+}
+
+/// [`exp_floored`], fused multiply-adds where `FMA`.
+#[inline(always)]
+pub(crate) fn exp_floored_with<const FMA: bool>(x: f32) -> f32 {
+    let e = exp_with::<FMA>(if x < SOFTMAX_FLOOR { SOFTMAX_FLOOR } else { x });
     if x < SOFTMAX_FLOOR { 0.0 } else { e }
 }
 
 /// Replaces each `x` with `exp((x - m) * scale)` (0 below [`SOFTMAX_FLOOR`]) and returns their
-/// sum (16 lanes).
+/// sum (16 lanes); fused multiply-adds where `FMA`.
 #[inline(always)]
-pub(crate) fn exp_sum(x: &mut [f32], m: f32, scale: f32) -> f32 {
+pub(crate) fn exp_sum<const FMA: bool>(x: &mut [f32], m: f32, scale: f32) -> f32 {
     let mut acc = [0f32; 16];
     let mut chunks = x.chunks_exact_mut(16);
     for c in &mut chunks {
         for (a, v) in acc.iter_mut().zip(c.iter_mut()) {
-            *v = exp_floored((*v - m) * scale);
+            *v = exp_floored_with::<FMA>((*v - m) * scale);
             *a += *v;
         }
     }
     let mut s = 0f32;
     for v in chunks.into_remainder() {
-        *v = exp_floored((*v - m) * scale);
+        *v = exp_floored_with::<FMA>((*v - m) * scale);
         s += *v;
     }
     for a in acc {
@@ -188,14 +189,16 @@ mod tests {
         let mut x = -87.0f32;
         while x < 88.0 {
             let want = (x as f64).exp();
-            for got in [exp(x) as f64, exp_with::<true>(x) as f64] {
+            for got in [exp_with::<false>(x) as f64, exp_with::<true>(x) as f64] {
                 worst = worst.max((got - want).abs() / want);
             }
             x += 0.0137;
         }
         assert!(worst < 2.5e-7, "relative error {worst:e}");
-        assert_eq!(exp(-1000.0), exp(-87.0));
-        assert!(exp(f32::NAN).is_nan());
+        assert_eq!(exp_with::<false>(-1000.0), exp_with::<false>(-87.0));
+        assert!(exp_with::<false>(f32::NAN).is_nan());
+        assert_eq!(exp_floored(-50.0), 0.0);
+        assert_eq!(exp_floored_with::<true>(-41.0), exp_with::<true>(-41.0));
     }
 
     #[test]
