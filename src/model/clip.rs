@@ -132,6 +132,12 @@ impl Clip {
     /// A CLIPModel or SiglipModel checkpoint with its `tokenizer.json` (SigLIP: or its
     /// SentencePiece `spiece.model`).
     pub fn load(device: impl Into<Device>, ck: &Checkpoint) -> Result<Clip> {
+        Self::load_with(device, ck, crate::model::image::LoadOptions::default())
+    }
+
+    /// [`Clip::load`] with the image tower loaded as `opts` asks (a NaFlex budget, int8
+    /// arithmetic, another patch size).
+    pub fn load_with(device: impl Into<Device>, ck: &Checkpoint, opts: crate::model::image::LoadOptions) -> Result<Clip> {
         let device = device.into();
         if !ck.has_image_tower() {
             return Err(Error::model(format!("{}/config.json", ck.source), "a text tower alone: no image tower for zero-shot or image embeddings (its text embeddings: TextEncoder, `tessera embed --text`)"));
@@ -140,7 +146,7 @@ impl Clip {
         let sigmoid = kind.is_some_and(|k| k.sigmoid_scores());
         // Said before the towers are loaded.
         tokenizer_file(ck, kind.is_some_and(|k| k.reads_sentencepiece()))?;
-        let vision = Model::load(&device, ck)?;
+        let vision = Model::load_with(&device, ck, opts)?;
         if !vision.arch().projection {
             return Err(Error::model(format!("{}/config.json", ck.source), "not a CLIPModel or SiglipModel: no shared image-text space"));
         }

@@ -107,11 +107,14 @@ pub struct LoadOptions {
     /// How products with quantized weights compute ([`Arithmetic::Int8`]: int8 x int8 on the CPU
     /// backend for 8-bit per-channel weights; see [`Model::arithmetic`] for what runs).
     pub arithmetic: Arithmetic,
+    /// A NaFlex checkpoint's (SigLIP 2's) budget of patches per image instead of its
+    /// `preprocessor_config.json`'s `max_num_patches` (an error for other checkpoints).
+    pub max_patches: Option<usize>,
 }
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        LoadOptions { storage: DType::F32, patch_size: None, arithmetic: Arithmetic::Dequantized }
+        LoadOptions { storage: DType::F32, patch_size: None, arithmetic: Arithmetic::Dequantized, max_patches: None }
     }
 }
 
@@ -156,6 +159,10 @@ impl Model {
             ));
         }
         let storage = opts.storage;
+        let preprocessor = match opts.max_patches {
+            Some(n) => ck.preprocessor.with_max_patches(n).map_err(|p| Error::Input { name: "max_patches".into(), problem: p })?,
+            None => ck.preprocessor.clone(),
+        };
         let from = ck.config.patch_size;
         let patch = opts.patch_size.unwrap_or(from);
         crate::model::shared::flexi::check_patch_size(&ck.source, from, patch, ck.config.image_size)?;
@@ -194,7 +201,7 @@ impl Model {
         config.patch_size = patch;
         Ok(Model {
             config,
-            preprocessor: ck.preprocessor.clone(),
+            preprocessor,
             source: ck.source.clone(),
             head: loaded.head,
             pooler: loaded.pooler,
@@ -362,36 +369,90 @@ impl Model {
 
     /// Top-k classes of each image.
     pub async fn classify(&self, images: &[&image::RgbImage], k: usize) -> Result<Vec<Vec<TopK>>> {
+        self.classify_with(images, k, &self.preprocessor).await
+    }
+
+    /// [`Model::classify`] with the preprocessing `pre` (another patch budget, from
+    /// [`PreprocessorConfig::with_max_patches`]). Images that preprocess to different sizes (a
+    /// NaFlex model's, of different aspect ratios) run as one batch per size.
+    pub async fn classify_with(&self, images: &[&image::RgbImage], k: usize, pre: &PreprocessorConfig) -> Result<Vec<Vec<TopK>>> {
         if self.head == Head::None {
             return Err(Error::model(&self.source, "this is a base model without a classifier head"));
         }
-        let out = self.run_images(images, RunOptions { logits_only: true, ..Default::default() }).await?;
-        let logits = out.logits.ok_or_else(|| Error::gpu("", "no logits"))?;
-        Ok(self.top_k(&logits, k))
+        let mut out: Vec<Vec<TopK>> = vec![Vec::new(); images.len()];
+        for (idx, pixels, h, w) in self.preprocess_groups(images, pre)? {
+            let ran = self.run(&pixels, [idx.len(), 3, h, w], RunOptions { logits_only: true, ..Default::default() }).await?;
+            let logits = ran.logits.ok_or_else(|| Error::gpu("", "no logits"))?;
+            for (i, top) in idx.into_iter().zip(self.top_k(&logits, k)) {
+                out[i] = top;
+            }
+        }
+        Ok(out)
     }
 
     /// One embedding per image: for CLIP the image embedding in the image-text space (unit
     /// length), else the pooler output where the model has one, else the CLS token.
     pub async fn embed(&self, images: &[&image::RgbImage]) -> Result<Vec<Vec<f32>>> {
-        let out = self.run_images(images, RunOptions::default()).await?;
+        self.embed_with(images, &self.preprocessor).await
+    }
+
+    /// [`Model::embed`] with the preprocessing `pre`; images of different sizes run as one batch
+    /// per size.
+    pub async fn embed_with(&self, images: &[&image::RgbImage], pre: &PreprocessorConfig) -> Result<Vec<Vec<f32>>> {
         let d = self.config.hidden_size;
-        if let Some(e) = out.image_embeds {
-            let p = e.shape[1];
-            return Ok(e.data.chunks(p).map(unit_length).collect());
-        }
-        Ok(match out.pooler_output {
-            Some(p) => p.data.chunks(d).map(|c| c.to_vec()).collect(),
-            None => {
-                let seq = out.last_hidden_state.ok_or_else(|| Error::gpu("", "no last hidden state"))?;
+        let mut out: Vec<Vec<f32>> = vec![Vec::new(); images.len()];
+        for (idx, pixels, h, w) in self.preprocess_groups(images, pre)? {
+            let ran = self.run(&pixels, [idx.len(), 3, h, w], RunOptions::default()).await?;
+            let rows: Vec<Vec<f32>> = if let Some(e) = ran.image_embeds {
+                let p = e.shape[1];
+                e.data.chunks(p).map(unit_length).collect()
+            } else if let Some(p) = ran.pooler_output {
+                p.data.chunks(d).map(|c| c.to_vec()).collect()
+            } else {
+                let seq = ran.last_hidden_state.ok_or_else(|| Error::gpu("", "no last hidden state"))?;
                 let t = seq.shape[1];
                 seq.data.chunks(t * d).map(|c| c[..d].to_vec()).collect()
+            };
+            for (i, row) in idx.into_iter().zip(rows) {
+                out[i] = row;
             }
-        })
+        }
+        Ok(out)
+    }
+
+    /// `images` preprocessed by `pre` and grouped by the size they come to, in order of first
+    /// appearance: each group's image indices, pixels `(n, 3, h, w)`, h and w.
+    #[allow(clippy::type_complexity)]
+    fn preprocess_groups(&self, images: &[&image::RgbImage], pre: &PreprocessorConfig) -> Result<Vec<(Vec<usize>, Vec<f32>, usize, usize)>> {
+        if images.is_empty() {
+            return Err(Error::Input { name: "images".into(), problem: "no images".into() });
+        }
+        let mut groups: Vec<(Vec<usize>, Vec<f32>, usize, usize)> = Vec::new();
+        for (i, img) in images.iter().enumerate() {
+            let (p, h, w) = pre.apply(img).map_err(|e| match e {
+                Error::Input { problem, .. } => Error::Input { name: format!("image {i}"), problem },
+                e => e,
+            })?;
+            match groups.iter_mut().find(|g| (g.2, g.3) == (h, w)) {
+                Some(g) => {
+                    g.0.push(i);
+                    g.1.extend(p);
+                }
+                None => groups.push((vec![i], p, h, w)),
+            }
+        }
+        Ok(groups)
     }
 
     /// The last layer's attention of the CLS token over the patch grid: per head and the mean.
     pub async fn attention_map(&self, img: &image::RgbImage) -> Result<AttentionMap> {
-        let out = self.run_images(&[img], RunOptions { attention: true, ..Default::default() }).await?;
+        self.attention_map_with(img, &self.preprocessor).await
+    }
+
+    /// [`Model::attention_map`] with the preprocessing `pre`.
+    pub async fn attention_map_with(&self, img: &image::RgbImage, pre: &PreprocessorConfig) -> Result<AttentionMap> {
+        let (pixels, h, w) = pre.apply(img)?;
+        let out = self.run(&pixels, [1, 3, h, w], RunOptions { attention: true, ..Default::default() }).await?;
         let att = out.cls_attention.ok_or_else(|| Error::gpu("", "no attention output"))?;
         let heads = att.shape[1];
         let n = out.grid.0 * out.grid.1;

@@ -4,8 +4,8 @@
 //! along the batch.
 
 use crate::model::build::{build_graph, Built, Outputs};
-use crate::model::shared::interp::{bicubic, bicubic_antialias};
-use crate::model::shared::reader::Positions;
+use crate::model::shared::interp::{bicubic, bicubic_antialias, bilinear_antialias};
+use crate::model::shared::reader::{PosResample, Positions};
 use crate::model::shared::tower::{Arch, RunOptions};
 use crate::error::{Error, Result};
 use crate::{lock, CompileOptions, Compiled, Device, HostTensor, PlanReport, Profile, Weights};
@@ -87,17 +87,14 @@ impl Runner {
     fn positions(&self, d: usize, gh: usize, gw: usize, h: usize, w: usize) -> Vec<f32> {
         let s = self.pos.side;
         let mut out = self.pos.prefix.clone();
-        if self.pos.antialias {
+        match self.pos.resample {
             // timm: resampled (antialiased) only where the grid differs.
-            if (gh, gw) == (s, s) {
-                out.extend_from_slice(&self.pos.patches);
-            } else {
-                out.extend(bicubic_antialias(&self.pos.patches, s, s, d, gh, gw));
-            }
-        } else if gh * gw == s * s && h == w {
-            out.extend_from_slice(&self.pos.patches);
-        } else {
-            out.extend(bicubic(&self.pos.patches, s, s, d, gh, gw));
+            PosResample::BicubicAntialias if (gh, gw) == (s, s) => out.extend_from_slice(&self.pos.patches),
+            PosResample::BicubicAntialias => out.extend(bicubic_antialias(&self.pos.patches, s, s, d, gh, gw)),
+            // SigLIP 2: to every grid (the checkpoint's own gives the grid itself).
+            PosResample::BilinearAntialias => out.extend(bilinear_antialias(&self.pos.patches, s, s, d, gh, gw)),
+            PosResample::Bicubic if gh * gw == s * s && h == w => out.extend_from_slice(&self.pos.patches),
+            PosResample::Bicubic => out.extend(bicubic(&self.pos.patches, s, s, d, gh, gw)),
         }
         out
     }

@@ -51,6 +51,10 @@ pub struct BenchArgs {
     /// `classify --help`).
     #[arg(long)]
     int8: bool,
+    /// With --model and a NaFlex checkpoint (SigLIP 2): the budget of patches; the benchmark's
+    /// input is the grid a square image gets at that budget.
+    #[arg(long, value_name = "N")]
+    max_patches: Option<usize>,
 }
 
 struct Case {
@@ -209,9 +213,11 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 fn model_bench(device: &Device, spec: &str, args: &BenchArgs) -> anyhow::Result<()> {
-    let model = crate::models::load_spec(device, Some(spec), args.f16, args.patch_size, args.int8)?;
+    let choices = crate::models::Choices { f16: args.f16, patch: args.patch_size, int8: args.int8, max_patches: args.max_patches };
+    let model = crate::models::load_spec(device, Some(spec), choices)?;
     let cfg = &model.config;
-    let (h, w) = cfg.image_size;
+    // A NaFlex model runs the grid a square image of its training size gets at its budget.
+    let (h, w) = model.preprocessor.output_size(cfg.image_size.0, cfg.image_size.1);
     println!("{}", device.report());
     println!(
         "model: {} ({:?}, {} layers, width {}, {} heads, {}x{} input, patch {}{}), {} weights {:.1} MiB on the device\n",

@@ -12,6 +12,9 @@ use tessera::{Device, RunOptions};
 pub struct InfoArgs {
     #[command(flatten)]
     pub(crate) model: ModelArg,
+    /// With a NaFlex checkpoint: the grid an image of this size (WxH pixels) gets at the budget.
+    #[arg(long, value_name = "WxH")]
+    pub(crate) image_size: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -108,7 +111,7 @@ pub struct AttentionArgs {
 /// With `--model` or `--patch-size`: the model as it would run.
 pub fn info_model(device: &Device, args: &InfoArgs) -> Result<()> {
     let m = &args.model;
-    if m.model.is_none() && m.patch_size.is_none() && !m.int8 {
+    if m.model.is_none() && m.patch_size.is_none() && !m.int8 && m.max_patches.is_none() {
         return Ok(());
     }
     let ck = models::checkpoint(m.model.as_deref())?;
@@ -129,18 +132,28 @@ pub fn info_model(device: &Device, args: &InfoArgs) -> Result<()> {
         );
         return Ok(());
     }
-    let model = models::load_checkpoint(device, &ck, m.f16, m.patch_size, m.int8)?;
+    let model = models::load_checkpoint(device, &ck, m.choices())?;
     let c = &model.config;
     let (h, w) = c.image_size;
     let (p, own) = (model.patch_size(), model.original_patch_size());
     println!("\nmodel: {} ({:?}, {} layers, width {}, {} heads, {} classes)", model.source, c.family, c.num_layers, c.hidden_size, c.num_heads, c.labels.len());
-    println!(
-        "patch size: {p}{}; at {h}x{w}: a {}x{} grid, {} tokens",
-        if p != own { format!(" (PI-resized from the checkpoint's {own})") } else { " (the checkpoint's own)".into() },
-        h / p,
-        w / p,
-        c.prefix_tokens() + (h / p) * (w / p)
-    );
+    let own_note = if p != own { format!(" (PI-resized from the checkpoint's {own})") } else { " (the checkpoint's own)".into() };
+    match model.preprocessor.max_patches() {
+        Some(budget) => {
+            // NaFlex: the grid follows each image.
+            let from = if m.max_patches.is_some() { "--max-patches" } else { "the checkpoint's preprocessor config" };
+            println!("patch size: {p}{own_note}; a budget of {budget} patches per image ({from}), each image at its own aspect ratio");
+            let sizes: Vec<(usize, usize)> = match &args.image_size {
+                Some(s) => vec![parse_wxh(s)?],
+                None => vec![(640, 480), (480, 640), (1024, 256), (w, h)],
+            };
+            for (iw, ih) in sizes {
+                let (oh, ow) = model.preprocessor.output_size(ih, iw);
+                println!("  a {iw}x{ih} image: resized to {ow}x{oh}, a {}x{} grid, {} tokens", oh / p, ow / p, c.prefix_tokens() + (oh / p) * (ow / p));
+            }
+        }
+        None => println!("patch size: {p}{own_note}; at {h}x{w}: a {}x{} grid, {} tokens", h / p, w / p, c.prefix_tokens() + (h / p) * (w / p)),
+    }
     let quant = model.config.quant.as_ref().map(|q| format!(" (Linear layers {q}, the rest {})", model.storage())).unwrap_or_else(|| format!(" as {}", model.storage()));
     println!("weights: {:.2} MiB{quant} on {}", model.weight_bytes() as f64 / 1048576.0, device.name());
     if model.config.quant.is_some() {
@@ -189,6 +202,17 @@ pub fn run(device: &Device, args: &RunArgs) -> Result<()> {
     write_safetensors(&args.out, &refs)?;
     eprintln!("wrote {} ({})", args.out.display(), tensors.iter().map(|(n, t)| format!("{n} {:?}", t.shape)).collect::<Vec<_>>().join(", "));
     Ok(())
+}
+
+/// `WxH` as (width, height).
+fn parse_wxh(s: &str) -> Result<(usize, usize)> {
+    let bad = || anyhow::anyhow!("--image-size {s}: expected WxH, two numbers from 1 to 16384 (e.g. 640x480)");
+    let (w, h) = s.split_once(['x', 'X']).ok_or_else(bad)?;
+    let (w, h) = (w.trim().parse::<usize>().map_err(|_| bad())?, h.trim().parse::<usize>().map_err(|_| bad())?);
+    if !(1..=16384).contains(&w) || !(1..=16384).contains(&h) {
+        return Err(bad());
+    }
+    Ok((w, h))
 }
 
 impl ClassifyArgs {

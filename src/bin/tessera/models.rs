@@ -27,17 +27,38 @@ pub struct ModelArg {
     /// layers run it.
     #[arg(long)]
     pub int8: bool,
+    /// With a NaFlex checkpoint (SigLIP 2): the budget of 16-pixel patches per image instead of
+    /// its preprocessor_config.json's max_num_patches. Each image keeps its aspect ratio at the
+    /// largest scale whose grid fits: fewer patches, faster and coarser.
+    #[arg(long, value_name = "N")]
+    pub max_patches: Option<usize>,
+}
+
+/// How a model is loaded: the options of `--model` besides the checkpoint.
+#[derive(Clone, Copy, Default)]
+pub struct Choices {
+    pub f16: bool,
+    pub patch: Option<usize>,
+    pub int8: bool,
+    pub max_patches: Option<usize>,
+}
+
+impl ModelArg {
+    /// Its load options.
+    pub fn choices(&self) -> Choices {
+        Choices { f16: self.f16, patch: self.patch_size, int8: self.int8, max_patches: self.max_patches }
+    }
 }
 
 /// Loads `--model` (nothing for the embedded default, a folder, or a hub id), f16 with `--f16`,
 /// at `--patch-size`.
 pub fn load(device: &Device, arg: &ModelArg) -> Result<Model> {
-    load_spec(device, arg.model.as_deref(), arg.f16, arg.patch_size, arg.int8)
+    load_spec(device, arg.model.as_deref(), arg.choices())
 }
 
-pub fn load_spec(device: &Device, spec: Option<&str>, f16: bool, patch: Option<usize>, int8: bool) -> Result<Model> {
+pub fn load_spec(device: &Device, spec: Option<&str>, choices: Choices) -> Result<Model> {
     let ck = checkpoint(spec)?;
-    load_checkpoint(device, &ck, f16, patch, int8)
+    load_checkpoint(device, &ck, choices)
 }
 
 /// The checkpoint a `--model` value names.
@@ -54,13 +75,14 @@ pub fn checkpoint(spec: Option<&str>) -> Result<Checkpoint> {
 
 /// Loads a checkpoint onto the device, f16 where asked, at `patch` (PI-resized from the
 /// checkpoint's own kernel) where given, in int8 arithmetic where asked.
-pub fn load_checkpoint(device: &Device, ck: &Checkpoint, f16: bool, patch: Option<usize>, int8: bool) -> Result<Model> {
+pub fn load_checkpoint(device: &Device, ck: &Checkpoint, choices: Choices) -> Result<Model> {
+    let Choices { f16, patch, int8, max_patches } = choices;
     let storage = if f16 { tessera::DType::F16 } else { tessera::DType::F32 };
     if f16 && device.cpu().is_some() {
         eprintln!("note: the CPU backend stores and computes f32; --f16 applies to GPU adapters (--device gpu)");
     }
     let arithmetic = if int8 { tessera::quant::Arithmetic::Int8 } else { tessera::quant::Arithmetic::Dequantized };
-    let model = Model::load_with(device, ck, tessera::LoadOptions { storage, patch_size: patch, arithmetic })?;
+    let model = Model::load_with(device, ck, tessera::LoadOptions { storage, patch_size: patch, arithmetic, max_patches })?;
     if int8 {
         let a = model.arithmetic();
         if a.quantized == 0 {

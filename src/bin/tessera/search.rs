@@ -19,6 +19,9 @@ pub struct SearchArgs {
     /// A CLIPModel checkpoint (folder or hub id, with its tokenizer.json).
     #[arg(long, short)]
     model: String,
+    /// With a NaFlex checkpoint (SigLIP 2): the budget of patches per image (see `classify --help`).
+    #[arg(long, value_name = "N")]
+    max_patches: Option<usize>,
     /// How many images to show.
     #[arg(long, default_value_t = 10)]
     top: usize,
@@ -72,11 +75,16 @@ pub fn run(device: &Device, args: &SearchArgs) -> Result<()> {
         bail!("--query is empty: say what to look for");
     }
     let ck = models::checkpoint(Some(&args.model))?;
-    let clip = tessera::model::clip::Clip::load(device, &ck)?;
+    let clip = tessera::model::clip::Clip::load_with(device, &ck, tessera::LoadOptions { max_patches: args.max_patches, ..Default::default() })?;
     let paths = models::collect_images(std::slice::from_ref(&args.folder))?;
     let cache_path = args.folder.join(CACHE);
     let cached = if args.no_cache { HashMap::new() } else { read_cache(&cache_path) };
-    let stamps: Vec<String> = paths.iter().map(|p| stamp(&ck.source, p)).collect::<Result<_>>()?;
+    // Embeddings at another patch budget are other embeddings.
+    let model_key = match clip.vision.preprocessor.max_patches() {
+        Some(n) => format!("{} (max {n} patches)", ck.source),
+        None => ck.source.clone(),
+    };
+    let stamps: Vec<String> = paths.iter().map(|p| stamp(&model_key, p)).collect::<Result<_>>()?;
     let mut rows: Vec<Option<Vec<f32>>> = stamps.iter().map(|s| cached.get(s).cloned()).collect();
     let missing: Vec<usize> = (0..paths.len()).filter(|&i| rows[i].is_none()).collect();
     if !missing.is_empty() {

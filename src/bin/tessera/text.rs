@@ -10,7 +10,8 @@ use tessera::Device;
 fn load_clip(device: &Device, arg: &ModelArg) -> Result<tessera::model::clip::Clip> {
     let spec = arg.model.as_deref().context("zero-shot and text embeddings need a CLIP or SigLIP checkpoint: give --model")?;
     let ck = models::checkpoint(Some(spec))?;
-    Ok(tessera::model::clip::Clip::load(device, &ck)?)
+    let opts = tessera::LoadOptions { max_patches: arg.max_patches, patch_size: arg.patch_size, ..Default::default() };
+    Ok(tessera::model::clip::Clip::load_with(device, &ck, opts)?)
 }
 
 /// `classify --labels`: each image against the labels through the template.

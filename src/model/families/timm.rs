@@ -22,7 +22,7 @@ use crate::model::shared::family::{FamilyDef, Shapes};
 use crate::model::shared::hf_config::quantization;
 use crate::model::shared::names::{engine, Linear, Norm};
 use crate::model::shared::preprocess::{PreprocessorConfig, Resample, ResizeTo};
-use crate::model::shared::reader::{check_all_used, map_head_to, project_query, Loaded, Positions, Reader, Sink};
+use crate::model::shared::reader::{check_all_used, map_head_to, project_query, Loaded, PosResample, Positions, Reader, Sink};
 use crate::model::shared::spec::{Family, Head, Layout, ModelConfig};
 use crate::model::shared::tower::{Heads, Tower};
 use serde_json::Value;
@@ -386,7 +386,7 @@ fn load(ck: &Checkpoint, patch: usize, sink: &mut dyn Sink) -> Result<Loaded> {
     let rows = gh * gw + if layout.pos_prefix { prefix } else { 0 };
     let all = rd.get(t::POSITIONS, &[rows, d])?;
     let (pre, patches) = if layout.pos_prefix { (all[..prefix * d].to_vec(), all[prefix * d..].to_vec()) } else { (vec![0.0; prefix * d], all) };
-    let pos = Positions { prefix: pre, patches, side: gh, antialias: true };
+    let pos = Positions { prefix: pre, patches, side: gh, resample: PosResample::BicubicAntialias };
     if layout.pre_norm {
         rd.norm_to(sink, t::NORM_PRE, engine::pre_norm(), d)?;
     }

@@ -83,6 +83,48 @@ pub fn bicubic_antialias(grid: &[f32], h: usize, w: usize, dim: usize, out_h: us
     out
 }
 
+/// The weights of `interpolate(mode="bilinear", align_corners=False, antialias=True)` along one
+/// axis from `input` to `output` samples, computed in f32 as transformers' SigLIP 2
+/// (`Siglip2VisionEmbeddings.resize_positional_embeddings`) computes them: the triangle filter
+/// widened by the scale when shrinking, each output's weights over every input normalized to 1.
+fn bilinear_antialias_weights(input: usize, output: usize) -> Vec<Vec<f32>> {
+    let scale = input as f32 / output as f32;
+    let support = scale.max(1.0);
+    (0..output)
+        .map(|o| {
+            let center = (o as f32 + 0.5) * scale - 0.5;
+            let w: Vec<f32> = (0..input).map(|s| (1.0 - (s as f32 - center).abs() / support).max(0.0)).collect();
+            let total: f32 = w.iter().sum();
+            w.into_iter().map(|v| v / total).collect()
+        })
+        .collect()
+}
+
+/// Resamples `grid` `(h, w, dim)` to `(out_h, out_w, dim)` as SigLIP 2 resizes its learned
+/// position grid per image: each output the grid weighted by its row's and its column's bilinear
+/// antialiased weights (f32 weights, as transformers computes them; sums in f64).
+pub fn bilinear_antialias(grid: &[f32], h: usize, w: usize, dim: usize, out_h: usize, out_w: usize) -> Vec<f32> {
+    let wy = bilinear_antialias_weights(h, out_h);
+    let wx = bilinear_antialias_weights(w, out_w);
+    let mut out = vec![0f32; out_h * out_w * dim];
+    let mut acc = vec![0f64; dim];
+    for (oy, ry) in wy.iter().enumerate() {
+        for (ox, rx) in wx.iter().enumerate() {
+            acc.iter_mut().for_each(|a| *a = 0.0);
+            for (y, &a) in ry.iter().enumerate().filter(|(_, a)| **a != 0.0) {
+                for (x, &b) in rx.iter().enumerate().filter(|(_, b)| **b != 0.0) {
+                    // transformers multiplies the two f32 weights, then sums in f32.
+                    let wgt = (a * b) as f64;
+                    let src = &grid[(y * w + x) * dim..][..dim];
+                    acc.iter_mut().zip(src).for_each(|(d, &v)| *d += wgt * v as f64);
+                }
+            }
+            out[(oy * out_w + ox) * dim..][..dim].iter_mut().zip(&acc).for_each(|(o, a)| *o = *a as f32);
+        }
+    }
+    out
+}
+
 /// Resamples `grid` of shape `(h, w, dim)` (row-major) to `(out_h, out_w, dim)`.
 pub fn bicubic(grid: &[f32], h: usize, w: usize, dim: usize, out_h: usize, out_w: usize) -> Vec<f32> {
     let ty = taps(h, out_h);

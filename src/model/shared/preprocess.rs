@@ -94,6 +94,39 @@ pub enum ResizeTo {
     Exact(usize, usize),
     /// Shortest edge to this, keeping the aspect ratio (the long edge truncated).
     ShortestEdge(usize),
+    /// SigLIP 2's NaFlex rule: keep the aspect ratio at the largest scale whose grid of
+    /// `ceil(side * scale / patch)` patches per side (at least one) holds at most `max` patches,
+    /// then both sides to whole patches (small images are scaled up).
+    MaxPatches {
+        /// The patch side.
+        patch: usize,
+        /// The budget of patches.
+        max: usize,
+    },
+}
+
+/// Most patches a budget may ask for: a grid of [`MAX_PIXELS`] pixels of 16-pixel patches.
+pub const MAX_PATCHES: usize = MAX_PIXELS / 256;
+
+/// The size `Siglip2ImageProcessor`'s `get_image_size_for_max_num_patches` gives an `h` x `w`
+/// image: the same binary search over the scale, in f64 as Python computes it.
+pub fn max_patches_size(h: usize, w: usize, patch: usize, max: usize) -> (usize, usize) {
+    let scaled = |scale: f64, size: usize| -> usize {
+        let s = ((size as f64 * scale) / patch as f64).ceil() * patch as f64;
+        (s.max(patch as f64)) as usize
+    };
+    let eps = 1e-5;
+    let (mut lo, mut hi) = (eps / 10.0, 100.0f64);
+    while hi - lo >= eps {
+        let scale = (lo + hi) / 2.0;
+        let patches = (scaled(scale, h) / patch) as f64 * (scaled(scale, w) / patch) as f64;
+        if patches <= max as f64 {
+            lo = scale;
+        } else {
+            hi = scale;
+        }
+    }
+    (scaled(lo, h), scaled(lo, w))
 }
 
 /// `preprocessor_config.json`, validated.
@@ -147,6 +180,8 @@ struct Raw {
     do_normalize: Option<bool>,
     image_mean: Option<Channels>,
     image_std: Option<Channels>,
+    patch_size: Option<usize>,
+    max_num_patches: Option<usize>,
 }
 
 const MAX_SIDE: usize = MAX_IMAGE_SIDE as usize;
@@ -209,8 +244,17 @@ impl PreprocessorConfig {
             5 => Resample::Hamming,
             other => return Err(bad(format!("resample {other} is not supported (1-5: lanczos, bilinear, bicubic, box, hamming)"))),
         };
-        let clip = [&raw.image_processor_type, &raw.feature_extractor_type].iter().any(|t| t.as_deref().is_some_and(|t| t.starts_with("CLIP")));
-        let resize = if raw.do_resize.unwrap_or(true) {
+        let kind = |p: &str| [&raw.image_processor_type, &raw.feature_extractor_type].iter().any(|t| t.as_deref().is_some_and(|t| t.starts_with(p)));
+        let clip = kind("CLIP");
+        let resize = if kind("Siglip2") && raw.do_resize.unwrap_or(true) {
+            // Siglip2ImageProcessor: the size follows each image, within a budget of patches.
+            let patch = raw.patch_size.unwrap_or(16);
+            if patch == 0 || patch > 1024 {
+                return Err(bad(format!("`patch_size` {patch} is out of range (1..=1024)")));
+            }
+            let max = check_max_patches(raw.max_num_patches.unwrap_or(256)).map_err(bad)?;
+            Some((ResizeTo::MaxPatches { patch, max }, resample))
+        } else if raw.do_resize.unwrap_or(true) {
             let to = match raw.size {
                 // CLIP's processor reads a single size as the shortest edge (default_to_square=False).
                 Some(SizeField::Int(s)) if clip => ResizeTo::ShortestEdge(side(s, "size")?),
@@ -278,6 +322,27 @@ impl PreprocessorConfig {
         Ok(PreprocessorConfig { resize, center_crop, rescale, normalize, crop_round: false })
     }
 
+    /// The same preprocessing with a budget of `max` patches, for a NaFlex processor
+    /// ([`ResizeTo::MaxPatches`]); an error naming the problem for another kind or a budget out
+    /// of range.
+    pub fn with_max_patches(&self, max: usize) -> std::result::Result<Self, String> {
+        match self.resize {
+            Some((ResizeTo::MaxPatches { patch, .. }, filter)) => {
+                let max = check_max_patches(max)?;
+                Ok(PreprocessorConfig { resize: Some((ResizeTo::MaxPatches { patch, max }, filter)), ..self.clone() })
+            }
+            _ => Err("a patch budget applies to NaFlex checkpoints (SigLIP 2's Siglip2ImageProcessor); this model resizes to a fixed size".into()),
+        }
+    }
+
+    /// The patch budget of a NaFlex processor.
+    pub fn max_patches(&self) -> Option<usize> {
+        match self.resize {
+            Some((ResizeTo::MaxPatches { max, .. }, _)) => Some(max),
+            _ => None,
+        }
+    }
+
     /// The (height, width) this produces for an input of the given size.
     pub fn output_size(&self, h: usize, w: usize) -> (usize, usize) {
         let (mut h, mut w) = (h, w);
@@ -335,9 +400,18 @@ impl PreprocessorConfig {
     }
 }
 
+/// A patch budget: at least 1, at most [`MAX_PATCHES`].
+fn check_max_patches(max: usize) -> std::result::Result<usize, String> {
+    if max == 0 || max > MAX_PATCHES {
+        return Err(format!("a budget of {max} patches is out of range (1..={MAX_PATCHES})"));
+    }
+    Ok(max)
+}
+
 fn resize_target(to: ResizeTo, h: usize, w: usize) -> (usize, usize) {
     match to {
         ResizeTo::Exact(h, w) => (h, w),
+        ResizeTo::MaxPatches { patch, max } => max_patches_size(h, w, patch, max),
         ResizeTo::ShortestEdge(s) => {
             // transformers' get_resize_output_image_size(default_to_square=False): the long
             // edge is truncated, not rounded (saturating: callers check the size).
@@ -392,40 +466,47 @@ fn clip8(acc: i64) -> u8 {
     (acc >> PRECISION_BITS).clamp(0, 255) as u8
 }
 
-fn resize(src: &Planes, h: usize, w: usize, filter: Resample) -> Planes {
-    let mut cur = Planes { h: src.h, w: src.w, data: src.data.clone() };
-    if w != cur.w {
-        let coeffs = coefficients(cur.w, w, filter);
-        let mut data: [Vec<u8>; 3] = [vec![0; cur.h * w], vec![0; cur.h * w], vec![0; cur.h * w]];
-        for (plane, out) in cur.data.iter().zip(data.iter_mut()) {
-            for y in 0..cur.h {
-                let row = &plane[y * cur.w..(y + 1) * cur.w];
-                for (x, (start, k)) in coeffs.iter().enumerate() {
-                    let mut acc: i64 = 1 << (PRECISION_BITS - 1);
-                    for (i, &kk) in k.iter().enumerate() {
-                        acc += row[start + i] as i64 * kk as i64;
-                    }
-                    out[y * w + x] = clip8(acc);
-                }
+/// One pass of PIL's two-pass resize along the width (`along_width`) or the height, rounding to
+/// 8 bits.
+fn resize_pass(src: &Planes, out_len: usize, along_width: bool, filter: Resample) -> Planes {
+    let (in_len, other) = if along_width { (src.w, src.h) } else { (src.h, src.w) };
+    let (h, w) = if along_width { (src.h, out_len) } else { (out_len, src.w) };
+    let coeffs = coefficients(in_len, out_len, filter);
+    let mut data: [Vec<u8>; 3] = [vec![0; h * w], vec![0; h * w], vec![0; h * w]];
+    // Input index of tap i of output o along the axis, at position j across it.
+    let at = |i: usize, j: usize| if along_width { j * src.w + i } else { i * src.w + j };
+    let put = |o: usize, j: usize| if along_width { j * w + o } else { o * w + j };
+    for (plane, out) in src.data.iter().zip(data.iter_mut()) {
+        let mut one = |o: usize, j: usize| {
+            let (start, k) = &coeffs[o];
+            let mut acc: i64 = 1 << (PRECISION_BITS - 1);
+            for (i, &kk) in k.iter().enumerate() {
+                acc += plane[at(start + i, j)] as i64 * kk as i64;
             }
+            out[put(o, j)] = clip8(acc);
+        };
+        // Rows outermost either way, so that both passes read memory in order.
+        if along_width {
+            (0..other).for_each(|j| (0..out_len).for_each(|o| one(o, j)));
+        } else {
+            (0..out_len).for_each(|o| (0..other).for_each(|j| one(o, j)));
         }
-        cur = Planes { h: cur.h, w, data };
     }
-    if h != cur.h {
-        let coeffs = coefficients(cur.h, h, filter);
-        let mut data: [Vec<u8>; 3] = [vec![0; h * cur.w], vec![0; h * cur.w], vec![0; h * cur.w]];
-        for (plane, out) in cur.data.iter().zip(data.iter_mut()) {
-            for (y, (start, k)) in coeffs.iter().enumerate() {
-                for x in 0..cur.w {
-                    let mut acc: i64 = 1 << (PRECISION_BITS - 1);
-                    for (i, &kk) in k.iter().enumerate() {
-                        acc += plane[(start + i) * cur.w + x] as i64 * kk as i64;
-                    }
-                    out[y * cur.w + x] = clip8(acc);
-                }
-            }
+    Planes { h, w, data }
+}
+
+/// PIL's resize: a horizontal and a vertical pass with an 8-bit image between them. Pillow 13
+/// runs the vertical pass first when the height shrinks by more than twice as many pixels as
+/// the width (python-pillow/Pillow#9549); the order changes some pixels by one level, so it is
+/// followed here.
+fn resize(src: &Planes, h: usize, w: usize, filter: Resample) -> Planes {
+    let vertical_first = h < src.h && (src.h - h) as i64 > 2 * (src.w as i64 - w as i64);
+    let mut cur = Planes { h: src.h, w: src.w, data: src.data.clone() };
+    for along_width in if vertical_first { [false, true] } else { [true, false] } {
+        let (from, to) = if along_width { (cur.w, w) } else { (cur.h, h) };
+        if from != to {
+            cur = resize_pass(&cur, to, along_width, filter);
         }
-        cur = Planes { h, w: cur.w, data };
     }
     cur
 }

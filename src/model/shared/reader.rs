@@ -34,8 +34,20 @@ pub struct Positions {
     pub patches: Vec<f32>,
     /// The side of the checkpoint's square grid.
     pub side: usize,
-    /// Resampled as `timm` does (antialiased, only where the grid differs).
-    pub antialias: bool,
+    /// How they are resampled to another grid.
+    pub resample: PosResample,
+}
+
+/// How a checkpoint's position grid is resampled to an input's grid.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PosResample {
+    /// As `transformers`' ViT, DeiT, DINOv2, CLIP and SigLIP interpolate: bicubic, where the grid
+    /// or the image's shape differs.
+    Bicubic,
+    /// As `timm`'s `resample_abs_pos_embed`: bicubic with antialiasing, where the grid differs.
+    BicubicAntialias,
+    /// As SigLIP 2 resizes its grid per image: bilinear with antialiasing, to every grid.
+    BilinearAntialias,
 }
 
 /// Receives each engine weight: float (name, shape, values) or quantized.
@@ -164,9 +176,8 @@ impl<'a> Reader<'a> {
     /// or absent by family).
     pub fn patch_weight_to(&mut self, sink: &mut dyn Sink, conv: &str, cfg: &ModelConfig, patch: usize) -> Result<()> {
         let (d, p, c) = (cfg.hidden_size, cfg.patch_size, cfg.num_channels);
-        let k = c * patch * patch;
-        let conv = crate::model::shared::flexi::pi_resize(&self.get(&format!("{conv}.weight"), &[d, c, p, p])?, d * c, p, patch);
-        sink.f32(&engine::patch().0, &[k, d], &transpose(&conv, d, k))
+        let kernel = self.get(&format!("{conv}.weight"), &[d, c, p, p])?;
+        patch_kernel_to(sink, &kernel, cfg, patch)
     }
 
     /// A Linear layer into `sink` as (in, out) weight and bias (zeros where it has none).
@@ -181,6 +192,15 @@ impl<'a> Reader<'a> {
         sink.f32(&dst.0, &[d], &self.get(&format!("{src}.weight"), &[d])?)?;
         sink.f32(&dst.1, &[d], &self.get(&format!("{src}.bias"), &[d])?)
     }
+}
+
+/// A patch kernel `(D, C, p, p)` (a `Conv2d`'s weight), PI-resized to `patch`, into `sink` as the
+/// engine's `(C * patch * patch, D)` patch weight.
+pub fn patch_kernel_to(sink: &mut dyn Sink, kernel: &[f32], cfg: &ModelConfig, patch: usize) -> Result<()> {
+    let (d, p, c) = (cfg.hidden_size, cfg.patch_size, cfg.num_channels);
+    let k = c * patch * patch;
+    let conv = crate::model::shared::flexi::pi_resize(kernel, d * c, p, patch);
+    sink.f32(&engine::patch().0, &[k, d], &transpose(&conv, d, k))
 }
 
 /// Every tensor of the file must have been read: one the config does not explain is an error.
@@ -221,7 +241,7 @@ pub fn positions_named(ck: &Checkpoint, rd: &mut Reader, name: &str, prefix_toke
         return Err(Error::model(file, format!("`{pos_name}` has {count} patch positions, not a square grid")));
     }
     let all = rd.get(name, &[prefix_tokens + count, d])?;
-    Ok(Positions { prefix: all[..prefix_tokens * d].to_vec(), patches: all[prefix_tokens * d..].to_vec(), side, antialias: false })
+    Ok(Positions { prefix: all[..prefix_tokens * d].to_vec(), patches: all[prefix_tokens * d..].to_vec(), side, resample: PosResample::Bicubic })
 }
 
 /// Query, key and value (Linear layers `parts`, each (D, D)) fused into the engine's (D, 3D)

@@ -1,0 +1,209 @@
+//! SigLIP 2 NaFlex (tests/fixtures/siglip2, scripts/make_siglip2_fixtures.py: random weights,
+//! `transformers` on CPU): every case (an image at a patch budget, grids from 1x16 to 36x4)
+//! against transformers on both devices, the preprocessing against `Siglip2ImageProcessor`, a
+//! batch of mixed grids against each image alone, zero-shot, budgets and configs.
+
+mod common;
+use common::*;
+use safetensors::SafeTensors;
+use std::path::{Path, PathBuf};
+use tessera::{Checkpoint, LoadOptions, Model, RunOptions};
+
+const ATOL: f32 = 1e-4;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/siglip2")
+}
+
+fn tensors(path: &Path) -> Vec<(String, Vec<usize>, Vec<f32>)> {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let st = SafeTensors::deserialize(&bytes).unwrap();
+    let mut v: Vec<_> = st
+        .tensors()
+        .into_iter()
+        .filter(|(_, t)| t.dtype() == safetensors::Dtype::F32)
+        .map(|(n, t)| (n, t.shape().to_vec(), t.data().chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect()))
+        .collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v
+}
+
+/// (case, image path, budget, processed size (h, w), grid (rows, columns)) of a checkpoint.
+fn cases(model: &str) -> Vec<(String, PathBuf, usize, (usize, usize), (usize, usize))> {
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(root().join(model).join("cases.json")).unwrap()).unwrap();
+    let u = |x: &serde_json::Value| x.as_u64().unwrap() as usize;
+    v["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            let p = Path::new(env!("CARGO_MANIFEST_DIR")).join(c["image"].as_str().unwrap());
+            (c["case"].as_str().unwrap().to_string(), p, u(&c["budget"]), (u(&c["size"][0]), u(&c["size"][1])), (u(&c["grid"][0]), u(&c["grid"][1])))
+        })
+        .collect()
+}
+
+fn pixels(case: &str) -> (Vec<usize>, Vec<f32>) {
+    let t = tensors(&root().join("pixels").join(format!("{case}.safetensors")));
+    let (_, shape, data) = t.into_iter().find(|(n, _, _)| n == "pixel_values").expect("pixel_values");
+    (shape, data)
+}
+
+#[test]
+fn naflex_towers_match_transformers_at_every_grid() {
+    let mut checked = 0;
+    for model in ["siglip2-vision", "siglip2-classifier", "siglip2-model"] {
+        let ck = Checkpoint::from_dir(&root().join(model)).unwrap();
+        assert_eq!(format!("{:?}", ck.config.family), "Siglip2");
+        for (device, d) in devices() {
+            let m = Model::load(&d, &ck).unwrap_or_else(|e| panic!("{model} on {device}: {e}"));
+            for (case, _, _, (h, w), (gh, gw)) in cases(model) {
+                let (shape, px) = pixels(&case);
+                assert_eq!(shape, [1, 3, h, w], "{case}");
+                let out = m.run_blocking(&px, [1, 3, h, w], RunOptions { hidden_states: true, ..Default::default() }).unwrap();
+                assert_eq!(out.grid, (gh, gw), "{model} {case}: grid");
+                let exp = tensors(&root().join(model).join(format!("expected-{case}.safetensors")));
+                let label = format!("{model} {case} on {device}");
+                for (name, eshape, want) in &exp {
+                    let got = match name.as_str() {
+                        "last_hidden_state" => out.last_hidden_state.clone(),
+                        "pooler_output" => out.pooler_output.clone(),
+                        "image_embeds" => out.image_embeds.clone(),
+                        "logits" => out.logits.clone(),
+                        n => n.strip_prefix("hidden_state.").map(|i| out.hidden_states[i.parse::<usize>().unwrap()].clone()),
+                    }
+                    .unwrap_or_else(|| panic!("{label}: no {name}"));
+                    assert_eq!(&got.shape, eshape, "{label} {name}");
+                    assert_close(&format!("{label} {name}"), &got.data, want, ATOL, 0.0);
+                }
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 3 * 2 * 15, "checked {checked} cases");
+}
+
+/// The processor's sizes exactly (the same grid for every case, extreme aspect ratios and a
+/// 20x13 image scaled up included), and its pixels: both resize with PIL's bilinear filter in
+/// fixed point, so they agree to the f32 rounding of the rescale.
+#[test]
+fn naflex_preprocessing_matches_siglip2_image_processor() {
+    let ck = Checkpoint::from_dir(&root().join("siglip2-vision")).unwrap();
+    assert_eq!(ck.preprocessor.max_patches(), Some(64));
+    for (case, image, budget, (h, w), _) in cases("siglip2-vision") {
+        let img = tessera::model::decode_image(&std::fs::read(&image).unwrap(), &case).unwrap();
+        let pre = ck.preprocessor.with_max_patches(budget).unwrap();
+        assert_eq!(pre.output_size(img.height() as usize, img.width() as usize), (h, w), "{case}: size");
+        let (got, gh, gw) = pre.apply(&img).unwrap();
+        assert_eq!((gh, gw), (h, w), "{case}");
+        let (_, want) = pixels(&case);
+        assert_close(&format!("{case} pixels"), &got, &want, 1e-6, 0.0);
+    }
+}
+
+/// Images of different aspect ratios in one call run as one batch per grid: the same embeddings
+/// and classes as each image alone.
+#[test]
+fn a_batch_of_mixed_grids_equals_each_image_alone() {
+    let names = ["chelsea.png", "strip-600x32.png", "column-30x300.png", "tiny-20x13.png"];
+    let load = |n: &str| {
+        let p = if n == "chelsea.png" { Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/photos").join(n) } else { root().join(n) };
+        tessera::model::decode_image(&std::fs::read(&p).unwrap(), n).unwrap()
+    };
+    let imgs: Vec<image::RgbImage> = names.iter().map(|n| load(n)).collect();
+    // The strip twice, so that one batch has two images of a grid.
+    let batch: Vec<&image::RgbImage> = vec![&imgs[0], &imgs[1], &imgs[2], &imgs[1], &imgs[3]];
+    for (device, d) in devices() {
+        let m = Model::load(&d, &Checkpoint::from_dir(&root().join("siglip2-classifier")).unwrap()).unwrap();
+        let together = pollster::block_on(m.embed(&batch)).unwrap();
+        let classes = pollster::block_on(m.classify(&batch, 3)).unwrap();
+        for (i, img) in batch.iter().enumerate() {
+            let alone = pollster::block_on(m.embed(&[img])).unwrap().remove(0);
+            assert_close(&format!("{device} image {i}"), &together[i], &alone, 1e-5, 0.0);
+            let top = pollster::block_on(m.classify(&[img], 3)).unwrap().remove(0);
+            assert_eq!(classes[i].iter().map(|t| t.index).collect::<Vec<_>>(), top.iter().map(|t| t.index).collect::<Vec<_>>(), "{device} image {i}");
+        }
+    }
+}
+
+/// Siglip2Model: zero-shot logits (the checkpoint's own budget), their sigmoids and the text and
+/// image embeddings of transformers, on both devices.
+#[test]
+fn naflex_zero_shot_matches_transformers() {
+    let dir = root().join("siglip2-model");
+    let zs: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("zero-shot.json")).unwrap()).unwrap();
+    let exp: std::collections::HashMap<String, Vec<f32>> = tensors(&dir.join("zero-shot.safetensors")).into_iter().map(|(n, _, d)| (n, d)).collect();
+    let labels: Vec<&str> = zs["labels"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    let template = zs["template"].as_str().unwrap();
+    let photo = Path::new(env!("CARGO_MANIFEST_DIR")).join(zs["image"].as_str().unwrap());
+    let img = tessera::model::decode_image(&std::fs::read(&photo).unwrap(), "chelsea.png").unwrap();
+    let unit = |v: &[f32], rows: usize| -> Vec<f32> { v.chunks(v.len() / rows).flat_map(tessera::model::unit_length).collect() };
+    let ck = Checkpoint::from_dir(&dir).unwrap();
+    for (device, d) in devices() {
+        let clip = tessera::model::clip::Clip::load(&d, &ck).unwrap_or_else(|e| panic!("{device}: {e}"));
+        assert!(clip.bias.is_some(), "SigLIP 2 scores with a sigmoid and a bias");
+        let scores = pollster::block_on(clip.zero_shot(&img, &labels, template)).unwrap();
+        for (i, label) in labels.iter().enumerate() {
+            let got = scores.iter().find(|s| s.label == *label).unwrap();
+            assert!((got.logit - exp["logits_per_image"][i]).abs() < 1e-4, "{device} {label}: logit {} against {}", got.logit, exp["logits_per_image"][i]);
+            assert!((got.score - exp["probs"][i]).abs() < 1e-5, "{device} {label}: sigmoid");
+        }
+        let texts: Vec<String> = labels.iter().map(|l| template.replace("{}", l)).collect();
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let te = pollster::block_on(clip.embed_texts(&refs)).unwrap().embeddings.concat();
+        assert_close(&format!("text_embeds on {device}"), &te, &unit(&exp["text_embeds"], labels.len()), ATOL, 0.0);
+        let ie = pollster::block_on(clip.vision.embed(&[&img])).unwrap().concat();
+        assert_close(&format!("image_embeds on {device}"), &ie, &unit(&exp["image_embeds"], 1), ATOL, 0.0);
+    }
+}
+
+/// Budgets: another budget at load changes the grid; 0 or past the limit, or a budget for a
+/// model that resizes to a fixed size, is refused with the reason; a processor config without
+/// `max_num_patches` takes Siglip2ImageProcessor's 256; extreme inputs are inputs.
+#[test]
+fn budgets_are_checked_and_extreme_shapes_run() {
+    let ck = Checkpoint::from_dir(&root().join("siglip2-vision")).unwrap();
+    let cpu = cpu();
+    let m = Model::load_with(&cpu, &ck, LoadOptions { max_patches: Some(16), ..Default::default() }).unwrap();
+    assert_eq!(m.preprocessor.max_patches(), Some(16));
+    for bad in [0, 1 << 20] {
+        let e = Model::load_with(&cpu, &ck, LoadOptions { max_patches: Some(bad), ..Default::default() }).err().expect("refused");
+        assert!(e.kind() == "input" && e.to_string().contains("budget"), "{bad}: {e}");
+    }
+    let vit = Checkpoint::from_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/vit-classifier")).unwrap();
+    let e = Model::load_with(&cpu, &vit, LoadOptions { max_patches: Some(64), ..Default::default() }).err().expect("not NaFlex");
+    assert!(e.to_string().contains("NaFlex"), "{e}");
+    // Without max_num_patches: the processor's default budget.
+    let dir = root().join("siglip2-vision");
+    let read = |f: &str| std::fs::read(dir.join(f)).unwrap();
+    let mut pre: serde_json::Value = serde_json::from_slice(&read("preprocessor_config.json")).unwrap();
+    pre.as_object_mut().unwrap().remove("max_num_patches");
+    let ck2 = Checkpoint::from_bytes("no-budget", &read("config.json"), read("model.safetensors"), Some(pre.to_string().as_bytes())).unwrap();
+    assert_eq!(ck2.preprocessor.max_patches(), Some(256));
+    // Extreme shapes: a 1 x 16384 strip and a 3 x 2 dot run, at a grid within the budget.
+    let m = Model::load(&cpu, &ck).unwrap();
+    for (w, h) in [(16384u32, 1u32), (1, 16384), (3, 2)] {
+        let img = image::RgbImage::from_pixel(w, h, image::Rgb([120, 30, 200]));
+        let (oh, ow) = m.preprocessor.output_size(h as usize, w as usize);
+        assert!((oh / 16) * (ow / 16) <= 64 && oh >= 16 && ow >= 16, "{w}x{h}: {ow}x{oh}");
+        let e = pollster::block_on(m.embed(&[&img])).unwrap();
+        assert_eq!(e[0].len(), 32);
+    }
+}
+
+/// Configs as the hub writes them (SigLIP 2's defaults left out) get transformers' defaults; a
+/// position count that is not a square grid is refused.
+#[test]
+fn siglip2_configs_get_transformers_defaults() {
+    let json = br#"{"model_type": "siglip2_vision_model"}"#;
+    let c = tessera::model::ModelConfig::parse(json, "config.json").unwrap();
+    assert_eq!((c.hidden_size, c.num_layers, c.num_heads, c.intermediate_size, c.patch_size), (768, 12, 12, 3072, 16));
+    assert_eq!(c.image_size, (256, 256), "16 x 16 positions of 16 pixels");
+    let two = br#"{"model_type": "siglip2", "text_config": {}, "vision_config": {"num_patches": 1024, "hidden_size": 1152, "num_attention_heads": 16, "intermediate_size": 4304, "num_hidden_layers": 27}}"#;
+    let c = tessera::model::ModelConfig::parse(two, "config.json").unwrap();
+    assert_eq!((c.hidden_size, c.num_layers, c.image_size), (1152, 27, (512, 512)));
+    let t = tessera::model::TextConfig::parse(two, "config.json").unwrap();
+    assert_eq!(t.kind, tessera::model::text::TextKind::Siglip);
+    let e = tessera::model::ModelConfig::parse(br#"{"model_type": "siglip2_vision_model", "num_patches": 200}"#, "config.json").unwrap_err();
+    assert!(e.to_string().contains("square"), "{e}");
+}
