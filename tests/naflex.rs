@@ -85,7 +85,8 @@ fn naflex_towers_match_transformers_at_every_grid() {
 
 /// The processor's sizes exactly (the same grid for every case, extreme aspect ratios and a
 /// 20x13 image scaled up included), and its pixels: both resize with PIL's bilinear filter in
-/// fixed point, so they agree to the f32 rounding of the rescale.
+/// fixed point, passes in Pillow 13's order (the column's height shrinks most: vertical first),
+/// so they agree to the f32 rounding of the rescale.
 #[test]
 fn naflex_preprocessing_matches_siglip2_image_processor() {
     let ck = Checkpoint::from_dir(&root().join("siglip2-vision")).unwrap();
@@ -206,4 +207,62 @@ fn siglip2_configs_get_transformers_defaults() {
     assert_eq!(t.kind, tessera::model::text::TextKind::Siglip);
     let e = tessera::model::ModelConfig::parse(br#"{"model_type": "siglip2_vision_model", "num_patches": 200}"#, "config.json").unwrap_err();
     assert!(e.to_string().contains("square"), "{e}");
+}
+
+fn tessera(args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tessera")).args(args).current_dir(env!("CARGO_MANIFEST_DIR")).output().unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// The CLI: `run` on an already resized `pixel_values` runs its own grid (transformers'
+/// `spatial_shapes`), `classify --max-patches` resizes each image under the budget, `info` tells
+/// the grid an image size gets, and a bad budget is refused with the reason.
+#[test]
+fn the_cli_runs_any_grid_and_takes_a_budget() {
+    let model = root().join("siglip2-model");
+    let out = std::env::temp_dir().join(format!("tessera-naflex-run-{}.safetensors", std::process::id()));
+    for case in ["strip-600x32-64", "column-30x300-16"] {
+        let px = root().join("pixels").join(format!("{case}.safetensors"));
+        let (ok, stdout, stderr) = tessera(&["run", "--device", "cpu", "--model", model.to_str().unwrap(), "--pixels", px.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+        assert!(ok, "{stderr}");
+        assert!(stderr.contains("image_embeds"), "{stderr}");
+        let got: std::collections::HashMap<String, (Vec<usize>, Vec<f32>)> = tensors(&out).into_iter().map(|(n, s, d)| (n, (s, d))).collect();
+        for (name, shape, want) in tensors(&model.join(format!("expected-{case}.safetensors"))) {
+            if name.starts_with("hidden_state.") {
+                continue;
+            }
+            let (gshape, g) = got.get(&name).unwrap_or_else(|| panic!("{case}: run wrote no {name}"));
+            assert_eq!(gshape, &shape, "{case} {name}");
+            assert_close(&format!("run {case} {name}"), g, &want, ATOL, 0.0);
+        }
+    }
+    std::fs::remove_file(&out).ok();
+
+    // classify under a budget: transformers' logits for that case, softmaxed.
+    let classifier = root().join("siglip2-classifier");
+    let image = root().join("column-30x300.png");
+    let (ok, stdout, stderr) = tessera(&["classify", "--device", "cpu", "--model", classifier.to_str().unwrap(), "--max-patches", "16", "--top", "1", image.to_str().unwrap()]);
+    assert!(ok, "{stderr}");
+    let exp = tensors(&classifier.join("expected-column-30x300-16.safetensors"));
+    let logits = &exp.iter().find(|(n, _, _)| n == "logits").unwrap().2;
+    let (best, _) = logits.iter().enumerate().fold((0, f32::MIN), |a, (i, &v)| if v > a.1 { (i, v) } else { a });
+    let z: f32 = logits.iter().map(|v| (v - logits[best]).exp()).sum();
+    let line = stdout.lines().find(|l| l.contains('%')).unwrap_or_else(|| panic!("{stdout}"));
+    assert!(line.contains(&format!("LABEL_{best}")), "{line}");
+    let pct: f32 = line.trim().split('%').next().unwrap().trim().parse().unwrap();
+    assert!((pct - 100.0 / z).abs() < 0.01, "{line}: transformers gives {}%", 100.0 / z);
+
+    // info: the grid of a 30x300 image at 16 patches is the processor's (cases.json).
+    let (_, _, _, (h, w), (gh, gw)) = cases("siglip2-classifier").into_iter().find(|c| c.0 == "column-30x300-16").unwrap();
+    let (ok, stdout, stderr) = tessera(&["info", "--device", "cpu", "--model", classifier.to_str().unwrap(), "--max-patches", "16", "--image-size", "30x300"]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains(&format!("resized to {w}x{h}, a grid of {gh} rows x {gw} columns, {} tokens", gh * gw)), "{stdout}");
+
+    for (budget, why) in [("0", "out of range"), ("100000000", "out of range")] {
+        let (ok, _, stderr) = tessera(&["classify", "--device", "cpu", "--model", classifier.to_str().unwrap(), "--max-patches", budget, image.to_str().unwrap()]);
+        assert!(!ok && stderr.contains(why) && !stderr.contains("panicked"), "--max-patches {budget}: {stderr}");
+    }
+    let fixed = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/siglip/siglip-vision");
+    let (ok, _, stderr) = tessera(&["embed", "--device", "cpu", "--model", fixed.to_str().unwrap(), "--max-patches", "16", image.to_str().unwrap()]);
+    assert!(!ok && stderr.contains("NaFlex"), "{stderr}");
 }

@@ -149,7 +149,7 @@ pub fn info_model(device: &Device, args: &InfoArgs) -> Result<()> {
             };
             for (iw, ih) in sizes {
                 let (oh, ow) = model.preprocessor.output_size(ih, iw);
-                println!("  a {iw}x{ih} image: resized to {ow}x{oh}, a {}x{} grid, {} tokens", oh / p, ow / p, c.prefix_tokens() + (oh / p) * (ow / p));
+                println!("  a {iw}x{ih} image (width x height): resized to {ow}x{oh}, a grid of {} rows x {} columns, {} tokens", oh / p, ow / p, c.prefix_tokens() + (oh / p) * (ow / p));
             }
         }
         None => println!("patch size: {p}{own_note}; at {h}x{w}: a {}x{} grid, {} tokens", h / p, w / p, c.prefix_tokens() + (h / p) * (w / p)),
