@@ -129,10 +129,19 @@ impl Engine {
         let ck = Checkpoint::from_bytes(name, config, weights, preprocessor.as_deref()).map_err(js_err)?;
         let storage = if f16.unwrap_or(false) { crate::DType::F16 } else { crate::DType::F32 };
         let arithmetic = if int8.unwrap_or(false) { crate::quant::Arithmetic::Int8 } else { crate::quant::Arithmetic::Dequantized };
-        let opts = crate::LoadOptions { storage, patch_size: patch_size.map(|p| p as usize), arithmetic };
+        let opts = crate::LoadOptions { storage, patch_size: patch_size.map(|p| p as usize), arithmetic, max_patches: None };
         let model = Model::load_with(&self.device, &ck, opts).map_err(js_err)?;
         Ok(WasmModel { model: Some(model) })
     }
+}
+
+/// [`WasmModel::grid`] of a model.
+fn grid_json(m: &Model, width: u32, height: u32, max_patches: Option<u32>) -> Result<String, JsError> {
+    let pre = m.preprocessor_with_budget(max_patches.map(|n| n as usize), "maxPatches").map_err(js_err)?;
+    let (h, w) = pre.output_size(height as usize, width as usize);
+    let p = m.patch_size();
+    let (rows, cols) = (h / p, w / p);
+    Ok(serde_json::json!({"width": w, "height": h, "rows": rows, "cols": cols, "tokens": m.config.prefix_tokens() + rows * cols}).to_string())
 }
 
 /// A model on the engine's device.
@@ -168,6 +177,11 @@ impl WasmModel {
         self.model.as_ref().ok_or_else(|| JsError::new("[disposed] this model was disposed"))
     }
 
+    /// The model's preprocessing under the optional `maxPatches` budget.
+    fn pre(&self, max_patches: Option<u32>) -> Result<crate::model::PreprocessorConfig, JsError> {
+        self.get()?.preprocessor_with_budget(max_patches.map(|n| n as usize), "maxPatches").map_err(js_err)
+    }
+
     fn image(bytes: Option<Vec<u8>>, rgba: Option<Vec<u8>>, width: u32, height: u32, name: &str) -> Result<image::RgbImage, JsError> {
         match (bytes, rgba) {
             (Some(b), _) => decode_image(&b, name).map_err(js_err),
@@ -189,6 +203,7 @@ impl WasmModel {
             "labels": c.labels, "hiddenSize": c.hidden_size, "layers": c.num_layers, "heads": c.num_heads,
             "imageSize": [c.image_size.0, c.image_size.1], "patchSize": c.patch_size,
             "originalPatchSize": m.original_patch_size(),
+            "maxPatches": m.preprocessor.max_patches(),
             "weightBytes": m.weight_bytes(),
             "quantization": c.quant.as_ref().map(|q| serde_json::json!({ "bits": q.bits, "groupSize": q.group })),
             "arithmetic": serde_json::json!({ "int8Layers": a.int8, "quantizedLayers": a.quantized, "kernel": a.kernel, "text": a.to_string() }),
@@ -206,24 +221,35 @@ impl WasmModel {
         height: u32,
         name: String,
         top_k: usize,
+        max_patches: Option<u32>,
     ) -> Result<String, JsError> {
         let img = Self::image(bytes, rgba, width, height, &name)?;
-        let top = self.get()?.classify(&[&img], top_k).await.map_err(js_err)?;
+        let pre = self.pre(max_patches)?;
+        let top = self.get()?.classify_with(&[&img], top_k, &pre).await.map_err(js_err)?;
         Ok(serde_json::to_string(&top[0]).unwrap_or_default())
     }
 
     /// The embedding of one image (pooler output, else CLS token).
-    pub async fn embed(&self, bytes: Option<Vec<u8>>, rgba: Option<Vec<u8>>, width: u32, height: u32, name: String) -> Result<Float32Array, JsError> {
+    pub async fn embed(&self, bytes: Option<Vec<u8>>, rgba: Option<Vec<u8>>, width: u32, height: u32, name: String, max_patches: Option<u32>) -> Result<Float32Array, JsError> {
         let img = Self::image(bytes, rgba, width, height, &name)?;
-        let e = self.get()?.embed(&[&img]).await.map_err(js_err)?;
+        let pre = self.pre(max_patches)?;
+        let e = self.get()?.embed_with(&[&img], &pre).await.map_err(js_err)?;
         Ok(Float32Array::from(&e[0][..]))
     }
 
     /// CLS attention over the patch grid (last layer) as JSON `{rows, cols, heads, perHead, mean}`.
-    pub async fn attention(&self, bytes: Option<Vec<u8>>, rgba: Option<Vec<u8>>, width: u32, height: u32, name: String) -> Result<String, JsError> {
+    pub async fn attention(&self, bytes: Option<Vec<u8>>, rgba: Option<Vec<u8>>, width: u32, height: u32, name: String, max_patches: Option<u32>) -> Result<String, JsError> {
         let img = Self::image(bytes, rgba, width, height, &name)?;
-        let a = self.get()?.attention_map(&img).await.map_err(js_err)?;
+        let pre = self.pre(max_patches)?;
+        let a = self.get()?.attention_map_with(&img, &pre).await.map_err(js_err)?;
         Ok(serde_json::json!({"rows": a.rows, "cols": a.cols, "heads": a.heads, "perHead": a.per_head, "mean": a.mean}).to_string())
+    }
+
+    /// The patch grid an image of `width` x `height` pixels runs on, under the optional budget:
+    /// JSON `{width, height, rows, cols, tokens}` (the size it is resized to, the grid, and the
+    /// tokens with the class token or registers).
+    pub fn grid(&self, width: u32, height: u32, max_patches: Option<u32>) -> Result<String, JsError> {
+        grid_json(self.get()?, width, height, max_patches)
     }
 
     /// Runs `pixel_values` (B, C, H, W) as `model(pixel_values=...)` does: `{logits, logitsDims,
@@ -342,6 +368,7 @@ impl WasmClip {
             "projectionDim": t.config.projection_dim.filter(|_| t.projects()).unwrap_or(t.config.hidden_size),
             "maxTokens": t.config.max_positions, "logitScale": both.map(|c| c.scale), "logitBias": both.and_then(|c| c.bias),
             "scores": both.map(|_| if kind.sigmoid_scores() { "sigmoid" } else { "softmax" }),
+            "maxPatches": both.and_then(|c| c.vision.preprocessor.max_patches()),
         })
         .to_string())
     }
@@ -362,20 +389,40 @@ impl WasmClip {
 
     /// The unit-length embedding of one image (encoded bytes or RGBA).
     #[wasm_bindgen(js_name = embedImage)]
-    pub async fn embed_image(&self, bytes: Option<Vec<u8>>, rgba: Option<Vec<u8>>, width: u32, height: u32, name: String) -> Result<Float32Array, JsError> {
+    pub async fn embed_image(&self, bytes: Option<Vec<u8>>, rgba: Option<Vec<u8>>, width: u32, height: u32, name: String, max_patches: Option<u32>) -> Result<Float32Array, JsError> {
         let img = WasmModel::image(bytes, rgba, width, height, &name)?;
-        let e = self.get()?.vision.embed(&[&img]).await.map_err(js_err)?;
+        let vision = &self.get()?.vision;
+        let pre = vision.preprocessor_with_budget(max_patches.map(|n| n as usize), "maxPatches").map_err(js_err)?;
+        let e = vision.embed_with(&[&img], &pre).await.map_err(js_err)?;
         Ok(Float32Array::from(&e[0][..]))
     }
 
     /// Zero-shot scores of one image over `labels` in `template`: JSON `[{label, score, logit}]`,
     /// best first.
     #[wasm_bindgen(js_name = zeroShot)]
-    pub async fn zero_shot(&self, bytes: Option<Vec<u8>>, rgba: Option<Vec<u8>>, width: u32, height: u32, name: String, labels: Vec<String>, template: String) -> Result<String, JsError> {
+    #[allow(clippy::too_many_arguments)]
+    pub async fn zero_shot(
+        &self,
+        bytes: Option<Vec<u8>>,
+        rgba: Option<Vec<u8>>,
+        width: u32,
+        height: u32,
+        name: String,
+        labels: Vec<String>,
+        template: String,
+        max_patches: Option<u32>,
+    ) -> Result<String, JsError> {
         let img = WasmModel::image(bytes, rgba, width, height, &name)?;
         let refs: Vec<&str> = labels.iter().map(String::as_str).collect();
-        let s = self.get()?.zero_shot(&img, &refs, &template).await.map_err(js_err)?;
+        let clip = self.get()?;
+        let pre = clip.vision.preprocessor_with_budget(max_patches.map(|n| n as usize), "maxPatches").map_err(js_err)?;
+        let s = clip.zero_shot_with(&img, &refs, &template, &pre).await.map_err(js_err)?;
         Ok(serde_json::to_string(&s).unwrap_or_default())
+    }
+
+    /// The grid the image tower runs an image of `width` x `height` pixels on ([`WasmModel::grid`]).
+    pub fn grid(&self, width: u32, height: u32, max_patches: Option<u32>) -> Result<String, JsError> {
+        grid_json(&self.get()?.vision, width, height, max_patches)
     }
 
     /// Frees the model's memory; later calls reject.

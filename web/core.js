@@ -40,6 +40,25 @@ export function makeApi(init, Engine) {
     }
   }
   
+  function callSync(f) {
+    try {
+      return f();
+    } catch (e) {
+      throw wrap(e);
+    }
+  }
+  
+  /** A `maxPatches` option: undefined (the model's own budget) or a whole number of patches. */
+  function budget(maxPatches) {
+    if (maxPatches === undefined || maxPatches === null) return undefined;
+    if (!Number.isInteger(maxPatches) || maxPatches < 1 || maxPatches > 0xffffffff) {
+      const err = new Error(`maxPatches must be a whole number of patches, 1 or more (got ${maxPatches})`);
+      err.kind = 'input';
+      throw err;
+    }
+    return maxPatches;
+  }
+  
   const CACHE_NAME = 'tessera-vit-v1';
   
   async function fetchBytes(url, { onProgress, cache, optional } = {}) {
@@ -151,23 +170,28 @@ export function makeApi(init, Engine) {
       this.info = JSON.parse(inner.info());
     }
   
-    /** Top-k classes: `[{index, label, score}]`, best first. */
-    async classify(image, { topK = 5 } = {}) {
+    /** Top-k classes: `[{index, label, score}]`, best first. `maxPatches`: a NaFlex model's patch budget. */
+    async classify(image, { topK = 5, maxPatches } = {}) {
       const a = await imageArgs(image);
-      return JSON.parse(await call(() => this._inner.classify(a.bytes, a.rgba, a.width, a.height, a.name, topK)));
+      return JSON.parse(await call(() => this._inner.classify(a.bytes, a.rgba, a.width, a.height, a.name, topK, budget(maxPatches))));
     }
   
     /** The image's embedding (pooler output, else the CLS token). */
-    async embed(image) {
+    async embed(image, { maxPatches } = {}) {
       const a = await imageArgs(image);
-      return call(() => this._inner.embed(a.bytes, a.rgba, a.width, a.height, a.name));
+      return call(() => this._inner.embed(a.bytes, a.rgba, a.width, a.height, a.name, budget(maxPatches)));
     }
   
     /** Last-layer CLS attention over the patch grid: `{rows, cols, heads, perHead, mean}`. */
-    async attention(image) {
+    async attention(image, { maxPatches } = {}) {
       const a = await imageArgs(image);
-      const r = JSON.parse(await call(() => this._inner.attention(a.bytes, a.rgba, a.width, a.height, a.name)));
+      const r = JSON.parse(await call(() => this._inner.attention(a.bytes, a.rgba, a.width, a.height, a.name, budget(maxPatches))));
       return { ...r, perHead: Float32Array.from(r.perHead), mean: Float32Array.from(r.mean) };
+    }
+  
+    /** The grid an image of `width` x `height` pixels runs on: `{width, height, rows, cols, tokens}` (the size it is resized to). */
+    grid(width, height, { maxPatches } = {}) {
+      return JSON.parse(callSync(() => this._inner.grid(width, height, budget(maxPatches))));
     }
   
     /** `pixelValues` (B, C, H, W) as `model(pixel_values=...)` in transformers. */
@@ -393,16 +417,21 @@ export function makeApi(init, Engine) {
       return { embeddings, truncated };
     }
   
-    /** The unit-length embedding of an image. */
-    async embedImage(image) {
+    /** The unit-length embedding of an image. `maxPatches`: a NaFlex model's patch budget. */
+    async embedImage(image, { maxPatches } = {}) {
       const a = await imageArgs(image);
-      return call(() => this._inner.embedImage(a.bytes, a.rgba, a.width, a.height, a.name));
+      return call(() => this._inner.embedImage(a.bytes, a.rgba, a.width, a.height, a.name, budget(maxPatches)));
     }
   
     /** Zero-shot classification: `[{label, score, logit}]`, best first; `template` puts each label in a prompt (`{}` marks it). */
-    async zeroShot(image, labels, { template = 'a photo of a {}.' } = {}) {
+    async zeroShot(image, labels, { template = 'a photo of a {}.', maxPatches } = {}) {
       const a = await imageArgs(image);
-      return JSON.parse(await call(() => this._inner.zeroShot(a.bytes, a.rgba, a.width, a.height, a.name, Array.from(labels ?? []), template)));
+      return JSON.parse(await call(() => this._inner.zeroShot(a.bytes, a.rgba, a.width, a.height, a.name, Array.from(labels ?? []), template, budget(maxPatches))));
+    }
+  
+    /** The grid the image tower runs an image of `width` x `height` pixels on: `{width, height, rows, cols, tokens}`. */
+    grid(width, height, { maxPatches } = {}) {
+      return JSON.parse(callSync(() => this._inner.grid(width, height, budget(maxPatches))));
     }
   
     /** Frees the model's memory; later calls reject. */

@@ -23,7 +23,7 @@ export interface AdapterInfo {
 export interface ModelInfo {
   source: string;
   /** 'Timm': a timm checkpoint (vit_*, deit_*, deit3_*, flexivit_*). */
-  family: 'Vit' | 'Deit' | 'Dinov2' | 'Clip' | 'Siglip' | 'Timm';
+  family: 'Vit' | 'Deit' | 'Dinov2' | 'Clip' | 'Siglip' | 'Siglip2' | 'Timm';
   /** 'Avg': a classifier on the mean of the patch tokens (timm's global_pool "avg"). */
   head: 'None' | 'Cls' | 'ClsDistilled' | 'ClsMeanPatch' | 'Avg';
   labels: string[];
@@ -35,6 +35,8 @@ export interface ModelInfo {
   patchSize: number;
   /** The checkpoint's own patch size (differs from `patchSize` after `load(…, { patchSize })`). */
   originalPatchSize: number;
+  /** A NaFlex checkpoint's (SigLIP 2) patch budget per image from its preprocessor config; null for a model that resizes to a fixed size. */
+  maxPatches: number | null;
   /** Bytes the weights hold on the device (quantized weights at their packed size). */
   weightBytes: number;
   /** How the Linear layers are quantized (a compressed-tensors pack-quantized checkpoint): bits per weight and inputs per scale (null: one scale per output channel); null for a float checkpoint. */
@@ -106,11 +108,31 @@ export interface LoadOptions {
   int8?: boolean;
 }
 
+/**
+ * A NaFlex model's (SigLIP 2) patch budget for one call: the image keeps its aspect ratio at the
+ * largest scale whose grid of 16-pixel patches fits `maxPatches` (fewer: faster and coarser).
+ * Omitted: the checkpoint's `max_num_patches`. On another model it rejects with kind "input".
+ */
+export interface BudgetOptions {
+  maxPatches?: number;
+}
+
+/** The grid an image runs on: the size it is resized to, its patch rows and columns, and its tokens (class token and registers included). */
+export interface Grid {
+  width: number;
+  height: number;
+  rows: number;
+  cols: number;
+  tokens: number;
+}
+
 export declare class Model {
   readonly info: ModelInfo;
-  classify(image: ImageInput, options?: { topK?: number }): Promise<Prediction[]>;
-  embed(image: ImageInput): Promise<Float32Array>;
-  attention(image: ImageInput): Promise<AttentionMap>;
+  classify(image: ImageInput, options?: { topK?: number } & BudgetOptions): Promise<Prediction[]>;
+  embed(image: ImageInput, options?: BudgetOptions): Promise<Float32Array>;
+  attention(image: ImageInput, options?: BudgetOptions): Promise<AttentionMap>;
+  /** The grid an image of `width` x `height` pixels gets (under `maxPatches` for a NaFlex model). */
+  grid(width: number, height: number, options?: BudgetOptions): Grid;
   run(pixelValues: Float32Array, dims: [number, number, number, number]): Promise<RunOutput>;
   dispose(): void;
 }
@@ -130,6 +152,8 @@ export interface ClipInfo {
   logitBias: number | null;
   /** How zero-shot scores are made: a softmax over the labels (CLIP) or each label's sigmoid (SigLIP); null for a text tower alone. */
   scores: 'softmax' | 'sigmoid' | null;
+  /** A NaFlex checkpoint's (SigLIP 2) patch budget per image; null otherwise and for a text tower alone. */
+  maxPatches: number | null;
 }
 
 export interface LabelScore {
@@ -146,9 +170,11 @@ export declare class ClipModel {
   /** Unit-length text embeddings; `truncated[i]`: text i was cut to `info.maxTokens` tokens. */
   embedText(texts: string | string[]): Promise<{ embeddings: Float32Array[]; truncated: boolean[] }>;
   /** The unit-length embedding of an image (dot products with text embeddings are similarities). */
-  embedImage(image: ImageInput): Promise<Float32Array>;
+  embedImage(image: ImageInput, options?: BudgetOptions): Promise<Float32Array>;
   /** Zero-shot classification into `labels` (each put into `template`, default "a photo of a {}."), best first. */
-  zeroShot(image: ImageInput, labels: string[], options?: { template?: string }): Promise<LabelScore[]>;
+  zeroShot(image: ImageInput, labels: string[], options?: { template?: string } & BudgetOptions): Promise<LabelScore[]>;
+  /** The grid the image tower runs an image of `width` x `height` pixels on. */
+  grid(width: number, height: number, options?: BudgetOptions): Grid;
   dispose(): void;
 }
 

@@ -367,6 +367,15 @@ impl Model {
         self.run(&pixels, [images.len(), 3, h, w], opts).await
     }
 
+    /// The model's preprocessing with the patch budget `max_patches` (a NaFlex checkpoint's;
+    /// `None`: the model's own), or an input error naming `what` and why.
+    pub fn preprocessor_with_budget(&self, max_patches: Option<usize>, what: &str) -> Result<PreprocessorConfig> {
+        match max_patches {
+            Some(n) => self.preprocessor.with_max_patches(n).map_err(|p| Error::Input { name: what.into(), problem: p }),
+            None => Ok(self.preprocessor.clone()),
+        }
+    }
+
     /// Top-k classes of each image.
     pub async fn classify(&self, images: &[&image::RgbImage], k: usize) -> Result<Vec<Vec<TopK>>> {
         self.classify_with(images, k, &self.preprocessor).await
