@@ -184,6 +184,25 @@ pub fn attention_pool(query: &[f32], kv: &[f32], b: usize, t: usize, heads: usiz
     out
 }
 
+/// The attention probabilities of [`attention_pool`]: `(b, heads, t)`.
+pub fn attention_pool_probs(query: &[f32], kv: &[f32], b: usize, t: usize, heads: usize, dh: usize, scale: f32) -> Vec<f32> {
+    let d = heads * dh;
+    let mut out = vec![0f32; b * heads * t];
+    for bi in 0..b {
+        for h in 0..heads {
+            let s: Vec<f64> = (0..t)
+                .map(|ti| (0..dh).map(|e| query[h * dh + e] as f64 * kv[(bi * t + ti) * 2 * d + h * dh + e] as f64).sum::<f64>() * scale as f64)
+                .collect();
+            let mx = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            let sum: f64 = s.iter().map(|v| (v - mx).exp()).sum();
+            for ti in 0..t {
+                out[(bi * heads + h) * t + ti] = ((s[ti] - mx).exp() / sum) as f32;
+            }
+        }
+    }
+    out
+}
+
 /// Layer norm of `x (rows, cols)` over cols.
 pub fn layer_norm(x: &[f32], rows: usize, cols: usize, gamma: &[f32], beta: &[f32], eps: f32) -> Vec<f32> {
     let mut out = vec![0f32; rows * cols];

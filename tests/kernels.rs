@@ -174,6 +174,14 @@ fn attention_pooling_with_a_learned_query() {
             let want = r::attention_pool(&q, &kv, b, t, heads, dh, scale);
             assert!(got.iter().all(|v| v.is_finite()));
             assert_close(&format!("attention_pool b={b} t={t} heads={heads} dh={dh}"), &got, &want, ATOL, RTOL);
+            // Its probabilities (attention maps of models pooled this way): each row sums to 1.
+            let got = run_op(Op::AttentionPoolProbs { heads, scale }, &[weight("query", &[1, d], &q), input("kv", &[b, t, 2 * d], &kv)]);
+            let want = r::attention_pool_probs(&q, &kv, b, t, heads, dh, scale);
+            assert_eq!(got.len(), b * heads * t);
+            assert_close(&format!("attention_pool_probs b={b} t={t} heads={heads} dh={dh}"), &got, &want, 1e-6, RTOL);
+            for row in got.chunks(t) {
+                assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-4);
+            }
         }
     });
 }

@@ -131,6 +131,26 @@ pub fn attention_probs(qkv: &[f32], l: &Qkv, scale: f32, queries: usize, first_k
     }
 }
 
+/// The probabilities of [`attention_pool`]: `out (b, heads, t)`.
+#[allow(clippy::too_many_arguments)]
+pub fn attention_pool_probs(query: &[f32], kv: &[f32], b: usize, t: usize, heads: usize, dh: usize, scale: f32, out: &mut [f32]) {
+    let d = heads * dh;
+    for bi in 0..b {
+        for h in 0..heads {
+            let q = &query[h * dh..(h + 1) * dh];
+            let row = |ti: usize| (bi * t + ti) * 2 * d + h * dh;
+            let s = &mut out[(bi * heads + h) * t..(bi * heads + h + 1) * t];
+            for (ti, sk) in s.iter_mut().enumerate() {
+                *sk = math::dot(q, &kv[row(ti)..row(ti) + dh]) * scale;
+            }
+            let m = math::max(s);
+            s.iter_mut().for_each(|v| *v = math::exp_floored(*v - m));
+            let inv = 1.0 / math::sum(s);
+            s.iter_mut().for_each(|v| *v *= inv);
+        }
+    }
+}
+
 /// Attention pooling: the learned `query (1, heads*dh)` over `kv (b, t, 2*heads*dh)` (keys, then
 /// values), per head: `out (b, heads*dh)`.
 #[allow(clippy::too_many_arguments)]

@@ -217,6 +217,11 @@ impl Graph {
         self.op(name, Op::AttentionPool { heads, scale }, &[query, kv])
     }
 
+    /// What [`Graph::attention_pool`] attends to: `(B, heads, T)` probabilities.
+    pub fn attention_pool_probs(&mut self, name: &str, query: TensorId, kv: TensorId, heads: usize, scale: f32) -> Result<TensorId> {
+        self.op(name, Op::AttentionPoolProbs { heads, scale }, &[query, kv])
+    }
+
     /// Layer norm over the last dimension.
     pub fn layer_norm(
         &mut self,

@@ -11,20 +11,27 @@ use crate::tensor::{TensorInfo, TensorKind};
 uniforms!(Params { tokens: u32, heads: u32, head_dim: u32, scale: f32 });
 
 /// `query (1, D)` (a weight: the learned query already projected), `kv (B, T, 2*D)` (keys in
-/// columns `0..D`, values in `D..2D`, head `h` at `h*D/heads` in each) to `(B, D)`.
+/// columns `0..D`, values in `D..2D`, head `h` at `h*D/heads` in each) to `(B, D)`; with `probs`
+/// the attention probabilities instead, `(B, heads, T)` (what the query looks at).
 pub(crate) struct AttentionPool {
     pub heads: usize,
     pub scale: f32,
+    pub probs: bool,
 }
 
-fn decl(wg: u32) -> KernelDecl {
+fn decl(wg: u32, probs: bool) -> KernelDecl {
     let bindings = vec![Binding::output("out"), Binding::weight(0, "query"), Binding::activation(1, "kv")];
-    KernelDecl::new::<Params>(specialize(&["attention_pool", "reduce"], &[("WG", wg)], &[]), bindings)
+    let shader = if probs { "attention_pool_probs" } else { "attention_pool" };
+    KernelDecl::new::<Params>(specialize(&[shader, "reduce"], &[("WG", wg)], &[]), bindings)
 }
 
 impl OpDef for AttentionPool {
     fn kind(&self) -> &'static str {
-        "attention_pool"
+        if self.probs {
+            "attention_pool_probs"
+        } else {
+            "attention_pool"
+        }
     }
 
     fn arity(&self) -> usize {
@@ -46,7 +53,7 @@ impl OpDef for AttentionPool {
         if self.heads == 0 || d % self.heads != 0 || d / self.heads > super::attention::MAX_HEAD_DIM {
             return Err(invalid(node, format!("{} heads do not divide the width {d} into heads of at most {}", self.heads, super::attention::MAX_HEAD_DIM)));
         }
-        Ok(vec![kv.shape[0], d])
+        Ok(if self.probs { vec![kv.shape[0], self.heads, kv.shape[1]] } else { vec![kv.shape[0], d] })
     }
 
     fn kernels(&self, inputs: &[&TensorInfo], _output: &TensorInfo) -> Vec<Kernel> {
@@ -56,17 +63,17 @@ impl OpDef for AttentionPool {
         let params = Params { tokens: t as u32, heads: self.heads as u32, head_dim: dh as u32, scale: self.scale };
         let flops = 4.0 * (b * t * d) as f64;
         let groups = [self.heads as u32, b as u32, 1];
-        vec![Kernel::new(self.kind(), decl(super::row_workgroup(t)), params, groups, flops)]
+        vec![Kernel::new(self.kind(), decl(super::row_workgroup(t), self.probs), params, groups, flops)]
     }
 
     fn cpu_kernel(&self, _cpu: &Cpu, _node: &str, inputs: &[&TensorInfo], _output: &TensorInfo, _weights: &[Option<&HostWeight>]) -> Result<Box<dyn CpuKernel>> {
         let s = &inputs[1].shape;
-        Ok(Box::new(AttentionPoolCpu { b: s[0], t: s[1], heads: self.heads, dh: s[2] / 2 / self.heads, scale: self.scale }))
+        Ok(Box::new(AttentionPoolCpu { b: s[0], t: s[1], heads: self.heads, dh: s[2] / 2 / self.heads, scale: self.scale, probs: self.probs }))
     }
 }
 
 pub(crate) fn decls() -> Vec<KernelDecl> {
-    ROW_WORKGROUPS.iter().map(|&wg| decl(wg)).collect()
+    ROW_WORKGROUPS.iter().flat_map(|&wg| [decl(wg, false), decl(wg, true)]).collect()
 }
 
 struct AttentionPoolCpu {
@@ -75,14 +82,23 @@ struct AttentionPoolCpu {
     heads: usize,
     dh: usize,
     scale: f32,
+    probs: bool,
 }
 
 impl CpuKernel for AttentionPoolCpu {
     fn name(&self) -> &'static str {
-        "attention_pool"
+        if self.probs {
+            "attention_pool_probs"
+        } else {
+            "attention_pool"
+        }
     }
 
     fn run(&self, _cpu: &Cpu, ins: &[&[f32]], out: &mut [f32], _scratch: &mut [f32]) {
-        crate::cpu::kernels::attention_pool(ins[0], ins[1], self.b, self.t, self.heads, self.dh, self.scale, out);
+        if self.probs {
+            crate::cpu::kernels::attention_pool_probs(ins[0], ins[1], self.b, self.t, self.heads, self.dh, self.scale, out);
+        } else {
+            crate::cpu::kernels::attention_pool(ins[0], ins[1], self.b, self.t, self.heads, self.dh, self.scale, out);
+        }
     }
 }

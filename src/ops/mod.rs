@@ -121,6 +121,14 @@ pub enum Op {
         /// Score scale.
         scale: f32,
     },
+    /// The attention probabilities of [`Op::AttentionPool`]: `(B, heads, T)`, what the learned
+    /// query attends to (attention maps of models pooled this way). Inputs: `query, kv`.
+    AttentionPoolProbs {
+        /// Number of heads.
+        heads: usize,
+        /// Score scale.
+        scale: f32,
+    },
     /// Layer norm over the last dim. Inputs: `x, gamma, beta`.
     LayerNorm {
         /// Added to the variance.
@@ -355,7 +363,8 @@ impl Op {
             Op::AttentionProbs { heads, scale, queries, first_key } => {
                 Box::new(attention_probs::AttentionProbs { heads, scale, queries, first_key })
             }
-            Op::AttentionPool { heads, scale } => Box::new(attention_pool::AttentionPool { heads, scale }),
+            Op::AttentionPool { heads, scale } => Box::new(attention_pool::AttentionPool { heads, scale, probs: false }),
+            Op::AttentionPoolProbs { heads, scale } => Box::new(attention_pool::AttentionPool { heads, scale, probs: true }),
             Op::LayerNorm { eps } => Box::new(layernorm::LayerNorm { eps }),
             Op::Softmax => Box::new(softmax::Softmax),
             Op::Add => Box::new(elementwise::Elementwise::Add),
