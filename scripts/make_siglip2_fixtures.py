@@ -13,7 +13,8 @@ tessera's preprocessing follows): photos and crops of very different aspect rati
 normalized image the processor patchified, put back together (the same for every checkpoint);
 each checkpoint's `expected-<case>.safetensors` its `last_hidden_state` (1, T, D) of the
 T = gh * gw valid tokens, `pooler_output`, `image_embeds` (Siglip2Model: the pooled features),
-`logits` (the classifier) and, for Siglip2VisionModel, `hidden_state.{i}`. The model ran on the processor's padded patches
+`logits` (the classifier) and, for Siglip2VisionModel, `hidden_state.{i}` and `pool_attention`
+(1, heads, T): the attention-pooling head's probabilities over the valid tokens. The model ran on the processor's padded patches
 with its attention mask, as transformers runs NaFlex; only the valid tokens are kept.
 
 For Siglip2Model, zero-shot.safetensors holds the labels of zero-shot.json through the template
@@ -65,10 +66,20 @@ def run(model, proc, path, budget):
     b = proc(images=[img], max_num_patches=budget, return_tensors="pt")
     gh, gw = (int(v) for v in b["spatial_shapes"][0])
     vm = model.vision_model if hasattr(model, "vision_model") else model
+    # The attention-pooling head's probabilities, from its nn.MultiheadAttention called again on
+    # the same inputs with need_weights (transformers' forward drops them).
+    seen = {}
+    hook = None
+    if getattr(vm, "head", None) is not None:
+        hook = vm.head.attention.register_forward_hook(lambda m, args, kwargs, out: seen.update(args=args, kwargs=kwargs), with_kwargs=True)
     with torch.no_grad():
         o = vm(pixel_values=b["pixel_values"], pixel_attention_mask=b["pixel_attention_mask"], spatial_shapes=b["spatial_shapes"],
                output_hidden_states=True)
         t = gh * gw
+        if hook is not None:
+            hook.remove()
+            _, w = vm.head.attention(*seen["args"], attn_mask=seen["kwargs"].get("attn_mask"), need_weights=True, average_attn_weights=False)
+            pool_attention = w[:, :, 0, :t]
         e = {"pixel_values": unpatchify(b["pixel_values"][0], gh, gw)[None], "last_hidden_state": o.last_hidden_state[:, :t]}
         if o.pooler_output is not None:
             e["pooler_output"] = o.pooler_output
@@ -77,6 +88,8 @@ def run(model, proc, path, budget):
         if isinstance(model, Siglip2ForImageClassification):
             e["logits"] = model(**b).logits
         if isinstance(model, Siglip2VisionModel):
+            if hook is not None:
+                e["pool_attention"] = pool_attention
             for i, h in enumerate(o.hidden_states):
                 e[f"hidden_state.{i}"] = h[:, :t]
     return {k: v.detach().float().contiguous().clone() for k, v in e.items()}, (gh, gw), b

@@ -106,7 +106,18 @@ fn check_against(device: &tessera::Device, label: &str, fixture: &str, patch: Op
             assert_eq!(got.shape, vec![shape[0], shape[1], 1, shape[2]]);
             assert_close(&format!("{name} cls_attention"), &got.data, want, 1e-5, 0.0);
         }
-        None => assert!(out.cls_attention.is_none(), "{name}: class-token attention without a class token"),
+        // Without a class token, the attention asked for is the pooling head's query's (checked
+        // against transformers in tests/naflex.rs): `(B, heads, N)`, one row per head.
+        None => {
+            if let Some(got) = &out.cls_attention {
+                assert_eq!(got.shape.len(), 3, "{name}: attention without a class token must be the pooling query's (B, heads, N)");
+                assert_eq!(got.shape[2], out.grid.0 * out.grid.1, "{name}: one weight per patch");
+                for (r, row) in got.data.chunks(got.shape[2]).enumerate() {
+                    let sum: f32 = row.iter().sum();
+                    assert!((sum - 1.0).abs() < 1e-4 && row.iter().all(|&p| p >= 0.0), "{name}: pooling attention row {r} is not a distribution (sums to {sum})");
+                }
+            }
+        }
     }
 }
 

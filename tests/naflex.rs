@@ -1,6 +1,6 @@
 //! SigLIP 2 NaFlex (tests/fixtures/siglip2, scripts/make_siglip2_fixtures.py: random weights,
 //! `transformers` on CPU): every case (an image at a patch budget, grids from 1x16 to 36x4)
-//! against transformers on both devices, the preprocessing against `Siglip2ImageProcessor`, a
+//! against transformers on both devices (the pooling head's attention map included), the preprocessing against `Siglip2ImageProcessor`, a
 //! batch of mixed grids against each image alone, zero-shot, budgets and configs.
 
 mod common;
@@ -60,7 +60,7 @@ fn naflex_towers_match_transformers_at_every_grid() {
             for (case, _, _, (h, w), (gh, gw)) in cases(model) {
                 let (shape, px) = pixels(&case);
                 assert_eq!(shape, [1, 3, h, w], "{case}");
-                let out = m.run_blocking(&px, [1, 3, h, w], RunOptions { hidden_states: true, ..Default::default() }).unwrap();
+                let out = m.run_blocking(&px, [1, 3, h, w], RunOptions { hidden_states: true, attention: true, ..Default::default() }).unwrap();
                 assert_eq!(out.grid, (gh, gw), "{model} {case}: grid");
                 let exp = tensors(&root().join(model).join(format!("expected-{case}.safetensors")));
                 let label = format!("{model} {case} on {device}");
@@ -70,6 +70,8 @@ fn naflex_towers_match_transformers_at_every_grid() {
                         "pooler_output" => out.pooler_output.clone(),
                         "image_embeds" => out.image_embeds.clone(),
                         "logits" => out.logits.clone(),
+                        // What the pooling head attends to: the model's attention map.
+                        "pool_attention" => out.cls_attention.clone(),
                         n => n.strip_prefix("hidden_state.").map(|i| out.hidden_states[i.parse::<usize>().unwrap()].clone()),
                     }
                     .unwrap_or_else(|| panic!("{label}: no {name}"));
@@ -223,7 +225,7 @@ fn the_cli_runs_any_grid_and_takes_a_budget() {
     let out = std::env::temp_dir().join(format!("tessera-naflex-run-{}.safetensors", std::process::id()));
     for case in ["strip-600x32-64", "column-30x300-16"] {
         let px = root().join("pixels").join(format!("{case}.safetensors"));
-        let (ok, stdout, stderr) = tessera(&["run", "--device", "cpu", "--model", model.to_str().unwrap(), "--pixels", px.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+        let (ok, _, stderr) = tessera(&["run", "--device", "cpu", "--model", model.to_str().unwrap(), "--pixels", px.to_str().unwrap(), "--out", out.to_str().unwrap()]);
         assert!(ok, "{stderr}");
         assert!(stderr.contains("image_embeds"), "{stderr}");
         let got: std::collections::HashMap<String, (Vec<usize>, Vec<f32>)> = tensors(&out).into_iter().map(|(n, s, d)| (n, (s, d))).collect();

@@ -19,7 +19,8 @@ pub struct Outputs {
     pub pooler_output: Option<TensorId>,
     /// `(B, T, D)` each: the embeddings, then each layer, when asked for.
     pub hidden_states: Vec<TensorId>,
-    /// `(B, heads, 1, N)`, when asked for.
+    /// `(B, heads, 1, N)` (the class token over the N patches), or `(B, heads, N)` (the
+    /// attention-pooling query over them, for models without a class token), when asked for.
     pub cls_attention: Option<TensorId>,
     /// `(B, P)`: the pooled features projected into the image-text space (CLIP), unless only the
     /// logits are read.
@@ -59,6 +60,10 @@ pub fn build_graph(arch: Arch, batch: usize, h: usize, w: usize, opts: RunOption
             let scale = 1.0 / (cfg.head_dim() as f32).sqrt();
             outputs.cls_attention = Some(g.attention_probs("cls_attention", qkv, cfg.num_heads, scale, 1, cfg.prefix_tokens())?);
         }
+    } else if opts.attention {
+        // Without a class token (SigLIP, SigLIP 2, timm's map pooling), what the pooling query
+        // attends to: the attention that makes the embedding.
+        outputs.cls_attention = tower.pool_attention(&mut g)?;
     }
     let marked = [outputs.logits, outputs.last_hidden_state, outputs.pooler_output, outputs.image_embeds];
     for t in marked.into_iter().flatten().chain(outputs.hidden_states.iter().copied()).chain(outputs.cls_attention) {

@@ -23,7 +23,8 @@ pub struct ModelOutput {
     pub pooler_output: Option<HostTensor>,
     /// `(B, T, D)` each: embeddings, then each layer (before the final norm), when asked for.
     pub hidden_states: Vec<HostTensor>,
-    /// `(B, heads, 1, N)`: last-layer attention of the CLS token over the N patches, when asked for.
+    /// `(B, heads, 1, N)`: last-layer attention of the CLS token over the N patches, when asked
+    /// for; for a model without a class token, `(B, heads, N)`: its attention-pooling query's.
     pub cls_attention: Option<HostTensor>,
     /// `(B, P)`: CLIP's image embeddings (the pooled output projected; not normalized), where the
     /// model has a projection.
@@ -34,9 +35,12 @@ pub struct ModelOutput {
     pub profile: Option<Profile>,
 }
 
-/// CLS attention over the patch grid.
+/// Attention over the patch grid: the class token's in the last layer, or for a model without
+/// one (SigLIP, SigLIP 2) its attention-pooling query's, which makes the embedding.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct AttentionMap {
+    /// Whose attention: `"cls"` (the class token's, last layer) or `"pool"` (the pooling head's query).
+    pub source: &'static str,
     /// Patch grid rows.
     pub rows: usize,
     /// Patch grid columns.
@@ -453,7 +457,8 @@ impl Model {
         Ok(groups)
     }
 
-    /// The last layer's attention of the CLS token over the patch grid: per head and the mean.
+    /// The last layer's attention of the CLS token over the patch grid, per head and the mean; for
+    /// a model without a class token, its attention-pooling head's.
     pub async fn attention_map(&self, img: &image::RgbImage) -> Result<AttentionMap> {
         self.attention_map_with(img, &self.preprocessor).await
     }
@@ -462,11 +467,12 @@ impl Model {
     pub async fn attention_map_with(&self, img: &image::RgbImage, pre: &PreprocessorConfig) -> Result<AttentionMap> {
         let (pixels, h, w) = pre.apply(img)?;
         let out = self.run(&pixels, [1, 3, h, w], RunOptions { attention: true, ..Default::default() }).await?;
-        let att = out.cls_attention.ok_or_else(|| Error::gpu("", "no attention output"))?;
+        let att = out.cls_attention.ok_or_else(|| Error::model(&self.source, "this model has neither a class token nor an attention-pooling head: there is no attention map of it to show"))?;
+        let source = if self.config.layout.class_token { "cls" } else { "pool" };
         let heads = att.shape[1];
         let n = out.grid.0 * out.grid.1;
         let mean = (0..n).map(|j| (0..heads).map(|k| att.data[k * n + j]).sum::<f32>() / heads as f32).collect();
-        Ok(AttentionMap { rows: out.grid.0, cols: out.grid.1, heads, per_head: att.data, mean })
+        Ok(AttentionMap { source, rows: out.grid.0, cols: out.grid.1, heads, per_head: att.data, mean })
     }
 
     /// Top-k classes per image from logits `(B, N)`, with softmax probabilities.

@@ -328,7 +328,8 @@ pub fn attention(device: &Device, args: &AttentionArgs) -> Result<()> {
     let (p, original) = models::prepare_image(&model, &args.image)?;
     let (h, w) = p.size;
     let out = model.run_blocking(&p.pixels, [1, model.config.num_channels, h, w], RunOptions { attention: true, ..Default::default() })?;
-    let att = out.cls_attention.context("no attention output")?;
+    let att = out.cls_attention.with_context(|| format!("{}: this model has neither a class token nor an attention-pooling head: there is no attention map of it to show", model.source))?;
+    let whose = if model.config.layout.class_token { "the class token's attention" } else { "the pooling head's attention" };
     let heads = att.shape[1];
     let (gh, gw) = out.grid;
     let n = gh * gw;
@@ -375,7 +376,7 @@ pub fn attention(device: &Device, args: &AttentionArgs) -> Result<()> {
         .with_context(|| format!("{}: cannot write", args.out.display()))?;
     let best = map.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map(|(i, _)| i).unwrap_or(0);
     eprintln!(
-        "wrote {} ({}x{} patch grid, {}; strongest patch row {} col {})",
+        "wrote {} ({whose} over the {}x{} patch grid, {}; strongest patch row {} col {})",
         args.out.display(),
         gh,
         gw,

@@ -67,7 +67,8 @@ fn main() -> std::process::ExitCode {
         Eval(eval::EvalArgs),
         /// Image embeddings (pooler output, CLS token or mean of patch tokens).
         Embed(commands::EmbedArgs),
-        /// The last layer's CLS attention over the patches, overlaid on the image as a PNG.
+        /// The last layer's CLS attention over the patches (for a model without a class token,
+        /// SigLIP's, its attention-pooling head's), overlaid on the image as a PNG.
         Attention(commands::AttentionArgs),
         /// Run on a pixel_values tensor exactly as `model(pixel_values=...)` in transformers.
         Run(commands::RunArgs),

@@ -56,6 +56,9 @@ pub struct Tower<'a> {
     pub final_norm: (TensorId, TensorId),
     /// Tokens per image, prefix tokens included.
     pub tokens: usize,
+    /// The attention-pooling head's query and keys/values once [`Tower::attention_pool`] has
+    /// built them (for [`Tower::pool_attention`]).
+    map_qkv: std::cell::Cell<Option<(TensorId, TensorId)>>,
 }
 
 /// What a family's heads add: the outputs besides the hidden states.
@@ -132,7 +135,7 @@ pub fn encode<'a>(g: &mut Graph, arch: Arch<'a>, batch: usize, h: usize, w: usiz
     let (fw, fb) = if layout.fc_norm { engine::fc_norm() } else { engine::final_norm() };
     let (fw, fb) = (g.weight(&fw, &[d]), g.weight(&fb, &[d]));
     let seq = if layout.fc_norm { hs } else { g.layer_norm("last_hidden_state", hs, fw, fb, cfg.layer_norm_eps)? };
-    let tower = Tower { arch, seq, final_norm: (fw, fb), tokens: prefix + gh * gw };
+    let tower = Tower { arch, seq, final_norm: (fw, fb), tokens: prefix + gh * gw, map_qkv: Default::default() };
     Ok(Encoded { tower, hidden, last_qkv, positions: pos_name })
 }
 
@@ -152,12 +155,22 @@ impl Tower<'_> {
         let kv = linear(g, engine::map("kv"), (d, 2 * d), patches, Activation::None, None)?;
         let scale = 1.0 / (cfg.head_dim() as f32).sqrt();
         let att = g.attention_pool("map.attention", query, kv, cfg.num_heads, scale)?;
+        self.map_qkv.set(Some((query, kv)));
         let x = linear(g, engine::map("proj"), (d, d), att, Activation::None, None)?;
         let (nw, nb) = engine::map("ln");
         let (nw, nb) = (g.weight(&nw, &[d]), g.weight(&nb, &[d]));
         let h = g.layer_norm("map.ln", x, nw, nb, cfg.layer_norm_eps)?;
         let m = linear(g, engine::map("fc1"), (d, cfg.intermediate_size), h, cfg.hidden_act, None)?;
         linear(g, engine::map("fc2"), (cfg.intermediate_size, d), m, Activation::None, Some(x))
+    }
+
+    /// What the attention-pooling head's query attends to, `(B, heads, patches)`, where the
+    /// heads pooled that way; None otherwise.
+    pub fn pool_attention(&self, g: &mut Graph) -> Result<Option<TensorId>> {
+        let Some((query, kv)) = self.map_qkv.get() else { return Ok(None) };
+        let cfg = self.config();
+        let scale = 1.0 / (cfg.head_dim() as f32).sqrt();
+        Ok(Some(g.attention_pool_probs("pool_attention", query, kv, cfg.num_heads, scale)?))
     }
 
     /// The pooled features as `timm`'s `forward_head` computes them before the classifier: the
