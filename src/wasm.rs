@@ -135,6 +135,11 @@ impl Engine {
     }
 }
 
+/// An attention map as the package's JSON.
+fn attention_json(a: &crate::model::AttentionMap) -> String {
+    serde_json::json!({"source": a.source, "rows": a.rows, "cols": a.cols, "heads": a.heads, "perHead": a.per_head, "mean": a.mean}).to_string()
+}
+
 /// [`WasmModel::grid`] of a model.
 fn grid_json(m: &Model, width: u32, height: u32, max_patches: Option<u32>) -> Result<String, JsError> {
     let pre = m.preprocessor_with_budget(max_patches.map(|n| n as usize), "maxPatches").map_err(js_err)?;
@@ -237,12 +242,13 @@ impl WasmModel {
         Ok(Float32Array::from(&e[0][..]))
     }
 
-    /// CLS attention over the patch grid (last layer) as JSON `{rows, cols, heads, perHead, mean}`.
+    /// Attention over the patch grid as JSON `{source, rows, cols, heads, perHead, mean}`: the
+    /// class token's in the last layer (`source` "cls"), or the attention-pooling head's ("pool").
     pub async fn attention(&self, bytes: Option<Vec<u8>>, rgba: Option<Vec<u8>>, width: u32, height: u32, name: String, max_patches: Option<u32>) -> Result<String, JsError> {
         let img = Self::image(bytes, rgba, width, height, &name)?;
         let pre = self.pre(max_patches)?;
         let a = self.get()?.attention_map_with(&img, &pre).await.map_err(js_err)?;
-        Ok(serde_json::json!({"rows": a.rows, "cols": a.cols, "heads": a.heads, "perHead": a.per_head, "mean": a.mean}).to_string())
+        Ok(attention_json(&a))
     }
 
     /// The patch grid an image of `width` x `height` pixels runs on, under the optional budget:
@@ -418,6 +424,14 @@ impl WasmClip {
         let pre = clip.vision.preprocessor_with_budget(max_patches.map(|n| n as usize), "maxPatches").map_err(js_err)?;
         let s = clip.zero_shot_with(&img, &refs, &template, &pre).await.map_err(js_err)?;
         Ok(serde_json::to_string(&s).unwrap_or_default())
+    }
+
+    /// The image tower's attention map of one image ([`WasmModel::attention`]).
+    pub async fn attention(&self, bytes: Option<Vec<u8>>, rgba: Option<Vec<u8>>, width: u32, height: u32, name: String, max_patches: Option<u32>) -> Result<String, JsError> {
+        let img = WasmModel::image(bytes, rgba, width, height, &name)?;
+        let vision = &self.get()?.vision;
+        let pre = vision.preprocessor_with_budget(max_patches.map(|n| n as usize), "maxPatches").map_err(js_err)?;
+        Ok(attention_json(&vision.attention_map_with(&img, &pre).await.map_err(js_err)?))
     }
 
     /// The grid the image tower runs an image of `width` x `height` pixels on ([`WasmModel::grid`]).

@@ -182,7 +182,7 @@ export function makeApi(init, Engine) {
       return call(() => this._inner.embed(a.bytes, a.rgba, a.width, a.height, a.name, budget(maxPatches)));
     }
   
-    /** Last-layer CLS attention over the patch grid: `{rows, cols, heads, perHead, mean}`. */
+    /** Attention over the patch grid: `{source, rows, cols, heads, perHead, mean}` (the class token's, or for SigLIP the pooling head's). */
     async attention(image, { maxPatches } = {}) {
       const a = await imageArgs(image);
       const r = JSON.parse(await call(() => this._inner.attention(a.bytes, a.rgba, a.width, a.height, a.name, budget(maxPatches))));
@@ -209,7 +209,7 @@ export function makeApi(init, Engine) {
       if (this._inner) {
         this._inner.dispose();
         this._inner.free();
-        this._inner = { info: () => '{}', classify: disposed, embed: disposed, attention: disposed, run: disposed, dispose() {}, free() {} };
+        this._inner = { info: () => '{}', classify: disposed, embed: disposed, attention: disposed, run: disposed, grid: disposedSync, dispose() {}, free() {} };
       }
     }
   }
@@ -218,6 +218,12 @@ export function makeApi(init, Engine) {
     const err = new Error('this model was disposed');
     err.kind = 'disposed';
     return Promise.reject(err);
+  }
+  
+  function disposedSync() {
+    const err = new Error('this model was disposed');
+    err.kind = 'disposed';
+    throw err;
   }
   
   const HUB_ID = /^[A-Za-z0-9][\w.-]*\/[A-Za-z0-9][\w.-]*$/;
@@ -429,6 +435,13 @@ export function makeApi(init, Engine) {
       return JSON.parse(await call(() => this._inner.zeroShot(a.bytes, a.rgba, a.width, a.height, a.name, Array.from(labels ?? []), template, budget(maxPatches))));
     }
   
+    /** The image tower's attention over the patch grid, as `Model.attention`. */
+    async attention(image, { maxPatches } = {}) {
+      const a = await imageArgs(image);
+      const r = JSON.parse(await call(() => this._inner.attention(a.bytes, a.rgba, a.width, a.height, a.name, budget(maxPatches))));
+      return { ...r, perHead: Float32Array.from(r.perHead), mean: Float32Array.from(r.mean) };
+    }
+  
     /** The grid the image tower runs an image of `width` x `height` pixels on: `{width, height, rows, cols, tokens}`. */
     grid(width, height, { maxPatches } = {}) {
       return JSON.parse(callSync(() => this._inner.grid(width, height, budget(maxPatches))));
@@ -439,7 +452,7 @@ export function makeApi(init, Engine) {
       if (this._inner) {
         this._inner.dispose();
         this._inner.free();
-        this._inner = { info: () => '{}', embedText: disposed, embedImage: disposed, zeroShot: disposed, dispose() {}, free() {} };
+        this._inner = { info: () => '{}', embedText: disposed, embedImage: disposed, zeroShot: disposed, attention: disposed, grid: disposedSync, dispose() {}, free() {} };
       }
     }
   }

@@ -64,6 +64,8 @@ export interface RunOutput {
 }
 
 export interface AttentionMap {
+  /** Whose attention: the class token's in the last layer ("cls"), or for a model without one (SigLIP, SigLIP 2) its attention-pooling query's ("pool"). */
+  source: 'cls' | 'pool';
   rows: number;
   cols: number;
   heads: number;
@@ -173,6 +175,8 @@ export declare class ClipModel {
   embedImage(image: ImageInput, options?: BudgetOptions): Promise<Float32Array>;
   /** Zero-shot classification into `labels` (each put into `template`, default "a photo of a {}."), best first. */
   zeroShot(image: ImageInput, labels: string[], options?: { template?: string } & BudgetOptions): Promise<LabelScore[]>;
+  /** The image tower's attention over the patch grid (SigLIP: its pooling head's). */
+  attention(image: ImageInput, options?: BudgetOptions): Promise<AttentionMap>;
   /** The grid the image tower runs an image of `width` x `height` pixels on. */
   grid(width: number, height: number, options?: BudgetOptions): Grid;
   dispose(): void;
