@@ -83,10 +83,11 @@ async function loadClip() {
     if (clip) clip.dispose();
     clip = next;
     modelKind = 'clip';
-    // No attention map or patch-size dial in zero-shot mode.
-    $('heatRow').hidden = true;
+    // No patch-size dial in zero-shot mode; a token budget for a NaFlex model (SigLIP 2).
     $('patchRow').hidden = true;
-    const family = clip.info.family === 'siglip' ? 'SigLIP' : 'CLIP';
+    $('heatRow').hidden = false;
+    showBudgets(clip.info.maxPatches);
+    const family = clip.info.maxPatches != null ? 'SigLIP 2 NaFlex' : clip.info.family === 'siglip' ? 'SigLIP' : 'CLIP';
     const scoring = clip.info.scores === 'sigmoid' ? 'each label scored on its own' : 'scores shared among the labels';
     $('modelName').textContent = `${family} — ${clip.info.source}, ${clip.info.projectionDim}-d image-text space, ${scoring}`;
     document.body.dataset.scores = clip.info.scores;
@@ -100,6 +101,26 @@ async function loadClip() {
     setBusy(false);
     $('patchSize').disabled = true;
   }
+}
+
+/** The token-budget control of a NaFlex model (`own`: its checkpoint's budget; null hides it). */
+function showBudgets(own) {
+  const row = $('budgetRow');
+  row.hidden = own == null;
+  const select = $('maxPatches');
+  select.replaceChildren();
+  $('budgetNote').textContent = '';
+  if (own == null) return;
+  for (const n of [...new Set([16, 64, 128, 256, 576, 1024, own])].sort((a, b) => a - b)) {
+    const label = `${n} patches${n === own ? ' (the checkpoint\'s)' : ''}`;
+    select.append(Object.assign(document.createElement('option'), { value: String(n), textContent: label }));
+  }
+  select.value = String(own);
+}
+
+/** The budget to run a NaFlex model with, or undefined. */
+function budget() {
+  return $('budgetRow').hidden ? undefined : Number($('maxPatches').value);
 }
 
 async function loadModel(kind, patchSize) {
@@ -146,6 +167,7 @@ async function loadModel(kind, patchSize) {
     }
     $('heatRow').hidden = false;
     $('patchRow').hidden = false;
+    showBudgets(next.info.maxPatches);
     currentSource = source;
     modelKind = kind;
     // Compile the pipelines now, so the first image's latency is the model's, not the compiler's.
@@ -232,6 +254,14 @@ function drawHeat() {
     ctx.lineTo(heat.width, Math.round(r * ch) + 0.5);
   }
   ctx.stroke();
+  // The grid this image ran on, in the corner.
+  const caption = `${rows} × ${cols} patches`;
+  ctx.font = '12px system-ui, sans-serif';
+  const tw = ctx.measureText(caption).width;
+  ctx.fillStyle = 'rgba(0, 0, 0, 0.6)';
+  ctx.fillRect(4, 4, tw + 10, 18);
+  ctx.fillStyle = '#fff';
+  ctx.fillText(caption, 9, 17);
   heat.dataset.drawn = 'true';
 }
 
@@ -255,13 +285,15 @@ function showPredictions(preds) {
 async function zeroShotFile(file) {
   const labels = $('labels').value.split(',').map((l) => l.trim()).filter(Boolean);
   if (!labels.length) throw new Error('Type some labels, comma-separated (a cat, a dog, …).');
+  const maxPatches = budget();
   const t0 = performance.now();
-  const scores = await clip.zeroShot(file, labels);
+  const scores = await clip.zeroShot(file, labels, { maxPatches });
   const t1 = performance.now();
+  lastAttention = await clip.attention(file, { maxPatches });
   const bitmap = await createImageBitmap(file);
   drawImage(bitmap);
   bitmap.close();
-  lastAttention = null;
+  showGrid(maxPatches);
   drawHeat();
   showPredictions(scores.slice(0, 10));
   $('latency').textContent = `${(t1 - t0).toFixed(1)} ms (${labels.length} labels, incl. decode and the text tower)`;
@@ -298,20 +330,31 @@ async function handleFile(file) {
   }
 }
 
-/** The image classifier: top-5 classes and the CLS attention map. */
+/** What the heatmap shows, and for a NaFlex model the grid this image got under its budget. */
+function showGrid(maxPatches) {
+  const a = lastAttention;
+  $('heatWhose').textContent = a.source === 'pool' ? '(attention-pooling head)' : '(last layer, CLS token)';
+  document.body.dataset.grid = `${a.rows}x${a.cols}`;
+  if (maxPatches !== undefined) {
+    $('budgetNote').textContent = `this image: ${a.rows}×${a.cols} grid, ${a.rows * a.cols} of ${maxPatches} patches`;
+  }
+}
+
+/** The image classifier: top-5 classes and the attention map. */
 async function classifyFile(file) {
+  const maxPatches = budget();
   const t0 = performance.now();
   // The engine decodes and checks the file first, so an unusable file never reaches the page.
-  const preds = model.info.labels.length ? await model.classify(file, { topK: 5 }) : [];
+  const preds = model.info.labels.length ? await model.classify(file, { topK: 5, maxPatches }) : [];
   const t1 = performance.now();
-  lastAttention = await model.attention(file);
+  lastAttention = await model.attention(file, { maxPatches });
   const bitmap = await createImageBitmap(file);
   drawImage(bitmap);
   bitmap.close();
+  showGrid(maxPatches);
   drawHeat();
   showPredictions(preds);
   $('latency').textContent = `${(t1 - t0).toFixed(1)} ms (classify at patch ${model.info.patchSize}, incl. decode and upload)`;
-  document.body.dataset.grid = `${lastAttention.rows}x${lastAttention.cols}`;
   status(preds.length ? `${file.name || 'image'}: ${preds[0].label}` : `${file.name || 'image'}: attention map`);
   document.body.dataset.result = preds.length ? preds[0].label : '';
 }
@@ -369,6 +412,9 @@ function setupInputs() {
     $('labels').hidden = kind !== 'clip';
   });
   $('loadBtn').addEventListener('click', () => loadModel($('modelKind').value));
+  $('maxPatches').addEventListener('change', () => {
+    if (lastFile && !busy) handleFile(lastFile);
+  });
   $('patchSize').addEventListener('change', () => {
     if (!model || busy) return;
     loadModel(modelKind, Number($('patchSize').value));

@@ -203,6 +203,51 @@ test('zero-shot mode with a SigLIP model: sigmoid scores, the same top label and
   await page.waitForFunction(() => /Fashion-MNIST/.test(document.getElementById('modelName').textContent), null, { timeout: 120_000 });
 });
 
+test('zero-shot mode with a SigLIP 2 NaFlex model: a token budget, the grid each image got over the heatmap, the CLI\'s scores', { timeout: 300_000 }, async () => {
+  const dir = 'tests/fixtures/siglip2/siglip2-model';
+  const labels = 'cat, dog, cup of coffee';
+  await page.selectOption('#modelKind', 'clip');
+  await page.fill('#clipSource', `/${dir}`);
+  await page.fill('#labels', labels);
+  await page.click('#loadBtn');
+  await page.waitForFunction(() => /^SigLIP 2 NaFlex/.test(document.getElementById('modelName').textContent), null, { timeout: 180_000 });
+  assert.equal(await page.isVisible('#budgetRow'), true);
+  assert.equal(await page.inputValue('#maxPatches'), '64', 'the checkpoint\'s own budget first');
+  const cases = JSON.parse(readFileSync(join(ROOT, dir, 'cases.json'), 'utf8')).cases;
+  const gridOf = (image, budget) => cases.find((c) => c.image === image && c.budget === budget).grid;
+  const labelsArg = labels.split(', ').join(',');
+  // The image on show at `budget`: the processor's grid, over the heatmap, and the CLI's scores.
+  const check = async (image, budget) => {
+    await page.waitForSelector('body[data-result]', { timeout: 180_000 });
+    const [rows, cols] = gridOf(image, budget);
+    assert.equal(await page.getAttribute('body', 'data-grid'), `${rows}x${cols}`, `${image} at ${budget}: the processor's grid`);
+    assert.match(await page.textContent('#budgetNote'), new RegExp(`${rows}×${cols} grid, ${rows * cols} of ${budget} patches`));
+    assert.equal(await page.getAttribute('#heat', 'data-drawn'), 'true');
+    assert.match(await page.textContent('#heatWhose'), /pooling head/);
+    const native = JSON.parse(execFileSync(NATIVE, ['classify', '--json', '--top', '1', '--model', join(ROOT, dir), '--max-patches', String(budget), '--labels', labelsArg, join(ROOT, image)], { encoding: 'utf8' }));
+    const top = native.results[0].top[0];
+    assert.equal(await page.textContent('#predictions li:first-child .label'), top.label);
+    assert.equal(await page.textContent('#predictions li:first-child .score'), `${(top.score * 100).toFixed(1)}%`);
+  };
+  const chelsea = 'tests/fixtures/photos/chelsea.png';
+  const strip = 'tests/fixtures/siglip2/strip-600x32.png';
+  await page.evaluate(() => delete document.body.dataset.result);
+  await dropFile(join(ROOT, chelsea), 'chelsea.png', 'image/png');
+  await check(chelsea, 64);
+  // A new budget re-runs the image on show: its grid follows.
+  await page.evaluate(() => delete document.body.dataset.result);
+  await page.selectOption('#maxPatches', '16');
+  await check(chelsea, 16);
+  await page.evaluate(() => delete document.body.dataset.result);
+  await dropFile(join(ROOT, strip), 'strip-600x32.png', 'image/png');
+  await check(strip, 16);
+  await page.screenshot({ path: join(SHOTS, 'demo-zero-shot-naflex.png') });
+  await page.selectOption('#modelKind', 'default');
+  await page.click('#loadBtn');
+  await page.waitForFunction(() => /Fashion-MNIST/.test(document.getElementById('modelName').textContent), null, { timeout: 120_000 });
+  assert.equal(await page.isVisible('#budgetRow'), false);
+});
+
 test('no console errors', () => {
   assert.deepEqual(consoleErrors, []);
 });
