@@ -268,3 +268,39 @@ fn the_cli_runs_any_grid_and_takes_a_budget() {
     let (ok, _, stderr) = tessera(&["embed", "--device", "cpu", "--model", fixed.to_str().unwrap(), "--max-patches", "16", image.to_str().unwrap()]);
     assert!(!ok && stderr.contains("NaFlex"), "{stderr}");
 }
+
+/// `tessera sweep --max-patches`: one row per budget with the grid `Siglip2ImageProcessor` gives
+/// the image size at that budget (cases.json), its tokens and timings, a chart with a bar per
+/// budget; a budget out of range and a fixed-size checkpoint are refused before anything runs.
+#[test]
+fn the_sweep_runs_each_budget_at_its_grid() {
+    let model = root().join("siglip2-vision");
+    let chart = std::env::temp_dir().join(format!("tessera-naflex-sweep-{}.svg", std::process::id()));
+    let args = ["sweep", "--device", "cpu", "--model", model.to_str().unwrap(), "--max-patches", "16,64,144", "--image-size", "30x300", "--batch", "2", "--latency-runs", "2", "--chart", chart.to_str().unwrap(), "--json"];
+    let (ok, stdout, stderr) = tessera(&args);
+    assert!(ok, "{stderr}");
+    let doc: serde_json::Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    assert_eq!(doc["original_max_patches"], 64);
+    let rows = doc["results"].as_array().unwrap();
+    let want = cases("siglip2-vision");
+    assert_eq!(rows.len(), 3);
+    for (row, budget) in rows.iter().zip([16, 64, 144]) {
+        let case = want.iter().find(|c| c.0 == format!("column-30x300-{budget}")).unwrap();
+        let grid = (row["grid"][0].as_u64().unwrap() as usize, row["grid"][1].as_u64().unwrap() as usize);
+        assert_eq!(row["max_patches"], budget);
+        assert_eq!(grid, case.4, "budget {budget}: the processor's grid");
+        assert_eq!(row["tokens"].as_u64().unwrap() as usize, grid.0 * grid.1, "budget {budget}: no class token, a token per patch");
+        assert!(row["latency_ms"].as_f64().unwrap() > 0.0 && row["images_per_s"].as_f64().unwrap() > 0.0, "{row}");
+    }
+    let svg = std::fs::read_to_string(&chart).unwrap();
+    assert_eq!(svg.matches("<rect x=").count(), 1 + 3, "frame and a bar per budget");
+    assert!(svg.contains("patch budget"), "{svg}");
+    std::fs::remove_file(&chart).ok();
+
+    let (ok, _, stderr) = tessera(&["sweep", "--device", "cpu", "--model", model.to_str().unwrap(), "--max-patches", "64,0", "--chart", chart.to_str().unwrap()]);
+    assert!(!ok && stderr.contains("--max-patches 0") && stderr.contains("out of range"), "{stderr}");
+    assert!(!chart.exists(), "refused before it ran");
+    let fixed = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/siglip/siglip-vision");
+    let (ok, _, stderr) = tessera(&["sweep", "--device", "cpu", "--model", fixed.to_str().unwrap(), "--max-patches", "64"]);
+    assert!(!ok && stderr.contains("NaFlex") && stderr.contains("--patch-sizes"), "{stderr}");
+}

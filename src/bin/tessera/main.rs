@@ -75,7 +75,8 @@ fn main() -> std::process::ExitCode {
         /// Run the model in a loop and load it repeatedly, watching resident memory.
         Soak(soak::SoakArgs),
         /// Accuracy, tokens, throughput and latency at several patch sizes (the patch kernel
-        /// PI-resized to each), with a chart of accuracy against throughput.
+        /// PI-resized to each), or for a NaFlex checkpoint at several patch budgets
+        /// (--max-patches), with a chart of accuracy against throughput.
         Sweep(sweep::SweepArgs),
         /// List the adapters and describe the device tessera would use, and why; with --model or
         /// --patch-size, also the model as it would run.

@@ -1,6 +1,7 @@
-//! `tessera sweep`: one checkpoint at several patch sizes (its patch kernel PI-resized to each):
-//! accuracy on the Fashion-MNIST test set (10-class models), tokens, throughput and latency per
-//! patch size, and a chart of accuracy against throughput.
+//! `tessera sweep`: one checkpoint at several patch sizes (its patch kernel PI-resized to each),
+//! or a NaFlex checkpoint at several patch budgets: accuracy on the Fashion-MNIST test set
+//! (10-class models), tokens, throughput and latency per setting, and a chart of accuracy against
+//! throughput.
 
 use crate::eval::{check_ten_classes, evaluate, read_test_set};
 use crate::models;
@@ -23,6 +24,14 @@ pub struct SweepArgs {
     /// the one that doubles each side of the token grid, and up to a 2x2 grid.
     #[arg(long, value_delimiter = ',', value_name = "P,P,..")]
     patch_sizes: Vec<usize>,
+    /// Patch budgets to run a NaFlex checkpoint (SigLIP 2) at, comma-separated (e.g.
+    /// 64,128,256,576): each image gets the aspect-preserving grid that fits the budget.
+    #[arg(long, value_delimiter = ',', value_name = "N,N,..", conflicts_with = "patch_sizes")]
+    max_patches: Vec<usize>,
+    /// With --max-patches: the size of the image the budgets are timed on, WxH (its grid at each
+    /// budget sets the tokens).
+    #[arg(long, default_value = "640x480", value_name = "WxH")]
+    image_size: String,
     /// Folder with Fashion-MNIST's t10k files (accuracy is measured for 10-class models).
     #[arg(long, default_value = "/usr/share/datasets/fashion-mnist")]
     data: PathBuf,
@@ -47,12 +56,27 @@ pub struct SweepArgs {
 #[derive(serde::Serialize, Clone, Debug)]
 pub struct SweepRow {
     pub patch_size: usize,
+    /// The patch budget (NaFlex sweeps).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_patches: Option<usize>,
+    /// The patch grid (rows, columns) of the timed image.
+    pub grid: (usize, usize),
     pub tokens: usize,
     pub accuracy: Option<f64>,
     pub pytorch_accuracy: Option<f64>,
     pub fixed_patch_baseline: Option<f64>,
     pub images_per_s: f64,
     pub latency_ms: f64,
+}
+
+impl SweepRow {
+    /// The setting a row ran at, as the chart labels it.
+    fn label(&self) -> String {
+        match self.max_patches {
+            Some(n) => format!("budget {n}"),
+            None => format!("P={}", self.patch_size),
+        }
+    }
 }
 
 /// The default patch sizes for a checkpoint trained at `image` with patch `p`.
@@ -74,10 +98,9 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 /// Latency (median of `runs` single images, ms) and throughput (images/s in batches of `batch`,
-/// for at least a second) on random pixels at the checkpoint's image size.
-fn time_model(model: &Model, batch: usize, runs: usize) -> Result<(f64, f64)> {
+/// for at least a second) on random pixels of `h` x `w` (as preprocessed).
+fn time_model(model: &Model, (h, w): (usize, usize), batch: usize, runs: usize) -> Result<(f64, f64)> {
     let c = model.config.num_channels;
-    let (h, w) = model.config.image_size;
     let mut rng = tessera::reference::Rng::new(7);
     let one = rng.vec(c * h * w, 1.0);
     let opts = RunOptions { logits_only: true, ..Default::default() };
@@ -103,6 +126,9 @@ fn time_model(model: &Model, batch: usize, runs: usize) -> Result<(f64, f64)> {
 pub fn run(device: &Device, args: &SweepArgs) -> Result<()> {
     let embedded = args.model.is_none() || matches!(args.model.as_deref(), Some("default" | "embedded"));
     let ck = models::checkpoint(args.model.as_deref())?;
+    if !args.max_patches.is_empty() {
+        return run_budgets(device, args, &ck);
+    }
     let own = ck.config.patch_size;
     let mut sizes = if args.patch_sizes.is_empty() { default_patch_sizes(embedded, ck.config.image_size, own) } else { args.patch_sizes.clone() };
     sizes.dedup();
@@ -144,7 +170,7 @@ pub fn run(device: &Device, args: &SweepArgs) -> Result<()> {
             None => None,
         };
         bar.set_message(format!("patch {q}: timing"));
-        let (latency_ms, images_per_s) = time_model(&model, batch, args.latency_runs)?;
+        let (latency_ms, images_per_s) = time_model(&model, (h, w), batch, args.latency_runs)?;
         if !ten {
             bar.inc(1);
         }
@@ -154,37 +180,122 @@ pub fn run(device: &Device, args: &SweepArgs) -> Result<()> {
         } else {
             (None, None)
         };
-        rows.push(SweepRow { patch_size: q, tokens, accuracy, pytorch_accuracy, fixed_patch_baseline, images_per_s, latency_ms });
+        rows.push(SweepRow { patch_size: q, max_patches: None, grid: (h / q, w / q), tokens, accuracy, pytorch_accuracy, fixed_patch_baseline, images_per_s, latency_ms });
     }
     bar.finish_and_clear();
+    report(device, args, &ck.source, ("original_patch_size", own), batch, per, rows)
+}
 
-    let title = format!("{} on {}", ck.source, device.name());
+/// `WxH` as (height, width), each side at least 1.
+fn parse_size(s: &str) -> Result<(usize, usize)> {
+    let parts: Vec<Option<usize>> = s.split('x').map(|v| v.trim().parse().ok().filter(|&v: &usize| v > 0)).collect();
+    match parts[..] {
+        [Some(w), Some(h)] => Ok((h, w)),
+        _ => bail!("--image-size {s}: expected WxH with two positive numbers (e.g. 640x480)"),
+    }
+}
+
+/// A NaFlex checkpoint at each budget: the grid an `--image-size` image gets, its tokens, its
+/// latency and throughput, and the accuracy on Fashion-MNIST for a 10-class classifier.
+fn run_budgets(device: &Device, args: &SweepArgs, ck: &tessera::Checkpoint) -> Result<()> {
+    let (ih, iw) = parse_size(&args.image_size)?;
+    let mut model = Model::load_with(
+        device,
+        ck,
+        tessera::LoadOptions { storage: if args.f16 { tessera::DType::F16 } else { tessera::DType::F32 }, ..Default::default() },
+    )?;
+    let own = model.preprocessor.max_patches().with_context(|| {
+        format!("{}: --max-patches sweeps a NaFlex checkpoint (SigLIP 2, Siglip2ImageProcessor); this one resizes to a fixed size: sweep --patch-sizes", ck.source)
+    })?;
+    let mut budgets = args.max_patches.clone();
+    budgets.dedup();
+    // Refused before anything runs: every budget must be in range.
+    let pres: Vec<_> = budgets
+        .iter()
+        .map(|&n| model.preprocessor.with_max_patches(n).map_err(|e| anyhow::anyhow!("--max-patches {n}: {e}")))
+        .collect::<Result<_>>()?;
+    let batch = args.batch.max(1);
+    let ten = model.labels().len() == 10;
+    let set = if ten { Some(read_test_set(&args.data, args.limit).with_context(|| format!("{}: the test set for the accuracy", args.data.display()))?) } else { None };
+    if !ten {
+        eprintln!("note: {} is not a 10-class model: timing only, no accuracy", ck.source);
+    }
+    let per = set.as_ref().map_or(0, |s| s.0 .0);
+    let bar = indicatif::ProgressBar::new(if ten { (per * budgets.len()) as u64 } else { budgets.len() as u64 });
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{msg:>24} {bar:40} {pos}/{len} images  eta {eta}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let p = model.patch_size();
+    let mut rows = Vec::new();
+    for (&n, pre) in budgets.iter().zip(pres) {
+        model.preprocessor = pre;
+        let (h, w) = model.preprocessor.output_size(ih, iw);
+        let grid = (h / p, w / p);
+        let accuracy = match &set {
+            Some(set) => {
+                bar.set_message(format!("budget {n}: accuracy"));
+                Some(evaluate(&model, set, batch, &bar)?.accuracy())
+            }
+            None => None,
+        };
+        bar.set_message(format!("budget {n}: timing"));
+        let (latency_ms, images_per_s) = time_model(&model, (h, w), batch, args.latency_runs)?;
+        if !ten {
+            bar.inc(1);
+        }
+        let tokens = model.config.prefix_tokens() + grid.0 * grid.1;
+        rows.push(SweepRow { patch_size: p, max_patches: Some(n), grid, tokens, accuracy, pytorch_accuracy: None, fixed_patch_baseline: None, images_per_s, latency_ms });
+    }
+    bar.finish_and_clear();
+    report(device, args, &ck.source, ("original_max_patches", own), batch, per, rows)
+}
+
+/// The chart, then the table (or the JSON). `own`: the checkpoint's own setting, named as the
+/// JSON names it (`original_patch_size`, `original_max_patches`).
+fn report(device: &Device, args: &SweepArgs, source: &str, own: (&str, usize), batch: usize, per: usize, rows: Vec<SweepRow>) -> Result<()> {
+    let title = format!("{source} on {}", device.name());
     std::fs::write(&args.chart, chart_svg(&rows, &title)).with_context(|| format!("{}: cannot write the chart", args.chart.display()))?;
+    let budgets = rows.iter().any(|r| r.max_patches.is_some());
     if args.json {
-        let doc = serde_json::json!({
-            "model": ck.source, "original_patch_size": own, "device": device.name(), "batch": batch,
+        let mut doc = serde_json::json!({
+            "model": source, "device": device.name(), "batch": batch,
             "images": per, "chart": args.chart.display().to_string(), "results": rows,
         });
+        doc[own.0] = own.1.into();
+        if budgets {
+            doc["image_size"] = args.image_size.clone().into();
+        }
         println!("{}", serde_json::to_string_pretty(&doc)?);
         return Ok(());
     }
-    println!("{title}; own patch size {own}; throughput in batches of {batch}\n");
     let pct = |v: Option<f64>| v.map_or("-".to_string(), |a| format!("{:.2}%", a * 100.0));
-    println!("{:>5} {:>7} {:>9} {:>9} {:>12} {:>10} {:>11}", "patch", "tokens", "accuracy", "PyTorch", "fixed-patch", "images/s", "latency ms");
-    for r in &rows {
-        println!(
-            "{:>5} {:>7} {:>9} {:>9} {:>12} {:>10.0} {:>11.2}",
-            r.patch_size,
-            r.tokens,
-            pct(r.accuracy),
-            pct(r.pytorch_accuracy),
-            pct(r.fixed_patch_baseline),
-            r.images_per_s,
-            r.latency_ms
-        );
-    }
-    if rows.iter().any(|r| r.fixed_patch_baseline.is_some()) {
-        println!("\nfixed-patch: the previous default (trained at patch 4 only), PI-resized the same way, in PyTorch");
+    if budgets {
+        println!("{title}; a {} image, the checkpoint's own budget {}; throughput in batches of {batch}\n", args.image_size, own.1);
+        println!("{:>7} {:>8} {:>7} {:>9} {:>10} {:>11}", "budget", "grid", "tokens", "accuracy", "images/s", "latency ms");
+        for r in &rows {
+            let grid = format!("{}x{}", r.grid.0, r.grid.1);
+            println!("{:>7} {grid:>8} {:>7} {:>9} {:>10.1} {:>11.2}", r.max_patches.unwrap_or(0), r.tokens, pct(r.accuracy), r.images_per_s, r.latency_ms);
+        }
+        println!("\ngrid: rows x columns of {}-pixel patches", rows.first().map_or(16, |r| r.patch_size));
+    } else {
+        println!("{title}; own patch size {}; throughput in batches of {batch}\n", own.1);
+        println!("{:>5} {:>7} {:>9} {:>9} {:>12} {:>10} {:>11}", "patch", "tokens", "accuracy", "PyTorch", "fixed-patch", "images/s", "latency ms");
+        for r in &rows {
+            println!(
+                "{:>5} {:>7} {:>9} {:>9} {:>12} {:>10.0} {:>11.2}",
+                r.patch_size,
+                r.tokens,
+                pct(r.accuracy),
+                pct(r.pytorch_accuracy),
+                pct(r.fixed_patch_baseline),
+                r.images_per_s,
+                r.latency_ms
+            );
+        }
+        if rows.iter().any(|r| r.fixed_patch_baseline.is_some()) {
+            println!("\nfixed-patch: the previous default (trained at patch 4 only), PI-resized the same way, in PyTorch");
+        }
     }
     println!("chart: {}", args.chart.display());
     Ok(())
@@ -238,14 +349,14 @@ pub fn chart_svg(rows: &[SweepRow], title: &str) -> String {
         s += &format!("<polyline points=\"{}\" fill=\"none\" stroke=\"#3366cc\" stroke-width=\"2\"/>\n", pts.join(" "));
         for ((row, &a), &v) in rows.iter().zip(&accs).zip(&ips) {
             s += &format!(
-                "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"5\" fill=\"#3366cc\"><title>patch {}: {a:.2}%, {v:.0} images/s</title></circle>\
-                 <text x=\"{:.1}\" y=\"{:.1}\">P={} ({} tokens)</text>\n",
+                "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"5\" fill=\"#3366cc\"><title>{}: {a:.2}%, {v:.0} images/s</title></circle>\
+                 <text x=\"{:.1}\" y=\"{:.1}\">{} ({} tokens)</text>\n",
                 px(v),
                 py(a),
-                row.patch_size,
+                row.label(),
                 px(v) + 8.0,
                 py(a) - 8.0,
-                row.patch_size,
+                row.label(),
                 row.tokens
             );
             if let Some(base) = row.fixed_patch_baseline {
@@ -263,7 +374,8 @@ pub fn chart_svg(rows: &[SweepRow], title: &str) -> String {
         let hi = ips.iter().cloned().fold(0f64, f64::max) * 1.15;
         let n = rows.len().max(1) as f64;
         let bw = pw / n * 0.6;
-        s += &format!("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">patch size (tokens)</text>\n", l + pw / 2.0, h - 16.0);
+        let axis = if rows.iter().any(|r| r.max_patches.is_some()) { "patch budget (tokens)" } else { "patch size (tokens)" };
+        s += &format!("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{axis}</text>\n", l + pw / 2.0, h - 16.0);
         s += &format!("<text x=\"18\" y=\"{0}\" text-anchor=\"middle\" transform=\"rotate(-90 18 {0})\">images/s</text>\n", t + ph / 2.0);
         for (i, (row, &v)) in rows.iter().zip(&ips).enumerate() {
             let x = l + (i as f64 + 0.5) * pw / n;
@@ -275,7 +387,7 @@ pub fn chart_svg(rows: &[SweepRow], title: &str) -> String {
                 t + ph - bh,
                 t + ph - bh - 6.0,
                 t + ph + 16.0,
-                row.patch_size,
+                row.max_patches.unwrap_or(row.patch_size),
                 row.tokens
             );
         }
@@ -288,7 +400,7 @@ mod tests {
     use super::*;
 
     fn row(p: usize, acc: Option<f64>, ips: f64) -> SweepRow {
-        SweepRow { patch_size: p, tokens: 1 + (28 / p) * (28 / p), accuracy: acc, pytorch_accuracy: None, fixed_patch_baseline: Some(0.5), images_per_s: ips, latency_ms: 1.0 }
+        SweepRow { patch_size: p, max_patches: None, grid: (28 / p, 28 / p), tokens: 1 + (28 / p) * (28 / p), accuracy: acc, pytorch_accuracy: None, fixed_patch_baseline: Some(0.5), images_per_s: ips, latency_ms: 1.0 }
     }
 
     #[test]
