@@ -5,6 +5,9 @@
 //                       which: q of (b, h, t) at b*batch_stride + h*head_stride + t*row_stride,
 //                       k and v k_off and v_off further (all in units of V)
 //   out (B, T, H*DH)    heads concatenated, ready for the output projection
+//   lengths (B)         MASKED: the keys of each batch item (padded sequences: keys from its
+//                       length on are not loaded or scored; its padded queries still attend to
+//                       its valid keys, as transformers' key mask does)
 // A workgroup owns BQ queries of one (batch, head); each invocation owns one query row and keeps
 // its output row in registers. Keys and values stream through workgroup memory BKV rows at a
 // time; the running max and sum rescale the accumulator when a larger score appears.
@@ -33,6 +36,10 @@ struct Params { tokens: u32, heads: u32, scale: f32, batch_stride: u32, head_str
 @group(0) @binding(_) var<uniform> P: Params;
 @group(0) @binding(_) var<storage, read_write> out: array<SV>;
 @group(0) @binding(_) var<storage, read_write> qkv: array<SV>;
+#ifdef MASKED
+@group(0) @binding(_) var<storage, read_write> lengths: array<f32>;
+var<workgroup> wg_keys: u32;
+#endif
 
 var<workgroup> k_tile: array<V, BKV * DV>;
 var<workgroup> v_tile: array<V, BKV * DV>;
@@ -60,13 +67,22 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     var l = 0.0;
     var s: array<f32, BKV>;
 
+    // MASKED: this batch item's keys (at least one), the same for the whole workgroup.
+#ifdef MASKED
+    if (lid == 0u) {
+        wg_keys = clamp(u32(lengths[b] + 0.5), 1u, P.tokens);
+    }
+    let keys = workgroupUniformLoad(&wg_keys);
+#else
+    let keys = P.tokens;
+#endif
     // CAUSAL: keys up to the query itself (the tiles still load for the whole workgroup).
 #ifdef CAUSAL
-    let limit = min(P.tokens, query + 1u);
+    let limit = min(keys, query + 1u);
 #else
-    let limit = P.tokens;
+    let limit = keys;
 #endif
-    for (var kv0 = 0u; kv0 < P.tokens; kv0 += BKV) {
+    for (var kv0 = 0u; kv0 < keys; kv0 += BKV) {
         load_kv_tile(kv0, base, lid, BQ);
         workgroupBarrier();
         if (valid && kv0 < limit) {

@@ -13,13 +13,6 @@ struct Params { tokens: u32, heads: u32, head_dim: u32, scale: f32 }
 
 var<workgroup> probs: array<f32, WG>;
 
-fn score(q_off: u32, row: u32) -> f32 {
-    var dot = 0.0;
-    for (var e = 0u; e < P.head_dim; e++) {
-        dot = fma(f32(query[q_off + e]), f32(kv[row + e]), dot);
-    }
-    return dot * P.scale;
-}
 
 @compute @workgroup_size(WG, 1, 1)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -29,27 +22,21 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let q_off = h * P.head_dim;
     // Key of token t: kv[(b * T + t) * 2D + h * head_dim], its value D further on.
     let base = b * P.tokens * 2u * d + h * P.head_dim;
-    var mx = -3.0e38;
-    for (var t = lid; t < P.tokens; t += WG) {
-        mx = max(mx, score(q_off, base + t * 2u * d));
-    }
-    mx = reduce_max(mx, lid);
-    var sum = 0.0;
-    for (var t = lid; t < P.tokens; t += WG) {
-        sum += exp(score(q_off, base + t * 2u * d) - mx);
-    }
-    let inv = 1.0 / reduce_sum(sum, lid);
+    let tokens = pooled_tokens(b, lid);
+    let stats = softmax_stats(q_off, base, d, tokens, lid);
+    let mx = stats.x;
+    let inv = stats.y;
     // At most MAX_HEAD_DIM (128) columns over at least 32 invocations: four accumulators each.
     var acc = array<f32, 4>(0.0, 0.0, 0.0, 0.0);
-    for (var t0 = 0u; t0 < P.tokens; t0 += WG) {
+    for (var t0 = 0u; t0 < tokens; t0 += WG) {
         let t = t0 + lid;
         var p = 0.0;
-        if (t < P.tokens) {
+        if (t < tokens) {
             p = exp(score(q_off, base + t * 2u * d) - mx) * inv;
         }
         probs[lid] = p;
         workgroupBarrier();
-        let n = min(WG, P.tokens - t0);
+        let n = min(WG, tokens - t0);
         for (var j = 0u; j < 4u; j++) {
             let e = lid + j * WG;
             if (e < P.head_dim) {

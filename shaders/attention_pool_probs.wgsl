@@ -9,14 +9,6 @@ struct Params { tokens: u32, heads: u32, head_dim: u32, scale: f32 }
 @group(0) @binding(_) var<storage, read> query: array<S>;
 @group(0) @binding(_) var<storage, read_write> kv: array<S>;
 
-fn score(q_off: u32, row: u32) -> f32 {
-    var dot = 0.0;
-    for (var e = 0u; e < P.head_dim; e++) {
-        dot = fma(f32(query[q_off + e]), f32(kv[row + e]), dot);
-    }
-    return dot * P.scale;
-}
-
 @compute @workgroup_size(WG, 1, 1)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let h = wid.x;
@@ -24,18 +16,16 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let d = P.heads * P.head_dim;
     let q_off = h * P.head_dim;
     let base = b * P.tokens * 2u * d + h * P.head_dim;
-    var mx = -3.0e38;
-    for (var t = lid; t < P.tokens; t += WG) {
-        mx = max(mx, score(q_off, base + t * 2u * d));
-    }
-    mx = reduce_max(mx, lid);
-    var sum = 0.0;
-    for (var t = lid; t < P.tokens; t += WG) {
-        sum += exp(score(q_off, base + t * 2u * d) - mx);
-    }
-    let inv = 1.0 / reduce_sum(sum, lid);
+    let tokens = pooled_tokens(b, lid);
+    let stats = softmax_stats(q_off, base, d, tokens, lid);
+    let mx = stats.x;
+    let inv = stats.y;
     let o = (b * P.heads + h) * P.tokens;
     for (var t = lid; t < P.tokens; t += WG) {
-        out[o + t] = S(exp(score(q_off, base + t * 2u * d) - mx) * inv);
+        var p = 0.0;
+        if (t < tokens) {
+            p = exp(score(q_off, base + t * 2u * d) - mx) * inv;
+        }
+        out[o + t] = S(p);
     }
 }

@@ -96,6 +96,18 @@ pub fn attention(qkv: &[f32], b: usize, t: usize, heads: usize, dh: usize, scale
 
 /// [`attention`], with `causal`: query i attends to keys 0..=i only.
 pub fn attention_masked(qkv: &[f32], b: usize, t: usize, heads: usize, dh: usize, scale: f32, causal: bool) -> Vec<f32> {
+    attention_keys(qkv, b, t, heads, dh, scale, causal, &[])
+}
+
+/// [`attention`] of padded sequences: every query of batch item `bi` attends to its first
+/// `lengths[bi]` keys only (transformers' key padding mask).
+pub fn attention_lengths(qkv: &[f32], b: usize, t: usize, heads: usize, dh: usize, scale: f32, lengths: &[usize]) -> Vec<f32> {
+    assert_eq!(lengths.len(), b);
+    attention_keys(qkv, b, t, heads, dh, scale, false, lengths)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn attention_keys(qkv: &[f32], b: usize, t: usize, heads: usize, dh: usize, scale: f32, causal: bool, lengths: &[usize]) -> Vec<f32> {
     let d = heads * dh;
     let mut out = vec![0f32; b * t * d];
     let at = |bi: usize, ti: usize, part: usize, h: usize, e: usize| qkv[(bi * t + ti) * 3 * d + part * d + h * dh + e] as f64;
@@ -105,7 +117,7 @@ pub fn attention_masked(qkv: &[f32], b: usize, t: usize, heads: usize, dh: usize
             for qi in 0..t {
                 let mut mx = f64::NEG_INFINITY;
                 for (ki, sk) in s.iter_mut().enumerate() {
-                    if causal && ki > qi {
+                    if causal && ki > qi || lengths.get(bi).is_some_and(|&n| ki >= n) {
                         *sk = f64::NEG_INFINITY;
                         continue;
                     }
@@ -168,16 +180,23 @@ pub fn attention_probs(
 /// Attention pooling of a learned `query (heads*dh)` over `kv (b, t, 2*heads*dh)` (keys, then
 /// values): `(b, heads*dh)`.
 pub fn attention_pool(query: &[f32], kv: &[f32], b: usize, t: usize, heads: usize, dh: usize, scale: f32) -> Vec<f32> {
+    attention_pool_lengths(query, kv, b, t, heads, dh, scale, &vec![t; b])
+}
+
+/// [`attention_pool`] of padded sequences: batch item `bi` pools its first `lengths[bi]` tokens.
+#[allow(clippy::too_many_arguments)]
+pub fn attention_pool_lengths(query: &[f32], kv: &[f32], b: usize, t: usize, heads: usize, dh: usize, scale: f32, lengths: &[usize]) -> Vec<f32> {
     let d = heads * dh;
     let mut out = vec![0f32; b * d];
     for bi in 0..b {
+        let n = lengths[bi];
         for h in 0..heads {
             let at = |ti: usize, part: usize, e: usize| kv[(bi * t + ti) * 2 * d + part * d + h * dh + e] as f64;
-            let s: Vec<f64> = (0..t).map(|ti| (0..dh).map(|e| query[h * dh + e] as f64 * at(ti, 0, e)).sum::<f64>() * scale as f64).collect();
+            let s: Vec<f64> = (0..n).map(|ti| (0..dh).map(|e| query[h * dh + e] as f64 * at(ti, 0, e)).sum::<f64>() * scale as f64).collect();
             let mx = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
             let sum: f64 = s.iter().map(|v| (v - mx).exp()).sum();
             for e in 0..dh {
-                out[bi * d + h * dh + e] = ((0..t).map(|ti| (s[ti] - mx).exp() * at(ti, 1, e)).sum::<f64>() / sum) as f32;
+                out[bi * d + h * dh + e] = ((0..n).map(|ti| (s[ti] - mx).exp() * at(ti, 1, e)).sum::<f64>() / sum) as f32;
             }
         }
     }
@@ -186,16 +205,23 @@ pub fn attention_pool(query: &[f32], kv: &[f32], b: usize, t: usize, heads: usiz
 
 /// The attention probabilities of [`attention_pool`]: `(b, heads, t)`.
 pub fn attention_pool_probs(query: &[f32], kv: &[f32], b: usize, t: usize, heads: usize, dh: usize, scale: f32) -> Vec<f32> {
+    attention_pool_probs_lengths(query, kv, b, t, heads, dh, scale, &vec![t; b])
+}
+
+/// [`attention_pool_probs`] of padded sequences: 0 for the tokens from `lengths[bi]` on.
+#[allow(clippy::too_many_arguments)]
+pub fn attention_pool_probs_lengths(query: &[f32], kv: &[f32], b: usize, t: usize, heads: usize, dh: usize, scale: f32, lengths: &[usize]) -> Vec<f32> {
     let d = heads * dh;
     let mut out = vec![0f32; b * heads * t];
     for bi in 0..b {
+        let n = lengths[bi];
         for h in 0..heads {
-            let s: Vec<f64> = (0..t)
+            let s: Vec<f64> = (0..n)
                 .map(|ti| (0..dh).map(|e| query[h * dh + e] as f64 * kv[(bi * t + ti) * 2 * d + h * dh + e] as f64).sum::<f64>() * scale as f64)
                 .collect();
             let mx = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
             let sum: f64 = s.iter().map(|v| (v - mx).exp()).sum();
-            for ti in 0..t {
+            for ti in 0..n {
                 out[(bi * heads + h) * t + ti] = ((s[ti] - mx).exp() / sum) as f32;
             }
         }

@@ -133,6 +133,67 @@ fn causal_attention_masks_later_keys() {
     });
 }
 
+/// Attention over padded sequences (NaFlex batches): every query of item b over its first
+/// `lengths[b]` keys, on both devices, against the f64 reference; lengths of 1, across the GPU
+/// kernel's key tiles and the CPU kernel's 256-key blocks, equal to T; vec4 and odd head dims.
+/// The keys past each length hold huge values: were they scored, the result would differ.
+#[test]
+fn masked_attention_skips_keys_past_each_length() {
+    each_device(|| {
+        let mut seed = 520;
+        for (t, heads, dh, lengths) in [(37, 2, 16, vec![1usize, 36, 37]), (300, 2, 64, vec![257, 3]), (65, 3, 7, vec![64, 17]), (16, 1, 128, vec![16]), (8, 4, 8, vec![5, 8, 1, 2])] {
+            let b = lengths.len();
+            let d = heads * dh;
+            let mut qkv = Rng::new(seed).vec(b * t * 3 * d, 1.0);
+            for (bi, &n) in lengths.iter().enumerate() {
+                for ti in n..t {
+                    qkv[(bi * t + ti) * 3 * d..(bi * t + ti + 1) * 3 * d].iter_mut().for_each(|v| *v *= 1e4);
+                }
+            }
+            let scale = 1.0 / (dh as f32).sqrt();
+            let lens: Vec<f32> = lengths.iter().map(|&n| n as f32).collect();
+            let got = run_op(Op::MaskedAttention { heads, scale }, &[input("qkv", &[b, t, 3 * d], &qkv), input("lengths", &[b], &lens)]);
+            let want = r::attention_lengths(&qkv, b, t, heads, dh, scale, &lengths);
+            // The padded queries' rows are products of huge values; the valid ones are checked
+            // tightly, the padded ones relative to their size.
+            for (bi, &n) in lengths.iter().enumerate() {
+                let valid = |v: &[f32]| v[bi * t * d..(bi * t + n) * d].to_vec();
+                assert_close(&format!("masked attention t={t} heads={heads} dh={dh} item {bi} of length {n}"), &valid(&got), &valid(&want), 1e-4, RTOL);
+                let pad = |v: &[f32]| v[(bi * t + n) * d..(bi + 1) * t * d].to_vec();
+                assert_close(&format!("masked attention t={t} item {bi}'s padded queries"), &pad(&got), &pad(&want), 1e-2, 1e-3);
+            }
+            seed += 1;
+        }
+    });
+}
+
+/// Attention pooling over padded sequences: each item pools its first `lengths[b]` tokens, its
+/// probabilities 0 past them, on both devices against the f64 reference.
+#[test]
+fn masked_attention_pooling_skips_padding() {
+    each_device(|| {
+        for (t, heads, dh, lengths) in [(196, 2, 16, vec![196usize, 1, 100]), (33, 4, 7, vec![32, 5]), (729, 2, 128, vec![700])] {
+            let b = lengths.len();
+            let d = heads * dh;
+            let mut rng = Rng::new(560 + t as u64);
+            let (q, mut kv) = (rng.vec(d, 1.0), rng.vec(b * t * 2 * d, 1.0));
+            for (bi, &n) in lengths.iter().enumerate() {
+                kv[(bi * t + n) * 2 * d..(bi + 1) * t * 2 * d].iter_mut().for_each(|v| *v *= 1e4);
+            }
+            let scale = 1.0 / (dh as f32).sqrt();
+            let lens: Vec<f32> = lengths.iter().map(|&n| n as f32).collect();
+            let ins = [weight("query", &[1, d], &q), input("kv", &[b, t, 2 * d], &kv), input("lengths", &[b], &lens)];
+            let got = run_op(Op::MaskedAttentionPool { heads, scale }, &ins);
+            assert_close(&format!("masked attention_pool t={t} lengths {lengths:?}"), &got, &r::attention_pool_lengths(&q, &kv, b, t, heads, dh, scale, &lengths), ATOL, RTOL);
+            let got = run_op(Op::MaskedAttentionPoolProbs { heads, scale }, &ins);
+            assert_close(&format!("masked attention_pool_probs t={t} lengths {lengths:?}"), &got, &r::attention_pool_probs_lengths(&q, &kv, b, t, heads, dh, scale, &lengths), 1e-6, RTOL);
+            for (row, &n) in got.chunks(t).zip(lengths.iter().flat_map(|n| std::iter::repeat_n(n, heads))) {
+                assert!((row[..n].iter().sum::<f32>() - 1.0).abs() < 1e-4 && row[n..].iter().all(|&p| p == 0.0));
+            }
+        }
+    });
+}
+
 #[test]
 fn attention_large_scores_stay_finite() {
     each_device(|| {

@@ -83,10 +83,14 @@ fn v_in_place(nr: usize, l: &Qkv) -> bool {
 }
 
 /// `out (B, T, heads * dh)` = softmax(Q K^T * scale) V per head; `scratch` holds
-/// [`scratch_len`] values.
-pub fn attention(cpu: &Cpu, qkv: &[f32], l: &Qkv, scale: f32, out: &mut [f32], scratch: &mut [f32]) {
+/// [`scratch_len`] values. `lengths` (empty, or one per batch item): each item's keys, the rest
+/// skipped (padded sequences; its padded queries attend to its valid keys).
+pub fn attention(cpu: &Cpu, qkv: &[f32], l: &Qkv, lengths: &[f32], scale: f32, out: &mut [f32], scratch: &mut [f32]) {
     assert!(l.dh <= MAX_HEAD_DIM && l.dh > 0 && l.t > 0, "head dim {} or tokens {} out of range", l.dh, l.t);
     assert!(out.len() >= l.b * l.t * l.heads * l.dh, "output too small");
+    assert!(lengths.is_empty() || lengths.len() == l.b, "one length per batch item");
+    // At least one key: a softmax over none has no value.
+    let keys = |b: usize| lengths.get(b).map_or(l.t, |&n| (n.round().max(1.0) as usize).min(l.t));
     let need = scratch_len(cpu.isa, l);
     assert!(scratch.len() >= need, "attention scratch too small");
     let (mr, nr) = att_tile(cpu.isa, l.dh);
@@ -140,7 +144,7 @@ pub fn attention(cpu: &Cpu, qkv: &[f32], l: &Qkv, scale: f32, out: &mut [f32], s
         let q0 = blk * qb;
         let rows = qb.min(l.t - q0);
         let dst = SyncPtr(unsafe { o.ptr().add((b * l.t + q0) * l.heads * l.dh + h * l.dh) });
-        let task = Task { qkv, l, pack, scale, b, h, q0, rows, out: dst };
+        let task = Task { qkv, l, pack, scale, b, h, q0, rows, keys: keys(b), out: dst };
         match isa {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: `Cpu` only selects an instruction set the machine has.
@@ -183,6 +187,8 @@ struct Task<'a> {
     h: usize,
     q0: usize,
     rows: usize,
+    /// The batch item's keys (the first `keys` of its T).
+    keys: usize,
     out: SyncPtr,
 }
 
@@ -214,7 +220,7 @@ unsafe fn attend<S: Simd, const MR: usize, const NV: usize>(t: &Task) {
     let (v, v_panel, v_ld) = if v_in_place(nr, l) { (&t.qkv[base + l.v_off..], nr, l.row) } else { (vp, l.t * nr, nr) };
     // Scores with a row stride of the key block rounded up to whole panels; only the parts in use
     // are zeroed (the scores are written by the product before they are read).
-    let lds = kb.min(l.t.next_multiple_of(nr));
+    let lds = kb.min(t.keys.next_multiple_of(nr));
     let mut s_buf = std::mem::MaybeUninit::<Align64<[f32; MAX_QB * KB]>>::uninit();
     // SAFETY: the first rows * lds values are zeroed here, and only they are used.
     let s = unsafe {
@@ -232,12 +238,12 @@ unsafe fn attend<S: Simd, const MR: usize, const NV: usize>(t: &Task) {
     let mut m = [f32::NEG_INFINITY; MAX_QB];
     let mut sum = [0f32; MAX_QB];
     let q = &t.qkv[l.base(t.b, t.h) + t.q0 * l.row..];
-    for k0 in (0..l.t).step_by(kb) {
+    for k0 in (0..t.keys).step_by(kb) {
         // Causal: no key past this task's last query.
         if l.causal && k0 >= t.q0 + t.rows {
             break;
         }
-        let n = kb.min(l.t - k0);
+        let n = kb.min(t.keys - k0);
         // Scores: Q (rows x dh) x K^T (dh x n), panels k0 / nr.. of the packed K.
         let g = Gemm { m: t.rows, a: q, lda: l.row, b: &kp[(k0 / nr) * dh * nr..], k: dh, k0: 0, panel: dh * nr, ldb: nr, n, nr, ldc: lds };
         unsafe { block_generic::<S, MR, NV>(&g, SyncPtr(s.as_mut_ptr()), &Epilogue::NONE, (0, n.div_ceil(nr)), (0, t.rows), 0) };
@@ -294,7 +300,7 @@ mod tests {
                 let scale = 1.0 / (dh as f32).sqrt();
                 let mut out = vec![f32::NAN; b * t * d];
                 let mut scratch = vec![0f32; scratch_len(isa, &l)];
-                attention(&cpu, &qkv, &l, scale, &mut out, &mut scratch);
+                attention(&cpu, &qkv, &l, &[], scale, &mut out, &mut scratch);
                 let want = crate::reference::attention(&qkv, b, t, heads, dh, scale);
                 for (i, (g, w)) in out.iter().zip(&want).enumerate() {
                     assert!((g - w).abs() <= 1e-5 + 1e-4 * w.abs(), "{isa:?} b={b} t={t} h={heads} dh={dh} at {i}: {g} vs {w}");

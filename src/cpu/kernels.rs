@@ -131,15 +131,24 @@ pub fn attention_probs(qkv: &[f32], l: &Qkv, scale: f32, queries: usize, first_k
     }
 }
 
-/// The probabilities of [`attention_pool`]: `out (b, heads, t)`.
+/// The tokens of batch item `bi` that a pooling query sees: `lengths[bi]` (at least one, at most
+/// `t`), or all `t` where `lengths` is empty.
+fn pooled_tokens(lengths: &[f32], bi: usize, t: usize) -> usize {
+    lengths.get(bi).map_or(t, |&n| (n.round().max(1.0) as usize).min(t))
+}
+
+/// The probabilities of [`attention_pool`]: `out (b, heads, t)` (0 past each item's length).
 #[allow(clippy::too_many_arguments)]
-pub fn attention_pool_probs(query: &[f32], kv: &[f32], b: usize, t: usize, heads: usize, dh: usize, scale: f32, out: &mut [f32]) {
+pub fn attention_pool_probs(query: &[f32], kv: &[f32], lengths: &[f32], b: usize, t: usize, heads: usize, dh: usize, scale: f32, out: &mut [f32]) {
     let d = heads * dh;
     for bi in 0..b {
+        let n = pooled_tokens(lengths, bi, t);
         for h in 0..heads {
             let q = &query[h * dh..(h + 1) * dh];
             let row = |ti: usize| (bi * t + ti) * 2 * d + h * dh;
-            let s = &mut out[(bi * heads + h) * t..(bi * heads + h + 1) * t];
+            let all = &mut out[(bi * heads + h) * t..(bi * heads + h + 1) * t];
+            let (s, pad) = all.split_at_mut(n);
+            pad.fill(0.0);
             for (ti, sk) in s.iter_mut().enumerate() {
                 *sk = math::dot(q, &kv[row(ti)..row(ti) + dh]) * scale;
             }
@@ -152,21 +161,23 @@ pub fn attention_pool_probs(query: &[f32], kv: &[f32], b: usize, t: usize, heads
 }
 
 /// Attention pooling: the learned `query (1, heads*dh)` over `kv (b, t, 2*heads*dh)` (keys, then
-/// values), per head: `out (b, heads*dh)`.
+/// values), per head: `out (b, heads*dh)`; `lengths` (empty, or per item): the tokens each item
+/// pools, the rest skipped.
 #[allow(clippy::too_many_arguments)]
-pub fn attention_pool(query: &[f32], kv: &[f32], b: usize, t: usize, heads: usize, dh: usize, scale: f32, out: &mut [f32]) {
+pub fn attention_pool(query: &[f32], kv: &[f32], lengths: &[f32], b: usize, t: usize, heads: usize, dh: usize, scale: f32, out: &mut [f32]) {
     let d = heads * dh;
-    let mut s = vec![0f32; t];
+    let mut all = vec![0f32; t];
     for bi in 0..b {
+        let s = &mut all[..pooled_tokens(lengths, bi, t)];
         for h in 0..heads {
             let q = &query[h * dh..(h + 1) * dh];
             let row = |ti: usize| (bi * t + ti) * 2 * d + h * dh;
             for (ti, sk) in s.iter_mut().enumerate() {
                 *sk = math::dot(q, &kv[row(ti)..row(ti) + dh]) * scale;
             }
-            let m = math::max(&s);
+            let m = math::max(s);
             s.iter_mut().for_each(|v| *v = math::exp_floored(*v - m));
-            let inv = 1.0 / math::sum(&s);
+            let inv = 1.0 / math::sum(s);
             let o = &mut out[bi * d + h * dh..bi * d + (h + 1) * dh];
             o.fill(0.0);
             for (ti, &p) in s.iter().enumerate() {

@@ -217,6 +217,22 @@ impl Graph {
         self.op(name, Op::AttentionPool { heads, scale }, &[query, kv])
     }
 
+    /// [`Graph::attention`] over padded sequences: item b's queries attend to its first
+    /// `lengths[b]` keys (`lengths`: a `(B)` input).
+    pub fn masked_attention(&mut self, name: &str, qkv: TensorId, lengths: TensorId, heads: usize, scale: f32) -> Result<TensorId> {
+        self.op(name, Op::MaskedAttention { heads, scale }, &[qkv, lengths])
+    }
+
+    /// [`Graph::attention_pool`] over padded sequences: item b pools its first `lengths[b]` tokens.
+    pub fn masked_attention_pool(&mut self, name: &str, query: TensorId, kv: TensorId, lengths: TensorId, heads: usize, scale: f32) -> Result<TensorId> {
+        self.op(name, Op::MaskedAttentionPool { heads, scale }, &[query, kv, lengths])
+    }
+
+    /// [`Graph::attention_pool_probs`] over padded sequences (0 past each item's length).
+    pub fn masked_attention_pool_probs(&mut self, name: &str, query: TensorId, kv: TensorId, lengths: TensorId, heads: usize, scale: f32) -> Result<TensorId> {
+        self.op(name, Op::MaskedAttentionPoolProbs { heads, scale }, &[query, kv, lengths])
+    }
+
     /// What [`Graph::attention_pool`] attends to: `(B, heads, T)` probabilities.
     pub fn attention_pool_probs(&mut self, name: &str, query: TensorId, kv: TensorId, heads: usize, scale: f32) -> Result<TensorId> {
         self.op(name, Op::AttentionPoolProbs { heads, scale }, &[query, kv])
@@ -257,6 +273,12 @@ impl Graph {
     /// Mean of tokens `start..start+count` of `x (B, T, D)`, giving `(B, D)`.
     pub fn mean_tokens(&mut self, name: &str, x: TensorId, start: usize, count: usize) -> Result<TensorId> {
         self.op(name, Op::MeanTokens { start, count }, &[x])
+    }
+
+    /// [`Graph::mean_tokens`] over padded sequences: item b's mean over its first
+    /// `min(count, lengths[b])` tokens from `start`.
+    pub fn masked_mean_tokens(&mut self, name: &str, x: TensorId, lengths: TensorId, start: usize, count: usize) -> Result<TensorId> {
+        self.op(name, Op::MaskedMeanTokens { start, count }, &[x, lengths])
     }
 
     /// Concatenation along the last dimension.

@@ -85,6 +85,13 @@ fn causal_variant(head_dim: u32) -> ShaderVariant {
     specialize(&["attention", "attention_kv"], &[("DH", head_dim), ("BQ", BQ), ("BKV", kv_tile(head_dim))], flags)
 }
 
+/// The default kernel over each batch item's first `lengths[b]` keys; one key fewer per tile, so
+/// that the length shared through workgroup memory fits beside the tiles in 16 KiB.
+fn masked_variant(head_dim: u32) -> ShaderVariant {
+    let flags: &[&str] = if head_dim.is_multiple_of(4) { &["VEC4", "MASKED"] } else { &["MASKED"] };
+    specialize(&["attention", "attention_kv"], &[("DH", head_dim), ("BQ", BQ), ("BKV", (kv_tile(head_dim) - 1).max(1))], flags)
+}
+
 /// The split variants: (name, G invocations per query, queries per workgroup, partial scores
 /// summed with subgroup shuffles); all take 16 keys per tile. The subgroup ones run natively only,
 /// on adapters whose subgroups hold at least G invocations.
@@ -154,11 +161,13 @@ pub(crate) fn heuristic_kernel(device: wgpu::DeviceType) -> Option<&'static str>
 }
 
 /// Multi-head self-attention on a fused `qkv`; `causal`: each query attends only to keys at or
-/// before it (text encoders).
+/// before it (text encoders); `masked`: a second input, `lengths (B)`, gives each batch item's
+/// keys (padded sequences: the keys past its length are skipped, neither loaded nor scored).
 pub(crate) struct Attention {
     pub heads: usize,
     pub scale: f32,
     pub causal: bool,
+    pub masked: bool,
 }
 
 impl OpDef for Attention {
@@ -167,11 +176,18 @@ impl OpDef for Attention {
     }
 
     fn arity(&self) -> usize {
-        1
+        1 + self.masked as usize
     }
 
     fn output_shape(&self, node: &str, inputs: &[&TensorInfo]) -> Result<Vec<usize>> {
         let (heads, scale) = (self.heads, self.scale);
+        if self.masked {
+            let s = &inputs[0].shape;
+            let b = if s.len() == 5 { s[1] } else { s[0] };
+            if inputs[1].shape != [b] {
+                return Err(shape_err(node, inputs[1], format!("[{b}] (the keys of each batch item)")));
+            }
+        }
         let qkv = inputs[0];
         let s = &qkv.shape;
         let head_major = s.len() == 5 && s[0] == 3 && s[2] == heads;
@@ -199,6 +215,9 @@ impl OpDef for Attention {
         if self.causal {
             return vec![self.kernel(DEFAULT, inputs, decl(causal_variant(dh)), BQ)];
         }
+        if self.masked {
+            return vec![self.kernel(DEFAULT, inputs, masked_decl(masked_variant(dh)), BQ)];
+        }
         let mut out = vec![self.kernel(DEFAULT, inputs, decl(variant(dh)), BQ)];
         for (name, g, bq, subgroup) in SPLITS {
             if split_fits(dh, g, bq) {
@@ -220,12 +239,12 @@ impl OpDef for Attention {
     fn tuning_key(&self, inputs: &[&TensorInfo], _output: &TensorInfo) -> Option<String> {
         let l = QkvLayout::of(&inputs[0].shape, self.heads);
         let layout = if inputs[0].shape.len() == 5 { " head-major" } else { "" };
-        let causal = if self.causal { " causal" } else { "" };
+        let causal = if self.causal { " causal" } else if self.masked { " masked" } else { "" };
         Some(format!("attention b={} t={} heads={} dh={}{layout}{causal}", l.b, l.t, self.heads, l.dh))
     }
 
     fn heuristic(&self, device: wgpu::DeviceType, _inputs: &[&TensorInfo], _output: &TensorInfo) -> Option<&'static str> {
-        if self.causal {
+        if self.causal || self.masked {
             return None;
         }
         heuristic_kernel(device)
@@ -234,7 +253,7 @@ impl OpDef for Attention {
     fn cpu_kernel(&self, cpu: &Cpu, _node: &str, inputs: &[&TensorInfo], _output: &TensorInfo, _weights: &[Option<&HostWeight>]) -> Result<Box<dyn CpuKernel>> {
         let mut l = QkvLayout::of(&inputs[0].shape, self.heads).cpu();
         l.causal = self.causal;
-        Ok(Box::new(AttentionCpu { scratch: crate::cpu::attention::scratch_len(cpu.isa(), &l), l, scale: self.scale }))
+        Ok(Box::new(AttentionCpu { scratch: crate::cpu::attention::scratch_len(cpu.isa(), &l), l, scale: self.scale, masked: self.masked }))
     }
 }
 
@@ -256,7 +275,13 @@ fn decl(shader: ShaderVariant) -> KernelDecl {
     KernelDecl::new::<Params>(shader, vec![Binding::output("out"), Binding::activation(0, "qkv")])
 }
 
+/// The masked kernel reads `lengths` too.
+fn masked_decl(shader: ShaderVariant) -> KernelDecl {
+    KernelDecl::new::<Params>(shader, vec![Binding::output("out"), Binding::activation(0, "qkv"), Binding::activation(1, "lengths")])
+}
+
 pub(crate) fn decls() -> Vec<KernelDecl> {
+    let masked = (1..=MAX_HEAD_DIM as u32).map(|d| masked_decl(masked_variant(d)));
     let mut v: Vec<ShaderVariant> = (1..=MAX_HEAD_DIM as u32).map(variant).collect();
     v.extend((1..=MAX_HEAD_DIM as u32).map(causal_variant));
     for (_, g, bq, subgroup) in SPLITS {
@@ -265,7 +290,7 @@ pub(crate) fn decls() -> Vec<KernelDecl> {
     for (_, bq, cg) in TILED {
         v.extend((1..=MAX_HEAD_DIM as u32).filter(|&d| tiled_fits(d, cg)).map(|d| tiled_variant(d, bq, cg)));
     }
-    v.into_iter().map(decl).collect()
+    v.into_iter().map(decl).chain(masked).collect()
 }
 
 #[cfg(test)]
@@ -285,6 +310,7 @@ struct AttentionCpu {
     l: crate::cpu::attention::Qkv,
     scale: f32,
     scratch: usize,
+    masked: bool,
 }
 
 impl CpuKernel for AttentionCpu {
@@ -297,6 +323,7 @@ impl CpuKernel for AttentionCpu {
     }
 
     fn run(&self, cpu: &Cpu, ins: &[&[f32]], out: &mut [f32], scratch: &mut [f32]) {
-        crate::cpu::attention::attention(cpu, ins[0], &self.l, self.scale, out, scratch);
+        let lengths = if self.masked { ins[1] } else { &[] };
+        crate::cpu::attention::attention(cpu, ins[0], &self.l, lengths, self.scale, out, scratch);
     }
 }

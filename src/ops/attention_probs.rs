@@ -33,7 +33,7 @@ impl OpDef for AttentionProbs {
     }
 
     fn output_shape(&self, node: &str, inputs: &[&TensorInfo]) -> Result<Vec<usize>> {
-        let s = attention::Attention { heads: self.heads, scale: self.scale, causal: false }.output_shape(node, inputs)?;
+        let s = attention::Attention { heads: self.heads, scale: self.scale, causal: false, masked: false }.output_shape(node, inputs)?;
         let t = s[1];
         let (queries, first_key) = (self.queries, self.first_key);
         if queries == 0 || queries > t || first_key >= t {

@@ -101,6 +101,14 @@ pub enum Op {
         /// Scale applied to scores.
         scale: f32,
     },
+    /// [`Op::Attention`] over padded sequences. Inputs: `qkv, lengths (B)`: every query of batch
+    /// item b attends to its first `lengths[b]` keys only; the keys past them are skipped.
+    MaskedAttention {
+        /// Number of heads.
+        heads: usize,
+        /// Scale applied to scores.
+        scale: f32,
+    },
     /// Attention probabilities of the first `queries` tokens over keys `first_key..T`, from a
     /// fused `qkv (B, T, 3*D)`, giving `(B, heads, queries, T - first_key)`.
     AttentionProbs {
@@ -129,6 +137,22 @@ pub enum Op {
         /// Score scale.
         scale: f32,
     },
+    /// [`Op::AttentionPool`] over padded sequences. Inputs: `query, kv, lengths (B)`: item b
+    /// pools its first `lengths[b]` tokens.
+    MaskedAttentionPool {
+        /// Number of heads.
+        heads: usize,
+        /// Score scale.
+        scale: f32,
+    },
+    /// [`Op::AttentionPoolProbs`] over padded sequences (0 past each item's length). Inputs:
+    /// `query, kv, lengths (B)`.
+    MaskedAttentionPoolProbs {
+        /// Number of heads.
+        heads: usize,
+        /// Score scale.
+        scale: f32,
+    },
     /// Layer norm over the last dim. Inputs: `x, gamma, beta`.
     LayerNorm {
         /// Added to the variance.
@@ -152,6 +176,14 @@ pub enum Op {
         /// First token.
         start: usize,
         /// Number of tokens.
+        count: usize,
+    },
+    /// [`Op::MeanTokens`] over padded sequences. Inputs: `x, lengths (B)`: item b's mean over its
+    /// first `min(count, lengths[b])` tokens from `start`.
+    MaskedMeanTokens {
+        /// First token.
+        start: usize,
+        /// Most tokens.
         count: usize,
     },
     /// Concatenation along the last dim.
@@ -358,19 +390,23 @@ impl Op {
             Op::MatMul { bias, act, residual } => Box::new(matmul::MatMul { bias, act, residual }),
             Op::MatMulHeads { heads, bias } => Box::new(matmul_heads::MatMulHeads { heads, bias }),
             Op::PatchEmbed { patch, prefix } => Box::new(patch_embed::PatchEmbed { patch, prefix }),
-            Op::Attention { heads, scale } => Box::new(attention::Attention { heads, scale, causal: false }),
-            Op::CausalAttention { heads, scale } => Box::new(attention::Attention { heads, scale, causal: true }),
+            Op::Attention { heads, scale } => Box::new(attention::Attention { heads, scale, causal: false, masked: false }),
+            Op::CausalAttention { heads, scale } => Box::new(attention::Attention { heads, scale, causal: true, masked: false }),
+            Op::MaskedAttention { heads, scale } => Box::new(attention::Attention { heads, scale, causal: false, masked: true }),
             Op::AttentionProbs { heads, scale, queries, first_key } => {
                 Box::new(attention_probs::AttentionProbs { heads, scale, queries, first_key })
             }
-            Op::AttentionPool { heads, scale } => Box::new(attention_pool::AttentionPool { heads, scale, probs: false }),
-            Op::AttentionPoolProbs { heads, scale } => Box::new(attention_pool::AttentionPool { heads, scale, probs: true }),
+            Op::AttentionPool { heads, scale } => Box::new(attention_pool::AttentionPool { heads, scale, probs: false, masked: false }),
+            Op::AttentionPoolProbs { heads, scale } => Box::new(attention_pool::AttentionPool { heads, scale, probs: true, masked: false }),
+            Op::MaskedAttentionPool { heads, scale } => Box::new(attention_pool::AttentionPool { heads, scale, probs: false, masked: true }),
+            Op::MaskedAttentionPoolProbs { heads, scale } => Box::new(attention_pool::AttentionPool { heads, scale, probs: true, masked: true }),
             Op::LayerNorm { eps } => Box::new(layernorm::LayerNorm { eps }),
             Op::Softmax => Box::new(softmax::Softmax),
             Op::Add => Box::new(elementwise::Elementwise::Add),
             Op::MulRow => Box::new(elementwise::Elementwise::MulRow),
-            Op::SliceTokens { start, count } => Box::new(tokens::Tokens { start, count, mean: false }),
-            Op::MeanTokens { start, count } => Box::new(tokens::Tokens { start, count, mean: true }),
+            Op::SliceTokens { start, count } => Box::new(tokens::Tokens { start, count, mean: false, masked: false }),
+            Op::MeanTokens { start, count } => Box::new(tokens::Tokens { start, count, mean: true, masked: false }),
+            Op::MaskedMeanTokens { start, count } => Box::new(tokens::Tokens { start, count, mean: true, masked: true }),
             Op::Concat => Box::new(tokens::Concat),
         }
     }

@@ -21,6 +21,7 @@ pub(crate) const SOURCES: &[(&str, &str)] = &[
     ("attention_probs", include_str!("../../shaders/attention_probs.wgsl")),
     ("attention_pool", include_str!("../../shaders/attention_pool.wgsl")),
     ("attention_pool_probs", include_str!("../../shaders/attention_pool_probs.wgsl")),
+    ("attention_pool_softmax", include_str!("../../shaders/attention_pool_softmax.wgsl")),
     ("layernorm", include_str!("../../shaders/layernorm.wgsl")),
     ("softmax", include_str!("../../shaders/softmax.wgsl")),
     ("elementwise", include_str!("../../shaders/elementwise.wgsl")),

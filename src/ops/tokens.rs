@@ -10,17 +10,24 @@ use crate::tensor::TensorInfo;
 uniforms!(Params { batch: u32, tokens: u32, dim: u32, start: u32, count: u32, _pad0: u32, _pad1: u32, _pad2: u32 });
 uniforms!(ConcatParams { rows: u32, d1: u32, d2: u32, _pad: u32 });
 
-/// Tokens `start..start + count`, kept (`(B, count, D)`) or averaged (`(B, D)`).
+/// Tokens `start..start + count`, kept (`(B, count, D)`) or averaged (`(B, D)`); `masked` (a
+/// mean only): a second input, `lengths (B)`, caps each item's count (padded sequences: the mean
+/// of its first `lengths[b]` tokens from `start`).
 pub(crate) struct Tokens {
     pub start: usize,
     pub count: usize,
     pub mean: bool,
+    pub masked: bool,
 }
 
-fn decl(mean: bool) -> KernelDecl {
-    let flag = if mean { "MEAN" } else { "SLICE" };
-    let bindings = vec![Binding::output("out"), Binding::activation(0, "x")];
-    KernelDecl::new::<Params>(specialize(&["tokens"], &[("WG", ELEMENT_WG)], &[flag]), bindings)
+fn decl(mean: bool, masked: bool) -> KernelDecl {
+    let mut flags = vec![if mean { "MEAN" } else { "SLICE" }];
+    let mut bindings = vec![Binding::output("out"), Binding::activation(0, "x")];
+    if masked {
+        flags.push("MASKED");
+        bindings.push(Binding::activation(1, "lengths"));
+    }
+    KernelDecl::new::<Params>(specialize(&["tokens"], &[("WG", ELEMENT_WG)], &flags), bindings)
 }
 
 impl OpDef for Tokens {
@@ -33,13 +40,16 @@ impl OpDef for Tokens {
     }
 
     fn arity(&self) -> usize {
-        1
+        1 + self.masked as usize
     }
 
     fn output_shape(&self, node: &str, inputs: &[&TensorInfo]) -> Result<Vec<usize>> {
         let x = inputs[0];
         if x.shape.len() != 3 {
             return Err(shape_err(node, x, "[B, T, D]"));
+        }
+        if self.masked && (!self.mean || inputs[1].shape != [x.shape[0]]) {
+            return Err(shape_err(node, inputs[1], format!("[{}] (the tokens of each batch item, for a mean)", x.shape[0])));
         }
         let (b, t, d) = (x.shape[0], x.shape[1], x.shape[2]);
         let (start, count) = (self.start, self.count);
@@ -61,12 +71,12 @@ impl OpDef for Tokens {
             ..Default::default()
         };
         let flops = if self.mean { (n * self.count as u64) as f64 } else { 0.0 };
-        vec![Kernel::new(self.kind(), decl(self.mean), params, grid(n.div_ceil(ELEMENT_WG as u64)), flops)]
+        vec![Kernel::new(self.kind(), decl(self.mean, self.masked), params, grid(n.div_ceil(ELEMENT_WG as u64)), flops)]
     }
 
     fn cpu_kernel(&self, _cpu: &Cpu, _node: &str, inputs: &[&TensorInfo], _output: &TensorInfo, _weights: &[Option<&HostWeight>]) -> Result<Box<dyn CpuKernel>> {
         let s = &inputs[0].shape;
-        Ok(Box::new(TokensCpu { b: s[0], t: s[1], d: s[2], start: self.start, count: self.count, mean: self.mean }))
+        Ok(Box::new(TokensCpu { b: s[0], t: s[1], d: s[2], start: self.start, count: self.count, mean: self.mean, masked: self.masked }))
     }
 }
 
@@ -117,7 +127,7 @@ impl OpDef for Concat {
 }
 
 pub(crate) fn decls() -> Vec<KernelDecl> {
-    vec![decl(false), decl(true), concat_decl()]
+    vec![decl(false, false), decl(true, false), decl(true, true), concat_decl()]
 }
 
 struct TokensCpu {
@@ -127,6 +137,7 @@ struct TokensCpu {
     start: usize,
     count: usize,
     mean: bool,
+    masked: bool,
 }
 
 impl CpuKernel for TokensCpu {
@@ -139,7 +150,16 @@ impl CpuKernel for TokensCpu {
     }
 
     fn run(&self, _cpu: &Cpu, ins: &[&[f32]], out: &mut [f32], _scratch: &mut [f32]) {
-        crate::cpu::kernels::tokens(ins[0], self.b, self.t, self.d, self.start, self.count, self.mean, out);
+        if self.masked {
+            // Each item's mean over its own count, at least one token and at most `count`.
+            for (bi, &n) in ins[1].iter().enumerate().take(self.b) {
+                let count = (n.round().max(1.0) as usize).min(self.count);
+                let x = &ins[0][bi * self.t * self.d..(bi + 1) * self.t * self.d];
+                crate::cpu::kernels::tokens(x, 1, self.t, self.d, self.start, count, true, &mut out[bi * self.d..(bi + 1) * self.d]);
+            }
+        } else {
+            crate::cpu::kernels::tokens(ins[0], self.b, self.t, self.d, self.start, self.count, self.mean, out);
+        }
     }
 }
 
