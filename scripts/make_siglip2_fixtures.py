@@ -17,6 +17,13 @@ T = gh * gw valid tokens, `pooler_output`, `image_embeds` (Siglip2Model: the poo
 (1, heads, T): the attention-pooling head's probabilities over the valid tokens. The model ran on the processor's padded patches
 with its attention mask, as transformers runs NaFlex; only the valid tokens are kept.
 
+A padded batch: `siglip2/pixels/padded-64.safetensors` holds what the processor returns for
+chelsea.png, the 600x32 strip, the 30x300 column and the 20x13 crop together at budget 64
+(`pixel_values` (4, 64, 768) patches, each image's padded to 64; `pixel_attention_mask`;
+`spatial_shapes`), and each checkpoint's `expected-padded-64.safetensors` what the model computes
+from it: the whole padded `last_hidden_state` (4, 64, D), `pooler_output`, `image_embeds`,
+`logits`, `pool_attention` (4, heads, 64).
+
 For Siglip2Model, zero-shot.safetensors holds the labels of zero-shot.json through the template
 (padded to max_length as the processor pads), logits_per_image, their sigmoids, text_embeds and
 image_embeds for chelsea.png at the checkpoint's own budget.
@@ -95,6 +102,26 @@ def run(model, proc, path, budget):
     return {k: v.detach().float().contiguous().clone() for k, v in e.items()}, (gh, gw), b
 
 
+def run_padded(model, proc, paths, budget):
+    """Several images of different grids in one padded batch, as transformers runs it."""
+    b = proc(images=[Image.open(p).convert("RGB") for p in paths], max_num_patches=budget, return_tensors="pt")
+    vm = model.vision_model if hasattr(model, "vision_model") else model
+    seen = {}
+    hook = vm.head.attention.register_forward_hook(lambda m, args, kwargs, out: seen.update(args=args, kwargs=kwargs), with_kwargs=True)
+    with torch.no_grad():
+        o = vm(pixel_values=b["pixel_values"], pixel_attention_mask=b["pixel_attention_mask"], spatial_shapes=b["spatial_shapes"])
+        hook.remove()
+        _, w = vm.head.attention(*seen["args"], attn_mask=seen["kwargs"].get("attn_mask"), need_weights=True, average_attn_weights=False)
+        e = {"last_hidden_state": o.last_hidden_state, "pooler_output": o.pooler_output, "pool_attention": w[:, :, 0, :]}
+        if isinstance(model, Siglip2Model):
+            e["image_embeds"] = model.get_image_features(**b).pooler_output
+        if isinstance(model, Siglip2ForImageClassification):
+            e["logits"] = model(**b).logits
+    pixels = {"pixel_values": b["pixel_values"].float().contiguous(), "pixel_attention_mask": b["pixel_attention_mask"].to(torch.int64).contiguous(),
+              "spatial_shapes": b["spatial_shapes"].to(torch.int64).contiguous()}
+    return {k: v.detach().float().contiguous().clone() for k, v in e.items()}, pixels
+
+
 def main():
     shutil.rmtree(OUT, ignore_errors=True)
     os.makedirs(OUT)
@@ -129,6 +156,10 @@ def main():
                 listed.append({"case": case, "image": os.path.relpath(path, ROOT), "budget": budget,
                                "size": [int(px.shape[2]), int(px.shape[3])], "grid": [gh, gw]})
         json.dump({"cases": listed}, open(os.path.join(out, "cases.json"), "w"), indent=1)
+        padded = [path for file, path in imgs if file != "coffee-crop.png"]
+        e, pixels = run_padded(model, proc, padded, 64)
+        save_file(pixels, os.path.join(OUT, "pixels", "padded-64.safetensors"))
+        save_file(e, os.path.join(out, "expected-padded-64.safetensors"))
         if cls is Siglip2Model:
             for f in ["tokenizer.json", "tokenizer_config.json", "tokens.json"]:
                 shutil.copy(os.path.join(TOKENIZER, f), out)

@@ -55,7 +55,7 @@ fn check_against(device: &tessera::Device, label: &str, fixture: &str, patch: Op
     let (_, pdims, pixels) = get("pixel_values").expect("pixel_values");
     let dims = [pdims[0], pdims[1], pdims[2], pdims[3]];
     let profile = device.gpu().is_none_or(|g| g.report().timestamp_query);
-    let out = model.run_blocking(pixels, dims, RunOptions { hidden_states: true, attention: true, profile, qkv_heads, logits_only: false }).unwrap();
+    let out = model.run_blocking(pixels, dims, RunOptions { hidden_states: true, attention: true, profile, qkv_heads, logits_only: false, ..Default::default() }).unwrap();
     if let Some(p) = &out.profile {
         let heads = p.ops.iter().filter(|o| o.kind == "matmul_heads").count();
         assert_eq!(heads, if qkv_heads { model.config.num_layers } else { 0 }, "{name}: head-major projections");

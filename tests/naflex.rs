@@ -49,6 +49,19 @@ fn pixels(case: &str) -> (Vec<usize>, Vec<f32>) {
     (shape, data)
 }
 
+/// The output a fixture tensor is named after.
+fn output_named(out: &tessera::model::ModelOutput, name: &str) -> Option<tessera::HostTensor> {
+    match name {
+        "last_hidden_state" => out.last_hidden_state.clone(),
+        "pooler_output" => out.pooler_output.clone(),
+        "image_embeds" => out.image_embeds.clone(),
+        "logits" => out.logits.clone(),
+        // What the pooling head attends to: the model's attention map.
+        "pool_attention" => out.cls_attention.clone(),
+        n => n.strip_prefix("hidden_state.").map(|i| out.hidden_states[i.parse::<usize>().unwrap()].clone()),
+    }
+}
+
 #[test]
 fn naflex_towers_match_transformers_at_every_grid() {
     let mut checked = 0;
@@ -65,16 +78,7 @@ fn naflex_towers_match_transformers_at_every_grid() {
                 let exp = tensors(&root().join(model).join(format!("expected-{case}.safetensors")));
                 let label = format!("{model} {case} on {device}");
                 for (name, eshape, want) in &exp {
-                    let got = match name.as_str() {
-                        "last_hidden_state" => out.last_hidden_state.clone(),
-                        "pooler_output" => out.pooler_output.clone(),
-                        "image_embeds" => out.image_embeds.clone(),
-                        "logits" => out.logits.clone(),
-                        // What the pooling head attends to: the model's attention map.
-                        "pool_attention" => out.cls_attention.clone(),
-                        n => n.strip_prefix("hidden_state.").map(|i| out.hidden_states[i.parse::<usize>().unwrap()].clone()),
-                    }
-                    .unwrap_or_else(|| panic!("{label}: no {name}"));
+                    let got = output_named(&out, name).unwrap_or_else(|| panic!("{label}: no {name}"));
                     assert_eq!(&got.shape, eshape, "{label} {name}");
                     assert_close(&format!("{label} {name}"), &got.data, want, ATOL, 0.0);
                 }
@@ -127,6 +131,64 @@ fn a_batch_of_mixed_grids_equals_each_image_alone() {
             assert_eq!(classes[i].iter().map(|t| t.index).collect::<Vec<_>>(), top.iter().map(|t| t.index).collect::<Vec<_>>(), "{device} image {i}");
         }
     }
+}
+
+/// A padded batch as transformers runs it: the processor's `pixel_values` (B, 64, 768) of four
+/// images of different grids, with `spatial_shapes`, in one run (`Model::run_patches`: attention
+/// and pooling skip each image's padding) against transformers on the same padded batch — the
+/// whole last hidden state, padded rows included — on both devices; each image's valid tokens and
+/// pooled output equal to the image run alone, unpadded (1e-5).
+#[test]
+fn a_padded_batch_of_mixed_grids_matches_transformers_and_each_image_alone() {
+    let bytes = std::fs::read(root().join("pixels/padded-64.safetensors")).unwrap();
+    let st = SafeTensors::deserialize(&bytes).unwrap();
+    let shapes = st.tensor("spatial_shapes").unwrap();
+    let grids: Vec<(usize, usize)> = shapes.data().chunks_exact(16).map(|c| (i64::from_le_bytes(c[..8].try_into().unwrap()) as usize, i64::from_le_bytes(c[8..].try_into().unwrap()) as usize)).collect();
+    let (_, pshape, patches) = tensors(&root().join("pixels/padded-64.safetensors")).into_iter().find(|t| t.0 == "pixel_values").unwrap();
+    let (b, n, k) = (pshape[0], pshape[1], pshape[2]);
+    assert!(grids.len() == 4 && grids.iter().collect::<std::collections::HashSet<_>>().len() >= 3, "three different grids: {grids:?}");
+    assert!(grids.iter().any(|g| g.0 * g.1 < n), "some image is padded: {grids:?}");
+    for model in ["siglip2-vision", "siglip2-classifier", "siglip2-model"] {
+        let ck = Checkpoint::from_dir(&root().join(model)).unwrap();
+        let exp = tensors(&root().join(model).join("expected-padded-64.safetensors"));
+        for (device, d) in devices() {
+            let m = Model::load(&d, &ck).unwrap();
+            let out = pollster::block_on(m.run_patches(&patches, [b, n, k], &grids, RunOptions { attention: true, ..Default::default() })).unwrap();
+            let label = format!("{model} padded batch on {device}");
+            for (name, eshape, want) in &exp {
+                let got = output_named(&out, name).unwrap_or_else(|| panic!("{label}: no {name}"));
+                assert_eq!(&got.shape, eshape, "{label} {name}");
+                assert_close(&format!("{label} {name}"), &got.data, want, ATOL, 0.0);
+            }
+            // Each image alone: its valid patches back into an image, run unpadded.
+            let hidden = out.last_hidden_state.as_ref().unwrap();
+            let dm = hidden.shape[2];
+            for (i, &(gh, gw)) in grids.iter().enumerate() {
+                let mut px = vec![0f32; 3 * gh * 16 * gw * 16];
+                for (j, patch) in patches[i * n * k..].chunks(k).take(gh * gw).enumerate() {
+                    let (r, c) = (j / gw, j % gw);
+                    for (e, &v) in patch.iter().enumerate() {
+                        let (ky, kx, ch) = (e / 48, e / 3 % 16, e % 3);
+                        px[(ch * gh * 16 + r * 16 + ky) * gw * 16 + c * 16 + kx] = v;
+                    }
+                }
+                let alone = m.run_blocking(&px, [1, 3, gh * 16, gw * 16], RunOptions::default()).unwrap();
+                let t = gh * gw;
+                assert_close(&format!("{label} image {i} tokens"), &hidden.data[i * n * dm..(i * n + t) * dm], &alone.last_hidden_state.unwrap().data, 1e-5, 0.0);
+                if let (Some(p), Some(a)) = (&out.pooler_output, &alone.pooler_output) {
+                    let w = p.shape[1];
+                    assert_close(&format!("{label} image {i} pooled"), &p.data[i * w..(i + 1) * w], &a.data, 1e-5, 0.0);
+                }
+            }
+        }
+    }
+    // A grid that does not fit its patches, and a model whose positions do not follow the grid.
+    let m = Model::load(&tessera::Device::Cpu(cpu()), &Checkpoint::from_dir(&root().join("siglip2-vision")).unwrap()).unwrap();
+    let e = pollster::block_on(m.run_patches(&patches, [b, n, k], &[(9, 9), grids[1], grids[2], grids[3]], RunOptions::default())).unwrap_err();
+    assert!(e.to_string().contains("spatial_shapes") && e.to_string().contains("9 x 9"), "{e}");
+    let fixed = Model::load(&tessera::Device::Cpu(cpu()), &Checkpoint::from_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/siglip/siglip-vision")).unwrap()).unwrap();
+    let e = pollster::block_on(fixed.run_patches(&patches, [b, n, k], &grids, RunOptions::default())).unwrap_err();
+    assert!(e.to_string().contains("NaFlex"), "{e}");
 }
 
 /// Siglip2Model: zero-shot logits (the checkpoint's own budget), their sigmoids and the text and
@@ -237,6 +299,19 @@ fn the_cli_runs_any_grid_and_takes_a_budget() {
             assert_eq!(gshape, &shape, "{case} {name}");
             assert_close(&format!("run {case} {name}"), g, &want, ATOL, 0.0);
         }
+    }
+    // The processor's padded batch of mixed grids (pixel_values [B, N, 768], spatial_shapes).
+    let px = root().join("pixels/padded-64.safetensors");
+    let (ok, _, stderr) = tessera(&["run", "--device", "cpu", "--model", model.to_str().unwrap(), "--pixels", px.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert!(ok, "{stderr}");
+    let got: std::collections::HashMap<String, (Vec<usize>, Vec<f32>)> = tensors(&out).into_iter().map(|(n, s, d)| (n, (s, d))).collect();
+    for (name, shape, want) in tensors(&model.join("expected-padded-64.safetensors")) {
+        if name == "pool_attention" {
+            continue;
+        }
+        let (gshape, g) = got.get(&name).unwrap_or_else(|| panic!("padded: run wrote no {name}"));
+        assert_eq!(gshape, &shape, "padded {name}");
+        assert_close(&format!("run padded {name}"), g, &want, ATOL, 0.0);
     }
     std::fs::remove_file(&out).ok();
 

@@ -138,6 +138,32 @@ pub struct Model {
     runner: Runner,
 }
 
+/// A run's outputs by name.
+fn model_output(mut ran: crate::model::runner::Ran, grid: (usize, usize)) -> ModelOutput {
+    let o = ran.outputs.clone();
+    // Without a final norm over the tokens (timm's fc_norm), the last hidden state is the
+    // last layer's output: one tensor, read back once.
+    let last_hidden_state = ran.take(o.last_hidden_state);
+    let hidden_states = o
+        .hidden_states
+        .iter()
+        .filter_map(|&t| if Some(t) == o.last_hidden_state { last_hidden_state.clone() } else { ran.take(Some(t)) })
+        .collect();
+    // SiglipModel's image embeddings are its pooler output: one tensor, read back once.
+    let pooler_output = ran.take(o.pooler_output);
+    let image_embeds = if o.image_embeds.is_some() && o.image_embeds == o.pooler_output { pooler_output.clone() } else { ran.take(o.image_embeds) };
+    ModelOutput {
+        logits: ran.take(o.logits),
+        last_hidden_state,
+        pooler_output,
+        hidden_states,
+        cls_attention: ran.take(o.cls_attention),
+        image_embeds,
+        grid,
+        profile: ran.profile,
+    }
+}
+
 impl Model {
     /// Uploads a checkpoint's weights (converted to f32) to a device: a GPU (`&Arc<Gpu>`), the CPU
     /// backend (`&Arc<Cpu>`) or a [`Device`].
@@ -315,29 +341,77 @@ impl Model {
         if let Some(i) = pixels.iter().position(|v| !v.is_finite()) {
             return Err(bad(format!("value {} at index {i} is not finite", pixels[i])));
         }
-        let mut ran = self.runner.run(self.arch(), pixels, dims, opts).await?;
-        let o = ran.outputs.clone();
-        // Without a final norm over the tokens (timm's fc_norm), the last hidden state is the
-        // last layer's output: one tensor, read back once.
-        let last_hidden_state = ran.take(o.last_hidden_state);
-        let hidden_states = o
-            .hidden_states
-            .iter()
-            .filter_map(|&t| if Some(t) == o.last_hidden_state { last_hidden_state.clone() } else { ran.take(Some(t)) })
-            .collect();
-        // SiglipModel's image embeddings are its pooler output: one tensor, read back once.
-        let pooler_output = ran.take(o.pooler_output);
-        let image_embeds = if o.image_embeds.is_some() && o.image_embeds == o.pooler_output { pooler_output.clone() } else { ran.take(o.image_embeds) };
-        Ok(ModelOutput {
-            logits: ran.take(o.logits),
-            last_hidden_state,
-            pooler_output,
-            hidden_states,
-            cls_attention: ran.take(o.cls_attention),
-            image_embeds,
-            grid: (h / cfg.patch_size, w / cfg.patch_size),
-            profile: ran.profile,
-        })
+        let ran = self.runner.run(self.arch(), pixels, dims, opts).await?;
+        Ok(model_output(ran, (h / cfg.patch_size, w / cfg.patch_size)))
+    }
+
+    /// Runs SigLIP 2 NaFlex's padded input exactly as `model(pixel_values=...,
+    /// pixel_attention_mask=..., spatial_shapes=...)` does in transformers: `patches (B, N,
+    /// P*P*C)`, each image's patches in row-major grid order, each flattened in (row, column,
+    /// channel) order, then padding (what `Siglip2ImageProcessor` returns); `grids[b]` the image's
+    /// (rows, columns) (`spatial_shapes`; its first rows * columns patches are valid). Images of
+    /// different grids run as one batch: attention and pooling skip each image's padding, so each
+    /// result equals the image run alone. `last_hidden_state` is `(B, N, D)` with the padded rows
+    /// as transformers computes them; `grid` is (1, N). A model that does not resample its
+    /// positions per grid is an error.
+    pub async fn run_patches(&self, patches: &[f32], dims: [usize; 3], grids: &[(usize, usize)], opts: RunOptions) -> Result<ModelOutput> {
+        let cfg = &self.config;
+        let [b, n, k] = dims;
+        let (p, c, d) = (cfg.patch_size, cfg.num_channels, cfg.hidden_size);
+        let bad = |name: &str, p: String| Error::Input { name: name.into(), problem: p };
+        if self.runner.grid_positions(d, 1, 1).is_none() {
+            return Err(Error::model(&self.source, "padded patch sequences (pixel_values [B, N, P*P*C] with spatial_shapes) are SigLIP 2 NaFlex's input; this model takes pixel_values [B, C, H, W]"));
+        }
+        if self.storage != DType::F32 {
+            return Err(bad("pixel_values", "padded patch sequences run with f32 storage".into()));
+        }
+        if b == 0 || n == 0 || k != p * p * c {
+            return Err(bad("pixel_values", format!("shape [{b}, {n}, {k}]: expected [B, N, {}] (patches of {p}x{p}x{c} values) with B and N at least 1", p * p * c)));
+        }
+        if b.checked_mul(n).and_then(|v| v.checked_mul(k)) != Some(patches.len()) {
+            return Err(bad("pixel_values", format!("{} values do not make shape [{b}, {n}, {k}]", patches.len())));
+        }
+        if n > crate::model::shared::preprocess::MAX_PATCHES {
+            return Err(bad("pixel_values", format!("{n} patches per image is over the {} preprocessing holds", crate::model::shared::preprocess::MAX_PATCHES)));
+        }
+        if grids.len() != b {
+            return Err(bad("spatial_shapes", format!("{} grids for {b} images", grids.len())));
+        }
+        if let Some((i, g)) = grids.iter().enumerate().find(|(_, g)| g.0 == 0 || g.1 == 0 || g.0.saturating_mul(g.1) > n) {
+            return Err(bad("spatial_shapes", format!("image {i}: a grid of {} x {} does not fit its {n} patches", g.0, g.1)));
+        }
+        if let Some(i) = patches.iter().position(|v| !v.is_finite()) {
+            return Err(bad("pixel_values", format!("value {} at index {i} is not finite", patches[i])));
+        }
+        // Each image's patches as one row of N patches, (B, C, P, N*P): the patch embedding reads
+        // patch j from columns j*P.. . Its positions: its own grid's; its length.
+        let w = n * p;
+        let mut strip = vec![0f32; b * c * p * w];
+        let mut positions = vec![0f32; b * n * d];
+        for (bi, &(gh, gw)) in grids.iter().enumerate() {
+            for j in 0..n {
+                let src = &patches[(bi * n + j) * k..(bi * n + j + 1) * k];
+                for ky in 0..p {
+                    for kx in 0..p {
+                        for ch in 0..c {
+                            strip[((bi * c + ch) * p + ky) * w + j * p + kx] = src[(ky * p + kx) * c + ch];
+                        }
+                    }
+                }
+            }
+            let own = self.runner.grid_positions(d, gh, gw).unwrap_or_default();
+            let rows = &mut positions[bi * n * d..(bi + 1) * n * d];
+            rows[..own.len()].copy_from_slice(&own);
+            // The padded rows take the first position's embedding, as transformers fills them.
+            for pad in rows[own.len()..].chunks_mut(d) {
+                pad.copy_from_slice(&own[..d]);
+            }
+        }
+        let lengths: Vec<f32> = grids.iter().map(|g| (g.0 * g.1) as f32).collect();
+        let opts = RunOptions { masked: true, ..opts };
+        let extra: [(&str, &[f32]); 2] = [("positions", &positions), ("lengths", &lengths)];
+        let ran = self.runner.run_with(self.arch(), &strip, [b, c, p, w], &extra, opts).await?;
+        Ok(model_output(ran, (1, n)))
     }
 
     /// Native convenience: [`Model::run`] blocking on the current thread.

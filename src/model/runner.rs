@@ -99,6 +99,13 @@ impl Runner {
         out
     }
 
+    /// The position embeddings of a padded sequence's image of grid (rows, cols): its own grid's,
+    /// `(rows * cols, D)`, for checkpoints that resample per grid (SigLIP 2 NaFlex); None for others.
+    pub fn grid_positions(&self, d: usize, gh: usize, gw: usize) -> Option<Vec<f32>> {
+        let s = self.pos.side;
+        (self.pos.resample == PosResample::BilinearAntialias && self.pos.prefix.is_empty()).then(|| bilinear_antialias(&self.pos.patches, s, s, d, gh, gw))
+    }
+
     async fn compiled(&self, arch: Arch<'_>, batch: usize, h: usize, w: usize, opts: RunOptions) -> Result<Arc<Prepared>> {
         let key = (batch, h, w, opts);
         if let Some(c) = lock(&self.cache).get(&key) {
@@ -111,7 +118,9 @@ impl Runner {
         // concurrent calls (from JS too) must not block.
         let mut weights = lock(&self.weights).clone();
         let rows = arch.config.prefix_tokens() + (h / p) * (w / p);
-        weights.insert(&positions, &[rows, d], &self.positions(d, h / p, w / p, h, w))?;
+        // Padded sequences take each image's positions as an input: the weight adds nothing.
+        let table = if opts.masked { vec![0.0; rows * d] } else { self.positions(d, h / p, w / p, h, w) };
+        weights.insert(&positions, &[rows, d], &table)?;
         let exe = Compiled::compile(&self.device, &graph, &weights, &CompileOptions { profile: opts.profile }).await?;
         let c = Arc::new(Prepared { exe, outputs });
         lock(&self.cache).insert(key, c.clone());
@@ -145,6 +154,12 @@ impl Runner {
 
     /// Runs checked `pixels` `(B, C, H, W)` in chunks that fit; outputs joined along the batch.
     pub async fn run(&self, arch: Arch<'_>, pixels: &[f32], dims: [usize; 4], opts: RunOptions) -> Result<Ran> {
+        self.run_with(arch, pixels, dims, &[], opts).await
+    }
+
+    /// [`Runner::run`] with more inputs, each `(name, values)` of B equal parts (split with the
+    /// pixels when the batch runs in chunks).
+    pub async fn run_with(&self, arch: Arch<'_>, pixels: &[f32], dims: [usize; 4], extra: &[(&str, &[f32])], opts: RunOptions) -> Result<Ran> {
         let [b, c, h, w] = dims;
         let (first, chunk) = self.fitting(arch, b, h, w, opts).await?;
         let per_image = c * h * w;
@@ -153,13 +168,17 @@ impl Runner {
         for start in (0..b).step_by(chunk) {
             let n = chunk.min(b - start);
             let graph = if n == chunk { first.clone() } else { self.compiled(arch, n, h, w, opts).await? };
-            let input = &pixels[start * per_image..(start + n) * per_image];
+            let mut feeds = vec![("pixel_values", &pixels[start * per_image..(start + n) * per_image])];
+            for &(name, values) in extra {
+                let per = values.len() / b;
+                feeds.push((name, &values[start * per..(start + n) * per]));
+            }
             let part = if opts.profile {
-                let (o, p) = graph.exe.run_profiled(&[("pixel_values", input)]).await?;
+                let (o, p) = graph.exe.run_profiled(&feeds).await?;
                 profile.get_or_insert(p);
                 o
             } else {
-                graph.exe.run(&[("pixel_values", input)]).await?
+                graph.exe.run(&feeds).await?
             };
             if tensors.is_empty() {
                 tensors = part;

@@ -174,6 +174,7 @@ fn build_text_graph(cfg: &TextConfig, b: usize, t: usize) -> Result<Graph> {
         qkv_bias: true,
         causal: cfg.kind.causal(),
         qkv_heads: false,
+        lengths: None,
     };
     for i in 0..cfg.num_layers {
         hs = encoder_layer(&mut g, &spec, i, hs)?.0;

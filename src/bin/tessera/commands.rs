@@ -21,7 +21,10 @@ pub struct InfoArgs {
 pub struct RunArgs {
     #[command(flatten)]
     pub(crate) model: ModelArg,
-    /// safetensors file with `pixel_values` (B, C, H, W), f32.
+    /// safetensors file with `pixel_values` (B, C, H, W), f32; or, for SigLIP 2 NaFlex, what
+    /// Siglip2ImageProcessor returns: `pixel_values` (B, N, P*P*C) patches padded to N,
+    /// `spatial_shapes` (B, 2) each image's grid (int64 or int32; `pixel_attention_mask`, if
+    /// there, is implied by it) — images of different grids in one batch.
     #[arg(long)]
     pub(crate) pixels: PathBuf,
     /// Where to write logits, last_hidden_state and pooler_output (f32 safetensors).
@@ -176,12 +179,19 @@ pub fn run(device: &Device, args: &RunArgs) -> Result<()> {
         bail!("{name}: no tensor `pixel_values` (found: {})", names.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", "));
     };
     let view = st.tensor(&key)?;
-    if view.dtype() != safetensors::Dtype::F32 || view.shape().len() != 4 {
-        bail!("{name}: `{key}` must be f32 with shape [B, C, H, W], got {:?} {:?}", view.dtype(), view.shape());
+    let rank = view.shape().len();
+    if view.dtype() != safetensors::Dtype::F32 || !(rank == 4 || rank == 3 && names.contains(&"spatial_shapes")) {
+        bail!("{name}: `{key}` must be f32 with shape [B, C, H, W] (or [B, N, P*P*C] with `spatial_shapes`), got {:?} {:?}", view.dtype(), view.shape());
     }
     let s = view.shape();
     let pixels: Vec<f32> = view.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
-    let out = model.run_blocking(&pixels, [s[0], s[1], s[2], s[3]], RunOptions { hidden_states: args.hidden_states, ..Default::default() })?;
+    let opts = RunOptions { hidden_states: args.hidden_states, ..Default::default() };
+    let out = if rank == 3 {
+        let grids = spatial_shapes(&name, &st, s[0])?;
+        pollster::block_on(model.run_patches(&pixels, [s[0], s[1], s[2]], &grids, opts))?
+    } else {
+        model.run_blocking(&pixels, [s[0], s[1], s[2], s[3]], opts)?
+    };
     let mut tensors: Vec<(String, &tessera::HostTensor)> = Vec::new();
     if let Some(l) = &out.logits {
         tensors.push(("logits".into(), l));
@@ -202,6 +212,28 @@ pub fn run(device: &Device, args: &RunArgs) -> Result<()> {
     write_safetensors(&args.out, &refs)?;
     eprintln!("wrote {} ({})", args.out.display(), tensors.iter().map(|(n, t)| format!("{n} {:?}", t.shape)).collect::<Vec<_>>().join(", "));
     Ok(())
+}
+
+/// `spatial_shapes` `(B, 2)` (int64 or int32, as transformers writes it): each image's (rows,
+/// columns).
+fn spatial_shapes(name: &str, st: &safetensors::SafeTensors, b: usize) -> Result<Vec<(usize, usize)>> {
+    let v = st.tensor("spatial_shapes")?;
+    if v.shape() != [b, 2] {
+        bail!("{name}: `spatial_shapes` must have shape [{b}, 2] (rows and columns of each image), got {:?}", v.shape());
+    }
+    let values: Vec<i64> = match v.dtype() {
+        safetensors::Dtype::I64 => v.data().chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes"))).collect(),
+        safetensors::Dtype::I32 => v.data().chunks_exact(4).map(|c| i32::from_le_bytes(c.try_into().expect("4 bytes")) as i64).collect(),
+        d => bail!("{name}: `spatial_shapes` must be int64 or int32, got {d:?}"),
+    };
+    values
+        .chunks(2)
+        .enumerate()
+        .map(|(i, g)| match (usize::try_from(g[0]), usize::try_from(g[1])) {
+            (Ok(r), Ok(c)) => Ok((r, c)),
+            _ => bail!("{name}: `spatial_shapes` of image {i} is {:?}: rows and columns are not negative", g),
+        })
+        .collect()
 }
 
 /// `WxH` as (width, height).

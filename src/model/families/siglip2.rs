@@ -13,7 +13,9 @@
 //! patch-embedding op (and the patch-size dial) serve it; and its learned position grid
 //! (`num_patches` positions, a square grid) is resized to every image's grid, bilinear with
 //! antialiasing (`PosResample::BilinearAntialias`). One image, or a batch of images of one grid,
-//! runs without padding, so no mask is needed; images of different grids run as separate batches.
+//! runs without padding, so no mask is needed; images of different grids run as separate batches,
+//! or, from the processor's padded patches, as one batch with masked attention
+//! (`Model::run_patches`).
 //! The text tower is SigLIP's.
 
 use crate::error::{Error, Result};

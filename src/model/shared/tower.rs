@@ -28,6 +28,11 @@ pub struct RunOptions {
     /// output, which classification does not need (for ViT-B/16 at batch 64 the hidden state is
     /// 38 MB per run). Ignored for models without a head.
     pub logits_only: bool,
+    /// Padded patch sequences (SigLIP 2 NaFlex batches of mixed grids, [`crate::Model::run_patches`]):
+    /// the input holds each image's patches as one row of patches, padded to the longest; the
+    /// graph adds a `positions (B, T, D)` input (each image's own) and a `lengths (B)` input, and
+    /// attention and pooling skip each image's padding. Set by `run_patches`.
+    pub masked: bool,
 }
 
 /// The shape of a model's graph: its config, head, pooler and storage.
@@ -59,6 +64,8 @@ pub struct Tower<'a> {
     /// The attention-pooling head's query and keys/values once [`Tower::attention_pool`] has
     /// built them (for [`Tower::pool_attention`]).
     map_qkv: std::cell::Cell<Option<(TensorId, TensorId)>>,
+    /// Padded sequences ([`RunOptions::masked`]): each image's tokens, `(B)`.
+    pub lengths: Option<TensorId>,
 }
 
 /// What a family's heads add: the outputs besides the hidden states.
@@ -108,6 +115,17 @@ pub fn encode<'a>(g: &mut Graph, arch: Arch<'a>, batch: usize, h: usize, w: usiz
     let layout = &cfg.layout;
     let toks = (prefix > 0).then(|| g.weight(engine::prefix(), &[prefix, d]));
     let mut hs = g.patch_embed("embeddings", x, patch_w, patch_b, pos, toks, p)?;
+    // Padded sequences: `pos` is zeros, each image's own positions an input.
+    let lengths = if opts.masked {
+        if prefix > 0 {
+            return Err(crate::Error::model("masked", "padded patch sequences are for models without prefix tokens (SigLIP 2 NaFlex)"));
+        }
+        let own = g.input("positions", &[batch, gh * gw, d]);
+        hs = g.add("embeddings.positions", hs, own)?;
+        Some(g.input("lengths", &[batch]))
+    } else {
+        None
+    };
     if layout.pre_norm {
         let (nw, nb) = engine::pre_norm();
         let (nw, nb) = (g.weight(&nw, &[d]), g.weight(&nb, &[d]));
@@ -124,6 +142,7 @@ pub fn encode<'a>(g: &mut Graph, arch: Arch<'a>, batch: usize, h: usize, w: usiz
         qkv_bias: cfg.qkv_bias,
         causal: false,
         qkv_heads: opts.qkv_heads,
+        lengths,
     };
     for i in 0..cfg.num_layers {
         let (out, qkv) = encoder_layer(g, &spec, i, hs)?;
@@ -135,7 +154,7 @@ pub fn encode<'a>(g: &mut Graph, arch: Arch<'a>, batch: usize, h: usize, w: usiz
     let (fw, fb) = if layout.fc_norm { engine::fc_norm() } else { engine::final_norm() };
     let (fw, fb) = (g.weight(&fw, &[d]), g.weight(&fb, &[d]));
     let seq = if layout.fc_norm { hs } else { g.layer_norm("last_hidden_state", hs, fw, fb, cfg.layer_norm_eps)? };
-    let tower = Tower { arch, seq, final_norm: (fw, fb), tokens: prefix + gh * gw, map_qkv: Default::default() };
+    let tower = Tower { arch, seq, final_norm: (fw, fb), tokens: prefix + gh * gw, map_qkv: Default::default(), lengths };
     Ok(Encoded { tower, hidden, last_qkv, positions: pos_name })
 }
 
@@ -154,7 +173,10 @@ impl Tower<'_> {
         let query = g.weight(&engine::map("query").0, &[1, d]);
         let kv = linear(g, engine::map("kv"), (d, 2 * d), patches, Activation::None, None)?;
         let scale = 1.0 / (cfg.head_dim() as f32).sqrt();
-        let att = g.attention_pool("map.attention", query, kv, cfg.num_heads, scale)?;
+        let att = match self.lengths {
+            Some(lengths) => g.masked_attention_pool("map.attention", query, kv, lengths, cfg.num_heads, scale)?,
+            None => g.attention_pool("map.attention", query, kv, cfg.num_heads, scale)?,
+        };
         self.map_qkv.set(Some((query, kv)));
         let x = linear(g, engine::map("proj"), (d, d), att, Activation::None, None)?;
         let (nw, nb) = engine::map("ln");
@@ -170,7 +192,19 @@ impl Tower<'_> {
         let Some((query, kv)) = self.map_qkv.get() else { return Ok(None) };
         let cfg = self.config();
         let scale = 1.0 / (cfg.head_dim() as f32).sqrt();
-        Ok(Some(g.attention_pool_probs("pool_attention", query, kv, cfg.num_heads, scale)?))
+        Ok(Some(match self.lengths {
+            Some(lengths) => g.masked_attention_pool_probs("pool_attention", query, kv, lengths, cfg.num_heads, scale)?,
+            None => g.attention_pool_probs("pool_attention", query, kv, cfg.num_heads, scale)?,
+        }))
+    }
+
+    /// The mean of the patch tokens (of each image's own, for padded sequences).
+    pub fn mean_patches(&self, g: &mut Graph, name: &str) -> Result<TensorId> {
+        let prefix = self.config().prefix_tokens();
+        match self.lengths {
+            Some(lengths) => g.masked_mean_tokens(name, self.seq, lengths, prefix, self.tokens - prefix),
+            None => g.mean_tokens(name, self.seq, prefix, self.tokens - prefix),
+        }
     }
 
     /// The pooled features as `timm`'s `forward_head` computes them before the classifier: the
@@ -179,11 +213,11 @@ impl Tower<'_> {
     /// where the layout norms after pooling.
     pub fn pooled_features(&self, g: &mut Graph, map_pooled: Option<TensorId>) -> Result<TensorId> {
         let cfg = self.config();
-        let (layout, prefix) = (&cfg.layout, cfg.prefix_tokens());
+        let layout = &cfg.layout;
         let pooled = if let Some(p) = map_pooled {
             p
         } else if layout.pool_avg {
-            g.mean_tokens("pool", self.seq, prefix, self.tokens - prefix)?
+            self.mean_patches(g, "pool")?
         } else {
             g.mean_tokens("pool", self.seq, 0, 1 + layout.dist_token as usize)?
         };
@@ -197,13 +231,13 @@ impl Tower<'_> {
     /// concatenated; the patch mean).
     pub fn logits(&self, g: &mut Graph, pooled: Option<TensorId>) -> Result<Option<TensorId>> {
         let cfg = self.config();
-        let (d, n, prefix, seq) = (cfg.hidden_size, cfg.labels.len(), cfg.prefix_tokens(), self.seq);
+        let (d, n, seq) = (cfg.hidden_size, cfg.labels.len(), self.seq);
         // A token is selected as the mean of one token: (B, D), and an exact copy.
         Ok(match self.arch.head {
             Head::None => None,
             Head::Cls | Head::Avg if pooled.is_some() => Some(linear_named(g, "logits", engine::head(), (d, n), pooled.expect("pooled"), None)?),
             Head::Avg => {
-                let mean = g.mean_tokens("patch_mean", seq, prefix, self.tokens - prefix)?;
+                let mean = self.mean_patches(g, "patch_mean")?;
                 Some(linear_named(g, "logits", engine::head(), (d, n), mean, None)?)
             }
             Head::Cls => {
@@ -218,7 +252,7 @@ impl Tower<'_> {
             }
             Head::ClsMeanPatch => {
                 let cls = g.mean_tokens("cls", seq, 0, 1)?;
-                let mean = g.mean_tokens("patch_mean", seq, prefix, self.tokens - prefix)?;
+                let mean = self.mean_patches(g, "patch_mean")?;
                 let both = g.concat("cls_and_mean", cls, mean)?;
                 Some(linear_named(g, "logits", engine::head(), (2 * d, n), both, None)?)
             }
@@ -254,6 +288,8 @@ pub struct LayerSpec {
     pub causal: bool,
     /// The QKV projection writes head-major Q, K and V ([`RunOptions::qkv_heads`]).
     pub qkv_heads: bool,
+    /// Padded sequences: each sequence's tokens, `(B)`; attention skips the keys past them.
+    pub lengths: Option<TensorId>,
 }
 
 /// Layer `i` (the engine's weight names) over `hs (B, T, D)`: `x1 = hs + proj(attention(ln1(hs)))`,
@@ -273,7 +309,11 @@ pub fn encoder_layer(g: &mut Graph, s: &LayerSpec, i: usize, hs: TensorId) -> Re
     let qkv = if s.qkv_heads { g.matmul_heads(&qkv_name, h1, qkv_w, qkv_b, s.heads)? } else { g.matmul(&qkv_name, h1, qkv_w, qkv_b, Activation::None, None)? };
     let scale = 1.0 / ((d / s.heads) as f32).sqrt();
     let name = format!("layer.{i}.attention");
-    let att = if s.causal { g.causal_attention(&name, qkv, s.heads, scale)? } else { g.attention(&name, qkv, s.heads, scale)? };
+    let att = match s.lengths {
+        Some(lengths) => g.masked_attention(&name, qkv, lengths, s.heads, scale)?,
+        None if s.causal => g.causal_attention(&name, qkv, s.heads, scale)?,
+        None => g.attention(&name, qkv, s.heads, scale)?,
+    };
     let x1 = linear(g, engine::linear(i, Linear::Proj), (d, d), att, Activation::None, Some(hs))?;
     let h2 = ln(g, Norm::After, x1)?;
     let m = linear(g, engine::linear(i, Linear::Fc1), (d, s.mlp), h2, s.act, None)?;
