@@ -380,8 +380,10 @@ pub fn chart_svg(rows: &[SweepRow], title: &str) -> String {
         for (i, (row, &v)) in rows.iter().zip(&ips).enumerate() {
             let x = l + (i as f64 + 0.5) * pw / n;
             let bh = v / hi * ph;
+            // Two significant figures at least (a slow model's 2.3 images/s is not "2").
+            let shown = if v < 10.0 { format!("{v:.1}") } else { format!("{v:.0}") };
             s += &format!(
-                "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"{bw:.1}\" height=\"{bh:.1}\" fill=\"#3366cc\"/><text x=\"{x:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{v:.0}</text>\
+                "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"{bw:.1}\" height=\"{bh:.1}\" fill=\"#3366cc\"/><text x=\"{x:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{shown}</text>\
                  <text x=\"{x:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{} ({})</text>\n",
                 x - bw / 2.0,
                 t + ph - bh,
