@@ -1,7 +1,8 @@
 """The CPU comparison: tessera's CPU backend against PyTorch (eager) and ONNX Runtime on the same
 machine, same thread count, same weights, in one sitting, the engines alternated round by round.
 
-For each model (DeiT-Ti/16, DeiT-S/16, ViT-B/16 at 224, and on request SigLIP-B/16's image tower
+For each model (DeiT-Ti/16, DeiT-S/16, ViT-B/16 at 224, and on request SigLIP-B/16's image tower at 224
+or SigLIP 2's fixed-resolution B/16 at 256 (siglip2-b16-256)
 with a classifier, random weights from a fixed seed) it
 writes a transformers checkpoint folder, exports it to ONNX (opset 18), checks that tessera's
 logits match PyTorch's (max difference), then times each batch (default 1, 8 and 32): median
@@ -27,19 +28,25 @@ import transformers
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 TESSERA = os.path.join(ROOT, "target/release/tessera")
 SPECS = {
-    # name: (model class, hidden, heads)
+    # name: (model class, hidden, heads[, image size])
     "deit-ti16": ("deit", 192, 3),
     "deit-s16": ("deit", 384, 6),
     "vit-b16": ("vit", 768, 12),
     # SiglipForImageClassification: tanh GELU, no class token, the attention-pooling head.
     "siglip-b16": ("siglip", 768, 12),
+    # SigLIP 2's fixed-resolution B/16 at 256 pixels (model_type "siglip"): 256 tokens.
+    "siglip2-b16-256": ("siglip", 768, 12, 256),
 }
 
 
+def image_size(name):
+    return SPECS[name][3] if len(SPECS[name]) > 3 else 224
+
+
 def make_model(name, folder):
-    kind, d, heads = SPECS[name]
+    kind, d, heads = SPECS[name][:3]
     common = dict(hidden_size=d, num_hidden_layers=12, num_attention_heads=heads, intermediate_size=4 * d,
-                  image_size=224, patch_size=16, num_labels=1000, qkv_bias=True)
+                  image_size=image_size(name), patch_size=16, num_labels=1000, qkv_bias=True)
     torch.manual_seed(0)
     if kind == "siglip":
         vision = {k: v for k, v in common.items() if k not in ("num_labels", "qkv_bias")}
@@ -90,6 +97,17 @@ def tessera_logits(folder, pixels, threads, int8=False):
                        + (["--int8"] if int8 else []),
                        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         return stn.load_file(os.path.join(d, "out.safetensors"))["logits"]
+
+
+def cpu_name():
+    """The CPU's model name (/proc/cpuinfo), else what Python knows of the machine."""
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def clock_ghz():
@@ -174,12 +192,13 @@ def main():
         folder = os.path.join(work, name)
         model = make_model(name, folder)
         onnx_path = os.path.join(work, f"{name}.onnx")
-        dummy = torch.randn(1, 3, 224, 224)
+        size = image_size(name)
+        dummy = torch.randn(1, 3, size, size)
         torch.onnx.export(model, (dummy,), onnx_path, input_names=["pixel_values"], output_names=["logits"],
                           dynamic_axes={"pixel_values": {0: "batch"}, "logits": {0: "batch"}}, opset_version=18, dynamo=False)
         sess = ort.InferenceSession(onnx_path, opts, providers=["CPUExecutionProvider"])
         rng = np.random.default_rng(1)
-        check = rng.standard_normal((2, 3, 224, 224), dtype=np.float32)
+        check = rng.standard_normal((2, 3, size, size), dtype=np.float32)
         with torch.no_grad():
             want = model(pixel_values=torch.from_numpy(check)).logits.numpy()
         diff_t = float(np.abs(tessera_logits(folder, check, args.threads) - want).max())
@@ -196,7 +215,7 @@ def main():
             int8 = (q_folder, q_sess, float(np.abs(tessera_logits(q_folder, check, args.threads, int8=True) - want).max()),
                     float(np.abs(q_sess.run(None, {"pixel_values": check})[0] - want).max()))
         for batch in [int(b) for b in args.batches.split(",")]:
-            px = rng.standard_normal((batch, 3, 224, 224), dtype=np.float32)
+            px = rng.standard_normal((batch, 3, size, size), dtype=np.float32)
             pt = torch.from_numpy(px)
             results = {f"tessera {i or 'best'}": [] for i in isas}
             results.update({"onnxruntime": [], "pytorch": []})
@@ -218,14 +237,7 @@ def main():
             best = {k: min(v) for k, v in results.items()}
             rows.append((name, batch, best, diff_t, diff_o, int8[2:] if int8 else None))
             print(f"{name} batch {batch}: " + ", ".join(f"{k} {v:.1f} ms" for k, v in best.items()), file=sys.stderr, flush=True)
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_name()
     ghz = clock_ghz()
     isa_note = ", ".join(i or "the machine's best" for i in isas)
     lines = [
@@ -233,7 +245,8 @@ def main():
         f"; {args.threads} threads for every engine; {datetime.date.today().isoformat()}. PyTorch {torch.__version__} "
         f"(eager, inference mode), ONNX Runtime {ort.__version__} (CPU provider, opset 18 export), tessera `--device cpu` "
         f"with the {isa_note} kernels. Median ms per run of {args.iters} after warm-up, the best of {args.rounds} "
-        "alternated rounds; random weights (seed 0), 224x224 input.",
+        "alternated rounds; random weights (seed 0), " +
+        ", ".join(sorted({f"{image_size(n)}x{image_size(n)}" for n in args.models.split(",")})) + " input.",
         "",
     ]
     keys = list(rows[0][2].keys()) if rows else []
