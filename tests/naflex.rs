@@ -379,3 +379,23 @@ fn the_sweep_runs_each_budget_at_its_grid() {
     let (ok, _, stderr) = tessera(&["sweep", "--device", "cpu", "--model", fixed.to_str().unwrap(), "--max-patches", "64"]);
     assert!(!ok && stderr.contains("NaFlex") && stderr.contains("--patch-sizes"), "{stderr}");
 }
+
+/// A grid past what the device holds is refused with the reason, not run out of memory: a GPU
+/// with a 4 MiB budget takes the model and a 64-patch grid, and refuses the 16384-patch grid of a
+/// 2048 x 2048 image with an out-of-memory error naming the budget; the smaller grid still runs
+/// after it.
+#[test]
+fn a_grid_past_the_device_memory_is_refused() {
+    let mut opts = tessera::GpuOptions::from_env().unwrap();
+    opts.memory_budget = Some(4 << 20);
+    let gpu = tessera::Gpu::new_blocking(&opts).unwrap_or_else(|e| panic!("GPU tests need an adapter: {e}"));
+    let ck = Checkpoint::from_dir(&root().join("siglip2-vision")).unwrap();
+    let img = image::RgbImage::from_pixel(2048, 2048, image::Rgb([90, 160, 30]));
+    let small = Model::load(&tessera::Device::Gpu(gpu.clone()), &ck).unwrap();
+    assert_eq!(pollster::block_on(small.embed(&[&img])).unwrap()[0].len(), 32);
+    let big = Model::load_with(&tessera::Device::Gpu(gpu.clone()), &ck, LoadOptions { max_patches: Some(16384), ..Default::default() }).unwrap();
+    let e = pollster::block_on(big.embed(&[&img])).unwrap_err();
+    assert_eq!(e.kind(), "out_of_memory", "{e}");
+    assert!(e.to_string().contains("budget"), "{e}");
+    assert_eq!(pollster::block_on(small.embed(&[&img])).unwrap()[0].len(), 32);
+}
