@@ -9,7 +9,10 @@
 // onnxruntime-web in a scratch folder; its dist/ folder is given with --ort):
 //
 //   node scripts/browser_compare.mjs --work DIR --ort /path/to/node_modules/onnxruntime-web/dist \
-//        [--models deit-ti16,deit-s16] [--threads 1] [--iters 10]
+//        [--models deit-ti16,deit-s16] [--threads 1] [--iters 10] [--builds relaxed,simd128]
+//
+// --builds: tessera's wasm builds to time, each on its own page: `relaxed` (the relaxed-SIMD build,
+// what the package loads where the browser has relaxed SIMD) and `simd128` (`relaxedSimd: false`).
 import { createServer } from 'node:http';
 import { readFile, stat } from 'node:fs/promises';
 import { extname, join, normalize, resolve } from 'node:path';
@@ -24,6 +27,7 @@ const MODELS = (args.models || 'deit-ti16,deit-s16').split(',');
 const THREADS = Number(args.threads || 1);
 const ITERS = Number(args.iters || 10);
 const ROUNDS = Number(args.rounds || 2);
+const BUILDS = (args.builds || 'relaxed').split(',');
 
 const TYPES = { '.html': 'text/html', '.js': 'text/javascript', '.mjs': 'text/javascript', '.json': 'application/json', '.wasm': 'application/wasm' };
 
@@ -52,14 +56,14 @@ function serve() {
   return new Promise((ok) => server.listen(0, '127.0.0.1', () => ok({ url: `http://127.0.0.1:${server.address().port}`, close: () => server.close() })));
 }
 
-async function tessera(page, name) {
-  return page.evaluate(async ({ name, iters }) => {
+async function tessera(page, name, build) {
+  return page.evaluate(async ({ name, iters, relaxedSimd }) => {
     const get = async (f) => new Uint8Array(await (await fetch(`/work/${name}/${f}`)).arrayBuffer());
     const files = { name, config: await get('config.json'), weights: await get('model.safetensors') };
     const px = new Float32Array(3 * 224 * 224).map((_, i) => Math.sin(i));
     const t0 = performance.now();
     const { Tessera } = await import('/web/index.js');
-    const engine = await Tessera.create({ device: 'cpu' });
+    const engine = await Tessera.create({ device: 'cpu', relaxedSimd });
     const model = await engine.load(files);
     await model.run(px, [1, 3, 224, 224]);
     const cold = performance.now() - t0;
@@ -71,8 +75,8 @@ async function tessera(page, name) {
       times.push(performance.now() - t);
     }
     times.sort((a, b) => a - b);
-    return { cold, ms: times[Math.floor(times.length / 2)], info: engine.adapterInfo.name };
-  }, { name, iters: ITERS });
+    return { cold, ms: times[Math.floor(times.length / 2)], info: `${engine.adapterInfo.name}, ${engine.adapterInfo.isa}` };
+  }, { name, iters: ITERS, relaxedSimd: build === 'relaxed' });
 }
 
 async function ortWeb(page, name) {
@@ -109,12 +113,13 @@ const version = browser.version();
 const rows = [];
 try {
   for (const name of MODELS) {
-    const best = { tessera: { cold: Infinity, ms: Infinity }, ort: { cold: Infinity, ms: Infinity } };
+    const engines = [...BUILDS.map((b) => [`tessera ${b}`, (page) => tessera(page, name, b)]), ['ort', (page) => ortWeb(page, name)]];
+    const best = Object.fromEntries(engines.map(([key]) => [key, { cold: Infinity, ms: Infinity }]));
     for (let r = 0; r < ROUNDS; r++) {
-      for (const [key, fn] of [['tessera', tessera], ['ort', ortWeb]]) {
+      for (const [key, fn] of engines) {
         const page = await browser.newPage();
         await page.goto(`${server.url}/work/`);
-        const got = await fn(page, name);
+        const got = await fn(page);
         await page.close();
         best[key] = { cold: Math.min(best[key].cold, got.cold), ms: Math.min(best[key].ms, got.ms) };
         console.error(`${name} ${key}: cold ${got.cold.toFixed(0)} ms, run ${got.ms.toFixed(1)} ms (${got.info})`);
@@ -127,8 +132,10 @@ try {
   server.close();
 }
 console.log(`Chromium ${version}, headless, ${THREADS} thread(s) for both engines; ${new Date().toISOString().slice(0, 10)}. Median ms per batch-1 224x224 run of ${ITERS} after warm-up, the best of ${ROUNDS} alternated rounds; cold start = from the checkpoint's bytes in memory to the first result on a fresh page (wasm compiled, model loaded).\n`);
-console.log('| model | tessera (CPU, wasm SIMD) ms | ONNX Runtime Web (wasm) ms | tessera / ORT Web | tessera cold start ms | ORT Web cold start ms |');
-console.log('| --- | ---: | ---: | ---: | ---: | ---: |');
+const keys = BUILDS.map((b) => `tessera ${b}`);
+console.log(`| model | ${keys.map((k) => `${k} ms`).join(' | ')} | ONNX Runtime Web (wasm) ms | ${keys.map((k) => `${k} / ORT Web`).join(' | ')} | ${keys.map((k) => `${k} cold start ms`).join(' | ')} | ORT Web cold start ms |`);
+console.log(`| --- | ${[...keys, 'ort', ...keys, ...keys, 'ort'].map(() => '---:').join(' | ')} |`);
 for (const [name, b] of rows) {
-  console.log(`| ${name} | ${b.tessera.ms.toFixed(1)} | ${b.ort.ms.toFixed(1)} | ${(b.tessera.ms / b.ort.ms).toFixed(2)}x | ${b.tessera.cold.toFixed(0)} | ${b.ort.cold.toFixed(0)} |`);
+  const cells = [...keys.map((k) => b[k].ms.toFixed(1)), b.ort.ms.toFixed(1), ...keys.map((k) => `${(b[k].ms / b.ort.ms).toFixed(2)}x`), ...keys.map((k) => b[k].cold.toFixed(0)), b.ort.cold.toFixed(0)];
+  console.log(`| ${name} | ${cells.join(' | ')} |`);
 }

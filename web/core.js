@@ -1,7 +1,9 @@
 // The package's API over one build of the engine (the tessera Rust crate compiled to wasm32):
 // chooses the device and turns browser inputs (URLs, hub ids, Blobs, images) into bytes for it.
 // index.js binds it to the main build, text.js to the build with text towers (CLIP).
-export function makeApi(init, Engine) {
+// `relaxedUrl`: the same build compiled with relaxed SIMD (fused multiply-adds in the CPU
+// backend's kernels), loaded where the browser validates relaxed SIMD.
+export function makeApi(init, Engine, relaxedUrl) {
   
   let wasmReady = null;
   let wasmExports = null;
@@ -22,6 +24,27 @@ export function makeApi(init, Engine) {
     return wasmReady;
   }
   
+  /**
+   * Whether this browser runs WebAssembly relaxed SIMD: validates a module whose one function is
+   * `f32x4.relaxed_madd` over three constants.
+   */
+  function relaxedSimdSupported() {
+    if (typeof WebAssembly === 'undefined' || typeof WebAssembly.validate !== 'function') return false;
+    const c = [0xfd, 0x0c, ...new Array(16).fill(0)];
+    const body = [0x00, ...c, ...c, ...c, 0xfd, 0x85, 0x02, 0x0b];
+    const bytes = new Uint8Array([
+      0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
+      0x01, 0x05, 0x01, 0x60, 0x00, 0x01, 0x7b, // type: () -> v128
+      0x03, 0x02, 0x01, 0x00, // one function of that type
+      0x0a, body.length + 2, 0x01, body.length, ...body,
+    ]);
+    try {
+      return WebAssembly.validate(bytes);
+    } catch {
+      return false;
+    }
+  }
+
   /** Errors from the engine carry a stable `kind` (e.g. "model", "image", "gpu"). */
   function wrap(e) {
     if (e instanceof Error && typeof e.kind === 'string') return e;
@@ -303,8 +326,11 @@ export function makeApi(init, Engine) {
      * the engine may hold: a model or batch beyond it is refused (`kind: "out_of_memory"`) or run in
      * smaller batches, before anything is allocated. `tune: true` times the candidate GPU kernels of
      * each new shape on first use and keeps the fastest, where the browser grants timestamp queries.
+     * The CPU backend's wasm is the relaxed-SIMD build where the browser validates relaxed SIMD
+     * (`relaxedSimd: false` keeps the simd128 build; `wasmUrl` names a build of your own); the
+     * first `create` of a page decides, and `adapterInfo.isa` says which ("simd128+relaxed").
      */
-    static async create({ wasmUrl, memoryBudget, tune = false, device = 'auto' } = {}) {
+    static async create({ wasmUrl, memoryBudget, tune = false, device = 'auto', relaxedSimd = true } = {}) {
       let reason = 'asked for';
       if (device === 'auto') {
         [device, reason] = await chooseDevice();
@@ -317,7 +343,7 @@ export function makeApi(init, Engine) {
         err.kind = 'input';
         throw err;
       }
-      await initWasm(wasmUrl);
+      await initWasm(wasmUrl ?? (relaxedSimd && relaxedUrl && relaxedSimdSupported() ? relaxedUrl : undefined));
       return new Tessera(await call(() => Engine.create(device, memoryBudget ?? undefined, tune)), reason);
     }
   

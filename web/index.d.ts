@@ -15,7 +15,7 @@ export interface AdapterInfo {
   maxStorageBufferBindingSize?: number;
   maxWorkgroupStorage?: number;
   maxInvocations?: number;
-  /** The CPU backend's instruction set ("simd128"), where it runs. */
+  /** The CPU backend's instruction set where it runs: "simd128+relaxed" (the relaxed-SIMD build, fused multiply-adds) or "simd128". */
   isa?: string;
   threads?: number;
 }
@@ -202,7 +202,11 @@ export declare class Tessera {
    * "webgpu" (rejects with kind "no_webgpu" where there is none) or "cpu".
    * `tune`: time the candidate GPU kernels of each new shape on first use and keep the fastest (needs timestamp queries).
    */
-  static create(options?: { wasmUrl?: string | URL; memoryBudget?: number; tune?: boolean; device?: 'auto' | 'webgpu' | 'cpu' }): Promise<Tessera>;
+  /**
+   * `relaxedSimd` (default true): load the relaxed-SIMD build of the wasm where the browser validates
+   * relaxed SIMD (the simd128 build otherwise, or with `false`). The first `create` of a page decides.
+   */
+  static create(options?: { wasmUrl?: string | URL; memoryBudget?: number; tune?: boolean; device?: 'auto' | 'webgpu' | 'cpu'; relaxedSimd?: boolean }): Promise<Tessera>;
   load(source: string | { config: Bytes; weights: Bytes; preprocessor?: Bytes; name?: string }, options?: LoadOptions): Promise<Model>;
   /**
    * A CLIPModel or SiglipModel checkpoint with its tokenizer.json (SigLIP: or its SentencePiece

@@ -3,7 +3,7 @@
 import init, { Engine } from './pkg-text/tessera_text.js';
 import { makeApi } from './core.js';
 
-const api = makeApi(init, Engine);
+const api = makeApi(init, Engine, new URL('./pkg-text/tessera_text_relaxed_bg.wasm', import.meta.url));
 export const Tessera = api.Tessera;
 export const Model = api.Model;
 export const ClipModel = api.ClipModel;

@@ -81,6 +81,7 @@ impl Isa {
         match self {
             Isa::Avx512 => "avx512",
             Isa::Avx2 => "avx2",
+            Isa::Wasm128 if cfg!(target_feature = "relaxed-simd") => "simd128+relaxed",
             Isa::Wasm128 => "simd128",
             Isa::Portable => "portable",
         }
@@ -225,9 +226,18 @@ mod wasm {
         unsafe fn store(p: *mut f32, v: v128) {
             unsafe { v128_store(p as *mut v128, v) }
         }
+        /// With relaxed SIMD (the `+relaxed-simd` build): `f32x4.relaxed_madd`, one fused
+        /// multiply-add where the CPU has one (x86-64 with FMA, ARM), else the two operations.
         #[inline(always)]
         unsafe fn fma(a: v128, b: v128, c: v128) -> v128 {
-            f32x4_add(f32x4_mul(a, b), c)
+            #[cfg(target_feature = "relaxed-simd")]
+            {
+                f32x4_relaxed_madd(a, b, c)
+            }
+            #[cfg(not(target_feature = "relaxed-simd"))]
+            {
+                f32x4_add(f32x4_mul(a, b), c)
+            }
         }
         #[inline(always)]
         unsafe fn add(a: v128, b: v128) -> v128 {
