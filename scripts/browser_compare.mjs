@@ -11,6 +11,10 @@
 //   node scripts/browser_compare.mjs --work DIR --ort /path/to/node_modules/onnxruntime-web/dist \
 //        [--models deit-ti16,deit-s16] [--threads 1] [--iters 10] [--builds relaxed,simd128]
 //
+// --int8: the int8 forms instead: the checkpoint that `tessera quantize --bits 8` wrote
+// (cpu_compare.py --int8 --keep) run with { int8: true }, against ONNX Runtime Web on the
+// dynamically quantized model (`quantize_dynamic`, what transformers.js ships as "q8").
+//
 // --builds: tessera's wasm builds to time, each on its own page: `relaxed` (the relaxed-SIMD build,
 // what the package loads where the browser has relaxed SIMD) and `simd128` (`relaxedSimd: false`).
 import { createServer } from 'node:http';
@@ -28,6 +32,8 @@ const THREADS = Number(args.threads || 1);
 const ITERS = Number(args.iters || 10);
 const ROUNDS = Number(args.rounds || 2);
 const BUILDS = (args.builds || 'relaxed').split(',');
+const INT8 = 'int8' in args;
+const SUFFIX = INT8 ? '-int8' : '';
 
 const TYPES = { '.html': 'text/html', '.js': 'text/javascript', '.mjs': 'text/javascript', '.json': 'application/json', '.wasm': 'application/wasm' };
 
@@ -57,14 +63,14 @@ function serve() {
 }
 
 async function tessera(page, name, build) {
-  return page.evaluate(async ({ name, iters, relaxedSimd }) => {
+  return page.evaluate(async ({ name, iters, relaxedSimd, int8 }) => {
     const get = async (f) => new Uint8Array(await (await fetch(`/work/${name}/${f}`)).arrayBuffer());
     const files = { name, config: await get('config.json'), weights: await get('model.safetensors') };
     const px = new Float32Array(3 * 224 * 224).map((_, i) => Math.sin(i));
     const t0 = performance.now();
     const { Tessera } = await import('/web/index.js');
     const engine = await Tessera.create({ device: 'cpu', relaxedSimd });
-    const model = await engine.load(files);
+    const model = await engine.load(files, { int8 });
     await model.run(px, [1, 3, 224, 224]);
     const cold = performance.now() - t0;
     for (let i = 0; i < 2; i++) await model.run(px, [1, 3, 224, 224]);
@@ -76,7 +82,7 @@ async function tessera(page, name, build) {
     }
     times.sort((a, b) => a - b);
     return { cold, ms: times[Math.floor(times.length / 2)], info: `${engine.adapterInfo.name}, ${engine.adapterInfo.isa}` };
-  }, { name, iters: ITERS, relaxedSimd: build === 'relaxed' });
+  }, { name: name + SUFFIX, iters: ITERS, relaxedSimd: build === 'relaxed', int8: INT8 });
 }
 
 async function ortWeb(page, name) {
@@ -100,7 +106,7 @@ async function ortWeb(page, name) {
     }
     times.sort((a, b) => a - b);
     return { cold, ms: times[Math.floor(times.length / 2)], info: `ONNX Runtime Web ${ort.env.versions?.web ?? ''}` };
-  }, { name, iters: ITERS, threads: THREADS });
+  }, { name: name + SUFFIX, iters: ITERS, threads: THREADS });
 }
 
 const server = await serve();
@@ -131,7 +137,7 @@ try {
   await browser.close();
   server.close();
 }
-console.log(`Chromium ${version}, headless, ${THREADS} thread(s) for both engines; ${new Date().toISOString().slice(0, 10)}. Median ms per batch-1 224x224 run of ${ITERS} after warm-up, the best of ${ROUNDS} alternated rounds; cold start = from the checkpoint's bytes in memory to the first result on a fresh page (wasm compiled, model loaded).\n`);
+console.log(`Chromium ${version}, headless, ${THREADS} thread(s) for both engines${INT8 ? '; int8 models (tessera --bits 8 with int8 arithmetic, ONNX Runtime quantize_dynamic)' : ''}; ${new Date().toISOString().slice(0, 10)}. Median ms per batch-1 224x224 run of ${ITERS} after warm-up, the best of ${ROUNDS} alternated rounds; cold start = from the checkpoint's bytes in memory to the first result on a fresh page (wasm compiled, model loaded).\n`);
 const keys = BUILDS.map((b) => `tessera ${b}`);
 console.log(`| model | ${keys.map((k) => `${k} ms`).join(' | ')} | ONNX Runtime Web (wasm) ms | ${keys.map((k) => `${k} / ORT Web`).join(' | ')} | ${keys.map((k) => `${k} cold start ms`).join(' | ')} | ORT Web cold start ms |`);
 console.log(`| --- | ${[...keys, 'ort', ...keys, ...keys, 'ort'].map(() => '---:').join(' | ')} |`);

@@ -7,7 +7,7 @@
 //! `q = round_half_even(A[i][k] / s_i)` clamped to `[-L, L]`, with `L = 127`, or 63 on AVX2
 //! without VNNI (its `vpmaddubsw` adds two u8 x s8 products into a saturating i16: with 7-bit
 //! activations no sum can reach 2^15). The kernels multiply an unsigned byte by a signed one, so
-//! `q` is stored as `q + off` (off = 128, or 64 for the 7-bit form, 0 for the portable kernel,
+//! `q` is stored as `q + off` (off = 128, or 64 for the 7-bit forms, 0 for the portable and simd128 kernels,
 //! which multiplies signed values) and `off * sum_k B[k][j]` is taken back out per column:
 //! `C[i][j] = (acc - off * colsum_j) * (s_i * t_j)` with `t_j` the weight's scale.
 //!
@@ -30,7 +30,14 @@ pub enum IntKernel {
     AvxVnni,
     /// AVX2 without VNNI (`vpmaddubsw`, `vpmaddwd`), 4 x 16 tiles, 7-bit activations.
     Avx2,
-    /// Plain integer arithmetic (any other machine, wasm), 4 x 8 tiles, 8-bit activations.
+    /// wasm relaxed SIMD (`i32x4.relaxed_dot_i8x16_i7x16_add`: four i8 x u7 products into each
+    /// i32 lane), 4 x 8 tiles, 7-bit activations (the relaxed dot product defines only a second
+    /// operand below 128).
+    WasmRelaxed,
+    /// wasm simd128 (without relaxed SIMD): i8 x i8 products widened to i16 and summed in
+    /// pairs into i32, 4 x 8 tiles, 8-bit activations.
+    Wasm128,
+    /// Plain integer arithmetic (any other machine), 4 x 8 tiles, 8-bit activations.
     Portable,
 }
 
@@ -49,13 +56,21 @@ impl IntKernel {
             }
         }
         let _ = isa;
-        IntKernel::Portable
+        if cfg!(all(target_arch = "wasm32", target_feature = "relaxed-simd")) {
+            IntKernel::WasmRelaxed
+        } else if cfg!(all(target_arch = "wasm32", target_feature = "simd128")) {
+            IntKernel::Wasm128
+        } else {
+            IntKernel::Portable
+        }
     }
 
     /// Whether this machine can run it.
     pub fn available(self) -> bool {
         match self {
             IntKernel::Portable => true,
+            IntKernel::WasmRelaxed => cfg!(all(target_arch = "wasm32", target_feature = "relaxed-simd")),
+            IntKernel::Wasm128 => cfg!(all(target_arch = "wasm32", target_feature = "simd128")),
             #[cfg(target_arch = "x86_64")]
             IntKernel::Avx512Vnni => std::arch::is_x86_feature_detected!("avx512vnni") && std::arch::is_x86_feature_detected!("avx512bw"),
             #[cfg(target_arch = "x86_64")]
@@ -73,12 +88,14 @@ impl IntKernel {
             IntKernel::Avx512Vnni => "avx512-vnni",
             IntKernel::AvxVnni => "avx-vnni",
             IntKernel::Avx2 => "avx2",
+            IntKernel::WasmRelaxed => "wasm-relaxed",
+            IntKernel::Wasm128 => "wasm-simd128",
             IntKernel::Portable => "portable",
         }
     }
 
     /// Every kernel, for choosing one by name.
-    pub const ALL: [IntKernel; 4] = [IntKernel::Avx512Vnni, IntKernel::AvxVnni, IntKernel::Avx2, IntKernel::Portable];
+    pub const ALL: [IntKernel; 6] = [IntKernel::Avx512Vnni, IntKernel::AvxVnni, IntKernel::Avx2, IntKernel::WasmRelaxed, IntKernel::Wasm128, IntKernel::Portable];
 
     /// The register tile, MR rows by NR columns.
     pub fn tile(self) -> (usize, usize) {
@@ -86,21 +103,21 @@ impl IntKernel {
             IntKernel::Avx512Vnni => (6, 64),
             IntKernel::AvxVnni => (6, 16),
             IntKernel::Avx2 => (4, 16),
-            IntKernel::Portable => (4, 8),
+            IntKernel::WasmRelaxed | IntKernel::Wasm128 | IntKernel::Portable => (4, 8),
         }
     }
 
     /// The largest magnitude of a quantized activation.
     pub fn levels(self) -> i32 {
-        if self == IntKernel::Avx2 { 63 } else { 127 }
+        if matches!(self, IntKernel::Avx2 | IntKernel::WasmRelaxed) { 63 } else { 127 }
     }
 
     /// What is added to a quantized activation to store it as the kernel's byte.
     pub fn offset(self) -> i32 {
         match self {
             IntKernel::Avx512Vnni | IntKernel::AvxVnni => 128,
-            IntKernel::Avx2 => 64,
-            IntKernel::Portable => 0,
+            IntKernel::Avx2 | IntKernel::WasmRelaxed => 64,
+            IntKernel::Wasm128 | IntKernel::Portable => 0,
         }
     }
 }
@@ -264,6 +281,10 @@ pub fn gemm_int8(cpu: &Cpu, m: usize, a: &[f32], lda: usize, b: &Int8Panels, c: 
             IntKernel::AvxVnni => unsafe { x86::run_avxvnni(&job) },
             #[cfg(target_arch = "x86_64")]
             IntKernel::Avx2 => unsafe { x86::run_avx2(&job) },
+            #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
+            IntKernel::WasmRelaxed => unsafe { run::<wasm::Relaxed, 4, 2>(&job) },
+            #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+            IntKernel::Wasm128 => unsafe { run::<wasm128::Simd128, 4, 2>(&job) },
             _ => unsafe { run::<Portable, 4, 2>(&job) },
         }
     };
@@ -294,7 +315,7 @@ trait IntSimd: Copy {
     unsafe fn load(p: *const i32) -> Self::V;
     unsafe fn store(p: *mut i32, v: Self::V);
     /// `acc[j] + sum over t < 4 of a.byte[4j + t] * b.byte[4j + t]` (a unsigned, b signed; both
-    /// signed for the portable kernel).
+    /// signed for the kernels with offset 0: portable, wasm simd128).
     unsafe fn dot(acc: Self::V, a: Self::V, b: Self::V) -> Self::V;
 }
 
@@ -326,6 +347,86 @@ impl IntSimd for Portable {
     unsafe fn dot(acc: [i32; 4], a: [i32; 4], b: [i32; 4]) -> [i32; 4] {
         let d = |a: i32, b: i32| -> i32 { (0..4).map(|t| ((a >> (8 * t)) as i8 as i32) * ((b >> (8 * t)) as i8 as i32)).sum() };
         [acc[0] + d(a[0], b[0]), acc[1] + d(a[1], b[1]), acc[2] + d(a[2], b[2]), acc[3] + d(a[3], b[3])]
+    }
+}
+
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+mod wasm128 {
+    use super::IntSimd;
+    use core::arch::wasm32::*;
+
+    /// wasm simd128: the signed bytes' products widened to i16 (exact: at most 127 x 128), summed
+    /// in pairs into i32, and the pairs of each lane's four bytes added across the two halves.
+    #[derive(Clone, Copy)]
+    pub(super) struct Simd128;
+
+    impl IntSimd for Simd128 {
+        type V = v128;
+        const LANES: usize = 4;
+        const FMA: bool = false;
+        #[inline(always)]
+        unsafe fn zero() -> v128 {
+            i32x4_splat(0)
+        }
+        #[inline(always)]
+        unsafe fn splat(x: i32) -> v128 {
+            i32x4_splat(x)
+        }
+        #[inline(always)]
+        unsafe fn load(p: *const i32) -> v128 {
+            unsafe { v128_load(p as *const v128) }
+        }
+        #[inline(always)]
+        unsafe fn store(p: *mut i32, v: v128) {
+            unsafe { v128_store(p as *mut v128, v) }
+        }
+        #[inline(always)]
+        unsafe fn dot(acc: v128, a: v128, b: v128) -> v128 {
+            // Bytes 0..8 (lanes 0 and 1) and 8..16 (lanes 2 and 3): i32 sums of byte pairs.
+            let lo = i32x4_extadd_pairwise_i16x8(i16x8_extmul_low_i8x16(a, b));
+            let hi = i32x4_extadd_pairwise_i16x8(i16x8_extmul_high_i8x16(a, b));
+            // lane j = its first pair + its second.
+            let first = i32x4_shuffle::<0, 2, 4, 6>(lo, hi);
+            let second = i32x4_shuffle::<1, 3, 5, 7>(lo, hi);
+            i32x4_add(acc, i32x4_add(first, second))
+        }
+    }
+}
+
+#[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
+mod wasm {
+    use super::IntSimd;
+    use core::arch::wasm32::*;
+
+    /// wasm relaxed SIMD: `i32x4.relaxed_dot_i8x16_i7x16_add` takes the weights' signed bytes
+    /// and the activations' 7-bit unsigned ones (`q + 64`, below 128), four of each per lane.
+    #[derive(Clone, Copy)]
+    pub(super) struct Relaxed;
+
+    impl IntSimd for Relaxed {
+        type V = v128;
+        const LANES: usize = 4;
+        const FMA: bool = false;
+        #[inline(always)]
+        unsafe fn zero() -> v128 {
+            i32x4_splat(0)
+        }
+        #[inline(always)]
+        unsafe fn splat(x: i32) -> v128 {
+            i32x4_splat(x)
+        }
+        #[inline(always)]
+        unsafe fn load(p: *const i32) -> v128 {
+            unsafe { v128_load(p as *const v128) }
+        }
+        #[inline(always)]
+        unsafe fn store(p: *mut i32, v: v128) {
+            unsafe { v128_store(p as *mut v128, v) }
+        }
+        #[inline(always)]
+        unsafe fn dot(acc: v128, a: v128, b: v128) -> v128 {
+            i32x4_relaxed_dot_i8x16_i7x16_add(b, a, acc)
+        }
     }
 }
 

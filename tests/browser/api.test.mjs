@@ -103,7 +103,7 @@ for (const [device, [fixture, patch]] of ['webgpu', 'cpu'].flatMap((d) => [...FI
   });
 }
 
-// Int8 arithmetic in WebAssembly (the CPU backend's portable integer kernel): every quantized
+// Int8 arithmetic in WebAssembly (the relaxed dot product, or the portable integer kernel): every quantized
 // layer of the 8-bit fixtures runs it; the outputs stay within the activations' rounding of
 // transformers (cosine > 0.999, the same top class) and near the native engine's int8 run.
 for (const fixture of ['quant/vit-classifier-int8', 'quant/dinov2-classifier-int8']) {
@@ -119,13 +119,14 @@ for (const fixture of ['quant/vit-classifier-int8', 'quant/dinov2-classifier-int
       const exact = await window.cpuEngine.load(`/tests/fixtures/${name}`, { cache: false });
       const pv = await readTensor(`/tests/fixtures/${name}/expected.safetensors`, 'pixel_values');
       const out = await model.run(pv.data, pv.dims);
-      const r = { info: model.info.arithmetic, exactInfo: exact.info.arithmetic, last: Array.from(out.lastHiddenState), logits: out.logits ? Array.from(out.logits) : null, n: out.logitsDims?.[1] };
+      const r = { isa: window.cpuEngine.adapterInfo.isa, info: model.info.arithmetic, exactInfo: exact.info.arithmetic, last: Array.from(out.lastHiddenState), logits: out.logits ? Array.from(out.logits) : null, n: out.logitsDims?.[1] };
       model.dispose();
       exact.dispose();
       return r;
     }, fixture);
     assert.ok(got.info.quantizedLayers > 0 && got.info.int8Layers === got.info.quantizedLayers, JSON.stringify(got.info));
-    assert.equal(got.info.kernel, 'portable');
+    // The relaxed-SIMD build's relaxed dot product, else simd128's widening products.
+    assert.equal(got.info.kernel, got.isa === 'simd128+relaxed' ? 'wasm-relaxed' : 'wasm-simd128', got.isa);
     assert.equal(got.exactInfo.int8Layers, 0);
     const want = expected.last_hidden_state.data;
     let dot = 0, gg = 0, ww = 0;
