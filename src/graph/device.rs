@@ -154,7 +154,7 @@ impl Device {
     pub fn name(&self) -> String {
         match self {
             Device::Gpu(g) => g.report().name.clone(),
-            Device::Cpu(c) => format!("CPU backend ({}, {} threads)", c.isa().name(), c.threads()),
+            Device::Cpu(c) => format!("CPU backend ({}, {} thread{})", c.isa().name(), c.threads(), if c.threads() == 1 { "" } else { "s" }),
         }
     }
 
