@@ -26,9 +26,10 @@ use crate::model::shared::family::{FamilyDef, Shapes};
 use crate::model::shared::hf_config::{self, head_of, image_text_tower, need, text_tower, Defaults, FamilyParts, Size, TowerConfig, TowerTypes, VisionFields};
 use crate::model::shared::names::engine;
 use crate::model::shared::preprocess::{PreprocessorConfig, ResizeTo, Resample};
-use crate::model::shared::reader::{check_all_used, map_head_to, patch_kernel_to, project_query, transpose, LinearWeight, Loaded, PosResample, Positions, Reader, Sink};
+use crate::model::shared::reader::{patch_kernel_to, Loaded, PosResample, Positions, Reader, Sink};
+use crate::model::shared::siglip_parts;
 use crate::model::shared::spec::{Family, Head, Layout, ModelConfig};
-use crate::model::shared::text_spec::{parse_text, text_num, text_only_config, TextConfig, TextDefaults, TextHost, TextKind};
+use crate::model::shared::text_spec::{text_only_config, TextConfig, TextDefaults, TextHost, TextKind};
 use crate::model::shared::tower::{Heads, Tower};
 use crate::ops::Activation;
 use serde::Deserialize;
@@ -121,11 +122,7 @@ impl FamilyDef for Siglip2Family {
     }
 
     fn heads(&self, g: &mut Graph, t: &Tower) -> Result<Heads> {
-        let pooled = if t.arch.config.layout.pool_map { Some(t.attention_pool(g)?) } else { None };
-        let logits = t.logits(g, None)?;
-        // Siglip2Model: the pooled features are the image embeddings.
-        let image_embeds = if t.arch.projection { pooled } else { None };
-        Ok(Heads { logits, pooled, image_embeds })
+        siglip_parts::heads(g, t)
     }
 
     fn text_kind(&self) -> Option<TextKind> {
@@ -133,23 +130,11 @@ impl FamilyDef for Siglip2Family {
     }
 
     fn text_config(&self, config: &Value, file: &str) -> Result<TextConfig> {
-        let t = text_tower(config, TYPES, file)?;
-        let mut cfg = parse_text(&t, TextKind::Siglip, &TEXT_DEFAULTS, file)?;
-        // The head always projects (to `projection_size`, by default the width).
-        cfg.projection_dim = Some(text_num(&t, "projection_size", Some(cfg.hidden_size as u64), 16384, file)?);
-        Ok(cfg)
+        siglip_parts::text_config(&text_tower(config, TYPES, file)?, &TEXT_DEFAULTS, file)
     }
 
     fn load_text(&self, ck: &Checkpoint, cfg: &TextConfig, sink: &mut dyn Sink) -> Result<TextHost> {
-        let (mut rd, tokens, positions) = layout::text_tower_to(ck, cfg, sink)?;
-        let projection = match cfg.projection_dim {
-            Some(p) => {
-                let (w, b) = rd.linear("head", cfg.hidden_size, p, true, None)?;
-                Some((w.into_f32(), b))
-            }
-            None => None,
-        };
-        Ok((tokens, positions, projection))
+        siglip_parts::load_text(ck, cfg, sink)
     }
 
     fn float_layers(&self) -> &'static [&'static str] {
@@ -214,35 +199,5 @@ fn load_vision(ck: &Checkpoint, patch: usize, sink: &mut dyn Sink) -> Result<Loa
     let side = (cfg.image_size.0 / cfg.patch_size).max(1);
     let positions = rd.get(layout::POSITIONS, &[side * side, d])?;
     let pos = Positions { prefix: Vec::new(), patches: positions, side, resample: PosResample::BilinearAntialias };
-    let mlp = cfg.intermediate_size;
-    layout::encoder_to(&mut rd, sink, cfg.num_layers, d, mlp)?;
-    rd.norm_to(sink, layout::POST_NORM, engine::final_norm(), d)?;
-    if cfg.layout.pool_map {
-        let probe = rd.get("head.probe", &[d])?;
-        let w = rd.get("head.attention.in_proj_weight", &[3 * d, d])?;
-        let b = rd.get("head.attention.in_proj_bias", &[3 * d])?;
-        let query = project_query(&probe, &transpose(&w[..d * d], d, d), &b[..d]);
-        let kv = (LinearWeight::F32(transpose(&w[d * d..], 2 * d, d)), b[d..].to_vec());
-        map_head_to(&mut rd, sink, &query, kv, ["head.attention.out_proj", "head.layernorm", "head.mlp.fc1", "head.mlp.fc2"], d, mlp)?;
-    }
-    let head = cfg.head.unwrap_or(Head::None);
-    let mut top = Reader::new(ck, "");
-    if head == Head::Avg {
-        let n = cfg.labels.len();
-        if n == 0 {
-            return Err(Error::model(format!("{}/config.json", ck.source), "the model has a classifier but no id2label / num_labels"));
-        }
-        top.linear_to(sink, "classifier", engine::head(), (d, n), None)?;
-    }
-    rd.used.extend(top.used);
-    let mut two_tower = false;
-    for t in ck.tensor_names() {
-        if TEXT.iter().any(|p| t.starts_with(p)) {
-            two_tower = true;
-            rd.used.insert(t);
-        }
-    }
-    check_all_used(ck, &rd.used, head)?;
-    // A Siglip2Model's pooled features are its image embeddings.
-    Ok(Loaded { head, pooler: false, projection: two_tower && cfg.layout.pool_map, pos })
+    siglip_parts::tower_to(ck, rd, sink, &TEXT, pos)
 }

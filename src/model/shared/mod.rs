@@ -12,6 +12,7 @@ pub mod names;
 pub mod preprocess;
 pub mod quantized;
 pub mod reader;
+pub mod siglip_parts;
 pub mod spec;
 #[cfg(feature = "text")]
 pub mod spm;
