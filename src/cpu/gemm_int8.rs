@@ -284,7 +284,7 @@ pub fn gemm_int8(cpu: &Cpu, m: usize, a: &[f32], lda: usize, b: &Int8Panels, c: 
             #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
             IntKernel::WasmRelaxed => unsafe { run::<wasm::Relaxed, 4, 2>(&job) },
             #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-            IntKernel::Wasm128 => unsafe { run::<wasm128::Simd128, 4, 2>(&job) },
+            IntKernel::Wasm128 => unsafe { run::<wasm::Simd128, 4, 2>(&job) },
             _ => unsafe { run::<Portable, 4, 2>(&job) },
         }
     };
@@ -351,83 +351,64 @@ impl IntSimd for Portable {
 }
 
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-mod wasm128 {
+mod wasm {
     use super::IntSimd;
     use core::arch::wasm32::*;
+
+    /// An [`IntSimd`] on v128 (four i32 lanes) with the given four-byte dot product.
+    macro_rules! v128_int {
+        ($name:ident, |$acc:ident, $a:ident, $b:ident| $dot:expr) => {
+            impl IntSimd for $name {
+                type V = v128;
+                const LANES: usize = 4;
+                const FMA: bool = false;
+                #[inline(always)]
+                unsafe fn zero() -> v128 {
+                    i32x4_splat(0)
+                }
+                #[inline(always)]
+                unsafe fn splat(x: i32) -> v128 {
+                    i32x4_splat(x)
+                }
+                #[inline(always)]
+                unsafe fn load(p: *const i32) -> v128 {
+                    unsafe { v128_load(p as *const v128) }
+                }
+                #[inline(always)]
+                unsafe fn store(p: *mut i32, v: v128) {
+                    unsafe { v128_store(p as *mut v128, v) }
+                }
+                #[inline(always)]
+                unsafe fn dot($acc: v128, $a: v128, $b: v128) -> v128 {
+                    $dot
+                }
+            }
+        };
+    }
 
     /// wasm simd128: the signed bytes' products widened to i16 (exact: at most 127 x 128), summed
     /// in pairs into i32, and the pairs of each lane's four bytes added across the two halves.
     #[derive(Clone, Copy)]
     pub(super) struct Simd128;
 
-    impl IntSimd for Simd128 {
-        type V = v128;
-        const LANES: usize = 4;
-        const FMA: bool = false;
-        #[inline(always)]
-        unsafe fn zero() -> v128 {
-            i32x4_splat(0)
-        }
-        #[inline(always)]
-        unsafe fn splat(x: i32) -> v128 {
-            i32x4_splat(x)
-        }
-        #[inline(always)]
-        unsafe fn load(p: *const i32) -> v128 {
-            unsafe { v128_load(p as *const v128) }
-        }
-        #[inline(always)]
-        unsafe fn store(p: *mut i32, v: v128) {
-            unsafe { v128_store(p as *mut v128, v) }
-        }
-        #[inline(always)]
-        unsafe fn dot(acc: v128, a: v128, b: v128) -> v128 {
-            // Bytes 0..8 (lanes 0 and 1) and 8..16 (lanes 2 and 3): i32 sums of byte pairs.
-            let lo = i32x4_extadd_pairwise_i16x8(i16x8_extmul_low_i8x16(a, b));
-            let hi = i32x4_extadd_pairwise_i16x8(i16x8_extmul_high_i8x16(a, b));
-            // lane j = its first pair + its second.
-            let first = i32x4_shuffle::<0, 2, 4, 6>(lo, hi);
-            let second = i32x4_shuffle::<1, 3, 5, 7>(lo, hi);
-            i32x4_add(acc, i32x4_add(first, second))
-        }
-    }
-}
-
-#[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
-mod wasm {
-    use super::IntSimd;
-    use core::arch::wasm32::*;
+    v128_int!(Simd128, |acc, a, b| {
+        // Bytes 0..8 (lanes 0 and 1) and 8..16 (lanes 2 and 3): i32 sums of byte pairs.
+        let lo = i32x4_extadd_pairwise_i16x8(i16x8_extmul_low_i8x16(a, b));
+        let hi = i32x4_extadd_pairwise_i16x8(i16x8_extmul_high_i8x16(a, b));
+        // lane j = its first pair + its second.
+        let first = i32x4_shuffle::<0, 2, 4, 6>(lo, hi);
+        let second = i32x4_shuffle::<1, 3, 5, 7>(lo, hi);
+        i32x4_add(acc, i32x4_add(first, second))
+    });
 
     /// wasm relaxed SIMD: `i32x4.relaxed_dot_i8x16_i7x16_add` takes the weights' signed bytes
     /// and the activations' 7-bit unsigned ones (`q + 64`, below 128), four of each per lane.
+    #[cfg(target_feature = "relaxed-simd")]
     #[derive(Clone, Copy)]
     pub(super) struct Relaxed;
 
-    impl IntSimd for Relaxed {
-        type V = v128;
-        const LANES: usize = 4;
-        const FMA: bool = false;
-        #[inline(always)]
-        unsafe fn zero() -> v128 {
-            i32x4_splat(0)
-        }
-        #[inline(always)]
-        unsafe fn splat(x: i32) -> v128 {
-            i32x4_splat(x)
-        }
-        #[inline(always)]
-        unsafe fn load(p: *const i32) -> v128 {
-            unsafe { v128_load(p as *const v128) }
-        }
-        #[inline(always)]
-        unsafe fn store(p: *mut i32, v: v128) {
-            unsafe { v128_store(p as *mut v128, v) }
-        }
-        #[inline(always)]
-        unsafe fn dot(acc: v128, a: v128, b: v128) -> v128 {
-            i32x4_relaxed_dot_i8x16_i7x16_add(b, a, acc)
-        }
-    }
+    #[cfg(target_feature = "relaxed-simd")]
+    v128_int!(Relaxed, |acc, a, b| i32x4_relaxed_dot_i8x16_i7x16_add(b, a, acc));
 }
 
 #[cfg(target_arch = "x86_64")]
