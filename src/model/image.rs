@@ -359,7 +359,7 @@ impl Model {
         let [b, n, k] = dims;
         let (p, c, d) = (cfg.patch_size, cfg.num_channels, cfg.hidden_size);
         let bad = |name: &str, p: String| Error::Input { name: name.into(), problem: p };
-        if self.runner.grid_positions(d, 1, 1).is_none() {
+        if !self.runner.resamples_per_grid() {
             return Err(Error::model(&self.source, "padded patch sequences (pixel_values [B, N, P*P*C] with spatial_shapes) are SigLIP 2 NaFlex's input; this model takes pixel_values [B, C, H, W]"));
         }
         if self.storage != DType::F32 {

@@ -103,7 +103,13 @@ impl Runner {
     /// `(rows * cols, D)`, for checkpoints that resample per grid (SigLIP 2 NaFlex); None for others.
     pub fn grid_positions(&self, d: usize, gh: usize, gw: usize) -> Option<Vec<f32>> {
         let s = self.pos.side;
-        (self.pos.resample == PosResample::BilinearAntialias && self.pos.prefix.is_empty()).then(|| bilinear_antialias(&self.pos.patches, s, s, d, gh, gw))
+        self.resamples_per_grid().then(|| bilinear_antialias(&self.pos.patches, s, s, d, gh, gw))
+    }
+
+    /// Whether the positions are resampled to every grid, with no prefix tokens (SigLIP 2
+    /// NaFlex): then padded patch sequences can take each image's own.
+    pub fn resamples_per_grid(&self) -> bool {
+        self.pos.resample == PosResample::BilinearAntialias && self.pos.prefix.is_empty()
     }
 
     async fn compiled(&self, arch: Arch<'_>, batch: usize, h: usize, w: usize, opts: RunOptions) -> Result<Arc<Prepared>> {
