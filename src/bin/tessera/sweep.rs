@@ -3,7 +3,7 @@
 //! (10-class models), tokens, throughput and latency per setting, and a chart of accuracy against
 //! throughput.
 
-use crate::eval::{check_ten_classes, evaluate, read_test_set};
+use crate::eval::{check_ten_classes, evaluate, read_test_set, TestSet};
 use crate::models;
 use anyhow::{bail, Context, Result};
 use std::path::PathBuf;
@@ -141,17 +141,7 @@ pub fn run(device: &Device, args: &SweepArgs) -> Result<()> {
         tessera::model::flexi::check_patch_size(&ck.source, own, q, ck.config.image_size)?;
     }
     let ten = ck.config.labels.len() == 10;
-    let set = if ten { Some(read_test_set(&args.data, args.limit).with_context(|| format!("{}: the test set for the accuracy", args.data.display()))?) } else { None };
-    let per = set.as_ref().map_or(0, |s| s.0 .0);
-    let bar = indicatif::ProgressBar::new((per * sizes.len()) as u64);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{msg:>24} {bar:40} {pos}/{len} images  eta {eta}")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
-    if !ten {
-        eprintln!("note: {} is not a 10-class model: timing only, no accuracy", ck.source);
-        bar.set_length(sizes.len() as u64);
-    }
+    let (set, per, bar) = test_set_and_bar(args, &ck.source, ten, sizes.len())?;
     let mut rows = Vec::new();
     for &q in &sizes {
         let model = Model::load_with(
@@ -186,6 +176,22 @@ pub fn run(device: &Device, args: &SweepArgs) -> Result<()> {
     report(device, args, &ck.source, ("original_patch_size", own), batch, per, rows)
 }
 
+/// For a 10-class model the test set and its image count, else a note that only the timing runs;
+/// and a progress bar over `settings` runs of the set (a step per setting without one).
+fn test_set_and_bar(args: &SweepArgs, source: &str, ten: bool, settings: usize) -> Result<(Option<TestSet>, usize, indicatif::ProgressBar)> {
+    let set = if ten { Some(read_test_set(&args.data, args.limit).with_context(|| format!("{}: the test set for the accuracy", args.data.display()))?) } else { None };
+    if !ten {
+        eprintln!("note: {source} is not a 10-class model: timing only, no accuracy");
+    }
+    let per = set.as_ref().map_or(0, |s| s.0 .0);
+    let bar = indicatif::ProgressBar::new(if ten { (per * settings) as u64 } else { settings as u64 });
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{msg:>24} {bar:40} {pos}/{len} images  eta {eta}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    Ok((set, per, bar))
+}
+
 /// `WxH` as (height, width), each side at least 1.
 fn parse_size(s: &str) -> Result<(usize, usize)> {
     let parts: Vec<Option<usize>> = s.split('x').map(|v| v.trim().parse().ok().filter(|&v: &usize| v > 0)).collect();
@@ -216,16 +222,7 @@ fn run_budgets(device: &Device, args: &SweepArgs, ck: &tessera::Checkpoint) -> R
         .collect::<Result<_>>()?;
     let batch = args.batch.max(1);
     let ten = model.labels().len() == 10;
-    let set = if ten { Some(read_test_set(&args.data, args.limit).with_context(|| format!("{}: the test set for the accuracy", args.data.display()))?) } else { None };
-    if !ten {
-        eprintln!("note: {} is not a 10-class model: timing only, no accuracy", ck.source);
-    }
-    let per = set.as_ref().map_or(0, |s| s.0 .0);
-    let bar = indicatif::ProgressBar::new(if ten { (per * budgets.len()) as u64 } else { budgets.len() as u64 });
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{msg:>24} {bar:40} {pos}/{len} images  eta {eta}")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
+    let (set, per, bar) = test_set_and_bar(args, &ck.source, ten, budgets.len())?;
     let p = model.patch_size();
     let mut rows = Vec::new();
     for (&n, pre) in budgets.iter().zip(pres) {
