@@ -99,6 +99,11 @@ def tessera_logits(folder, pixels, threads, int8=False):
         return stn.load_file(os.path.join(d, "out.safetensors"))["logits"]
 
 
+def speed_ratio(t, other):
+    """tessera's time `t` against another engine's, as the tables say it."""
+    return f"{other / t:.2f}x faster" if t < other else f"{t / other:.2f}x slower"
+
+
 def cpu_name():
     """The CPU's model name (/proc/cpuinfo), else what Python knows of the machine."""
     try:
@@ -254,7 +259,7 @@ def main():
     lines += [head, "| --- | ---: | " + " | ".join("---:" for _ in keys) + " | ---: | ---: |"]
     for name, batch, best, dt, do, q in rows:
         t = best[keys[0]]
-        ratio = f"{best['onnxruntime'] / t:.2f}x faster" if t < best["onnxruntime"] else f"{t / best['onnxruntime']:.2f}x slower"
+        ratio = speed_ratio(t, best["onnxruntime"])
         diffs = f"{dt:.1e}, {do:.1e}" + (f"; int8 {q[0]:.1e}, {q[1]:.1e}" if q else "")
         lines.append(f"| {name} | {batch} | " + " | ".join(f"{best[k]:.1f}" for k in keys) + f" | {ratio} | {diffs} |")
     if args.eval:

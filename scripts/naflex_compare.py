@@ -22,7 +22,7 @@ import torch
 import transformers
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from cpu_compare import TESSERA, clock_ghz, cpu_name, median_ms  # noqa: E402
+from cpu_compare import TESSERA, clock_ghz, cpu_name, median_ms, speed_ratio  # noqa: E402
 
 PATCH = 16
 
@@ -124,7 +124,7 @@ def main():
         "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for budget, grid, batch, t, p, diff in rows:
-        ratio = f"{p / t:.2f}x faster" if t < p else f"{t / p:.2f}x slower"
+        ratio = speed_ratio(t, p)
         lines.append(f"| {budget} | {grid} | {batch} | {t:.1f} | {p:.1f} | {ratio} | {100 * t / (budget * batch):.2f} | {diff:.1e} |")
     table = "\n".join(lines)
     print(table)
