@@ -140,9 +140,14 @@ fn attention_json(a: &crate::model::AttentionMap) -> String {
     serde_json::json!({"source": a.source, "rows": a.rows, "cols": a.cols, "heads": a.heads, "perHead": a.per_head, "mean": a.mean}).to_string()
 }
 
+/// A model's preprocessing under the optional `maxPatches` budget of a JS call.
+fn budget_pre(m: &Model, max_patches: Option<u32>) -> Result<crate::model::PreprocessorConfig, JsError> {
+    m.preprocessor_with_budget(max_patches.map(|n| n as usize), "maxPatches").map_err(js_err)
+}
+
 /// [`WasmModel::grid`] of a model.
 fn grid_json(m: &Model, width: u32, height: u32, max_patches: Option<u32>) -> Result<String, JsError> {
-    let pre = m.preprocessor_with_budget(max_patches.map(|n| n as usize), "maxPatches").map_err(js_err)?;
+    let pre = budget_pre(m, max_patches)?;
     let (h, w) = pre.output_size(height as usize, width as usize);
     let p = m.patch_size();
     let (rows, cols) = (h / p, w / p);
@@ -184,7 +189,7 @@ impl WasmModel {
 
     /// The model's preprocessing under the optional `maxPatches` budget.
     fn pre(&self, max_patches: Option<u32>) -> Result<crate::model::PreprocessorConfig, JsError> {
-        self.get()?.preprocessor_with_budget(max_patches.map(|n| n as usize), "maxPatches").map_err(js_err)
+        budget_pre(self.get()?, max_patches)
     }
 
     fn image(bytes: Option<Vec<u8>>, rgba: Option<Vec<u8>>, width: u32, height: u32, name: &str) -> Result<image::RgbImage, JsError> {
@@ -398,7 +403,7 @@ impl WasmClip {
     pub async fn embed_image(&self, bytes: Option<Vec<u8>>, rgba: Option<Vec<u8>>, width: u32, height: u32, name: String, max_patches: Option<u32>) -> Result<Float32Array, JsError> {
         let img = WasmModel::image(bytes, rgba, width, height, &name)?;
         let vision = &self.get()?.vision;
-        let pre = vision.preprocessor_with_budget(max_patches.map(|n| n as usize), "maxPatches").map_err(js_err)?;
+        let pre = budget_pre(vision, max_patches)?;
         let e = vision.embed_with(&[&img], &pre).await.map_err(js_err)?;
         Ok(Float32Array::from(&e[0][..]))
     }
@@ -421,7 +426,7 @@ impl WasmClip {
         let img = WasmModel::image(bytes, rgba, width, height, &name)?;
         let refs: Vec<&str> = labels.iter().map(String::as_str).collect();
         let clip = self.get()?;
-        let pre = clip.vision.preprocessor_with_budget(max_patches.map(|n| n as usize), "maxPatches").map_err(js_err)?;
+        let pre = budget_pre(&clip.vision, max_patches)?;
         let s = clip.zero_shot_with(&img, &refs, &template, &pre).await.map_err(js_err)?;
         Ok(serde_json::to_string(&s).unwrap_or_default())
     }
@@ -430,7 +435,7 @@ impl WasmClip {
     pub async fn attention(&self, bytes: Option<Vec<u8>>, rgba: Option<Vec<u8>>, width: u32, height: u32, name: String, max_patches: Option<u32>) -> Result<String, JsError> {
         let img = WasmModel::image(bytes, rgba, width, height, &name)?;
         let vision = &self.get()?.vision;
-        let pre = vision.preprocessor_with_budget(max_patches.map(|n| n as usize), "maxPatches").map_err(js_err)?;
+        let pre = budget_pre(vision, max_patches)?;
         Ok(attention_json(&vision.attention_map_with(&img, &pre).await.map_err(js_err)?))
     }
 
