@@ -82,6 +82,18 @@ export function makeApi(init, Engine, relaxedUrl) {
     return maxPatches;
   }
   
+  /** A wasm model's attention map of an image: `{source, rows, cols, heads, perHead, mean}`. */
+  async function attentionOf(inner, image, maxPatches) {
+    const a = await imageArgs(image);
+    const r = JSON.parse(await call(() => inner.attention(a.bytes, a.rgba, a.width, a.height, a.name, budget(maxPatches))));
+    return { ...r, perHead: Float32Array.from(r.perHead), mean: Float32Array.from(r.mean) };
+  }
+  
+  /** The grid a wasm model runs an image of `width` x `height` pixels on. */
+  function gridOf(inner, width, height, maxPatches) {
+    return JSON.parse(callSync(() => inner.grid(width, height, budget(maxPatches))));
+  }
+  
   const CACHE_NAME = 'tessera-vit-v1';
   
   async function fetchBytes(url, { onProgress, cache, optional } = {}) {
@@ -207,14 +219,12 @@ export function makeApi(init, Engine, relaxedUrl) {
   
     /** Attention over the patch grid: `{source, rows, cols, heads, perHead, mean}` (the class token's, or for SigLIP the pooling head's). */
     async attention(image, { maxPatches } = {}) {
-      const a = await imageArgs(image);
-      const r = JSON.parse(await call(() => this._inner.attention(a.bytes, a.rgba, a.width, a.height, a.name, budget(maxPatches))));
-      return { ...r, perHead: Float32Array.from(r.perHead), mean: Float32Array.from(r.mean) };
+      return attentionOf(this._inner, image, maxPatches);
     }
   
     /** The grid an image of `width` x `height` pixels runs on: `{width, height, rows, cols, tokens}` (the size it is resized to). */
     grid(width, height, { maxPatches } = {}) {
-      return JSON.parse(callSync(() => this._inner.grid(width, height, budget(maxPatches))));
+      return gridOf(this._inner, width, height, maxPatches);
     }
   
     /** `pixelValues` (B, C, H, W) as `model(pixel_values=...)` in transformers. */
@@ -237,16 +247,18 @@ export function makeApi(init, Engine, relaxedUrl) {
     }
   }
   
-  function disposed() {
+  function disposedError() {
     const err = new Error('this model was disposed');
     err.kind = 'disposed';
-    return Promise.reject(err);
+    return err;
+  }
+  
+  function disposed() {
+    return Promise.reject(disposedError());
   }
   
   function disposedSync() {
-    const err = new Error('this model was disposed');
-    err.kind = 'disposed';
-    throw err;
+    throw disposedError();
   }
   
   const HUB_ID = /^[A-Za-z0-9][\w.-]*\/[A-Za-z0-9][\w.-]*$/;
@@ -463,14 +475,12 @@ export function makeApi(init, Engine, relaxedUrl) {
   
     /** The image tower's attention over the patch grid, as `Model.attention`. */
     async attention(image, { maxPatches } = {}) {
-      const a = await imageArgs(image);
-      const r = JSON.parse(await call(() => this._inner.attention(a.bytes, a.rgba, a.width, a.height, a.name, budget(maxPatches))));
-      return { ...r, perHead: Float32Array.from(r.perHead), mean: Float32Array.from(r.mean) };
+      return attentionOf(this._inner, image, maxPatches);
     }
   
     /** The grid the image tower runs an image of `width` x `height` pixels on: `{width, height, rows, cols, tokens}`. */
     grid(width, height, { maxPatches } = {}) {
-      return JSON.parse(callSync(() => this._inner.grid(width, height, budget(maxPatches))));
+      return gridOf(this._inner, width, height, maxPatches);
     }
   
     /** Frees the model's memory; later calls reject. */
