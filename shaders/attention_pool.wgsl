@@ -13,26 +13,36 @@ struct Params { tokens: u32, heads: u32, head_dim: u32, scale: f32 }
 
 var<workgroup> probs: array<f32, WG>;
 
+
 @compute @workgroup_size(WG, 1, 1)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let pl = pool_softmax(wid, lid);
+    let h = wid.x;
+    let b = wid.y;
+    let d = P.heads * P.head_dim;
+    let q_off = h * P.head_dim;
+    // Key of token t: kv[(b * T + t) * 2D + h * head_dim], its value D further on.
+    let base = b * P.tokens * 2u * d + h * P.head_dim;
+    let tokens = pooled_tokens(b, lid);
+    let stats = softmax_stats(q_off, base, d, tokens, lid);
+    let mx = stats.x;
+    let inv = stats.y;
     // At most MAX_HEAD_DIM (128) columns over at least 32 invocations: four accumulators each.
     var acc = array<f32, 4>(0.0, 0.0, 0.0, 0.0);
-    for (var t0 = 0u; t0 < pl.tokens; t0 += WG) {
+    for (var t0 = 0u; t0 < tokens; t0 += WG) {
         let t = t0 + lid;
         var p = 0.0;
-        if (t < pl.tokens) {
-            p = pool_prob(pl, t);
+        if (t < tokens) {
+            p = exp(score(q_off, base + t * 2u * d) - mx) * inv;
         }
         probs[lid] = p;
         workgroupBarrier();
-        let n = min(WG, pl.tokens - t0);
+        let n = min(WG, tokens - t0);
         for (var j = 0u; j < 4u; j++) {
             let e = lid + j * WG;
             if (e < P.head_dim) {
                 var a = acc[j];
                 for (var k = 0u; k < n; k++) {
-                    a = fma(probs[k], f32(kv[pl.base + (t0 + k) * 2u * pl.d + pl.d + e]), a);
+                    a = fma(probs[k], f32(kv[base + (t0 + k) * 2u * d + d + e]), a);
                 }
                 acc[j] = a;
             }
@@ -42,7 +52,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     for (var j = 0u; j < 4u; j++) {
         let e = lid + j * WG;
         if (e < P.head_dim) {
-            out[pl.b * pl.d + pl.h * P.head_dim + e] = S(acc[j]);
+            out[b * d + h * P.head_dim + e] = S(acc[j]);
         }
     }
 }

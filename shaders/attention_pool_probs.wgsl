@@ -11,12 +11,20 @@ struct Params { tokens: u32, heads: u32, head_dim: u32, scale: f32 }
 
 @compute @workgroup_size(WG, 1, 1)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let pl = pool_softmax(wid, lid);
-    let o = (pl.b * P.heads + pl.h) * P.tokens;
+    let h = wid.x;
+    let b = wid.y;
+    let d = P.heads * P.head_dim;
+    let q_off = h * P.head_dim;
+    let base = b * P.tokens * 2u * d + h * P.head_dim;
+    let tokens = pooled_tokens(b, lid);
+    let stats = softmax_stats(q_off, base, d, tokens, lid);
+    let mx = stats.x;
+    let inv = stats.y;
+    let o = (b * P.heads + h) * P.tokens;
     for (var t = lid; t < P.tokens; t += WG) {
         var p = 0.0;
-        if (t < pl.tokens) {
-            p = pool_prob(pl, t);
+        if (t < tokens) {
+            p = exp(score(q_off, base + t * 2u * d) - mx) * inv;
         }
         out[o + t] = S(p);
     }

@@ -1,5 +1,5 @@
 // Shared by attention_pool.wgsl and attention_pool_probs.wgsl (which declare P, query and kv): the
-// learned query's scores and their softmax over one (head, batch item), a workgroup each.
+// learned query's scores and their softmax statistics over one (head, batch item).
 // MASKED: the tokens each batch item pools (padded sequences), the rest skipped.
 #ifdef MASKED
 @group(0) @binding(_) var<storage, read_write> lengths: array<f32>;
@@ -41,25 +41,4 @@ fn softmax_stats(q_off: u32, base: u32, d: u32, tokens: u32, lid: u32) -> vec2<f
         sum += exp(score(q_off, base + t * 2u * d) - mx);
     }
     return vec2<f32>(mx, 1.0 / reduce_sum(sum, lid));
-}
-
-// One workgroup's (head h, batch item b): its width d, the query's offset, its first key in kv
-// (key of token t at kv[base + t * 2d], its value d further on), the tokens it pools, and the
-// softmax's maximum and reciprocal sum.
-struct Pool { h: u32, b: u32, d: u32, q_off: u32, base: u32, tokens: u32, mx: f32, inv: f32 }
-
-fn pool_softmax(wid: vec3<u32>, lid: u32) -> Pool {
-    let h = wid.x;
-    let b = wid.y;
-    let d = P.heads * P.head_dim;
-    let q_off = h * P.head_dim;
-    let base = b * P.tokens * 2u * d + h * P.head_dim;
-    let tokens = pooled_tokens(b, lid);
-    let stats = softmax_stats(q_off, base, d, tokens, lid);
-    return Pool(h, b, d, q_off, base, tokens, stats.x, stats.y);
-}
-
-// The probability of token t (below pl.tokens).
-fn pool_prob(pl: Pool, t: u32) -> f32 {
-    return exp(score(pl.q_off, pl.base + t * 2u * pl.d) - pl.mx) * pl.inv;
 }
