@@ -82,11 +82,18 @@ fn v_in_place(nr: usize, l: &Qkv) -> bool {
     l.dh.is_multiple_of(nr)
 }
 
-/// `out (B, T, heads * dh)` = softmax(Q K^T * scale) V per head; `scratch` holds
-/// [`scratch_len`] values. `lengths` (empty, or one per batch item): each item's keys, the rest
-/// skipped (padded sequences; its padded queries attend to its valid keys).
-pub fn attention(cpu: &Cpu, qkv: &[f32], l: &Qkv, lengths: &[f32], scale: f32, out: &mut [f32], scratch: &mut [f32]) {
+/// `out (B, T, heads * dh)` = softmax(Q K^T * scale) V per head, for the heads in `own` (the
+/// others' columns of `out` are left as they are: a split backend's other ranks compute them);
+/// `scratch` holds [`scratch_len`] values. `lengths` (empty, or one per batch item): each item's
+/// keys, the rest skipped (padded sequences; its padded queries attend to its valid keys).
+#[allow(clippy::too_many_arguments)]
+pub fn attention(cpu: &Cpu, qkv: &[f32], l: &Qkv, own: std::ops::Range<usize>, lengths: &[f32], scale: f32, out: &mut [f32], scratch: &mut [f32]) {
     assert!(l.dh <= MAX_HEAD_DIM && l.dh > 0 && l.t > 0, "head dim {} or tokens {} out of range", l.dh, l.t);
+    assert!(own.start <= own.end && own.end <= l.heads, "heads {own:?} of {}", l.heads);
+    let (h0, nh) = (own.start, own.end - own.start);
+    if nh == 0 {
+        return;
+    }
     assert!(out.len() >= l.b * l.t * l.heads * l.dh, "output too small");
     assert!(lengths.is_empty() || lengths.len() == l.b, "one length per batch item");
     // At least one key: a softmax over none has no value.
@@ -96,9 +103,9 @@ pub fn attention(cpu: &Cpu, qkv: &[f32], l: &Qkv, lengths: &[f32], scale: f32, o
     let (mr, nr) = att_tile(cpu.isa, l.dh);
     let ph = per_head(nr, l);
     let packs = SyncPtr(scratch.as_mut_ptr());
-    // K transposed (dh x T) and V (T x dh), as GEMM panels, for head `i` (= b * heads + h).
+    // K transposed (dh x T) and V (T x dh), as GEMM panels, for pair `i` (= b * nh + h - h0).
     let pack = |i: usize| {
-        let (b, h) = (i / l.heads, i % l.heads);
+        let (b, h) = (i / nh, h0 + i % nh);
         // SAFETY: head i writes its own range of the scratch.
         let dst = unsafe { std::slice::from_raw_parts_mut(packs.ptr().add(i * ph), ph) };
         let (kp, vp) = dst.split_at_mut(l.t.div_ceil(nr) * l.dh * nr);
@@ -137,7 +144,7 @@ pub fn attention(cpu: &Cpu, qkv: &[f32], l: &Qkv, lengths: &[f32], scale: f32, o
     let isa = cpu.isa;
     // Query block `blk` of head `bh`, its head packed.
     let block = |bh: usize, blk: usize| {
-        let (b, h) = (bh / l.heads, bh % l.heads);
+        let (b, h) = (bh / nh, h0 + bh % nh);
         // SAFETY: the head's pack is complete and only read here; each block writes its own query
         // rows of its own head in `out`.
         let pack = unsafe { std::slice::from_raw_parts(packs.ptr().add(bh * ph) as *const f32, ph) };
@@ -156,7 +163,7 @@ pub fn attention(cpu: &Cpu, qkv: &[f32], l: &Qkv, lengths: &[f32], scale: f32, o
             _ => unsafe { attend::<Portable, 4, 2>(&task) },
         }
     };
-    let pairs = l.b * l.heads;
+    let pairs = l.b * nh;
     if blocks <= 4 {
         // Short sequences: a task takes whole heads (packing and every query block), enough of
         // them for about 2^20 multiply-adds.
@@ -300,7 +307,7 @@ mod tests {
                 let scale = 1.0 / (dh as f32).sqrt();
                 let mut out = vec![f32::NAN; b * t * d];
                 let mut scratch = vec![0f32; scratch_len(isa, &l)];
-                attention(&cpu, &qkv, &l, &[], scale, &mut out, &mut scratch);
+                attention(&cpu, &qkv, &l, 0..heads, &[], scale, &mut out, &mut scratch);
                 let want = crate::reference::attention(&qkv, b, t, heads, dh, scale);
                 for (i, (g, w)) in out.iter().zip(&want).enumerate() {
                     assert!((g - w).abs() <= 1e-5 + 1e-4 * w.abs(), "{isa:?} b={b} t={t} h={heads} dh={dh} at {i}: {g} vs {w}");

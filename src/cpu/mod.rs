@@ -10,6 +10,7 @@ pub mod gemm_quant;
 pub mod kernels;
 pub(crate) mod math;
 mod pool;
+pub mod shard;
 pub mod simd;
 
 use crate::error::{Error, Result};
@@ -90,6 +91,9 @@ pub struct CpuOptions {
     /// The integer kernel of int8 arithmetic (None: the best this machine has);
     /// `TESSERA_CPU_INT8=avx512-vnni|avx-vnni|avx2|portable`, to compare them on one machine.
     pub int8: Option<gemm_int8::IntKernel>,
+    /// This backend as one rank of several that split every matrix product and attention between
+    /// them ([`shard`]; the browser's worker threads). None: the whole model here.
+    pub shard: Option<Arc<shard::Shard>>,
 }
 
 impl CpuOptions {
@@ -177,6 +181,7 @@ pub struct Cpu {
     pub(crate) blocking: gemm::Blocking,
     pub(crate) pool: Pool,
     pub(crate) ledger: Arc<Ledger>,
+    pub(crate) shard: Option<Arc<shard::Shard>>,
     report: CpuReport,
 }
 
@@ -203,6 +208,7 @@ impl Cpu {
             cpu.report.int8 = k;
         }
         cpu.ledger = Ledger::new(budget);
+        cpu.shard = opts.shard.clone();
         cpu.report.memory_budget = budget;
         cpu.report.memory_budget_from_system = opts.memory_budget.is_none() && budget.is_some();
         Ok(Arc::new(cpu))
@@ -220,7 +226,7 @@ impl Cpu {
         let blocking = gemm::Blocking::for_cache(l2_bytes.unwrap_or(DEFAULT_L2));
         let int8 = gemm_int8::IntKernel::detect(isa);
         let report = CpuReport { isa, int8, threads: pool.threads(), memory_budget: None, memory_budget_from_system: false, blocking, l2_bytes };
-        Cpu { isa, int8, blocking, pool, ledger: Ledger::new(None), report }
+        Cpu { isa, int8, blocking, pool, ledger: Ledger::new(None), shard: None, report }
     }
 
     /// What it runs with.
@@ -236,6 +242,17 @@ impl Cpu {
     /// The instruction set of the kernels.
     pub fn isa(&self) -> Isa {
         self.isa
+    }
+
+    /// On a split backend, matrix columns are split between the ranks in whole GEMM panels of
+    /// this many (no panel is padded but a matrix's last).
+    pub fn column_unit(&self) -> usize {
+        gemm::tile(self.isa).1
+    }
+
+    /// Where this backend is one rank of a split one: its place.
+    pub fn shard(&self) -> Option<&Arc<shard::Shard>> {
+        self.shard.as_ref()
     }
 
     /// Bytes of host memory the engine holds for this device (weights, packed weights, arenas).
@@ -325,6 +342,9 @@ pub struct HostWeight {
     quant: Option<Arc<gemm_quant::QuantPanels>>,
     /// Or, for int8 arithmetic, its int8 panels.
     int8: Option<Arc<gemm_int8::Int8Panels>>,
+    /// On a split backend, the columns `[c0, c1)` of the matrix this rank holds (its panels are
+    /// of those columns alone).
+    cols: Option<(usize, usize)>,
     _held: crate::memory::Reservation,
     ledger: Arc<Ledger>,
     name: String,
@@ -340,7 +360,33 @@ impl HostWeight {
     /// `data` of `shape`, reserved in `cpu`'s ledger as `name`.
     pub fn new(cpu: &Cpu, name: &str, shape: &[usize], data: Vec<f32>) -> Result<HostWeight> {
         let held = crate::memory::Reservation::new(&cpu.ledger, &format!("weight `{name}`"), data.len() as u64 * 4)?;
-        Ok(HostWeight { shape: shape.to_vec(), data, packed: std::sync::OnceLock::new(), quant: None, int8: None, _held: held, ledger: cpu.ledger.clone(), name: name.into() })
+        Ok(HostWeight { shape: shape.to_vec(), data, packed: std::sync::OnceLock::new(), quant: None, int8: None, cols: None, _held: held, ledger: cpu.ledger.clone(), name: name.into() })
+    }
+
+    /// A matrix product's B, `(k, n)` row-major, kept only as GEMM panels for `cpu` (no row-major
+    /// copy beside them); on a split backend, only this rank's columns of it.
+    pub fn new_matrix(cpu: &Cpu, name: &str, k: usize, n: usize, data: &[f32]) -> Result<HostWeight> {
+        if data.len() != k * n || data.is_empty() {
+            return Err(Error::Weight { name: name.into(), problem: format!("shape [{k}, {n}] does not match {} values", data.len()) });
+        }
+        let nr = gemm::tile(cpu.isa).1;
+        let cols = cpu.shard.as_ref().map(|s| s.columns(n, cpu.column_unit()));
+        let (c0, c1) = cols.unwrap_or((0, n));
+        let bytes = ((c1 - c0).div_ceil(nr) * nr * k * 4) as u64;
+        let held = crate::memory::Reservation::new(&cpu.ledger, &format!("weight `{name}`"), bytes)?;
+        let packed = std::sync::OnceLock::new();
+        let _ = packed.set(Arc::new(gemm::PackedB::pack(&data[c0..], k, c1 - c0, n, nr)));
+        Ok(HostWeight { shape: vec![k, n], data: Vec::new(), packed, quant: None, int8: None, cols, _held: held, ledger: cpu.ledger.clone(), name: name.into() })
+    }
+
+    /// On a split backend, the columns of the matrix this rank holds; None where it holds all.
+    pub fn columns(&self) -> Option<(usize, usize)> {
+        self.cols
+    }
+
+    /// Whether its values are held row-major in `data` (else only packed for the GEMM).
+    pub fn has_values(&self) -> bool {
+        self.data.len() == self.shape.iter().product::<usize>()
     }
 
     /// A quantized `(k, n)` matrix, packed for `cpu`'s GEMM and reserved at its quantized size:
@@ -348,6 +394,16 @@ impl HostWeight {
     /// (8 bits, a scale per column), as int8 panels for the integer kernel; else as panels that
     /// are dequantized a panel at a time.
     pub fn new_quant(cpu: &Cpu, name: &str, q: &crate::quant::QuantWeight, arithmetic: crate::quant::Arithmetic) -> Result<HostWeight> {
+        let cols = cpu.shard.as_ref().map(|s| s.columns(q.n, cpu.column_unit()));
+        let (k, n) = (q.k, q.n);
+        let part;
+        let q = match cols {
+            Some((c0, c1)) => {
+                part = q.columns(c0..c1);
+                &part
+            }
+            None => q,
+        };
         let int8 = if arithmetic == crate::quant::Arithmetic::Int8 { gemm_int8::Int8Panels::pack(q, cpu.int8) } else { None };
         let (quant, bytes) = match &int8 {
             Some(p) => (None, p.bytes()),
@@ -359,11 +415,12 @@ impl HostWeight {
         };
         let held = crate::memory::Reservation::new(&cpu.ledger, &format!("weight `{name}`"), bytes as u64)?;
         Ok(HostWeight {
-            shape: vec![q.k, q.n],
+            shape: vec![k, n],
             data: Vec::new(),
             packed: std::sync::OnceLock::new(),
             quant,
             int8: int8.map(Arc::new),
+            cols,
             _held: held,
             ledger: cpu.ledger.clone(),
             name: name.into(),
@@ -389,6 +446,14 @@ impl HostWeight {
         }
     }
 
+    /// Bytes held as uploaded: the values, or the panels of a weight kept only packed.
+    pub fn bytes_held(&self) -> u64 {
+        if self.data.is_empty() && self.quant.is_none() && self.int8.is_none() {
+            return self.packed.get().map_or(0, |p| p.bytes() as u64);
+        }
+        self.bytes()
+    }
+
     /// The weight `(k, n)` packed as GEMM panels of `nr` columns (made once, counted in the
     /// ledger while the weight lives).
     pub fn packed(&self, nr: usize) -> Result<Arc<gemm::PackedB>> {
@@ -397,6 +462,9 @@ impl HostWeight {
         }
         if let Some(p) = self.packed.get().filter(|p| p.nr == nr) {
             return Ok(p.clone());
+        }
+        if !self.has_values() {
+            return Err(Error::Weight { name: self.name.clone(), problem: format!("is packed in panels of {} columns, not {nr}", self.packed.get().map_or(0, |p| p.nr)) });
         }
         let (k, n) = match self.shape[..] {
             [k, n] => (k, n),
@@ -416,7 +484,9 @@ impl HostWeight {
 
 impl Drop for HostWeight {
     fn drop(&mut self) {
-        if let Some(p) = self.packed.get() {
+        // A packing made on first use was reserved apart (a weight kept only packed reserved it
+        // with its values' reservation).
+        if let Some(p) = self.packed.get().filter(|_| !self.data.is_empty()) {
             self.ledger.release(p.bytes() as u64);
         }
     }
@@ -433,4 +503,10 @@ pub trait CpuKernel: Send + Sync {
     }
     /// Runs on `cpu`.
     fn run(&self, cpu: &Cpu, inputs: &[&[f32]], out: &mut [f32], scratch: &mut [f32]);
+    /// On a split backend: `(width, unit)` where this kernel writes only this rank's columns of
+    /// its output's rows of `width` (split in units of `unit`, [`shard::columns_of`]), which the
+    /// executor then exchanges with the other ranks'. None: it writes the whole output.
+    fn split(&self) -> Option<(usize, usize)> {
+        None
+    }
 }

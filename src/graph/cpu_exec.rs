@@ -32,6 +32,9 @@ struct Step {
     kernel: Box<dyn CpuKernel>,
     inputs: Vec<Src>,
     out: (usize, usize),
+    /// On a split backend: the kernel writes this rank's columns of rows of `.0` values (split in
+    /// units of `.1`); the other ranks' are exchanged after it.
+    split: Option<(usize, usize)>,
 }
 
 /// An input or output's place in the arena.
@@ -102,6 +105,14 @@ impl CpuExecutable {
             let n = &graph.nodes()[i];
             let infos: Vec<&TensorInfo> = n.inputs.iter().map(|&t| graph.info(t)).collect();
             let held = weights_of(graph, &n.inputs, weights)?;
+            for (i, w) in held.iter().enumerate() {
+                if w.is_some_and(|w| !w.has_values() && !n.op.packed_input(i)) {
+                    return Err(Error::Weight {
+                        name: graph.info(n.inputs[i]).name.clone(),
+                        problem: format!("is held only as a matrix product's B on the CPU backend; node `{}` ({}) reads its values", n.name, n.op.kind()),
+                    });
+                }
+            }
             let refs: Vec<Option<&HostWeight>> = held.iter().map(|w| w.map(|w| &**w)).collect();
             let kernel = n.op.cpu_kernel(cpu, &n.name, &infos, graph.info(n.output), &refs)?;
             scratch = scratch.max(kernel.scratch());
@@ -126,7 +137,8 @@ impl CpuExecutable {
             }
             choices.push(KernelChoice { node: n.name.clone(), op: n.op.kind(), kernel: kernel.name(), variant: format!("cpu {}", cpu.isa().name()), reason: Reason::Only });
             let flops = n.op.kernels(&infos, graph.info(n.output)).first().map_or(0.0, |k| k.flops);
-            steps.push(Step { name: n.name.clone(), kind: n.op.kind(), shape: fmt_shape(&graph.info(n.output).shape), flops, kernel, inputs, out });
+            let split = kernel.split().filter(|_| cpu.shard().is_some());
+            steps.push(Step { name: n.name.clone(), kind: n.op.kind(), shape: fmt_shape(&graph.info(n.output).shape), flops, kernel, inputs, out, split });
         }
         let arena_len = (l.plan.arena as usize).div_ceil(4);
         let what = format!(
@@ -213,6 +225,9 @@ impl CpuExecutable {
                 .collect();
             let out = unsafe { std::slice::from_raw_parts_mut(base.add(step.out.0), step.out.1) };
             step.kernel.run(&self.cpu, &ins, out, scratch);
+            if let (Some((width, unit)), Some(shard)) = (step.split, self.cpu.shard()) {
+                shard.gather_columns(out, width, unit).map_err(|e| Error::Input { name: step.name.clone(), problem: format!("the exchange with the other threads failed: {e}") })?;
+            }
             if let Some(t0) = start {
                 let ms = now_ms() - t0;
                 let gflops = if ms > 0.0 { step.flops / (ms * 1e6) } else { 0.0 };

@@ -62,6 +62,24 @@ impl Weights {
         self.insert_as(name, shape, data, self.dtype)
     }
 
+    /// Uploads a matrix product's B, `(K, N)` row-major: on the CPU backend kept only as the
+    /// GEMM's panels (and on a split backend only this rank's columns), so it may only be a
+    /// matrix product's B; on a GPU as [`Weights::insert`].
+    pub fn insert_matrix(&mut self, name: &str, shape: &[usize], data: &[f32]) -> Result<()> {
+        let cpu = match (&self.device, shape) {
+            (Device::Cpu(cpu), &[k, n]) => (cpu.clone(), k, n),
+            _ => return self.insert(name, shape, data),
+        };
+        let (cpu, k, n) = cpu;
+        let w = Arc::new(HostWeight::new_matrix(&cpu, name, k, n, data)?);
+        self.bytes += w.bytes_held();
+        if let Some(old) = self.host.insert(name.into(), w) {
+            self.bytes -= old.bytes_held();
+        }
+        self.quant.remove(name);
+        Ok(())
+    }
+
     /// Uploads a quantized `(K, N)` matrix (a matrix product's B; see [`crate::quant`]), kept at
     /// its quantized size: on a GPU one buffer of the packed words (padded to 16 bytes) then the
     /// scales (f16 where they all are exactly f16, else f32), read by the quantized GEMM kernels;
@@ -71,10 +89,10 @@ impl Weights {
         let gpu = match &self.device {
             Device::Cpu(cpu) => {
                 let w = Arc::new(HostWeight::new_quant(cpu, name, q, self.arithmetic)?);
-                self.bytes += w.bytes();
+                self.bytes += w.bytes_held();
                 self.int8_layers += w.int8().is_some() as usize;
                 if let Some(old) = self.host.insert(name.into(), w) {
-                    self.bytes -= old.bytes();
+                    self.bytes -= old.bytes_held();
                     self.int8_layers -= old.int8().is_some() as usize;
                 }
                 self.quant.insert(name.into(), q.shape());
@@ -116,9 +134,9 @@ impl Weights {
         let gpu = match &self.device {
             Device::Cpu(cpu) => {
                 let w = Arc::new(HostWeight::new(cpu, name, shape, data.to_vec())?);
-                self.bytes += w.bytes();
+                self.bytes += w.bytes_held();
                 if let Some(old) = self.host.insert(name.into(), w) {
-                    self.bytes -= old.bytes();
+                    self.bytes -= old.bytes_held();
                 }
                 self.quant.remove(name);
                 return Ok(());

@@ -253,7 +253,16 @@ impl OpDef for Attention {
     fn cpu_kernel(&self, cpu: &Cpu, _node: &str, inputs: &[&TensorInfo], _output: &TensorInfo, _weights: &[Option<&HostWeight>]) -> Result<Box<dyn CpuKernel>> {
         let mut l = QkvLayout::of(&inputs[0].shape, self.heads).cpu();
         l.causal = self.causal;
-        Ok(Box::new(AttentionCpu { scratch: crate::cpu::attention::scratch_len(cpu.isa(), &l), l, scale: self.scale, masked: self.masked }))
+        // On a split backend, this rank's heads.
+        let own = match cpu.shard() {
+            Some(s) => {
+                let (a, b) = s.columns(l.heads, 1);
+                a..b
+            }
+            None => 0..l.heads,
+        };
+        let split = cpu.shard().is_some();
+        Ok(Box::new(AttentionCpu { scratch: crate::cpu::attention::scratch_len(cpu.isa(), &l), l, own, split, scale: self.scale, masked: self.masked }))
     }
 }
 
@@ -308,6 +317,9 @@ mod tests {
 
 struct AttentionCpu {
     l: crate::cpu::attention::Qkv,
+    /// The heads this rank computes (all but on a split backend).
+    own: std::ops::Range<usize>,
+    split: bool,
     scale: f32,
     scratch: usize,
     masked: bool,
@@ -324,6 +336,11 @@ impl CpuKernel for AttentionCpu {
 
     fn run(&self, cpu: &Cpu, ins: &[&[f32]], out: &mut [f32], scratch: &mut [f32]) {
         let lengths = if self.masked { ins[1] } else { &[] };
-        crate::cpu::attention::attention(cpu, ins[0], &self.l, lengths, self.scale, out, scratch);
+        crate::cpu::attention::attention(cpu, ins[0], &self.l, self.own.clone(), lengths, self.scale, out, scratch);
+    }
+
+    /// Heads are whole units of the head dim's columns.
+    fn split(&self) -> Option<(usize, usize)> {
+        self.split.then_some((self.l.heads * self.l.dh, self.l.dh))
     }
 }

@@ -213,10 +213,11 @@ impl OpDef for MatMul {
     }
 
     fn cpu_kernel(&self, cpu: &Cpu, node: &str, inputs: &[&TensorInfo], output: &TensorInfo, weights: &[Option<&HostWeight>]) -> Result<Box<dyn CpuKernel>> {
-        let b = cpu_b(cpu, super::need_weight(node, weights, 1, "B")?)?;
+        let w = super::need_weight(node, weights, 1, "B")?;
+        let b = cpu_b(cpu, w)?;
         let m = rows_of(&inputs[0].shape);
         let residual = self.residual.then_some(2 + self.bias as usize);
-        Ok(Box::new(MatMulCpu { m, b, n: last(&output.shape), bias: self.bias, act: self.act, residual, heads: None }))
+        Ok(Box::new(MatMulCpu { m, b, n: last(&output.shape), cols: w.columns(), unit: cpu.column_unit(), bias: self.bias, act: self.act, residual, heads: None }))
     }
 }
 
@@ -400,6 +401,10 @@ pub(super) fn cpu_b(cpu: &Cpu, w: &HostWeight) -> Result<CpuB> {
 pub(super) struct MatMulCpu {
     pub(super) m: usize,
     pub(super) n: usize,
+    /// On a split backend, the columns `[c0, c1)` this rank computes (B holds only those).
+    pub(super) cols: Option<(usize, usize)>,
+    /// The split's unit of columns ([`Cpu::column_unit`]).
+    pub(super) unit: usize,
     pub(super) b: CpuB,
     pub(super) bias: bool,
     pub(super) act: Activation,
@@ -426,8 +431,25 @@ impl CpuKernel for MatMulCpu {
         if self.heads.is_some() { self.m * self.n } else { 0 }.next_multiple_of(16) + int8
     }
 
+    fn split(&self) -> Option<(usize, usize)> {
+        self.cols.map(|_| (self.n, self.unit))
+    }
+
     fn run(&self, cpu: &Cpu, ins: &[&[f32]], out: &mut [f32], scratch: &mut [f32]) {
         use crate::cpu::gemm::{gemm, Epilogue, Gemm};
+        if let Some((c0, c1)) = self.cols {
+            // This rank's columns: B holds them alone; C, the bias and the residual are offset.
+            if c1 == c0 || self.m == 0 {
+                return;
+            }
+            let epi = Epilogue { bias: self.bias.then(|| &ins[2][c0..c1]), act: self.act.cpu(), residual: self.residual.map(|i| (&ins[i][c0..], self.n)), accumulate: false };
+            let c = &mut out[c0..];
+            return match &self.b {
+                CpuB::F32(b) => gemm(cpu, &Gemm::new(self.m, ins[0], b.k, b, self.n), c, &epi),
+                CpuB::Quant(b) => crate::cpu::gemm_quant::gemm_quant(cpu, self.m, ins[0], b.k, b, c, self.n, &epi),
+                CpuB::Int8(b) => crate::cpu::gemm_int8::gemm_int8(cpu, self.m, ins[0], b.k, b, c, self.n, &epi, scratch),
+            };
+        }
         let epi = Epilogue { bias: self.bias.then(|| ins[2]), act: self.act.cpu(), residual: self.residual.map(|i| (ins[i], self.n)), accumulate: false };
         let flat_len = if self.heads.is_some() { (self.m * self.n).next_multiple_of(16) } else { 0 };
         let (flat, int8_scratch) = scratch.split_at_mut(flat_len.min(scratch.len()));

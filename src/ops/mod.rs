@@ -384,6 +384,14 @@ pub(crate) trait OpDef {
 }
 
 impl Op {
+    /// Whether input `i` is a matrix product's B, which the CPU backend reads from its GEMM panels
+    /// alone (a weight kept only packed may be bound there and nowhere else).
+    pub fn packed_input(&self, i: usize) -> bool {
+        matches!(self, Op::MatMul { .. } | Op::MatMulHeads { .. }) && i == 1
+    }
+}
+
+impl Op {
     /// The op's definition (the one table entry per op).
     pub(crate) fn def(&self) -> Box<dyn OpDef> {
         match *self {

@@ -56,6 +56,11 @@ pub trait Sink {
     fn f32(&mut self, name: &str, shape: &[usize], data: &[f32]) -> Result<()>;
     /// A quantized weight, packed.
     fn quant(&mut self, name: &str, q: &QuantWeight) -> Result<()>;
+    /// A float matrix that is only ever a matrix product's B (a Linear layer's `(in, out)`):
+    /// the device may keep it in the product's layout alone.
+    fn matrix(&mut self, name: &str, shape: &[usize], data: &[f32]) -> Result<()> {
+        self.f32(name, shape, data)
+    }
 }
 
 impl Sink for crate::graph::weights::Weights {
@@ -65,6 +70,10 @@ impl Sink for crate::graph::weights::Weights {
 
     fn quant(&mut self, name: &str, q: &QuantWeight) -> Result<()> {
         self.insert_quant(name, q)
+    }
+
+    fn matrix(&mut self, name: &str, shape: &[usize], data: &[f32]) -> Result<()> {
+        self.insert_matrix(name, shape, data)
     }
 }
 
@@ -92,7 +101,7 @@ impl LinearWeight {
     /// Into `sink` as engine weight `name` of `shape`.
     pub fn to_sink(&self, sink: &mut dyn Sink, name: &str, shape: &[usize]) -> Result<()> {
         match self {
-            LinearWeight::F32(w) => sink.f32(name, shape, w),
+            LinearWeight::F32(w) => sink.matrix(name, shape, w),
             LinearWeight::Quant(q) => sink.quant(name, q),
         }
     }
@@ -270,7 +279,7 @@ pub fn qkv_to(rd: &mut Reader, sink: &mut dyn Sink, parts_names: [String; 3], d:
                     qkv_w[r * 3 * d + j * d..r * 3 * d + (j + 1) * d].copy_from_slice(&wt[r * d..(r + 1) * d]);
                 }
             }
-            sink.f32(&qw, &[d, 3 * d], &qkv_w)?;
+            sink.matrix(&qw, &[d, 3 * d], &qkv_w)?;
         }
     }
     if bias {
