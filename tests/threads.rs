@@ -173,3 +173,38 @@ fn an_exchange_buffer_of_a_few_rows_gives_the_same_result() {
         assert_same("a small exchange buffer", &got, &want);
     }
 }
+
+/// A weights file read a range at a time (as the worker threads read the page's one copy).
+struct Ranged(Vec<u8>, std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl tessera::model::ByteSource for Ranged {
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+    fn read(&self, start: usize, end: usize) -> Vec<u8> {
+        self.1.fetch_max(end - start, std::sync::atomic::Ordering::Relaxed);
+        self.0[start..end].to_vec()
+    }
+}
+
+#[test]
+fn a_checkpoint_read_by_range_loads_as_one_read_whole() {
+    let dir = fixture("quant/vit-classifier-int8");
+    let config = std::fs::read(dir.join("config.json")).unwrap();
+    let weights = std::fs::read(dir.join("model.safetensors")).unwrap();
+    let pre = std::fs::read(dir.join("preprocessor_config.json")).ok();
+    let (h, w) = Checkpoint::from_dir(&dir).unwrap().config.image_size;
+    let pixels = Rng::new(5).vec(3 * h * w, 1.0);
+    let run = |ck: Checkpoint| tensors(&pollster::block_on(Model::load(single(), &ck).unwrap().run(&pixels, [1, 3, h, w], RunOptions::default())).unwrap());
+    let largest = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let ranged = Checkpoint::from_source("ranged", &config, Box::new(Ranged(weights.clone(), largest.clone())), pre.as_deref()).unwrap();
+    assert_same("read by range", &run(ranged), &run(Checkpoint::from_bytes("whole", &config, weights.clone(), pre.as_deref()).unwrap()));
+    // No read took the whole file.
+    let most = largest.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(most > 0 && most < weights.len() / 2, "largest read {most} of {}", weights.len());
+    // Truncated, or a header past the end: the same clear errors as a file read whole.
+    for bad in [weights[..weights.len() - 4].to_vec(), weights[..6].to_vec(), { let mut b = weights.clone(); b[0..8].copy_from_slice(&(1u64 << 40).to_le_bytes()); b }] {
+        let e = Checkpoint::from_source("bad", &config, Box::new(Ranged(bad, largest.clone())), pre.as_deref()).err().expect("refused");
+        assert!(e.to_string().contains("bad/model.safetensors"), "{e}");
+    }
+}

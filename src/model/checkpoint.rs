@@ -6,7 +6,7 @@
 
 use crate::error::{Error, Result};
 use crate::model::families;
-use crate::model::shared::checkpoint::Checkpoint;
+use crate::model::shared::checkpoint::{ByteSource, Checkpoint};
 use crate::model::shared::family::FamilyDef;
 use crate::model::shared::preprocess::PreprocessorConfig;
 use crate::model::shared::spec::ModelConfig;
@@ -47,6 +47,23 @@ impl Checkpoint {
             None => (default_pre, None),
         };
         Checkpoint::assemble(source, def.family(), model_config, config, preprocessor, weights, header)
+    }
+
+    /// [`Checkpoint::from_bytes`] with the weights file read by range where it lives (tensors
+    /// are copied one at a time as the model uploads them).
+    pub fn from_source(source: &str, config: &[u8], weights: Box<dyn ByteSource>, preprocessor: Option<&[u8]>) -> Result<Self> {
+        let config_name = format!("{source}/config.json");
+        let weights_name = format!("{source}/model.safetensors");
+        let v = json(config, &config_name)?;
+        let def = families::reading(&v, &config_name)?;
+        let header = Checkpoint::read_header_of(&*weights, &weights_name)?;
+        let meta = &header.1;
+        let (model_config, default_pre) = if def.reads_shapes() { def.parse(&v, &config_name, &|n: &str| meta.info(n).map(|i| i.shape.clone()))? } else { def.parse(&v, &config_name, &|_| None)? };
+        let preprocessor = match preprocessor {
+            Some(p) => (PreprocessorConfig::parse(p, &format!("{source}/preprocessor_config.json"))?, Some(p.to_vec())),
+            None => (default_pre, None),
+        };
+        Checkpoint::assemble_source(source, def.family(), model_config, config, preprocessor, weights, header)
     }
 
     /// The module of the family that read it.

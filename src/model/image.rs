@@ -212,11 +212,11 @@ impl Model {
         let need: u64 = ck
             .tensor_names()
             .iter()
-            .filter_map(|n| ck.raw(n).ok())
-            .map(|(dt, s, raw)| match dt {
+            .filter_map(|n| ck.stored(n))
+            .map(|(dt, s, len)| match dt {
                 // Floats are converted to the storage type; packed words and integers kept as they are.
                 safetensors::Dtype::F32 | safetensors::Dtype::F16 | safetensors::Dtype::BF16 => s.iter().fold(storage.size() as u64, |a, &d| a.saturating_mul(d as u64)),
-                _ => raw.len() as u64,
+                _ => len as u64,
             })
             .fold(0u64, u64::saturating_add);
         // A resized patch kernel is larger or smaller than the checkpoint's.

@@ -30,7 +30,7 @@ pub use families::timm;
 pub use image::{unit_length, ArithmeticReport, AttentionMap, LoadOptions, Model, ModelOutput, TopK};
 pub use quantize::{quantize_checkpoint, QuantizeReport};
 pub use runner::MAX_COMPILED;
-pub use shared::checkpoint::Checkpoint;
+pub use shared::checkpoint::{ByteSource, Checkpoint};
 pub use shared::decode::decode_image;
 pub use shared::flexi;
 pub use shared::preprocess::PreprocessorConfig;

@@ -9,6 +9,38 @@ use crate::model::shared::preprocess::PreprocessorConfig;
 use crate::model::shared::spec::{Family, ModelConfig};
 use safetensors::tensor::{Metadata, SafeTensors};
 use safetensors::Dtype;
+use std::borrow::Cow;
+
+/// A weights file read a range at a time where it lives (the browser's worker threads read one
+/// shared copy of the file, each copying only the tensors it uploads).
+pub trait ByteSource {
+    /// Bytes in the file.
+    fn len(&self) -> usize;
+    /// Bytes `start..end` (within `len`).
+    fn read(&self, start: usize, end: usize) -> Vec<u8>;
+}
+
+/// The weights file: in memory, or read by range.
+enum Stored {
+    Bytes(Vec<u8>),
+    Source(Box<dyn ByteSource>),
+}
+
+impl Stored {
+    fn len(&self) -> usize {
+        match self {
+            Stored::Bytes(b) => b.len(),
+            Stored::Source(s) => s.len(),
+        }
+    }
+
+    fn range(&self, start: usize, end: usize) -> Cow<'_, [u8]> {
+        match self {
+            Stored::Bytes(b) => Cow::Borrowed(&b[start..end]),
+            Stored::Source(s) => Cow::Owned(s.read(start, end)),
+        }
+    }
+}
 
 /// A loaded (not yet uploaded) checkpoint.
 pub struct Checkpoint {
@@ -25,7 +57,7 @@ pub struct Checkpoint {
     tokenizer_json: Option<Vec<u8>>,
     tokenizer_config: Option<Vec<u8>>,
     sentencepiece: Option<Vec<u8>>,
-    bytes: Vec<u8>,
+    bytes: Stored,
     data_start: usize,
     metadata: Metadata,
 }
@@ -35,7 +67,16 @@ impl Checkpoint {
     /// `config`; the
     /// safetensors header (`header` bytes, `metadata`) already read from `weights`, which must hold
     /// exactly the tensor data it describes. `source` names it in errors.
-    pub(crate) fn assemble(source: &str, read_by: Family, config: ModelConfig, config_json: &[u8], preprocessor: (PreprocessorConfig, Option<Vec<u8>>), weights: Vec<u8>, (header, metadata): (usize, Metadata)) -> Result<Self> {
+    pub(crate) fn assemble(source: &str, read_by: Family, config: ModelConfig, config_json: &[u8], preprocessor: (PreprocessorConfig, Option<Vec<u8>>), weights: Vec<u8>, header: (usize, Metadata)) -> Result<Self> {
+        Self::assemble_stored(source, read_by, config, config_json, preprocessor, Stored::Bytes(weights), header)
+    }
+
+    /// [`Checkpoint::assemble`] over a weights file read by range.
+    pub(crate) fn assemble_source(source: &str, read_by: Family, config: ModelConfig, config_json: &[u8], preprocessor: (PreprocessorConfig, Option<Vec<u8>>), weights: Box<dyn ByteSource>, header: (usize, Metadata)) -> Result<Self> {
+        Self::assemble_stored(source, read_by, config, config_json, preprocessor, Stored::Source(weights), header)
+    }
+
+    fn assemble_stored(source: &str, read_by: Family, config: ModelConfig, config_json: &[u8], preprocessor: (PreprocessorConfig, Option<Vec<u8>>), weights: Stored, (header, metadata): (usize, Metadata)) -> Result<Self> {
         let weights_name = format!("{source}/model.safetensors");
         let data_start = 8 + header;
         let data_len = weights.len().saturating_sub(data_start);
@@ -56,6 +97,41 @@ impl Checkpoint {
     /// the file in errors.
     pub(crate) fn read_header(weights: &[u8], file: &str) -> Result<(usize, Metadata)> {
         SafeTensors::read_metadata(weights).map_err(|e| Error::model(file, format!("not a valid safetensors file: {e}")))
+    }
+
+    /// The safetensors header of a file read by range, validated as [`Checkpoint::read_header`]
+    /// validates it (tensors back to back, each its shape's size; the data length is checked when
+    /// the checkpoint is assembled).
+    pub(crate) fn read_header_of(weights: &dyn ByteSource, file: &str) -> Result<(usize, Metadata)> {
+        let bad = |p: String| Error::model(file, format!("not a valid safetensors file: {p}"));
+        if weights.len() < 8 {
+            return Err(bad("shorter than its 8-byte header length".into()));
+        }
+        let n = u64::from_le_bytes(weights.read(0, 8).try_into().map_err(|_| bad("unreadable".into()))?);
+        if n > 100_000_000 || n as usize > weights.len() - 8 {
+            return Err(bad(format!("a header of {n} bytes does not fit the file's {}", weights.len())));
+        }
+        let text = weights.read(8, 8 + n as usize);
+        let text = std::str::from_utf8(&text).map_err(|e| bad(format!("the header is not UTF-8 ({e})")))?;
+        let metadata: Metadata = serde_json::from_str(text).map_err(|e| bad(format!("the header is not valid ({e})")))?;
+        let mut spans: Vec<(usize, usize, usize, String)> = metadata
+            .tensors()
+            .into_iter()
+            .map(|(name, i)| {
+                let numel = i.shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+                let bytes = numel.and_then(|n| n.checked_mul(i.dtype.bitsize()).map(|b| b.div_ceil(8)));
+                (i.data_offsets.0, i.data_offsets.1, bytes.unwrap_or(usize::MAX), name)
+            })
+            .collect();
+        spans.sort();
+        let mut end = 0;
+        for (s, e, bytes, name) in spans {
+            if s != end || e < s || e - s != bytes {
+                return Err(bad(format!("tensor `{name}`'s data offsets [{s}, {e}) do not follow the previous tensor's or fit its shape")));
+            }
+            end = e;
+        }
+        Ok((n as usize, metadata))
     }
 
     /// The family that read its config (for a text tower's own checkpoint, the family whose text
@@ -139,11 +215,16 @@ impl Checkpoint {
         self.bytes.len() as u64
     }
 
+    /// A tensor's dtype, shape and stored bytes, without reading it.
+    pub fn stored(&self, name: &str) -> Option<(Dtype, Vec<usize>, usize)> {
+        self.metadata.info(name).map(|i| (i.dtype, i.shape.clone(), i.data_offsets.1 - i.data_offsets.0))
+    }
+
     /// A tensor's dtype, shape and bytes as stored.
-    pub fn raw(&self, name: &str) -> Result<(Dtype, Vec<usize>, &[u8])> {
+    pub fn raw(&self, name: &str) -> Result<(Dtype, Vec<usize>, Cow<'_, [u8]>)> {
         let info = self.metadata.info(name).ok_or_else(|| Error::model(&self.weights_name, format!("tensor `{name}` is missing")))?;
         let (s, e) = info.data_offsets;
-        Ok((info.dtype, info.shape.clone(), &self.bytes[self.data_start + s..self.data_start + e]))
+        Ok((info.dtype, info.shape.clone(), self.bytes.range(self.data_start + s, self.data_start + e)))
     }
 
     /// One tensor as f32, checked against the shape the model needs.
