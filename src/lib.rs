@@ -19,6 +19,8 @@ pub mod tensor;
 pub mod reference;
 #[cfg(target_arch = "wasm32")]
 pub mod wasm;
+#[cfg(target_arch = "wasm32")]
+pub mod wasm_threads;
 
 pub use error::{Error, Result};
 pub use gpu::{AdapterReport, Gpu, GpuOptions};

@@ -25,6 +25,11 @@ pub struct Engine {
     device: Device,
 }
 
+/// A checkpoint's weights in JS memory, read by range (never copied whole into the wasm heap).
+fn checkpoint(name: &str, config: &[u8], weights: js_sys::Uint8Array, preprocessor: Option<&[u8]>) -> Result<Checkpoint, JsError> {
+    Checkpoint::from_source(name, config, Box::new(crate::wasm_threads::JsSource(weights)), preprocessor).map_err(js_err)
+}
+
 #[wasm_bindgen]
 impl Engine {
     /// Opens `device`: `"webgpu"` (the browser's adapter) or `"cpu"` (the CPU backend, in this
@@ -43,6 +48,27 @@ impl Engine {
             other => return Err(JsError::new(&format!("[input] device `{other}`: use \"auto\", \"webgpu\" or \"cpu\""))),
         };
         Ok(Engine { device })
+    }
+
+    /// The CPU backend as rank `rank` of `ranks` worker threads that split every matrix product
+    /// and attention between them, exchanging through `board` (a SharedArrayBuffer the page made
+    /// for the group; see `wasm_threads`). Each rank runs in its own worker, on its own thread.
+    #[wasm_bindgen(js_name = createRank)]
+    pub fn create_rank(rank: u32, ranks: u32, board: js_sys::SharedArrayBuffer, memory_budget: Option<f64>) -> Result<Engine, JsError> {
+        let budget = memory_budget.filter(|b| b.is_finite() && *b >= 0.0).map(|b| b as u64);
+        let shard = crate::wasm_threads::shard(rank as usize, ranks as usize, &board).map_err(js_err)?;
+        let cpu = Cpu::new(&CpuOptions { memory_budget: budget, threads: Some(1), shard: Some(shard), ..Default::default() }).map_err(js_err)?;
+        Ok(Engine { device: Device::Cpu(cpu) })
+    }
+
+    /// The patch grids of a checkpoint's image tower without loading it (its config, the
+    /// weights file's header, its preprocessing), at `patch_size` where given: what
+    /// [`WasmModel::grid`] answers, for a page whose model runs in worker threads.
+    #[wasm_bindgen(js_name = gridOf)]
+    pub fn grid_of(name: &str, config: &[u8], weights: js_sys::Uint8Array, preprocessor: Option<Vec<u8>>, patch_size: Option<u32>) -> Result<WasmGrid, JsError> {
+        let ck = checkpoint(name, config, weights, preprocessor.as_deref())?;
+        let patch = patch_size.map_or(ck.config.patch_size, |p| p as usize);
+        Ok(WasmGrid { pre: ck.preprocessor.clone(), patch: if ck.has_image_tower() { patch } else { 0 }, prefix: ck.config.prefix_tokens() })
     }
 
     /// `"webgpu"` or `"cpu"`.
@@ -90,7 +116,8 @@ impl Engine {
             }
             Device::Cpu(cpu) => serde_json::json!({
                 "name": self.device.name(), "backend": "cpu", "deviceType": "Cpu", "driver": "",
-                "shaderF16": false, "timestampQuery": false, "isa": cpu.isa().name(), "threads": cpu.threads(),
+                "shaderF16": false, "timestampQuery": false, "isa": cpu.isa().name(), "threads": cpu.shard().map_or(cpu.threads(), |s| s.ranks()),
+                "rank": cpu.shard().map(|s| s.rank()),
             })
             .to_string(),
         }
@@ -120,13 +147,13 @@ impl Engine {
         &self,
         name: &str,
         config: &[u8],
-        weights: Vec<u8>,
+        weights: js_sys::Uint8Array,
         preprocessor: Option<Vec<u8>>,
         f16: Option<bool>,
         patch_size: Option<u32>,
         int8: Option<bool>,
     ) -> Result<WasmModel, JsError> {
-        let ck = Checkpoint::from_bytes(name, config, weights, preprocessor.as_deref()).map_err(js_err)?;
+        let ck = checkpoint(name, config, weights, preprocessor.as_deref())?;
         let storage = if f16.unwrap_or(false) { crate::DType::F16 } else { crate::DType::F32 };
         let arithmetic = if int8.unwrap_or(false) { crate::quant::Arithmetic::Int8 } else { crate::quant::Arithmetic::Dequantized };
         let opts = crate::LoadOptions { storage, patch_size: patch_size.map(|p| p as usize), arithmetic, max_patches: None };
@@ -147,11 +174,38 @@ fn budget_pre(m: &Model, max_patches: Option<u32>) -> Result<crate::model::Prepr
 
 /// [`WasmModel::grid`] of a model.
 fn grid_json(m: &Model, width: u32, height: u32, max_patches: Option<u32>) -> Result<String, JsError> {
-    let pre = budget_pre(m, max_patches)?;
+    grid_with(&budget_pre(m, max_patches)?, m.patch_size(), m.config.prefix_tokens(), width, height)
+}
+
+/// The grid an image of `width` x `height` runs on under `pre` with patches of `p` and `prefix`
+/// tokens.
+fn grid_with(pre: &crate::model::PreprocessorConfig, p: usize, prefix: usize, width: u32, height: u32) -> Result<String, JsError> {
     let (h, w) = pre.output_size(height as usize, width as usize);
-    let p = m.patch_size();
     let (rows, cols) = (h / p, w / p);
-    Ok(serde_json::json!({"width": w, "height": h, "rows": rows, "cols": cols, "tokens": m.config.prefix_tokens() + rows * cols}).to_string())
+    Ok(serde_json::json!({"width": w, "height": h, "rows": rows, "cols": cols, "tokens": prefix + rows * cols}).to_string())
+}
+
+/// A checkpoint's patch grids ([`Engine::grid_of`]).
+#[wasm_bindgen]
+pub struct WasmGrid {
+    pre: crate::model::PreprocessorConfig,
+    patch: usize,
+    prefix: usize,
+}
+
+#[wasm_bindgen]
+impl WasmGrid {
+    /// As [`WasmModel::grid`].
+    pub fn grid(&self, width: u32, height: u32, max_patches: Option<u32>) -> Result<String, JsError> {
+        if self.patch == 0 {
+            return Err(JsError::new("[input] a text tower alone has no image tower: it embeds texts only"));
+        }
+        let pre = match max_patches {
+            Some(n) => self.pre.with_max_patches(n as usize).map_err(|p| js_err(Error::Input { name: "maxPatches".into(), problem: p }))?,
+            None => self.pre.clone(),
+        };
+        grid_with(&pre, self.patch, self.prefix, width, height)
+    }
 }
 
 /// A model on the engine's device.
@@ -322,14 +376,13 @@ impl Engine {
         &self,
         name: &str,
         config: &[u8],
-        weights: Vec<u8>,
+        weights: js_sys::Uint8Array,
         preprocessor: Option<Vec<u8>>,
         tokenizer: Option<Vec<u8>>,
         tokenizer_config: Option<Vec<u8>>,
         sentencepiece: Option<Vec<u8>>,
     ) -> Result<WasmClip, JsError> {
-        let ck = Checkpoint::from_bytes(name, config, weights, preprocessor.as_deref())
-            .map_err(js_err)?
+        let ck = checkpoint(name, config, weights, preprocessor.as_deref())?
             .with_tokenizer(tokenizer)
             .with_tokenizer_config(tokenizer_config)
             .with_sentencepiece(sentencepiece);

@@ -3,14 +3,33 @@
 // index.js binds it to the main build, text.js to the build with text towers (CLIP).
 // `relaxedUrl`: the same build compiled with relaxed SIMD (fused multiply-adds in the CPU
 // backend's kernels), loaded where the browser validates relaxed SIMD.
-export function makeApi(init, Engine, relaxedUrl) {
+// `glueUrl` / `wasmUrl`: the build's wasm-bindgen glue and its simd128 wasm (worker threads load
+// the same glue, with the module compiled here).
+import { WorkerEngine } from './threads.js';
+
+export function makeApi(init, Engine, relaxedUrl, glueUrl, defaultWasmUrl) {
   
   let wasmReady = null;
   let wasmExports = null;
+  let wasmModule = null;
+
+  /** The module at `url`, compiled (streaming where the server sends application/wasm). */
+  async function compile(url) {
+    try {
+      return await WebAssembly.compileStreaming(fetch(url));
+    } catch {
+      const r = await fetch(url);
+      if (!r.ok) throw new Error(`${url}: the server answered ${r.status} ${r.statusText}`.trim());
+      return WebAssembly.compile(await r.arrayBuffer());
+    }
+  }
   
   function initWasm(wasmUrl) {
     if (!wasmReady) {
-      wasmReady = init(wasmUrl ? { module_or_path: wasmUrl } : undefined).then(
+      wasmReady = compile(wasmUrl ?? defaultWasmUrl).then((module) => {
+        wasmModule = module;
+        return init({ module_or_path: module });
+      }).then(
         (exports) => {
           wasmExports = exports;
           return exports;
@@ -82,10 +101,43 @@ export function makeApi(init, Engine, relaxedUrl) {
     return maxPatches;
   }
   
+  /**
+   * How many CPU threads: `threads` as asked (a whole number, 1 to 64), or by default what ONNX
+   * Runtime Web takes, min(4, ceil(logical cores / 2)), where the page is cross-origin isolated
+   * (worker threads share memory only there) and 1 elsewhere. Returns [threads, reason].
+   */
+  function threadPlan(threads) {
+    if (threads !== undefined && threads !== null && !(Number.isInteger(threads) && threads >= 1 && threads <= 64)) {
+      const err = new Error(`threads must be a whole number from 1 to 64 (got ${threads})`);
+      err.kind = 'input';
+      throw err;
+    }
+    const isolated = globalThis.crossOriginIsolated === true && typeof SharedArrayBuffer === 'function';
+    const cores = (typeof navigator !== 'undefined' && navigator.hardwareConcurrency) || 1;
+    if (threads === undefined || threads === null) {
+      if (!isolated) return [1, '1 thread: the page is not cross-origin isolated (COOP/COEP), which worker threads need'];
+      const n = Math.min(4, Math.ceil(cores / 2));
+      return [n, `${n} thread${n === 1 ? '' : 's'}: min(4, half of the ${cores} logical cores), the page being cross-origin isolated`];
+    }
+    if (threads > 1 && !isolated) return [1, `1 thread: ${threads} were asked, but the page is not cross-origin isolated (COOP/COEP), which worker threads need`];
+    return [threads, `${threads} thread${threads === 1 ? '' : 's'}: as asked`];
+  }
+
+  /** A model's wasm model, loaded again on the engine's fallback where its worker threads died. */
+  async function live(model) {
+    if (model._reload && model._inner._engine?.dead) {
+      const old = model._inner;
+      model._inner = await model._reload();
+      model.info = JSON.parse(model._inner.info());
+      old.dispose();
+    }
+    return model._inner;
+  }
+
   /** A wasm model's attention map of an image: `{source, rows, cols, heads, perHead, mean}`. */
-  async function attentionOf(inner, image, maxPatches) {
+  async function attentionOf(model, image, maxPatches) {
     const a = await imageArgs(image);
-    const r = JSON.parse(await call(() => inner.attention(a.bytes, a.rgba, a.width, a.height, a.name, budget(maxPatches))));
+    const r = JSON.parse(await call(async () => (await live(model)).attention(a.bytes, a.rgba, a.width, a.height, a.name, budget(maxPatches))));
     return { ...r, perHead: Float32Array.from(r.perHead), mean: Float32Array.from(r.mean) };
   }
   
@@ -208,18 +260,18 @@ export function makeApi(init, Engine, relaxedUrl) {
     /** Top-k classes: `[{index, label, score}]`, best first. `maxPatches`: a NaFlex model's patch budget. */
     async classify(image, { topK = 5, maxPatches } = {}) {
       const a = await imageArgs(image);
-      return JSON.parse(await call(() => this._inner.classify(a.bytes, a.rgba, a.width, a.height, a.name, topK, budget(maxPatches))));
+      return JSON.parse(await call(async () => (await live(this)).classify(a.bytes, a.rgba, a.width, a.height, a.name, topK, budget(maxPatches))));
     }
   
     /** The image's embedding (pooler output, else the CLS token). */
     async embed(image, { maxPatches } = {}) {
       const a = await imageArgs(image);
-      return call(() => this._inner.embed(a.bytes, a.rgba, a.width, a.height, a.name, budget(maxPatches)));
+      return call(async () => (await live(this)).embed(a.bytes, a.rgba, a.width, a.height, a.name, budget(maxPatches)));
     }
   
     /** Attention over the patch grid: `{source, rows, cols, heads, perHead, mean}` (the class token's, or for SigLIP the pooling head's). */
     async attention(image, { maxPatches } = {}) {
-      return attentionOf(this._inner, image, maxPatches);
+      return attentionOf(this, image, maxPatches);
     }
   
     /** The grid an image of `width` x `height` pixels runs on: `{width, height, rows, cols, tokens}` (the size it is resized to). */
@@ -234,7 +286,7 @@ export function makeApi(init, Engine, relaxedUrl) {
         err.kind = 'input';
         throw err;
       }
-      return call(() => this._inner.run(pixelValues, Uint32Array.from(dims)));
+      return call(async () => (await live(this)).run(pixelValues, Uint32Array.from(dims)));
     }
   
     /** Frees the GPU memory; later calls reject. */
@@ -288,13 +340,46 @@ export function makeApi(init, Engine, relaxedUrl) {
   }
   
   class Tessera {
-    constructor(engine, reason) {
+    constructor(engine, reason, threadsReason, workerOptions) {
       this._engine = engine;
+      this._workerOptions = workerOptions;
+      this._deviceChoice = reason;
       this.adapterInfo = JSON.parse(engine.adapterInfo());
       /** `"webgpu"` or `"cpu"`: where models run. */
       this.device = engine.device();
-      /** Why this device was chosen. */
-      this.deviceReason = reason;
+      /** Why the CPU backend runs on `adapterInfo.threads` threads (null on WebGPU). */
+      this.threadsReason = threadsReason ?? null;
+      /** Why this device was chosen (on the CPU, and why on so many threads). */
+      this.deviceReason = threadsReason ? `${reason}; ${threadsReason}` : reason;
+    }
+
+    /** The engine, or where its worker threads died, the one-thread engine that replaces it. */
+    async _live() {
+      if (!this._engine.dead) return this._engine;
+      if (!this._recovering) {
+        this._recovering = (async () => {
+          const reason = this._engine.dead;
+          let engine;
+          try {
+            engine = await WorkerEngine.start({ ...this._workerOptions, ranks: 1 });
+          } catch {
+            engine = await call(() => Engine.create('cpu', this._workerOptions.memoryBudget, false));
+          }
+          this._engine = engine;
+          this.adapterInfo = JSON.parse(engine.adapterInfo());
+          this.threadsReason = `1 thread: ${reason}, so the models were loaded again on one thread`;
+          this.deviceReason = `${this._deviceChoice}; ${this.threadsReason}`;
+          this._recovering = null;
+          return engine;
+        })();
+      }
+      return this._recovering;
+    }
+
+    /** Terminates CPU worker thread `rank` as a crash would (to test recovery). */
+    terminateWorker(rank) {
+      if (typeof this._engine.terminateWorker !== 'function') throw wrap(new Error('[input] this engine runs on no worker threads'));
+      this._engine.terminateWorker(rank);
     }
   
     /** Whether the GPU device was lost (never on the CPU); then create a new engine and load models again. */
@@ -321,11 +406,16 @@ export function makeApi(init, Engine, relaxedUrl) {
      * the size of the wasm heap, in bytes.
      */
     get memory() {
+      const page = wasmExports?.memory?.buffer.byteLength ?? 0;
+      const workers = typeof this._engine.wasmBytes === 'function' ? this._engine.wasmBytes() : [];
       return {
         gpuBytes: this._engine.memoryInUse(),
         deviceBytes: this._engine.memoryInUse(),
         budget: this._engine.memoryBudget() ?? null,
-        wasmBytes: wasmExports?.memory?.buffer.byteLength ?? 0,
+        wasmBytes: page + workers.reduce((a, b) => a + b, 0),
+        pageWasmBytes: page,
+        workerWasmBytes: workers,
+        exchangeBytes: typeof this._engine.boardBytes === 'function' ? this._engine.boardBytes() : 0,
       };
     }
   
@@ -342,7 +432,7 @@ export function makeApi(init, Engine, relaxedUrl) {
      * (`relaxedSimd: false` keeps the simd128 build; `wasmUrl` names a build of your own); the
      * first `create` of a page decides, and `adapterInfo.isa` says which ("simd128+relaxed").
      */
-    static async create({ wasmUrl, memoryBudget, tune = false, device = 'auto', relaxedSimd = true } = {}) {
+    static async create({ wasmUrl, memoryBudget, tune = false, device = 'auto', relaxedSimd = true, threads, worker = false } = {}) {
       let reason = 'asked for';
       if (device === 'auto') {
         [device, reason] = await chooseDevice();
@@ -355,8 +445,25 @@ export function makeApi(init, Engine, relaxedUrl) {
         err.kind = 'input';
         throw err;
       }
+      const [n, why] = threadPlan(threads);
       await initWasm(wasmUrl ?? (relaxedSimd && relaxedUrl && relaxedSimdSupported() ? relaxedUrl : undefined));
-      return new Tessera(await call(() => Engine.create(device, memoryBudget ?? undefined, tune)), reason);
+      if (device === 'cpu' && (n > 1 || worker)) {
+        const opts = { glue: glueUrl, module: wasmModule, memoryBudget: memoryBudget ?? undefined, Engine };
+        try {
+          return new Tessera(await WorkerEngine.start({ ...opts, ranks: n }), reason, why, opts);
+        } catch (e) {
+          // No workers here (or they could not start): one thread on this one, with the reason.
+          const fallback = `1 thread: ${n} worker thread${n === 1 ? '' : 's'} could not start (${e.message || e})`;
+          return new Tessera(await call(() => Engine.create('cpu', memoryBudget ?? undefined, false)), reason, fallback);
+        }
+      }
+      const engine = await call(() => Engine.create(device, memoryBudget ?? undefined, tune));
+      return new Tessera(engine, reason, device === 'cpu' ? why : null);
+    }
+
+    /** Stops the engine's worker threads, if it has any (models loaded on it reject afterwards). */
+    close() {
+      if (typeof this._engine.close === 'function') this._engine.close();
     }
   
     /**
@@ -370,6 +477,16 @@ export function makeApi(init, Engine, relaxedUrl) {
         err.kind = 'input';
         throw err;
       }
+      const files = async () => this._modelFiles(source, { endpoint, revision, onProgress, cache });
+      const { name, config, weights, preprocessor } = await files();
+      const loadOn = (engine, w) => call(() => engine.loadModel(name, config, w, preprocessor ?? undefined, f16, patchSize ?? undefined, !!int8));
+      const model = new Model(await loadOn(await this._live(), weights));
+      if (this._workerOptions) model._reload = async () => loadOn(await this._live(), (await files()).weights);
+      return model;
+    }
+
+    /** A checkpoint's files: fetched (a hub id or URL), or the caller's, as bytes. */
+    async _modelFiles(source, { endpoint, revision, onProgress, cache }) {
       let name;
       let config;
       let weights;
@@ -395,7 +512,7 @@ export function makeApi(init, Engine, relaxedUrl) {
         err.kind = 'input';
         throw err;
       }
-      return new Model(await call(() => this._engine.loadModel(name, config, weights, preprocessor ?? undefined, f16, patchSize ?? undefined, !!int8)));
+      return { name, config, weights, preprocessor };
     }
   
     /**
@@ -441,7 +558,15 @@ export function makeApi(init, Engine, relaxedUrl) {
         throw err;
       }
       const { config, weights, preprocessor, tokenizer, tokenizerConfig, sentencepiece } = files;
-      return new ClipModel(await call(() => this._engine.loadClip(name, config, weights, preprocessor ?? undefined, tokenizer ?? undefined, tokenizerConfig ?? undefined, sentencepiece ?? undefined)));
+      const loadOn = (engine, w) => call(() => engine.loadClip(name, config, w, preprocessor ?? undefined, tokenizer ?? undefined, tokenizerConfig ?? undefined, sentencepiece ?? undefined));
+      const model = new ClipModel(await loadOn(await this._live(), weights));
+      if (this._workerOptions) {
+        model._reload = async () => {
+          const again = typeof source === 'string' ? await fetchBytes(`${filesUrl(source, endpoint, revision)}/model.safetensors`, { cache, onProgress }) : await toBytes(source.weights, 'weights');
+          return loadOn(await this._live(), again);
+        };
+      }
+      return model;
     }
   }
 
@@ -455,7 +580,7 @@ export function makeApi(init, Engine, relaxedUrl) {
     /** Unit-length embeddings of `texts` (one Float32Array each); `truncated[i]` says text i was cut to the model's tokens. */
     async embedText(texts) {
       const list = typeof texts === 'string' ? [texts] : Array.from(texts ?? []);
-      const [flat, truncated] = await call(() => this._inner.embedText(list));
+      const [flat, truncated] = await call(async () => (await live(this)).embedText(list));
       const p = this.info.projectionDim;
       const embeddings = list.map((_, i) => flat.slice(i * p, (i + 1) * p));
       return { embeddings, truncated };
@@ -464,18 +589,18 @@ export function makeApi(init, Engine, relaxedUrl) {
     /** The unit-length embedding of an image. `maxPatches`: a NaFlex model's patch budget. */
     async embedImage(image, { maxPatches } = {}) {
       const a = await imageArgs(image);
-      return call(() => this._inner.embedImage(a.bytes, a.rgba, a.width, a.height, a.name, budget(maxPatches)));
+      return call(async () => (await live(this)).embedImage(a.bytes, a.rgba, a.width, a.height, a.name, budget(maxPatches)));
     }
   
     /** Zero-shot classification: `[{label, score, logit}]`, best first; `template` puts each label in a prompt (`{}` marks it). */
     async zeroShot(image, labels, { template = 'a photo of a {}.', maxPatches } = {}) {
       const a = await imageArgs(image);
-      return JSON.parse(await call(() => this._inner.zeroShot(a.bytes, a.rgba, a.width, a.height, a.name, Array.from(labels ?? []), template, budget(maxPatches))));
+      return JSON.parse(await call(async () => (await live(this)).zeroShot(a.bytes, a.rgba, a.width, a.height, a.name, Array.from(labels ?? []), template, budget(maxPatches))));
     }
   
     /** The image tower's attention over the patch grid, as `Model.attention`. */
     async attention(image, { maxPatches } = {}) {
-      return attentionOf(this._inner, image, maxPatches);
+      return attentionOf(this, image, maxPatches);
     }
   
     /** The grid the image tower runs an image of `width` x `height` pixels on: `{width, height, rows, cols, tokens}`. */

@@ -3,7 +3,8 @@
 import init, { Engine } from './pkg/tessera.js';
 import { makeApi } from './core.js';
 
-const api = makeApi(init, Engine, new URL('./pkg/tessera_relaxed_bg.wasm', import.meta.url));
+const here = (f) => new URL(f, import.meta.url);
+const api = makeApi(init, Engine, here('./pkg/tessera_relaxed_bg.wasm'), here('./pkg/tessera.js'), here('./pkg/tessera_bg.wasm'));
 export const Tessera = api.Tessera;
 export const Model = api.Model;
 export default Tessera;

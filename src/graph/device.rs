@@ -154,7 +154,11 @@ impl Device {
     pub fn name(&self) -> String {
         match self {
             Device::Gpu(g) => g.report().name.clone(),
-            Device::Cpu(c) => format!("CPU backend ({}, {} thread{})", c.isa().name(), c.threads(), if c.threads() == 1 { "" } else { "s" }),
+            Device::Cpu(c) => {
+                // A split backend's ranks are one thread each.
+                let n = c.shard().map_or(c.threads(), |s| s.ranks());
+                format!("CPU backend ({}, {n} thread{})", c.isa().name(), if n == 1 { "" } else { "s" })
+            }
         }
     }
 

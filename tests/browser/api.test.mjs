@@ -1,5 +1,6 @@
 // The wasm API in headless Chromium, on both devices (WebGPU on SwiftShader, and the CPU backend in
-// WebAssembly SIMD): for each test checkpoint, `run` matches transformers' expected logits within
+// WebAssembly SIMD, on the page's thread and on two worker threads: the page is served
+// cross-origin isolated): for each test checkpoint, `run` matches transformers' expected logits within
 // 1e-4 and the native engine's output for the same input; errors reject with Error objects
 // carrying a kind.
 import { test, before, after } from 'node:test';
@@ -17,7 +18,7 @@ let page;
 before(async () => {
   assert.ok(existsSync(join(ROOT, 'web/pkg/tessera_bg.wasm')), 'build the package first: bash scripts/build_web.sh');
   assert.ok(existsSync(NATIVE), 'build the native binary first: cargo build --release');
-  server = await serve();
+  server = await serve(ROOT, { isolated: true });
   browser = await launch();
   page = await browser.newPage();
   const errors = [];
@@ -26,13 +27,18 @@ before(async () => {
   const info = await page.evaluate(async () => {
     const { Tessera } = await import('/web/index.js');
     window.engine = await Tessera.create({ device: 'webgpu' });
-    window.cpuEngine = await Tessera.create({ device: 'cpu' });
+    window.cpuEngine = await Tessera.create({ device: 'cpu', threads: 1 });
+    window.cpu2Engine = await Tessera.create({ device: 'cpu', threads: 2 });
     const auto = await Tessera.create();
-    return { webgpu: window.engine.adapterInfo, cpu: window.cpuEngine.adapterInfo, auto: [auto.device, auto.deviceReason] };
+    return { webgpu: window.engine.adapterInfo, cpu: window.cpuEngine.adapterInfo, cpu2: [window.cpu2Engine.adapterInfo, window.cpu2Engine.deviceReason], auto: [auto.device, auto.deviceReason], isolated: crossOriginIsolated };
   });
   console.log(`browser devices: ${JSON.stringify(info)}`);
   assert.ok(info.webgpu.name !== undefined);
   assert.equal(info.cpu.backend, 'cpu');
+  assert.equal(info.isolated, true);
+  assert.equal(info.cpu.threads, 1);
+  assert.equal(info.cpu2[0].threads, 2, info.cpu2[1]);
+  assert.equal(info.cpu2[0].worker, true);
   // SwiftShader is a software fallback adapter: auto takes the CPU backend and says why.
   assert.equal(info.auto[0], 'cpu', info.auto[1]);
   assert.match(info.auto[1], /fallback|software/);
@@ -53,7 +59,7 @@ const FIXTURES = ['vit-classifier', 'vit-base-nobias-f16', 'deit-distilled-bf16'
 const RESIZED = [['vit-classifier', 4], ['vit-classifier', 6], ['deit-distilled-bf16', 4], ['dinov2-classifier', 10], ['dinov2-base', 7], ['timm/vit-token', 4]];
 // Where the expected outputs of a checkpoint at another patch size are (timm's made by timm).
 const flexiPath = (fixture, patch) => (fixture.startsWith('timm/') ? `tests/fixtures/timm-flexi/${fixture.slice(5)}-p${patch}` : `tests/fixtures/flexi/${fixture}-p${patch}`);
-for (const [device, [fixture, patch]] of ['webgpu', 'cpu'].flatMap((d) => [...FIXTURES, ...RESIZED].map((f) => [d, f]))) {
+for (const [device, [fixture, patch]] of ['webgpu', 'cpu', 'cpu2'].flatMap((d) => [...FIXTURES, ...RESIZED].map((f) => [d, f]))) {
   const label = patch ? `${fixture} at patch ${patch}` : fixture;
   test(`run ${label} on ${device} matches transformers and the native engine`, { timeout: 300_000 }, async () => {
     const dir = join(ROOT, 'tests/fixtures', fixture);
@@ -66,7 +72,7 @@ for (const [device, [fixture, patch]] of ['webgpu', 'cpu'].flatMap((d) => [...FI
     const expUrl = patch ? `/${flexiPath(fixture, patch)}` : `/tests/fixtures/${fixture}`;
     const got = await page.evaluate(async ([name, device, patch, expUrl]) => {
       const { readTensor } = await import('/tests/browser/blank.js');
-      const engine = device === 'cpu' ? window.cpuEngine : window.engine;
+      const engine = { cpu: window.cpuEngine, cpu2: window.cpu2Engine }[device] ?? window.engine;
       const model = await engine.load(`/tests/fixtures/${name}`, { cache: false, patchSize: patch ?? undefined });
       const info = model.info;
       const pv = await readTensor(`${expUrl}/expected.safetensors`, 'pixel_values');
@@ -106,21 +112,22 @@ for (const [device, [fixture, patch]] of ['webgpu', 'cpu'].flatMap((d) => [...FI
 // Int8 arithmetic in WebAssembly (the relaxed dot product, or the portable integer kernel): every quantized
 // layer of the 8-bit fixtures runs it; the outputs stay within the activations' rounding of
 // transformers (cosine > 0.999, the same top class) and near the native engine's int8 run.
-for (const fixture of ['quant/vit-classifier-int8', 'quant/dinov2-classifier-int8']) {
-  test(`${fixture} in int8 arithmetic on the CPU backend`, { timeout: 300_000 }, async () => {
+for (const [fixture, engineName] of ['quant/vit-classifier-int8', 'quant/dinov2-classifier-int8'].flatMap((f) => [[f, 'cpuEngine'], [f, 'cpu2Engine']])) {
+  test(`${fixture} in int8 arithmetic on the CPU backend (${engineName === 'cpuEngine' ? '1 thread' : '2 worker threads'})`, { timeout: 300_000 }, async () => {
     const dir = join(ROOT, 'tests/fixtures', fixture);
     const expected = readSafetensors(readFileSync(join(dir, 'expected.safetensors')));
-    const got = await page.evaluate(async (name) => {
+    const got = await page.evaluate(async ([name, engineName]) => {
       const { readTensor } = await import('/tests/browser/blank.js');
-      const model = await window.cpuEngine.load(`/tests/fixtures/${name}`, { cache: false, int8: true });
-      const exact = await window.cpuEngine.load(`/tests/fixtures/${name}`, { cache: false });
+      const engine = window[engineName];
+      const model = await engine.load(`/tests/fixtures/${name}`, { cache: false, int8: true });
+      const exact = await engine.load(`/tests/fixtures/${name}`, { cache: false });
       const pv = await readTensor(`/tests/fixtures/${name}/expected.safetensors`, 'pixel_values');
       const out = await model.run(pv.data, pv.dims);
-      const r = { isa: window.cpuEngine.adapterInfo.isa, info: model.info.arithmetic, exactInfo: exact.info.arithmetic, last: Array.from(out.lastHiddenState), logits: out.logits ? Array.from(out.logits) : null, n: out.logitsDims?.[1] };
+      const r = { isa: engine.adapterInfo.isa, info: model.info.arithmetic, exactInfo: exact.info.arithmetic, last: Array.from(out.lastHiddenState), logits: out.logits ? Array.from(out.logits) : null, n: out.logitsDims?.[1] };
       model.dispose();
       exact.dispose();
       return r;
-    }, fixture);
+    }, [fixture, engineName]);
     assert.ok(got.info.quantizedLayers > 0 && got.info.int8Layers === got.info.quantizedLayers, JSON.stringify(got.info));
     // The relaxed-SIMD build's relaxed dot product, else simd128's widening products; the native
     // run takes the kernel of the same arithmetic (7-bit activations: AVX2's; 8-bit: portable).
@@ -217,7 +224,7 @@ test('f16 storage matches transformers within 1e-2 where the adapter has shader-
 // The embedded model quantized by the native CLI, served as a folder: loaded by URL (then from
 // the Cache API without a download), the same top-1 as natively on every sample, and the
 // engine's device memory smaller than for the float model by the weights' saving.
-for (const device of ['webgpu', 'cpu']) {
+for (const device of ['webgpu', 'cpu', 'cpu2']) {
   test(`a quantized checkpoint loads from a URL and the Cache API on ${device}, classifies as natively, and holds less memory`, { timeout: 300_000 }, async () => {
     const rel = 'target/browser-quant/fashion-int4';
     const dir = join(ROOT, rel);
@@ -228,8 +235,7 @@ for (const device of ['webgpu', 'cpu']) {
     const downloads = () => server.requests.filter((r) => r === weightsUrl).length;
     const before = downloads();
     const r = await page.evaluate(async ({ rel, samples, device }) => {
-      const { Tessera } = await import('/web/index.js');
-      const engine = device === 'cpu' ? window.cpuEngine : window.engine;
+      const engine = { cpu: window.cpuEngine, cpu2: window.cpu2Engine }[device] ?? window.engine;
       await caches.delete('tessera-vit-v1');
       const base = engine.memory.gpuBytes;
       const float = await engine.load('/models/fashion-vit');
@@ -264,19 +270,20 @@ for (const device of ['webgpu', 'cpu']) {
   });
 }
 
-test('every input of the hostile corpus rejects with its kind, as natively', { timeout: 300_000 }, async () => {
+for (const engineName of ['engine', 'cpu2Engine']) test(`every input of the hostile corpus rejects with its kind, as natively (${engineName === 'engine' ? 'WebGPU' : 'CPU on 2 worker threads'})`, { timeout: 300_000 }, async () => {
   const manifest = JSON.parse(readFileSync(join(ROOT, 'tests/fixtures/hostile/manifest.json'), 'utf8'));
-  const results = await page.evaluate(async (manifest) => {
+  const results = await page.evaluate(async ([manifest, engineName]) => {
+    const engine = window[engineName];
     const get = async (path) => new Uint8Array(await (await fetch(path)).arrayBuffer());
     const base = `/${manifest.base}`;
     const [config, weights, preprocessor] = await Promise.all(['config.json', 'model.safetensors', 'preprocessor_config.json'].map((f) => get(`${base}/${f}`)));
-    const model = await window.engine.load({ name: 'hostile', config, weights, preprocessor });
+    const model = await engine.load({ name: 'hostile', config, weights, preprocessor });
     const out = [];
     for (const c of manifest.cases) {
       const bytes = await get(`/tests/fixtures/hostile/${c.file}`);
       try {
         if (c.role === 'image' && c.preprocessor) {
-          const other = await window.engine.load({ name: 'hostile', config, weights, preprocessor: await get(`/tests/fixtures/hostile/${c.preprocessor}`) });
+          const other = await engine.load({ name: 'hostile', config, weights, preprocessor: await get(`/tests/fixtures/hostile/${c.preprocessor}`) });
           try {
             await other.classify(new File([bytes], c.file));
           } finally {
@@ -291,7 +298,7 @@ test('every input of the hostile corpus rejects with its kind, as natively', { t
             : { config, weights, preprocessor };
           const files = { name: 'hostile', ...own };
           files[c.role] = bytes;
-          (await window.engine.load(files)).dispose();
+          (await engine.load(files)).dispose();
         }
         out.push({ file: c.file, kind: 'ok', message: '' });
       } catch (e) {
@@ -299,8 +306,8 @@ test('every input of the hostile corpus rejects with its kind, as natively', { t
       }
     }
     model.dispose();
-    return { out, lost: window.engine.lost };
-  }, manifest);
+    return { out, lost: engine.lost };
+  }, [manifest, engineName]);
   assert.equal(results.lost, false);
   assert.equal(results.out.length, manifest.cases.length);
   for (const [i, c] of manifest.cases.entries()) {

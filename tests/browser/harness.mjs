@@ -14,8 +14,14 @@ const TYPES = {
   '.safetensors': 'application/octet-stream', '.svg': 'image/svg+xml',
 };
 
-/** Serves `dir` on 127.0.0.1 (a free port); resolves to {url, requests (paths asked for), close}. */
-export function serve(dir = ROOT) {
+/** The headers that make a page cross-origin isolated (SharedArrayBuffer, worker threads). */
+export const ISOLATION = { 'cross-origin-opener-policy': 'same-origin', 'cross-origin-embedder-policy': 'require-corp' };
+
+/**
+ * Serves `dir` on 127.0.0.1 (a free port), cross-origin isolated with `isolated`; resolves to
+ * {url, requests (paths asked for), close}.
+ */
+export function serve(dir = ROOT, { isolated = false } = {}) {
   const requests = [];
   const server = createServer(async (req, res) => {
     requests.push(req.url);
@@ -25,7 +31,7 @@ export function serve(dir = ROOT) {
       if (!file.startsWith(dir)) throw new Error('outside');
       if ((await stat(file)).isDirectory()) file = join(file, 'index.html');
       const body = await readFile(file);
-      res.writeHead(200, { 'content-type': TYPES[extname(file)] || 'application/octet-stream', 'content-length': body.length });
+      res.writeHead(200, { 'content-type': TYPES[extname(file)] || 'application/octet-stream', 'content-length': body.length, ...(isolated ? ISOLATION : {}) });
       res.end(body);
     } catch {
       res.writeHead(404, { 'content-type': 'text/plain' });

@@ -1,4 +1,4 @@
-// SigLIP 2 NaFlex in headless Chromium, on both devices (WebGPU on SwiftShader and the CPU backend):
+// SigLIP 2 NaFlex in headless Chromium, on both devices (WebGPU on SwiftShader and the CPU backend, on the page's thread and on two worker threads: the page is cross-origin isolated):
 // every fixture case (tests/fixtures/siglip2, made by transformers: an image at a patch budget)
 // run from its pixel_values against transformers' outputs; the same images given as files under
 // `{ maxPatches }`, preprocessed in the page, against the same outputs; the grid the package
@@ -17,7 +17,7 @@ let page;
 
 before(async () => {
   assert.ok(existsSync(join(ROOT, 'web/pkg/tessera_bg.wasm')), 'build the package first: bash scripts/build_web.sh');
-  server = await serve();
+  server = await serve(ROOT, { isolated: true });
   browser = await launch();
   page = await browser.newPage();
   await page.goto(`${server.url}/tests/browser/blank.html`);
@@ -35,14 +35,14 @@ const unit = (v) => {
   return v.map((x) => x / n);
 };
 
-for (const device of ['webgpu', 'cpu']) {
+for (const device of ['webgpu', 'cpu', 'cpu2']) {
   for (const model of ['siglip2-vision', 'siglip2-classifier']) {
     test(`${model} on ${device}: every grid and budget as transformers`, { timeout: 300_000 }, async () => {
       const list = cases(model);
       const r = await page.evaluate(async ({ dir, model, device, list }) => {
         const { readTensor } = await import('/tests/browser/blank.js');
         const { Tessera } = await import('/web/index.js');
-        const engine = await Tessera.create({ device });
+        const engine = await Tessera.create(device === 'cpu2' ? { device: 'cpu', threads: 2 } : { device });
         const m = await engine.load(`/${dir}/${model}`, { cache: false });
         const out = [];
         for (const c of list) {
@@ -102,7 +102,7 @@ for (const device of ['webgpu', 'cpu']) {
     const c16 = cases('siglip2-model').find((c) => c.image === zs.image && c.budget === 16);
     const r = await page.evaluate(async ({ dir, zs, device }) => {
       const { Tessera } = await import('/web/text.js');
-      const engine = await Tessera.create({ device });
+      const engine = await Tessera.create(device === 'cpu2' ? { device: 'cpu', threads: 2 } : { device });
       const model = await engine.loadClip(`/${dir}`, { cache: false });
       const image = await (await fetch(`/${zs.image}`)).blob();
       const scores = await model.zeroShot(image, zs.labels, { template: zs.template });

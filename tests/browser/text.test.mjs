@@ -1,5 +1,5 @@
 // The text build (`tessera-vit/text`) in headless Chromium, on WebGPU (SwiftShader) and the CPU
-// backend: a CLIPModel with its tokenizer.json loaded by URL gives transformers' zero-shot logits
+// backend (on the page's thread and on two worker threads; the page is cross-origin isolated): a CLIPModel with its tokenizer.json loaded by URL gives transformers' zero-shot logits
 // and text and image embeddings (tests/fixtures/clip/clip-zero-shot, within 1e-4); bad label lists
 // reject with kinds; SiglipModels (tests/fixtures/siglip-zero-shot with a SigLIP 2 style
 // tokenizer.json, padded on the left as its tokenizer class pads; siglip-spm-zero-shot with only
@@ -17,7 +17,7 @@ let page;
 
 before(async () => {
   assert.ok(existsSync(join(ROOT, 'web/pkg-text/tessera_text_bg.wasm')), 'build the package first: bash scripts/build_web.sh');
-  server = await serve();
+  server = await serve(ROOT, { isolated: true });
   browser = await launch();
   page = await browser.newPage();
   await page.goto(`${server.url}/tests/browser/blank.html`);
@@ -30,13 +30,13 @@ after(async () => {
 
 const DIR = 'tests/fixtures/clip/clip-zero-shot';
 
-for (const device of ['webgpu', 'cpu']) {
+for (const device of ['webgpu', 'cpu', 'cpu2']) {
   test(`CLIP zero-shot and embeddings on ${device} match transformers`, { timeout: 300_000 }, async () => {
     const zs = JSON.parse(readFileSync(join(ROOT, DIR, 'zero-shot.json'), 'utf8'));
     const expected = readSafetensors(readFileSync(join(ROOT, DIR, 'zero-shot.safetensors')));
     const r = await page.evaluate(async ({ dir, zs, device }) => {
       const { Tessera } = await import('/web/text.js');
-      const engine = await Tessera.create({ device });
+      const engine = await Tessera.create(device === 'cpu2' ? { device: 'cpu', threads: 2 } : { device });
       const clip = await engine.loadClip(`/${dir}`, { cache: false });
       const image = await (await fetch(`/${zs.image}`)).blob();
       const scores = await clip.zeroShot(image, zs.labels, { template: zs.template });
@@ -80,13 +80,13 @@ for (const device of ['webgpu', 'cpu']) {
 }
 
 // SigLIP 2 style (tokenizer.json) and SigLIP's own (spiece.model, no tokenizer.json).
-for (const [device, SIGLIP] of ['webgpu', 'cpu'].flatMap((d) => ['tests/fixtures/siglip-zero-shot', 'tests/fixtures/siglip-spm-zero-shot'].map((f) => [d, f]))) {
+for (const [device, SIGLIP] of ['webgpu', 'cpu', 'cpu2'].flatMap((d) => ['tests/fixtures/siglip-zero-shot', 'tests/fixtures/siglip-spm-zero-shot'].map((f) => [d, f]))) {
   test(`SigLIP zero-shot (${SIGLIP.split('/').pop()}) on ${device} matches transformers`, { timeout: 300_000 }, async () => {
     const zs = JSON.parse(readFileSync(join(ROOT, SIGLIP, 'zero-shot.json'), 'utf8'));
     const expected = readSafetensors(readFileSync(join(ROOT, SIGLIP, 'zero-shot.safetensors')));
     const r = await page.evaluate(async ({ dir, zs, device }) => {
       const { Tessera } = await import('/web/text.js');
-      const engine = await Tessera.create({ device });
+      const engine = await Tessera.create(device === 'cpu2' ? { device: 'cpu', threads: 2 } : { device });
       const model = await engine.loadClip(`/${dir}`, { cache: false });
       const image = await (await fetch(`/${zs.image}`)).blob();
       const scores = await model.zeroShot(image, zs.labels, { template: zs.template });

@@ -13,7 +13,7 @@ use std::borrow::Cow;
 
 /// A weights file read a range at a time where it lives (the browser's worker threads read one
 /// shared copy of the file, each copying only the tensors it uploads).
-pub trait ByteSource {
+pub trait ByteSource: Send + Sync {
     /// Bytes in the file.
     fn len(&self) -> usize;
     /// Bytes `start..end` (within `len`).
