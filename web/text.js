@@ -3,8 +3,14 @@
 import init, { Engine } from './pkg-text/tessera_text.js';
 import { makeApi } from './core.js';
 
-const here = (f) => new URL(f, import.meta.url);
-const api = makeApi(init, Engine, here('./pkg-text/tessera_text_relaxed_bg.wasm'), here('./pkg-text/tessera_text.js'), here('./pkg-text/tessera_text_bg.wasm'));
+// Each URL written out in full, so that bundlers (Vite, webpack) find and emit the files.
+const api = makeApi(
+  init,
+  Engine,
+  new URL('./pkg-text/tessera_text_relaxed_bg.wasm', import.meta.url),
+  new URL('./pkg-text/tessera_text.js', import.meta.url),
+  new URL('./pkg-text/tessera_text_bg.wasm', import.meta.url),
+);
 export const Tessera = api.Tessera;
 export const Model = api.Model;
 export const ClipModel = api.ClipModel;

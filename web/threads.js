@@ -29,16 +29,16 @@ export class WorkerEngine {
    * Starts `ranks` workers over the compiled `module` of the glue at `glue` (a URL). `Engine`:
    * the page's own wasm Engine class (for `gridOf`, which reads only a checkpoint's header).
    */
-  static async start({ ranks, glue, module, memoryBudget, Engine, workerUrl }) {
+  static async start({ ranks, glue, module, memoryBudget, Engine }) {
     if (typeof Worker === 'undefined') throw threadError('this environment has no Web Workers');
     if (ranks > 1 && typeof SharedArrayBuffer === 'undefined') throw threadError('SharedArrayBuffer is not available (the page is not cross-origin isolated)');
     const board = ranks > 1 ? new SharedArrayBuffer(BOARD_BYTES) : null;
     const e = new WorkerEngine(ranks, board, Engine);
-    const url = workerUrl ?? new URL('./thread.js', import.meta.url);
     try {
       const ready = [];
       for (let rank = 0; rank < ranks; rank++) {
-        const w = new Worker(url, { type: 'module', name: `tessera-${rank}` });
+        // Written out in full so that bundlers find the worker and bundle it.
+        const w = new Worker(new URL('./thread.js', import.meta.url), { type: 'module', name: `tessera-${rank}` });
         e._workers.push(w);
         ready.push(
           new Promise((ok, fail) => {

@@ -1,6 +1,7 @@
 // The npm tarball as a user gets it: `npm pack`, installed into a fresh project, then used from
 // a plain ESM page (import map) and from an app bundled by Vite, each classifying a sample in
-// headless Chromium with the same top-1 label as the native CLI.
+// headless Chromium with the same top-1 label as the native CLI, on the page's thread and on two
+// worker threads (the page served cross-origin isolated).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -20,6 +21,10 @@ const engine = await Tessera.create();
 const model = await engine.load(new URL('./model', location.href).href);
 const blob = await (await fetch('./sample.png')).blob();
 const top = await model.classify(blob, { topK: 3 });
+const threaded = await Tessera.create({ device: 'cpu', threads: 2 });
+const again = await (await threaded.load(new URL('./model', location.href).href)).classify(blob, { topK: 3 });
+document.body.dataset.threads = threaded.adapterInfo.threads;
+document.body.dataset.top1Threads = again[0].label;
 document.body.dataset.top1 = top[0].label;
 `;
 
@@ -48,7 +53,7 @@ after(async () => {
 });
 
 async function top1(dir) {
-  const server = await serve(dir);
+  const server = await serve(dir, { isolated: true });
   try {
     const page = await browser.newPage();
     const errors = [];
@@ -56,7 +61,10 @@ async function top1(dir) {
     await page.goto(`${server.url}/`);
     await page.waitForSelector('body[data-top1]', { state: 'attached', timeout: 180_000 });
     assert.deepEqual(errors, []);
-    return await page.evaluate(() => document.body.dataset.top1);
+    const d = await page.evaluate(() => ({ ...document.body.dataset }));
+    assert.equal(d.threads, '2');
+    assert.equal(d.top1Threads, d.top1, 'the same top-1 on two worker threads');
+    return d.top1;
   } finally {
     await server.close();
   }
