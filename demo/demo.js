@@ -76,7 +76,7 @@ async function loadClip() {
     status('Loading the text build…');
     if (!clipEngine) {
       const { Tessera: TextTessera } = await import('../web/text.js');
-      clipEngine = await TextTessera.create({ device: engine.device });
+      clipEngine = await TextTessera.create({ device: engine.device, ...cpuOptions() });
     }
     status('Loading the model…');
     const next = await clipEngine.loadClip(source);
@@ -364,7 +364,7 @@ async function classifyFile(file) {
 async function recover(file) {
   status('The GPU was reset; reconnecting…');
   try {
-    engine = await Tessera.create({ device: engine?.device ?? 'auto' });
+    engine = await Tessera.create({ device: engine?.device ?? 'auto', ...cpuOptions() });
     const patch = model ? model.info.patchSize : undefined;
     model = null;
     await loadModel(modelKind);
@@ -434,6 +434,13 @@ function setupInputs() {
   }
 }
 
+/** On the CPU backend the models run in worker threads (as many as the page allows, or
+ * `?threads=N`), so the page stays responsive while they run. */
+function cpuOptions() {
+  const t = new URLSearchParams(location.search).get('threads');
+  return { worker: true, threads: t ? Number(t) : undefined };
+}
+
 async function main() {
   setupInputs();
   try {
@@ -441,7 +448,7 @@ async function main() {
     // every browser, and says which path runs and why.
     // `?device=webgpu` or `?device=cpu` overrides the choice.
     const device = new URLSearchParams(location.search).get('device') || 'auto';
-    engine = await Tessera.create({ device });
+    engine = await Tessera.create({ device, ...cpuOptions() });
   } catch (e) {
     const box = $('unsupported');
     box.textContent = e.message;
@@ -451,11 +458,17 @@ async function main() {
     return;
   }
   const a = engine.adapterInfo;
-  const where = engine.device === 'cpu' ? `CPU (WebAssembly ${a.isa === 'simd128' ? 'SIMD' : 'scalar'})` : `${a.name || 'WebGPU adapter'}${a.deviceType ? ` (${a.deviceType})` : ''}`;
+  const simd = a.isa === 'simd128+relaxed' ? 'relaxed SIMD' : a.isa === 'simd128' ? 'SIMD' : 'scalar';
+  const threads = a.worker ? `, ${a.threads} worker thread${a.threads === 1 ? '' : 's'}` : `, ${a.threads} thread`;
+  const where = engine.device === 'cpu' ? `CPU (WebAssembly ${simd}${threads})` : `${a.name || 'WebGPU adapter'}${a.deviceType ? ` (${a.deviceType})` : ''}`;
   $('adapter').textContent = where;
   $('adapter').title = engine.deviceReason;
   $('deviceReason').textContent = engine.deviceReason;
   document.body.dataset.device = engine.device;
+  if (engine.device === 'cpu') {
+    document.body.dataset.threads = String(a.threads);
+    document.body.dataset.worker = String(!!a.worker);
+  }
   await loadModel('default');
   document.body.dataset.ready = 'true';
 }

@@ -33,18 +33,18 @@ after(async () => {
   await server?.close();
 });
 
-async function dropFile(path, name, type) {
+async function dropFile(path, name, type, on = page) {
   const bytes = path ? Array.from(readFileSync(path)) : [];
-  const dataTransfer = await page.evaluateHandle(({ bytes, name, type }) => {
+  const dataTransfer = await on.evaluateHandle(({ bytes, name, type }) => {
     const dt = new DataTransfer();
     dt.items.add(new File([new Uint8Array(bytes)], name, { type }));
     return dt;
   }, { bytes, name, type });
-  await page.evaluate(() => {
+  await on.evaluate(() => {
     delete document.body.dataset.result;
   });
   for (const ev of ['dragenter', 'dragover', 'drop']) {
-    await page.dispatchEvent('#drop', ev, { dataTransfer });
+    await on.dispatchEvent('#drop', ev, { dataTransfer });
   }
 }
 
@@ -246,6 +246,50 @@ test('zero-shot mode with a SigLIP 2 NaFlex model: a token budget, the grid each
   await page.click('#loadBtn');
   await page.waitForFunction(() => /Fashion-MNIST/.test(document.getElementById('modelName').textContent), null, { timeout: 120_000 });
   assert.equal(await page.isVisible('#budgetRow'), false);
+});
+
+// The page served cross-origin isolated (as scripts/serve.py serves it) on the CPU backend: the
+// model runs in two worker threads, the page says so, gives the native label, and its own thread
+// stays free while a classification runs (the longest gap between 10 ms timer ticks is printed).
+test('on the CPU backend of an isolated page the demo runs in worker threads and the page stays responsive', { timeout: 300_000 }, async () => {
+  const iso = await serve(ROOT, { isolated: true });
+  const p = await browser.newPage({ viewport: { width: 1280, height: 860 } });
+  const errors = [];
+  p.on('pageerror', (e) => errors.push(e.message));
+  try {
+    await p.goto(`${iso.url}/demo/?device=cpu&threads=2`);
+    await p.waitForSelector('body[data-ready="true"]', { timeout: 180_000 });
+    const d = await p.evaluate(() => ({ ...document.body.dataset }));
+    assert.equal(d.device, 'cpu');
+    assert.equal(d.threads, '2');
+    assert.equal(d.worker, 'true');
+    assert.match(await p.textContent('#adapter'), /2 worker threads/);
+    assert.match(await p.textContent('#deviceReason'), /2 threads: as asked/);
+    const sample = '0009-sneaker.png';
+    const file = join(ROOT, 'models/fashion-vit/samples', sample);
+    await p.evaluate(() => {
+      window.__gaps = [];
+      let last = performance.now();
+      window.__ticker = setInterval(() => {
+        const now = performance.now();
+        window.__gaps.push(now - last);
+        last = now;
+      }, 10);
+    });
+    await dropFile(file, sample, 'image/png', p);
+    await p.waitForSelector('body[data-result]', { timeout: 120_000 });
+    const gaps = await p.evaluate(() => {
+      clearInterval(window.__ticker);
+      return window.__gaps;
+    });
+    assert.equal(await p.textContent('#predictions li:first-child .label'), nativeTop1(file));
+    console.log(`demo on 2 worker threads: ${gaps.length} timer ticks during the drop and classification, longest gap ${Math.max(...gaps).toFixed(0)} ms; ${await p.textContent('#latency')}`);
+    await p.screenshot({ path: join(SHOTS, 'demo-cpu-threads.png') });
+    assert.deepEqual(errors, []);
+  } finally {
+    await p.close();
+    await iso.close();
+  }
 });
 
 test('no console errors', () => {
