@@ -17,6 +17,11 @@
 //
 // --builds: tessera's wasm builds to time, each on its own page: `relaxed` (the relaxed-SIMD build,
 // what the package loads where the browser has relaxed SIMD) and `simd128` (`relaxedSimd: false`).
+//
+// --threads N: both engines on N threads (tessera: `Tessera.create({ threads: N })`, worker threads
+// splitting every product; ONNX Runtime Web: `env.wasm.numThreads`). The page is cross-origin
+// isolated. tessera's memory is printed too: the wasm heaps of the page and of every worker, and
+// the exchange buffer, after the runs (the high-water mark: a wasm heap never shrinks).
 import { createServer } from 'node:http';
 import { readFile, stat } from 'node:fs/promises';
 import { extname, join, normalize, resolve } from 'node:path';
@@ -63,13 +68,13 @@ function serve() {
 }
 
 async function tessera(page, name, build) {
-  return page.evaluate(async ({ name, iters, relaxedSimd, int8 }) => {
+  return page.evaluate(async ({ name, iters, relaxedSimd, int8, threads }) => {
     const get = async (f) => new Uint8Array(await (await fetch(`/work/${name}/${f}`)).arrayBuffer());
     const files = { name, config: await get('config.json'), weights: await get('model.safetensors') };
     const px = new Float32Array(3 * 224 * 224).map((_, i) => Math.sin(i));
     const t0 = performance.now();
     const { Tessera } = await import('/web/index.js');
-    const engine = await Tessera.create({ device: 'cpu', relaxedSimd });
+    const engine = await Tessera.create({ device: 'cpu', relaxedSimd, threads });
     const model = await engine.load(files, { int8 });
     await model.run(px, [1, 3, 224, 224]);
     const cold = performance.now() - t0;
@@ -81,8 +86,12 @@ async function tessera(page, name, build) {
       times.push(performance.now() - t);
     }
     times.sort((a, b) => a - b);
-    return { cold, ms: times[Math.floor(times.length / 2)], info: `${engine.adapterInfo.name}, ${engine.adapterInfo.isa}` };
-  }, { name: name + SUFFIX, iters: ITERS, relaxedSimd: build === 'relaxed', int8: INT8 });
+    const m = engine.memory;
+    const mem = m.wasmBytes + m.exchangeBytes;
+    const info = `${engine.adapterInfo.name}, ${engine.adapterInfo.isa}; memory ${(mem / 2 ** 20).toFixed(1)} MiB (page ${(m.pageWasmBytes / 2 ** 20).toFixed(1)}, workers ${m.workerWasmBytes.map((b) => (b / 2 ** 20).toFixed(1)).join(' + ') || '-'}, exchange ${(m.exchangeBytes / 2 ** 20).toFixed(1)})`;
+    engine.close();
+    return { cold, ms: times[Math.floor(times.length / 2)], mem, info };
+  }, { name: name + SUFFIX, iters: ITERS, relaxedSimd: build === 'relaxed', int8: INT8, threads: THREADS });
 }
 
 async function ortWeb(page, name) {
@@ -127,7 +136,7 @@ try {
         await page.goto(`${server.url}/work/`);
         const got = await fn(page);
         await page.close();
-        best[key] = { cold: Math.min(best[key].cold, got.cold), ms: Math.min(best[key].ms, got.ms) };
+        best[key] = { cold: Math.min(best[key].cold, got.cold), ms: Math.min(best[key].ms, got.ms), mem: Math.max(best[key].mem ?? 0, got.mem ?? 0) };
         console.error(`${name} ${key}: cold ${got.cold.toFixed(0)} ms, run ${got.ms.toFixed(1)} ms (${got.info})`);
       }
     }
@@ -139,9 +148,9 @@ try {
 }
 console.log(`Chromium ${version}, headless, ${THREADS} thread(s) for both engines${INT8 ? '; int8 models (tessera --bits 8 with int8 arithmetic, ONNX Runtime quantize_dynamic)' : ''}; ${new Date().toISOString().slice(0, 10)}. Median ms per batch-1 224x224 run of ${ITERS} after warm-up, the best of ${ROUNDS} alternated rounds; cold start = from the checkpoint's bytes in memory to the first result on a fresh page (wasm compiled, model loaded).\n`);
 const keys = BUILDS.map((b) => `tessera ${b}`);
-console.log(`| model | ${keys.map((k) => `${k} ms`).join(' | ')} | ONNX Runtime Web (wasm) ms | ${keys.map((k) => `${k} / ORT Web`).join(' | ')} | ${keys.map((k) => `${k} cold start ms`).join(' | ')} | ORT Web cold start ms |`);
-console.log(`| --- | ${[...keys, 'ort', ...keys, ...keys, 'ort'].map(() => '---:').join(' | ')} |`);
+console.log(`| model | ${keys.map((k) => `${k} ms`).join(' | ')} | ONNX Runtime Web (wasm) ms | ${keys.map((k) => `${k} / ORT Web`).join(' | ')} | ${keys.map((k) => `${k} cold start ms`).join(' | ')} | ORT Web cold start ms | ${keys.map((k) => `${k} memory MiB`).join(' | ')} |`);
+console.log(`| --- | ${[...keys, 'ort', ...keys, ...keys, 'ort', ...keys].map(() => '---:').join(' | ')} |`);
 for (const [name, b] of rows) {
-  const cells = [...keys.map((k) => b[k].ms.toFixed(1)), b.ort.ms.toFixed(1), ...keys.map((k) => `${(b[k].ms / b.ort.ms).toFixed(2)}x`), ...keys.map((k) => b[k].cold.toFixed(0)), b.ort.cold.toFixed(0)];
+  const cells = [...keys.map((k) => b[k].ms.toFixed(1)), b.ort.ms.toFixed(1), ...keys.map((k) => `${(b[k].ms / b.ort.ms).toFixed(2)}x`), ...keys.map((k) => b[k].cold.toFixed(0)), b.ort.cold.toFixed(0), ...keys.map((k) => (b[k].mem / 2 ** 20).toFixed(1))];
   console.log(`| ${name} | ${cells.join(' | ')} |`);
 }

@@ -27,7 +27,7 @@ pub struct Engine {
 
 /// A checkpoint's weights in JS memory, read by range (never copied whole into the wasm heap).
 fn checkpoint(name: &str, config: &[u8], weights: js_sys::Uint8Array, preprocessor: Option<&[u8]>) -> Result<Checkpoint, JsError> {
-    Checkpoint::from_source(name, config, Box::new(crate::wasm_threads::JsSource(weights)), preprocessor).map_err(js_err)
+    Checkpoint::from_source(name, config, Box::new(crate::wasm_threads::JsSource::new(weights)), preprocessor).map_err(js_err)
 }
 
 #[wasm_bindgen]
@@ -61,12 +61,14 @@ impl Engine {
         Ok(Engine { device: Device::Cpu(cpu) })
     }
 
-    /// The patch grids of a checkpoint's image tower without loading it (its config, the
-    /// weights file's header, its preprocessing), at `patch_size` where given: what
-    /// [`WasmModel::grid`] answers, for a page whose model runs in worker threads.
+    /// The patch grids of a checkpoint's image tower without loading it (its config, the first
+    /// bytes of its weights file, which hold the header, the file's length, its preprocessing),
+    /// at `patch_size` where given: what [`WasmModel::grid`] answers, for a page whose model runs
+    /// in worker threads.
     #[wasm_bindgen(js_name = gridOf)]
-    pub fn grid_of(name: &str, config: &[u8], weights: js_sys::Uint8Array, preprocessor: Option<Vec<u8>>, patch_size: Option<u32>) -> Result<WasmGrid, JsError> {
-        let ck = checkpoint(name, config, weights, preprocessor.as_deref())?;
+    pub fn grid_of(name: &str, config: &[u8], header: js_sys::Uint8Array, weights_len: f64, preprocessor: Option<Vec<u8>>, patch_size: Option<u32>) -> Result<WasmGrid, JsError> {
+        let source = crate::wasm_threads::JsSource::head(header, weights_len.max(0.0) as usize);
+        let ck = Checkpoint::from_source(name, config, Box::new(source), preprocessor.as_deref()).map_err(js_err)?;
         let patch = patch_size.map_or(ck.config.patch_size, |p| p as usize);
         Ok(WasmGrid { pre: ck.preprocessor.clone(), patch: if ck.has_image_tower() { patch } else { 0 }, prefix: ck.config.prefix_tokens() })
     }

@@ -111,8 +111,25 @@ pub fn shard(rank: usize, ranks: usize, sab: &js_sys::SharedArrayBuffer) -> Resu
     Ok(Arc::new(Shard::new(rank, ranks, Arc::new(JsBoard::new(sab, ranks)?))?))
 }
 
-/// A weights file in JS memory (the caller's bytes, or the page's shared copy), read by range.
-pub struct JsSource(pub Uint8Array);
+/// A weights file in JS memory (the caller's bytes, or the page's shared copy), read by range; or
+/// only its first bytes, standing for a file of `len` (what reading the header needs).
+pub struct JsSource {
+    bytes: Uint8Array,
+    len: usize,
+}
+
+impl JsSource {
+    /// The whole file.
+    pub fn new(bytes: Uint8Array) -> JsSource {
+        let len = bytes.length() as usize;
+        JsSource { bytes, len }
+    }
+
+    /// The first bytes of a file of `len` bytes (reads past them give zeros).
+    pub fn head(bytes: Uint8Array, len: usize) -> JsSource {
+        JsSource { len: len.max(bytes.length() as usize), bytes }
+    }
+}
 
 // SAFETY: as for `JsBoard`, one thread per instance.
 unsafe impl Send for JsSource {}
@@ -120,10 +137,13 @@ unsafe impl Sync for JsSource {}
 
 impl crate::model::ByteSource for JsSource {
     fn len(&self) -> usize {
-        self.0.length() as usize
+        self.len
     }
 
     fn read(&self, start: usize, end: usize) -> Vec<u8> {
-        self.0.subarray(start as u32, end as u32).to_vec()
+        let have = self.bytes.length() as usize;
+        let mut v = if start < have { self.bytes.subarray(start as u32, end.min(have) as u32).to_vec() } else { Vec::new() };
+        v.resize(end - start, 0);
+        v
     }
 }

@@ -7,11 +7,12 @@
 // the same glue, with the module compiled here).
 import { WorkerEngine } from './threads.js';
 
-export function makeApi(init, Engine, relaxedUrl, glueUrl, defaultWasmUrl) {
+export function makeApi(init, Engine, relaxedUrl, glueUrl, defaultWasmUrl, initSync) {
   
   let wasmReady = null;
   let wasmExports = null;
   let wasmModule = null;
+  let compiled = null;
 
   /** The module at `url`, compiled (streaming where the server sends application/wasm). */
   async function compile(url) {
@@ -24,12 +25,32 @@ export function makeApi(init, Engine, relaxedUrl, glueUrl, defaultWasmUrl) {
     }
   }
   
+  /** The build's module, compiled once per page (the first call's URL decides). */
+  function compileWasm(wasmUrl) {
+    if (!compiled) {
+      compiled = compile(wasmUrl ?? defaultWasmUrl).then(
+        (module) => (wasmModule = module),
+        (e) => {
+          compiled = null;
+          throw e;
+        },
+      );
+    }
+    return compiled;
+  }
+
+  /**
+   * The page's own instance, made where the page runs models itself; a page whose models run on
+   * worker threads makes it only if it asks for a grid (which reads a checkpoint's header here).
+   */
+  function pageInstance() {
+    if (!wasmExports) wasmExports = initSync({ module: wasmModule });
+    return wasmExports;
+  }
+
   function initWasm(wasmUrl) {
     if (!wasmReady) {
-      wasmReady = compile(wasmUrl ?? defaultWasmUrl).then((module) => {
-        wasmModule = module;
-        return init({ module_or_path: module });
-      }).then(
+      wasmReady = compileWasm(wasmUrl).then((module) => init({ module_or_path: module })).then(
         (exports) => {
           wasmExports = exports;
           return exports;
@@ -363,6 +384,7 @@ export function makeApi(init, Engine, relaxedUrl, glueUrl, defaultWasmUrl) {
           try {
             engine = await WorkerEngine.start({ ...this._workerOptions, ranks: 1 });
           } catch {
+            await initWasm();
             engine = await call(() => Engine.create('cpu', this._workerOptions.memoryBudget, false));
           }
           this._engine = engine;
@@ -446,17 +468,24 @@ export function makeApi(init, Engine, relaxedUrl, glueUrl, defaultWasmUrl) {
         throw err;
       }
       const [n, why] = threadPlan(threads);
-      await initWasm(wasmUrl ?? (relaxedSimd && relaxedUrl && relaxedSimdSupported() ? relaxedUrl : undefined));
+      const url = wasmUrl ?? (relaxedSimd && relaxedUrl && relaxedSimdSupported() ? relaxedUrl : undefined);
       if (device === 'cpu' && (n > 1 || worker)) {
-        const opts = { glue: glueUrl, module: wasmModule, memoryBudget: memoryBudget ?? undefined, Engine };
+        await compileWasm(url);
+        const gridOf = (...args) => {
+          pageInstance();
+          return Engine.gridOf(...args);
+        };
+        const opts = { glue: glueUrl, module: wasmModule, memoryBudget: memoryBudget ?? undefined, gridOf };
         try {
           return new Tessera(await WorkerEngine.start({ ...opts, ranks: n }), reason, why, opts);
         } catch (e) {
           // No workers here (or they could not start): one thread on this one, with the reason.
           const fallback = `1 thread: ${n} worker thread${n === 1 ? '' : 's'} could not start (${e.message || e})`;
+          await initWasm(url);
           return new Tessera(await call(() => Engine.create('cpu', memoryBudget ?? undefined, false)), reason, fallback);
         }
       }
+      await initWasm(url);
       const engine = await call(() => Engine.create(device, memoryBudget ?? undefined, tune));
       return new Tessera(engine, reason, device === 'cpu' ? why : null);
     }

@@ -4,7 +4,7 @@ export interface TesseraError extends Error {
 }
 
 export interface AdapterInfo {
-  /** The adapter's name, or "CPU backend (simd128, 1 threads)". */
+  /** The adapter's name, or "CPU backend (simd128+relaxed, 2 threads)". */
   name: string;
   backend: string;
   deviceType: string;
@@ -17,7 +17,10 @@ export interface AdapterInfo {
   maxInvocations?: number;
   /** The CPU backend's instruction set where it runs: "simd128+relaxed" (the relaxed-SIMD build, fused multiply-adds) or "simd128". */
   isa?: string;
+  /** The CPU backend's threads (1 on the page's thread; more on worker threads). */
   threads?: number;
+  /** The CPU backend runs on worker threads (`threads` > 1, or `worker: true`). */
+  worker?: boolean;
 }
 
 export interface ModelInfo {
@@ -186,14 +189,20 @@ export declare class Tessera {
   readonly adapterInfo: AdapterInfo;
   /** Where models run: WebGPU, or the CPU backend (WebAssembly SIMD). */
   readonly device: 'webgpu' | 'cpu';
-  /** Why that device was chosen (e.g. "the only WebGPU adapter is a software fallback; the CPU backend is faster"). */
+  /** Why that device was chosen (e.g. "the only WebGPU adapter is a software fallback; the CPU backend is faster"), and on the CPU why so many threads. */
   readonly deviceReason: string;
+  /** On the CPU backend, why it runs on `adapterInfo.threads` threads (e.g. "1 thread: the page is not cross-origin isolated (COOP/COEP), which worker threads need"); null on WebGPU. */
+  readonly threadsReason: string | null;
+  /** Stops the CPU backend's worker threads, if any (their models reject afterwards). */
+  close(): void;
+  /** Terminates CPU worker thread `rank` as a crash would (to test recovery). */
+  terminateWorker(rank: number): void;
   /** True once the GPU device was lost: create a new engine and load the model again. */
   readonly lost: boolean;
   /** Destroys the device as a GPU reset would (to test recovery). */
   destroy(): void;
   /** Memory held by the engine on its device (`deviceBytes`; `gpuBytes` is the same number), the budget (null: none), and the wasm heap, in bytes. */
-  readonly memory: { deviceBytes: number; gpuBytes: number; budget: number | null; wasmBytes: number };
+  readonly memory: { deviceBytes: number; gpuBytes: number; budget: number | null; wasmBytes: number; pageWasmBytes: number; workerWasmBytes: number[]; exchangeBytes: number };
   /** `memoryBudget`: most GPU memory (bytes) the engine may hold; beyond it loads reject with kind "out_of_memory" and large batches run in chunks. */
   /** What the autotuner did: shapes timed, choices reused, and per shape the kernel chosen with what each candidate took (ms per dispatch). */
   readonly tuning: { enabled: boolean; measured: number; reused: number; choices: Record<string, { choice: string; ms: Record<string, number> }> };
@@ -205,8 +214,10 @@ export declare class Tessera {
   /**
    * `relaxedSimd` (default true): load the relaxed-SIMD build of the wasm where the browser validates
    * relaxed SIMD (the simd128 build otherwise, or with `false`). The first `create` of a page decides.
+   * `threads` (1 to 64): the CPU backend's worker threads; by default min(4, ceil(cores / 2)) on a
+   * cross-origin isolated page, else 1 (threads need isolation). `worker`: run even one thread in a worker.
    */
-  static create(options?: { wasmUrl?: string | URL; memoryBudget?: number; tune?: boolean; device?: 'auto' | 'webgpu' | 'cpu'; relaxedSimd?: boolean }): Promise<Tessera>;
+  static create(options?: { wasmUrl?: string | URL; memoryBudget?: number; tune?: boolean; device?: 'auto' | 'webgpu' | 'cpu'; relaxedSimd?: boolean; threads?: number; worker?: boolean }): Promise<Tessera>;
   load(source: string | { config: Bytes; weights: Bytes; preprocessor?: Bytes; name?: string }, options?: LoadOptions): Promise<Model>;
   /**
    * A CLIPModel or SiglipModel checkpoint with its tokenizer.json (SigLIP: or its SentencePiece

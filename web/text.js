@@ -1,6 +1,6 @@
 // tessera-vit/text: the same API over the build with text towers (CLIP: text embeddings and
 // zero-shot classification), whose tokenizer makes the wasm about 1.8 MB larger.
-import init, { Engine } from './pkg-text/tessera_text.js';
+import init, { Engine, initSync } from './pkg-text/tessera_text.js';
 import { makeApi } from './core.js';
 
 // Each URL written out in full, so that bundlers (Vite, webpack) find and emit the files.
@@ -10,6 +10,7 @@ const api = makeApi(
   new URL('./pkg-text/tessera_text_relaxed_bg.wasm', import.meta.url),
   new URL('./pkg-text/tessera_text.js', import.meta.url),
   new URL('./pkg-text/tessera_text_bg.wasm', import.meta.url),
+  initSync,
 );
 export const Tessera = api.Tessera;
 export const Model = api.Model;

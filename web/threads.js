@@ -9,8 +9,8 @@
 // A WorkerEngine has the interface of the wasm Engine the package wraps (adapterInfo, loadModel,
 // loadClip, ...), and its models that of the wasm models (info, classify, embed, ...).
 
-/** Bytes of the exchange buffer: 64 of control words, then two halves of 2 MiB each. */
-const BOARD_BYTES = 64 + 2 * (2 << 20);
+/** Bytes of the exchange buffer: 64 of control words, then two halves of 1 MiB (larger exchanges take several rounds). */
+const BOARD_BYTES = 64 + 2 * (1 << 20);
 /** How long starting a worker may take (fetching and compiling nothing: the module is sent). */
 const START_MS = 60_000;
 
@@ -26,14 +26,15 @@ const CLIP_CALLS = ['embedText', 'embedImage', 'zeroShot', 'attention'];
 
 export class WorkerEngine {
   /**
-   * Starts `ranks` workers over the compiled `module` of the glue at `glue` (a URL). `Engine`:
-   * the page's own wasm Engine class (for `gridOf`, which reads only a checkpoint's header).
+   * Starts `ranks` workers over the compiled `module` of the glue at `glue` (a URL). `gridOf`:
+   * the page's `Engine.gridOf` (which reads only a checkpoint's header), called on a model's first
+   * `grid`.
    */
-  static async start({ ranks, glue, module, memoryBudget, Engine }) {
+  static async start({ ranks, glue, module, memoryBudget, gridOf }) {
     if (typeof Worker === 'undefined') throw threadError('this environment has no Web Workers');
     if (ranks > 1 && typeof SharedArrayBuffer === 'undefined') throw threadError('SharedArrayBuffer is not available (the page is not cross-origin isolated)');
     const board = ranks > 1 ? new SharedArrayBuffer(BOARD_BYTES) : null;
-    const e = new WorkerEngine(ranks, board, Engine);
+    const e = new WorkerEngine(ranks, board, gridOf);
     try {
       const ready = [];
       for (let rank = 0; rank < ranks; rank++) {
@@ -72,10 +73,10 @@ export class WorkerEngine {
     return e;
   }
 
-  constructor(ranks, board, Engine) {
+  constructor(ranks, board, gridOf) {
     this.ranks = ranks;
     this._board = board;
-    this._Engine = Engine;
+    this._gridOf = gridOf;
     this._workers = [];
     this._pending = new Map();
     this._next = 1;
@@ -193,7 +194,13 @@ export class WorkerEngine {
 
   async _load(method, calls, name, config, weights, preprocessor, rest, patchSize) {
     const [w, transfer] = this._weights(weights);
-    const grid = this._Engine.gridOf(name, config, w, preprocessor, patchSize);
+    // What a grid needs, kept: the config and preprocessing, and the weights file's header alone.
+    const view = new DataView(weights.buffer, weights.byteOffset, weights.byteLength);
+    const headerLen = weights.byteLength >= 8 ? Math.min(weights.byteLength, 8 + Number(view.getBigUint64(0, true) & 0xffffffffn)) : weights.byteLength;
+    const header = weights.slice(0, headerLen);
+    const total = weights.byteLength;
+    let made = null;
+    const grid = { grid: (...a) => (made ??= this._gridOf(name, config, header, total, preprocessor, patchSize)).grid(...a), free: () => made?.free() };
     const { value, all } = await this._send({ op: 'load', method, args: [name, config, w, preprocessor, ...rest] }, transfer);
     const info = JSON.parse(value.info);
     // Each rank holds its share of the weights: the model's are their sum.

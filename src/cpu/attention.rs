@@ -82,16 +82,16 @@ fn v_in_place(nr: usize, l: &Qkv) -> bool {
     l.dh.is_multiple_of(nr)
 }
 
-/// `out (B, T, heads * dh)` = softmax(Q K^T * scale) V per head, for the heads in `own` (the
-/// others' columns of `out` are left as they are: a split backend's other ranks compute them);
-/// `scratch` holds [`scratch_len`] values. `lengths` (empty, or one per batch item): each item's
+/// `out (B, T, heads * dh)` = softmax(Q K^T * scale) V per head, for the query tokens in
+/// `queries` of every batch item (the other rows of `out` are left as they are: a split backend's
+/// other ranks compute them); `scratch` holds [`scratch_len`] values. `lengths` (empty, or one per batch item): each item's
 /// keys, the rest skipped (padded sequences; its padded queries attend to its valid keys).
 #[allow(clippy::too_many_arguments)]
-pub fn attention(cpu: &Cpu, qkv: &[f32], l: &Qkv, own: std::ops::Range<usize>, lengths: &[f32], scale: f32, out: &mut [f32], scratch: &mut [f32]) {
+pub fn attention(cpu: &Cpu, qkv: &[f32], l: &Qkv, queries: std::ops::Range<usize>, lengths: &[f32], scale: f32, out: &mut [f32], scratch: &mut [f32]) {
     assert!(l.dh <= MAX_HEAD_DIM && l.dh > 0 && l.t > 0, "head dim {} or tokens {} out of range", l.dh, l.t);
-    assert!(own.start <= own.end && own.end <= l.heads, "heads {own:?} of {}", l.heads);
-    let (h0, nh) = (own.start, own.end - own.start);
-    if nh == 0 {
+    assert!(queries.start <= queries.end && queries.end <= l.t, "queries {queries:?} of {}", l.t);
+    let (h0, nh) = (0, l.heads);
+    if queries.is_empty() {
         return;
     }
     assert!(out.len() >= l.b * l.t * l.heads * l.dh, "output too small");
@@ -139,7 +139,7 @@ pub fn attention(cpu: &Cpu, qkv: &[f32], l: &Qkv, own: std::ops::Range<usize>, l
         }
     };
     let qb = 2 * mr;
-    let blocks = l.t.div_ceil(qb);
+    let blocks = queries.len().div_ceil(qb);
     let o = SyncPtr(out.as_mut_ptr());
     let isa = cpu.isa;
     // Query block `blk` of head `bh`, its head packed.
@@ -148,8 +148,8 @@ pub fn attention(cpu: &Cpu, qkv: &[f32], l: &Qkv, own: std::ops::Range<usize>, l
         // SAFETY: the head's pack is complete and only read here; each block writes its own query
         // rows of its own head in `out`.
         let pack = unsafe { std::slice::from_raw_parts(packs.ptr().add(bh * ph) as *const f32, ph) };
-        let q0 = blk * qb;
-        let rows = qb.min(l.t - q0);
+        let q0 = queries.start + blk * qb;
+        let rows = qb.min(queries.end - q0);
         let dst = SyncPtr(unsafe { o.ptr().add((b * l.t + q0) * l.heads * l.dh + h * l.dh) });
         let task = Task { qkv, l, pack, scale, b, h, q0, rows, keys: keys(b), out: dst };
         match isa {
@@ -307,7 +307,7 @@ mod tests {
                 let scale = 1.0 / (dh as f32).sqrt();
                 let mut out = vec![f32::NAN; b * t * d];
                 let mut scratch = vec![0f32; scratch_len(isa, &l)];
-                attention(&cpu, &qkv, &l, 0..heads, &[], scale, &mut out, &mut scratch);
+                attention(&cpu, &qkv, &l, 0..t, &[], scale, &mut out, &mut scratch);
                 let want = crate::reference::attention(&qkv, b, t, heads, dh, scale);
                 for (i, (g, w)) in out.iter().zip(&want).enumerate() {
                     assert!((g - w).abs() <= 1e-5 + 1e-4 * w.abs(), "{isa:?} b={b} t={t} h={heads} dh={dh} at {i}: {g} vs {w}");

@@ -364,13 +364,13 @@ impl HostWeight {
     }
 
     /// A matrix product's B, `(k, n)` row-major, kept only as GEMM panels for `cpu` (no row-major
-    /// copy beside them); on a split backend, only this rank's columns of it.
-    pub fn new_matrix(cpu: &Cpu, name: &str, k: usize, n: usize, data: &[f32]) -> Result<HostWeight> {
+    /// copy beside them); on a split backend with `split`, only this rank's columns of it.
+    pub fn new_matrix(cpu: &Cpu, name: &str, k: usize, n: usize, data: &[f32], split: bool) -> Result<HostWeight> {
         if data.len() != k * n || data.is_empty() {
             return Err(Error::Weight { name: name.into(), problem: format!("shape [{k}, {n}] does not match {} values", data.len()) });
         }
         let nr = gemm::tile(cpu.isa).1;
-        let cols = cpu.shard.as_ref().map(|s| s.columns(n, cpu.column_unit()));
+        let cols = cpu.shard.as_ref().filter(|_| split).map(|s| s.columns(n, cpu.column_unit()));
         let (c0, c1) = cols.unwrap_or((0, n));
         let bytes = ((c1 - c0).div_ceil(nr) * nr * k * 4) as u64;
         let held = crate::memory::Reservation::new(&cpu.ledger, &format!("weight `{name}`"), bytes)?;

@@ -3,7 +3,7 @@
 //! a shared heap need the standard library rebuilt with atomics, which stable Rust does not ship).
 //!
 //! Every rank runs the whole graph. The matrix products are split by output columns and the
-//! attention by heads: each rank holds only its columns of every matrix weight (so the weights'
+//! attention by query tokens: each rank holds only its columns of every matrix weight (so the weights'
 //! memory does not grow with the ranks), computes its columns of the product, and the ranks then
 //! exchange their columns through the [`Board`] so that each holds the whole output again. What is
 //! cheap (layer norms, additions, the patch embedding, pooling) runs on every rank alike. Every
@@ -59,7 +59,7 @@ impl Shard {
         if ranks < 2 || rank >= ranks || ranks > super::MAX_THREADS {
             return Err(Error::Input { name: "shard".into(), problem: format!("rank {rank} of {ranks}: need 2 to {} ranks and a rank below them", super::MAX_THREADS) });
         }
-        if board.capacity() < ranks * 64 {
+        if board.capacity() < ranks {
             return Err(Error::Input { name: "shard".into(), problem: format!("an exchange buffer of {} values is too small for {ranks} ranks", board.capacity()) });
         }
         Ok(Shard { rank, ranks, board, round: AtomicUsize::new(0), bufs: Mutex::new((Vec::new(), Vec::new())) })
@@ -82,44 +82,47 @@ impl Shard {
 
     /// `data` holds rows of `width` values of which this rank has written its columns (split in
     /// units of `unit`); fills in every other rank's, from the board. All ranks call it together.
+    /// Each rank's columns go through its slot of a half, as many rounds as the largest part
+    /// needs.
     pub fn gather_columns(&self, data: &mut [f32], width: usize, unit: usize) -> Result<()> {
         if width == 0 {
             return Ok(());
         }
         let rows = data.len() / width;
         let parts: Vec<(usize, usize)> = (0..self.ranks).map(|r| columns_of(r, self.ranks, width, unit)).collect();
-        let widest = parts.iter().map(|(a, b)| b - a).max().unwrap_or(0).max(1);
+        let largest = parts.iter().map(|(a, b)| (b - a) * rows).max().unwrap_or(0);
         let slot = self.board.capacity() / self.ranks;
-        // Rows per round: every rank's part of them fits its slot of the half.
-        let per_round = (slot / widest).max(1).min(rows.max(1));
-        if widest > slot {
-            return Err(Error::Input { name: "shard".into(), problem: format!("rows of {widest} columns do not fit the exchange buffer's {slot} values per rank") });
-        }
         let mut bufs = crate::lock(&self.bufs);
         let (mine, theirs) = &mut *bufs;
         let (c0, c1) = parts[self.rank];
-        let mut r0 = 0;
-        while r0 < rows {
-            let r1 = (r0 + per_round).min(rows);
+        mine.clear();
+        for r in 0..rows {
+            mine.extend_from_slice(&data[r * width + c0..r * width + c1]);
+        }
+        for round in 0..largest.div_ceil(slot) {
             let half = self.round.fetch_add(1, Ordering::Relaxed) % 2;
-            mine.clear();
-            for r in r0..r1 {
-                mine.extend_from_slice(&data[r * width + c0..r * width + c1]);
+            let (e0, e1) = (round * slot, ((round + 1) * slot).min(mine.len()));
+            if e0 < e1 {
+                self.board.write(half, self.rank * slot, &mine[e0..e1]);
             }
-            self.board.write(half, self.rank * slot, mine);
             self.board.barrier()?;
             for (q, &(q0, q1)) in parts.iter().enumerate() {
-                if q == self.rank || q1 == q0 {
+                let w = q1 - q0;
+                let (e0, e1) = (round * slot, ((round + 1) * slot).min(w * rows));
+                if q == self.rank || e0 >= e1 {
                     continue;
                 }
-                let w = q1 - q0;
-                theirs.resize((r1 - r0) * w, 0.0);
+                theirs.resize(e1 - e0, 0.0);
                 self.board.read(half, q * slot, theirs);
-                for (i, r) in (r0..r1).enumerate() {
-                    data[r * width + q0..r * width + q1].copy_from_slice(&theirs[i * w..(i + 1) * w]);
+                // Element e of rank q's part is row e / w, its column e % w.
+                let mut e = e0;
+                while e < e1 {
+                    let (r, c) = (e / w, e % w);
+                    let n = (w - c).min(e1 - e);
+                    data[r * width + q0 + c..r * width + q0 + c + n].copy_from_slice(&theirs[e - e0..e - e0 + n]);
+                    e += n;
                 }
             }
-            r0 = r1;
         }
         Ok(())
     }
@@ -191,8 +194,8 @@ mod tests {
 
     #[test]
     fn gathering_in_small_rounds_gives_every_rank_the_whole_matrix() {
-        // A buffer that holds a few rows at a time: the exchange takes several rounds.
-        for (ranks, capacity, rows, width, unit) in [(2, 64, 13, 40, 16), (3, 96, 7, 50, 16), (2, 4096, 197, 384, 16), (4, 64, 5, 9, 4)] {
+        // A buffer that holds a few rows at a time, or less than one: several rounds.
+        for (ranks, capacity, rows, width, unit) in [(2, 64, 13, 40, 16), (3, 96, 7, 50, 16), (2, 4096, 197, 384, 16), (4, 64, 5, 9, 4), (2, 64, 3, 100, 4)] {
             let boards = LocalBoard::group(ranks, capacity);
             let want: Vec<f32> = (0..rows * width).map(|i| i as f32).collect();
             let got: Vec<Vec<f32>> = std::thread::scope(|s| {

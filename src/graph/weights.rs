@@ -66,12 +66,22 @@ impl Weights {
     /// GEMM's panels (and on a split backend only this rank's columns), so it may only be a
     /// matrix product's B; on a GPU as [`Weights::insert`].
     pub fn insert_matrix(&mut self, name: &str, shape: &[usize], data: &[f32]) -> Result<()> {
+        self.insert_panels(name, shape, data, true)
+    }
+
+    /// [`Weights::insert_matrix`] for a B that a split backend keeps whole on every rank (the
+    /// patch embedding's, whose product every rank runs).
+    pub fn insert_packed(&mut self, name: &str, shape: &[usize], data: &[f32]) -> Result<()> {
+        self.insert_panels(name, shape, data, false)
+    }
+
+    fn insert_panels(&mut self, name: &str, shape: &[usize], data: &[f32], split: bool) -> Result<()> {
         let cpu = match (&self.device, shape) {
             (Device::Cpu(cpu), &[k, n]) => (cpu.clone(), k, n),
             _ => return self.insert(name, shape, data),
         };
         let (cpu, k, n) = cpu;
-        let w = Arc::new(HostWeight::new_matrix(&cpu, name, k, n, data)?);
+        let w = Arc::new(HostWeight::new_matrix(&cpu, name, k, n, data, split)?);
         self.bytes += w.bytes_held();
         if let Some(old) = self.host.insert(name.into(), w) {
             self.bytes -= old.bytes_held();

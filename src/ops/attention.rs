@@ -253,13 +253,14 @@ impl OpDef for Attention {
     fn cpu_kernel(&self, cpu: &Cpu, _node: &str, inputs: &[&TensorInfo], _output: &TensorInfo, _weights: &[Option<&HostWeight>]) -> Result<Box<dyn CpuKernel>> {
         let mut l = QkvLayout::of(&inputs[0].shape, self.heads).cpu();
         l.causal = self.causal;
-        // On a split backend, this rank's heads.
+        // On a split backend, this rank's query tokens of every batch item (an even share
+        // whatever the head count).
         let own = match cpu.shard() {
             Some(s) => {
-                let (a, b) = s.columns(l.heads, 1);
+                let (a, b) = s.columns(l.t, 1);
                 a..b
             }
-            None => 0..l.heads,
+            None => 0..l.t,
         };
         let split = cpu.shard().is_some();
         Ok(Box::new(AttentionCpu { scratch: crate::cpu::attention::scratch_len(cpu.isa(), &l), l, own, split, scale: self.scale, masked: self.masked }))
@@ -317,7 +318,7 @@ mod tests {
 
 struct AttentionCpu {
     l: crate::cpu::attention::Qkv,
-    /// The heads this rank computes (all but on a split backend).
+    /// The query tokens this rank computes (all but on a split backend).
     own: std::ops::Range<usize>,
     split: bool,
     scale: f32,
@@ -339,8 +340,9 @@ impl CpuKernel for AttentionCpu {
         crate::cpu::attention::attention(cpu, ins[0], &self.l, self.own.clone(), lengths, self.scale, out, scratch);
     }
 
-    /// Heads are whole units of the head dim's columns.
+    /// Each batch item's output is a row of T tokens x D; a rank's tokens are units of D.
     fn split(&self) -> Option<(usize, usize)> {
-        self.split.then_some((self.l.heads * self.l.dh, self.l.dh))
+        let d = self.l.heads * self.l.dh;
+        self.split.then_some((self.l.t * d, d))
     }
 }

@@ -384,10 +384,10 @@ pub(crate) trait OpDef {
 }
 
 impl Op {
-    /// Whether input `i` is a matrix product's B, which the CPU backend reads from its GEMM panels
-    /// alone (a weight kept only packed may be bound there and nowhere else).
+    /// Whether input `i` is a matrix product's B (the patch embedding's kernel too), which the CPU
+    /// backend reads from its GEMM panels alone (a weight kept only packed may be bound there and nowhere else).
     pub fn packed_input(&self, i: usize) -> bool {
-        matches!(self, Op::MatMul { .. } | Op::MatMulHeads { .. }) && i == 1
+        matches!(self, Op::MatMul { .. } | Op::MatMulHeads { .. } | Op::PatchEmbed { .. }) && i == 1
     }
 }
 

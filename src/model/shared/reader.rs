@@ -61,6 +61,11 @@ pub trait Sink {
     fn matrix(&mut self, name: &str, shape: &[usize], data: &[f32]) -> Result<()> {
         self.f32(name, shape, data)
     }
+    /// A float matrix that is only ever a product's B which every rank of a split backend runs
+    /// whole (the patch embedding's kernel): kept in the product's layout alone, unsplit.
+    fn packed(&mut self, name: &str, shape: &[usize], data: &[f32]) -> Result<()> {
+        self.f32(name, shape, data)
+    }
 }
 
 impl Sink for crate::graph::weights::Weights {
@@ -74,6 +79,10 @@ impl Sink for crate::graph::weights::Weights {
 
     fn matrix(&mut self, name: &str, shape: &[usize], data: &[f32]) -> Result<()> {
         self.insert_matrix(name, shape, data)
+    }
+
+    fn packed(&mut self, name: &str, shape: &[usize], data: &[f32]) -> Result<()> {
+        self.insert_packed(name, shape, data)
     }
 }
 
@@ -209,7 +218,7 @@ pub fn patch_kernel_to(sink: &mut dyn Sink, kernel: &[f32], cfg: &ModelConfig, p
     let (d, p, c) = (cfg.hidden_size, cfg.patch_size, cfg.num_channels);
     let k = c * patch * patch;
     let conv = crate::model::shared::flexi::pi_resize(kernel, d * c, p, patch);
-    sink.f32(&engine::patch().0, &[k, d], &transpose(&conv, d, k))
+    sink.packed(&engine::patch().0, &[k, d], &transpose(&conv, d, k))
 }
 
 /// Every tensor of the file must have been read: one the config does not explain is an error.
