@@ -1,7 +1,8 @@
 //! The CPU backend split between ranks (what the browser's worker threads run, here as native
 //! threads exchanging through `LocalBoard`): every model family, quantized and int8 checkpoints,
-//! padded NaFlex batches and text towers give exactly the single-thread outputs, and each rank
-//! holds only its share of the matrix weights.
+//! padded NaFlex batches and text towers give the single-thread outputs (within 1e-5: the MLP's
+//! second product is summed from partial products), and each rank holds only its share of the
+//! matrix weights.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -62,9 +63,11 @@ fn assert_same(what: &str, got: &[(&'static str, HostTensor)], want: &[(&'static
     assert!(!want.is_empty(), "{what}: no outputs");
     for ((n, g), (_, w)) in got.iter().zip(want) {
         assert_eq!(g.shape, w.shape, "{what} {n}");
-        let worst = g.data.iter().zip(&w.data).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        // Exact but for the MLP's second product, split along its depth: its partial sums are
+        // added once more than on one thread.
+        let worst = g.data.iter().zip(&w.data).map(|(a, b)| (a - b).abs() / (1.0 + b.abs())).fold(0f32, f32::max);
         assert!(g.data.iter().all(|v| v.is_finite()), "{what} {n}: not finite");
-        assert_eq!(worst, 0.0, "{what} {n}: differs from one thread by up to {worst}");
+        assert!(worst <= 1e-5, "{what} {n}: differs from one thread by up to {worst} (relative)");
     }
 }
 

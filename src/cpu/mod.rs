@@ -330,6 +330,18 @@ fn default_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
+/// How a split backend's ranks share a matrix product's B.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Split {
+    /// Each rank holds all of it.
+    Whole,
+    /// Each rank holds its columns (and computes its columns of the product).
+    Columns,
+    /// Each rank holds its rows, those of its columns of the input (and computes a partial
+    /// product, which the ranks sum).
+    Rows,
+}
+
 /// A weight in host memory, counted in the device's ledger, with its GEMM packing made once on
 /// first use (weights used as a matrix product's B).
 pub struct HostWeight {
@@ -345,6 +357,8 @@ pub struct HostWeight {
     /// On a split backend, the columns `[c0, c1)` of the matrix this rank holds (its panels are
     /// of those columns alone).
     cols: Option<(usize, usize)>,
+    /// Or the rows `[k0, k1)` it holds.
+    rows: Option<(usize, usize)>,
     _held: crate::memory::Reservation,
     ledger: Arc<Ledger>,
     name: String,
@@ -360,23 +374,35 @@ impl HostWeight {
     /// `data` of `shape`, reserved in `cpu`'s ledger as `name`.
     pub fn new(cpu: &Cpu, name: &str, shape: &[usize], data: Vec<f32>) -> Result<HostWeight> {
         let held = crate::memory::Reservation::new(&cpu.ledger, &format!("weight `{name}`"), data.len() as u64 * 4)?;
-        Ok(HostWeight { shape: shape.to_vec(), data, packed: std::sync::OnceLock::new(), quant: None, int8: None, cols: None, _held: held, ledger: cpu.ledger.clone(), name: name.into() })
+        Ok(HostWeight { shape: shape.to_vec(), data, packed: std::sync::OnceLock::new(), quant: None, int8: None, cols: None, rows: None, _held: held, ledger: cpu.ledger.clone(), name: name.into() })
     }
 
     /// A matrix product's B, `(k, n)` row-major, kept only as GEMM panels for `cpu` (no row-major
     /// copy beside them); on a split backend with `split`, only this rank's columns of it.
-    pub fn new_matrix(cpu: &Cpu, name: &str, k: usize, n: usize, data: &[f32], split: bool) -> Result<HostWeight> {
+    pub fn new_matrix(cpu: &Cpu, name: &str, k: usize, n: usize, data: &[f32], split: Split) -> Result<HostWeight> {
         if data.len() != k * n || data.is_empty() {
             return Err(Error::Weight { name: name.into(), problem: format!("shape [{k}, {n}] does not match {} values", data.len()) });
         }
         let nr = gemm::tile(cpu.isa).1;
-        let cols = cpu.shard.as_ref().filter(|_| split).map(|s| s.columns(n, cpu.column_unit()));
+        let unit = cpu.column_unit();
+        let (cols, rows) = match (cpu.shard.as_ref(), split) {
+            (Some(s), Split::Columns) => (Some(s.columns(n, unit)), None),
+            (Some(s), Split::Rows) => (None, Some(s.columns(k, unit))),
+            _ => (None, None),
+        };
         let (c0, c1) = cols.unwrap_or((0, n));
-        let bytes = ((c1 - c0).div_ceil(nr) * nr * k * 4) as u64;
+        let (k0, k1) = rows.unwrap_or((0, k));
+        let bytes = ((c1 - c0).div_ceil(nr) * nr * (k1 - k0) * 4) as u64;
         let held = crate::memory::Reservation::new(&cpu.ledger, &format!("weight `{name}`"), bytes)?;
         let packed = std::sync::OnceLock::new();
-        let _ = packed.set(Arc::new(gemm::PackedB::pack(&data[c0..], k, c1 - c0, n, nr)));
-        Ok(HostWeight { shape: vec![k, n], data: Vec::new(), packed, quant: None, int8: None, cols, _held: held, ledger: cpu.ledger.clone(), name: name.into() })
+        let _ = packed.set(Arc::new(gemm::PackedB::pack(&data[k0 * n + c0..], k1 - k0, c1 - c0, n, nr)));
+        Ok(HostWeight { shape: vec![k, n], data: Vec::new(), packed, quant: None, int8: None, cols, rows, _held: held, ledger: cpu.ledger.clone(), name: name.into() })
+    }
+
+    /// On a split backend, the rows of the matrix this rank holds (a product split along its
+    /// depth); None where it holds all.
+    pub fn depth(&self) -> Option<(usize, usize)> {
+        self.rows
     }
 
     /// On a split backend, the columns of the matrix this rank holds; None where it holds all.
@@ -421,6 +447,7 @@ impl HostWeight {
             quant,
             int8: int8.map(Arc::new),
             cols,
+            rows: None,
             _held: held,
             ledger: cpu.ledger.clone(),
             name: name.into(),
@@ -492,6 +519,21 @@ impl Drop for HostWeight {
     }
 }
 
+/// How a kernel on a split backend leaves its output.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shared {
+    /// This rank's columns of rows of `width` values (split in units of `unit`,
+    /// [`shard::columns_of`]); the executor gathers the other ranks'.
+    Columns {
+        /// Values per row.
+        width: usize,
+        /// The split's unit.
+        unit: usize,
+    },
+    /// This rank's partial sum of the whole output; the executor adds the other ranks'.
+    Sum,
+}
+
 /// A node's kernel on the CPU: reads its inputs (arena tensors and weights' values, in the node's
 /// input order) and writes its output.
 pub trait CpuKernel: Send + Sync {
@@ -503,10 +545,14 @@ pub trait CpuKernel: Send + Sync {
     }
     /// Runs on `cpu`.
     fn run(&self, cpu: &Cpu, inputs: &[&[f32]], out: &mut [f32], scratch: &mut [f32]);
-    /// On a split backend: `(width, unit)` where this kernel writes only this rank's columns of
-    /// its output's rows of `width` (split in units of `unit`, [`shard::columns_of`]), which the
-    /// executor then exchanges with the other ranks'. None: it writes the whole output.
-    fn split(&self) -> Option<(usize, usize)> {
+    /// On a split backend: how this kernel's output is shared out (None: it writes the whole
+    /// output).
+    fn split(&self) -> Option<Shared> {
+        None
+    }
+    /// On a split backend: `(input, (c0, c1))` where this kernel reads only columns `[c0, c1)` of
+    /// input `input`'s rows (then the step making it need not gather the others').
+    fn reads_columns(&self) -> Option<(usize, (usize, usize))> {
         None
     }
 }

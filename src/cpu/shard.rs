@@ -128,6 +128,39 @@ impl Shard {
     }
 }
 
+impl Shard {
+    /// `data` holds this rank's partial sum of a whole output; adds every other rank's, in rank
+    /// order (so that every rank gets the same sum, bit for bit). All ranks call it together.
+    pub fn all_reduce(&self, data: &mut [f32]) -> Result<()> {
+        let slot = self.board.capacity() / self.ranks;
+        let mut bufs = crate::lock(&self.bufs);
+        let (sum, theirs) = &mut *bufs;
+        for round in 0..data.len().div_ceil(slot) {
+            let half = self.round.fetch_add(1, Ordering::Relaxed) % 2;
+            let (e0, e1) = (round * slot, ((round + 1) * slot).min(data.len()));
+            self.board.write(half, self.rank * slot, &data[e0..e1]);
+            self.board.barrier()?;
+            sum.resize(e1 - e0, 0.0);
+            theirs.resize(e1 - e0, 0.0);
+            for q in 0..self.ranks {
+                let part: &[f32] = if q == self.rank {
+                    &data[e0..e1]
+                } else {
+                    self.board.read(half, q * slot, theirs);
+                    theirs
+                };
+                if q == 0 {
+                    sum.copy_from_slice(part);
+                } else {
+                    sum.iter_mut().zip(part).for_each(|(s, p)| *s += p);
+                }
+            }
+            data[e0..e1].copy_from_slice(sum);
+        }
+        Ok(())
+    }
+}
+
 /// A board in this process's memory, for ranks that are threads (tests, and measuring the split
 /// natively): `ranks` boards sharing one buffer and barrier, made by [`LocalBoard::group`].
 pub struct LocalBoard {

@@ -32,9 +32,10 @@ struct Step {
     kernel: Box<dyn CpuKernel>,
     inputs: Vec<Src>,
     out: (usize, usize),
-    /// On a split backend: the kernel writes this rank's columns of rows of `.0` values (split in
-    /// units of `.1`); the other ranks' are exchanged after it.
-    split: Option<(usize, usize)>,
+    /// On a split backend: how the kernel leaves its output (this rank's columns, gathered after
+    /// it; or a partial sum, added up after it). None: whole, or columns that only their own
+    /// rank's next step reads.
+    split: Option<crate::cpu::Shared>,
 }
 
 /// An input or output's place in the arena.
@@ -99,6 +100,7 @@ impl CpuExecutable {
         let tensors = graph.tensors();
         let elems = |t: usize| tensors[t].numel();
         let mut steps = Vec::with_capacity(l.order.len());
+        let mut outs = Vec::with_capacity(l.order.len());
         let mut choices = Vec::with_capacity(l.order.len());
         let mut scratch = 0usize;
         for &i in &l.order {
@@ -139,6 +141,24 @@ impl CpuExecutable {
             let flops = n.op.kernels(&infos, graph.info(n.output)).first().map_or(0.0, |k| k.flops);
             let split = kernel.split().filter(|_| cpu.shard().is_some());
             steps.push(Step { name: n.name.clone(), kind: n.op.kind(), shape: fmt_shape(&graph.info(n.output).shape), flops, kernel, inputs, out, split });
+            outs.push(n.output);
+        }
+        // Columns that every reader takes only this rank's share of (the MLP's first product,
+        // read by the second split along its depth) need no gather.
+        if let Some(shard) = cpu.shard() {
+            let order: Vec<usize> = l.order.clone();
+            for s in 0..steps.len() {
+                let Some(crate::cpu::Shared::Columns { width, unit }) = steps[s].split else { continue };
+                let t = outs[s];
+                if graph.outputs().contains(&t) {
+                    continue;
+                }
+                let own = shard.columns(width, unit);
+                let readers: Vec<(usize, usize)> = order.iter().enumerate().flat_map(|(j, &i)| graph.nodes()[i].inputs.iter().enumerate().filter(|(_, &x)| x == t).map(move |(pos, _)| (j, pos))).collect();
+                if !readers.is_empty() && readers.iter().all(|&(j, pos)| steps[j].kernel.reads_columns() == Some((pos, own))) {
+                    steps[s].split = None;
+                }
+            }
         }
         let arena_len = (l.plan.arena as usize).div_ceil(4);
         let what = format!(
@@ -225,8 +245,12 @@ impl CpuExecutable {
                 .collect();
             let out = unsafe { std::slice::from_raw_parts_mut(base.add(step.out.0), step.out.1) };
             step.kernel.run(&self.cpu, &ins, out, scratch);
-            if let (Some((width, unit)), Some(shard)) = (step.split, self.cpu.shard()) {
-                shard.gather_columns(out, width, unit).map_err(|e| Error::Input { name: step.name.clone(), problem: format!("the exchange with the other threads failed: {e}") })?;
+            if let (Some(shared), Some(shard)) = (step.split, self.cpu.shard()) {
+                let done = match shared {
+                    crate::cpu::Shared::Columns { width, unit } => shard.gather_columns(out, width, unit),
+                    crate::cpu::Shared::Sum => shard.all_reduce(out),
+                };
+                done.map_err(|e| Error::Input { name: step.name.clone(), problem: format!("the exchange with the other threads failed: {e}") })?;
             }
             if let Some(t0) = start {
                 let ms = now_ms() - t0;

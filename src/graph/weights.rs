@@ -66,16 +66,23 @@ impl Weights {
     /// GEMM's panels (and on a split backend only this rank's columns), so it may only be a
     /// matrix product's B; on a GPU as [`Weights::insert`].
     pub fn insert_matrix(&mut self, name: &str, shape: &[usize], data: &[f32]) -> Result<()> {
-        self.insert_panels(name, shape, data, true)
+        self.insert_panels(name, shape, data, crate::cpu::Split::Columns)
+    }
+
+    /// [`Weights::insert_matrix`] for a B whose product a split backend splits along its depth:
+    /// each rank holds the rows of its share of the input's columns, and the ranks' partial
+    /// products are summed (the MLP's second layer, after a first split by columns).
+    pub fn insert_matrix_rows(&mut self, name: &str, shape: &[usize], data: &[f32]) -> Result<()> {
+        self.insert_panels(name, shape, data, crate::cpu::Split::Rows)
     }
 
     /// [`Weights::insert_matrix`] for a B that a split backend keeps whole on every rank (the
     /// patch embedding's, whose product every rank runs).
     pub fn insert_packed(&mut self, name: &str, shape: &[usize], data: &[f32]) -> Result<()> {
-        self.insert_panels(name, shape, data, false)
+        self.insert_panels(name, shape, data, crate::cpu::Split::Whole)
     }
 
-    fn insert_panels(&mut self, name: &str, shape: &[usize], data: &[f32], split: bool) -> Result<()> {
+    fn insert_panels(&mut self, name: &str, shape: &[usize], data: &[f32], split: crate::cpu::Split) -> Result<()> {
         let cpu = match (&self.device, shape) {
             (Device::Cpu(cpu), &[k, n]) => (cpu.clone(), k, n),
             _ => return self.insert(name, shape, data),

@@ -341,8 +341,8 @@ impl CpuKernel for AttentionCpu {
     }
 
     /// Each batch item's output is a row of T tokens x D; a rank's tokens are units of D.
-    fn split(&self) -> Option<(usize, usize)> {
+    fn split(&self) -> Option<crate::cpu::Shared> {
         let d = self.l.heads * self.l.dh;
-        self.split.then_some((self.l.t * d, d))
+        self.split.then_some(crate::cpu::Shared::Columns { width: self.l.t * d, unit: d })
     }
 }

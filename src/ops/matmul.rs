@@ -217,7 +217,11 @@ impl OpDef for MatMul {
         let b = cpu_b(cpu, w)?;
         let m = rows_of(&inputs[0].shape);
         let residual = self.residual.then_some(2 + self.bias as usize);
-        Ok(Box::new(MatMulCpu { m, b, n: last(&output.shape), cols: w.columns(), unit: cpu.column_unit(), bias: self.bias, act: self.act, residual, heads: None }))
+        if w.depth().is_some() && self.act != Activation::None {
+            return Err(super::invalid(node, "a product split along its depth between threads cannot apply an activation to its partial sums"));
+        }
+        let depth = w.depth().map(|r| (r, last(&inputs[0].shape), cpu.shard().is_none_or(|s| s.rank() == 0)));
+        Ok(Box::new(MatMulCpu { m, b, n: last(&output.shape), cols: w.columns(), depth, unit: cpu.column_unit(), bias: self.bias, act: self.act, residual, heads: None }))
     }
 }
 
@@ -403,6 +407,9 @@ pub(super) struct MatMulCpu {
     pub(super) n: usize,
     /// On a split backend, the columns `[c0, c1)` this rank computes (B holds only those).
     pub(super) cols: Option<(usize, usize)>,
+    /// Or the rows `[k0, k1)` of B this rank holds, of a depth `K`, and whether this is the rank
+    /// that adds the bias and the residual: a partial product, which the ranks sum.
+    pub(super) depth: Option<((usize, usize), usize, bool)>,
     /// The split's unit of columns ([`Cpu::column_unit`]).
     pub(super) unit: usize,
     pub(super) b: CpuB,
@@ -431,12 +438,43 @@ impl CpuKernel for MatMulCpu {
         if self.heads.is_some() { self.m * self.n } else { 0 }.next_multiple_of(16) + int8
     }
 
-    fn split(&self) -> Option<(usize, usize)> {
-        self.cols.map(|_| (self.n, self.unit))
+    fn split(&self) -> Option<crate::cpu::Shared> {
+        if self.depth.is_some() {
+            return Some(crate::cpu::Shared::Sum);
+        }
+        self.cols.map(|_| crate::cpu::Shared::Columns { width: self.n, unit: self.unit })
+    }
+
+    fn reads_columns(&self) -> Option<(usize, (usize, usize))> {
+        self.depth.map(|(r, _, _)| (0, r))
     }
 
     fn run(&self, cpu: &Cpu, ins: &[&[f32]], out: &mut [f32], scratch: &mut [f32]) {
         use crate::cpu::gemm::{gemm, Epilogue, Gemm};
+        if let Some(((k0, k1), k, first)) = self.depth {
+            // This rank's rows of B against its columns of A: a partial product; the first rank
+            // adds the bias and the residual.
+            let epi = Epilogue { bias: (self.bias && first).then(|| ins[2]), act: self.act.cpu(), residual: self.residual.filter(|_| first).map(|i| (ins[i], self.n)), accumulate: false };
+            let out = &mut out[..self.m * self.n];
+            if k1 > k0 {
+                if let CpuB::F32(b) = &self.b {
+                    return gemm(cpu, &Gemm::new(self.m, &ins[0][k0..], k, b, self.n), out, &epi);
+                }
+            }
+            // No rows here (or B not f32, which is never split so): the bias and residual alone.
+            out.fill(0.0);
+            if first {
+                for (r, row) in out.chunks_mut(self.n).enumerate() {
+                    if let Some(b) = epi.bias {
+                        row.iter_mut().zip(b).for_each(|(v, b)| *v += b);
+                    }
+                    if let Some((res, ld)) = epi.residual {
+                        row.iter_mut().zip(&res[r * ld..r * ld + self.n]).for_each(|(v, x)| *v += x);
+                    }
+                }
+            }
+            return;
+        }
         if let Some((c0, c1)) = self.cols {
             // This rank's columns: B holds them alone; C, the bias and the residual are offset.
             if c1 == c0 || self.m == 0 {

@@ -66,6 +66,11 @@ pub trait Sink {
     fn packed(&mut self, name: &str, shape: &[usize], data: &[f32]) -> Result<()> {
         self.f32(name, shape, data)
     }
+    /// A float matrix whose product a split backend may split along its depth (its rows): the
+    /// MLP's second layer, whose input the first layer leaves split by columns.
+    fn matrix_rows(&mut self, name: &str, shape: &[usize], data: &[f32]) -> Result<()> {
+        self.matrix(name, shape, data)
+    }
 }
 
 impl Sink for crate::graph::weights::Weights {
@@ -83,6 +88,10 @@ impl Sink for crate::graph::weights::Weights {
 
     fn packed(&mut self, name: &str, shape: &[usize], data: &[f32]) -> Result<()> {
         self.insert_packed(name, shape, data)
+    }
+
+    fn matrix_rows(&mut self, name: &str, shape: &[usize], data: &[f32]) -> Result<()> {
+        self.insert_matrix_rows(name, shape, data)
     }
 }
 
@@ -110,6 +119,7 @@ impl LinearWeight {
     /// Into `sink` as engine weight `name` of `shape`.
     pub fn to_sink(&self, sink: &mut dyn Sink, name: &str, shape: &[usize]) -> Result<()> {
         match self {
+            LinearWeight::F32(w) if engine::is_mlp_second(name) => sink.matrix_rows(name, shape, w),
             LinearWeight::F32(w) => sink.matrix(name, shape, w),
             LinearWeight::Quant(q) => sink.quant(name, q),
         }
