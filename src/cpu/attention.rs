@@ -82,16 +82,16 @@ fn v_in_place(nr: usize, l: &Qkv) -> bool {
     l.dh.is_multiple_of(nr)
 }
 
-/// `out (B, T, heads * dh)` = softmax(Q K^T * scale) V per head, for the query tokens in
-/// `queries` of every batch item (the other rows of `out` are left as they are: a split backend's
-/// other ranks compute them); `scratch` holds [`scratch_len`] values. `lengths` (empty, or one per batch item): each item's
+/// `out (B, T, heads * dh)` = softmax(Q K^T * scale) V per head, for the heads in `heads` and
+/// the query tokens in `queries` of every batch item (the rest of `out` is left as it is: a split
+/// backend's other ranks compute it); `scratch` holds [`scratch_len`] values. `lengths` (empty, or one per batch item): each item's
 /// keys, the rest skipped (padded sequences; its padded queries attend to its valid keys).
-#[allow(clippy::too_many_arguments)]
-pub fn attention(cpu: &Cpu, qkv: &[f32], l: &Qkv, queries: std::ops::Range<usize>, lengths: &[f32], scale: f32, out: &mut [f32], scratch: &mut [f32]) {
+pub fn attention(cpu: &Cpu, qkv: &[f32], l: &Qkv, (heads, queries): (std::ops::Range<usize>, std::ops::Range<usize>), lengths: &[f32], scale: f32, out: &mut [f32], scratch: &mut [f32]) {
     assert!(l.dh <= MAX_HEAD_DIM && l.dh > 0 && l.t > 0, "head dim {} or tokens {} out of range", l.dh, l.t);
     assert!(queries.start <= queries.end && queries.end <= l.t, "queries {queries:?} of {}", l.t);
-    let (h0, nh) = (0, l.heads);
-    if queries.is_empty() {
+    assert!(heads.start <= heads.end && heads.end <= l.heads, "heads {heads:?} of {}", l.heads);
+    let (h0, nh) = (heads.start, heads.len());
+    if queries.is_empty() || nh == 0 {
         return;
     }
     assert!(out.len() >= l.b * l.t * l.heads * l.dh, "output too small");
@@ -307,7 +307,7 @@ mod tests {
                 let scale = 1.0 / (dh as f32).sqrt();
                 let mut out = vec![f32::NAN; b * t * d];
                 let mut scratch = vec![0f32; scratch_len(isa, &l)];
-                attention(&cpu, &qkv, &l, 0..t, &[], scale, &mut out, &mut scratch);
+                attention(&cpu, &qkv, &l, (0..heads, 0..t), &[], scale, &mut out, &mut scratch);
                 let want = crate::reference::attention(&qkv, b, t, heads, dh, scale);
                 for (i, (g, w)) in out.iter().zip(&want).enumerate() {
                     assert!((g - w).abs() <= 1e-5 + 1e-4 * w.abs(), "{isa:?} b={b} t={t} h={heads} dh={dh} at {i}: {g} vs {w}");

@@ -340,6 +340,9 @@ pub enum Split {
     /// Each rank holds its rows, those of its columns of the input (and computes a partial
     /// product, which the ranks sum).
     Rows,
+    /// A fused query-key-value `(D, 3 D)` of this many heads: each rank holds its heads' columns
+    /// of each third (and computes them).
+    Heads(usize),
 }
 
 /// A weight in host memory, counted in the device's ledger, with its GEMM packing made once on
@@ -359,6 +362,9 @@ pub struct HostWeight {
     cols: Option<(usize, usize)>,
     /// Or the rows `[k0, k1)` it holds.
     rows: Option<(usize, usize)>,
+    /// Or, of a fused query-key-value `(D, 3 D)`, its heads' columns `[c0, c1)` of each third of
+    /// D, and the head dim (its panels hold the three side by side).
+    thirds: Option<(usize, usize, usize)>,
     _held: crate::memory::Reservation,
     ledger: Arc<Ledger>,
     name: String,
@@ -374,7 +380,7 @@ impl HostWeight {
     /// `data` of `shape`, reserved in `cpu`'s ledger as `name`.
     pub fn new(cpu: &Cpu, name: &str, shape: &[usize], data: Vec<f32>) -> Result<HostWeight> {
         let held = crate::memory::Reservation::new(&cpu.ledger, &format!("weight `{name}`"), data.len() as u64 * 4)?;
-        Ok(HostWeight { shape: shape.to_vec(), data, packed: std::sync::OnceLock::new(), quant: None, int8: None, cols: None, rows: None, _held: held, ledger: cpu.ledger.clone(), name: name.into() })
+        Ok(HostWeight { shape: shape.to_vec(), data, packed: std::sync::OnceLock::new(), quant: None, int8: None, cols: None, rows: None, thirds: None, _held: held, ledger: cpu.ledger.clone(), name: name.into() })
     }
 
     /// A matrix product's B, `(k, n)` row-major, kept only as GEMM panels for `cpu` (no row-major
@@ -385,18 +391,42 @@ impl HostWeight {
         }
         let nr = gemm::tile(cpu.isa).1;
         let unit = cpu.column_unit();
-        let (cols, rows) = match (cpu.shard.as_ref(), split) {
-            (Some(s), Split::Columns) => (Some(s.columns(n, unit)), None),
-            (Some(s), Split::Rows) => (None, Some(s.columns(k, unit))),
-            _ => (None, None),
+        let (cols, rows, thirds) = match (cpu.shard.as_ref(), split) {
+            (Some(s), Split::Columns) => (Some(s.columns(n, unit)), None, None),
+            (Some(s), Split::Rows) => (None, Some(s.columns(k, unit)), None),
+            (Some(s), Split::Heads(heads)) => {
+                let dh = n / 3 / heads;
+                let (h0, h1) = s.columns(n / 3, dh);
+                (None, None, Some((h0, h1, dh)))
+            }
+            _ => (None, None, None),
         };
         let (c0, c1) = cols.unwrap_or((0, n));
         let (k0, k1) = rows.unwrap_or((0, k));
-        let bytes = ((c1 - c0).div_ceil(nr) * nr * (k1 - k0) * 4) as u64;
-        let held = crate::memory::Reservation::new(&cpu.ledger, &format!("weight `{name}`"), bytes)?;
         let packed = std::sync::OnceLock::new();
-        let _ = packed.set(Arc::new(gemm::PackedB::pack(&data[k0 * n + c0..], k1 - k0, c1 - c0, n, nr)));
-        Ok(HostWeight { shape: vec![k, n], data: Vec::new(), packed, quant: None, int8: None, cols, rows, _held: held, ledger: cpu.ledger.clone(), name: name.into() })
+        let p = match thirds {
+            Some((h0, h1, _)) => {
+                // This rank's columns of Q, K and V, side by side.
+                let (d, w) = (n / 3, h1 - h0);
+                let mut part = vec![0f32; k * 3 * w];
+                for (r, row) in part.chunks_mut(3 * w).enumerate() {
+                    for t in 0..3 {
+                        row[t * w..(t + 1) * w].copy_from_slice(&data[r * n + t * d + h0..r * n + t * d + h1]);
+                    }
+                }
+                gemm::PackedB::pack(&part, k, 3 * w, 3 * w, nr)
+            }
+            None => gemm::PackedB::pack(&data[k0 * n + c0..], k1 - k0, c1 - c0, n, nr),
+        };
+        let held = crate::memory::Reservation::new(&cpu.ledger, &format!("weight `{name}`"), p.bytes() as u64)?;
+        let _ = packed.set(Arc::new(p));
+        Ok(HostWeight { shape: vec![k, n], data: Vec::new(), packed, quant: None, int8: None, cols, rows, thirds, _held: held, ledger: cpu.ledger.clone(), name: name.into() })
+    }
+
+    /// On a split backend, a fused query-key-value weight's head columns `[c0, c1)` of each
+    /// third that this rank holds, and the head dim; None where it is not split so.
+    pub fn thirds(&self) -> Option<(usize, usize, usize)> {
+        self.thirds
     }
 
     /// On a split backend, the rows of the matrix this rank holds (a product split along its
@@ -448,6 +478,7 @@ impl HostWeight {
             int8: int8.map(Arc::new),
             cols,
             rows: None,
+            thirds: None,
             _held: held,
             ledger: cpu.ledger.clone(),
             name: name.into(),
@@ -550,9 +581,10 @@ pub trait CpuKernel: Send + Sync {
     fn split(&self) -> Option<Shared> {
         None
     }
-    /// On a split backend: `(input, (c0, c1))` where this kernel reads only columns `[c0, c1)` of
-    /// input `input`'s rows (then the step making it need not gather the others').
-    fn reads_columns(&self) -> Option<(usize, (usize, usize))> {
+    /// On a split backend: `(input, width, (c0, c1))` where this kernel reads only columns
+    /// `[c0, c1)` of input `input` taken as rows of `width` (then the step making it need not
+    /// gather the others').
+    fn reads_columns(&self) -> Option<(usize, usize, (usize, usize))> {
         None
     }
 }

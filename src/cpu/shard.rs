@@ -2,13 +2,17 @@
 //! exchange buffer: the browser's Web Workers, each with its own wasm instance (wasm threads with
 //! a shared heap need the standard library rebuilt with atomics, which stable Rust does not ship).
 //!
-//! Every rank runs the whole graph. The matrix products are split by output columns and the
-//! attention by query tokens: each rank holds only its columns of every matrix weight (so the weights'
-//! memory does not grow with the ranks), computes its columns of the product, and the ranks then
-//! exchange their columns through the [`Board`] so that each holds the whole output again. What is
-//! cheap (layer norms, additions, the patch embedding, pooling) runs on every rank alike. Every
-//! column is computed by exactly one rank with the same arithmetic as on one thread, so the
-//! results equal the single-thread ones bit for bit.
+//! Every rank runs the whole graph. The matrix products are split by output columns: each rank
+//! holds only its columns of every matrix weight (so the weights' memory does not grow with the
+//! ranks), computes its columns of the product, and the ranks then exchange their columns through
+//! the [`Board`] ([`Shard::gather_columns`]) so that each holds the whole output again. Where the
+//! heads divide between the ranks, the fused query-key-value product and the attention are split
+//! by heads and the QKV columns are not exchanged (each rank's attention reads its own heads);
+//! elsewhere the attention is split by query tokens. The MLP's second product is split along its
+//! depth, each rank its rows against its columns of the first product's output (never exchanged),
+//! and the partial products are summed ([`Shard::all_reduce`]). What is cheap (layer norms,
+//! additions, the patch embedding, pooling) runs on every rank alike. The results equal the
+//! single-thread ones but for that one sum's rounding (within 1e-5; every rank gets the same).
 
 use crate::error::{Error, Result};
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -155,7 +155,7 @@ impl CpuExecutable {
                 }
                 let own = shard.columns(width, unit);
                 let readers: Vec<(usize, usize)> = order.iter().enumerate().flat_map(|(j, &i)| graph.nodes()[i].inputs.iter().enumerate().filter(|(_, &x)| x == t).map(move |(pos, _)| (j, pos))).collect();
-                if !readers.is_empty() && readers.iter().all(|&(j, pos)| steps[j].kernel.reads_columns() == Some((pos, own))) {
+                if !readers.is_empty() && readers.iter().all(|&(j, pos)| steps[j].kernel.reads_columns() == Some((pos, width, own))) {
                     steps[s].split = None;
                 }
             }

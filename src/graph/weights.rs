@@ -23,6 +23,7 @@ pub struct Weights {
     dtype: DType,
     arithmetic: crate::quant::Arithmetic,
     int8_layers: usize,
+    heads: usize,
 }
 
 impl Weights {
@@ -36,7 +37,7 @@ impl Weights {
     pub fn new_as(device: impl Into<Device>, dtype: DType) -> Self {
         let device = device.into();
         let dtype = if device.cpu().is_some() { DType::F32 } else { dtype };
-        Weights { device, map: HashMap::new(), host: HashMap::new(), quant: HashMap::new(), bytes: 0, dtype, arithmetic: Default::default(), int8_layers: 0 }
+        Weights { device, map: HashMap::new(), host: HashMap::new(), quant: HashMap::new(), bytes: 0, dtype, arithmetic: Default::default(), int8_layers: 0, heads: 0 }
     }
 
     /// How the quantized weights inserted from now on are to be multiplied (on the CPU backend:
@@ -44,6 +45,12 @@ impl Weights {
     /// the integer kernel; the GPU always dequantizes).
     pub fn set_arithmetic(&mut self, a: crate::quant::Arithmetic) {
         self.arithmetic = a;
+    }
+
+    /// The attention heads of the model these weights are for (a split backend then splits the
+    /// fused query-key-value weights by heads where they divide between its ranks).
+    pub fn set_heads(&mut self, heads: usize) {
+        self.heads = heads;
     }
 
     /// Quantized weights uploaded, and how many of them run in int8 arithmetic.
@@ -74,6 +81,15 @@ impl Weights {
     /// products are summed (the MLP's second layer, after a first split by columns).
     pub fn insert_matrix_rows(&mut self, name: &str, shape: &[usize], data: &[f32]) -> Result<()> {
         self.insert_panels(name, shape, data, crate::cpu::Split::Rows)
+    }
+
+    /// [`Weights::insert_matrix`] for a fused query-key-value B `(D, 3 D)`: a split backend whose
+    /// ranks divide the heads ([`Weights::set_heads`]) gives each rank its heads' query, key and
+    /// value columns, so that its attention needs no other rank's; else as `insert_matrix`.
+    pub fn insert_qkv(&mut self, name: &str, shape: &[usize], data: &[f32]) -> Result<()> {
+        let by_heads = self.device.cpu().and_then(|c| c.shard()).is_some_and(|s| self.heads > 0 && self.heads.is_multiple_of(s.ranks()) && shape.get(1).is_some_and(|n| n.is_multiple_of(3 * self.heads)));
+        let split = if by_heads { crate::cpu::Split::Heads(self.heads) } else { crate::cpu::Split::Columns };
+        self.insert_panels(name, shape, data, split)
     }
 
     /// [`Weights::insert_matrix`] for a B that a split backend keeps whole on every rank (the

@@ -226,6 +226,7 @@ impl Model {
         device.check_memory(&format!("{} (its weights as {storage})", ck.weights_name()), need)?;
         let mut w = Weights::new_as(&device, storage);
         w.set_arithmetic(opts.arithmetic);
+        w.set_heads(ck.config.num_heads);
         let loaded = def.load(ck, patch, &mut w)?;
         let mut config = ck.config.clone();
         config.patch_size = patch;

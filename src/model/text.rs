@@ -70,6 +70,7 @@ impl TextModel {
     pub(crate) fn load_with(device: impl Into<Device>, ck: &Checkpoint, config: TextConfig) -> Result<TextModel> {
         let device = device.into();
         let mut weights = Weights::new(&device);
+        weights.set_heads(config.num_heads);
         let host = ck.family_def()?.load_text(ck, &config, &mut weights)?;
         Ok(TextModel { config, source: ck.source.clone(), device, weights, token_embedding: host.0, positions: host.1, projection: host.2, compiled: Mutex::new(HashMap::new()) })
     }

@@ -253,16 +253,16 @@ impl OpDef for Attention {
     fn cpu_kernel(&self, cpu: &Cpu, _node: &str, inputs: &[&TensorInfo], _output: &TensorInfo, _weights: &[Option<&HostWeight>]) -> Result<Box<dyn CpuKernel>> {
         let mut l = QkvLayout::of(&inputs[0].shape, self.heads).cpu();
         l.causal = self.causal;
-        // On a split backend, this rank's query tokens of every batch item (an even share
-        // whatever the head count).
+        // On a split backend, this rank's heads where the ranks divide them (then it needs only
+        // its heads' Q, K and V), else its query tokens of every batch item (an even share
+        // whatever the head count: DeiT-Ti's 3 heads would split 1 and 2).
+        let by_heads = cpu.shard().is_some_and(|s| l.heads.is_multiple_of(s.ranks()));
         let own = match cpu.shard() {
-            Some(s) => {
-                let (a, b) = s.columns(l.t, 1);
-                a..b
-            }
-            None => 0..l.t,
+            Some(s) if by_heads => (s.columns(l.heads, 1), (0, l.t)),
+            Some(s) => ((0, l.heads), s.columns(l.t, 1)),
+            None => ((0, l.heads), (0, l.t)),
         };
-        let split = cpu.shard().is_some();
+        let split = cpu.shard().map(|_| by_heads);
         Ok(Box::new(AttentionCpu { scratch: crate::cpu::attention::scratch_len(cpu.isa(), &l), l, own, split, scale: self.scale, masked: self.masked }))
     }
 }
@@ -318,9 +318,10 @@ mod tests {
 
 struct AttentionCpu {
     l: crate::cpu::attention::Qkv,
-    /// The query tokens this rank computes (all but on a split backend).
-    own: std::ops::Range<usize>,
-    split: bool,
+    /// The heads and query tokens this rank computes (all but on a split backend).
+    own: ((usize, usize), (usize, usize)),
+    /// On a split backend: split by heads (true) or by query tokens.
+    split: Option<bool>,
     scale: f32,
     scratch: usize,
     masked: bool,
@@ -337,12 +338,26 @@ impl CpuKernel for AttentionCpu {
 
     fn run(&self, cpu: &Cpu, ins: &[&[f32]], out: &mut [f32], scratch: &mut [f32]) {
         let lengths = if self.masked { ins[1] } else { &[] };
-        crate::cpu::attention::attention(cpu, ins[0], &self.l, self.own.clone(), lengths, self.scale, out, scratch);
+        let ((h0, h1), (q0, q1)) = self.own;
+        crate::cpu::attention::attention(cpu, ins[0], &self.l, (h0..h1, q0..q1), lengths, self.scale, out, scratch);
     }
 
-    /// Each batch item's output is a row of T tokens x D; a rank's tokens are units of D.
+    /// By heads: rows of D, a head's columns the unit. By tokens: each batch item's output is a
+    /// row of T tokens x D, a token's D values the unit.
     fn split(&self) -> Option<crate::cpu::Shared> {
         let d = self.l.heads * self.l.dh;
-        self.split.then_some(crate::cpu::Shared::Columns { width: self.l.t * d, unit: d })
+        match self.split? {
+            true => Some(crate::cpu::Shared::Columns { width: d, unit: self.l.dh }),
+            false => Some(crate::cpu::Shared::Columns { width: self.l.t * d, unit: d }),
+        }
+    }
+
+    /// By heads, from a fused `(B, T, 3 D)` qkv taken as rows of D (three per token): only its
+    /// heads' columns of each.
+    fn reads_columns(&self) -> Option<(usize, usize, (usize, usize))> {
+        let d = self.l.heads * self.l.dh;
+        let fused = self.l.row == 3 * d && self.l.k_off == d && self.l.head == self.l.dh;
+        let ((h0, h1), _) = self.own;
+        (self.split == Some(true) && fused).then_some((0, d, (h0 * self.l.dh, h1 * self.l.dh)))
     }
 }

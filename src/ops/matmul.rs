@@ -221,7 +221,12 @@ impl OpDef for MatMul {
             return Err(super::invalid(node, "a product split along its depth between threads cannot apply an activation to its partial sums"));
         }
         let depth = w.depth().map(|r| (r, last(&inputs[0].shape), cpu.shard().is_none_or(|s| s.rank() == 0)));
-        Ok(Box::new(MatMulCpu { m, b, n: last(&output.shape), cols: w.columns(), depth, unit: cpu.column_unit(), bias: self.bias, act: self.act, residual, heads: None }))
+        let n = last(&output.shape);
+        if w.thirds().is_some() && (self.act != Activation::None || self.residual) {
+            return Err(super::invalid(node, "a query-key-value product split by heads takes no activation or residual"));
+        }
+        let thirds = w.thirds().map(|(c0, c1, dh)| (c0, c1, n / 3, dh));
+        Ok(Box::new(MatMulCpu { m, b, n, cols: w.columns(), depth, thirds, unit: cpu.column_unit(), bias: self.bias, act: self.act, residual, heads: None }))
     }
 }
 
@@ -410,6 +415,9 @@ pub(super) struct MatMulCpu {
     /// Or the rows `[k0, k1)` of B this rank holds, of a depth `K`, and whether this is the rank
     /// that adds the bias and the residual: a partial product, which the ranks sum.
     pub(super) depth: Option<((usize, usize), usize, bool)>,
+    /// Or this rank's head columns `[c0, c1)` of each third of a fused query-key-value output of
+    /// `3 d` columns, and the head dim (B holds the three side by side).
+    pub(super) thirds: Option<(usize, usize, usize, usize)>,
     /// The split's unit of columns ([`Cpu::column_unit`]).
     pub(super) unit: usize,
     pub(super) b: CpuB,
@@ -435,6 +443,9 @@ impl CpuKernel for MatMulCpu {
             CpuB::Int8(b) => crate::cpu::gemm_int8::scratch_len(self.m, b),
             _ => 0,
         };
+        if let Some((c0, c1, _, _)) = self.thirds {
+            return (self.m * 3 * (c1 - c0)).next_multiple_of(16) + int8;
+        }
         if self.heads.is_some() { self.m * self.n } else { 0 }.next_multiple_of(16) + int8
     }
 
@@ -442,15 +453,43 @@ impl CpuKernel for MatMulCpu {
         if self.depth.is_some() {
             return Some(crate::cpu::Shared::Sum);
         }
+        if let Some((_, _, d, dh)) = self.thirds {
+            // Taken as rows of d (three per token), this rank's are whole heads of each.
+            return Some(crate::cpu::Shared::Columns { width: d, unit: dh });
+        }
         self.cols.map(|_| crate::cpu::Shared::Columns { width: self.n, unit: self.unit })
     }
 
-    fn reads_columns(&self) -> Option<(usize, (usize, usize))> {
-        self.depth.map(|(r, _, _)| (0, r))
+    fn reads_columns(&self) -> Option<(usize, usize, (usize, usize))> {
+        self.depth.map(|(r, k, _)| (0, k, r))
     }
 
     fn run(&self, cpu: &Cpu, ins: &[&[f32]], out: &mut [f32], scratch: &mut [f32]) {
         use crate::cpu::gemm::{gemm, Epilogue, Gemm};
+        if let Some((c0, c1, d, _)) = self.thirds {
+            // This rank's heads of Q, K and V as one product into the scratch, then each third to
+            // its columns, with its bias.
+            let w = c1 - c0;
+            let (flat, int8_scratch) = scratch.split_at_mut((self.m * 3 * w).next_multiple_of(16));
+            let flat = &mut flat[..self.m * 3 * w];
+            if w > 0 {
+                match &self.b {
+                    CpuB::F32(b) => gemm(cpu, &Gemm::new(self.m, ins[0], b.k, b, 3 * w), flat, &Epilogue::NONE),
+                    CpuB::Quant(b) => crate::cpu::gemm_quant::gemm_quant(cpu, self.m, ins[0], b.k, b, flat, 3 * w, &Epilogue::NONE),
+                    CpuB::Int8(b) => crate::cpu::gemm_int8::gemm_int8(cpu, self.m, ins[0], b.k, b, flat, 3 * w, &Epilogue::NONE, int8_scratch),
+                }
+            }
+            for (r, src) in flat.chunks(3 * w.max(1)).enumerate().take(self.m) {
+                for t in 0..3 {
+                    let dst = &mut out[r * self.n + t * d + c0..r * self.n + t * d + c1];
+                    dst.copy_from_slice(&src[t * w..(t + 1) * w]);
+                    if self.bias {
+                        dst.iter_mut().zip(&ins[2][t * d + c0..t * d + c1]).for_each(|(v, b)| *v += b);
+                    }
+                }
+            }
+            return;
+        }
         if let Some(((k0, k1), k, first)) = self.depth {
             // This rank's rows of B against its columns of A: a partial product; the first rank
             // adds the bias and the residual.

@@ -95,13 +95,13 @@ impl OpDef for MatMulHeads {
 
     fn cpu_kernel(&self, cpu: &Cpu, node: &str, inputs: &[&TensorInfo], _output: &TensorInfo, weights: &[Option<&HostWeight>]) -> Result<Box<dyn CpuKernel>> {
         let w = super::need_weight(node, weights, 1, "B")?;
-        if w.columns().is_some() || w.depth().is_some() {
+        if w.columns().is_some() || w.depth().is_some() || w.thirds().is_some() {
             return Err(super::invalid(node, "the head-major projection does not run on a CPU backend split between threads; build the graph without `qkv_heads`"));
         }
         let b = cpu_b(cpu, w)?;
         let s = &inputs[0].shape;
         let heads = Some((s[0], s[1], self.heads));
-        Ok(Box::new(MatMulCpu { m: rows_of(s), b, n: inputs[1].shape[1], cols: None, depth: None, unit: cpu.column_unit(), bias: self.bias, act: Activation::None, residual: None, heads }))
+        Ok(Box::new(MatMulCpu { m: rows_of(s), b, n: inputs[1].shape[1], cols: None, depth: None, thirds: None, unit: cpu.column_unit(), bias: self.bias, act: Activation::None, residual: None, heads }))
     }
 }
 

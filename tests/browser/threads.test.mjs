@@ -1,6 +1,6 @@
 // The CPU backend on worker threads in headless Chromium: how many threads a page gets and why
 // (cross-origin isolated or not, asked or by default); classify, embed, attention maps and grids
-// on two and three threads equal the page's one thread (relaxed SIMD on and off); a worker killed
+// on two and three threads equal the page's one thread within 1e-5 (relaxed SIMD on and off); a worker killed
 // mid-run rejects the call with a clear error, and the next call runs on one thread; the package
 // inside a module worker runs on two threads of its own.
 import { test, before, after } from 'node:test';
@@ -155,7 +155,9 @@ test('a worker killed mid-run rejects the call with a clear error, and the next 
   assert.ok(r.failure, 'the call in flight rejected');
   assert.equal(r.failure.kind, 'thread');
   assert.match(r.failure.message, /worker thread 1 was terminated/);
-  assert.deepEqual(r.after, r.before);
+  // Now on one thread: the same classes, the scores within 1e-5 (the split's summation order).
+  assert.deepEqual(r.after.map((t) => t.index), r.before.map((t) => t.index));
+  assert.ok(maxDiff(r.after.map((t) => t.score), r.before.map((t) => t.score)) <= 1e-5);
   assert.equal(r.threads, 1);
   assert.match(r.reason, /1 thread: worker thread 1 was terminated/);
   assert.equal(r.again, 5);

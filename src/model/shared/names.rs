@@ -67,6 +67,11 @@ pub mod engine {
         pair(&format!("layer.{i}.{l}"))
     }
 
+    /// Whether `name` is a layer's fused query-key-value weight.
+    pub fn is_qkv(name: &str) -> bool {
+        name.starts_with("layer.") && name.ends_with(".qkv.weight")
+    }
+
     /// Whether `name` is a layer's second MLP weight (`fc2`), whose input is the first's output.
     pub fn is_mlp_second(name: &str) -> bool {
         name.starts_with("layer.") && name.ends_with(".fc2.weight")

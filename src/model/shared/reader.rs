@@ -71,6 +71,11 @@ pub trait Sink {
     fn matrix_rows(&mut self, name: &str, shape: &[usize], data: &[f32]) -> Result<()> {
         self.matrix(name, shape, data)
     }
+    /// A fused query-key-value matrix `(D, 3 D)`: a split backend may split it by heads (each
+    /// rank its heads' query, key and value columns).
+    fn qkv(&mut self, name: &str, shape: &[usize], data: &[f32]) -> Result<()> {
+        self.matrix(name, shape, data)
+    }
 }
 
 impl Sink for crate::graph::weights::Weights {
@@ -92,6 +97,10 @@ impl Sink for crate::graph::weights::Weights {
 
     fn matrix_rows(&mut self, name: &str, shape: &[usize], data: &[f32]) -> Result<()> {
         self.insert_matrix_rows(name, shape, data)
+    }
+
+    fn qkv(&mut self, name: &str, shape: &[usize], data: &[f32]) -> Result<()> {
+        self.insert_qkv(name, shape, data)
     }
 }
 
@@ -120,6 +129,7 @@ impl LinearWeight {
     pub fn to_sink(&self, sink: &mut dyn Sink, name: &str, shape: &[usize]) -> Result<()> {
         match self {
             LinearWeight::F32(w) if engine::is_mlp_second(name) => sink.matrix_rows(name, shape, w),
+            LinearWeight::F32(w) if engine::is_qkv(name) => sink.qkv(name, shape, w),
             LinearWeight::F32(w) => sink.matrix(name, shape, w),
             LinearWeight::Quant(q) => sink.quant(name, q),
         }
@@ -298,7 +308,7 @@ pub fn qkv_to(rd: &mut Reader, sink: &mut dyn Sink, parts_names: [String; 3], d:
                     qkv_w[r * 3 * d + j * d..r * 3 * d + (j + 1) * d].copy_from_slice(&wt[r * d..(r + 1) * d]);
                 }
             }
-            sink.matrix(&qw, &[d, 3 * d], &qkv_w)?;
+            sink.qkv(&qw, &[d, 3 * d], &qkv_w)?;
         }
     }
     if bias {
