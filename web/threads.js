@@ -9,8 +9,8 @@
 // A WorkerEngine has the interface of the wasm Engine the package wraps (adapterInfo, loadModel,
 // loadClip, ...), and its models that of the wasm models (info, classify, embed, ...).
 
-/** Bytes of the exchange buffer: 64 of control words, then two halves of 1 MiB (larger exchanges take several rounds). */
-const BOARD_BYTES = 64 + 2 * (1 << 20);
+/** Bytes of the exchange buffer: 64 of control words, then two halves of 512 KiB (larger exchanges take several rounds). */
+const BOARD_BYTES = 64 + 2 * (512 << 10);
 /** How long starting a worker may take (fetching and compiling nothing: the module is sent). */
 const START_MS = 60_000;
 
