@@ -86,6 +86,7 @@ fn v_in_place(nr: usize, l: &Qkv) -> bool {
 /// the query tokens in `queries` of every batch item (the rest of `out` is left as it is: a split
 /// backend's other ranks compute it); `scratch` holds [`scratch_len`] values. `lengths` (empty, or one per batch item): each item's
 /// keys, the rest skipped (padded sequences; its padded queries attend to its valid keys).
+#[allow(clippy::too_many_arguments)]
 pub fn attention(cpu: &Cpu, qkv: &[f32], l: &Qkv, (heads, queries): (std::ops::Range<usize>, std::ops::Range<usize>), lengths: &[f32], scale: f32, out: &mut [f32], scratch: &mut [f32]) {
     assert!(l.dh <= MAX_HEAD_DIM && l.dh > 0 && l.t > 0, "head dim {} or tokens {} out of range", l.dh, l.t);
     assert!(queries.start <= queries.end && queries.end <= l.t, "queries {queries:?} of {}", l.t);
