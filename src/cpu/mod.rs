@@ -450,15 +450,36 @@ impl HostWeight {
     /// (8 bits, a scale per column), as int8 panels for the integer kernel; else as panels that
     /// are dequantized a panel at a time.
     pub fn new_quant(cpu: &Cpu, name: &str, q: &crate::quant::QuantWeight, arithmetic: crate::quant::Arithmetic) -> Result<HostWeight> {
-        let cols = cpu.shard.as_ref().map(|s| s.columns(q.n, cpu.column_unit()));
+        Self::new_quant_split(cpu, name, q, arithmetic, Split::Columns)
+    }
+
+    /// [`HostWeight::new_quant`] shared between a split backend's ranks as `split` says (by
+    /// columns, or a fused query-key-value weight by heads).
+    pub fn new_quant_split(cpu: &Cpu, name: &str, q: &crate::quant::QuantWeight, arithmetic: crate::quant::Arithmetic, split: Split) -> Result<HostWeight> {
         let (k, n) = (q.k, q.n);
+        let (cols, thirds) = match (cpu.shard.as_ref(), split) {
+            (Some(s), Split::Heads(heads)) if heads > 0 && n.is_multiple_of(3 * heads) => {
+                let dh = n / 3 / heads;
+                let (h0, h1) = s.columns(n / 3, dh);
+                (None, Some((h0, h1, dh)))
+            }
+            (Some(s), _) => (Some(s.columns(n, cpu.column_unit())), None),
+            (None, _) => (None, None),
+        };
         let part;
-        let q = match cols {
-            Some((c0, c1)) => {
+        let q = match (cols, thirds) {
+            (Some((c0, c1)), _) => {
                 part = q.columns(c0..c1);
                 &part
             }
-            None => q,
+            (None, Some((h0, h1, _))) => {
+                // This rank's heads of Q, K and V, side by side.
+                let d = n / 3;
+                let thirds: Vec<crate::quant::QuantWeight> = (0..3).map(|t| q.columns(t * d + h0..t * d + h1)).collect();
+                part = crate::quant::QuantWeight::concat_columns(&thirds.iter().collect::<Vec<_>>()).ok_or_else(|| Error::Weight { name: name.into(), problem: "its thirds do not fit together".into() })?;
+                &part
+            }
+            (None, None) => q,
         };
         let int8 = if arithmetic == crate::quant::Arithmetic::Int8 { gemm_int8::Int8Panels::pack(q, cpu.int8) } else { None };
         let (quant, bytes) = match &int8 {
@@ -478,7 +499,7 @@ impl HostWeight {
             int8: int8.map(Arc::new),
             cols,
             rows: None,
-            thirds: None,
+            thirds,
             _held: held,
             ledger: cpu.ledger.clone(),
             name: name.into(),

@@ -118,10 +118,21 @@ impl Weights {
     /// scales (f16 where they all are exactly f16, else f32), read by the quantized GEMM kernels;
     /// on the CPU backend, packed panels with f32 scales.
     pub fn insert_quant(&mut self, name: &str, q: &QuantWeight) -> Result<()> {
+        self.insert_quant_split(name, q, crate::cpu::Split::Columns)
+    }
+
+    /// [`Weights::insert_quant`] for a fused query-key-value weight: split by heads between a
+    /// split backend's ranks where they divide them (as [`Weights::insert_qkv`]).
+    pub fn insert_quant_qkv(&mut self, name: &str, q: &QuantWeight) -> Result<()> {
+        let by_heads = self.device.cpu().and_then(|c| c.shard()).is_some_and(|s| self.heads > 0 && self.heads.is_multiple_of(s.ranks()));
+        self.insert_quant_split(name, q, if by_heads { crate::cpu::Split::Heads(self.heads) } else { crate::cpu::Split::Columns })
+    }
+
+    fn insert_quant_split(&mut self, name: &str, q: &QuantWeight, split: crate::cpu::Split) -> Result<()> {
         q.validate(name)?;
         let gpu = match &self.device {
             Device::Cpu(cpu) => {
-                let w = Arc::new(HostWeight::new_quant(cpu, name, q, self.arithmetic)?);
+                let w = Arc::new(HostWeight::new_quant_split(cpu, name, q, self.arithmetic, split)?);
                 self.bytes += w.bytes_held();
                 self.int8_layers += w.int8().is_some() as usize;
                 if let Some(old) = self.host.insert(name.into(), w) {

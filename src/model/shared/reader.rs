@@ -76,6 +76,10 @@ pub trait Sink {
     fn qkv(&mut self, name: &str, shape: &[usize], data: &[f32]) -> Result<()> {
         self.matrix(name, shape, data)
     }
+    /// A quantized fused query-key-value weight (split by heads as [`Sink::qkv`]).
+    fn quant_qkv(&mut self, name: &str, q: &QuantWeight) -> Result<()> {
+        self.quant(name, q)
+    }
 }
 
 impl Sink for crate::graph::weights::Weights {
@@ -101,6 +105,10 @@ impl Sink for crate::graph::weights::Weights {
 
     fn qkv(&mut self, name: &str, shape: &[usize], data: &[f32]) -> Result<()> {
         self.insert_qkv(name, shape, data)
+    }
+
+    fn quant_qkv(&mut self, name: &str, q: &QuantWeight) -> Result<()> {
+        self.insert_quant_qkv(name, q)
     }
 }
 
@@ -131,6 +139,7 @@ impl LinearWeight {
             LinearWeight::F32(w) if engine::is_mlp_second(name) => sink.matrix_rows(name, shape, w),
             LinearWeight::F32(w) if engine::is_qkv(name) => sink.qkv(name, shape, w),
             LinearWeight::F32(w) => sink.matrix(name, shape, w),
+            LinearWeight::Quant(q) if engine::is_qkv(name) => sink.quant_qkv(name, q),
             LinearWeight::Quant(q) => sink.quant(name, q),
         }
     }
@@ -298,7 +307,7 @@ pub fn qkv_to(rd: &mut Reader, sink: &mut dyn Sink, parts_names: [String; 3], d:
     let quant: Vec<&QuantWeight> = parts.iter().filter_map(|p| if let LinearWeight::Quant(q) = p { Some(q) } else { None }).collect();
     match QuantWeight::concat_columns(&quant).filter(|_| quant.len() == 3) {
         // Query, key and value quantized alike: one packed (D, 3D) weight.
-        Some(q) => sink.quant(&qw, &q)?,
+        Some(q) => sink.quant_qkv(&qw, &q)?,
         // Float (or mixed: dequantized and fused in f32).
         None => {
             let mut qkv_w = vec![0f32; d * 3 * d];
