@@ -1,7 +1,7 @@
 // The CPU backend in worker threads. Each worker (thread.js) runs its own instance of the
-// engine's wasm: with several, each is one rank of a backend that splits every matrix product's
-// output columns and every attention's heads between them, each holding only its columns of the
-// weights, exchanging activations through a SharedArrayBuffer with Atomics barriers (the wasm
+// engine's wasm: with several, each is one rank of a backend that splits every matrix product
+// (by output columns, or the MLP's second along its depth) and every attention (by heads or query
+// tokens) between them, each holding only its share of the weights, exchanging activations through a SharedArrayBuffer with Atomics barriers (the wasm
 // standard library of stable Rust has no threads, so the workers share no heap); alone, it is the
 // whole CPU backend, off the page's thread. The page's thread only coordinates: it sends every
 // call to every worker, in one order, and answers with the first rank's result.
