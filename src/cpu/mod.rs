@@ -341,8 +341,48 @@ pub enum Split {
     /// product, which the ranks sum).
     Rows,
     /// A fused query-key-value `(D, 3 D)` of this many heads: each rank holds its heads' columns
-    /// of each third (and computes them).
+    /// of each third (and computes them), where the ranks divide the heads; else as `Columns`.
     Heads(usize),
+}
+
+/// What part of a `(k, n)` matrix B one rank of a split backend holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Share {
+    /// All of it (not split).
+    Whole,
+    /// Columns `[c0, c1)`.
+    Columns(usize, usize),
+    /// Rows `[k0, k1)`.
+    Rows(usize, usize),
+    /// Of a fused query-key-value `(D, 3 D)`: its heads' columns `[c0, c1)` of each third of D,
+    /// and the head dim (held side by side).
+    Heads(usize, usize, usize),
+}
+
+impl Split {
+    /// This rank's share of a `(k, n)` B on `cpu` (the whole of it unless `cpu` is split). A
+    /// query-key-value split whose heads the ranks do not divide (the attention is then split by
+    /// query tokens and reads every head) is split by columns.
+    fn share(self, cpu: &Cpu, k: usize, n: usize) -> Share {
+        let Some(s) = cpu.shard.as_ref() else { return Share::Whole };
+        let unit = cpu.column_unit();
+        match self {
+            Split::Whole => Share::Whole,
+            Split::Rows => {
+                let (k0, k1) = s.columns(k, unit);
+                Share::Rows(k0, k1)
+            }
+            Split::Heads(heads) if heads > 0 && heads.is_multiple_of(s.ranks()) && n.is_multiple_of(3 * heads) => {
+                let dh = n / 3 / heads;
+                let (c0, c1) = s.columns(n / 3, dh);
+                Share::Heads(c0, c1, dh)
+            }
+            Split::Columns | Split::Heads(_) => {
+                let (c0, c1) = s.columns(n, unit);
+                Share::Columns(c0, c1)
+            }
+        }
+    }
 }
 
 /// A weight in host memory, counted in the device's ledger, with its GEMM packing made once on
@@ -357,14 +397,9 @@ pub struct HostWeight {
     quant: Option<Arc<gemm_quant::QuantPanels>>,
     /// Or, for int8 arithmetic, its int8 panels.
     int8: Option<Arc<gemm_int8::Int8Panels>>,
-    /// On a split backend, the columns `[c0, c1)` of the matrix this rank holds (its panels are
-    /// of those columns alone).
-    cols: Option<(usize, usize)>,
-    /// Or the rows `[k0, k1)` it holds.
-    rows: Option<(usize, usize)>,
-    /// Or, of a fused query-key-value `(D, 3 D)`, its heads' columns `[c0, c1)` of each third of
-    /// D, and the head dim (its panels hold the three side by side).
-    thirds: Option<(usize, usize, usize)>,
+    /// On a split backend, the part of the matrix this rank holds (its panels are of that part
+    /// alone).
+    share: Share,
     _held: crate::memory::Reservation,
     ledger: Arc<Ledger>,
     name: String,
@@ -380,7 +415,7 @@ impl HostWeight {
     /// `data` of `shape`, reserved in `cpu`'s ledger as `name`.
     pub fn new(cpu: &Cpu, name: &str, shape: &[usize], data: Vec<f32>) -> Result<HostWeight> {
         let held = crate::memory::Reservation::new(&cpu.ledger, &format!("weight `{name}`"), data.len() as u64 * 4)?;
-        Ok(HostWeight { shape: shape.to_vec(), data, packed: std::sync::OnceLock::new(), quant: None, int8: None, cols: None, rows: None, thirds: None, _held: held, ledger: cpu.ledger.clone(), name: name.into() })
+        Ok(HostWeight { shape: shape.to_vec(), data, packed: std::sync::OnceLock::new(), quant: None, int8: None, share: Share::Whole, _held: held, ledger: cpu.ledger.clone(), name: name.into() })
     }
 
     /// A matrix product's B, `(k, n)` row-major, kept only as GEMM panels for `cpu` (no row-major
@@ -390,22 +425,13 @@ impl HostWeight {
             return Err(Error::Weight { name: name.into(), problem: format!("shape [{k}, {n}] does not match {} values", data.len()) });
         }
         let nr = gemm::tile(cpu.isa).1;
-        let unit = cpu.column_unit();
-        let (cols, rows, thirds) = match (cpu.shard.as_ref(), split) {
-            (Some(s), Split::Columns) => (Some(s.columns(n, unit)), None, None),
-            (Some(s), Split::Rows) => (None, Some(s.columns(k, unit)), None),
-            (Some(s), Split::Heads(heads)) => {
-                let dh = n / 3 / heads;
-                let (h0, h1) = s.columns(n / 3, dh);
-                (None, None, Some((h0, h1, dh)))
-            }
-            _ => (None, None, None),
-        };
-        let (c0, c1) = cols.unwrap_or((0, n));
-        let (k0, k1) = rows.unwrap_or((0, k));
+        let share = split.share(cpu, k, n);
         let packed = std::sync::OnceLock::new();
-        let p = match thirds {
-            Some((h0, h1, _)) => {
+        let p = match share {
+            Share::Whole => gemm::PackedB::pack(data, k, n, n, nr),
+            Share::Columns(c0, c1) => gemm::PackedB::pack(&data[c0..], k, c1 - c0, n, nr),
+            Share::Rows(k0, k1) => gemm::PackedB::pack(&data[k0 * n..], k1 - k0, n, n, nr),
+            Share::Heads(h0, h1, _) => {
                 // This rank's columns of Q, K and V, side by side.
                 let (d, w) = (n / 3, h1 - h0);
                 let mut part = vec![0f32; k * 3 * w];
@@ -416,28 +442,36 @@ impl HostWeight {
                 }
                 gemm::PackedB::pack(&part, k, 3 * w, 3 * w, nr)
             }
-            None => gemm::PackedB::pack(&data[k0 * n + c0..], k1 - k0, c1 - c0, n, nr),
         };
         let held = crate::memory::Reservation::new(&cpu.ledger, &format!("weight `{name}`"), p.bytes() as u64)?;
         let _ = packed.set(Arc::new(p));
-        Ok(HostWeight { shape: vec![k, n], data: Vec::new(), packed, quant: None, int8: None, cols, rows, thirds, _held: held, ledger: cpu.ledger.clone(), name: name.into() })
+        Ok(HostWeight { shape: vec![k, n], data: Vec::new(), packed, quant: None, int8: None, share, _held: held, ledger: cpu.ledger.clone(), name: name.into() })
     }
 
     /// On a split backend, a fused query-key-value weight's head columns `[c0, c1)` of each
     /// third that this rank holds, and the head dim; None where it is not split so.
     pub fn thirds(&self) -> Option<(usize, usize, usize)> {
-        self.thirds
+        match self.share {
+            Share::Heads(c0, c1, dh) => Some((c0, c1, dh)),
+            _ => None,
+        }
     }
 
     /// On a split backend, the rows of the matrix this rank holds (a product split along its
     /// depth); None where it holds all.
     pub fn depth(&self) -> Option<(usize, usize)> {
-        self.rows
+        match self.share {
+            Share::Rows(k0, k1) => Some((k0, k1)),
+            _ => None,
+        }
     }
 
     /// On a split backend, the columns of the matrix this rank holds; None where it holds all.
     pub fn columns(&self) -> Option<(usize, usize)> {
-        self.cols
+        match self.share {
+            Share::Columns(c0, c1) => Some((c0, c1)),
+            _ => None,
+        }
     }
 
     /// Whether its values are held row-major in `data` (else only packed for the GEMM).
@@ -457,29 +491,26 @@ impl HostWeight {
     /// columns, or a fused query-key-value weight by heads).
     pub fn new_quant_split(cpu: &Cpu, name: &str, q: &crate::quant::QuantWeight, arithmetic: crate::quant::Arithmetic, split: Split) -> Result<HostWeight> {
         let (k, n) = (q.k, q.n);
-        let (cols, thirds) = match (cpu.shard.as_ref(), split) {
-            (Some(s), Split::Heads(heads)) if heads > 0 && n.is_multiple_of(3 * heads) => {
-                let dh = n / 3 / heads;
-                let (h0, h1) = s.columns(n / 3, dh);
-                (None, Some((h0, h1, dh)))
-            }
-            (Some(s), _) => (Some(s.columns(n, cpu.column_unit())), None),
-            (None, _) => (None, None),
-        };
+        // Quantized weights are not split along their depth (their scale groups run along it).
+        let share = match split {
+            Split::Rows => Split::Columns,
+            other => other,
+        }
+        .share(cpu, k, n);
         let part;
-        let q = match (cols, thirds) {
-            (Some((c0, c1)), _) => {
+        let q = match share {
+            Share::Columns(c0, c1) => {
                 part = q.columns(c0..c1);
                 &part
             }
-            (None, Some((h0, h1, _))) => {
+            Share::Heads(h0, h1, _) => {
                 // This rank's heads of Q, K and V, side by side.
                 let d = n / 3;
                 let thirds: Vec<crate::quant::QuantWeight> = (0..3).map(|t| q.columns(t * d + h0..t * d + h1)).collect();
                 part = crate::quant::QuantWeight::concat_columns(&thirds.iter().collect::<Vec<_>>()).ok_or_else(|| Error::Weight { name: name.into(), problem: "its thirds do not fit together".into() })?;
                 &part
             }
-            (None, None) => q,
+            Share::Whole | Share::Rows(..) => q,
         };
         let int8 = if arithmetic == crate::quant::Arithmetic::Int8 { gemm_int8::Int8Panels::pack(q, cpu.int8) } else { None };
         let (quant, bytes) = match &int8 {
@@ -497,9 +528,7 @@ impl HostWeight {
             packed: std::sync::OnceLock::new(),
             quant,
             int8: int8.map(Arc::new),
-            cols,
-            rows: None,
-            thirds,
+            share,
             _held: held,
             ledger: cpu.ledger.clone(),
             name: name.into(),
@@ -516,21 +545,15 @@ impl HostWeight {
         self.quant.as_ref()
     }
 
-    /// Bytes held (as reserved in the ledger, packing aside).
+    /// Bytes held as uploaded (as reserved in the ledger): the values, the quantized panels, or
+    /// the panels of a weight kept only packed (a packing made later on first use aside).
     pub fn bytes(&self) -> u64 {
         match (&self.quant, &self.int8) {
             (Some(q), _) => q.bytes() as u64,
             (None, Some(p)) => p.bytes() as u64,
+            (None, None) if self.data.is_empty() => self.packed.get().map_or(0, |p| p.bytes() as u64),
             (None, None) => self.data.len() as u64 * 4,
         }
-    }
-
-    /// Bytes held as uploaded: the values, or the panels of a weight kept only packed.
-    pub fn bytes_held(&self) -> u64 {
-        if self.data.is_empty() && self.quant.is_none() && self.int8.is_none() {
-            return self.packed.get().map_or(0, |p| p.bytes() as u64);
-        }
-        self.bytes()
     }
 
     /// The weight `(k, n)` packed as GEMM panels of `nr` columns (made once, counted in the

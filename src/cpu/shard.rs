@@ -130,9 +130,7 @@ impl Shard {
         }
         Ok(())
     }
-}
 
-impl Shard {
     /// `data` holds this rank's partial sum of a whole output; adds every other rank's, in rank
     /// order (so that every rank gets the same sum, bit for bit). All ranks call it together.
     pub fn all_reduce(&self, data: &mut [f32]) -> Result<()> {

@@ -100,7 +100,6 @@ impl CpuExecutable {
         let tensors = graph.tensors();
         let elems = |t: usize| tensors[t].numel();
         let mut steps = Vec::with_capacity(l.order.len());
-        let mut outs = Vec::with_capacity(l.order.len());
         let mut choices = Vec::with_capacity(l.order.len());
         let mut scratch = 0usize;
         for &i in &l.order {
@@ -141,20 +140,19 @@ impl CpuExecutable {
             let flops = n.op.kernels(&infos, graph.info(n.output)).first().map_or(0.0, |k| k.flops);
             let split = kernel.split().filter(|_| cpu.shard().is_some());
             steps.push(Step { name: n.name.clone(), kind: n.op.kind(), shape: fmt_shape(&graph.info(n.output).shape), flops, kernel, inputs, out, split });
-            outs.push(n.output);
         }
-        // Columns that every reader takes only this rank's share of (the MLP's first product,
-        // read by the second split along its depth) need no gather.
+        // Columns that every reader takes only this rank's share of need no gather: the MLP's
+        // first product, read by the second split along its depth; the QKV product split by
+        // heads, read by the attention split so.
         if let Some(shard) = cpu.shard() {
-            let order: Vec<usize> = l.order.clone();
             for s in 0..steps.len() {
                 let Some(crate::cpu::Shared::Columns { width, unit }) = steps[s].split else { continue };
-                let t = outs[s];
+                let t = graph.nodes()[l.order[s]].output;
                 if graph.outputs().contains(&t) {
                     continue;
                 }
                 let own = shard.columns(width, unit);
-                let readers: Vec<(usize, usize)> = order.iter().enumerate().flat_map(|(j, &i)| graph.nodes()[i].inputs.iter().enumerate().filter(|(_, &x)| x == t).map(move |(pos, _)| (j, pos))).collect();
+                let readers: Vec<(usize, usize)> = l.order.iter().enumerate().flat_map(|(j, &i)| graph.nodes()[i].inputs.iter().enumerate().filter(|(_, &x)| x == t).map(move |(pos, _)| (j, pos))).collect();
                 if !readers.is_empty() && readers.iter().all(|&(j, pos)| steps[j].kernel.reads_columns() == Some((pos, width, own))) {
                     steps[s].split = None;
                 }

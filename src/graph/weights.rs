@@ -87,9 +87,7 @@ impl Weights {
     /// ranks divide the heads ([`Weights::set_heads`]) gives each rank its heads' query, key and
     /// value columns, so that its attention needs no other rank's; else as `insert_matrix`.
     pub fn insert_qkv(&mut self, name: &str, shape: &[usize], data: &[f32]) -> Result<()> {
-        let by_heads = self.device.cpu().and_then(|c| c.shard()).is_some_and(|s| self.heads > 0 && self.heads.is_multiple_of(s.ranks()) && shape.get(1).is_some_and(|n| n.is_multiple_of(3 * self.heads)));
-        let split = if by_heads { crate::cpu::Split::Heads(self.heads) } else { crate::cpu::Split::Columns };
-        self.insert_panels(name, shape, data, split)
+        self.insert_panels(name, shape, data, crate::cpu::Split::Heads(self.heads))
     }
 
     /// [`Weights::insert_matrix`] for a B that a split backend keeps whole on every rank (the
@@ -105,9 +103,9 @@ impl Weights {
         };
         let (cpu, k, n) = cpu;
         let w = Arc::new(HostWeight::new_matrix(&cpu, name, k, n, data, split)?);
-        self.bytes += w.bytes_held();
+        self.bytes += w.bytes();
         if let Some(old) = self.host.insert(name.into(), w) {
-            self.bytes -= old.bytes_held();
+            self.bytes -= old.bytes();
         }
         self.quant.remove(name);
         Ok(())
@@ -124,8 +122,7 @@ impl Weights {
     /// [`Weights::insert_quant`] for a fused query-key-value weight: split by heads between a
     /// split backend's ranks where they divide them (as [`Weights::insert_qkv`]).
     pub fn insert_quant_qkv(&mut self, name: &str, q: &QuantWeight) -> Result<()> {
-        let by_heads = self.device.cpu().and_then(|c| c.shard()).is_some_and(|s| self.heads > 0 && self.heads.is_multiple_of(s.ranks()));
-        self.insert_quant_split(name, q, if by_heads { crate::cpu::Split::Heads(self.heads) } else { crate::cpu::Split::Columns })
+        self.insert_quant_split(name, q, crate::cpu::Split::Heads(self.heads))
     }
 
     fn insert_quant_split(&mut self, name: &str, q: &QuantWeight, split: crate::cpu::Split) -> Result<()> {
@@ -133,10 +130,10 @@ impl Weights {
         let gpu = match &self.device {
             Device::Cpu(cpu) => {
                 let w = Arc::new(HostWeight::new_quant_split(cpu, name, q, self.arithmetic, split)?);
-                self.bytes += w.bytes_held();
+                self.bytes += w.bytes();
                 self.int8_layers += w.int8().is_some() as usize;
                 if let Some(old) = self.host.insert(name.into(), w) {
-                    self.bytes -= old.bytes_held();
+                    self.bytes -= old.bytes();
                     self.int8_layers -= old.int8().is_some() as usize;
                 }
                 self.quant.insert(name.into(), q.shape());
@@ -178,9 +175,9 @@ impl Weights {
         let gpu = match &self.device {
             Device::Cpu(cpu) => {
                 let w = Arc::new(HostWeight::new(cpu, name, shape, data.to_vec())?);
-                self.bytes += w.bytes_held();
+                self.bytes += w.bytes();
                 if let Some(old) = self.host.insert(name.into(), w) {
-                    self.bytes -= old.bytes_held();
+                    self.bytes -= old.bytes();
                 }
                 self.quant.remove(name);
                 return Ok(());

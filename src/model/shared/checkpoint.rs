@@ -16,6 +16,10 @@ use std::borrow::Cow;
 pub trait ByteSource: Send + Sync {
     /// Bytes in the file.
     fn len(&self) -> usize;
+    /// Whether the file is empty.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
     /// Bytes `start..end` (within `len`).
     fn read(&self, start: usize, end: usize) -> Vec<u8>;
 }
