@@ -144,6 +144,12 @@ export function makeApi(init, Engine, relaxedUrl, glueUrl, defaultWasmUrl, initS
     return [threads, `${threads} thread${threads === 1 ? '' : 's'}: as asked`];
   }
 
+  /** An engine on the page's own thread: the page's wasm instance (made now, from `url`), `device`. */
+  async function pageEngine(url, device, memoryBudget, tune) {
+    await initWasm(url);
+    return call(() => Engine.create(device, memoryBudget, tune));
+  }
+
   /** A model's wasm model, loaded again on the engine's fallback where its worker threads died. */
   async function live(model) {
     if (model._reload && model._inner._engine?.dead) {
@@ -334,6 +340,16 @@ export function makeApi(init, Engine, relaxedUrl, glueUrl, defaultWasmUrl, initS
     throw disposedError();
   }
   
+  /**
+   * A checkpoint's weights once more, to load a model again where its worker threads died: from
+   * the Cache API (or the network) for a hub id or URL, else the caller's own bytes (no copy of
+   * the weights is kept for it).
+   */
+  function weightsAgain(source, { endpoint, revision, onProgress, cache }) {
+    if (typeof source === 'string') return fetchBytes(`${filesUrl(source, endpoint, revision)}/model.safetensors`, { cache, onProgress });
+    return toBytes(source.weights, 'weights');
+  }
+
   const HUB_ID = /^[A-Za-z0-9][\w.-]*\/[A-Za-z0-9][\w.-]*$/;
 
   /** Where a checkpoint's files are: a hub id's resolve URL, or the given base URL. */
@@ -384,8 +400,7 @@ export function makeApi(init, Engine, relaxedUrl, glueUrl, defaultWasmUrl, initS
           try {
             engine = await WorkerEngine.start({ ...this._workerOptions, ranks: 1 });
           } catch {
-            await initWasm();
-            engine = await call(() => Engine.create('cpu', this._workerOptions.memoryBudget, false));
+            engine = await pageEngine(undefined, 'cpu', this._workerOptions.memoryBudget, false);
           }
           this._engine = engine;
           this.adapterInfo = JSON.parse(engine.adapterInfo());
@@ -481,13 +496,10 @@ export function makeApi(init, Engine, relaxedUrl, glueUrl, defaultWasmUrl, initS
         } catch (e) {
           // No workers here (or they could not start): one thread on this one, with the reason.
           const fallback = `1 thread: ${n} worker thread${n === 1 ? '' : 's'} could not start (${e.message || e})`;
-          await initWasm(url);
-          return new Tessera(await call(() => Engine.create('cpu', memoryBudget ?? undefined, false)), reason, fallback);
+          return new Tessera(await pageEngine(url, 'cpu', memoryBudget ?? undefined, false), reason, fallback);
         }
       }
-      await initWasm(url);
-      const engine = await call(() => Engine.create(device, memoryBudget ?? undefined, tune));
-      return new Tessera(engine, reason, device === 'cpu' ? why : null);
+      return new Tessera(await pageEngine(url, device, memoryBudget ?? undefined, tune), reason, device === 'cpu' ? why : null);
     }
 
     /** Stops the engine's worker threads, if it has any (models loaded on it reject afterwards). */
@@ -506,11 +518,10 @@ export function makeApi(init, Engine, relaxedUrl, glueUrl, defaultWasmUrl, initS
         err.kind = 'input';
         throw err;
       }
-      const files = async () => this._modelFiles(source, { endpoint, revision, onProgress, cache });
-      const { name, config, weights, preprocessor } = await files();
+      const { name, config, weights, preprocessor } = await this._modelFiles(source, { endpoint, revision, onProgress, cache });
       const loadOn = (engine, w) => call(() => engine.loadModel(name, config, w, preprocessor ?? undefined, f16, patchSize ?? undefined, !!int8));
       const model = new Model(await loadOn(await this._live(), weights));
-      if (this._workerOptions) model._reload = async () => loadOn(await this._live(), (await files()).weights);
+      if (this._workerOptions) model._reload = async () => loadOn(await this._live(), await weightsAgain(source, { endpoint, revision, onProgress, cache }));
       return model;
     }
 
@@ -589,12 +600,7 @@ export function makeApi(init, Engine, relaxedUrl, glueUrl, defaultWasmUrl, initS
       const { config, weights, preprocessor, tokenizer, tokenizerConfig, sentencepiece } = files;
       const loadOn = (engine, w) => call(() => engine.loadClip(name, config, w, preprocessor ?? undefined, tokenizer ?? undefined, tokenizerConfig ?? undefined, sentencepiece ?? undefined));
       const model = new ClipModel(await loadOn(await this._live(), weights));
-      if (this._workerOptions) {
-        model._reload = async () => {
-          const again = typeof source === 'string' ? await fetchBytes(`${filesUrl(source, endpoint, revision)}/model.safetensors`, { cache, onProgress }) : await toBytes(source.weights, 'weights');
-          return loadOn(await this._live(), again);
-        };
-      }
+      if (this._workerOptions) model._reload = async () => loadOn(await this._live(), await weightsAgain(source, { endpoint, revision, onProgress, cache }));
       return model;
     }
   }
