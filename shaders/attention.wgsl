@@ -5,6 +5,7 @@
 //                       which: q of (b, h, t) at b*batch_stride + h*head_stride + t*row_stride,
 //                       k and v k_off and v_off further (all in units of V)
 //   out (B, T, H*DH)    heads concatenated, ready for the output projection
+//   sizes (B, T)        SIZED: ToMe's proportional attention, log(size) added to each key's logit
 //   lengths (B)         MASKED: the keys of each batch item (padded sequences: keys from its
 //                       length on are not loaded or scored; its padded queries still attend to
 //                       its valid keys, as transformers' key mask does)
@@ -36,6 +37,9 @@ struct Params { tokens: u32, heads: u32, scale: f32, batch_stride: u32, head_str
 @group(0) @binding(_) var<uniform> P: Params;
 @group(0) @binding(_) var<storage, read_write> out: array<SV>;
 @group(0) @binding(_) var<storage, read_write> qkv: array<SV>;
+#ifdef SIZED
+@group(0) @binding(_) var<storage, read_write> sizes: array<S>;
+#endif
 #ifdef MASKED
 @group(0) @binding(_) var<storage, read_write> lengths: array<f32>;
 var<workgroup> wg_keys: u32;
@@ -93,7 +97,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
                 for (var d = 0u; d < DV; d++) {
                     partial = fma(q[d], k_tile[j * DV + d], partial);
                 }
+#ifdef SIZED
+                let score = hsum(partial) + log(f32(sizes[b * P.tokens + kv0 + j]));
+#else
                 let score = hsum(partial);
+#endif
                 s[j] = score;
                 m_new = max(m_new, score);
             }

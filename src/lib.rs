@@ -35,7 +35,7 @@ pub use graph::report::{CompileOptions, HostTensor, OpTiming, PlanReport, Profil
 pub use graph::schedule::plan_graph;
 pub use graph::select::{check_options, Reason};
 pub use graph::weights::Weights;
-pub use model::{Checkpoint, LoadOptions, Model, ModelOutput, RunOptions};
+pub use model::{Checkpoint, LoadOptions, Merge, MergeSchedule, Model, ModelOutput, RunOptions};
 pub use ops::{Activation, Op};
 pub use tensor::{DType, TensorId, TensorInfo, TensorKind};
 pub use wgpu;

@@ -86,8 +86,10 @@ fn v_in_place(nr: usize, l: &Qkv) -> bool {
 /// the query tokens in `queries` of every batch item (the rest of `out` is left as it is: a split
 /// backend's other ranks compute it); `scratch` holds [`scratch_len`] values. `lengths` (empty, or one per batch item): each item's
 /// keys, the rest skipped (padded sequences; its padded queries attend to its valid keys).
+/// `sizes` (empty, or `(B, T)`): ToMe's proportional attention, `log(size)` added to each key's
+/// logit.
 #[allow(clippy::too_many_arguments)]
-pub fn attention(cpu: &Cpu, qkv: &[f32], l: &Qkv, (heads, queries): (std::ops::Range<usize>, std::ops::Range<usize>), lengths: &[f32], scale: f32, out: &mut [f32], scratch: &mut [f32]) {
+pub fn attention(cpu: &Cpu, qkv: &[f32], l: &Qkv, (heads, queries): (std::ops::Range<usize>, std::ops::Range<usize>), (lengths, sizes): (&[f32], &[f32]), scale: f32, out: &mut [f32], scratch: &mut [f32]) {
     assert!(l.dh <= MAX_HEAD_DIM && l.dh > 0 && l.t > 0, "head dim {} or tokens {} out of range", l.dh, l.t);
     assert!(queries.start <= queries.end && queries.end <= l.t, "queries {queries:?} of {}", l.t);
     assert!(heads.start <= heads.end && heads.end <= l.heads, "heads {heads:?} of {}", l.heads);
@@ -97,6 +99,8 @@ pub fn attention(cpu: &Cpu, qkv: &[f32], l: &Qkv, (heads, queries): (std::ops::R
     }
     assert!(out.len() >= l.b * l.t * l.heads * l.dh, "output too small");
     assert!(lengths.is_empty() || lengths.len() == l.b, "one length per batch item");
+    assert!(sizes.is_empty() || sizes.len() == l.b * l.t, "one size per token");
+    assert!(sizes.is_empty() || scale > 0.0, "proportional attention needs a positive scale");
     // At least one key: a softmax over none has no value.
     let keys = |b: usize| lengths.get(b).map_or(l.t, |&n| (n.round().max(1.0) as usize).min(l.t));
     let need = scratch_len(cpu.isa, l);
@@ -152,7 +156,8 @@ pub fn attention(cpu: &Cpu, qkv: &[f32], l: &Qkv, (heads, queries): (std::ops::R
         let q0 = queries.start + blk * qb;
         let rows = qb.min(queries.end - q0);
         let dst = SyncPtr(unsafe { o.ptr().add((b * l.t + q0) * l.heads * l.dh + h * l.dh) });
-        let task = Task { qkv, l, pack, scale, b, h, q0, rows, keys: keys(b), out: dst };
+        let sizes = if sizes.is_empty() { sizes } else { &sizes[b * l.t..(b + 1) * l.t] };
+        let task = Task { qkv, l, pack, scale, b, h, q0, rows, keys: keys(b), sizes, out: dst };
         match isa {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: `Cpu` only selects an instruction set the machine has.
@@ -197,6 +202,8 @@ struct Task<'a> {
     rows: usize,
     /// The batch item's keys (the first `keys` of its T).
     keys: usize,
+    /// The batch item's token sizes (empty: no size bias).
+    sizes: &'a [f32],
     out: SyncPtr,
 }
 
@@ -255,6 +262,14 @@ unsafe fn attend<S: Simd, const MR: usize, const NV: usize>(t: &Task) {
         // Scores: Q (rows x dh) x K^T (dh x n), panels k0 / nr.. of the packed K.
         let g = Gemm { m: t.rows, a: q, lda: l.row, b: &kp[(k0 / nr) * dh * nr..], k: dh, k0: 0, panel: dh * nr, ldb: nr, n, nr, ldc: lds };
         unsafe { block_generic::<S, MR, NV>(&g, SyncPtr(s.as_mut_ptr()), &Epilogue::NONE, (0, n.div_ceil(nr)), (0, t.rows), 0) };
+        // Proportional attention: log(size) on each logit, in units of the unscaled scores.
+        if !t.sizes.is_empty() {
+            let mut bias = [0f32; KB];
+            bias[..n].iter_mut().zip(&t.sizes[k0..k0 + n]).for_each(|(b, s)| *b = s.ln() / t.scale);
+            for i in 0..t.rows {
+                s[i * lds..i * lds + n].iter_mut().zip(&bias[..n]).for_each(|(v, b)| *v += b);
+            }
+        }
         // Online softmax: new maxima, rescaled sums and accumulators, probabilities in place.
         // The maxima are of the unscaled scores (the scale is positive), the scale applied inside
         // the exponent.
@@ -308,7 +323,7 @@ mod tests {
                 let scale = 1.0 / (dh as f32).sqrt();
                 let mut out = vec![f32::NAN; b * t * d];
                 let mut scratch = vec![0f32; scratch_len(isa, &l)];
-                attention(&cpu, &qkv, &l, (0..heads, 0..t), &[], scale, &mut out, &mut scratch);
+                attention(&cpu, &qkv, &l, (0..heads, 0..t), (&[], &[]), scale, &mut out, &mut scratch);
                 let want = crate::reference::attention(&qkv, b, t, heads, dh, scale);
                 for (i, (g, w)) in out.iter().zip(&want).enumerate() {
                     assert!((g - w).abs() <= 1e-5 + 1e-4 * w.abs(), "{isa:?} b={b} t={t} h={heads} dh={dh} at {i}: {g} vs {w}");

@@ -109,7 +109,7 @@ pub fn patches(image: &[f32], c: usize, h: usize, w: usize, p: usize, out: &mut 
 
 /// Attention probabilities of queries `0..queries` over keys `first_key..t`, per head:
 /// `out (b, heads, queries, t - first_key)`.
-pub fn attention_probs(qkv: &[f32], l: &Qkv, scale: f32, queries: usize, first_key: usize, out: &mut [f32]) {
+pub fn attention_probs(qkv: &[f32], l: &Qkv, sizes: &[f32], scale: f32, queries: usize, first_key: usize, out: &mut [f32]) {
     let keys = l.t - first_key;
     let mut s = vec![0f32; l.t];
     for b in 0..l.b {
@@ -119,7 +119,7 @@ pub fn attention_probs(qkv: &[f32], l: &Qkv, scale: f32, queries: usize, first_k
                 let qv = &qkv[base + q * l.row..base + q * l.row + l.dh];
                 for (kk, sk) in s.iter_mut().enumerate() {
                     let kv = &qkv[base + l.k_off + kk * l.row..base + l.k_off + kk * l.row + l.dh];
-                    *sk = math::dot(qv, kv) * scale;
+                    *sk = math::dot(qv, kv) * scale + sizes.get(b * l.t + kk).map_or(0.0, |s| s.ln());
                 }
                 let m = math::max(&s);
                 s.iter_mut().for_each(|v| *v = math::exp_floored(*v - m));

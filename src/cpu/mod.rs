@@ -8,6 +8,7 @@ pub mod gemm;
 pub mod gemm_int8;
 pub mod gemm_quant;
 pub mod kernels;
+pub mod merge;
 pub(crate) mod math;
 mod pool;
 pub mod shard;

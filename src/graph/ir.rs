@@ -281,6 +281,44 @@ impl Graph {
         self.op(name, Op::MaskedMeanTokens { start, count }, &[x, lengths])
     }
 
+    /// [`Graph::attention`] with ToMe's proportional attention: `log(sizes[b, key])` added to
+    /// each logit (`sizes (B, T)`: the tokens each token stands for).
+    pub fn sized_attention(&mut self, name: &str, qkv: TensorId, sizes: TensorId, heads: usize, scale: f32) -> Result<TensorId> {
+        self.op(name, Op::SizedAttention { heads, scale }, &[qkv, sizes])
+    }
+
+    /// [`Graph::attention_probs`] with proportional attention.
+    #[allow(clippy::too_many_arguments)]
+    pub fn sized_attention_probs(&mut self, name: &str, qkv: TensorId, sizes: TensorId, heads: usize, scale: f32, queries: usize, first_key: usize) -> Result<TensorId> {
+        self.op(name, Op::SizedAttentionProbs { heads, scale, queries, first_key }, &[qkv, sizes])
+    }
+
+    /// ToMe's bipartite soft matching of `x (B, T, D)` by the keys of `qkv` (averaged over
+    /// heads), merging `r` tokens into others by their size-weighted mean; the first `protected`
+    /// tokens are never merged. `sizes`: each token's size so far (None: 1 each). Returns the
+    /// merged tokens `(B, T - r, D)`, each token's output row `(B, T)` and the new sizes
+    /// `(B, T - r)` (see [`crate::ops::merge`]).
+    #[allow(clippy::too_many_arguments)]
+    pub fn merge(&mut self, name: &str, x: TensorId, qkv: TensorId, sizes: Option<TensorId>, heads: usize, r: usize, protected: usize) -> Result<(TensorId, TensorId, TensorId)> {
+        let t = self.info(x).shape.get(1).copied().unwrap_or(0);
+        let metric = self.op(&format!("{name}.metric"), Op::MergeMetric { heads }, &[qkv])?;
+        let best = self.op(&format!("{name}.match"), Op::MergeMatch { protected }, &[metric])?;
+        let dest = self.op(&format!("{name}.dest"), Op::MergeDest { tokens: t, r, protected }, &[best])?;
+        let sized = sizes.is_some();
+        let mut ins = vec![dest];
+        ins.extend(sizes);
+        let new_sizes = self.op(&format!("{name}.sizes"), Op::MergeSizes { tokens: t - r, sized }, &ins)?;
+        let mut ins = vec![x, dest];
+        ins.extend(sizes);
+        let merged = self.op(name, Op::MergeTokens { tokens: t - r, sized }, &ins)?;
+        Ok((merged, dest, new_sizes))
+    }
+
+    /// `groups (B, N)` (each original token's row) after one more merge's `dest (B, T)`.
+    pub fn merge_compose(&mut self, name: &str, groups: TensorId, dest: TensorId) -> Result<TensorId> {
+        self.op(name, Op::MergeCompose, &[groups, dest])
+    }
+
     /// Concatenation along the last dimension.
     pub fn concat(&mut self, name: &str, a: TensorId, b: TensorId) -> Result<TensorId> {
         self.op(name, Op::Concat, &[a, b])

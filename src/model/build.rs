@@ -25,6 +25,12 @@ pub struct Outputs {
     /// `(B, P)`: the pooled features projected into the image-text space (CLIP), unless only the
     /// logits are read.
     pub image_embeds: Option<TensorId>,
+    /// With token merging and attention maps: `(B, T0)`, the row of the tokens the attention map
+    /// covers that each original token (prefix first) went into, and `(B, T')` those tokens'
+    /// sizes (None where no merge came before the map).
+    pub merge_groups: Option<(TensorId, TensorId)>,
+    /// With token merging: each layer's tokens and merge.
+    pub merge: Vec<crate::model::LayerMerge>,
 }
 
 /// A built graph: the graph, its outputs by name, and its position-embedding weight (per input
@@ -44,7 +50,7 @@ pub fn build_graph(arch: Arch, batch: usize, h: usize, w: usize, opts: RunOption
     let cfg = arch.config;
     let def = families::of(cfg.family).ok_or_else(|| Error::model(format!("{:?}", cfg.family), "no image tower to build a graph for"))?;
     let mut g = Graph::new();
-    let Encoded { tower, hidden, last_qkv, positions } = encode(&mut g, arch, batch, h, w, opts)?;
+    let Encoded { tower, hidden, last_qkv, positions, merge } = encode(&mut g, arch, batch, h, w, opts)?;
     let heads = def.heads(&mut g, &tower)?;
     let mut outputs = Outputs { logits: heads.logits, ..Default::default() };
     if !(opts.logits_only && heads.logits.is_some()) {
@@ -55,18 +61,28 @@ pub fn build_graph(arch: Arch, batch: usize, h: usize, w: usize, opts: RunOption
     if opts.hidden_states {
         outputs.hidden_states = hidden;
     }
+    let (at_last_layer, at_end) = merge.as_ref().map_or((None, None), |m| (m.at_last_layer, m.at_end));
     if opts.attention && cfg.layout.class_token {
         if let Some(qkv) = last_qkv {
             let scale = 1.0 / (cfg.head_dim() as f32).sqrt();
-            outputs.cls_attention = Some(g.attention_probs("cls_attention", qkv, cfg.num_heads, scale, 1, cfg.prefix_tokens())?);
+            let (heads, prefix) = (cfg.num_heads, cfg.prefix_tokens());
+            // The last layer's attention with proportional attention where tokens merged before it.
+            outputs.cls_attention = Some(match at_last_layer {
+                Some((_, sizes)) => g.sized_attention_probs("cls_attention", qkv, sizes, heads, scale, 1, prefix)?,
+                None => g.attention_probs("cls_attention", qkv, heads, scale, 1, prefix)?,
+            });
+            outputs.merge_groups = at_last_layer;
         }
     } else if opts.attention {
         // Without a class token (SigLIP, SigLIP 2, timm's map pooling), what the pooling query
-        // attends to: the attention that makes the embedding.
+        // attends to: the attention that makes the embedding (over the tokens the encoder left).
         outputs.cls_attention = tower.pool_attention(&mut g)?;
+        outputs.merge_groups = at_end.filter(|_| outputs.cls_attention.is_some());
     }
+    outputs.merge = merge.map(|m| m.layers).unwrap_or_default();
     let marked = [outputs.logits, outputs.last_hidden_state, outputs.pooler_output, outputs.image_embeds];
-    for t in marked.into_iter().flatten().chain(outputs.hidden_states.iter().copied()).chain(outputs.cls_attention) {
+    let groups = outputs.merge_groups.into_iter().flat_map(|(a, b)| [a, b]);
+    for t in marked.into_iter().flatten().chain(outputs.hidden_states.iter().copied()).chain(outputs.cls_attention).chain(groups) {
         g.output(t);
     }
     Ok(Built { graph: g, outputs, positions })

@@ -31,6 +31,12 @@ pub struct ModelOutput {
     pub image_embeds: Option<HostTensor>,
     /// The patch grid (rows, columns) of this input.
     pub grid: (usize, usize),
+    /// With token merging and an attention map: `(B, T0)`, for each original token (prefix
+    /// tokens first, then the patches), the row it went into among the tokens the map covers,
+    /// and `(B, T')` their sizes (ToMe's source tracking).
+    pub merge_groups: Option<(HostTensor, HostTensor)>,
+    /// With token merging: each encoder layer's tokens and merge.
+    pub merge: Vec<crate::model::LayerMerge>,
     /// Per-op GPU times, when profiling.
     pub profile: Option<Profile>,
 }
@@ -51,6 +57,26 @@ pub struct AttentionMap {
     pub per_head: Vec<f32>,
     /// Mean over heads, `rows * cols`.
     pub mean: Vec<f32>,
+    /// With token merging: for each patch, the merged token it is part of where the attention
+    /// was taken (patches of one token share a number; ToMe's visualisation colours them
+    /// alike). Each patch then holds its token's attention divided by the token's size, so the
+    /// map still sums to what the patches took together. Empty without merging.
+    pub groups: Vec<u32>,
+}
+
+/// Attention over merged tokens `att (heads, T' - prefix)` spread back over the `n` patches:
+/// each patch its token's attention over the token's size; and each patch's token (ToMe's source
+/// tracking). `groups (prefix + n)`: each original token's row; `sizes (T')`.
+fn unmerge_attention(att: &[f32], heads: usize, prefix: usize, n: usize, groups: &[f32], sizes: &[f32]) -> (Vec<f32>, Vec<u32>) {
+    let keys = att.len() / heads.max(1);
+    let rows: Vec<usize> = (0..n).map(|p| (groups.get(prefix + p).copied().unwrap_or(0.0).round().max(0.0) as usize).clamp(prefix, prefix + keys.max(1) - 1)).collect();
+    let mut out = vec![0f32; heads * n];
+    for h in 0..heads {
+        for (p, &row) in rows.iter().enumerate() {
+            out[h * n + p] = att[h * keys + row - prefix] / sizes.get(row).copied().unwrap_or(1.0).max(1.0);
+        }
+    }
+    (out, rows.iter().map(|&r| (r - prefix) as u32).collect())
 }
 
 /// One top-k entry.
@@ -114,11 +140,13 @@ pub struct LoadOptions {
     /// A NaFlex checkpoint's (SigLIP 2's) budget of patches per image instead of its
     /// `preprocessor_config.json`'s `max_num_patches` (an error for other checkpoints).
     pub max_patches: Option<usize>,
+    /// Token merging (ToMe) in every run that does not ask otherwise ([`RunOptions::merge`]).
+    pub merge: crate::model::Merge,
 }
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        LoadOptions { storage: DType::F32, patch_size: None, arithmetic: Arithmetic::Dequantized, max_patches: None }
+        LoadOptions { storage: DType::F32, patch_size: None, arithmetic: Arithmetic::Dequantized, max_patches: None, merge: crate::model::Merge::NONE }
     }
 }
 
@@ -135,6 +163,7 @@ pub struct Model {
     projection: bool,
     storage: DType,
     original_patch: usize,
+    merge: crate::model::Merge,
     runner: Runner,
 }
 
@@ -159,6 +188,8 @@ fn model_output(mut ran: crate::model::runner::Ran, grid: (usize, usize)) -> Mod
         hidden_states,
         cls_attention: ran.take(o.cls_attention),
         image_embeds,
+        merge_groups: o.merge_groups.and_then(|(g, s)| Some((ran.take(Some(g))?, ran.take(Some(s))?))),
+        merge: o.merge.clone(),
         grid,
         profile: ran.profile,
     }
@@ -239,8 +270,32 @@ impl Model {
             projection: loaded.projection,
             storage,
             original_patch: from,
+            merge: opts.merge,
             runner: Runner::new(&device, w, loaded.pos),
         })
+    }
+
+    /// The token merging runs get unless they ask otherwise.
+    pub fn merge(&self) -> crate::model::Merge {
+        self.merge
+    }
+
+    /// Sets the token merging runs get unless they ask otherwise.
+    pub fn set_merge(&mut self, merge: crate::model::Merge) {
+        self.merge = merge;
+    }
+
+    /// `opts` with the merging it runs with: its own, else the model's; None where nothing merges.
+    fn resolve(&self, opts: RunOptions) -> RunOptions {
+        RunOptions { merge: Some(opts.merge.unwrap_or(self.merge)).filter(|m| m.is_on()), ..opts }
+    }
+
+    /// Each encoder layer's tokens and merge for an input of `h` x `w` pixels with `merge`
+    /// (ToMe's cap applied: at most half a layer's unprotected tokens).
+    pub fn merge_plan(&self, h: usize, w: usize, merge: crate::model::Merge) -> Vec<crate::model::LayerMerge> {
+        let cfg = &self.config;
+        let tokens = cfg.prefix_tokens() + (h / cfg.patch_size) * (w / cfg.patch_size);
+        merge.plan(cfg.num_layers, tokens, cfg.prefix_tokens())
     }
 
     /// The model's architecture, as the graph builder takes it.
@@ -295,12 +350,12 @@ impl Model {
     /// (after a run of that size), and the batch that graph takes (smaller when the batch was
     /// split to fit the device).
     pub fn plan(&self, batch: usize, h: usize, w: usize, opts: RunOptions) -> Option<(usize, PlanReport)> {
-        self.runner.plan(batch, h, w, opts)
+        self.runner.plan(batch, h, w, self.resolve(opts))
     }
 
     /// The kernel each node of that graph runs, and why (after a run of that size).
     pub fn kernel_choices(&self, batch: usize, h: usize, w: usize, opts: RunOptions) -> Option<Vec<crate::KernelChoice>> {
-        self.runner.kernel_choices(batch, h, w, opts)
+        self.runner.kernel_choices(batch, h, w, self.resolve(opts))
     }
 
     /// GPU time of one run of the graph for `batch` images of `h` x `w`, in ms: `repeats` runs
@@ -313,7 +368,7 @@ impl Model {
         if self.runner.device.gpu().is_none_or(|g| !g.has_timestamps()) {
             return Ok(None);
         }
-        let (graph, chunk) = self.runner.fitting(self.arch(), b, h, w, opts).await?;
+        let (graph, chunk) = self.runner.fitting(self.arch(), b, h, w, self.resolve(opts)).await?;
         if chunk < b {
             return Ok(None);
         }
@@ -342,7 +397,7 @@ impl Model {
         if let Some(i) = pixels.iter().position(|v| !v.is_finite()) {
             return Err(bad(format!("value {} at index {i} is not finite", pixels[i])));
         }
-        let ran = self.runner.run(self.arch(), pixels, dims, opts).await?;
+        let ran = self.runner.run(self.arch(), pixels, dims, self.resolve(opts)).await?;
         Ok(model_output(ran, (h / cfg.patch_size, w / cfg.patch_size)))
     }
 
@@ -409,7 +464,7 @@ impl Model {
             }
         }
         let lengths: Vec<f32> = grids.iter().map(|g| (g.0 * g.1) as f32).collect();
-        let opts = RunOptions { masked: true, ..opts };
+        let opts = RunOptions { masked: true, ..self.resolve(opts) };
         let extra: [(&str, &[f32]); 2] = [("positions", &positions), ("lengths", &lengths)];
         let ran = self.runner.run_with(self.arch(), &strip, [b, c, p, w], &extra, opts).await?;
         Ok(model_output(ran, (1, n)))
@@ -546,8 +601,12 @@ impl Model {
         let source = if self.config.layout.class_token { "cls" } else { "pool" };
         let heads = att.shape[1];
         let n = out.grid.0 * out.grid.1;
-        let mean = (0..n).map(|j| (0..heads).map(|k| att.data[k * n + j]).sum::<f32>() / heads as f32).collect();
-        Ok(AttentionMap { source, rows: out.grid.0, cols: out.grid.1, heads, per_head: att.data, mean })
+        let (per_head, groups) = match &out.merge_groups {
+            Some((groups, sizes)) => unmerge_attention(&att.data, heads, self.config.prefix_tokens(), n, &groups.data, &sizes.data),
+            None => (att.data, Vec::new()),
+        };
+        let mean = (0..n).map(|j| (0..heads).map(|k| per_head[k * n + j]).sum::<f32>() / heads as f32).collect();
+        Ok(AttentionMap { source, rows: out.grid.0, cols: out.grid.1, heads, per_head, mean, groups })
     }
 
     /// Top-k classes per image from logits `(B, N)`, with softmax probabilities.

@@ -33,6 +33,7 @@ pub use runner::MAX_COMPILED;
 pub use shared::checkpoint::{ByteSource, Checkpoint};
 pub use shared::decode::decode_image;
 pub use shared::flexi;
+pub use shared::merge::{LayerMerge, Merge, MergeSchedule};
 pub use shared::preprocess::PreprocessorConfig;
 pub use shared::quantized::QuantConfig;
 pub use shared::spec::{Family, Head, Layout, ModelConfig};

@@ -92,6 +92,12 @@ fn masked_variant(head_dim: u32) -> ShaderVariant {
     specialize(&["attention", "attention_kv"], &[("DH", head_dim), ("BQ", BQ), ("BKV", (kv_tile(head_dim) - 1).max(1))], flags)
 }
 
+/// The default kernel with proportional attention (each key's `log(size)` read from `sizes`).
+fn sized_variant(head_dim: u32) -> ShaderVariant {
+    let flags: &[&str] = if head_dim.is_multiple_of(4) { &["VEC4", "SIZED"] } else { &["SIZED"] };
+    specialize(&["attention", "attention_kv"], &[("DH", head_dim), ("BQ", BQ), ("BKV", kv_tile(head_dim))], flags)
+}
+
 /// The split variants: (name, G invocations per query, queries per workgroup, partial scores
 /// summed with subgroup shuffles); all take 16 keys per tile. The subgroup ones run natively only,
 /// on adapters whose subgroups hold at least G invocations.
@@ -168,6 +174,9 @@ pub(crate) struct Attention {
     pub scale: f32,
     pub causal: bool,
     pub masked: bool,
+    /// A second input, `sizes (B, T)`: ToMe's proportional attention, `log(size)` added to each
+    /// key's logit.
+    pub sized: bool,
 }
 
 impl OpDef for Attention {
@@ -176,7 +185,7 @@ impl OpDef for Attention {
     }
 
     fn arity(&self) -> usize {
-        1 + self.masked as usize
+        1 + self.masked as usize + self.sized as usize
     }
 
     fn output_shape(&self, node: &str, inputs: &[&TensorInfo]) -> Result<Vec<usize>> {
@@ -190,6 +199,12 @@ impl OpDef for Attention {
         }
         let qkv = inputs[0];
         let s = &qkv.shape;
+        if self.sized {
+            let (b, t) = if s.len() == 5 { (s[1], s[3]) } else { (s[0], s.get(1).copied().unwrap_or(0)) };
+            if inputs[1].shape != [b, t] {
+                return Err(shape_err(node, inputs[1], format!("[{b}, {t}] (the size of each token)")));
+            }
+        }
         let head_major = s.len() == 5 && s[0] == 3 && s[2] == heads;
         if !(head_major || (s.len() == 3 && s[2].is_multiple_of(3))) {
             return Err(shape_err(node, qkv, format!("[B, T, 3 * D] or [3, B, {heads}, T, D / {heads}]")));
@@ -218,6 +233,9 @@ impl OpDef for Attention {
         if self.masked {
             return vec![self.kernel(DEFAULT, inputs, masked_decl(masked_variant(dh)), BQ)];
         }
+        if self.sized {
+            return vec![self.kernel(DEFAULT, inputs, sized_decl(sized_variant(dh)), BQ)];
+        }
         let mut out = vec![self.kernel(DEFAULT, inputs, decl(variant(dh)), BQ)];
         for (name, g, bq, subgroup) in SPLITS {
             if split_fits(dh, g, bq) {
@@ -239,12 +257,12 @@ impl OpDef for Attention {
     fn tuning_key(&self, inputs: &[&TensorInfo], _output: &TensorInfo) -> Option<String> {
         let l = QkvLayout::of(&inputs[0].shape, self.heads);
         let layout = if inputs[0].shape.len() == 5 { " head-major" } else { "" };
-        let causal = if self.causal { " causal" } else if self.masked { " masked" } else { "" };
+        let causal = if self.causal { " causal" } else if self.masked { " masked" } else if self.sized { " sized" } else { "" };
         Some(format!("attention b={} t={} heads={} dh={}{layout}{causal}", l.b, l.t, self.heads, l.dh))
     }
 
     fn heuristic(&self, device: wgpu::DeviceType, _inputs: &[&TensorInfo], _output: &TensorInfo) -> Option<&'static str> {
-        if self.causal || self.masked {
+        if self.causal || self.masked || self.sized {
             return None;
         }
         heuristic_kernel(device)
@@ -263,7 +281,7 @@ impl OpDef for Attention {
             None => ((0, l.heads), (0, l.t)),
         };
         let split = cpu.shard().map(|_| by_heads);
-        Ok(Box::new(AttentionCpu { scratch: crate::cpu::attention::scratch_len(cpu.isa(), &l), l, own, split, scale: self.scale, masked: self.masked }))
+        Ok(Box::new(AttentionCpu { scratch: crate::cpu::attention::scratch_len(cpu.isa(), &l), l, own, split, scale: self.scale, masked: self.masked, sized: self.sized }))
     }
 }
 
@@ -290,8 +308,13 @@ fn masked_decl(shader: ShaderVariant) -> KernelDecl {
     KernelDecl::new::<Params>(shader, vec![Binding::output("out"), Binding::activation(0, "qkv"), Binding::activation(1, "lengths")])
 }
 
+/// The sized kernel reads `sizes` too.
+fn sized_decl(shader: ShaderVariant) -> KernelDecl {
+    KernelDecl::new::<Params>(shader, vec![Binding::output("out"), Binding::activation(0, "qkv"), Binding::activation(1, "sizes")])
+}
+
 pub(crate) fn decls() -> Vec<KernelDecl> {
-    let masked = (1..=MAX_HEAD_DIM as u32).map(|d| masked_decl(masked_variant(d)));
+    let masked = (1..=MAX_HEAD_DIM as u32).map(|d| masked_decl(masked_variant(d))).chain((1..=MAX_HEAD_DIM as u32).map(|d| sized_decl(sized_variant(d))));
     let mut v: Vec<ShaderVariant> = (1..=MAX_HEAD_DIM as u32).map(variant).collect();
     v.extend((1..=MAX_HEAD_DIM as u32).map(causal_variant));
     for (_, g, bq, subgroup) in SPLITS {
@@ -325,6 +348,7 @@ struct AttentionCpu {
     scale: f32,
     scratch: usize,
     masked: bool,
+    sized: bool,
 }
 
 impl CpuKernel for AttentionCpu {
@@ -338,8 +362,9 @@ impl CpuKernel for AttentionCpu {
 
     fn run(&self, cpu: &Cpu, ins: &[&[f32]], out: &mut [f32], scratch: &mut [f32]) {
         let lengths = if self.masked { ins[1] } else { &[] };
+        let sizes = if self.sized { ins[1] } else { &[] };
         let ((h0, h1), (q0, q1)) = self.own;
-        crate::cpu::attention::attention(cpu, ins[0], &self.l, (h0..h1, q0..q1), lengths, self.scale, out, scratch);
+        crate::cpu::attention::attention(cpu, ins[0], &self.l, (h0..h1, q0..q1), (lengths, sizes), self.scale, out, scratch);
     }
 
     /// By heads: rows of D, a head's columns the unit. By tokens: each batch item's output is a

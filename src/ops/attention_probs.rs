@@ -16,11 +16,17 @@ pub(crate) struct AttentionProbs {
     pub scale: f32,
     pub queries: usize,
     pub first_key: usize,
+    /// A second input, `sizes (B, T)`: proportional attention (`log(size)` on each key's logit).
+    pub sized: bool,
 }
 
-fn decl(wg: u32) -> KernelDecl {
-    let bindings = vec![Binding::output("out"), Binding::activation(0, "qkv")];
-    KernelDecl::new::<Params>(specialize(&["attention_probs", "reduce"], &[("WG", wg)], &[]), bindings)
+fn decl(wg: u32, sized: bool) -> KernelDecl {
+    let mut bindings = vec![Binding::output("out"), Binding::activation(0, "qkv")];
+    if sized {
+        bindings.push(Binding::activation(1, "sizes"));
+    }
+    let flags: &[&str] = if sized { &["SIZED"] } else { &[] };
+    KernelDecl::new::<Params>(specialize(&["attention_probs", "reduce"], &[("WG", wg)], flags), bindings)
 }
 
 impl OpDef for AttentionProbs {
@@ -29,11 +35,11 @@ impl OpDef for AttentionProbs {
     }
 
     fn arity(&self) -> usize {
-        1
+        1 + self.sized as usize
     }
 
     fn output_shape(&self, node: &str, inputs: &[&TensorInfo]) -> Result<Vec<usize>> {
-        let s = attention::Attention { heads: self.heads, scale: self.scale, causal: false, masked: false }.output_shape(node, inputs)?;
+        let s = attention::Attention { heads: self.heads, scale: self.scale, causal: false, masked: false, sized: self.sized }.output_shape(node, inputs)?;
         let t = s[1];
         let (queries, first_key) = (self.queries, self.first_key);
         if queries == 0 || queries > t || first_key >= t {
@@ -61,17 +67,17 @@ impl OpDef for AttentionProbs {
         };
         let flops = 6.0 * (b * self.heads as u64 * self.queries as u64 * t * dh) as f64;
         let groups = [self.queries as u32, self.heads as u32, b as u32];
-        vec![Kernel::new(self.kind(), decl(super::row_workgroup(t as usize)), params, groups, flops)]
+        vec![Kernel::new(self.kind(), decl(super::row_workgroup(t as usize), self.sized), params, groups, flops)]
     }
 
     fn cpu_kernel(&self, _cpu: &Cpu, _node: &str, inputs: &[&TensorInfo], _output: &TensorInfo, _weights: &[Option<&HostWeight>]) -> Result<Box<dyn CpuKernel>> {
         let l = attention::QkvLayout::of(&inputs[0].shape, self.heads).cpu();
-        Ok(Box::new(AttentionProbsCpu { l, scale: self.scale, queries: self.queries, first_key: self.first_key }))
+        Ok(Box::new(AttentionProbsCpu { l, scale: self.scale, queries: self.queries, first_key: self.first_key, sized: self.sized }))
     }
 }
 
 pub(crate) fn decls() -> Vec<KernelDecl> {
-    ROW_WORKGROUPS.iter().map(|&wg| decl(wg)).collect()
+    ROW_WORKGROUPS.iter().flat_map(|&wg| [decl(wg, false), decl(wg, true)]).collect()
 }
 
 struct AttentionProbsCpu {
@@ -79,6 +85,7 @@ struct AttentionProbsCpu {
     scale: f32,
     queries: usize,
     first_key: usize,
+    sized: bool,
 }
 
 impl CpuKernel for AttentionProbsCpu {
@@ -87,6 +94,7 @@ impl CpuKernel for AttentionProbsCpu {
     }
 
     fn run(&self, _cpu: &Cpu, ins: &[&[f32]], out: &mut [f32], _scratch: &mut [f32]) {
-        crate::cpu::kernels::attention_probs(ins[0], &self.l, self.scale, self.queries, self.first_key, out);
+        let sizes = if self.sized { ins[1] } else { &[] };
+        crate::cpu::kernels::attention_probs(ins[0], &self.l, sizes, self.scale, self.queries, self.first_key, out);
     }
 }

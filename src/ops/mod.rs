@@ -9,6 +9,7 @@ pub mod elementwise;
 pub mod layernorm;
 pub mod matmul;
 pub mod matmul_heads;
+pub mod merge;
 pub mod patch_embed;
 pub mod shader;
 pub mod softmax;
@@ -188,6 +189,63 @@ pub enum Op {
     },
     /// Concatenation along the last dim.
     Concat,
+    /// [`Op::Attention`] with ToMe's proportional attention. Inputs: `qkv, sizes (B, T)`: each
+    /// key's logit gains `log(size)` (the tokens it stands for).
+    SizedAttention {
+        /// Number of heads.
+        heads: usize,
+        /// Scale applied to scores.
+        scale: f32,
+    },
+    /// [`Op::AttentionProbs`] with proportional attention. Inputs: `qkv, sizes (B, T)`.
+    SizedAttentionProbs {
+        /// Number of heads.
+        heads: usize,
+        /// Score scale.
+        scale: f32,
+        /// Query tokens 0..queries.
+        queries: usize,
+        /// First key token kept in the output.
+        first_key: usize,
+    },
+    /// Token merging: the keys of `qkv` averaged over heads at unit length, `(B, T, D / heads)`
+    /// (see [`merge`]).
+    MergeMetric {
+        /// Number of heads.
+        heads: usize,
+    },
+    /// Token merging: each even token's best cosine over the odd tokens and where, `(B,
+    /// ceil(T/2), 2)`, from `metric (B, T, C)`; the first `protected` tokens take no part.
+    MergeMatch {
+        /// Tokens never merged (class, distillation, registers).
+        protected: usize,
+    },
+    /// Token merging: every token's output row, `(B, tokens)`, from the best matches, merging `r`.
+    MergeDest {
+        /// Tokens before the merge.
+        tokens: usize,
+        /// Tokens merged away.
+        r: usize,
+        /// Tokens never merged.
+        protected: usize,
+    },
+    /// Token merging: `x (B, T, D)` to `(B, tokens, D)`, each row the size-weighted mean of the
+    /// tokens `dest (B, T)` sends there. Inputs: `x, dest, [sizes (B, T)]` (all 1 where absent).
+    MergeTokens {
+        /// Tokens after the merge.
+        tokens: usize,
+        /// A sizes input follows.
+        sized: bool,
+    },
+    /// Token merging: the sizes summed per output row, `(B, tokens)`. Inputs: `dest, [sizes]`.
+    MergeSizes {
+        /// Tokens after the merge.
+        tokens: usize,
+        /// A sizes input follows.
+        sized: bool,
+    },
+    /// Token merging: `groups (B, N)` (each original token's row) through one more `dest (B, T)`.
+    MergeCompose,
 }
 
 /// How a kernel's shader accesses a storage binding. Weights are `read`. Activations are
@@ -398,11 +456,11 @@ impl Op {
             Op::MatMul { bias, act, residual } => Box::new(matmul::MatMul { bias, act, residual }),
             Op::MatMulHeads { heads, bias } => Box::new(matmul_heads::MatMulHeads { heads, bias }),
             Op::PatchEmbed { patch, prefix } => Box::new(patch_embed::PatchEmbed { patch, prefix }),
-            Op::Attention { heads, scale } => Box::new(attention::Attention { heads, scale, causal: false, masked: false }),
-            Op::CausalAttention { heads, scale } => Box::new(attention::Attention { heads, scale, causal: true, masked: false }),
-            Op::MaskedAttention { heads, scale } => Box::new(attention::Attention { heads, scale, causal: false, masked: true }),
+            Op::Attention { heads, scale } => Box::new(attention::Attention { heads, scale, causal: false, masked: false, sized: false }),
+            Op::CausalAttention { heads, scale } => Box::new(attention::Attention { heads, scale, causal: true, masked: false, sized: false }),
+            Op::MaskedAttention { heads, scale } => Box::new(attention::Attention { heads, scale, causal: false, masked: true, sized: false }),
             Op::AttentionProbs { heads, scale, queries, first_key } => {
-                Box::new(attention_probs::AttentionProbs { heads, scale, queries, first_key })
+                Box::new(attention_probs::AttentionProbs { heads, scale, queries, first_key, sized: false })
             }
             Op::AttentionPool { heads, scale } => Box::new(attention_pool::AttentionPool { heads, scale, probs: false, masked: false }),
             Op::AttentionPoolProbs { heads, scale } => Box::new(attention_pool::AttentionPool { heads, scale, probs: true, masked: false }),
@@ -416,6 +474,16 @@ impl Op {
             Op::MeanTokens { start, count } => Box::new(tokens::Tokens { start, count, mean: true, masked: false }),
             Op::MaskedMeanTokens { start, count } => Box::new(tokens::Tokens { start, count, mean: true, masked: true }),
             Op::Concat => Box::new(tokens::Concat),
+            Op::SizedAttention { heads, scale } => Box::new(attention::Attention { heads, scale, causal: false, masked: false, sized: true }),
+            Op::SizedAttentionProbs { heads, scale, queries, first_key } => {
+                Box::new(attention_probs::AttentionProbs { heads, scale, queries, first_key, sized: true })
+            }
+            Op::MergeMetric { heads } => Box::new(merge::Merge::Metric { heads }),
+            Op::MergeMatch { protected } => Box::new(merge::Merge::Match { protected }),
+            Op::MergeDest { tokens, r, protected } => Box::new(merge::Merge::Dest { tokens, r, protected }),
+            Op::MergeTokens { tokens, sized } => Box::new(merge::Merge::Tokens { tokens, sized }),
+            Op::MergeSizes { tokens, sized } => Box::new(merge::Merge::Sizes { tokens, sized }),
+            Op::MergeCompose => Box::new(merge::Merge::Compose),
         }
     }
 
@@ -506,6 +574,7 @@ fn all_f32_decls() -> Vec<KernelDecl> {
     v.extend(softmax::decls());
     v.extend(elementwise::decls());
     v.extend(tokens::decls());
+    v.extend(merge::decls());
     v
 }
 

@@ -27,6 +27,7 @@ pub(crate) const SOURCES: &[(&str, &str)] = &[
     ("elementwise", include_str!("../../shaders/elementwise.wgsl")),
     ("tokens", include_str!("../../shaders/tokens.wgsl")),
     ("concat", include_str!("../../shaders/concat.wgsl")),
+    ("merge", include_str!("../../shaders/merge.wgsl")),
 ];
 
 pub(crate) fn source(stem: &str) -> &'static str {

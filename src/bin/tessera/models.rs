@@ -82,7 +82,7 @@ pub fn load_checkpoint(device: &Device, ck: &Checkpoint, choices: Choices) -> Re
         eprintln!("note: the CPU backend stores and computes f32; --f16 applies to GPU adapters (--device gpu)");
     }
     let arithmetic = if int8 { tessera::quant::Arithmetic::Int8 } else { tessera::quant::Arithmetic::Dequantized };
-    let model = Model::load_with(device, ck, tessera::LoadOptions { storage, patch_size: patch, arithmetic, max_patches })?;
+    let model = Model::load_with(device, ck, tessera::LoadOptions { storage, patch_size: patch, arithmetic, max_patches, merge: Default::default() })?;
     if int8 {
         let a = model.arithmetic();
         if a.quantized == 0 {

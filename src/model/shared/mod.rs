@@ -8,6 +8,7 @@ pub mod family;
 pub mod flexi;
 pub mod hf_config;
 pub mod interp;
+pub mod merge;
 pub mod names;
 pub mod preprocess;
 pub mod quantized;

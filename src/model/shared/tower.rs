@@ -6,6 +6,7 @@
 
 use crate::error::Result;
 use crate::graph::ir::Graph;
+use crate::model::shared::merge::{LayerMerge, Merge};
 use crate::model::shared::names::{engine, Linear, Norm};
 use crate::model::shared::spec::{Head, ModelConfig};
 use crate::ops::Activation;
@@ -33,6 +34,9 @@ pub struct RunOptions {
     /// graph adds a `positions (B, T, D)` input (each image's own) and a `lengths (B)` input, and
     /// attention and pooling skip each image's padding. Set by `run_patches`.
     pub masked: bool,
+    /// Token merging (ToMe) in every encoder layer; None: the model's own setting
+    /// ([`crate::LoadOptions::merge`]). As the graph sees it: None or `r = 0` merges nothing.
+    pub merge: Option<Merge>,
 }
 
 /// The shape of a model's graph: its config, head, pooler and storage.
@@ -89,6 +93,19 @@ pub struct Encoded<'a> {
     pub last_qkv: Option<TensorId>,
     /// The name of the position-embedding weight of this input size.
     pub positions: String,
+    /// Where tokens merge: each layer's share, and the maps behind attention maps.
+    pub merge: Option<Merged>,
+}
+
+/// What merging tokens left, for attention maps.
+pub struct Merged {
+    /// Each layer's tokens and merge.
+    pub layers: Vec<LayerMerge>,
+    /// `(B, T0)`: each original token's row entering the last layer, and `(B, T_last)` the
+    /// sizes there (None where nothing merged before it), when attention maps are asked for.
+    pub at_last_layer: Option<(TensorId, TensorId)>,
+    /// The same after the last layer.
+    pub at_end: Option<(TensorId, TensorId)>,
 }
 
 /// The shared encoder for `batch` images of `h` x `w`: patch embedding (with the prefix tokens
@@ -133,6 +150,12 @@ pub fn encode<'a>(g: &mut Graph, arch: Arch<'a>, batch: usize, h: usize, w: usiz
     }
     let mut hidden = vec![hs];
     let mut last_qkv: Option<TensorId> = None;
+    let tokens0 = prefix + gh * gw;
+    let merge = opts.merge.filter(Merge::is_on);
+    let layers = merge.map(|m| m.plan(cfg.num_layers, tokens0, prefix));
+    if merge.is_some() {
+        check_merge(arch, tokens0, opts)?;
+    }
     let spec = LayerSpec {
         d,
         heads: cfg.num_heads,
@@ -144,18 +167,52 @@ pub fn encode<'a>(g: &mut Graph, arch: Arch<'a>, batch: usize, h: usize, w: usiz
         qkv_heads: opts.qkv_heads,
         lengths,
     };
+    // Merging: each token's size, and each original token's row (for attention maps).
+    let (mut sizes, mut groups): (Option<TensorId>, Option<TensorId>) = (None, None);
+    let mut at_last_layer = None;
     for i in 0..cfg.num_layers {
-        let (out, qkv) = encoder_layer(g, &spec, i, hs)?;
+        if i + 1 == cfg.num_layers {
+            at_last_layer = groups.zip(sizes);
+        }
+        let r = layers.as_ref().map_or(0, |l| l[i].r);
+        let (out, qkv, merged) = encoder_layer_merging(g, &spec, i, hs, sizes, (r, prefix))?;
+        if let Some((dest, new_sizes)) = merged {
+            sizes = Some(new_sizes);
+            if opts.attention {
+                groups = Some(match groups {
+                    Some(before) => g.merge_compose(&format!("layer.{i}.merge.groups"), before, dest)?,
+                    None => dest,
+                });
+            }
+        }
         hs = out;
         hidden.push(hs);
         last_qkv = Some(qkv);
     }
+    let tokens = g.info(hs).shape[1];
+    let merge = layers.map(|layers| Merged { layers, at_last_layer, at_end: groups.zip(sizes) });
     // With fc_norm the tokens stay unnormed and the norm follows the pooling.
     let (fw, fb) = if layout.fc_norm { engine::fc_norm() } else { engine::final_norm() };
     let (fw, fb) = (g.weight(&fw, &[d]), g.weight(&fb, &[d]));
     let seq = if layout.fc_norm { hs } else { g.layer_norm("last_hidden_state", hs, fw, fb, cfg.layer_norm_eps)? };
-    let tower = Tower { arch, seq, final_norm: (fw, fb), tokens: prefix + gh * gw, map_qkv: Default::default(), lengths };
-    Ok(Encoded { tower, hidden, last_qkv, positions: pos_name })
+    let tower = Tower { arch, seq, final_norm: (fw, fb), tokens, map_qkv: Default::default(), lengths };
+    Ok(Encoded { tower, hidden, last_qkv, positions: pos_name, merge })
+}
+
+/// Whether this run can merge tokens: not over padded sequences (padding would merge), and with
+/// f16 storage only where f16 holds every token index exactly.
+fn check_merge(arch: Arch, tokens: usize, opts: RunOptions) -> Result<()> {
+    let bad = |p: String| Err(crate::Error::Input { name: "merge".into(), problem: p });
+    if opts.masked {
+        return bad("token merging runs on images each on its own grid, not on padded patch sequences".into());
+    }
+    if tokens > crate::ops::merge::MAX_TOKENS {
+        return bad(format!("token merging takes at most {} tokens per image; this input has {tokens}", crate::ops::merge::MAX_TOKENS));
+    }
+    if arch.storage == DType::F16 && tokens > 2048 {
+        return bad(format!("token merging with f16 storage takes at most 2048 tokens per image (f16 holds the token indices exactly up to there); this input has {tokens}"));
+    }
+    Ok(())
 }
 
 impl Tower<'_> {
@@ -295,6 +352,23 @@ pub struct LayerSpec {
 /// Layer `i` (the engine's weight names) over `hs (B, T, D)`: `x1 = hs + proj(attention(ln1(hs)))`,
 /// then `x1 + fc2(act(fc1(ln2(x1))))`. Returns the layer's output and its fused QKV tensor.
 pub fn encoder_layer(g: &mut Graph, s: &LayerSpec, i: usize, hs: TensorId) -> Result<(TensorId, TensorId)> {
+    let (out, qkv, _) = encoder_layer_merging(g, s, i, hs, None, (0, 0))?;
+    Ok((out, qkv))
+}
+
+/// [`encoder_layer`] with ToMe (a ToMe block): attention with `log(size)` on each key's logit
+/// where `sizes` are given, then, where `r > 0`, `r` tokens merged between attention and MLP
+/// (the first `protected` never). Returns the output, the QKV tensor and, where it merged, each
+/// token's output row and the new sizes.
+#[allow(clippy::type_complexity)]
+pub fn encoder_layer_merging(
+    g: &mut Graph,
+    s: &LayerSpec,
+    i: usize,
+    hs: TensorId,
+    sizes: Option<TensorId>,
+    (r, protected): (usize, usize),
+) -> Result<(TensorId, TensorId, Option<(TensorId, TensorId)>)> {
     let d = s.d;
     let ln = |g: &mut Graph, which: Norm, input: TensorId| -> Result<TensorId> {
         let (wn, bn) = engine::norm(i, which);
@@ -309,16 +383,23 @@ pub fn encoder_layer(g: &mut Graph, s: &LayerSpec, i: usize, hs: TensorId) -> Re
     let qkv = if s.qkv_heads { g.matmul_heads(&qkv_name, h1, qkv_w, qkv_b, s.heads)? } else { g.matmul(&qkv_name, h1, qkv_w, qkv_b, Activation::None, None)? };
     let scale = 1.0 / ((d / s.heads) as f32).sqrt();
     let name = format!("layer.{i}.attention");
-    let att = match s.lengths {
-        Some(lengths) => g.masked_attention(&name, qkv, lengths, s.heads, scale)?,
-        None if s.causal => g.causal_attention(&name, qkv, s.heads, scale)?,
-        None => g.attention(&name, qkv, s.heads, scale)?,
+    let att = match (s.lengths, sizes) {
+        (Some(lengths), _) => g.masked_attention(&name, qkv, lengths, s.heads, scale)?,
+        (None, Some(sizes)) => g.sized_attention(&name, qkv, sizes, s.heads, scale)?,
+        (None, None) if s.causal => g.causal_attention(&name, qkv, s.heads, scale)?,
+        (None, None) => g.attention(&name, qkv, s.heads, scale)?,
     };
-    let x1 = linear(g, engine::linear(i, Linear::Proj), (d, d), att, Activation::None, Some(hs))?;
+    let mut x1 = linear(g, engine::linear(i, Linear::Proj), (d, d), att, Activation::None, Some(hs))?;
+    let mut merged = None;
+    if r > 0 {
+        let (x, dest, new_sizes) = g.merge(&format!("layer.{i}.merge"), x1, qkv, sizes, s.heads, r, protected)?;
+        x1 = x;
+        merged = Some((dest, new_sizes));
+    }
     let h2 = ln(g, Norm::After, x1)?;
     let m = linear(g, engine::linear(i, Linear::Fc1), (d, s.mlp), h2, s.act, None)?;
     let out = linear(g, engine::linear(i, Linear::Fc2), (s.mlp, d), m, Activation::None, Some(x1))?;
-    Ok((out, qkv))
+    Ok((out, qkv, merged))
 }
 
 /// A linear layer with the engine's weights `(wn, bn)`, `x (.., in) x W + b`, through `act`,
