@@ -70,7 +70,7 @@ impl Engine {
         let source = crate::wasm_threads::JsSource::head(header, weights_len.max(0.0) as usize);
         let ck = Checkpoint::from_source(name, config, Box::new(source), preprocessor.as_deref()).map_err(js_err)?;
         let patch = patch_size.map_or(ck.config.patch_size, |p| p as usize);
-        Ok(WasmGrid { pre: ck.preprocessor.clone(), patch: if ck.has_image_tower() { patch } else { 0 }, prefix: ck.config.prefix_tokens() })
+        Ok(WasmGrid { pre: ck.preprocessor.clone(), patch: if ck.has_image_tower() { patch } else { 0 }, prefix: ck.config.prefix_tokens(), layers: ck.config.num_layers })
     }
 
     /// `"webgpu"` or `"cpu"`.
@@ -158,7 +158,7 @@ impl Engine {
         let ck = checkpoint(name, config, weights, preprocessor.as_deref())?;
         let storage = if f16.unwrap_or(false) { crate::DType::F16 } else { crate::DType::F32 };
         let arithmetic = if int8.unwrap_or(false) { crate::quant::Arithmetic::Int8 } else { crate::quant::Arithmetic::Dequantized };
-        let opts = crate::LoadOptions { storage, patch_size: patch_size.map(|p| p as usize), arithmetic, max_patches: None };
+        let opts = crate::LoadOptions { storage, patch_size: patch_size.map(|p| p as usize), arithmetic, ..Default::default() };
         let model = Model::load_with(&self.device, &ck, opts).map_err(js_err)?;
         Ok(WasmModel { model: Some(model) })
     }
@@ -166,7 +166,7 @@ impl Engine {
 
 /// An attention map as the package's JSON.
 fn attention_json(a: &crate::model::AttentionMap) -> String {
-    serde_json::json!({"source": a.source, "rows": a.rows, "cols": a.cols, "heads": a.heads, "perHead": a.per_head, "mean": a.mean}).to_string()
+    serde_json::json!({"source": a.source, "rows": a.rows, "cols": a.cols, "heads": a.heads, "perHead": a.per_head, "mean": a.mean, "groups": a.groups}).to_string()
 }
 
 /// A model's preprocessing under the optional `maxPatches` budget of a JS call.
@@ -174,17 +174,35 @@ fn budget_pre(m: &Model, max_patches: Option<u32>) -> Result<crate::model::Prepr
     m.preprocessor_with_budget(max_patches.map(|n| n as usize), "maxPatches").map_err(js_err)
 }
 
+/// A JS call's `merge` option as the package passes it: `"R"` or `"R:decreasing"` / `"R:constant"`.
+fn merge_arg(merge: Option<String>) -> Result<Option<crate::Merge>, JsError> {
+    let Some(s) = merge else { return Ok(None) };
+    let bad = |p: String| js_err(Error::Input { name: "merge".into(), problem: p });
+    let (r, schedule) = s.split_once(':').unwrap_or((&s, "constant"));
+    let r: usize = r.trim().parse().map_err(|_| bad(format!("`{s}`: r must be a whole number of tokens, 0 or more")))?;
+    let schedule = schedule.parse().map_err(bad)?;
+    crate::Merge::new(r, schedule).map(Some).map_err(js_err)
+}
+
 /// [`WasmModel::grid`] of a model.
-fn grid_json(m: &Model, width: u32, height: u32, max_patches: Option<u32>) -> Result<String, JsError> {
-    grid_with(&budget_pre(m, max_patches)?, m.patch_size(), m.config.prefix_tokens(), width, height)
+fn grid_json(m: &Model, width: u32, height: u32, max_patches: Option<u32>, merge: Option<String>) -> Result<String, JsError> {
+    let merge = merge_arg(merge)?.unwrap_or(m.merge());
+    grid_with(&budget_pre(m, max_patches)?, m.patch_size(), m.config.prefix_tokens(), m.config.num_layers, width, height, merge)
 }
 
 /// The grid an image of `width` x `height` runs on under `pre` with patches of `p` and `prefix`
-/// tokens.
-fn grid_with(pre: &crate::model::PreprocessorConfig, p: usize, prefix: usize, width: u32, height: u32) -> Result<String, JsError> {
+/// tokens; with token merging, each of the `layers` layers' tokens in and merged, and the tokens left.
+fn grid_with(pre: &crate::model::PreprocessorConfig, p: usize, prefix: usize, layers: usize, width: u32, height: u32, merge: crate::Merge) -> Result<String, JsError> {
     let (h, w) = pre.output_size(height as usize, width as usize);
     let (rows, cols) = (h / p, w / p);
-    Ok(serde_json::json!({"width": w, "height": h, "rows": rows, "cols": cols, "tokens": prefix + rows * cols}).to_string())
+    let tokens = prefix + rows * cols;
+    let mut v = serde_json::json!({"width": w, "height": h, "rows": rows, "cols": cols, "tokens": tokens});
+    if merge.is_on() {
+        let plan = merge.plan(layers, tokens, prefix);
+        let left = plan.last().map_or(tokens, |l| l.tokens - l.r);
+        v["merge"] = serde_json::json!({"r": merge.r, "schedule": merge.schedule, "layers": plan, "tokensLeft": left});
+    }
+    Ok(v.to_string())
 }
 
 /// A checkpoint's patch grids ([`Engine::grid_of`]).
@@ -193,12 +211,13 @@ pub struct WasmGrid {
     pre: crate::model::PreprocessorConfig,
     patch: usize,
     prefix: usize,
+    layers: usize,
 }
 
 #[wasm_bindgen]
 impl WasmGrid {
     /// As [`WasmModel::grid`].
-    pub fn grid(&self, width: u32, height: u32, max_patches: Option<u32>) -> Result<String, JsError> {
+    pub fn grid(&self, width: u32, height: u32, max_patches: Option<u32>, merge: Option<String>) -> Result<String, JsError> {
         if self.patch == 0 {
             return Err(JsError::new("[input] a text tower alone has no image tower: it embeds texts only"));
         }
@@ -206,7 +225,7 @@ impl WasmGrid {
             Some(n) => self.pre.with_max_patches(n as usize).map_err(|p| js_err(Error::Input { name: "maxPatches".into(), problem: p }))?,
             None => self.pre.clone(),
         };
-        grid_with(&pre, self.patch, self.prefix, width, height)
+        grid_with(&pre, self.patch, self.prefix, self.layers, width, height, merge_arg(merge)?.unwrap_or_default())
     }
 }
 
@@ -288,35 +307,36 @@ impl WasmModel {
         name: String,
         top_k: usize,
         max_patches: Option<u32>,
+        merge: Option<String>,
     ) -> Result<String, JsError> {
         let img = Self::image(bytes, rgba, width, height, &name)?;
         let pre = self.pre(max_patches)?;
-        let top = self.get()?.classify_with(&[&img], top_k, &pre).await.map_err(js_err)?;
+        let top = self.get()?.classify_with(&[&img], top_k, &pre, merge_arg(merge)?).await.map_err(js_err)?;
         Ok(serde_json::to_string(&top[0]).unwrap_or_default())
     }
 
     /// The embedding of one image (pooler output, else CLS token).
-    pub async fn embed(&self, bytes: Option<Vec<u8>>, rgba: Option<Vec<u8>>, width: u32, height: u32, name: String, max_patches: Option<u32>) -> Result<Float32Array, JsError> {
+    pub async fn embed(&self, bytes: Option<Vec<u8>>, rgba: Option<Vec<u8>>, width: u32, height: u32, name: String, max_patches: Option<u32>, merge: Option<String>) -> Result<Float32Array, JsError> {
         let img = Self::image(bytes, rgba, width, height, &name)?;
         let pre = self.pre(max_patches)?;
-        let e = self.get()?.embed_with(&[&img], &pre).await.map_err(js_err)?;
+        let e = self.get()?.embed_with(&[&img], &pre, merge_arg(merge)?).await.map_err(js_err)?;
         Ok(Float32Array::from(&e[0][..]))
     }
 
     /// Attention over the patch grid as JSON `{source, rows, cols, heads, perHead, mean}`: the
     /// class token's in the last layer (`source` "cls"), or the attention-pooling head's ("pool").
-    pub async fn attention(&self, bytes: Option<Vec<u8>>, rgba: Option<Vec<u8>>, width: u32, height: u32, name: String, max_patches: Option<u32>) -> Result<String, JsError> {
+    pub async fn attention(&self, bytes: Option<Vec<u8>>, rgba: Option<Vec<u8>>, width: u32, height: u32, name: String, max_patches: Option<u32>, merge: Option<String>) -> Result<String, JsError> {
         let img = Self::image(bytes, rgba, width, height, &name)?;
         let pre = self.pre(max_patches)?;
-        let a = self.get()?.attention_map_with(&img, &pre).await.map_err(js_err)?;
+        let a = self.get()?.attention_map_with(&img, &pre, merge_arg(merge)?).await.map_err(js_err)?;
         Ok(attention_json(&a))
     }
 
     /// The patch grid an image of `width` x `height` pixels runs on, under the optional budget:
     /// JSON `{width, height, rows, cols, tokens}` (the size it is resized to, the grid, and the
     /// tokens with the class token or registers).
-    pub fn grid(&self, width: u32, height: u32, max_patches: Option<u32>) -> Result<String, JsError> {
-        grid_json(self.get()?, width, height, max_patches)
+    pub fn grid(&self, width: u32, height: u32, max_patches: Option<u32>, merge: Option<String>) -> Result<String, JsError> {
+        grid_json(self.get()?, width, height, max_patches, merge)
     }
 
     /// Runs `pixel_values` (B, C, H, W) as `model(pixel_values=...)` does: `{logits, logitsDims,
@@ -455,11 +475,11 @@ impl WasmClip {
 
     /// The unit-length embedding of one image (encoded bytes or RGBA).
     #[wasm_bindgen(js_name = embedImage)]
-    pub async fn embed_image(&self, bytes: Option<Vec<u8>>, rgba: Option<Vec<u8>>, width: u32, height: u32, name: String, max_patches: Option<u32>) -> Result<Float32Array, JsError> {
+    pub async fn embed_image(&self, bytes: Option<Vec<u8>>, rgba: Option<Vec<u8>>, width: u32, height: u32, name: String, max_patches: Option<u32>, merge: Option<String>) -> Result<Float32Array, JsError> {
         let img = WasmModel::image(bytes, rgba, width, height, &name)?;
         let vision = &self.get()?.vision;
         let pre = budget_pre(vision, max_patches)?;
-        let e = vision.embed_with(&[&img], &pre).await.map_err(js_err)?;
+        let e = vision.embed_with(&[&img], &pre, merge_arg(merge)?).await.map_err(js_err)?;
         Ok(Float32Array::from(&e[0][..]))
     }
 
@@ -477,26 +497,27 @@ impl WasmClip {
         labels: Vec<String>,
         template: String,
         max_patches: Option<u32>,
+        merge: Option<String>,
     ) -> Result<String, JsError> {
         let img = WasmModel::image(bytes, rgba, width, height, &name)?;
         let refs: Vec<&str> = labels.iter().map(String::as_str).collect();
         let clip = self.get()?;
         let pre = budget_pre(&clip.vision, max_patches)?;
-        let s = clip.zero_shot_with(&img, &refs, &template, &pre).await.map_err(js_err)?;
+        let s = clip.zero_shot_with(&img, &refs, &template, &pre, merge_arg(merge)?).await.map_err(js_err)?;
         Ok(serde_json::to_string(&s).unwrap_or_default())
     }
 
     /// The image tower's attention map of one image ([`WasmModel::attention`]).
-    pub async fn attention(&self, bytes: Option<Vec<u8>>, rgba: Option<Vec<u8>>, width: u32, height: u32, name: String, max_patches: Option<u32>) -> Result<String, JsError> {
+    pub async fn attention(&self, bytes: Option<Vec<u8>>, rgba: Option<Vec<u8>>, width: u32, height: u32, name: String, max_patches: Option<u32>, merge: Option<String>) -> Result<String, JsError> {
         let img = WasmModel::image(bytes, rgba, width, height, &name)?;
         let vision = &self.get()?.vision;
         let pre = budget_pre(vision, max_patches)?;
-        Ok(attention_json(&vision.attention_map_with(&img, &pre).await.map_err(js_err)?))
+        Ok(attention_json(&vision.attention_map_with(&img, &pre, merge_arg(merge)?).await.map_err(js_err)?))
     }
 
     /// The grid the image tower runs an image of `width` x `height` pixels on ([`WasmModel::grid`]).
-    pub fn grid(&self, width: u32, height: u32, max_patches: Option<u32>) -> Result<String, JsError> {
-        grid_json(&self.get()?.vision, width, height, max_patches)
+    pub fn grid(&self, width: u32, height: u32, max_patches: Option<u32>, merge: Option<String>) -> Result<String, JsError> {
+        grid_json(&self.get()?.vision, width, height, max_patches, merge)
     }
 
     /// Frees the model's memory; later calls reject.

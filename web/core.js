@@ -123,6 +123,24 @@ export function makeApi(init, Engine, relaxedUrl, glueUrl, defaultWasmUrl, initS
   }
   
   /**
+   * A `merge` option (token merging, ToMe): undefined (the model's own), a whole number r of
+   * tokens merged per layer (0: none), or `{ r, schedule: 'constant' | 'decreasing' }`; as the
+   * engine takes it, `"r"` or `"r:schedule"`.
+   */
+  function mergeArg(merge) {
+    if (merge === undefined || merge === null) return undefined;
+    const bad = () => {
+      const err = new Error(`merge must be a whole number of tokens per layer, 0 or more, or { r, schedule: 'constant' | 'decreasing' } (got ${JSON.stringify(merge)})`);
+      err.kind = 'input';
+      return err;
+    };
+    const r = typeof merge === 'object' ? merge.r : merge;
+    const schedule = typeof merge === 'object' ? merge.schedule ?? 'constant' : 'constant';
+    if (!Number.isInteger(r) || r < 0 || r > 0xffffffff || !['constant', 'decreasing'].includes(schedule)) throw bad();
+    return `${r}:${schedule}`;
+  }
+
+  /**
    * How many CPU threads: `threads` as asked (a whole number, 1 to 64), or by default what ONNX
    * Runtime Web takes, min(4, ceil(logical cores / 2)), where the page is cross-origin isolated
    * (worker threads share memory only there) and 1 elsewhere. Returns [threads, reason].
@@ -162,15 +180,20 @@ export function makeApi(init, Engine, relaxedUrl, glueUrl, defaultWasmUrl, initS
   }
 
   /** A wasm model's attention map of an image: `{source, rows, cols, heads, perHead, mean}`. */
-  async function attentionOf(model, image, maxPatches) {
+  async function attentionOf(model, image, maxPatches, merge) {
     const a = await imageArgs(image);
-    const r = JSON.parse(await call(async () => (await live(model)).attention(a.bytes, a.rgba, a.width, a.height, a.name, budget(maxPatches))));
-    return { ...r, perHead: Float32Array.from(r.perHead), mean: Float32Array.from(r.mean) };
+    const r = JSON.parse(await call(async () => (await live(model)).attention(a.bytes, a.rgba, a.width, a.height, a.name, budget(maxPatches), model._mergeArg(merge))));
+    return { ...r, perHead: Float32Array.from(r.perHead), mean: Float32Array.from(r.mean), groups: r.groups.length ? Uint32Array.from(r.groups) : null };
   }
-  
-  /** The grid a wasm model runs an image of `width` x `height` pixels on. */
-  function gridOf(inner, width, height, maxPatches) {
-    return JSON.parse(callSync(() => inner.grid(width, height, budget(maxPatches))));
+
+  /** The grid a wasm model runs an image of `width` x `height` pixels on (and with merging, its tokens per layer). */
+  function gridOf(model, width, height, maxPatches, merge) {
+    return JSON.parse(callSync(() => model._inner.grid(width, height, budget(maxPatches), model._mergeArg(merge))));
+  }
+
+  /** A model's `merge` of a call: the call's, else the one it was loaded with. */
+  function modelMergeArg(merge) {
+    return mergeArg(merge ?? this._merge);
   }
   
   const CACHE_NAME = 'tessera-vit-v1';
@@ -279,31 +302,45 @@ export function makeApi(init, Engine, relaxedUrl, glueUrl, defaultWasmUrl, initS
   }
   
   class Model {
-    constructor(inner) {
+    constructor(inner, merge) {
       this._inner = inner;
+      this._merge = merge;
+      this._mergeArg = modelMergeArg;
       this.info = JSON.parse(inner.info());
     }
-  
-    /** Top-k classes: `[{index, label, score}]`, best first. `maxPatches`: a NaFlex model's patch budget. */
-    async classify(image, { topK = 5, maxPatches } = {}) {
+
+    /**
+     * Top-k classes: `[{index, label, score}]`, best first. `maxPatches`: a NaFlex model's patch
+     * budget; `merge`: token merging for this call (see `load`).
+     */
+    async classify(image, { topK = 5, maxPatches, merge } = {}) {
       const a = await imageArgs(image);
-      return JSON.parse(await call(async () => (await live(this)).classify(a.bytes, a.rgba, a.width, a.height, a.name, topK, budget(maxPatches))));
+      return JSON.parse(await call(async () => (await live(this)).classify(a.bytes, a.rgba, a.width, a.height, a.name, topK, budget(maxPatches), this._mergeArg(merge))));
     }
-  
+
     /** The image's embedding (pooler output, else the CLS token). */
-    async embed(image, { maxPatches } = {}) {
+    async embed(image, { maxPatches, merge } = {}) {
       const a = await imageArgs(image);
-      return call(async () => (await live(this)).embed(a.bytes, a.rgba, a.width, a.height, a.name, budget(maxPatches)));
+      return call(async () => (await live(this)).embed(a.bytes, a.rgba, a.width, a.height, a.name, budget(maxPatches), this._mergeArg(merge)));
     }
-  
-    /** Attention over the patch grid: `{source, rows, cols, heads, perHead, mean}` (the class token's, or for SigLIP the pooling head's). */
-    async attention(image, { maxPatches } = {}) {
-      return attentionOf(this, image, maxPatches);
+
+    /**
+     * Attention over the patch grid: `{source, rows, cols, heads, perHead, mean, groups}` (the
+     * class token's, or for SigLIP the pooling head's). With token merging, each patch holds its
+     * merged token's attention over the token's size, and `groups[i]` numbers the merged token
+     * patch i is part of (null without merging).
+     */
+    async attention(image, { maxPatches, merge } = {}) {
+      return attentionOf(this, image, maxPatches, merge);
     }
-  
-    /** The grid an image of `width` x `height` pixels runs on: `{width, height, rows, cols, tokens}` (the size it is resized to). */
-    grid(width, height, { maxPatches } = {}) {
-      return gridOf(this._inner, width, height, maxPatches);
+
+    /**
+     * The grid an image of `width` x `height` pixels runs on: `{width, height, rows, cols,
+     * tokens}` (the size it is resized to); with token merging also `merge: {r, schedule,
+     * layers: [{tokens, asked, r}], tokensLeft}`.
+     */
+    grid(width, height, { maxPatches, merge } = {}) {
+      return gridOf(this, width, height, maxPatches, merge);
     }
   
     /** `pixelValues` (B, C, H, W) as `model(pixel_values=...)` in transformers. */
@@ -512,15 +549,16 @@ export function makeApi(init, Engine, relaxedUrl, glueUrl, defaultWasmUrl, initS
      * config.json, model.safetensors and preprocessor_config.json, or `{config, weights,
      * preprocessor}` as ArrayBuffer / typed array / Blob / File.
      */
-    async load(source, { endpoint = 'https://huggingface.co', revision = 'main', onProgress, cache = true, f16 = false, patchSize, int8 = false } = {}) {
+    async load(source, { endpoint = 'https://huggingface.co', revision = 'main', onProgress, cache = true, f16 = false, patchSize, int8 = false, merge } = {}) {
       if (patchSize !== undefined && patchSize !== null && !(Number.isInteger(patchSize) && patchSize >= 0 && patchSize <= 0xffffffff)) {
         const err = new Error(`patchSize ${patchSize}: a whole number of pixels`);
         err.kind = 'input';
         throw err;
       }
+      mergeArg(merge);
       const { name, config, weights, preprocessor } = await this._modelFiles(source, { endpoint, revision, onProgress, cache });
       const loadOn = (engine, w) => call(() => engine.loadModel(name, config, w, preprocessor ?? undefined, f16, patchSize ?? undefined, !!int8));
-      const model = new Model(await loadOn(await this._live(), weights));
+      const model = new Model(await loadOn(await this._live(), weights), merge);
       if (this._workerOptions) model._reload = async () => loadOn(await this._live(), await weightsAgain(source, { endpoint, revision, onProgress, cache }));
       return model;
     }
@@ -562,7 +600,8 @@ export function makeApi(init, Engine, relaxedUrl, glueUrl, defaultWasmUrl, initS
      * zero-shot classification (CLIP: softmax over the labels; SigLIP: a sigmoid per label). Needs
      * the text build: `import { Tessera } from 'tessera-vit/text'`.
      */
-    async loadClip(source, { endpoint = 'https://huggingface.co', revision = 'main', onProgress, cache = true } = {}) {
+    async loadClip(source, { endpoint = 'https://huggingface.co', revision = 'main', onProgress, cache = true, merge } = {}) {
+      mergeArg(merge);
       if (typeof this._engine.loadClip !== 'function') {
         const err = new Error("CLIP's text tower needs the text build: import { Tessera } from 'tessera-vit/text'");
         err.kind = 'input';
@@ -599,7 +638,7 @@ export function makeApi(init, Engine, relaxedUrl, glueUrl, defaultWasmUrl, initS
       }
       const { config, weights, preprocessor, tokenizer, tokenizerConfig, sentencepiece } = files;
       const loadOn = (engine, w) => call(() => engine.loadClip(name, config, w, preprocessor ?? undefined, tokenizer ?? undefined, tokenizerConfig ?? undefined, sentencepiece ?? undefined));
-      const model = new ClipModel(await loadOn(await this._live(), weights));
+      const model = new ClipModel(await loadOn(await this._live(), weights), merge);
       if (this._workerOptions) model._reload = async () => loadOn(await this._live(), await weightsAgain(source, { endpoint, revision, onProgress, cache }));
       return model;
     }
@@ -607,8 +646,10 @@ export function makeApi(init, Engine, relaxedUrl, glueUrl, defaultWasmUrl, initS
 
   /** CLIP in the shared image-text space (the `tessera-vit/text` build). */
   class ClipModel {
-    constructor(inner) {
+    constructor(inner, merge) {
       this._inner = inner;
+      this._merge = merge;
+      this._mergeArg = modelMergeArg;
       this.info = JSON.parse(inner.info());
     }
   
@@ -622,25 +663,25 @@ export function makeApi(init, Engine, relaxedUrl, glueUrl, defaultWasmUrl, initS
     }
   
     /** The unit-length embedding of an image. `maxPatches`: a NaFlex model's patch budget. */
-    async embedImage(image, { maxPatches } = {}) {
+    async embedImage(image, { maxPatches, merge } = {}) {
       const a = await imageArgs(image);
-      return call(async () => (await live(this)).embedImage(a.bytes, a.rgba, a.width, a.height, a.name, budget(maxPatches)));
+      return call(async () => (await live(this)).embedImage(a.bytes, a.rgba, a.width, a.height, a.name, budget(maxPatches), this._mergeArg(merge)));
     }
   
     /** Zero-shot classification: `[{label, score, logit}]`, best first; `template` puts each label in a prompt (`{}` marks it). */
-    async zeroShot(image, labels, { template = 'a photo of a {}.', maxPatches } = {}) {
+    async zeroShot(image, labels, { template = 'a photo of a {}.', maxPatches, merge } = {}) {
       const a = await imageArgs(image);
-      return JSON.parse(await call(async () => (await live(this)).zeroShot(a.bytes, a.rgba, a.width, a.height, a.name, Array.from(labels ?? []), template, budget(maxPatches))));
+      return JSON.parse(await call(async () => (await live(this)).zeroShot(a.bytes, a.rgba, a.width, a.height, a.name, Array.from(labels ?? []), template, budget(maxPatches), this._mergeArg(merge))));
     }
-  
+
     /** The image tower's attention over the patch grid, as `Model.attention`. */
-    async attention(image, { maxPatches } = {}) {
-      return attentionOf(this, image, maxPatches);
+    async attention(image, { maxPatches, merge } = {}) {
+      return attentionOf(this, image, maxPatches, merge);
     }
-  
-    /** The grid the image tower runs an image of `width` x `height` pixels on: `{width, height, rows, cols, tokens}`. */
-    grid(width, height, { maxPatches } = {}) {
-      return gridOf(this._inner, width, height, maxPatches);
+
+    /** The grid the image tower runs an image of `width` x `height` pixels on, as `Model.grid`. */
+    grid(width, height, { maxPatches, merge } = {}) {
+      return gridOf(this, width, height, maxPatches, merge);
     }
   
     /** Frees the model's memory; later calls reject. */

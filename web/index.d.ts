@@ -76,6 +76,29 @@ export interface AttentionMap {
   perHead: Float32Array;
   /** rows * cols, the mean over heads */
   mean: Float32Array;
+  /**
+   * With token merging: the merged token each patch is part of where the attention was taken
+   * (patches of one token share a number; each then holds its token's attention over the
+   * token's size). null without merging.
+   */
+  groups: Uint32Array | null;
+}
+
+/**
+ * Token merging (ToMe): r of the most similar tokens merged in every encoder layer, between
+ * attention and MLP (class, distillation and register tokens never; a layer at most half its
+ * tokens). `decreasing`: 2r in the first layer down to 0 in the last. 0 merges nothing.
+ */
+export type Merge = number | { r: number; schedule?: 'constant' | 'decreasing' };
+
+/** How tokens merge layer by layer for one grid. */
+export interface MergePlan {
+  r: number;
+  schedule: 'constant' | 'decreasing';
+  /** Each layer's tokens in, the tokens the schedule asked it to merge, and those it merged (capped at half). */
+  layers: { tokens: number; asked: number; r: number }[];
+  /** Tokens after the last layer. */
+  tokensLeft: number;
 }
 
 export type ImageInput = HTMLImageElement | ImageBitmap | ImageData | HTMLCanvasElement | OffscreenCanvas | Blob | File;
@@ -111,6 +134,8 @@ export interface LoadOptions {
    * keep the weights dequantized).
    */
   int8?: boolean;
+  /** Token merging for every call that does not give its own `merge`. */
+  merge?: Merge;
 }
 
 /**
@@ -120,6 +145,8 @@ export interface LoadOptions {
  */
 export interface BudgetOptions {
   maxPatches?: number;
+  /** Token merging for this call (default: the model's, from `load`). */
+  merge?: Merge;
 }
 
 /** The grid an image runs on: the size it is resized to, its patch rows and columns, and its tokens (class token and registers included). */
@@ -129,6 +156,8 @@ export interface Grid {
   rows: number;
   cols: number;
   tokens: number;
+  /** With token merging: its tokens layer by layer. */
+  merge?: MergePlan;
 }
 
 export declare class Model {

@@ -233,8 +233,8 @@ class RemoteModel {
     return this._info;
   }
 
-  grid(width, height, maxPatches) {
-    return this._grid.grid(width, height, maxPatches);
+  grid(width, height, maxPatches, merge) {
+    return this._grid.grid(width, height, maxPatches, merge);
   }
 
   dispose() {

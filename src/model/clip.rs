@@ -175,12 +175,12 @@ impl Clip {
     /// Zero-shot classification of one image into `labels`, each put into `template` (`{}` marks
     /// the label; `"{}"` uses the label alone): sorted by score.
     pub async fn zero_shot(&self, image: &image::RgbImage, labels: &[&str], template: &str) -> Result<Vec<LabelScore>> {
-        self.zero_shot_with(image, labels, template, &self.vision.preprocessor).await
+        self.zero_shot_with(image, labels, template, &self.vision.preprocessor, None).await
     }
 
     /// [`Clip::zero_shot`] with the image preprocessed by `pre` (another patch budget of a NaFlex
     /// checkpoint, from [`Model::preprocessor_with_budget`]).
-    pub async fn zero_shot_with(&self, image: &image::RgbImage, labels: &[&str], template: &str, pre: &crate::model::PreprocessorConfig) -> Result<Vec<LabelScore>> {
+    pub async fn zero_shot_with(&self, image: &image::RgbImage, labels: &[&str], template: &str, pre: &crate::model::PreprocessorConfig, merge: Option<crate::model::Merge>) -> Result<Vec<LabelScore>> {
         if labels.is_empty() || labels.len() > MAX_LABELS {
             return Err(Error::Input { name: "labels".into(), problem: format!("{} labels (give 1 to {MAX_LABELS})", labels.len()) });
         }
@@ -194,7 +194,7 @@ impl Clip {
         for chunk in refs.chunks(256) {
             t.extend(self.embed_texts(chunk).await?.embeddings);
         }
-        let img = self.vision.embed_with(&[image], pre).await?.remove(0);
+        let img = self.vision.embed_with(&[image], pre, merge).await?.remove(0);
         let bias = self.bias.unwrap_or(0.0);
         let logits: Vec<f32> = t.iter().map(|e| self.scale * e.iter().zip(&img).map(|(a, b)| *a as f64 * *b as f64).sum::<f64>() as f32 + bias).collect();
         let scores: Vec<f32> = if self.bias.is_some() {

@@ -512,19 +512,20 @@ impl Model {
 
     /// Top-k classes of each image.
     pub async fn classify(&self, images: &[&image::RgbImage], k: usize) -> Result<Vec<Vec<TopK>>> {
-        self.classify_with(images, k, &self.preprocessor).await
+        self.classify_with(images, k, &self.preprocessor, None).await
     }
 
     /// [`Model::classify`] with the preprocessing `pre` (another patch budget, from
     /// [`PreprocessorConfig::with_max_patches`]). Images that preprocess to different sizes (a
-    /// NaFlex model's, of different aspect ratios) run as one batch per size.
-    pub async fn classify_with(&self, images: &[&image::RgbImage], k: usize, pre: &PreprocessorConfig) -> Result<Vec<Vec<TopK>>> {
+    /// NaFlex model's, of different aspect ratios) run as one batch per size. `merge`: token
+    /// merging for this call (None: the model's, [`Model::merge`]).
+    pub async fn classify_with(&self, images: &[&image::RgbImage], k: usize, pre: &PreprocessorConfig, merge: Option<crate::model::Merge>) -> Result<Vec<Vec<TopK>>> {
         if self.head == Head::None {
             return Err(Error::model(&self.source, "this is a base model without a classifier head"));
         }
         let mut out: Vec<Vec<TopK>> = vec![Vec::new(); images.len()];
         for (idx, pixels, h, w) in self.preprocess_groups(images, pre)? {
-            let ran = self.run(&pixels, [idx.len(), 3, h, w], RunOptions { logits_only: true, ..Default::default() }).await?;
+            let ran = self.run(&pixels, [idx.len(), 3, h, w], RunOptions { logits_only: true, merge, ..Default::default() }).await?;
             let logits = ran.logits.ok_or_else(|| Error::gpu("", "no logits"))?;
             for (i, top) in idx.into_iter().zip(self.top_k(&logits, k)) {
                 out[i] = top;
@@ -536,16 +537,16 @@ impl Model {
     /// One embedding per image: for CLIP the image embedding in the image-text space (unit
     /// length), else the pooler output where the model has one, else the CLS token.
     pub async fn embed(&self, images: &[&image::RgbImage]) -> Result<Vec<Vec<f32>>> {
-        self.embed_with(images, &self.preprocessor).await
+        self.embed_with(images, &self.preprocessor, None).await
     }
 
     /// [`Model::embed`] with the preprocessing `pre`; images of different sizes run as one batch
-    /// per size.
-    pub async fn embed_with(&self, images: &[&image::RgbImage], pre: &PreprocessorConfig) -> Result<Vec<Vec<f32>>> {
+    /// per size; `merge` as for [`Model::classify_with`].
+    pub async fn embed_with(&self, images: &[&image::RgbImage], pre: &PreprocessorConfig, merge: Option<crate::model::Merge>) -> Result<Vec<Vec<f32>>> {
         let d = self.config.hidden_size;
         let mut out: Vec<Vec<f32>> = vec![Vec::new(); images.len()];
         for (idx, pixels, h, w) in self.preprocess_groups(images, pre)? {
-            let ran = self.run(&pixels, [idx.len(), 3, h, w], RunOptions::default()).await?;
+            let ran = self.run(&pixels, [idx.len(), 3, h, w], RunOptions { merge, ..Default::default() }).await?;
             let rows: Vec<Vec<f32>> = if let Some(e) = ran.image_embeds {
                 let p = e.shape[1];
                 e.data.chunks(p).map(unit_length).collect()
@@ -590,13 +591,13 @@ impl Model {
     /// The last layer's attention of the CLS token over the patch grid, per head and the mean; for
     /// a model without a class token, its attention-pooling head's.
     pub async fn attention_map(&self, img: &image::RgbImage) -> Result<AttentionMap> {
-        self.attention_map_with(img, &self.preprocessor).await
+        self.attention_map_with(img, &self.preprocessor, None).await
     }
 
     /// [`Model::attention_map`] with the preprocessing `pre`.
-    pub async fn attention_map_with(&self, img: &image::RgbImage, pre: &PreprocessorConfig) -> Result<AttentionMap> {
+    pub async fn attention_map_with(&self, img: &image::RgbImage, pre: &PreprocessorConfig, merge: Option<crate::model::Merge>) -> Result<AttentionMap> {
         let (pixels, h, w) = pre.apply(img)?;
-        let out = self.run(&pixels, [1, 3, h, w], RunOptions { attention: true, ..Default::default() }).await?;
+        let out = self.run(&pixels, [1, 3, h, w], RunOptions { attention: true, merge, ..Default::default() }).await?;
         let att = out.cls_attention.ok_or_else(|| Error::model(&self.source, "this model has neither a class token nor an attention-pooling head: there is no attention map of it to show"))?;
         let source = if self.config.layout.class_token { "cls" } else { "pool" };
         let heads = att.shape[1];

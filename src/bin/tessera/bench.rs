@@ -55,6 +55,12 @@ pub struct BenchArgs {
     /// input is the grid a square image gets at that budget.
     #[arg(long, value_name = "N")]
     max_patches: Option<usize>,
+    /// With --model: token merging, R tokens per layer (see `classify --help`).
+    #[arg(long, value_name = "R")]
+    merge: Option<usize>,
+    /// With --merge: `constant` or `decreasing`.
+    #[arg(long, value_name = "S", default_value = "constant", value_parser = crate::models::parse_schedule)]
+    merge_schedule: tessera::MergeSchedule,
 }
 
 struct Case {
@@ -213,7 +219,8 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 fn model_bench(device: &Device, spec: &str, args: &BenchArgs) -> anyhow::Result<()> {
-    let choices = crate::models::Choices { f16: args.f16, patch: args.patch_size, int8: args.int8, max_patches: args.max_patches };
+    let merge = tessera::Merge { r: args.merge.unwrap_or(0), schedule: args.merge_schedule };
+    let choices = crate::models::Choices { f16: args.f16, patch: args.patch_size, int8: args.int8, max_patches: args.max_patches, merge };
     let model = crate::models::load_spec(device, Some(spec), choices)?;
     let cfg = &model.config;
     // A NaFlex model runs the grid a square image of its training size gets at its budget.

@@ -114,7 +114,7 @@ pub struct AttentionArgs {
 /// With `--model` or `--patch-size`: the model as it would run.
 pub fn info_model(device: &Device, args: &InfoArgs) -> Result<()> {
     let m = &args.model;
-    if m.model.is_none() && m.patch_size.is_none() && !m.int8 && m.max_patches.is_none() {
+    if m.model.is_none() && m.patch_size.is_none() && !m.int8 && m.max_patches.is_none() && m.merge.is_none() {
         return Ok(());
     }
     let ck = models::checkpoint(m.model.as_deref())?;
@@ -161,6 +161,26 @@ pub fn info_model(device: &Device, args: &InfoArgs) -> Result<()> {
     println!("weights: {:.2} MiB{quant} on {}", model.weight_bytes() as f64 / 1048576.0, device.name());
     if model.config.quant.is_some() {
         println!("arithmetic: {}", model.arithmetic());
+    }
+    let merge = model.merge();
+    if merge.is_on() {
+        let (ih, iw) = match (&args.image_size, model.preprocessor.max_patches()) {
+            (Some(s), _) => parse_wxh(s).map(|(iw, ih)| model.preprocessor.output_size(ih, iw))?,
+            (None, _) => model.preprocessor.output_size(h, w),
+        };
+        let plan = model.merge_plan(ih, iw, merge);
+        let sched = match merge.schedule {
+            tessera::MergeSchedule::Constant => "constant",
+            tessera::MergeSchedule::Decreasing => "decreasing",
+        };
+        println!("token merging (ToMe): r = {} per layer, {sched} schedule, at {iw}x{ih} ({}):", merge.r, match c.prefix_tokens() { 0 => "every token may merge".to_string(), 1 => "the class token never merges".to_string(), n => format!("the {n} prefix tokens never merge") });
+        for (i, l) in plan.iter().enumerate() {
+            let capped = if l.r < l.asked { format!(" (asked {}, capped at half the unprotected tokens)", l.asked) } else { String::new() };
+            println!("  layer {i:>2}: {:>5} tokens in, {:>4} merged{capped}, {:>5} out", l.tokens, l.r, l.tokens - l.r);
+        }
+        let first = plan.first().map_or(0, |l| l.tokens);
+        let last = plan.last().map_or(0, |l| l.tokens - l.r);
+        println!("  tokens after the last layer: {last} of {first}");
     }
     Ok(())
 }

@@ -32,6 +32,20 @@ pub struct ModelArg {
     /// largest scale whose grid fits: fewer patches, faster and coarser.
     #[arg(long, value_name = "N")]
     pub max_patches: Option<usize>,
+    /// Token merging (ToMe): merge R of the most similar tokens in every encoder layer, between
+    /// attention and MLP, weighted by the tokens each stands for (class, distillation and
+    /// register tokens never merge; a layer merges at most half its tokens). Fewer tokens,
+    /// faster, a little less accurate. `tessera info --merge R` prints the tokens per layer.
+    #[arg(long, value_name = "R")]
+    pub merge: Option<usize>,
+    /// How --merge spreads over the layers: `constant` (R each) or `decreasing` (2R in the
+    /// first layer down to 0 in the last: ToMe's decreasing schedule).
+    #[arg(long, value_name = "S", default_value = "constant", value_parser = parse_schedule)]
+    pub merge_schedule: tessera::MergeSchedule,
+}
+
+pub fn parse_schedule(s: &str) -> std::result::Result<tessera::MergeSchedule, String> {
+    s.parse()
 }
 
 /// How a model is loaded: the options of `--model` besides the checkpoint.
@@ -41,12 +55,13 @@ pub struct Choices {
     pub patch: Option<usize>,
     pub int8: bool,
     pub max_patches: Option<usize>,
+    pub merge: tessera::Merge,
 }
 
 impl ModelArg {
     /// Its load options.
     pub fn choices(&self) -> Choices {
-        Choices { f16: self.f16, patch: self.patch_size, int8: self.int8, max_patches: self.max_patches }
+        Choices { f16: self.f16, patch: self.patch_size, int8: self.int8, max_patches: self.max_patches, merge: tessera::Merge { r: self.merge.unwrap_or(0), schedule: self.merge_schedule } }
     }
 }
 
@@ -76,13 +91,21 @@ pub fn checkpoint(spec: Option<&str>) -> Result<Checkpoint> {
 /// Loads a checkpoint onto the device, f16 where asked, at `patch` (PI-resized from the
 /// checkpoint's own kernel) where given, in int8 arithmetic where asked.
 pub fn load_checkpoint(device: &Device, ck: &Checkpoint, choices: Choices) -> Result<Model> {
-    let Choices { f16, patch, int8, max_patches } = choices;
+    let Choices { f16, patch, int8, max_patches, merge } = choices;
+    let merge = tessera::Merge::new(merge.r, merge.schedule)?;
     let storage = if f16 { tessera::DType::F16 } else { tessera::DType::F32 };
     if f16 && device.cpu().is_some() {
         eprintln!("note: the CPU backend stores and computes f32; --f16 applies to GPU adapters (--device gpu)");
     }
     let arithmetic = if int8 { tessera::quant::Arithmetic::Int8 } else { tessera::quant::Arithmetic::Dequantized };
-    let model = Model::load_with(device, ck, tessera::LoadOptions { storage, patch_size: patch, arithmetic, max_patches, merge: Default::default() })?;
+    let model = Model::load_with(device, ck, tessera::LoadOptions { storage, patch_size: patch, arithmetic, max_patches, merge })?;
+    if merge.is_on() {
+        let (h, w) = model.config.image_size;
+        let plan = model.merge_plan(h, w, merge);
+        if let Some(l) = plan.iter().find(|l| l.r < l.asked) {
+            eprintln!("note: --merge {}: at {h}x{w} a layer merges at most half its unprotected tokens, so layers from {} merge fewer ({} there); `tessera info --merge {}` prints each layer's", merge.r, plan.iter().position(|x| x == l).unwrap_or(0), l.r, merge.r);
+        }
+    }
     if int8 {
         let a = model.arithmetic();
         if a.quantized == 0 {

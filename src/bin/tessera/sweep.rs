@@ -32,6 +32,18 @@ pub struct SweepArgs {
     /// budget sets the tokens).
     #[arg(long, default_value = "640x480", value_name = "WxH")]
     image_size: String,
+    /// Token merging (ToMe) settings to run, comma-separated r per layer (e.g. 0,4,8,12,16), at
+    /// each --patch-sizes size (default: the checkpoint's own): accuracy where labels exist, the
+    /// top-1 agreement with r = 0, the tokens after the last layer, latency and throughput.
+    #[arg(long, value_delimiter = ',', value_name = "R,R,..", conflicts_with = "max_patches")]
+    merge: Vec<usize>,
+    /// With --merge: `constant` or `decreasing` (see `classify --help`).
+    #[arg(long, value_name = "S", default_value = "constant", value_parser = crate::models::parse_schedule)]
+    merge_schedule: tessera::MergeSchedule,
+    /// With --merge: images (files or folders) on which to compare each r with r = 0 for any
+    /// model: the top-1 agreement for a classifier, the cosine of the pooled features otherwise.
+    #[arg(long, value_name = "PATH")]
+    images: Vec<PathBuf>,
     /// Folder with Fashion-MNIST's t10k files (accuracy is measured for 10-class models).
     #[arg(long, default_value = "/usr/share/datasets/fashion-mnist")]
     data: PathBuf,
@@ -67,14 +79,29 @@ pub struct SweepRow {
     pub fixed_patch_baseline: Option<f64>,
     pub images_per_s: f64,
     pub latency_ms: f64,
+    /// Token merging: r per layer (merge sweeps).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub merge: Option<usize>,
+    /// Token merging: the tokens after the last layer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tokens_out: Option<usize>,
+    /// Token merging: the share of images whose top-1 class equals the unmerged model's (on the
+    /// test set, else on --images).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agreement: Option<f64>,
+    /// Token merging, models without a classifier: the mean cosine of the pooled features with
+    /// the unmerged model's on --images.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cosine: Option<f64>,
 }
 
 impl SweepRow {
     /// The setting a row ran at, as the chart labels it.
     fn label(&self) -> String {
-        match self.max_patches {
-            Some(n) => format!("budget {n}"),
-            None => format!("P={}", self.patch_size),
+        match (self.max_patches, self.merge) {
+            (Some(n), _) => format!("budget {n}"),
+            (None, Some(r)) => format!("P={} r={r}", self.patch_size),
+            (None, None) => format!("P={}", self.patch_size),
         }
     }
 }
@@ -129,6 +156,9 @@ pub fn run(device: &Device, args: &SweepArgs) -> Result<()> {
     if !args.max_patches.is_empty() {
         return run_budgets(device, args, &ck);
     }
+    if !args.merge.is_empty() {
+        return run_merges(device, args, &ck, embedded);
+    }
     let own = ck.config.patch_size;
     let mut sizes = if args.patch_sizes.is_empty() { default_patch_sizes(embedded, ck.config.image_size, own) } else { args.patch_sizes.clone() };
     sizes.dedup();
@@ -170,7 +200,7 @@ pub fn run(device: &Device, args: &SweepArgs) -> Result<()> {
         } else {
             (None, None)
         };
-        rows.push(SweepRow { patch_size: q, max_patches: None, grid: (h / q, w / q), tokens, accuracy, pytorch_accuracy, fixed_patch_baseline, images_per_s, latency_ms });
+        rows.push(SweepRow { patch_size: q, max_patches: None, grid: (h / q, w / q), tokens, accuracy, pytorch_accuracy, fixed_patch_baseline, images_per_s, latency_ms, merge: None, tokens_out: None, agreement: None, cosine: None });
     }
     bar.finish_and_clear();
     report(device, args, &ck.source, ("original_patch_size", own), batch, per, rows)
@@ -242,10 +272,116 @@ fn run_budgets(device: &Device, args: &SweepArgs, ck: &tessera::Checkpoint) -> R
             bar.inc(1);
         }
         let tokens = model.config.prefix_tokens() + grid.0 * grid.1;
-        rows.push(SweepRow { patch_size: p, max_patches: Some(n), grid, tokens, accuracy, pytorch_accuracy: None, fixed_patch_baseline: None, images_per_s, latency_ms });
+        rows.push(SweepRow { patch_size: p, max_patches: Some(n), grid, tokens, accuracy, pytorch_accuracy: None, fixed_patch_baseline: None, images_per_s, latency_ms, merge: None, tokens_out: None, agreement: None, cosine: None });
     }
     bar.finish_and_clear();
     report(device, args, &ck.source, ("original_max_patches", own), batch, per, rows)
+}
+
+/// The top-1 class (a classifier) or the pooled features of each of `images`.
+fn outputs_on(model: &Model, images: &[image::RgbImage]) -> Result<Vec<Vec<f32>>> {
+    let refs: Vec<&image::RgbImage> = images.iter().collect();
+    if !model.labels().is_empty() && model.head() != tessera::model::Head::None {
+        let top = pollster::block_on(model.classify(&refs, 1))?;
+        Ok(top.iter().map(|t| vec![t.first().map_or(0.0, |k| k.index as f32)]).collect())
+    } else {
+        Ok(pollster::block_on(model.embed(&refs))?)
+    }
+}
+
+/// A checkpoint at each `--merge` r, at each patch size: accuracy and agreement with r = 0.
+fn run_merges(device: &Device, args: &SweepArgs, ck: &tessera::Checkpoint, embedded: bool) -> Result<()> {
+    let own = ck.config.patch_size;
+    let sizes = if args.patch_sizes.is_empty() { vec![own] } else { args.patch_sizes.clone() };
+    for &q in &sizes {
+        tessera::model::flexi::check_patch_size(&ck.source, own, q, ck.config.image_size)?;
+    }
+    let merges: Vec<tessera::Merge> = args.merge.iter().map(|&r| tessera::Merge::new(r, args.merge_schedule)).collect::<tessera::Result<_>>()?;
+    let photos: Vec<image::RgbImage> = if args.images.is_empty() {
+        Vec::new()
+    } else {
+        models::collect_images(&args.images)?
+            .iter()
+            .map(|p| {
+                let name = p.display().to_string();
+                let bytes = std::fs::read(p).with_context(|| format!("{name}: cannot read"))?;
+                Ok(tessera::model::decode_image(&bytes, &name)?)
+            })
+            .collect::<Result<_>>()?
+    };
+    let batch = args.batch.max(1);
+    let ten = ck.config.labels.len() == 10;
+    let (set, per, bar) = test_set_and_bar(args, &ck.source, ten, sizes.len() * merges.len())?;
+    let mut rows = Vec::new();
+    for &q in &sizes {
+        let storage = if args.f16 { tessera::DType::F16 } else { tessera::DType::F32 };
+        let mut model = Model::load_with(device, ck, tessera::LoadOptions { storage, patch_size: Some(q), ..Default::default() })?;
+        let (h, w) = model.preprocessor.output_size(model.config.image_size.0, model.config.image_size.1);
+        let tokens = model.config.prefix_tokens() + (h / q) * (w / q);
+        // The unmerged model's answers, to agree with.
+        let base_preds = match &set {
+            Some(set) if !merges.iter().any(|m| m.r == 0) => Some(evaluate(&model, set, batch, &indicatif::ProgressBar::hidden())?.preds),
+            _ => None,
+        };
+        let base_photos = if photos.is_empty() { None } else { Some(outputs_on(&model, &photos)?) };
+        let mut base_preds = base_preds;
+        for &m in &merges {
+            model.set_merge(m);
+            let plan = model.merge_plan(h, w, m);
+            let tokens_out = plan.last().map_or(tokens, |l| l.tokens - l.r);
+            let (accuracy, mut agreement) = match &set {
+                Some(set) => {
+                    check_ten_classes(&model)?;
+                    bar.set_message(format!("patch {q} r={}: accuracy", m.r));
+                    let e = evaluate(&model, set, batch, &bar)?;
+                    if m.r == 0 && base_preds.is_none() {
+                        base_preds = Some(e.preds.clone());
+                    }
+                    let agree = base_preds.as_ref().map(|b| b.iter().zip(&e.preds).filter(|(a, b)| a == b).count() as f64 / b.len().max(1) as f64);
+                    (Some(e.accuracy()), agree)
+                }
+                None => (None, None),
+            };
+            let mut cosine = None;
+            if let Some(base) = &base_photos {
+                let got = outputs_on(&model, &photos)?;
+                if base.first().is_some_and(|v| v.len() == 1) {
+                    agreement.get_or_insert(base.iter().zip(&got).filter(|(a, b)| a == b).count() as f64 / base.len() as f64);
+                } else {
+                    let cos = |a: &[f32], b: &[f32]| {
+                        let dot: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum();
+                        let n = |v: &[f32]| v.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+                        dot / (n(a) * n(b)).max(1e-30)
+                    };
+                    cosine = Some(base.iter().zip(&got).map(|(a, b)| cos(a, b)).sum::<f64>() / base.len() as f64);
+                }
+            }
+            bar.set_message(format!("patch {q} r={}: timing", m.r));
+            let (latency_ms, images_per_s) = time_model(&model, (h, w), batch, args.latency_runs)?;
+            if !ten {
+                bar.inc(1);
+            }
+            let full = set.as_ref().is_some_and(|s| s.0 .0 == 10_000);
+            let pytorch_accuracy = if embedded && full && m.r == 0 { tessera::model::embedded::reference_accuracy_at(q) } else { None };
+            rows.push(SweepRow {
+                patch_size: q,
+                max_patches: None,
+                grid: (h / q, w / q),
+                tokens,
+                accuracy,
+                pytorch_accuracy,
+                fixed_patch_baseline: None,
+                images_per_s,
+                latency_ms,
+                merge: Some(m.r),
+                tokens_out: Some(tokens_out),
+                agreement,
+                cosine,
+            });
+        }
+    }
+    bar.finish_and_clear();
+    report(device, args, &ck.source, ("original_patch_size", own), batch, per, rows)
 }
 
 /// The chart, then the table (or the JSON). `own`: the checkpoint's own setting, named as the
@@ -267,6 +403,31 @@ fn report(device: &Device, args: &SweepArgs, source: &str, own: (&str, usize), b
         return Ok(());
     }
     let pct = |v: Option<f64>| v.map_or("-".to_string(), |a| format!("{:.2}%", a * 100.0));
+    if rows.iter().any(|r| r.merge.is_some()) {
+        let sched = match args.merge_schedule {
+            tessera::MergeSchedule::Constant => "constant",
+            tessera::MergeSchedule::Decreasing => "decreasing",
+        };
+        println!("{title}; token merging ({sched} schedule); throughput in batches of {batch}\n");
+        println!("{:>5} {:>4} {:>7} {:>7} {:>9} {:>9} {:>8} {:>10} {:>11}", "patch", "r", "tokens", "left", "accuracy", "agree", "cosine", "images/s", "latency ms");
+        for r in &rows {
+            let cos = r.cosine.map_or("-".to_string(), |c| format!("{c:.5}"));
+            println!(
+                "{:>5} {:>4} {:>7} {:>7} {:>9} {:>9} {cos:>8} {:>10.1} {:>11.2}",
+                r.patch_size,
+                r.merge.unwrap_or(0),
+                r.tokens,
+                r.tokens_out.unwrap_or(r.tokens),
+                pct(r.accuracy),
+                pct(r.agreement),
+                r.images_per_s,
+                r.latency_ms
+            );
+        }
+        println!("\nleft: tokens after the last layer; agree: top-1 equal to r = 0's (cosine: of the pooled features, without a classifier)");
+        println!("chart: {}", args.chart.display());
+        return Ok(());
+    }
     if budgets {
         println!("{title}; a {} image, the checkpoint's own budget {}; throughput in batches of {batch}\n", args.image_size, own.1);
         println!("{:>7} {:>8} {:>7} {:>9} {:>10} {:>11}", "budget", "grid", "tokens", "accuracy", "images/s", "latency ms");
@@ -354,7 +515,7 @@ pub fn chart_svg(rows: &[SweepRow], title: &str) -> String {
                 px(v) + 8.0,
                 py(a) - 8.0,
                 row.label(),
-                row.tokens
+                row.tokens_out.unwrap_or(row.tokens)
             );
             if let Some(base) = row.fixed_patch_baseline {
                 let b = base * 100.0;
@@ -371,7 +532,13 @@ pub fn chart_svg(rows: &[SweepRow], title: &str) -> String {
         let hi = ips.iter().cloned().fold(0f64, f64::max) * 1.15;
         let n = rows.len().max(1) as f64;
         let bw = pw / n * 0.6;
-        let axis = if rows.iter().any(|r| r.max_patches.is_some()) { "patch budget (tokens)" } else { "patch size (tokens)" };
+        let axis = if rows.iter().any(|r| r.merge.is_some()) {
+            "tokens merged per layer (tokens left)"
+        } else if rows.iter().any(|r| r.max_patches.is_some()) {
+            "patch budget (tokens)"
+        } else {
+            "patch size (tokens)"
+        };
         s += &format!("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{axis}</text>\n", l + pw / 2.0, h - 16.0);
         s += &format!("<text x=\"18\" y=\"{0}\" text-anchor=\"middle\" transform=\"rotate(-90 18 {0})\">images/s</text>\n", t + ph / 2.0);
         for (i, (row, &v)) in rows.iter().zip(&ips).enumerate() {
@@ -386,8 +553,8 @@ pub fn chart_svg(rows: &[SweepRow], title: &str) -> String {
                 t + ph - bh,
                 t + ph - bh - 6.0,
                 t + ph + 16.0,
-                row.max_patches.unwrap_or(row.patch_size),
-                row.tokens
+                row.merge.map_or_else(|| row.max_patches.unwrap_or(row.patch_size).to_string(), |r| format!("r={r}")),
+                row.tokens_out.unwrap_or(row.tokens)
             );
         }
     }
@@ -399,7 +566,7 @@ mod tests {
     use super::*;
 
     fn row(p: usize, acc: Option<f64>, ips: f64) -> SweepRow {
-        SweepRow { patch_size: p, max_patches: None, grid: (28 / p, 28 / p), tokens: 1 + (28 / p) * (28 / p), accuracy: acc, pytorch_accuracy: None, fixed_patch_baseline: Some(0.5), images_per_s: ips, latency_ms: 1.0 }
+        SweepRow { patch_size: p, max_patches: None, grid: (28 / p, 28 / p), tokens: 1 + (28 / p) * (28 / p), accuracy: acc, pytorch_accuracy: None, fixed_patch_baseline: Some(0.5), images_per_s: ips, latency_ms: 1.0, merge: None, tokens_out: None, agreement: None, cosine: None }
     }
 
     #[test]

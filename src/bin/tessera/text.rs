@@ -10,7 +10,8 @@ use tessera::Device;
 fn load_clip(device: &Device, arg: &ModelArg) -> Result<tessera::model::clip::Clip> {
     let spec = arg.model.as_deref().context("zero-shot and text embeddings need a CLIP or SigLIP checkpoint: give --model")?;
     let ck = models::checkpoint(Some(spec))?;
-    let opts = tessera::LoadOptions { max_patches: arg.max_patches, patch_size: arg.patch_size, ..Default::default() };
+    let c = arg.choices();
+    let opts = tessera::LoadOptions { max_patches: c.max_patches, patch_size: c.patch, merge: tessera::Merge::new(c.merge.r, c.merge.schedule)?, ..Default::default() };
     Ok(tessera::model::clip::Clip::load_with(device, &ck, opts)?)
 }
 
