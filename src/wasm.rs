@@ -342,13 +342,14 @@ impl WasmModel {
     /// Runs `pixel_values` (B, C, H, W) as `model(pixel_values=...)` does: `{logits, logitsDims,
     /// lastHiddenState, lastHiddenStateDims, poolerOutput, poolerOutputDims}` (absent where the
     /// model has none).
-    pub async fn run(&self, pixels: Vec<f32>, dims: Vec<u32>) -> Result<Object, JsError> {
+    pub async fn run(&self, pixels: Vec<f32>, dims: Vec<u32>, merge: Option<String>) -> Result<Object, JsError> {
         let [b, c, h, w] = dims[..] else {
             return Err(JsError::new(&format!("[input] dims must be [B, C, H, W], got {dims:?}")));
         };
+        let merge = merge_arg(merge)?;
         let out = self
             .get()?
-            .run(&pixels, [b as usize, c as usize, h as usize, w as usize], RunOptions::default())
+            .run(&pixels, [b as usize, c as usize, h as usize, w as usize], RunOptions { merge, ..Default::default() })
             .await
             .map_err(js_err)?;
         let obj = Object::new();

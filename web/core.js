@@ -343,14 +343,14 @@ export function makeApi(init, Engine, relaxedUrl, glueUrl, defaultWasmUrl, initS
       return gridOf(this, width, height, maxPatches, merge);
     }
   
-    /** `pixelValues` (B, C, H, W) as `model(pixel_values=...)` in transformers. */
-    async run(pixelValues, dims) {
+    /** `pixelValues` (B, C, H, W) as `model(pixel_values=...)` in transformers; `merge` as for `classify`. */
+    async run(pixelValues, dims, { merge } = {}) {
       if (!(pixelValues instanceof Float32Array)) {
         const err = new Error('pixelValues must be a Float32Array');
         err.kind = 'input';
         throw err;
       }
-      return call(async () => (await live(this)).run(pixelValues, Uint32Array.from(dims)));
+      return call(async () => (await live(this)).run(pixelValues, Uint32Array.from(dims), this._mergeArg(merge)));
     }
   
     /** Frees the GPU memory; later calls reject. */

@@ -167,7 +167,7 @@ export declare class Model {
   attention(image: ImageInput, options?: BudgetOptions): Promise<AttentionMap>;
   /** The grid an image of `width` x `height` pixels gets (under `maxPatches` for a NaFlex model). */
   grid(width: number, height: number, options?: BudgetOptions): Grid;
-  run(pixelValues: Float32Array, dims: [number, number, number, number]): Promise<RunOutput>;
+  run(pixelValues: Float32Array, dims: [number, number, number, number], options?: { merge?: Merge }): Promise<RunOutput>;
   dispose(): void;
 }
 
