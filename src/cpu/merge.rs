@@ -3,7 +3,9 @@
 
 use super::attention::Qkv;
 use super::{math, Cpu, SyncPtr};
-use crate::ops::merge::PROTECTED_SCORE;
+
+/// The score of a protected token (never merged, never a target); the WGSL kernel uses the same.
+pub const PROTECTED_SCORE: f32 = -3.0e38;
 
 /// Batch items and tokens of an op's first input.
 #[derive(Clone, Copy, Debug)]

@@ -36,8 +36,7 @@ const MAXA: u32 = (MAX_TOKENS as u32).div_ceil(2);
 /// Workgroup of the one-workgroup-per-image DEST kernel.
 const DEST_WG: u32 = 256;
 
-/// The score of a protected token (never merged, never a target).
-pub const PROTECTED_SCORE: f32 = -3.0e38;
+pub use crate::cpu::merge::PROTECTED_SCORE;
 
 /// One of the merge ops.
 #[derive(Clone, Copy, Debug, PartialEq)]
