@@ -319,12 +319,11 @@ fn run_merges(device: &Device, args: &SweepArgs, ck: &tessera::Checkpoint, embed
         let (h, w) = model.preprocessor.output_size(model.config.image_size.0, model.config.image_size.1);
         let tokens = model.config.prefix_tokens() + (h / q) * (w / q);
         // The unmerged model's answers, to agree with.
-        let base_preds = match &set {
+        let mut base_preds = match &set {
             Some(set) if !merges.iter().any(|m| m.r == 0) => Some(evaluate(&model, set, batch, &indicatif::ProgressBar::hidden())?.preds),
             _ => None,
         };
         let base_photos = if photos.is_empty() { None } else { Some(outputs_on(&model, &photos)?) };
-        let mut base_preds = base_preds;
         for &m in &merges {
             model.set_merge(m);
             let plan = model.merge_plan(h, w, m);
