@@ -143,6 +143,9 @@ pub fn attention(cpu: &Cpu, qkv: &[f32], l: &Qkv, (heads, queries): (std::ops::R
             }
         }
     };
+    // Proportional attention's bias, log(size) in units of the unscaled scores, once per token
+    // (not once per query block).
+    let bias: Vec<f32> = sizes.iter().map(|s| s.ln() / scale).collect();
     let qb = 2 * mr;
     let blocks = queries.len().div_ceil(qb);
     let o = SyncPtr(out.as_mut_ptr());
@@ -156,8 +159,8 @@ pub fn attention(cpu: &Cpu, qkv: &[f32], l: &Qkv, (heads, queries): (std::ops::R
         let q0 = queries.start + blk * qb;
         let rows = qb.min(queries.end - q0);
         let dst = SyncPtr(unsafe { o.ptr().add((b * l.t + q0) * l.heads * l.dh + h * l.dh) });
-        let sizes = if sizes.is_empty() { sizes } else { &sizes[b * l.t..(b + 1) * l.t] };
-        let task = Task { qkv, l, pack, scale, b, h, q0, rows, keys: keys(b), sizes, out: dst };
+        let bias = if bias.is_empty() { &bias[..] } else { &bias[b * l.t..(b + 1) * l.t] };
+        let task = Task { qkv, l, pack, scale, b, h, q0, rows, keys: keys(b), bias, out: dst };
         match isa {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: `Cpu` only selects an instruction set the machine has.
@@ -202,8 +205,8 @@ struct Task<'a> {
     rows: usize,
     /// The batch item's keys (the first `keys` of its T).
     keys: usize,
-    /// The batch item's token sizes (empty: no size bias).
-    sizes: &'a [f32],
+    /// The batch item's proportional-attention bias per key, log(size) / scale (empty: none).
+    bias: &'a [f32],
     out: SyncPtr,
 }
 
@@ -263,11 +266,10 @@ unsafe fn attend<S: Simd, const MR: usize, const NV: usize>(t: &Task) {
         let g = Gemm { m: t.rows, a: q, lda: l.row, b: &kp[(k0 / nr) * dh * nr..], k: dh, k0: 0, panel: dh * nr, ldb: nr, n, nr, ldc: lds };
         unsafe { block_generic::<S, MR, NV>(&g, SyncPtr(s.as_mut_ptr()), &Epilogue::NONE, (0, n.div_ceil(nr)), (0, t.rows), 0) };
         // Proportional attention: log(size) on each logit, in units of the unscaled scores.
-        if !t.sizes.is_empty() {
-            let mut bias = [0f32; KB];
-            bias[..n].iter_mut().zip(&t.sizes[k0..k0 + n]).for_each(|(b, s)| *b = s.ln() / t.scale);
+        if !t.bias.is_empty() {
+            let bias = &t.bias[k0..k0 + n];
             for i in 0..t.rows {
-                s[i * lds..i * lds + n].iter_mut().zip(&bias[..n]).for_each(|(v, b)| *v += b);
+                s[i * lds..i * lds + n].iter_mut().zip(bias).for_each(|(v, b)| *v += b);
             }
         }
         // Online softmax: new maxima, rescaled sums and accumulators, probabilities in place.

@@ -26,21 +26,34 @@ fn index(v: f32, n: usize) -> usize {
 }
 
 /// `out (B, T, dh)`: each token's keys averaged over the heads, at unit length.
-pub fn metric(qkv: &[f32], l: &Qkv, out: &mut [f32]) {
-    let mut m = vec![0f32; l.dh];
-    for b in 0..l.b {
-        for t in 0..l.t {
-            m.iter_mut().for_each(|v| *v = 0.0);
-            for h in 0..l.heads {
-                let k = b * l.batch + h * l.head + t * l.row + l.k_off;
-                m.iter_mut().zip(&qkv[k..k + l.dh]).for_each(|(m, v)| *m += v);
+pub fn metric(cpu: &Cpu, qkv: &[f32], l: &Qkv, out: &mut [f32]) {
+    // Runs of tokens per task; within one, each head's keys are read as one sequential run.
+    let per = (4096 / l.dh.max(1)).clamp(1, l.t.max(1));
+    let chunks = l.t.div_ceil(per);
+    let o = SyncPtr(out.as_mut_ptr());
+    cpu.pool.run(l.b * chunks, &|c| {
+        let (b, t0) = (c / chunks, (c % chunks) * per);
+        let n = per.min(l.t - t0);
+        // SAFETY: each task writes its own rows.
+        let m = unsafe { std::slice::from_raw_parts_mut(o.ptr().add((b * l.t + t0) * l.dh), n * l.dh) };
+        for h in 0..l.heads {
+            for (i, row) in m.chunks_exact_mut(l.dh).enumerate() {
+                let k = b * l.batch + h * l.head + (t0 + i) * l.row + l.k_off;
+                let keys = &qkv[k..k + l.dh];
+                if h == 0 {
+                    row.copy_from_slice(keys);
+                } else {
+                    row.iter_mut().zip(keys).for_each(|(m, v)| *m += v);
+                }
             }
-            m.iter_mut().for_each(|v| *v /= l.heads as f32);
-            let inv = 1.0 / math::dot(&m, &m).sqrt();
-            let o = &mut out[(b * l.t + t) * l.dh..(b * l.t + t + 1) * l.dh];
-            o.iter_mut().zip(&m).for_each(|(o, v)| *o = v * inv);
         }
-    }
+        let heads = l.heads as f32;
+        for row in m.chunks_exact_mut(l.dh) {
+            row.iter_mut().for_each(|v| *v /= heads);
+            let inv = 1.0 / math::dot(row, row).sqrt();
+            row.iter_mut().for_each(|v| *v *= inv);
+        }
+    });
 }
 
 /// `out (B, ceil(T/2), 2)`: each even token's best cosine over the odd tokens and that token's
@@ -48,23 +61,43 @@ pub fn metric(qkv: &[f32], l: &Qkv, out: &mut [f32]) {
 /// neither matched nor targets.
 pub fn best_matches(cpu: &Cpu, metric: &[f32], s: Shape, dh: usize, protected: usize, out: &mut [f32]) {
     let (na, nb) = (s.t.div_ceil(2), s.t / 2);
-    let rows = s.b * na;
+    let first = protected / 2; // the first odd token that may be a target
+    // Chunks of A rows per batch item; each chunk scores its rows against every B token at once,
+    // B transposed to (dh, nb rounded up to whole blocks) so that B tokens run in SIMD lanes.
+    let nbp = nb.next_multiple_of(BLOCK);
+    let per = (65536 / (nbp * dh).max(1)).clamp(1, na.max(1));
+    let chunks = na.div_ceil(per);
     let o = SyncPtr(out.as_mut_ptr());
-    let per = (65536 / (nb * dh).max(1)).max(1);
-    cpu.pool.run(rows.div_ceil(per), &|c| {
-        for i in c * per..((c + 1) * per).min(rows) {
-            let (b, a) = (i / na, i % na);
+    let isa = cpu.isa;
+    cpu.pool.run(s.b * chunks, &|c| {
+        let (b, a0) = (c / chunks, (c % chunks) * per);
+        let m = &metric[b * s.t * dh..(b + 1) * s.t * dh];
+        let mut bt = vec![0f32; dh * nbp];
+        for j in 0..nb {
+            for (k, &v) in m[(2 * j + 1) * dh..(2 * j + 2) * dh].iter().enumerate() {
+                bt[k * nbp + j] = v;
+            }
+        }
+        let mut scores = vec![0f32; nbp];
+        for a in a0..(a0 + per).min(na) {
             let (mut best, mut at) = (PROTECTED_SCORE, 0usize);
-            if 2 * a >= protected {
-                let ra = &metric[(b * s.t + 2 * a) * dh..(b * s.t + 2 * a + 1) * dh];
-                for j in (0..nb).filter(|j| 2 * j + 1 >= protected) {
-                    let rb = &metric[(b * s.t + 2 * j + 1) * dh..(b * s.t + 2 * j + 2) * dh];
-                    let dot = math::dot(ra, rb);
-                    if dot > best {
-                        (best, at) = (dot, j);
+            if 2 * a >= protected && first < nb {
+                score_row(isa, &m[2 * a * dh..(2 * a + 1) * dh], &bt, &mut scores);
+                // The largest score (NaN never wins), then the first token that has it.
+                let row = &scores[first..nb];
+                let mut lanes = [PROTECTED_SCORE; 16];
+                let mut blocks = row.chunks_exact(16);
+                for c in &mut blocks {
+                    for (m, &v) in lanes.iter_mut().zip(c) {
+                        *m = if v > *m { v } else { *m };
                     }
                 }
+                best = blocks.remainder().iter().chain(&lanes).fold(PROTECTED_SCORE, |m, &v| if v > m { v } else { m });
+                if best > PROTECTED_SCORE {
+                    at = first + row.iter().position(|&v| v == best).unwrap_or(0);
+                }
             }
+            let i = b * na + a;
             // SAFETY: each row writes its own two values.
             unsafe {
                 *o.ptr().add(2 * i) = best + 0.0;
@@ -72,6 +105,49 @@ pub fn best_matches(cpu: &Cpu, metric: &[f32], s: Shape, dh: usize, protected: u
             }
         }
     });
+}
+
+/// B tokens scored at once (accumulators held in registers).
+const BLOCK: usize = 32;
+
+/// `scores[j] = sum_k a[k] * bt[k, j]` (`bt` holds `scores.len()` columns, a multiple of
+/// BLOCK), in the instruction set's widest vectors. Each score sums its products in k order
+/// (no fused multiply-add), the same on every instruction set.
+fn score_row(isa: super::Isa, a: &[f32], bt: &[f32], scores: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx512f,avx2")]
+        unsafe fn avx512(a: &[f32], bt: &[f32], scores: &mut [f32]) {
+            score_row_with(a, bt, scores)
+        }
+        #[target_feature(enable = "avx2")]
+        unsafe fn avx2(a: &[f32], bt: &[f32], scores: &mut [f32]) {
+            score_row_with(a, bt, scores)
+        }
+        match isa {
+            // SAFETY: the backend was created with an instruction set this machine has.
+            super::Isa::Avx512 => return unsafe { avx512(a, bt, scores) },
+            super::Isa::Avx2 => return unsafe { avx2(a, bt, scores) },
+            _ => {}
+        }
+    }
+    let _ = isa;
+    score_row_with(a, bt, scores)
+}
+
+#[inline(always)]
+fn score_row_with(a: &[f32], bt: &[f32], scores: &mut [f32]) {
+    let n = scores.len();
+    for (j0, out) in (0..n).step_by(BLOCK).zip(scores.chunks_exact_mut(BLOCK)) {
+        let mut acc = [0f32; BLOCK];
+        for (k, &x) in a.iter().enumerate() {
+            let b = &bt[k * n + j0..k * n + j0 + BLOCK];
+            for i in 0..BLOCK {
+                acc[i] += x * b[i];
+            }
+        }
+        out.copy_from_slice(&acc);
+    }
 }
 
 /// `out (B, T)`: each token's output row, merging the `r` even tokens of highest score (equal
@@ -126,7 +202,12 @@ pub fn tokens(cpu: &Cpu, x: &[f32], dest: &[f32], sizes: Option<&[f32]>, s: Shap
             let row = index(dest[bi * s.t + t], t_out);
             let size = sizes.map_or(1.0, |z| z[bi * s.t + t]);
             let xr = &x[(bi * s.t + t) * d..(bi * s.t + t + 1) * d];
-            ob[row * d..(row + 1) * d].iter_mut().zip(xr).for_each(|(o, v)| *o = v.mul_add(size, *o));
+            // A product then a sum, as the reference's scatter of x * size (and no fma call where
+            // the target has no FMA instruction).
+            match sizes {
+                Some(_) => ob[row * d..(row + 1) * d].iter_mut().zip(xr).for_each(|(o, v)| *o += v * size),
+                None => ob[row * d..(row + 1) * d].iter_mut().zip(xr).for_each(|(o, v)| *o += v),
+            }
             w[row] += size;
         }
         for (row, &w) in ob.chunks_mut(d).zip(&w) {

@@ -255,7 +255,7 @@ impl CpuKernel for MergeCpu {
     fn run(&self, cpu: &Cpu, ins: &[&[f32]], out: &mut [f32], _scratch: &mut [f32]) {
         let k = crate::cpu::merge::Shape { b: self.input[0], t: self.input.get(1).copied().unwrap_or(1) };
         match self.op {
-            Merge::Metric { .. } => crate::cpu::merge::metric(ins[0], self.qkv.as_ref().expect("qkv layout"), out),
+            Merge::Metric { .. } => crate::cpu::merge::metric(cpu, ins[0], self.qkv.as_ref().expect("qkv layout"), out),
             Merge::Match { protected } => crate::cpu::merge::best_matches(cpu, ins[0], k, self.input[2], protected, out),
             Merge::Dest { tokens, r, protected } => crate::cpu::merge::dest(ins[0], k.b, tokens, r, protected, out),
             Merge::Tokens { sized, .. } => {
