@@ -299,6 +299,105 @@ pub fn concat(a: &[f32], b: &[f32], rows: usize, d1: usize, d2: usize) -> Vec<f3
     out
 }
 
+/// 2-D convolution in PyTorch's layouts, f64 accumulation: `x (B, Ci, H, W)`, `w (Co, Ci, k, k)`,
+/// zero padding `pad`, giving `(B, Co, Ho, Wo)`.
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d(x: &[f32], (b, ci, h, w): (usize, usize, usize, usize), wt: &[f32], co: usize, k: usize, stride: usize, pad: usize, bias: Option<&[f32]>) -> Vec<f32> {
+    let ho = (h + 2 * pad - k) / stride + 1;
+    let wo = (w + 2 * pad - k) / stride + 1;
+    let mut out = vec![0f32; b * co * ho * wo];
+    for bi in 0..b {
+        for o in 0..co {
+            for y in 0..ho {
+                for xx in 0..wo {
+                    let mut acc = bias.map_or(0.0, |v| v[o] as f64);
+                    for i in 0..ci {
+                        for ky in 0..k {
+                            for kx in 0..k {
+                                let (iy, ix) = ((y * stride + ky) as isize - pad as isize, (xx * stride + kx) as isize - pad as isize);
+                                if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
+                                    continue;
+                                }
+                                let v = x[((bi * ci + i) * h + iy as usize) * w + ix as usize] as f64;
+                                acc += v * wt[((o * ci + i) * k + ky) * k + kx] as f64;
+                            }
+                        }
+                    }
+                    out[((bi * co + o) * ho + y) * wo + xx] = acc as f32;
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Transposed 2-D convolution in PyTorch's layouts (no padding), f64 accumulation: `x (B, Ci,
+/// H, W)`, `w (Ci, Co, k, k)`, giving `(B, Co, (H - 1) * stride + k, (W - 1) * stride + k)`.
+#[allow(clippy::too_many_arguments)]
+pub fn conv_transpose2d(x: &[f32], (b, ci, h, w): (usize, usize, usize, usize), wt: &[f32], co: usize, k: usize, stride: usize, bias: Option<&[f32]>) -> Vec<f32> {
+    let (ho, wo) = ((h - 1) * stride + k, (w - 1) * stride + k);
+    let mut acc = vec![0f64; b * co * ho * wo];
+    for bi in 0..b {
+        for i in 0..ci {
+            for y in 0..h {
+                for xx in 0..w {
+                    let v = x[((bi * ci + i) * h + y) * w + xx] as f64;
+                    for o in 0..co {
+                        for ky in 0..k {
+                            for kx in 0..k {
+                                acc[((bi * co + o) * ho + y * stride + ky) * wo + xx * stride + kx] += v * wt[((i * co + o) * k + ky) * k + kx] as f64;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    acc.iter().enumerate().map(|(n, v)| (v + bias.map_or(0.0, |bb| bb[(n / (ho * wo)) % co] as f64)) as f32).collect()
+}
+
+/// Bilinear resize in PyTorch's layout, as `interpolate(mode="bilinear", antialias=False)` in
+/// f64: `x (B, C, H, W)` to `(B, C, ho, wo)`.
+pub fn resize_bilinear(x: &[f32], (b, c, h, w): (usize, usize, usize, usize), (ho, wo): (usize, usize), align_corners: bool) -> Vec<f32> {
+    let src = |d: usize, n: usize, m: usize| -> (usize, usize, f64) {
+        let s = if align_corners {
+            if m > 1 { d as f64 * (n as f64 - 1.0) / (m as f64 - 1.0) } else { 0.0 }
+        } else {
+            ((d as f64 + 0.5) * n as f64 / m as f64 - 0.5).max(0.0)
+        };
+        let i0 = (s.floor() as usize).min(n - 1);
+        (i0, (i0 + 1).min(n - 1), s - i0 as f64)
+    };
+    let mut out = vec![0f32; b * c * ho * wo];
+    for p in 0..b * c {
+        let img = &x[p * h * w..(p + 1) * h * w];
+        for y in 0..ho {
+            let (y0, y1, ly) = src(y, h, ho);
+            for xx in 0..wo {
+                let (x0, x1, lx) = src(xx, w, wo);
+                let at = |yy: usize, xv: usize| img[yy * w + xv] as f64;
+                let v = (1.0 - ly) * ((1.0 - lx) * at(y0, x0) + lx * at(y0, x1)) + ly * ((1.0 - lx) * at(y1, x0) + lx * at(y1, x1));
+                out[(p * ho + y) * wo + xx] = v as f32;
+            }
+        }
+    }
+    out
+}
+
+/// `(B, C, H, W)` to `(B, H, W, C)`.
+pub fn nchw_to_nhwc(x: &[f32], (b, c, h, w): (usize, usize, usize, usize)) -> Vec<f32> {
+    let mut out = vec![0f32; x.len()];
+    for bi in 0..b {
+        for ch in 0..c {
+            for p in 0..h * w {
+                out[(bi * h * w + p) * c + ch] = x[(bi * c + ch) * h * w + p];
+            }
+        }
+    }
+    out
+}
+
+
 /// A small seeded generator (PCG-style) for reproducible test data.
 pub struct Rng(u64);
 

@@ -39,6 +39,10 @@ pub enum Act {
     QuickGelu,
     /// The tanh approximation of GELU.
     GeluTanh,
+    /// max(x, 0).
+    Relu,
+    /// 1 / (1 + exp(-x)).
+    Sigmoid,
 }
 
 /// `2 sqrt(2/pi)`: the tanh form of GELU as `x sigmoid(GELU_TANH_K (x + 0.044715 x^3))`.
@@ -454,6 +458,8 @@ fn activate<const FMA: bool>(x: &mut [f32], act: Act) {
         Act::Tanh => x.iter_mut().for_each(|o| *o = o.tanh()),
         Act::QuickGelu => math::map(x, |o| o / (1.0 + math::exp_with::<FMA>(-1.702 * o))),
         Act::GeluTanh => math::map(x, |o| o / (1.0 + math::exp_with::<FMA>(-GELU_TANH_K * (o + 0.044715 * o * o * o)))),
+        Act::Relu => x.iter_mut().for_each(|o| *o = o.max(0.0)),
+        Act::Sigmoid => math::map(x, |o| 1.0 / (1.0 + math::exp_with::<FMA>(-o))),
     }
 }
 

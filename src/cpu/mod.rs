@@ -12,6 +12,7 @@ pub mod merge;
 pub(crate) mod math;
 mod pool;
 pub mod shard;
+pub mod spatial;
 pub mod simd;
 
 use crate::error::{Error, Result};

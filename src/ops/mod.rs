@@ -13,6 +13,7 @@ pub mod merge;
 pub mod patch_embed;
 pub mod shader;
 pub mod softmax;
+pub mod spatial;
 pub mod tokens;
 
 use crate::cpu::{Cpu, CpuKernel, HostWeight};
@@ -246,6 +247,57 @@ pub enum Op {
     },
     /// Token merging: `groups (B, N)` (each original token's row) through one more `dest (B, T)`.
     MergeCompose,
+    /// 2-D convolution on channels-last maps ([`spatial`]). Inputs: `x (B, H, W, Ci)`,
+    /// `weight (k*k*Ci, Co)` (a weight, rows in (ky, kx, ci) order: [`spatial::conv_weight`]
+    /// from PyTorch's layout), `[bias (Co)]`, `[residual (B, Ho, Wo, Co)]`. Output
+    /// `act(x * w + bias) * scale + residual`, `(B, (H + 2 pad - k) / stride + 1, .., Co)`.
+    Conv2d {
+        /// Kernel side k.
+        kernel: usize,
+        /// Stride.
+        stride: usize,
+        /// Zero padding on every side.
+        pad: usize,
+        /// A bias input follows the weight.
+        bias: bool,
+        /// ReLU on the input as it is read (DPT's pre-activation residual units).
+        pre_relu: bool,
+        /// Activation after the bias.
+        act: spatial::ConvAct,
+        /// Multiplies the activation's output (a metric depth head's maximum depth).
+        scale: f32,
+        /// A residual input comes last, added after the scale.
+        residual: bool,
+    },
+    /// Transposed 2-D convolution with kernel = stride and no padding, on channels-last maps.
+    /// Inputs: `x (B, H, W, Ci)`, `weight (Ci, k*k*Co)` (a weight:
+    /// [`spatial::conv_transpose_weight`]), `[bias (Co)]`. Output `(B, H*k, W*k, Co)`.
+    ConvTranspose2d {
+        /// Kernel side = stride.
+        kernel: usize,
+        /// A bias input follows the weight.
+        bias: bool,
+    },
+    /// Bilinear resize of `x (B, H, W, C)` to `(B, height, width, C)`, as PyTorch's
+    /// `interpolate(mode="bilinear")` without antialiasing.
+    Resize {
+        /// Output height.
+        height: usize,
+        /// Output width.
+        width: usize,
+        /// PyTorch's `align_corners`.
+        align_corners: bool,
+    },
+    /// The patch tokens as a map: `x (B, prefix + height*width, C)` to `(B, height, width, C)`,
+    /// dropping the prefix tokens.
+    TokensToMap {
+        /// Prefix tokens to drop.
+        prefix: usize,
+        /// Grid rows.
+        height: usize,
+        /// Grid columns.
+        width: usize,
+    },
 }
 
 /// How a kernel's shader accesses a storage binding. Weights are `read`. Activations are
@@ -445,7 +497,7 @@ impl Op {
     /// Whether input `i` is a matrix product's B (the patch embedding's kernel too), which the CPU
     /// backend reads from its GEMM panels alone (a weight kept only packed may be bound there and nowhere else).
     pub fn packed_input(&self, i: usize) -> bool {
-        matches!(self, Op::MatMul { .. } | Op::MatMulHeads { .. } | Op::PatchEmbed { .. }) && i == 1
+        matches!(self, Op::MatMul { .. } | Op::MatMulHeads { .. } | Op::PatchEmbed { .. } | Op::Conv2d { .. } | Op::ConvTranspose2d { .. }) && i == 1
     }
 }
 
@@ -470,9 +522,9 @@ impl Op {
             Op::Softmax => Box::new(softmax::Softmax),
             Op::Add => Box::new(elementwise::Elementwise::Add),
             Op::MulRow => Box::new(elementwise::Elementwise::MulRow),
-            Op::SliceTokens { start, count } => Box::new(tokens::Tokens { start, count, mean: false, masked: false }),
-            Op::MeanTokens { start, count } => Box::new(tokens::Tokens { start, count, mean: true, masked: false }),
-            Op::MaskedMeanTokens { start, count } => Box::new(tokens::Tokens { start, count, mean: true, masked: true }),
+            Op::SliceTokens { start, count } => Box::new(tokens::Tokens { start, count, mean: false, masked: false, map: None }),
+            Op::MeanTokens { start, count } => Box::new(tokens::Tokens { start, count, mean: true, masked: false, map: None }),
+            Op::MaskedMeanTokens { start, count } => Box::new(tokens::Tokens { start, count, mean: true, masked: true, map: None }),
             Op::Concat => Box::new(tokens::Concat),
             Op::SizedAttention { heads, scale } => Box::new(attention::Attention { heads, scale, causal: false, masked: false, sized: true }),
             Op::SizedAttentionProbs { heads, scale, queries, first_key } => {
@@ -484,6 +536,14 @@ impl Op {
             Op::MergeTokens { tokens, sized } => Box::new(merge::Merge::Tokens { tokens, sized }),
             Op::MergeSizes { tokens, sized } => Box::new(merge::Merge::Sizes { tokens, sized }),
             Op::MergeCompose => Box::new(merge::Merge::Compose),
+            Op::Conv2d { kernel, stride, pad, bias, pre_relu, act, scale, residual } => {
+                Box::new(spatial::Spatial::Conv { kernel, stride, pad, bias, pre_relu, act, scale, residual })
+            }
+            Op::ConvTranspose2d { kernel, bias } => Box::new(spatial::Spatial::Deconv { kernel, bias }),
+            Op::Resize { height, width, align_corners } => Box::new(spatial::Spatial::Resize { height, width, align: align_corners }),
+            Op::TokensToMap { prefix, height, width } => {
+                Box::new(tokens::Tokens { start: prefix, count: height.saturating_mul(width), mean: false, masked: false, map: Some((height, width)) })
+            }
         }
     }
 
@@ -575,6 +635,7 @@ fn all_f32_decls() -> Vec<KernelDecl> {
     v.extend(elementwise::decls());
     v.extend(tokens::decls());
     v.extend(merge::decls());
+    v.extend(spatial::decls());
     v
 }
 

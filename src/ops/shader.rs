@@ -28,6 +28,7 @@ pub(crate) const SOURCES: &[(&str, &str)] = &[
     ("tokens", include_str!("../../shaders/tokens.wgsl")),
     ("concat", include_str!("../../shaders/concat.wgsl")),
     ("merge", include_str!("../../shaders/merge.wgsl")),
+    ("spatial", include_str!("../../shaders/spatial.wgsl")),
 ];
 
 pub(crate) fn source(stem: &str) -> &'static str {

@@ -18,6 +18,8 @@ pub(crate) struct Tokens {
     pub count: usize,
     pub mean: bool,
     pub masked: bool,
+    /// The kept tokens as a `(B, h, w, D)` map (the same values).
+    pub map: Option<(usize, usize)>,
 }
 
 fn decl(mean: bool, masked: bool) -> KernelDecl {
@@ -32,7 +34,9 @@ fn decl(mean: bool, masked: bool) -> KernelDecl {
 
 impl OpDef for Tokens {
     fn kind(&self) -> &'static str {
-        if self.mean {
+        if self.map.is_some() {
+            "tokens_to_map"
+        } else if self.mean {
             "mean_tokens"
         } else {
             "slice_tokens"
@@ -53,8 +57,16 @@ impl OpDef for Tokens {
         }
         let (b, t, d) = (x.shape[0], x.shape[1], x.shape[2]);
         let (start, count) = (self.start, self.count);
+        if let Some((h, w)) = self.map {
+            if start.checked_add(count) != Some(t) || h.checked_mul(w) != Some(count) {
+                return Err(invalid(node, format!("{start} prefix tokens and a {h}x{w} grid do not make the {t} tokens of the sequence")));
+            }
+        }
         if count == 0 || start.checked_add(count).is_none_or(|end| end > t) {
             return Err(invalid(node, format!("tokens {start}..{} are not within the {t} tokens", start.saturating_add(count))));
+        }
+        if let Some((h, w)) = self.map {
+            return Ok(vec![b, h, w, d]);
         }
         Ok(if self.mean { vec![b, d] } else { vec![b, count, d] })
     }
