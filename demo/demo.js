@@ -33,6 +33,47 @@ function setBusy(b) {
   busy = b;
   $('loadBtn').disabled = b;
   $('patchSize').disabled = b || !model;
+  $('merge').disabled = b || !model || (clip && modelKind === 'clip');
+}
+
+/** The token-merging setting chosen (r per layer; 0 merges nothing). */
+function mergeR() {
+  return Number($('merge').value || 0);
+}
+
+/** Merge settings offered for the model: r per layer from 1 up to what its first layer can merge
+ * (half its tokens), each labelled with the tokens left after the last layer. */
+function showMerges(m) {
+  const select = $('merge');
+  const keep = mergeR();
+  select.replaceChildren();
+  const [h, w] = m.info.imageSize;
+  const offered = new Set();
+  for (const r of [0, 1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64]) {
+    const plan = m.grid(w, h, { merge: r, maxPatches: budget() }).merge;
+    if (r > 0 && (!plan || plan.layers[0].r < r)) break;
+    const left = plan ? plan.tokensLeft : null;
+    const label = r === 0 ? 'off' : `${r} per layer (${left} left)`;
+    select.append(Object.assign(document.createElement('option'), { value: String(r), textContent: label }));
+    offered.add(r);
+  }
+  select.value = String(offered.has(keep) ? keep : 0);
+  showMergeNote();
+}
+
+/** What the merge setting does to the model's tokens. */
+function showMergeNote() {
+  const r = mergeR();
+  document.body.dataset.merge = String(r);
+  $('showRegions').disabled = r === 0;
+  if (!model || r === 0) {
+    $('mergeNote').textContent = model ? 'every layer sees every token' : '';
+    return;
+  }
+  const [h, w] = model.info.imageSize;
+  const plan = model.grid(w, h, { merge: r, maxPatches: budget() }).merge;
+  const first = plan.layers[0].tokens;
+  $('mergeNote').textContent = `${first} tokens in, ${plan.tokensLeft} after the last of ${plan.layers.length} layers`;
 }
 
 /** Patch sizes offered for a model: divisors of its image side from the one that doubles the
@@ -85,6 +126,7 @@ async function loadClip() {
     modelKind = 'clip';
     // No patch-size dial in zero-shot mode; a token budget for a NaFlex model (SigLIP 2).
     $('patchRow').hidden = true;
+    $('mergeRow').hidden = true;
     $('heatRow').hidden = false;
     showBudgets(clip.info.maxPatches);
     const family = clip.info.maxPatches != null ? 'SigLIP 2 NaFlex' : clip.info.family === 'siglip' ? 'SigLIP' : 'CLIP';
@@ -167,6 +209,7 @@ async function loadModel(kind, patchSize) {
     }
     $('heatRow').hidden = false;
     $('patchRow').hidden = false;
+    $('mergeRow').hidden = false;
     showBudgets(next.info.maxPatches);
     currentSource = source;
     modelKind = kind;
@@ -180,6 +223,7 @@ async function loadModel(kind, patchSize) {
     const shownName = kind === 'default' ? 'Fashion-MNIST ViT (embedded)' : info.source;
     $('modelName').textContent = `${shownName} — ${info.family}, ${info.layers} layers, ${info.imageSize[0]}×${info.imageSize[1]} input, patch ${info.patchSize}, ${(info.weightBytes / 1048576).toFixed(1)} MB`;
     showPatchSizes(info);
+    showMerges(next);
     status(info.labels.length ? 'Ready. Drop an image.' : 'Ready (a base model: embeddings and attention, no classes).');
     loaded = true;
   } catch (e) {
@@ -220,10 +264,86 @@ function heatColor(t) {
   return stops[i].map((a, k) => Math.round(a + (stops[i + 1][k] - a) * f));
 }
 
+/** The grid's cell (r, c) in canvas pixels. */
+function cell(heat, rows, cols, r, c) {
+  const x0 = Math.round((c * heat.width) / cols);
+  const y0 = Math.round((r * heat.height) / rows);
+  return [x0, y0, Math.round(((c + 1) * heat.width) / cols) - x0, Math.round(((r + 1) * heat.height) / rows) - y0];
+}
+
+/** ToMe's picture of merging: the patches of each merged token filled with their mean colour,
+ * outlined where neighbouring patches belong to different tokens. */
+function drawRegions(ctx, heat) {
+  const { rows, cols, groups } = lastAttention;
+  const view = $('view');
+  const pixels = view.getContext('2d').getImageData(0, 0, view.width, view.height).data;
+  const sums = new Map();
+  for (let r = 0; r < rows; r++) {
+    for (let c = 0; c < cols; c++) {
+      const [x0, y0, w, h] = cell(heat, rows, cols, r, c);
+      const s = sums.get(groups[r * cols + c]) ?? [0, 0, 0, 0];
+      for (let y = y0; y < y0 + h; y++) {
+        for (let x = x0; x < x0 + w; x++) {
+          const i = 4 * (y * view.width + x);
+          s[0] += pixels[i];
+          s[1] += pixels[i + 1];
+          s[2] += pixels[i + 2];
+          s[3] += 1;
+        }
+      }
+      sums.set(groups[r * cols + c], s);
+    }
+  }
+  for (let r = 0; r < rows; r++) {
+    for (let c = 0; c < cols; c++) {
+      const s = sums.get(groups[r * cols + c]);
+      const n = Math.max(s[3], 1);
+      ctx.fillStyle = `rgb(${Math.round(s[0] / n)}, ${Math.round(s[1] / n)}, ${Math.round(s[2] / n)})`;
+      ctx.fillRect(...cell(heat, rows, cols, r, c));
+    }
+  }
+  ctx.strokeStyle = 'rgba(255, 255, 255, 0.9)';
+  ctx.lineWidth = 1.5;
+  ctx.beginPath();
+  for (let r = 0; r < rows; r++) {
+    for (let c = 0; c < cols; c++) {
+      const g = groups[r * cols + c];
+      const [x0, y0, w, h] = cell(heat, rows, cols, r, c);
+      if (c + 1 < cols && groups[r * cols + c + 1] !== g) {
+        ctx.moveTo(x0 + w, y0);
+        ctx.lineTo(x0 + w, y0 + h);
+      }
+      if (r + 1 < rows && groups[(r + 1) * cols + c] !== g) {
+        ctx.moveTo(x0, y0 + h);
+        ctx.lineTo(x0 + w, y0 + h);
+      }
+    }
+  }
+  ctx.stroke();
+  heat.dataset.regions = String(sums.size);
+  // The tokens the last layer's attention sees (the class token aside), each over its patches.
+  return `${sums.size} tokens into the last layer, over ${rows} × ${cols} patches`;
+}
+
+function drawCaption(ctx, caption) {
+  ctx.font = '12px system-ui, sans-serif';
+  const tw = ctx.measureText(caption).width;
+  ctx.fillStyle = 'rgba(0, 0, 0, 0.6)';
+  ctx.fillRect(4, 4, tw + 10, 18);
+  ctx.fillStyle = '#fff';
+  ctx.fillText(caption, 9, 17);
+}
+
 function drawHeat() {
   const heat = $('heat');
   const ctx = heat.getContext('2d');
   ctx.clearRect(0, 0, heat.width, heat.height);
+  delete heat.dataset.regions;
+  if (lastAttention && lastAttention.groups && $('showRegions').checked) {
+    drawCaption(ctx, drawRegions(ctx, heat));
+    heat.dataset.drawn = 'true';
+    return;
+  }
   if (!lastAttention || !$('showHeat').checked) return;
   const { rows, cols, mean } = lastAttention;
   let lo = Infinity;
@@ -255,13 +375,8 @@ function drawHeat() {
   }
   ctx.stroke();
   // The grid this image ran on, in the corner.
-  const caption = `${rows} × ${cols} patches`;
-  ctx.font = '12px system-ui, sans-serif';
-  const tw = ctx.measureText(caption).width;
-  ctx.fillStyle = 'rgba(0, 0, 0, 0.6)';
-  ctx.fillRect(4, 4, tw + 10, 18);
-  ctx.fillStyle = '#fff';
-  ctx.fillText(caption, 9, 17);
+  const merged = lastAttention.groups ? `, ${new Set(lastAttention.groups).size} merged tokens` : '';
+  drawCaption(ctx, `${rows} × ${cols} patches${merged}`);
   heat.dataset.drawn = 'true';
 }
 
@@ -345,16 +460,18 @@ async function classifyFile(file) {
   const maxPatches = budget();
   const t0 = performance.now();
   // The engine decodes and checks the file first, so an unusable file never reaches the page.
-  const preds = model.info.labels.length ? await model.classify(file, { topK: 5, maxPatches }) : [];
+  const merge = mergeR();
+  const preds = model.info.labels.length ? await model.classify(file, { topK: 5, maxPatches, merge }) : [];
   const t1 = performance.now();
-  lastAttention = await model.attention(file, { maxPatches });
+  lastAttention = await model.attention(file, { maxPatches, merge });
   const bitmap = await createImageBitmap(file);
   drawImage(bitmap);
   bitmap.close();
   showGrid(maxPatches);
   drawHeat();
   showPredictions(preds);
-  $('latency').textContent = `${(t1 - t0).toFixed(1)} ms (classify at patch ${model.info.patchSize}, incl. decode and upload)`;
+  const merged = merge ? `, merging ${merge} tokens per layer` : '';
+  $('latency').textContent = `${(t1 - t0).toFixed(1)} ms (classify at patch ${model.info.patchSize}${merged}, incl. decode and upload)`;
   status(preds.length ? `${file.name || 'image'}: ${preds[0].label}` : `${file.name || 'image'}: attention map`);
   document.body.dataset.result = preds.length ? preds[0].label : '';
 }
@@ -404,6 +521,11 @@ function setupInputs() {
     e.target.value = '';
   });
   $('showHeat').addEventListener('change', drawHeat);
+  $('showRegions').addEventListener('change', drawHeat);
+  $('merge').addEventListener('change', () => {
+    showMergeNote();
+    if (lastFile && !busy) handleFile(lastFile);
+  });
   $('modelKind').addEventListener('change', () => {
     const kind = $('modelKind').value;
     $('hubId').hidden = kind !== 'hub';
@@ -413,6 +535,7 @@ function setupInputs() {
   });
   $('loadBtn').addEventListener('click', () => loadModel($('modelKind').value));
   $('maxPatches').addEventListener('change', () => {
+    if (model && !(clip && modelKind === 'clip')) showMerges(model);
     if (lastFile && !busy) handleFile(lastFile);
   });
   $('patchSize').addEventListener('change', () => {

@@ -101,6 +101,41 @@ test('the patch-size control re-runs the image: the grid follows, the label is t
   assert.equal(await page.isHidden('#error'), true);
 });
 
+test('the token-merging control: the native label and tokens left at each r, and the merged regions drawn', { timeout: 300_000 }, async () => {
+  const file = join(ROOT, 'models/fashion-vit/samples/0009-sneaker.png');
+  await dropFile(file, 'sneaker.png', 'image/png');
+  await page.waitForSelector('body[data-result][data-merge="0"]', { timeout: 120_000 });
+  // 50 tokens (49 patches and the class token): a layer merges at most 24.
+  const options = await page.$$eval('#merge option', (o) => o.map((x) => x.value));
+  assert.deepEqual(options, ['0', '1', '2', '3', '4', '6', '8', '12', '16', '24']);
+  assert.equal(await page.isDisabled('#showRegions'), true);
+  for (const r of ['8', '24']) {
+    await page.evaluate(() => delete document.body.dataset.result);
+    await page.selectOption('#merge', r);
+    await page.waitForSelector(`body[data-merge="${r}"][data-result]`, { timeout: 120_000 });
+    const native = JSON.parse(execFileSync(NATIVE, ['classify', '--json', '--top', '1', '--merge', r, file], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }));
+    const left = native.results[0].tokens_left;
+    assert.equal(await page.textContent('#predictions li:first-child .label'), native.results[0].top[0].label, `merge ${r}`);
+    assert.equal(await page.textContent('#mergeNote'), `50 tokens in, ${left} after the last of 4 layers`);
+    assert.match(await page.textContent('#latency'), new RegExp(`merging ${r} tokens per layer`));
+    // The merged regions: one per token entering the last layer (where the attention map is
+    // taken) but the class token, as the native plan counts them.
+    const info = execFileSync(NATIVE, ['info', '--merge', r], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+    const last = Number(/layer +3: +(\d+) tokens in/.exec(info)[1]);
+    await page.check('#showRegions');
+    assert.equal(await page.getAttribute('#heat', 'data-regions'), String(last - 1), `merge ${r}: regions`);
+    if (r === '8') await page.screenshot({ path: join(SHOTS, 'demo-merge.png') });
+    await page.uncheck('#showRegions');
+    assert.equal(await page.getAttribute('#heat', 'data-regions'), null);
+  }
+  await page.evaluate(() => delete document.body.dataset.result);
+  await page.selectOption('#merge', '0');
+  await page.waitForSelector('body[data-merge="0"][data-result]', { timeout: 120_000 });
+  assert.equal(await page.textContent('#predictions li:first-child .label'), nativeTop1(file));
+  assert.equal(await page.isDisabled('#showRegions'), true);
+  assert.equal(await page.isHidden('#error'), true);
+});
+
 test('bad files give a readable message and the page stays usable', { timeout: 300_000 }, async () => {
   await dropFile(null, 'empty.png', 'image/png');
   await page.waitForSelector('#error:not([hidden])');

@@ -296,20 +296,36 @@ pub fn classify(device: &Device, args: &ClassifyArgs) -> Result<()> {
         let logits = out.logits.as_ref().context("no logits")?;
         let one = tessera::HostTensor { id: logits.id, name: logits.name.clone(), shape: vec![1, logits.shape[1]], data: row(logits, i).to_vec() };
         let top = model.top_k(&one, args.top).remove(0);
-        results.push((p.path.display().to_string(), top));
+        let left = out.merge.last().map(|l| l.tokens - l.r);
+        results.push((p.path.display().to_string(), top, left));
         Ok(())
     })?;
     let mut stdout = std::io::stdout().lock();
     if args.json {
-        let doc = serde_json::json!({
+        let result = |(img, top, left): &(String, _, Option<usize>)| {
+            let mut r = serde_json::json!({"image": img, "top": top});
+            if let Some(n) = left {
+                r["tokens_left"] = (*n).into();
+            }
+            r
+        };
+        let mut doc = serde_json::json!({
             "model": model.source,
             "patch_size": model.patch_size(),
             "original_patch_size": model.original_patch_size(),
-            "results": results.iter().map(|(img, top)| serde_json::json!({"image": img, "top": top})).collect::<Vec<_>>(),
+            "results": results.iter().map(result).collect::<Vec<_>>(),
         });
+        let m = model.merge();
+        if m.r > 0 {
+            let schedule = match m.schedule {
+                tessera::MergeSchedule::Constant => "constant",
+                tessera::MergeSchedule::Decreasing => "decreasing",
+            };
+            doc["merge"] = serde_json::json!({"r": m.r, "schedule": schedule});
+        }
         writeln!(stdout, "{}", serde_json::to_string_pretty(&doc)?)?;
     } else {
-        for (img, top) in &results {
+        for (img, top, _) in &results {
             writeln!(stdout, "{img}")?;
             for t in top {
                 writeln!(stdout, "  {:>6.2}%  {}", t.score * 100.0, t.label)?;
