@@ -4,6 +4,7 @@
 pub mod checkpoint;
 pub mod clip_layout;
 pub mod decode;
+pub mod dpt;
 pub mod family;
 pub mod flexi;
 pub mod hf_config;
