@@ -781,3 +781,39 @@ fn timm_and_clip_checkpoints_quantize_and_load() {
         }
     }
 }
+
+/// `tessera depth`: a PNG per image at the image's own size, colour-mapped or 16-bit with
+/// --raw, JSON statistics equal to the library's depth, and clear errors.
+#[test]
+fn depth_writes_one_map_per_image_at_its_size() {
+    let out = std::env::temp_dir().join(format!("tessera-cli-depth-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let o = out.display().to_string();
+    let model = "tests/fixtures/depth/depth-anything-v2-metric";
+    let photos = ["tests/fixtures/photos/chelsea.png", "tests/fixtures/depth/portrait-150x220.png"];
+    let doc: serde_json::Value = serde_json::from_str(&ok(&tessera(&["depth", photos[0], photos[1], "--model", model, "--out", &o, "--json", "--device", "cpu"], &[]))).unwrap();
+    assert_eq!(doc["kind"], "metric");
+    let results = doc["results"].as_array().unwrap();
+    assert_eq!(results.len(), 2);
+    for (r, (w, h)) in results.iter().zip([(451, 300), (150, 220)]) {
+        assert_eq!((r["width"].as_u64().unwrap(), r["height"].as_u64().unwrap()), (w, h), "{r}");
+        let png = image::open(r["out"].as_str().unwrap()).unwrap();
+        assert_eq!((png.width() as u64, png.height() as u64), (w, h));
+        assert!(matches!(png, image::DynamicImage::ImageRgb8(_)), "a colour map is 8-bit RGB");
+        // A metric head's sigmoid times max_depth 20.
+        let (lo, hi) = (r["min"].as_f64().unwrap(), r["max"].as_f64().unwrap());
+        assert!(0.0 <= lo && lo < hi && hi <= 20.5, "{r}");
+    }
+    // --raw: millimetres in 16 bits, the maximum where --json says.
+    let doc: serde_json::Value = serde_json::from_str(&ok(&tessera(&["depth", photos[0], "--model", model, "--out", &o, "--raw", "--json", "--device", "cpu"], &[]))).unwrap();
+    let r = &doc["results"][0];
+    let png = image::open(r["out"].as_str().unwrap()).unwrap();
+    let image::DynamicImage::ImageLuma16(g) = png else { panic!("--raw writes 16-bit grayscale") };
+    let top = *g.as_raw().iter().max().unwrap() as f64;
+    assert!((top - r["max"].as_f64().unwrap() * 1000.0).abs() <= 0.5, "{top} mm vs {r}");
+    // Errors: a model without a depth head, an unknown colour map, a missing image.
+    fails_with(&tessera(&["depth", photos[0], "--model", "tests/fixtures/vit-classifier", "--out", &o], &[]), &["no depth head"]);
+    fails_with(&tessera(&["depth", photos[0], "--model", model, "--colormap", "rainbow"], &[]), &["rainbow"]);
+    fails_with(&tessera(&["depth", "no-such.png", "--model", model, "--out", &o], &[]), &["no-such.png"]);
+    let _ = std::fs::remove_dir_all(&out);
+}

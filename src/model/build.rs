@@ -31,6 +31,8 @@ pub struct Outputs {
     pub merge_groups: Option<(TensorId, TensorId)>,
     /// With token merging: each layer's tokens and merge.
     pub merge: Vec<crate::model::LayerMerge>,
+    /// `(B, H, W, 1)`: the depth head's output at the input's size, where the model has one.
+    pub predicted_depth: Option<TensorId>,
 }
 
 /// A built graph: the graph, its outputs by name, and its position-embedding weight (per input
@@ -58,6 +60,22 @@ pub fn build_graph(arch: Arch, batch: usize, h: usize, w: usize, opts: RunOption
         outputs.pooler_output = heads.pooled;
         outputs.image_embeds = heads.image_embeds;
     }
+    if let Some(spec) = &cfg.depth {
+        // The neck reads the hidden states at `out_indices` through the final norm.
+        if merge.is_some() {
+            return Err(Error::Input { name: "merge".into(), problem: "a depth head reads every patch of its hidden states: token merging does not apply".into() });
+        }
+        let (nw, nb) = tower.final_norm;
+        let mut features = Vec::new();
+        for (k, &i) in spec.out_indices.iter().enumerate() {
+            features.push(g.layer_norm(&format!("depth.feature.{k}"), hidden[i], nw, nb, cfg.layer_norm_eps)?);
+        }
+        if cfg.prefix_tokens() != 1 {
+            return Err(Error::model(format!("{:?}", cfg.family), "the depth neck drops exactly one class token"));
+        }
+        let p = cfg.patch_size;
+        outputs.predicted_depth = Some(crate::model::shared::dpt::build(&mut g, spec, &features, (h / p, w / p), p)?);
+    }
     if opts.hidden_states {
         outputs.hidden_states = hidden;
     }
@@ -80,7 +98,7 @@ pub fn build_graph(arch: Arch, batch: usize, h: usize, w: usize, opts: RunOption
         outputs.merge_groups = at_end.filter(|_| outputs.cls_attention.is_some());
     }
     outputs.merge = merge.map(|m| m.layers).unwrap_or_default();
-    let marked = [outputs.logits, outputs.last_hidden_state, outputs.pooler_output, outputs.image_embeds];
+    let marked = [outputs.logits, outputs.last_hidden_state, outputs.pooler_output, outputs.image_embeds, outputs.predicted_depth];
     let groups = outputs.merge_groups.into_iter().flat_map(|(a, b)| [a, b]);
     for t in marked.into_iter().flatten().chain(outputs.hidden_states.iter().copied()).chain(outputs.cls_attention).chain(groups) {
         g.output(t);

@@ -12,6 +12,19 @@ use crate::quant::Arithmetic;
 use crate::tensor::DType;
 use crate::{lock, Device, HostTensor, PlanReport, Profile, Weights};
 
+/// A depth map at an image's size ([`Model::depth`]).
+#[derive(Clone, Debug)]
+pub struct DepthMap {
+    /// `height * width` values, row by row.
+    pub data: Vec<f32>,
+    /// The image's width.
+    pub width: usize,
+    /// The image's height.
+    pub height: usize,
+    /// The size the model ran at, (height, width).
+    pub model_size: (usize, usize),
+}
+
 /// Outputs of one run, shaped as `transformers` returns them.
 #[derive(Clone, Debug)]
 pub struct ModelOutput {
@@ -37,6 +50,9 @@ pub struct ModelOutput {
     pub merge_groups: Option<(HostTensor, HostTensor)>,
     /// With token merging: each encoder layer's tokens and merge.
     pub merge: Vec<crate::model::LayerMerge>,
+    /// `(B, H, W)`: the depth at the input's size, where the model has a depth head (Depth
+    /// Anything's `predicted_depth`).
+    pub predicted_depth: Option<HostTensor>,
     /// Per-op GPU times, when profiling.
     pub profile: Option<Profile>,
 }
@@ -190,6 +206,10 @@ fn model_output(mut ran: crate::model::runner::Ran, grid: (usize, usize)) -> Mod
         image_embeds,
         merge_groups: o.merge_groups.and_then(|(g, s)| Some((ran.take(Some(g))?, ran.take(Some(s))?))),
         merge: o.merge.clone(),
+        predicted_depth: ran.take(o.predicted_depth).map(|mut t| {
+            t.shape.truncate(3);
+            t
+        }),
         grid,
         profile: ran.profile,
     }
@@ -499,6 +519,27 @@ impl Model {
             return Err(Error::Input { name: "images".into(), problem: "no images".into() });
         };
         self.run(&pixels, [images.len(), 3, h, w], opts).await
+    }
+
+    /// The depth of an image at the image's own size (Depth Anything): preprocessed as the
+    /// checkpoint asks, run, then `predicted_depth` resized back as transformers'
+    /// `post_process_depth_estimation` does (bicubic). Relative models give larger values nearer
+    /// the camera; metric ones meters.
+    pub async fn depth(&self, img: &image::RgbImage) -> Result<DepthMap> {
+        if self.config.depth.is_none() {
+            return Err(Error::Input { name: self.source.clone(), problem: "this model has no depth head (a Depth Anything checkpoint has one)".into() });
+        }
+        let (pixels, h, w) = self.preprocessor.apply(img)?;
+        let out = self.run(&pixels, [1, 3, h, w], RunOptions { logits_only: true, ..Default::default() }).await?;
+        let d = out.predicted_depth.ok_or_else(|| Error::gpu("", "no predicted_depth"))?;
+        let (width, height) = (img.width() as usize, img.height() as usize);
+        let data = crate::model::shared::dpt::resize_bicubic(&d.data, (d.shape[1], d.shape[2]), (height, width));
+        Ok(DepthMap { data, width, height, model_size: (d.shape[1], d.shape[2]) })
+    }
+
+    /// [`Model::depth`], blocking.
+    pub fn depth_blocking(&self, img: &image::RgbImage) -> Result<DepthMap> {
+        pollster::block_on(self.depth(img))
     }
 
     /// The model's preprocessing with the patch budget `max_patches` (a NaFlex checkpoint's;

@@ -27,7 +27,7 @@ pub mod text;
 
 pub use build::{build_graph, Outputs};
 pub use families::timm;
-pub use image::{unit_length, ArithmeticReport, AttentionMap, LoadOptions, Model, ModelOutput, TopK};
+pub use image::{unit_length, ArithmeticReport, AttentionMap, DepthMap, LoadOptions, Model, ModelOutput, TopK};
 pub use quantize::{quantize_checkpoint, QuantizeReport};
 pub use runner::MAX_COMPILED;
 pub use shared::checkpoint::{ByteSource, Checkpoint};

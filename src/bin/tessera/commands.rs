@@ -225,6 +225,9 @@ pub fn run(device: &Device, args: &RunArgs) -> Result<()> {
     if let Some(p) = &out.image_embeds {
         tensors.push(("image_embeds".into(), p));
     }
+    if let Some(d) = &out.predicted_depth {
+        tensors.push(("predicted_depth".into(), d));
+    }
     for (i, h) in out.hidden_states.iter().enumerate() {
         tensors.push((format!("hidden_state.{i}"), h));
     }

@@ -5,6 +5,8 @@ mod bench;
 #[cfg(not(target_arch = "wasm32"))]
 mod commands;
 #[cfg(not(target_arch = "wasm32"))]
+mod depth;
+#[cfg(not(target_arch = "wasm32"))]
 mod eval;
 #[cfg(not(target_arch = "wasm32"))]
 mod hub;
@@ -72,6 +74,9 @@ fn main() -> std::process::ExitCode {
         Attention(commands::AttentionArgs),
         /// Run on a pixel_values tensor exactly as `model(pixel_values=...)` in transformers.
         Run(commands::RunArgs),
+        /// A depth map per image at the image's own size with a depth model (Depth Anything):
+        /// colour-mapped PNGs, or 16-bit PNGs of the values with --raw.
+        Depth(depth::DepthArgs),
         /// Run the model in a loop and load it repeatedly, watching resident memory.
         Soak(soak::SoakArgs),
         /// Accuracy, tokens, throughput and latency at several patch sizes (the patch kernel
@@ -134,6 +139,7 @@ fn main() -> std::process::ExitCode {
             Command::Embed(args) => commands::embed(&device, &args),
             Command::Attention(args) => commands::attention(&device, &args),
             Command::Run(args) => commands::run(&device, &args),
+            Command::Depth(args) => depth::run(&device, &args),
             Command::Soak(args) => soak::soak(&device, &args),
             Command::Sweep(args) => sweep::run(&device, &args),
             Command::Quantize(args) => quantize::run(&device, &args),

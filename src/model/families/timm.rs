@@ -255,6 +255,7 @@ fn parse(v: &Value, file: &str, shape: Shapes) -> Result<(ModelConfig, Preproces
             Some(other) => return Err(bad(format!("model_args.act_layer `{other}` is not supported (gelu, gelu_tanh, quick_gelu)"))),
         },
         projection_dim: None,
+        depth: None,
     };
     Ok((config, preprocessing(&pre, image_size, file)?))
 }

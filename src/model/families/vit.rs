@@ -10,10 +10,15 @@
 //!
 //! Rearranged for the engine: DINOv2's layer scale folded into the projection it scales, DeiT's
 //! two heads pre-scaled by 1/2 so that their sum is the average.
+//!
+//! Depth Anything (`DepthAnythingForDepthEstimation`, `modeling_depth_anything.py`) is a DINOv2
+//! written under `backbone.` with its `config.json` in `backbone_config`, and a DPT neck and
+//! depth head (`model::shared::dpt`) over its hidden states.
 
 use crate::error::{Error, Result};
 use crate::graph::ir::Graph;
 use crate::model::shared::checkpoint::Checkpoint;
+use crate::model::shared::dpt::{self, DepthHead};
 use crate::model::shared::family::{FamilyDef, Shapes};
 use crate::model::shared::hf_config::{self, head_of, Defaults, FamilyParts, VisionFields};
 use crate::model::shared::names::{engine, Linear, Norm};
@@ -33,6 +38,13 @@ impl Family {
     pub const Deit: Family = Family::named("Deit");
     /// `model_type: "dinov2"` (layer scale, always-interpolated position embeddings).
     pub const Dinov2: Family = Family::named("Dinov2");
+    /// `model_type: "depth_anything"`: a DINOv2 backbone and a DPT depth head.
+    pub const DepthAnything: Family = Family::named("DepthAnything");
+}
+
+/// Whether the family's encoder is written as DINOv2's (`norm1`, `mlp.fc1`, layer scale).
+fn dinov2_layout(family: Family) -> bool {
+    family == Family::Dinov2 || family == Family::DepthAnything
 }
 
 /// `ViTConfig`, `DeiTConfig` and `Dinov2Config`: the shared vision fields, and DINOv2's own.
@@ -56,6 +68,7 @@ const ARCHITECTURES: &[(&str, Head)] = &[
     ("DeiTForImageClassificationWithTeacher", Head::ClsDistilled),
     ("Dinov2Model", Head::None),
     ("Dinov2ForImageClassification", Head::ClsMeanPatch),
+    ("DepthAnythingForDepthEstimation", Head::None),
 ];
 
 /// One of the three families.
@@ -70,6 +83,8 @@ pub const VIT: HfVit = HfVit { family: Family::Vit, model_type: &["vit"] };
 pub const DEIT: HfVit = HfVit { family: Family::Deit, model_type: &["deit"] };
 /// DINOv2.
 pub const DINOV2: HfVit = HfVit { family: Family::Dinov2, model_type: &["dinov2"] };
+/// Depth Anything (V1 and V2, relative and metric).
+pub const DEPTH_ANYTHING: HfVit = HfVit { family: Family::DepthAnything, model_type: &["depth_anything"] };
 
 impl FamilyDef for HfVit {
     fn family(&self) -> Family {
@@ -81,9 +96,12 @@ impl FamilyDef for HfVit {
     }
 
     fn parse(&self, config: &Value, file: &str, _shapes: Shapes) -> Result<(ModelConfig, PreprocessorConfig)> {
-        let raw: Config = hf_config::read(config, file)?;
-        let dinov2 = self.family == Family::Dinov2;
-        let architecture = raw.common.architectures.as_ref().and_then(|a| a.first().cloned());
+        let depth = self.family == Family::DepthAnything;
+        let backbone = if depth { depth_backbone(config, file)? } else { config };
+        let raw: Config = hf_config::read(backbone, file)?;
+        let dinov2 = dinov2_layout(self.family);
+        let top = if depth { config.get("architectures").and_then(|a| a.get(0)).and_then(Value::as_str).map(String::from) } else { None };
+        let architecture = top.or_else(|| raw.common.architectures.as_ref().and_then(|a| a.first().cloned()));
         let head = head_of(architecture.as_deref(), ARCHITECTURES, file)?;
         if raw.use_swiglu_ffn == Some(true) {
             return Err(Error::model(file, "`use_swiglu_ffn: true` (SwiGLU MLP) is not supported"));
@@ -95,12 +113,25 @@ impl FamilyDef for HfVit {
             layout: Layout { dist_token: self.family == Family::Deit, ..Default::default() },
             projection_dim: None,
         };
-        let cfg = raw.common.validate(parts, &Defaults { shape: None, eps: 1e-12, act: Activation::Gelu }, file)?;
-        let pre = PreprocessorConfig::vit_default(cfg.image_size, Resample::Bilinear);
+        let mut cfg = raw.common.validate(parts, &Defaults { shape: None, eps: 1e-12, act: Activation::Gelu }, file)?;
+        if depth {
+            let spec = DepthHead::from_config(config, file)?;
+            spec.check(cfg.num_layers, file)?;
+            cfg.depth = Some(spec);
+            cfg.labels.clear();
+        }
+        let pre = if depth {
+            PreprocessorConfig::parse(depth_preprocessor(&cfg).to_string().as_bytes(), file)?
+        } else {
+            PreprocessorConfig::vit_default(cfg.image_size, Resample::Bilinear)
+        };
         Ok((cfg, pre))
     }
 
     fn preprocessor_json(&self, config: &ModelConfig) -> Option<Value> {
+        if self.family == Family::DepthAnything {
+            return Some(depth_preprocessor(config));
+        }
         Some(PreprocessorConfig::vit_default_json("ViTImageProcessor", config.image_size, Resample::Bilinear))
     }
 
@@ -114,6 +145,10 @@ impl FamilyDef for HfVit {
 
     fn heads(&self, g: &mut Graph, t: &Tower) -> Result<Heads> {
         let cfg = t.arch.config;
+        if self.family == Family::DepthAnything {
+            // The depth head reads the hidden states (`model::build`).
+            return Ok(Heads::default());
+        }
         let logits = t.logits(g, None)?;
         let pooled = if t.arch.pooler {
             let d = cfg.hidden_size;
@@ -168,7 +203,7 @@ pub mod names {
 
     /// Layer `i`'s norm.
     pub fn norm(family: Family, i: usize, which: Norm) -> String {
-        let n = match (family == Family::Dinov2, which) {
+        let n = match (family == Family::Dinov2 || family == Family::DepthAnything, which) {
             (true, Norm::Before) => "norm1",
             (true, Norm::After) => "norm2",
             (false, Norm::Before) => "layernorm_before",
@@ -184,7 +219,7 @@ pub mod names {
 
     /// Layer `i`'s other linear layers.
     pub fn linear(family: Family, i: usize, which: Linear) -> String {
-        let n = match (family == Family::Dinov2, which) {
+        let n = match (family == Family::Dinov2 || family == Family::DepthAnything, which) {
             (_, Linear::Proj) => "attention.output.dense",
             (true, Linear::Fc1) => "mlp.fc1",
             (true, Linear::Fc2) => "mlp.fc2",
@@ -217,7 +252,7 @@ fn load(ck: &Checkpoint, patch: usize, sink: &mut dyn Sink) -> Result<Loaded> {
     let prefix = model_prefix(ck)?;
     let mut rd = Reader::new(ck, &prefix);
     let d = cfg.hidden_size;
-    let dinov2 = cfg.family == Family::Dinov2;
+    let dinov2 = dinov2_layout(cfg.family);
 
     // Embeddings.
     rd.patch_weight_to(sink, hf::PATCH, cfg, patch)?;
@@ -254,6 +289,11 @@ fn load(ck: &Checkpoint, patch: usize, sink: &mut dyn Sink) -> Result<Loaded> {
 
     // Pooler and head; heads sit at the top level.
     let pooler = !dinov2 && rd.has_linear(hf::POOLER);
+    if let Some(spec) = &cfg.depth {
+        let mut top = Reader::new(ck, "");
+        dpt::load(spec, d, &mut |n, s| top.get(n, s), sink)?;
+        rd.used.extend(top.used);
+    }
     if pooler {
         rd.linear_to(sink, hf::POOLER, engine::pooler(), (d, d), None)?;
     }
@@ -289,3 +329,36 @@ fn load(ck: &Checkpoint, patch: usize, sink: &mut dyn Sink) -> Result<Loaded> {
     check_all_used(ck, &rd.used, head)?;
     Ok(Loaded { head, pooler, projection: false, pos })
 }
+
+/// A Depth Anything `config.json`'s backbone: its `backbone_config`, which must be a DINOv2
+/// (transformers' other backbones, and a named `backbone` loaded from elsewhere, are not read).
+fn depth_backbone<'a>(config: &'a Value, file: &str) -> Result<&'a Value> {
+    if let Some(name) = config.get("backbone").and_then(Value::as_str) {
+        return Err(Error::model(file, format!("`backbone: {name}` names a backbone loaded from elsewhere; only a DINOv2 `backbone_config` is supported")));
+    }
+    let b = config.get("backbone_config").filter(|v| v.is_object()).ok_or_else(|| Error::model(file, "no `backbone_config` (Depth Anything's DINOv2 backbone)"))?;
+    match b.get("model_type").and_then(Value::as_str) {
+        Some("dinov2") => {}
+        Some(other) => return Err(Error::model(file, format!("backbone_config.model_type `{other}`: only a `dinov2` backbone is supported"))),
+        None => return Err(Error::model(file, "backbone_config has no `model_type` (expected `dinov2`)")),
+    }
+    if b.get("apply_layernorm").and_then(Value::as_bool) == Some(false) || b.get("reshape_hidden_states").and_then(Value::as_bool) == Some(true) {
+        return Err(Error::model(file, "backbone_config: the neck reads the backbone's layer-normed token sequences (apply_layernorm true, reshape_hidden_states false)"));
+    }
+    Ok(b)
+}
+
+/// Depth Anything's preprocessing (the hub checkpoints' `preprocessor_config.json`): the shorter
+/// scale towards the training size keeping the aspect ratio, each side a multiple of the patch,
+/// bicubic, ImageNet's mean and std.
+fn depth_preprocessor(cfg: &ModelConfig) -> Value {
+    let (h, w) = cfg.image_size;
+    serde_json::json!({
+        "image_processor_type": "DPTImageProcessor",
+        "do_resize": true, "size": { "height": h, "width": w }, "resample": 3,
+        "keep_aspect_ratio": true, "ensure_multiple_of": cfg.patch_size, "do_pad": false,
+        "do_rescale": true, "rescale_factor": 1.0 / 255.0,
+        "do_normalize": true, "image_mean": [0.485, 0.456, 0.406], "image_std": [0.229, 0.224, 0.225],
+    })
+}
+

@@ -13,30 +13,13 @@
 use crate::error::{Error, Result};
 use crate::graph::ir::Graph;
 use crate::model::shared::reader::Sink;
+pub use crate::model::shared::spec::DepthHead;
 use crate::ops::spatial::{conv_transpose_weight, conv_weight, ConvAct};
 use crate::ops::Op;
 use crate::tensor::TensorId;
 
-/// The neck and head of a Depth Anything checkpoint (`DepthAnythingConfig`).
-#[derive(Clone, Debug, PartialEq)]
-pub struct DepthHead {
-    /// The backbone's hidden states the neck reads (0: the embeddings, i: layer i's output).
-    pub out_indices: Vec<usize>,
-    /// Each reassembled map's scale against the patch grid (4, 2, 1, 0.5).
-    pub reassemble_factors: Vec<f64>,
-    /// Each reassembled map's channels.
-    pub neck_hidden_sizes: Vec<usize>,
-    /// Channels of the fusion stage.
-    pub fusion_hidden_size: usize,
-    /// Channels of the head's second convolution.
-    pub head_hidden_size: usize,
-    /// Which fused map the head reads (negative: from the end).
-    pub head_in_index: isize,
-    /// Metric depth (a sigmoid) rather than relative (a ReLU).
-    pub metric: bool,
-    /// The factor on the head's output.
-    pub max_depth: f32,
-}
+/// Reads a checkpoint tensor by name, checking its shape.
+pub type Getter<'a> = dyn FnMut(&str, &[usize]) -> Result<Vec<f32>> + 'a;
 
 /// A reassemble layer's resampling.
 enum Resample {
@@ -165,10 +148,10 @@ pub fn engine_name(hf: &str) -> String {
 
 /// Reads the neck and head weights (`get(name, shape)`: the checkpoint's tensor) into `sink`, the
 /// convolutions in the map ops' layouts. `d`: the backbone's width.
-pub fn load(spec: &DepthHead, d: usize, get: &mut dyn FnMut(&str, &[usize]) -> Result<Vec<f32>>, sink: &mut dyn Sink) -> Result<()> {
+pub fn load(spec: &DepthHead, d: usize, get: &mut Getter, sink: &mut dyn Sink) -> Result<()> {
     let f = spec.fusion_hidden_size;
     /// A convolution's weight (and bias) in the map op's layout.
-    fn conv(get: &mut dyn FnMut(&str, &[usize]) -> Result<Vec<f32>>, name: &str, co: usize, ci: usize, k: usize, bias: bool, sink: &mut dyn Sink) -> Result<()> {
+    fn conv(get: &mut Getter, name: &str, co: usize, ci: usize, k: usize, bias: bool, sink: &mut dyn Sink) -> Result<()> {
         let w = get(&format!("{name}.weight"), &[co, ci, k, k])?;
         sink.packed(&engine_name(&format!("{name}.weight")), &[k * k * ci, co], &conv_weight(&w, co, ci, k))?;
         if bias {
@@ -294,3 +277,45 @@ pub fn build(g: &mut Graph, spec: &DepthHead, features: &[TensorId], (gh, gw): (
     let act = if spec.metric { ConvAct::Sigmoid } else { ConvAct::Relu };
     conv(g, "head.conv3", x, (spec.head_hidden_size, 1), (1, 1, 0), true, false, act, spec.max_depth, None)
 }
+
+/// PyTorch's cubic convolution weights (A = -0.75) of the four taps around a sample at fraction
+/// `t` past its floor.
+fn cubic_weights(t: f32) -> [f32; 4] {
+    const A: f32 = -0.75;
+    let near = |x: f32| ((A + 2.0) * x - (A + 3.0)) * x * x + 1.0;
+    let far = |x: f32| ((A * x - 5.0 * A) * x + 8.0 * A) * x - 4.0 * A;
+    [far(t + 1.0), near(t), near(1.0 - t), far(2.0 - t)]
+}
+
+/// A single-channel `h` x `w` map resized to `oh` x `ow` as PyTorch's
+/// `interpolate(mode="bicubic", align_corners=False)` (what `post_process_depth_estimation` does
+/// to bring a depth map to the image's size): separable, taps clamped at the edges.
+pub fn resize_bicubic(x: &[f32], (h, w): (usize, usize), (oh, ow): (usize, usize)) -> Vec<f32> {
+    let taps = |n: usize, m: usize| -> Vec<([usize; 4], [f32; 4])> {
+        let scale = n as f32 / m as f32;
+        (0..m)
+            .map(|d| {
+                let s = scale * (d as f32 + 0.5) - 0.5;
+                let i = s.floor();
+                let idx = [-1isize, 0, 1, 2].map(|k| (i as isize + k).clamp(0, n as isize - 1) as usize);
+                (idx, cubic_weights(s - i))
+            })
+            .collect()
+    };
+    let (ty, tx) = (taps(h, oh), taps(w, ow));
+    // Along rows first (each of the h input rows to ow columns), then along columns.
+    let mut rows = vec![0f32; h * ow];
+    for y in 0..h {
+        for (ox, (idx, wt)) in tx.iter().enumerate() {
+            rows[y * ow + ox] = (0..4).map(|k| x[y * w + idx[k]] * wt[k]).sum();
+        }
+    }
+    let mut out = vec![0f32; oh * ow];
+    for (oy, (idx, wt)) in ty.iter().enumerate() {
+        for ox in 0..ow {
+            out[oy * ow + ox] = (0..4).map(|k| rows[idx[k] * ow + ox] * wt[k]).sum();
+        }
+    }
+    out
+}
+

@@ -291,6 +291,7 @@ impl VisionFields {
             layout: parts.layout,
             hidden_act,
             projection_dim,
+            depth: None,
         })
     }
 }

@@ -103,6 +103,40 @@ pub enum ResizeTo {
         /// The budget of patches.
         max: usize,
     },
+    /// `DPTImageProcessor`'s rule (Depth Anything's): scale each side towards (height, width) —
+    /// with `keep_aspect`, both by the one of the two scales closer to 1 — then round each side
+    /// to a multiple of `multiple` (half to even, as Python's `round`; at least one multiple).
+    Multiple {
+        /// Target height.
+        height: usize,
+        /// Target width.
+        width: usize,
+        /// Keep the aspect ratio.
+        keep_aspect: bool,
+        /// Each side a multiple of this.
+        multiple: usize,
+    },
+}
+
+/// The size `DPTImageProcessor`'s `get_resize_output_image_size` gives an `h` x `w` image (in
+/// f64 as Python computes it).
+pub fn multiple_size(h: usize, w: usize, (th, tw): (usize, usize), keep_aspect: bool, multiple: usize) -> (usize, usize) {
+    let (mut sh, mut sw) = (th as f64 / h as f64, tw as f64 / w as f64);
+    if keep_aspect {
+        if (1.0 - sw).abs() < (1.0 - sh).abs() {
+            sh = sw;
+        } else {
+            sw = sh;
+        }
+    }
+    let m = multiple.max(1) as f64;
+    let constrain = |v: f64| -> usize {
+        let q = v / m;
+        // Python's round: half to even.
+        let r = if (q - q.floor() - 0.5).abs() == 0.0 { 2.0 * (q / 2.0).round() } else { q.round() };
+        ((r * m) as usize).max(multiple.max(1))
+    };
+    (constrain(sh * h as f64), constrain(sw * w as f64))
 }
 
 /// Most patches a budget may ask for: a grid of [`MAX_PIXELS`] pixels of 16-pixel patches.
@@ -182,6 +216,9 @@ struct Raw {
     image_std: Option<Channels>,
     patch_size: Option<usize>,
     max_num_patches: Option<usize>,
+    keep_aspect_ratio: Option<bool>,
+    ensure_multiple_of: Option<usize>,
+    do_pad: Option<bool>,
 }
 
 const MAX_SIDE: usize = MAX_IMAGE_SIDE as usize;
@@ -246,7 +283,27 @@ impl PreprocessorConfig {
         };
         let kind = |p: &str| [&raw.image_processor_type, &raw.feature_extractor_type].iter().any(|t| t.as_deref().is_some_and(|t| t.starts_with(p)));
         let clip = kind("CLIP");
-        let resize = if kind("Siglip2") && raw.do_resize.unwrap_or(true) {
+        let dpt = kind("DPT");
+        if dpt && raw.do_pad == Some(true) {
+            return Err(bad("DPTImageProcessor's `do_pad` (padding to a size divisor) is not supported".into()));
+        }
+        let multiple = raw.ensure_multiple_of.unwrap_or(1);
+        if multiple == 0 || multiple > 1024 {
+            return Err(bad(format!("`ensure_multiple_of` {multiple} is out of range (1..=1024)")));
+        }
+        let keep_aspect = raw.keep_aspect_ratio.unwrap_or(false);
+        if !dpt && (keep_aspect || multiple > 1) {
+            return Err(bad("`keep_aspect_ratio` and `ensure_multiple_of` are DPTImageProcessor's; this processor is not one".into()));
+        }
+        let resize = if dpt && raw.do_resize.unwrap_or(true) {
+            let (h, w) = match raw.size {
+                Some(SizeField::Int(s)) => (side(s, "size")?, s),
+                Some(SizeField::Map(RawSize { height: Some(h), width: Some(w), .. })) => (side(h, "size.height")?, side(w, "size.width")?),
+                _ => return Err(bad("DPTImageProcessor's `size` needs height and width".into())),
+            };
+            area((h, w), "size")?;
+            Some((ResizeTo::Multiple { height: h, width: w, keep_aspect, multiple }, resample))
+        } else if kind("Siglip2") && raw.do_resize.unwrap_or(true) {
             // Siglip2ImageProcessor: the size follows each image, within a budget of patches.
             let patch = raw.patch_size.unwrap_or(16);
             if patch == 0 || patch > 1024 {
@@ -412,6 +469,7 @@ fn resize_target(to: ResizeTo, h: usize, w: usize) -> (usize, usize) {
     match to {
         ResizeTo::Exact(h, w) => (h, w),
         ResizeTo::MaxPatches { patch, max } => max_patches_size(h, w, patch, max),
+        ResizeTo::Multiple { height, width, keep_aspect, multiple } => multiple_size(h, w, (height, width), keep_aspect, multiple),
         ResizeTo::ShortestEdge(s) => {
             // transformers' get_resize_output_image_size(default_to_square=False): the long
             // edge is truncated, not rounded (saturating: callers check the size).

@@ -122,6 +122,9 @@ pub struct ModelConfig {
     /// Width of the projection into an image-text space (CLIP's `projection_dim`), where the
     /// model has one.
     pub projection_dim: Option<usize>,
+    /// A dense-prediction neck and head over the encoder's hidden states (Depth Anything's),
+    /// where the model has one.
+    pub depth: Option<DepthHead>,
 }
 
 impl ModelConfig {
@@ -135,4 +138,26 @@ impl ModelConfig {
     pub fn head_dim(&self) -> usize {
         self.hidden_size / self.num_heads
     }
+}
+
+/// The neck and head of a Depth Anything checkpoint (`DepthAnythingConfig`); read, checked and
+/// built by `model::shared::dpt`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DepthHead {
+    /// The backbone's hidden states the neck reads (0: the embeddings, i: layer i's output).
+    pub out_indices: Vec<usize>,
+    /// Each reassembled map's scale against the patch grid (4, 2, 1, 0.5).
+    pub reassemble_factors: Vec<f64>,
+    /// Each reassembled map's channels.
+    pub neck_hidden_sizes: Vec<usize>,
+    /// Channels of the fusion stage.
+    pub fusion_hidden_size: usize,
+    /// Channels of the head's second convolution.
+    pub head_hidden_size: usize,
+    /// Which fused map the head reads (negative: from the end).
+    pub head_in_index: isize,
+    /// Metric depth (a sigmoid) rather than relative (a ReLU).
+    pub metric: bool,
+    /// The factor on the head's output.
+    pub max_depth: f32,
 }

@@ -166,5 +166,6 @@ pub fn text_only_config(t: &TextConfig, config: &Value) -> ModelConfig {
         layout: Layout::default(),
         hidden_act: t.hidden_act,
         projection_dim: t.projection_dim,
+        depth: None,
     }
 }
