@@ -537,7 +537,8 @@ impl Model {
         Ok(DepthMap { data, width, height, model_size: (d.shape[1], d.shape[2]) })
     }
 
-    /// [`Model::depth`], blocking.
+    /// [`Model::depth`], blocking (native).
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn depth_blocking(&self, img: &image::RgbImage) -> Result<DepthMap> {
         pollster::block_on(self.depth(img))
     }
