@@ -1,4 +1,4 @@
-import { Tessera } from '../web/index.js';
+import { Tessera, paintDepth } from '../web/index.js';
 
 const $ = (id) => document.getElementById(id);
 const SAMPLES = [
@@ -180,6 +180,9 @@ async function loadModel(kind, patchSize) {
     } else if (kind === 'hub') {
       source = $('hubId').value.trim();
       if (!source) throw new Error('Type a hub id such as facebook/deit-tiny-patch16-224.');
+    } else if (kind === 'depth') {
+      source = $('depthSource').value.trim();
+      if (!source) throw new Error('Type a Depth Anything hub id such as depth-anything/Depth-Anything-V2-Small-hf, or a URL serving its files.');
     } else {
       const files = Array.from($('ckptFiles').files || []);
       const pick = (n) => files.find((f) => f.name === n);
@@ -207,9 +210,14 @@ async function loadModel(kind, patchSize) {
       clip.dispose();
       clip = null;
     }
-    $('heatRow').hidden = false;
-    $('patchRow').hidden = false;
-    $('mergeRow').hidden = false;
+    const depth = Boolean(next.info.depth);
+    document.body.dataset.mode = depth ? 'depth' : 'classify';
+    // A depth model: its map beside the image; no heatmap, patch-size or merge dials.
+    $('heatRow').hidden = depth;
+    $('patchRow').hidden = depth;
+    $('mergeRow').hidden = depth;
+    $('depthPanel').hidden = true;
+    $('predictions').replaceChildren();
     showBudgets(next.info.maxPatches);
     currentSource = source;
     modelKind = kind;
@@ -217,14 +225,18 @@ async function loadModel(kind, patchSize) {
     status('Preparing the GPU pipelines…');
     const [h, w] = next.info.imageSize;
     const blank = new ImageData(w, h);
-    if (next.info.labels.length) await next.classify(blank);
-    await next.attention(blank);
+    if (next.info.depth) {
+      await next.depth(blank);
+    } else {
+      if (next.info.labels.length) await next.classify(blank);
+      await next.attention(blank);
+    }
     const info = model.info;
     const shownName = kind === 'default' ? 'Fashion-MNIST ViT (embedded)' : info.source;
     $('modelName').textContent = `${shownName} — ${info.family}, ${info.layers} layers, ${info.imageSize[0]}×${info.imageSize[1]} input, patch ${info.patchSize}, ${(info.weightBytes / 1048576).toFixed(1)} MB`;
     showPatchSizes(info);
     showMerges(next);
-    status(info.labels.length ? 'Ready. Drop an image.' : 'Ready (a base model: embeddings and attention, no classes).');
+    status(info.depth ? `Ready (${info.depth} depth). Drop an image.` : info.labels.length ? 'Ready. Drop an image.' : 'Ready (a base model: embeddings and attention, no classes).');
     loaded = true;
   } catch (e) {
     showError(e);
@@ -429,7 +441,7 @@ async function handleFile(file) {
   status(`Running ${file.name || 'image'}…`);
   try {
     if (!file.size) throw new Error(`${file.name || 'The file'} is empty.`);
-    await (zeroShot ? zeroShotFile(file) : classifyFile(file));
+    await (zeroShot ? zeroShotFile(file) : model.info.depth ? depthFile(file) : classifyFile(file));
   } catch (e) {
     if (!zeroShot && e.kind === 'device_lost') {
       setBusy(false);
@@ -453,6 +465,28 @@ function showGrid(maxPatches) {
   if (maxPatches !== undefined) {
     $('budgetNote').textContent = `this image: ${a.rows}×${a.cols} grid, ${a.rows * a.cols} of ${maxPatches} patches`;
   }
+}
+
+/** A depth model: the image on the left, its depth map (at the image's size) on the right. */
+async function depthFile(file) {
+  const t0 = performance.now();
+  const d = await model.depth(file);
+  const t1 = performance.now();
+  const bitmap = await createImageBitmap(file);
+  drawImage(bitmap);
+  bitmap.close();
+  lastAttention = null;
+  drawHeat();
+  const canvas = $('depthCanvas');
+  const { min, max } = paintDepth(canvas, d, { colormap: 'inferno' });
+  $('depthPanel').hidden = false;
+  const unit = model.info.depth === 'metric' ? ' m' : '';
+  const nearer = model.info.depth === 'metric' ? 'bright is farther' : 'bright is nearer';
+  $('depthNote').textContent = `${d.width}×${d.height} depth map (ran at ${d.modelWidth}×${d.modelHeight}), ${min.toFixed(2)} to ${max.toFixed(2)}${unit}; ${nearer}`;
+  $('latency').textContent = `${(t1 - t0).toFixed(1)} ms (depth at ${d.modelWidth}×${d.modelHeight}, incl. decode, upload and the resize back)`;
+  status(`${file.name || 'image'}: depth map`);
+  document.body.dataset.grid = `${d.modelHeight / model.info.patchSize}x${d.modelWidth / model.info.patchSize}`;
+  document.body.dataset.result = 'depth';
 }
 
 /** The image classifier: top-5 classes and the attention map. */
@@ -529,6 +563,7 @@ function setupInputs() {
   $('modelKind').addEventListener('change', () => {
     const kind = $('modelKind').value;
     $('hubId').hidden = kind !== 'hub';
+    $('depthSource').hidden = kind !== 'depth';
     $('ckptFiles').hidden = kind !== 'files';
     $('clipSource').hidden = kind !== 'clip';
     $('labels').hidden = kind !== 'clip';

@@ -292,8 +292,22 @@ impl WasmModel {
             "weightBytes": m.weight_bytes(),
             "quantization": c.quant.as_ref().map(|q| serde_json::json!({ "bits": q.bits, "groupSize": q.group })),
             "arithmetic": serde_json::json!({ "int8Layers": a.int8, "quantizedLayers": a.quantized, "kernel": a.kernel, "text": a.to_string() }),
+            "depth": c.depth.as_ref().map(|d| if d.metric { "metric" } else { "relative" }),
         })
         .to_string())
+    }
+
+    /// The depth of one image at its own size (a Depth Anything model): an object `{depth:
+    /// Float32Array (height * width, row by row), width, height, modelWidth, modelHeight}`.
+    pub async fn depth(&self, bytes: Option<Vec<u8>>, rgba: Option<Vec<u8>>, width: u32, height: u32, name: String) -> Result<Object, JsError> {
+        let img = Self::image(bytes, rgba, width, height, &name)?;
+        let d = self.get()?.depth(&img).await.map_err(js_err)?;
+        let obj = Object::new();
+        set(&obj, "depth", &Float32Array::from(&d.data[..]).into())?;
+        for (k, v) in [("width", d.width), ("height", d.height), ("modelWidth", d.model_size.1), ("modelHeight", d.model_size.0)] {
+            set(&obj, k, &JsValue::from(v as u32))?;
+        }
+        Ok(obj)
     }
 
     /// Top-k classes of one image, given as encoded file bytes (`bytes`, decoded exactly as
@@ -364,6 +378,9 @@ impl WasmModel {
         }
         if let Some(p) = &out.image_embeds {
             tensor(&obj, "imageEmbeds", p)?;
+        }
+        if let Some(d) = &out.predicted_depth {
+            tensor(&obj, "predictedDepth", d)?;
         }
         Ok(obj)
     }

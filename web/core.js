@@ -343,6 +343,16 @@ export function makeApi(init, Engine, relaxedUrl, glueUrl, defaultWasmUrl, initS
       return gridOf(this, width, height, maxPatches, merge);
     }
   
+    /**
+     * The depth of the image at its own size (a Depth Anything model): `{depth, width, height,
+     * modelWidth, modelHeight}`, `depth` a Float32Array of height x width values row by row
+     * (relative: larger is nearer; metric: meters). `paintDepth` draws it.
+     */
+    async depth(image) {
+      const a = await imageArgs(image);
+      return call(async () => (await live(this)).depth(a.bytes, a.rgba, a.width, a.height, a.name));
+    }
+
     /** `pixelValues` (B, C, H, W) as `model(pixel_values=...)` in transformers; `merge` as for `classify`. */
     async run(pixelValues, dims, { merge } = {}) {
       if (!(pixelValues instanceof Float32Array)) {
@@ -696,3 +706,49 @@ export function makeApi(init, Engine, relaxedUrl, glueUrl, defaultWasmUrl, initS
   
   return { Tessera, Model, ClipModel };
 }
+
+/** Colour stops at 0, 1/4, .., 1 of the maps `paintDepth` draws with. */
+const DEPTH_COLORS = {
+  inferno: [[0, 0, 4], [87, 16, 110], [188, 55, 84], [249, 142, 9], [252, 255, 164]],
+  viridis: [[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]],
+  gray: [[0, 0, 0], [64, 64, 64], [128, 128, 128], [191, 191, 191], [255, 255, 255]],
+};
+
+/**
+ * Paints a depth map (`model.depth(image)`'s result) onto a canvas at the map's size, its range
+ * stretched over the colour map (`inferno`, `viridis` or `gray`); returns `{min, max}`.
+ */
+export function paintDepth(canvas, { depth, width, height }, { colormap = 'inferno' } = {}) {
+  const stops = DEPTH_COLORS[colormap];
+  if (!stops) {
+    const err = new Error(`unknown colormap "${colormap}" (inferno, viridis or gray)`);
+    err.kind = 'input';
+    throw err;
+  }
+  if (!(depth instanceof Float32Array) || depth.length !== width * height) {
+    const err = new Error(`depth must be a Float32Array of width x height (${width} x ${height}) values`);
+    err.kind = 'input';
+    throw err;
+  }
+  let min = Infinity;
+  let max = -Infinity;
+  for (const v of depth) {
+    if (v < min) min = v;
+    if (v > max) max = v;
+  }
+  const span = max > min ? max - min : 1;
+  canvas.width = width;
+  canvas.height = height;
+  const ctx = canvas.getContext('2d');
+  const img = ctx.createImageData(width, height);
+  for (let i = 0; i < depth.length; i++) {
+    const x = Math.min(Math.max((depth[i] - min) / span, 0), 1) * 4;
+    const k = Math.min(Math.floor(x), 3);
+    const f = x - k;
+    for (let c = 0; c < 3; c++) img.data[4 * i + c] = Math.round(stops[k][c] + (stops[k + 1][c] - stops[k][c]) * f);
+    img.data[4 * i + 3] = 255;
+  }
+  ctx.putImageData(img, 0, 0);
+  return { min, max };
+}
+

@@ -26,7 +26,7 @@ export interface AdapterInfo {
 export interface ModelInfo {
   source: string;
   /** 'Timm': a timm checkpoint (vit_*, deit_*, deit3_*, flexivit_*). */
-  family: 'Vit' | 'Deit' | 'Dinov2' | 'Clip' | 'Siglip' | 'Siglip2' | 'Timm';
+  family: 'Vit' | 'Deit' | 'Dinov2' | 'DepthAnything' | 'Clip' | 'Siglip' | 'Siglip2' | 'Timm';
   /** 'Avg': a classifier on the mean of the patch tokens (timm's global_pool "avg"). */
   head: 'None' | 'Cls' | 'ClsDistilled' | 'ClsMeanPatch' | 'Avg';
   labels: string[];
@@ -46,7 +46,23 @@ export interface ModelInfo {
   quantization: { bits: 8 | 4; groupSize: number | null } | null;
   /** How the quantized layers compute: how many of them in int8 arithmetic, with which integer kernel (null: none), and the same in words. */
   arithmetic: { int8Layers: number; quantizedLayers: number; kernel: 'avx512-vnni' | 'avx-vnni' | 'avx2' | 'portable' | null; text: string };
+  /** A depth model's kind (Depth Anything: relative or metric depth); null for other models. */
+  depth: 'relative' | 'metric' | null;
 }
+
+/** A depth map at the image's own size. */
+export interface DepthMap {
+  /** height x width values, row by row (relative depth: larger is nearer; metric: meters). */
+  depth: Float32Array;
+  width: number;
+  height: number;
+  /** The size the model ran at (the image resized as its processor asks). */
+  modelWidth: number;
+  modelHeight: number;
+}
+
+/** Paints `model.depth(image)`'s map onto a canvas at its size, the range stretched over the colour map; returns the range. */
+export declare function paintDepth(canvas: HTMLCanvasElement | OffscreenCanvas, map: DepthMap, options?: { colormap?: 'inferno' | 'viridis' | 'gray' }): { min: number; max: number };
 
 export interface Prediction {
   index: number;
@@ -64,6 +80,9 @@ export interface RunOutput {
   /** CLIP: the pooled output projected into the image-text space (not normalized). */
   imageEmbeds?: Float32Array;
   imageEmbedsDims?: number[];
+  /** A depth model: `predicted_depth` (B, H, W) at the input's size. */
+  predictedDepth?: Float32Array;
+  predictedDepthDims?: number[];
 }
 
 export interface AttentionMap {
@@ -168,6 +187,8 @@ export declare class Model {
   /** The grid an image of `width` x `height` pixels gets (under `maxPatches` for a NaFlex model). */
   grid(width: number, height: number, options?: BudgetOptions): Grid;
   run(pixelValues: Float32Array, dims: [number, number, number, number], options?: { merge?: Merge }): Promise<RunOutput>;
+  /** The depth of the image at its own size (a Depth Anything model; others reject with kind "input"). */
+  depth(image: ImageInput): Promise<DepthMap>;
   dispose(): void;
 }
 

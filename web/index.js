@@ -14,4 +14,5 @@ const api = makeApi(
 );
 export const Tessera = api.Tessera;
 export const Model = api.Model;
+export { paintDepth } from './core.js';
 export default Tessera;

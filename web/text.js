@@ -15,4 +15,5 @@ const api = makeApi(
 export const Tessera = api.Tessera;
 export const Model = api.Model;
 export const ClipModel = api.ClipModel;
+export { paintDepth } from './core.js';
 export default Tessera;

@@ -21,7 +21,7 @@ function threadError(message, kind = 'thread') {
 }
 
 /** A model's methods that run on the workers. */
-const MODEL_CALLS = ['classify', 'embed', 'attention', 'run'];
+const MODEL_CALLS = ['classify', 'embed', 'attention', 'run', 'depth'];
 const CLIP_CALLS = ['embedText', 'embedImage', 'zeroShot', 'attention'];
 
 export class WorkerEngine {

@@ -172,6 +172,44 @@ test('a dropped checkpoint replaces the model', { timeout: 300_000 }, async () =
   assert.equal(await page.textContent('#predictions li:first-child .label'), native.results[0].top[0].label);
 });
 
+test('depth mode: a Depth Anything checkpoint, a dropped photo, its depth map beside it, on WebGPU and the CPU backend', { timeout: 300_000 }, async () => {
+  const dir = join(ROOT, 'tests/fixtures/depth/depth-anything-v1');
+  const photo = join(ROOT, 'tests/fixtures/photos/chelsea.png');
+  const native = JSON.parse(execFileSync(NATIVE, ['depth', '--json', '--model', dir, '--out', join(SHOTS, 'depth-native'), photo], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] })).results[0];
+  const url = (device) => `${server.url}/demo/?device=${device}`;
+  for (const [device, shot] of [['webgpu', 'demo-depth.png'], ['cpu', 'demo-depth-cpu.png']]) {
+    const on = page;
+    if (device !== 'webgpu') {
+      // The same page on the CPU backend (the embedded model from the Cache API, not the network).
+      await page.goto(url(device));
+      await page.waitForSelector('body[data-ready="true"]', { timeout: 180_000 });
+    }
+    await on.selectOption('#modelKind', 'files');
+    await on.setInputFiles('#ckptFiles', ['config.json', 'model.safetensors', 'preprocessor_config.json'].map((f) => join(dir, f)));
+    await on.click('#loadBtn');
+    await on.waitForSelector('body[data-mode="depth"]', { timeout: 120_000 });
+    await on.waitForFunction(() => /relative depth/.test(document.getElementById('status').textContent), null, { timeout: 120_000 });
+    assert.equal(await on.isHidden('#heatRow'), true);
+    assert.equal(await on.isHidden('#mergeRow'), true);
+    await dropFile(photo, 'chelsea.png', 'image/png', on);
+    await on.waitForSelector('body[data-result="depth"]', { timeout: 120_000 });
+    // The map at the photo's size, its range the CLI's, on a 5x8 grid (70x112).
+    const size = await on.evaluate(() => [document.getElementById('depthCanvas').width, document.getElementById('depthCanvas').height]);
+    assert.deepEqual(size, [native.width, native.height]);
+    const note = await on.textContent('#depthNote');
+    assert.ok(note.includes(`${native.min.toFixed(2)} to ${native.max.toFixed(2)}`), `${note} vs the CLI's ${native.min}..${native.max}`);
+    assert.ok(note.includes('ran at 112×70'), note);
+    assert.equal(await on.getAttribute('body', 'data-grid'), '5x8');
+    assert.match(await on.textContent('#latency'), /ms \(depth at 112×70/);
+    assert.notEqual((await on.textContent('#adapter')).trim(), '–');
+    assert.equal(await on.isHidden('#error'), true);
+    await on.screenshot({ path: join(SHOTS, shot) });
+  }
+  // Back to WebGPU and the embedded classifier for the tests after this one.
+  await page.goto(url('webgpu'));
+  await page.waitForSelector('body[data-ready="true"]', { timeout: 180_000 });
+});
+
 test('the page recovers from a GPU device loss without a reload', { timeout: 300_000 }, async () => {
   await page.selectOption('#modelKind', 'default');
   await page.click('#loadBtn');

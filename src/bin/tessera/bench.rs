@@ -58,6 +58,11 @@ pub struct BenchArgs {
     /// With --model: token merging, R tokens per layer (see `classify --help`).
     #[arg(long, value_name = "R")]
     merge: Option<usize>,
+    /// With --model: the image size, WxH, the benchmark's input is preprocessed from (default:
+    /// the checkpoint's training size); the input is the size the model's processor resizes it
+    /// to (a depth model keeps the aspect ratio).
+    #[arg(long, value_name = "WxH")]
+    image_size: Option<String>,
     /// With --merge: `constant` or `decreasing`.
     #[arg(long, value_name = "S", default_value = "constant", value_parser = crate::models::parse_schedule)]
     merge_schedule: tessera::MergeSchedule,
@@ -224,7 +229,14 @@ fn model_bench(device: &Device, spec: &str, args: &BenchArgs) -> anyhow::Result<
     let model = crate::models::load_spec(device, Some(spec), choices)?;
     let cfg = &model.config;
     // A NaFlex model runs the grid a square image of its training size gets at its budget.
-    let (h, w) = model.preprocessor.output_size(cfg.image_size.0, cfg.image_size.1);
+    let (ih, iw) = match &args.image_size {
+        Some(s) => {
+            let (w, h) = crate::commands::parse_wxh(s)?;
+            (h, w)
+        }
+        None => cfg.image_size,
+    };
+    let (h, w) = model.preprocessor.output_size(ih, iw);
     println!("{}", device.report());
     println!(
         "model: {} ({:?}, {} layers, width {}, {} heads, {}x{} input, patch {}{}), {} weights {:.1} MiB on the device\n",

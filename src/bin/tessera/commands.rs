@@ -260,7 +260,7 @@ fn spatial_shapes(name: &str, st: &safetensors::SafeTensors, b: usize) -> Result
 }
 
 /// `WxH` as (width, height).
-fn parse_wxh(s: &str) -> Result<(usize, usize)> {
+pub(crate) fn parse_wxh(s: &str) -> Result<(usize, usize)> {
     let bad = || anyhow::anyhow!("--image-size {s}: expected WxH, two numbers from 1 to 16384 (e.g. 640x480)");
     let (w, h) = s.split_once(['x', 'X']).ok_or_else(bad)?;
     let (w, h) = (w.trim().parse::<usize>().map_err(|_| bad())?, h.trim().parse::<usize>().map_err(|_| bad())?);
