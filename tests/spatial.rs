@@ -34,6 +34,7 @@ fn convolution_matches_the_f64_reference() {
         (1, 7, 5, 4, 2, 5, 1, 2),
         (1, 3, 13, 10, 6, 3, 2, 0),
         (1, 33, 6, 5, 17, 3, 1, 1),
+        (2, 33, 5, 7, 1, 1, 1, 0),
     ];
     for &(b, ci, h, w, co, k, stride, pad) in &shapes {
         let x = rng.vec(b * ci * h * w, 1.0);

@@ -463,6 +463,11 @@ fn activate<const FMA: bool>(x: &mut [f32], act: Act) {
     }
 }
 
+/// The activation over a row of values (outside a GEMM's epilogue).
+pub fn activate_row(x: &mut [f32], act: Act) {
+    activate::<false>(x, act);
+}
+
 /// bias, activation, residual on one row segment of C starting at (row, col0).
 #[inline(always)]
 fn apply_epilogue(row: &mut [f32], epi: &Epilogue, r: usize, col0: usize) {

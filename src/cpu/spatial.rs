@@ -37,9 +37,10 @@ impl ConvShape {
         self.k == 1 && self.stride == 1 && self.pad == 0
     }
 
-    /// Output rows gathered per band: about 2^18 patch values.
+    /// Output rows gathered per band: about 2^20 patch values (4 MiB: GEMMs of thousands of
+    /// rows, so that both threads have work in each).
     pub fn band_rows(&self) -> usize {
-        (262_144 / (self.wo * self.k * self.k * self.ci).max(1)).clamp(1, self.ho)
+        (1_048_576 / (self.wo * self.k * self.k * self.ci).max(1)).clamp(1, self.ho)
     }
 
     /// f32 scratch values for the patch rows of one band (`pre_relu`: a 1x1 convolution gathers
@@ -82,6 +83,30 @@ pub fn conv2d(cpu: &Cpu, x: &[f32], s: &ConvShape, w: &PackedB, epi: &ConvEpilog
             rows.iter_mut().zip(&r[first..first + n]).for_each(|(v, r)| *v += r);
         }
     };
+    if s.direct() && s.co == 1 {
+        // One output channel (a depth head's last layer): a dot product per pixel, where the
+        // GEMM would fill a whole panel for one column.
+        let w1: Vec<f32> = (0..s.ci).map(|i| w.data()[i * w.nr]).collect();
+        let m = s.b * s.h * s.w;
+        let bias = epi.bias.map_or(0.0, |b| b[0]);
+        let dst = SyncPtr(out.as_mut_ptr());
+        let per = 4096;
+        cpu.pool.run(m.div_ceil(per), &|c| {
+            for p in c * per..((c + 1) * per).min(m) {
+                let px = &x[p * s.ci..(p + 1) * s.ci];
+                let mut acc = 0f32;
+                for (v, k) in px.iter().zip(&w1) {
+                    acc += if epi.pre_relu { v.max(0.0) } else { *v } * k;
+                }
+                let mut one = [acc + bias];
+                super::gemm::activate_row(&mut one, epi.act);
+                // SAFETY: each pixel writes its own value.
+                unsafe { *dst.ptr().add(p) = one[0] };
+            }
+        });
+        finish(&mut out[..m], 0);
+        return;
+    }
     if s.direct() && !epi.pre_relu {
         let m = s.b * s.h * s.w;
         gemm(cpu, &Gemm::new(m, x, s.ci, w, s.co), out, &plain);
