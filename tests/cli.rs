@@ -811,6 +811,15 @@ fn depth_writes_one_map_per_image_at_its_size() {
     let image::DynamicImage::ImageLuma16(g) = png else { panic!("--raw writes 16-bit grayscale") };
     let top = *g.as_raw().iter().max().unwrap() as f64;
     assert!((top - r["max"].as_f64().unwrap() * 1000.0).abs() <= 0.5, "{top} mm vs {r}");
+    // The backbone quantized to 8 bits: the same depth within 1% of its range.
+    let q = out.join("q8");
+    ok(&tessera(&["quantize", "--model", model, "--bits", "8", "--out", &q.display().to_string()], &[]));
+    let doc8: serde_json::Value = serde_json::from_str(&ok(&tessera(&["depth", photos[0], "--model", &q.display().to_string(), "--out", &o, "--json", "--device", "cpu"], &[]))).unwrap();
+    let (a, b) = (&doc8["results"][0], &results[0]);
+    let range = b["max"].as_f64().unwrap() - b["min"].as_f64().unwrap();
+    for k in ["min", "max", "mean"] {
+        assert!((a[k].as_f64().unwrap() - b[k].as_f64().unwrap()).abs() <= 0.01 * range, "int8 {k}: {a} vs {b}");
+    }
     // Errors: a model without a depth head, an unknown colour map, a missing image.
     fails_with(&tessera(&["depth", photos[0], "--model", "tests/fixtures/vit-classifier", "--out", &o], &[]), &["no depth head"]);
     fails_with(&tessera(&["depth", photos[0], "--model", model, "--colormap", "rainbow"], &[]), &["rainbow"]);

@@ -119,6 +119,10 @@ impl FamilyDef for HfVit {
             spec.check(cfg.num_layers, file)?;
             cfg.depth = Some(spec);
             cfg.labels.clear();
+            // A quantized checkpoint says so at the top level, beside backbone_config.
+            if cfg.quant.is_none() {
+                cfg.quant = hf_config::quantization(config.get("quantization_config"), file)?;
+            }
         }
         let pre = if depth {
             PreprocessorConfig::parse(depth_preprocessor(&cfg).to_string().as_bytes(), file)?
