@@ -140,6 +140,18 @@ pub fn info_model(device: &Device, args: &InfoArgs) -> Result<()> {
     let (h, w) = c.image_size;
     let (p, own) = (model.patch_size(), model.original_patch_size());
     println!("\nmodel: {} ({:?}, {} layers, width {}, {} heads, {} classes)", model.source, c.family, c.num_layers, c.hidden_size, c.num_heads, c.labels.len());
+    if let Some(d) = &c.depth {
+        println!(
+            "depth head: {} (x {}), DPT neck over hidden states {:?} (widths {:?}, factors {:?}, fusion {}), head width {}; images keep their aspect ratio, each side a multiple of the patch",
+            if d.metric { "metric, sigmoid" } else { "relative, ReLU" },
+            d.max_depth,
+            d.out_indices,
+            d.neck_hidden_sizes,
+            d.reassemble_factors,
+            d.fusion_hidden_size,
+            d.head_hidden_size
+        );
+    }
     let own_note = if p != own { format!(" (PI-resized from the checkpoint's {own})") } else { " (the checkpoint's own)".into() };
     match model.preprocessor.max_patches() {
         Some(budget) => {
