@@ -823,6 +823,7 @@ fn depth_writes_one_map_per_image_at_its_size() {
     // Errors: a model without a depth head, an unknown colour map, a missing image.
     fails_with(&tessera(&["depth", photos[0], "--model", "tests/fixtures/vit-classifier", "--out", &o], &[]), &["no depth head"]);
     fails_with(&tessera(&["depth", photos[0], "--model", model, "--colormap", "rainbow"], &[]), &["rainbow"]);
+    fails_with(&tessera(&["classify", photos[0], "--model", model], &[]), &["tessera depth"]);
     fails_with(&tessera(&["depth", "no-such.png", "--model", model, "--out", &o], &[]), &["no-such.png"]);
     let _ = std::fs::remove_dir_all(&out);
 }

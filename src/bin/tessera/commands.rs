@@ -302,6 +302,9 @@ pub fn classify(device: &Device, args: &ClassifyArgs) -> Result<()> {
         if model.arch().projection {
             bail!("{}: a CLIP or SigLIP model has no fixed classes: give --labels \"a cat,a dog\" for zero-shot, or use `tessera embed`", model.source);
         }
+        if model.config.depth.is_some() {
+            bail!("{}: a depth model has no classes: use `tessera depth`", model.source);
+        }
         bail!("{}: this is a base model without a classifier head; use `tessera embed`", model.source);
     }
     let paths = models::collect_images(&args.images)?;
