@@ -2,7 +2,8 @@
 // Runtime Web's wasm backend, same models, same thread count, in the same headless Chromium.
 // For each model: the cold start (a fresh page: from the checkpoint's bytes in memory to the
 // first result, the wasm compiled and the model loaded on the way), then the median ms per run of
-// a batch-1 224x224 input over `--iters` runs after warm-up; the two engines alternated.
+// a batch-1 224x224 input (`--size WxH` for another) over `--iters` runs after warm-up; the two
+// engines alternated.
 //
 // Needs the checkpoints and ONNX files that scripts/cpu_compare.py writes with --keep DIR, the
 // package built (scripts/build_web.sh) and onnxruntime-web installed somewhere (npm i
@@ -38,6 +39,7 @@ const ITERS = Number(args.iters || 10);
 const ROUNDS = Number(args.rounds || 2);
 const BUILDS = (args.builds || 'relaxed').split(',');
 const INT8 = 'int8' in args;
+const [W, H] = (args.size || '224x224').split('x').map(Number);
 const SUFFIX = INT8 ? '-int8' : '';
 
 const TYPES = { '.html': 'text/html', '.js': 'text/javascript', '.mjs': 'text/javascript', '.json': 'application/json', '.wasm': 'application/wasm' };
@@ -68,21 +70,21 @@ function serve() {
 }
 
 async function tessera(page, name, build) {
-  return page.evaluate(async ({ name, iters, relaxedSimd, int8, threads }) => {
+  return page.evaluate(async ({ name, iters, relaxedSimd, int8, threads, H, W }) => {
     const get = async (f) => new Uint8Array(await (await fetch(`/work/${name}/${f}`)).arrayBuffer());
     const files = { name, config: await get('config.json'), weights: await get('model.safetensors') };
-    const px = new Float32Array(3 * 224 * 224).map((_, i) => Math.sin(i));
+    const px = new Float32Array(3 * H * W).map((_, i) => Math.sin(i));
     const t0 = performance.now();
     const { Tessera } = await import('/web/index.js');
     const engine = await Tessera.create({ device: 'cpu', relaxedSimd, threads });
     const model = await engine.load(files, { int8 });
-    await model.run(px, [1, 3, 224, 224]);
+    await model.run(px, [1, 3, H, W]);
     const cold = performance.now() - t0;
-    for (let i = 0; i < 2; i++) await model.run(px, [1, 3, 224, 224]);
+    for (let i = 0; i < 2; i++) await model.run(px, [1, 3, H, W]);
     const times = [];
     for (let i = 0; i < iters; i++) {
       const t = performance.now();
-      await model.run(px, [1, 3, 224, 224]);
+      await model.run(px, [1, 3, H, W]);
       times.push(performance.now() - t);
     }
     times.sort((a, b) => a - b);
@@ -91,19 +93,19 @@ async function tessera(page, name, build) {
     const info = `${engine.adapterInfo.name}, ${engine.adapterInfo.isa}; memory ${(mem / 2 ** 20).toFixed(1)} MiB (page ${(m.pageWasmBytes / 2 ** 20).toFixed(1)}, workers ${m.workerWasmBytes.map((b) => (b / 2 ** 20).toFixed(1)).join(' + ') || '-'}, exchange ${(m.exchangeBytes / 2 ** 20).toFixed(1)})`;
     engine.close();
     return { cold, ms: times[Math.floor(times.length / 2)], mem, info };
-  }, { name: name + SUFFIX, iters: ITERS, relaxedSimd: build === 'relaxed', int8: INT8, threads: THREADS });
+  }, { name: name + SUFFIX, iters: ITERS, relaxedSimd: build === 'relaxed', int8: INT8, threads: THREADS, H, W });
 }
 
 async function ortWeb(page, name) {
-  return page.evaluate(async ({ name, iters, threads }) => {
+  return page.evaluate(async ({ name, iters, threads, H, W }) => {
     const bytes = new Uint8Array(await (await fetch(`/work/${name}.onnx`)).arrayBuffer());
     const t0 = performance.now();
     const ort = await import('/ort/ort.wasm.min.mjs');
     ort.env.wasm.numThreads = threads;
     ort.env.wasm.wasmPaths = '/ort/';
     const session = await ort.InferenceSession.create(bytes, { executionProviders: ['wasm'] });
-    const px = new Float32Array(3 * 224 * 224).map((_, i) => Math.sin(i));
-    const feeds = { pixel_values: new ort.Tensor('float32', px, [1, 3, 224, 224]) };
+    const px = new Float32Array(3 * H * W).map((_, i) => Math.sin(i));
+    const feeds = { pixel_values: new ort.Tensor('float32', px, [1, 3, H, W]) };
     await session.run(feeds);
     const cold = performance.now() - t0;
     for (let i = 0; i < 2; i++) await session.run(feeds);
@@ -115,7 +117,7 @@ async function ortWeb(page, name) {
     }
     times.sort((a, b) => a - b);
     return { cold, ms: times[Math.floor(times.length / 2)], info: `ONNX Runtime Web ${ort.env.versions?.web ?? ''}` };
-  }, { name: name + SUFFIX, iters: ITERS, threads: THREADS });
+  }, { name: name + SUFFIX, iters: ITERS, threads: THREADS, H, W });
 }
 
 const server = await serve();
@@ -146,7 +148,7 @@ try {
   await browser.close();
   server.close();
 }
-console.log(`Chromium ${version}, headless, ${THREADS} thread(s) for both engines${INT8 ? '; int8 models (tessera --bits 8 with int8 arithmetic, ONNX Runtime quantize_dynamic)' : ''}; ${new Date().toISOString().slice(0, 10)}. Median ms per batch-1 224x224 run of ${ITERS} after warm-up, the best of ${ROUNDS} alternated rounds; cold start = from the checkpoint's bytes in memory to the first result on a fresh page (wasm compiled, model loaded).\n`);
+console.log(`Chromium ${version}, headless, ${THREADS} thread(s) for both engines${INT8 ? '; int8 models (tessera --bits 8 with int8 arithmetic, ONNX Runtime quantize_dynamic)' : ''}; ${new Date().toISOString().slice(0, 10)}. Median ms per batch-1 ${W}x${H} run of ${ITERS} after warm-up, the best of ${ROUNDS} alternated rounds; cold start = from the checkpoint's bytes in memory to the first result on a fresh page (wasm compiled, model loaded).\n`);
 const keys = BUILDS.map((b) => `tessera ${b}`);
 console.log(`| model | ${keys.map((k) => `${k} ms`).join(' | ')} | ONNX Runtime Web (wasm) ms | ${keys.map((k) => `${k} / ORT Web`).join(' | ')} | ${keys.map((k) => `${k} cold start ms`).join(' | ')} | ORT Web cold start ms | ${keys.map((k) => `${k} memory MiB`).join(' | ')} |`);
 console.log(`| --- | ${[...keys, 'ort', ...keys, ...keys, 'ort', ...keys].map(() => '---:').join(' | ')} |`);
