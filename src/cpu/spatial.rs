@@ -98,12 +98,11 @@ pub fn conv2d(cpu: &Cpu, x: &[f32], s: &ConvShape, w: &PackedB, epi: &ConvEpilog
                 for (v, k) in px.iter().zip(&w1) {
                     acc += if epi.pre_relu { v.max(0.0) } else { *v } * k;
                 }
-                let mut one = [acc + bias];
-                super::gemm::activate_row(&mut one, epi.act);
                 // SAFETY: each pixel writes its own value.
-                unsafe { *dst.ptr().add(p) = one[0] };
+                unsafe { *dst.ptr().add(p) = acc + bias };
             }
         });
+        super::gemm::activate_row(&mut out[..m], epi.act);
         finish(&mut out[..m], 0);
         return;
     }

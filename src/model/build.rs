@@ -55,26 +55,31 @@ pub fn build_graph(arch: Arch, batch: usize, h: usize, w: usize, opts: RunOption
     let Encoded { tower, hidden, last_qkv, positions, merge } = encode(&mut g, arch, batch, h, w, opts)?;
     let heads = def.heads(&mut g, &tower)?;
     let mut outputs = Outputs { logits: heads.logits, ..Default::default() };
-    if !(opts.logits_only && heads.logits.is_some()) {
-        outputs.last_hidden_state = Some(tower.seq);
-        outputs.pooler_output = heads.pooled;
-        outputs.image_embeds = heads.image_embeds;
-    }
     if let Some(spec) = &cfg.depth {
         // The neck reads the hidden states at `out_indices` through the final norm.
         if merge.is_some() {
             return Err(Error::Input { name: "merge".into(), problem: "a depth head reads every patch of its hidden states: token merging does not apply".into() });
         }
-        let (nw, nb) = tower.final_norm;
-        let mut features = Vec::new();
-        for (k, &i) in spec.out_indices.iter().enumerate() {
-            features.push(g.layer_norm(&format!("depth.feature.{k}"), hidden[i], nw, nb, cfg.layer_norm_eps)?);
-        }
         if cfg.prefix_tokens() != 1 {
             return Err(Error::model(format!("{:?}", cfg.family), "the depth neck drops exactly one class token"));
         }
+        let (nw, nb) = tower.final_norm;
+        let mut features = Vec::new();
+        for (k, &i) in spec.out_indices.iter().enumerate() {
+            // The last layer's normed output is the last hidden state, already computed.
+            features.push(if i == cfg.num_layers && !cfg.layout.fc_norm {
+                tower.seq
+            } else {
+                g.layer_norm(&format!("depth.feature.{k}"), hidden[i], nw, nb, cfg.layer_norm_eps)?
+            });
+        }
         let p = cfg.patch_size;
         outputs.predicted_depth = Some(crate::model::shared::dpt::build(&mut g, spec, &features, (h / p, w / p), p)?);
+    }
+    if !(opts.logits_only && (heads.logits.is_some() || outputs.predicted_depth.is_some())) {
+        outputs.last_hidden_state = Some(tower.seq);
+        outputs.pooler_output = heads.pooled;
+        outputs.image_embeds = heads.image_embeds;
     }
     if opts.hidden_states {
         outputs.hidden_states = hidden;

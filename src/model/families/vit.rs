@@ -42,11 +42,6 @@ impl Family {
     pub const DepthAnything: Family = Family::named("DepthAnything");
 }
 
-/// Whether the family's encoder is written as DINOv2's (`norm1`, `mlp.fc1`, layer scale).
-fn dinov2_layout(family: Family) -> bool {
-    family == Family::Dinov2 || family == Family::DepthAnything
-}
-
 /// `ViTConfig`, `DeiTConfig` and `Dinov2Config`: the shared vision fields, and DINOv2's own.
 #[derive(Deserialize)]
 struct Config {
@@ -99,7 +94,7 @@ impl FamilyDef for HfVit {
         let depth = self.family == Family::DepthAnything;
         let backbone = if depth { depth_backbone(config, file)? } else { config };
         let raw: Config = hf_config::read(backbone, file)?;
-        let dinov2 = dinov2_layout(self.family);
+        let dinov2 = names::dinov2_layout(self.family);
         let top = if depth { config.get("architectures").and_then(|a| a.get(0)).and_then(Value::as_str).map(String::from) } else { None };
         let architecture = top.or_else(|| raw.common.architectures.as_ref().and_then(|a| a.first().cloned()));
         let head = head_of(architecture.as_deref(), ARCHITECTURES, file)?;
@@ -205,9 +200,14 @@ pub mod names {
         format!("encoder.layer.{i}")
     }
 
+    /// Whether the family's encoder is written as DINOv2's (`norm1`, `mlp.fc1`, layer scale).
+    pub fn dinov2_layout(family: Family) -> bool {
+        family == Family::Dinov2 || family == Family::DepthAnything
+    }
+
     /// Layer `i`'s norm.
     pub fn norm(family: Family, i: usize, which: Norm) -> String {
-        let n = match (family == Family::Dinov2 || family == Family::DepthAnything, which) {
+        let n = match (dinov2_layout(family), which) {
             (true, Norm::Before) => "norm1",
             (true, Norm::After) => "norm2",
             (false, Norm::Before) => "layernorm_before",
@@ -223,7 +223,7 @@ pub mod names {
 
     /// Layer `i`'s other linear layers.
     pub fn linear(family: Family, i: usize, which: Linear) -> String {
-        let n = match (family == Family::Dinov2 || family == Family::DepthAnything, which) {
+        let n = match (dinov2_layout(family), which) {
             (_, Linear::Proj) => "attention.output.dense",
             (true, Linear::Fc1) => "mlp.fc1",
             (true, Linear::Fc2) => "mlp.fc2",
@@ -256,7 +256,7 @@ fn load(ck: &Checkpoint, patch: usize, sink: &mut dyn Sink) -> Result<Loaded> {
     let prefix = model_prefix(ck)?;
     let mut rd = Reader::new(ck, &prefix);
     let d = cfg.hidden_size;
-    let dinov2 = dinov2_layout(cfg.family);
+    let dinov2 = names::dinov2_layout(cfg.family);
 
     // Embeddings.
     rd.patch_weight_to(sink, hf::PATCH, cfg, patch)?;

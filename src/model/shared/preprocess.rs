@@ -129,12 +129,12 @@ pub fn multiple_size(h: usize, w: usize, (th, tw): (usize, usize), keep_aspect: 
             sw = sh;
         }
     }
-    let m = multiple.max(1) as f64;
+    let m = multiple.max(1);
     let constrain = |v: f64| -> usize {
-        let q = v / m;
+        let q = v / m as f64;
         // Python's round: half to even.
-        let r = if (q - q.floor() - 0.5).abs() == 0.0 { 2.0 * (q / 2.0).round() } else { q.round() };
-        ((r * m) as usize).max(multiple.max(1))
+        let r = if q - q.floor() == 0.5 { 2.0 * (q / 2.0).round() } else { q.round() };
+        ((r * m as f64) as usize).max(m)
     };
     (constrain(sh * h as f64), constrain(sw * w as f64))
 }

@@ -25,9 +25,9 @@ pub struct RunOptions {
     /// attention kernels; the same results through another memory layout. Needs the head dim and
     /// hidden size to be multiples of 4 (an error otherwise).
     pub qkv_heads: bool,
-    /// Read back only the logits (models with a classifier head): no last hidden state or pooler
-    /// output, which classification does not need (for ViT-B/16 at batch 64 the hidden state is
-    /// 38 MB per run). Ignored for models without a head.
+    /// Read back only the head's output (the logits of a classifier, the depth of a depth model):
+    /// no last hidden state or pooler output, which classification does not need (for ViT-B/16 at
+    /// batch 64 the hidden state is 38 MB per run). Ignored for models without a head.
     pub logits_only: bool,
     /// Padded patch sequences (SigLIP 2 NaFlex batches of mixed grids, [`crate::Model::run_patches`]):
     /// the input holds each image's patches as one row of patches, padded to the longest; the
