@@ -18,6 +18,8 @@ let lastAttention = null;
 // What the model was loaded from (to reload it at another patch size) and the image on show.
 let currentSource = null;
 let lastFile = null;
+// An image dropped while a model loads or another image runs: handled when the page is free.
+let pendingFile = null;
 
 function status(text) {
   $('status').textContent = text;
@@ -104,8 +106,6 @@ function showPatchSizes(info) {
   document.body.dataset.patch = String(info.patchSize);
 }
 
-/** Loads a model: `kind` picks the source (the embedded default, a hub id, dropped files);
- * with `patchSize`, the current source again at that patch size, and the image on show re-runs. */
 /** Zero-shot mode: a CLIP or SigLIP model (with its tokenizer.json) through the text build, which
  * the page imports only now (it is 2 MB larger than the main one). */
 async function loadClip() {
@@ -143,6 +143,7 @@ async function loadClip() {
     setBusy(false);
     $('patchSize').disabled = true;
   }
+  await runPending();
 }
 
 /** The token-budget control of a NaFlex model (`own`: its checkpoint's budget; null hides it). */
@@ -165,12 +166,16 @@ function budget() {
   return $('budgetRow').hidden ? undefined : Number($('maxPatches').value);
 }
 
-async function loadModel(kind, patchSize) {
+/** Loads a model: `kind` picks the source (the embedded default, a hub id, dropped files);
+ * with `patchSize`, the current source again at that patch size, and the image on show re-runs.
+ * A GPU reset during the load reconnects and loads again, once (`reconnected`: it did). */
+async function loadModel(kind, patchSize, reconnected = false) {
   if (kind === 'clip') return loadClip();
   setBusy(true);
   showError(null);
   const progress = $('progress');
   let loaded = false;
+  let lost = false;
   try {
     let source;
     if (patchSize !== undefined) {
@@ -239,14 +244,41 @@ async function loadModel(kind, patchSize) {
     status(info.depth ? `Ready (${info.depth} depth). Drop an image.` : info.labels.length ? 'Ready. Drop an image.' : 'Ready (a base model: embeddings and attention, no classes).');
     loaded = true;
   } catch (e) {
-    showError(e);
-    status(model ? 'Still using the previous model.' : 'No model loaded.');
-    if (model) $('patchSize').value = String(model.info.patchSize);
+    // The GPU was reset while the model loaded: reconnect and load it again (once).
+    lost = !reconnected && engine && engine.device === 'webgpu' && (e.kind === 'device_lost' || engine.lost);
+    if (!lost) {
+      showError(e);
+      status(model ? 'Still using the previous model.' : 'No model loaded.');
+      if (model) $('patchSize').value = String(model.info.patchSize);
+    }
   } finally {
     progress.hidden = true;
-    setBusy(false);
+    // Still busy while reconnecting: an image dropped meanwhile waits for the new device.
+    if (!lost) setBusy(false);
   }
-  if (loaded && patchSize !== undefined && lastFile) await handleFile(lastFile);
+  if (lost) {
+    status('The GPU was reset; reconnecting…');
+    model = null;
+    try {
+      engine = await Tessera.create({ device: engine.device, ...cpuOptions() });
+    } catch (e) {
+      setBusy(false);
+      showError(e);
+      status('No model loaded.');
+      return;
+    }
+    return loadModel(kind, patchSize, true);
+  }
+  if (loaded && patchSize !== undefined && lastFile && !pendingFile) await handleFile(lastFile);
+  await runPending();
+}
+
+/** Runs the image dropped while the page was busy, if any. */
+async function runPending() {
+  if (busy || !pendingFile) return;
+  const file = pendingFile;
+  pendingFile = null;
+  await handleFile(file);
 }
 
 function drawImage(bitmap) {
@@ -434,7 +466,11 @@ async function handleFile(file) {
     showError(new Error('No model is loaded yet.'));
     return;
   }
-  if (busy) return;
+  if (busy) {
+    pendingFile = file;
+    status(`${file.name || 'The image'} runs when the model is ready…`);
+    return;
+  }
   setBusy(true);
   showError(null);
   lastFile = file;
@@ -455,6 +491,7 @@ async function handleFile(file) {
     // No patch-size dial in zero-shot mode.
     if (zeroShot) $('patchSize').disabled = true;
   }
+  await runPending();
 }
 
 /** What the heatmap shows, and for a NaFlex model the grid this image got under its budget. */

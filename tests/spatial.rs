@@ -8,6 +8,7 @@ mod common;
 use common::{each_device, input, run_op, weight};
 use tessera::ops::spatial::{conv_transpose_weight, conv_weight, ConvAct};
 use tessera::reference::{self as r, Rng};
+use tessera::ops::Readout;
 use tessera::Op;
 
 fn assert_close(what: &str, got: &[f32], want: &[f32], atol: f32, rtol: f32) {
@@ -117,9 +118,37 @@ fn tokens_become_a_map_without_the_prefix() {
     let x = rng.vec(b * (prefix + h * w) * d, 1.0);
     let want = r::slice_tokens(&x, b, prefix + h * w, d, prefix, h * w);
     each_device(|| {
-        let got = run_op(Op::TokensToMap { prefix, height: h, width: w }, &[input("x", &[b, prefix + h * w, d], &x)]);
+        let got = run_op(Op::TokensToMap { prefix, height: h, width: w, readout: Readout::Ignore }, &[input("x", &[b, prefix + h * w, d], &x)]);
         assert_eq!(got, want);
     });
+}
+
+#[test]
+fn dpt_readouts_add_or_append_the_class_token_to_every_patch() {
+    let mut rng = Rng::new(3);
+    // Odd widths, more than one prefix token (the readout is always the first).
+    for &(b, prefix, h, w, d) in &[(2, 1, 3, 5, 7), (1, 2, 4, 1, 5), (3, 1, 1, 1, 1)] {
+        let t = prefix + h * w;
+        let x = rng.vec(b * t * d, 1.0);
+        let mut add = Vec::new();
+        let mut concat = Vec::new();
+        for bi in 0..b {
+            let seq = &x[bi * t * d..(bi + 1) * t * d];
+            for p in 0..h * w {
+                let tok = &seq[(prefix + p) * d..(prefix + p + 1) * d];
+                add.extend(tok.iter().zip(&seq[..d]).map(|(a, c)| a + c));
+                concat.extend_from_slice(tok);
+                concat.extend_from_slice(&seq[..d]);
+            }
+        }
+        each_device(|| {
+            let xs = [input("x", &[b, t, d], &x)];
+            let got = run_op(Op::TokensToMap { prefix, height: h, width: w, readout: Readout::Add }, &xs);
+            assert_close(&format!("readout add {b}x{t}x{d}"), &got, &add, 1e-6, 1e-6);
+            let got = run_op(Op::TokensToMap { prefix, height: h, width: w, readout: Readout::Concat }, &xs);
+            assert_eq!(got, concat, "readout concat {b}x{t}x{d}");
+        });
+    }
 }
 
 /// The error of adding `op` over inputs of these shapes (the last `weights` of them weights).
@@ -149,8 +178,11 @@ fn bad_geometry_is_refused_naming_the_node_and_tensor() {
     let e = refusal(Op::ConvTranspose2d { kernel: 2, bias: false }, &[&[1, 2, 3, 4], &[4, 6]], 1);
     assert!(e.contains("w1"), "{e}");
     // A grid that does not make the sequence.
-    let e = refusal(Op::TokensToMap { prefix: 1, height: 2, width: 2 }, &[&[1, 6, 4]], 0);
+    let e = refusal(Op::TokensToMap { prefix: 1, height: 2, width: 2, readout: Readout::Ignore }, &[&[1, 6, 4]], 0);
     assert!(e.contains("2x2 grid"), "{e}");
+    // A readout with no class token to read.
+    let e = refusal(Op::TokensToMap { prefix: 0, height: 2, width: 2, readout: Readout::Add }, &[&[1, 4, 4]], 0);
+    assert!(e.contains("first token"), "{e}");
     // Nothing to resize to.
     let e = refusal(Op::Resize { height: 0, width: 3, align_corners: false }, &[&[1, 2, 3, 4]], 0);
     assert!(e.contains("0x3"), "{e}");

@@ -289,7 +289,8 @@ pub enum Op {
         align_corners: bool,
     },
     /// The patch tokens as a map: `x (B, prefix + height*width, C)` to `(B, height, width, C)`,
-    /// dropping the prefix tokens.
+    /// dropping the prefix tokens, with the first token read out into every patch as `readout`
+    /// says (`(B, height, width, 2C)` for [`Readout::Concat`]).
     TokensToMap {
         /// Prefix tokens to drop.
         prefix: usize,
@@ -297,7 +298,22 @@ pub enum Op {
         height: usize,
         /// Grid columns.
         width: usize,
+        /// What the map takes of the first (class) token.
+        readout: Readout,
     },
+}
+
+/// What a map made of tokens ([`Op::TokensToMap`]) takes of the first (class) token: DPT's
+/// readout, before `"project"`'s linear layer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Readout {
+    /// Nothing (`"ignore"`).
+    #[default]
+    Ignore,
+    /// Added to every patch token (`"add"`).
+    Add,
+    /// Appended to every patch token's channels (`"project"`'s concatenation).
+    Concat,
 }
 
 /// How a kernel's shader accesses a storage binding. Weights are `read`. Activations are
@@ -541,9 +557,13 @@ impl Op {
             }
             Op::ConvTranspose2d { kernel, bias } => Box::new(spatial::Spatial::Deconv { kernel, bias }),
             Op::Resize { height, width, align_corners } => Box::new(spatial::Spatial::Resize { height, width, align: align_corners }),
-            Op::TokensToMap { prefix, height, width } => {
-                Box::new(tokens::Tokens { start: prefix, count: height.saturating_mul(width), mean: false, masked: false, map: Some((height, width)) })
-            }
+            Op::TokensToMap { prefix, height, width, readout } => Box::new(tokens::Tokens {
+                start: prefix,
+                count: height.saturating_mul(width),
+                mean: false,
+                masked: false,
+                map: Some((height, width, readout)),
+            }),
         }
     }
 

@@ -1,8 +1,9 @@
-//! Token ops on `(B, T, D)` sequences: a slice of tokens, the mean of a range of tokens, and
-//! concatenation along the last dim.
+//! Token ops on `(B, T, D)` sequences: a slice of tokens (or the patch tokens as a map, with
+//! DPT's readout of the class token), the mean of a range of tokens, and concatenation along the
+//! last dim.
 
 use super::shader::specialize;
-use super::{grid, invalid, last, rows_of, shape_err, uniforms, Binding, Kernel, KernelDecl, OpDef, ELEMENT_WG};
+use super::{grid, invalid, last, rows_of, shape_err, uniforms, Binding, Kernel, KernelDecl, OpDef, Readout, ELEMENT_WG};
 use crate::cpu::{Cpu, CpuKernel, HostWeight};
 use crate::error::Result;
 use crate::tensor::TensorInfo;
@@ -18,12 +19,18 @@ pub(crate) struct Tokens {
     pub count: usize,
     pub mean: bool,
     pub masked: bool,
-    /// The kept tokens as a `(B, h, w, D)` map (the same values).
-    pub map: Option<(usize, usize)>,
+    /// The kept tokens as a `(B, h, w, D)` map (the same values), with the first token read out
+    /// into each (`(B, h, w, 2D)` when concatenated).
+    pub map: Option<(usize, usize, Readout)>,
 }
 
-fn decl(mean: bool, masked: bool) -> KernelDecl {
+fn decl(mean: bool, masked: bool, readout: Readout) -> KernelDecl {
     let mut flags = vec![if mean { "MEAN" } else { "SLICE" }];
+    match readout {
+        Readout::Ignore => {}
+        Readout::Add => flags.push("READOUT_ADD"),
+        Readout::Concat => flags.push("READOUT_CONCAT"),
+    }
     let mut bindings = vec![Binding::output("out"), Binding::activation(0, "x")];
     if masked {
         flags.push("MASKED");
@@ -57,7 +64,7 @@ impl OpDef for Tokens {
         }
         let (b, t, d) = (x.shape[0], x.shape[1], x.shape[2]);
         let (start, count) = (self.start, self.count);
-        if let Some((h, w)) = self.map {
+        if let Some((h, w, _)) = self.map {
             if start.checked_add(count) != Some(t) || h.checked_mul(w) != Some(count) {
                 return Err(invalid(node, format!("{start} prefix tokens and a {h}x{w} grid do not make the {t} tokens of the sequence")));
             }
@@ -65,8 +72,11 @@ impl OpDef for Tokens {
         if count == 0 || start.checked_add(count).is_none_or(|end| end > t) {
             return Err(invalid(node, format!("tokens {start}..{} are not within the {t} tokens", start.saturating_add(count))));
         }
-        if let Some((h, w)) = self.map {
-            return Ok(vec![b, h, w, d]);
+        if let Some((h, w, readout)) = self.map {
+            if readout != Readout::Ignore && start == 0 {
+                return Err(invalid(node, "a readout of the first token needs it among the prefix tokens"));
+            }
+            return Ok(vec![b, h, w, if readout == Readout::Concat { 2 * d } else { d }]);
         }
         Ok(if self.mean { vec![b, d] } else { vec![b, count, d] })
     }
@@ -83,12 +93,14 @@ impl OpDef for Tokens {
             ..Default::default()
         };
         let flops = if self.mean { (n * self.count as u64) as f64 } else { 0.0 };
-        vec![Kernel::new(self.kind(), decl(self.mean, self.masked), params, grid(n.div_ceil(ELEMENT_WG as u64)), flops)]
+        let readout = self.map.map_or(Readout::Ignore, |m| m.2);
+        vec![Kernel::new(self.kind(), decl(self.mean, self.masked, readout), params, grid(n.div_ceil(ELEMENT_WG as u64)), flops)]
     }
 
     fn cpu_kernel(&self, _cpu: &Cpu, _node: &str, inputs: &[&TensorInfo], _output: &TensorInfo, _weights: &[Option<&HostWeight>]) -> Result<Box<dyn CpuKernel>> {
         let s = &inputs[0].shape;
-        Ok(Box::new(TokensCpu { b: s[0], t: s[1], d: s[2], start: self.start, count: self.count, mean: self.mean, masked: self.masked }))
+        let readout = self.map.map_or(Readout::Ignore, |m| m.2);
+        Ok(Box::new(TokensCpu { b: s[0], t: s[1], d: s[2], start: self.start, count: self.count, mean: self.mean, masked: self.masked, readout }))
     }
 }
 
@@ -139,7 +151,9 @@ impl OpDef for Concat {
 }
 
 pub(crate) fn decls() -> Vec<KernelDecl> {
-    vec![decl(false, false), decl(true, false), decl(true, true), concat_decl()]
+    let mut all = vec![decl(false, false, Readout::Ignore), decl(true, false, Readout::Ignore), decl(true, true, Readout::Ignore), concat_decl()];
+    all.extend([Readout::Add, Readout::Concat].map(|r| decl(false, false, r)));
+    all
 }
 
 struct TokensCpu {
@@ -150,6 +164,7 @@ struct TokensCpu {
     count: usize,
     mean: bool,
     masked: bool,
+    readout: Readout,
 }
 
 impl CpuKernel for TokensCpu {
@@ -162,7 +177,23 @@ impl CpuKernel for TokensCpu {
     }
 
     fn run(&self, _cpu: &Cpu, ins: &[&[f32]], out: &mut [f32], _scratch: &mut [f32]) {
-        if self.masked {
+        if self.readout != Readout::Ignore {
+            let (t, d, count) = (self.t, self.d, self.count);
+            let concat = self.readout == Readout::Concat;
+            let od = if concat { 2 * d } else { d };
+            for bi in 0..self.b {
+                let x = &ins[0][bi * t * d..(bi + 1) * t * d];
+                let (cls, patches) = (&x[..d], &x[self.start * d..(self.start + count) * d]);
+                for (o, p) in out[bi * count * od..(bi + 1) * count * od].chunks_exact_mut(od).zip(patches.chunks_exact(d)) {
+                    if concat {
+                        o[..d].copy_from_slice(p);
+                        o[d..].copy_from_slice(cls);
+                    } else {
+                        o.iter_mut().zip(p.iter().zip(cls)).for_each(|(o, (p, c))| *o = p + c);
+                    }
+                }
+            }
+        } else if self.masked {
             // Each item's mean over its own count, at least one token and at most `count`.
             for (bi, &n) in ins[1].iter().enumerate().take(self.b) {
                 let count = (n.round().max(1.0) as usize).min(self.count);

@@ -210,16 +210,40 @@ test('depth mode: a Depth Anything checkpoint, a dropped photo, its depth map be
   await page.waitForSelector('body[data-ready="true"]', { timeout: 180_000 });
 });
 
+// The load the click starts has finished (the button is enabled again and the page says Ready).
+const loaded = () => page.waitForFunction(() => !document.getElementById('loadBtn').disabled && /^Ready/.test(document.getElementById('status').textContent), null, { timeout: 180_000 });
+
 test('the page recovers from a GPU device loss without a reload', { timeout: 300_000 }, async () => {
   await page.selectOption('#modelKind', 'default');
   await page.click('#loadBtn');
-  await page.waitForFunction(() => /Fashion-MNIST/.test(document.getElementById('modelName').textContent), null, { timeout: 120_000 });
+  await loaded();
+  await page.evaluate(() => document.body.removeAttribute('data-result'));
   // Simulate a reset: destroy the device under the page's engine.
   await page.evaluate(() => window.__tessera.engine().destroy());
+  assert.equal(await page.evaluate(() => window.__tessera.engine().lost), true);
   const file = join(ROOT, 'models/fashion-vit/samples/0018-bag.png');
   await dropFile(file, 'bag.png', 'image/png');
   await page.waitForSelector('body[data-result]', { timeout: 180_000 });
   assert.equal(await page.textContent('#predictions li:first-child .label'), nativeTop1(file));
+  assert.equal(await page.evaluate(() => window.__tessera.engine().lost), false, 'the page runs on a new device');
+  assert.equal(await page.isHidden('#error'), true);
+});
+
+test('a GPU reset while the model loads, and an image dropped meanwhile: the page reconnects, loads and runs it', { timeout: 300_000 }, async () => {
+  await page.selectOption('#modelKind', 'default');
+  await page.evaluate(() => document.body.removeAttribute('data-result'));
+  // The click starts the load; the device goes while it runs.
+  await page.evaluate(() => {
+    document.getElementById('loadBtn').click();
+    window.__tessera.engine().destroy();
+  });
+  const file = join(ROOT, 'models/fashion-vit/samples/0018-bag.png');
+  await dropFile(file, 'bag.png', 'image/png');
+  await page.waitForSelector('body[data-result]', { timeout: 180_000 });
+  assert.equal(await page.textContent('#predictions li:first-child .label'), nativeTop1(file));
+  assert.equal(await page.evaluate(() => window.__tessera.engine().lost), false, 'the page runs on a new device');
+  assert.equal(await page.isHidden('#error'), true, await page.textContent('#error'));
+  assert.match(await page.textContent('#modelName'), /Fashion-MNIST/);
 });
 
 test('a reload takes the weights from the Cache API, not the network', { timeout: 300_000 }, async () => {

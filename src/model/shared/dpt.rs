@@ -15,7 +15,7 @@ use crate::graph::ir::Graph;
 use crate::model::shared::reader::Sink;
 pub use crate::model::shared::spec::DepthHead;
 use crate::ops::spatial::{conv_transpose_weight, conv_weight, ConvAct};
-use crate::ops::Op;
+use crate::ops::{Op, Readout};
 use crate::tensor::TensorId;
 
 /// Reads a checkpoint tensor by name, checking its shape.
@@ -225,7 +225,7 @@ pub fn build(g: &mut Graph, spec: &DepthHead, features: &[TensorId], (gh, gw): (
     for (i, (&x, (&c, &factor))) in features.iter().zip(spec.neck_hidden_sizes.iter().zip(&spec.reassemble_factors)).enumerate() {
         let d = g.info(x).shape[2];
         let layer = format!("neck.reassemble_stage.layers.{i}");
-        let m = g.op(&format!("{layer}.map"), Op::TokensToMap { prefix: 1, height: gh, width: gw }, &[x])?;
+        let m = g.op(&format!("{layer}.map"), Op::TokensToMap { prefix: 1, height: gh, width: gw, readout: Readout::Ignore }, &[x])?;
         let mut m = conv(g, &format!("{layer}.projection"), m, (d, c), (1, 1, 0), true, false, ConvAct::None, 1.0, None)?;
         m = match resample(factor, "config.json")? {
             Resample::Up(k) => {
