@@ -19,6 +19,9 @@
 // --builds: tessera's wasm builds to time, each on its own page: `relaxed` (the relaxed-SIMD build,
 // what the package loads where the browser has relaxed SIMD) and `simd128` (`relaxedSimd: false`).
 //
+// --webgpu: both engines on WebGPU instead (tessera `device: 'webgpu'`, ONNX Runtime Web's webgpu
+// execution provider), on whatever adapter Chromium gives (SwiftShader where there is no GPU).
+//
 // --threads N: both engines on N threads (tessera: `Tessera.create({ threads: N })`, worker threads
 // splitting every product; ONNX Runtime Web: `env.wasm.numThreads`). The page is cross-origin
 // isolated. tessera's memory is printed too: the wasm heaps of the page and of every worker, and
@@ -39,6 +42,7 @@ const ITERS = Number(args.iters || 10);
 const ROUNDS = Number(args.rounds || 2);
 const BUILDS = (args.builds || 'relaxed').split(',');
 const INT8 = 'int8' in args;
+const WEBGPU = 'webgpu' in args;
 const [W, H] = (args.size || '224x224').split('x').map(Number);
 const SUFFIX = INT8 ? '-int8' : '';
 
@@ -70,13 +74,13 @@ function serve() {
 }
 
 async function tessera(page, name, build) {
-  return page.evaluate(async ({ name, iters, relaxedSimd, int8, threads, H, W }) => {
+  return page.evaluate(async ({ name, iters, relaxedSimd, int8, threads, H, W, webgpu }) => {
     const get = async (f) => new Uint8Array(await (await fetch(`/work/${name}/${f}`)).arrayBuffer());
     const files = { name, config: await get('config.json'), weights: await get('model.safetensors') };
     const px = new Float32Array(3 * H * W).map((_, i) => Math.sin(i));
     const t0 = performance.now();
     const { Tessera } = await import('/web/index.js');
-    const engine = await Tessera.create({ device: 'cpu', relaxedSimd, threads });
+    const engine = await Tessera.create(webgpu ? { device: 'webgpu' } : { device: 'cpu', relaxedSimd, threads });
     const model = await engine.load(files, { int8 });
     await model.run(px, [1, 3, H, W]);
     const cold = performance.now() - t0;
@@ -88,22 +92,27 @@ async function tessera(page, name, build) {
       times.push(performance.now() - t);
     }
     times.sort((a, b) => a - b);
+    if (webgpu) {
+      const info = `${engine.adapterInfo.name} (${engine.adapterInfo.deviceType ?? 'WebGPU'})`;
+      engine.close?.();
+      return { cold, ms: times[Math.floor(times.length / 2)], mem: 0, info };
+    }
     const m = engine.memory;
     const mem = m.wasmBytes + m.exchangeBytes;
     const info = `${engine.adapterInfo.name}, ${engine.adapterInfo.isa}; memory ${(mem / 2 ** 20).toFixed(1)} MiB (page ${(m.pageWasmBytes / 2 ** 20).toFixed(1)}, workers ${m.workerWasmBytes.map((b) => (b / 2 ** 20).toFixed(1)).join(' + ') || '-'}, exchange ${(m.exchangeBytes / 2 ** 20).toFixed(1)})`;
     engine.close();
     return { cold, ms: times[Math.floor(times.length / 2)], mem, info };
-  }, { name: name + SUFFIX, iters: ITERS, relaxedSimd: build === 'relaxed', int8: INT8, threads: THREADS, H, W });
+  }, { name: name + SUFFIX, iters: ITERS, relaxedSimd: build === 'relaxed', int8: INT8, threads: THREADS, H, W, webgpu: WEBGPU });
 }
 
 async function ortWeb(page, name) {
-  return page.evaluate(async ({ name, iters, threads, H, W }) => {
+  return page.evaluate(async ({ name, iters, threads, H, W, webgpu }) => {
     const bytes = new Uint8Array(await (await fetch(`/work/${name}.onnx`)).arrayBuffer());
     const t0 = performance.now();
-    const ort = await import('/ort/ort.wasm.min.mjs');
+    const ort = await import(webgpu ? '/ort/ort.webgpu.min.mjs' : '/ort/ort.wasm.min.mjs');
     ort.env.wasm.numThreads = threads;
     ort.env.wasm.wasmPaths = '/ort/';
-    const session = await ort.InferenceSession.create(bytes, { executionProviders: ['wasm'] });
+    const session = await ort.InferenceSession.create(bytes, { executionProviders: [webgpu ? 'webgpu' : 'wasm'] });
     const px = new Float32Array(3 * H * W).map((_, i) => Math.sin(i));
     const feeds = { pixel_values: new ort.Tensor('float32', px, [1, 3, H, W]) };
     await session.run(feeds);
@@ -117,14 +126,14 @@ async function ortWeb(page, name) {
     }
     times.sort((a, b) => a - b);
     return { cold, ms: times[Math.floor(times.length / 2)], info: `ONNX Runtime Web ${ort.env.versions?.web ?? ''}` };
-  }, { name: name + SUFFIX, iters: ITERS, threads: THREADS, H, W });
+  }, { name: name + SUFFIX, iters: ITERS, threads: THREADS, H, W, webgpu: WEBGPU });
 }
 
 const server = await serve();
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
   headless: true,
-  args: ['--no-sandbox', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--disable-quic'],
+  args: ['--no-sandbox', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--disable-quic', ...(WEBGPU ? ['--enable-unsafe-webgpu'] : [])],
 });
 const version = browser.version();
 const rows = [];
@@ -148,9 +157,9 @@ try {
   await browser.close();
   server.close();
 }
-console.log(`Chromium ${version}, headless, ${THREADS} thread(s) for both engines${INT8 ? '; int8 models (tessera --bits 8 with int8 arithmetic, ONNX Runtime quantize_dynamic)' : ''}; ${new Date().toISOString().slice(0, 10)}. Median ms per batch-1 ${W}x${H} run of ${ITERS} after warm-up, the best of ${ROUNDS} alternated rounds; cold start = from the checkpoint's bytes in memory to the first result on a fresh page (wasm compiled, model loaded).\n`);
+console.log(`Chromium ${version}, headless, ${WEBGPU ? 'WebGPU for both engines' : `${THREADS} thread(s) for both engines`}${INT8 ? '; int8 models (tessera --bits 8 with int8 arithmetic, ONNX Runtime quantize_dynamic)' : ''}; ${new Date().toISOString().slice(0, 10)}. Median ms per batch-1 ${W}x${H} run of ${ITERS} after warm-up, the best of ${ROUNDS} alternated rounds; cold start = from the checkpoint's bytes in memory to the first result on a fresh page (wasm compiled, model loaded).\n`);
 const keys = BUILDS.map((b) => `tessera ${b}`);
-console.log(`| model | ${keys.map((k) => `${k} ms`).join(' | ')} | ONNX Runtime Web (wasm) ms | ${keys.map((k) => `${k} / ORT Web`).join(' | ')} | ${keys.map((k) => `${k} cold start ms`).join(' | ')} | ORT Web cold start ms | ${keys.map((k) => `${k} memory MiB`).join(' | ')} |`);
+console.log(`| model | ${keys.map((k) => `${k} ms`).join(' | ')} | ONNX Runtime Web (${WEBGPU ? 'webgpu' : 'wasm'}) ms | ${keys.map((k) => `${k} / ORT Web`).join(' | ')} | ${keys.map((k) => `${k} cold start ms`).join(' | ')} | ORT Web cold start ms | ${keys.map((k) => `${k} memory MiB`).join(' | ')} |`);
 console.log(`| --- | ${[...keys, 'ort', ...keys, ...keys, 'ort', ...keys].map(() => '---:').join(' | ')} |`);
 for (const [name, b] of rows) {
   const cells = [...keys.map((k) => b[k].ms.toFixed(1)), b.ort.ms.toFixed(1), ...keys.map((k) => `${(b[k].ms / b.ort.ms).toFixed(2)}x`), ...keys.map((k) => b[k].cold.toFixed(0)), b.ort.cold.toFixed(0), ...keys.map((k) => (b[k].mem / 2 ** 20).toFixed(1))];

@@ -827,3 +827,54 @@ fn depth_writes_one_map_per_image_at_its_size() {
     fails_with(&tessera(&["depth", "no-such.png", "--model", model, "--out", &o], &[]), &["no-such.png"]);
     let _ = std::fs::remove_dir_all(&out);
 }
+
+/// A DPT checkpoint (ViT backbone) through the CLI: `info` names its neck, `depth` writes maps at
+/// the photos' sizes matching transformers' post-processed depth, `run` writes `predicted_depth`,
+/// and its 8-bit quantized backbone gives the same depth within 1%.
+#[test]
+fn dpt_depth_through_the_cli_matches_transformers() {
+    let out = std::env::temp_dir().join(format!("tessera-cli-dpt-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let o = out.display().to_string();
+    let model = "tests/fixtures/dpt/dpt-project";
+    let info = ok(&tessera(&["info", "--model", model, "--device", "cpu"], &[]));
+    assert!(info.contains("DPT's neck") && info.contains("projected") && info.contains("runs at 48x48"), "{info}");
+    let photo = "tests/fixtures/photos/chelsea.png";
+    let doc: serde_json::Value = serde_json::from_str(&ok(&tessera(&["depth", photo, "--model", model, "--out", &o, "--json", "--raw"], &[]))).unwrap();
+    assert_eq!(doc["kind"], "relative");
+    let r = &doc["results"][0];
+    assert_eq!((r["width"].as_u64(), r["height"].as_u64()), (Some(451), Some(300)), "{r}");
+    assert_eq!(r["model_size"], serde_json::json!([48, 48]), "{r}");
+    // transformers' depth at the photo's size (scripts/make_dpt_fixtures.py).
+    let bytes = std::fs::read(format!("{model}/expected-chelsea.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let want: Vec<f32> = st.tensor("depth_at_input").unwrap().data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+    let (lo, hi) = want.iter().fold((f32::MAX, f32::MIN), |(a, b), &v| (a.min(v), b.max(v)));
+    for (k, v) in [("min", lo), ("max", hi)] {
+        assert!((r[k].as_f64().unwrap() - v as f64).abs() <= 2e-4, "{k}: {r} vs transformers' {v}");
+    }
+    // A relative map in 16 bits: the photo's range stretched over 0..65535.
+    let image::DynamicImage::ImageLuma16(g) = image::open(r["out"].as_str().unwrap()).unwrap() else { panic!("--raw writes 16-bit grayscale") };
+    assert_eq!((g.width(), g.height()), (451, 300));
+    assert_eq!(*g.as_raw().iter().max().unwrap(), 65535);
+    // `run` on transformers' pixel values writes its predicted_depth (twice the last fused map).
+    let written = out.join("run.safetensors");
+    ok(&tessera(&["run", "--model", model, "--pixels", &format!("{model}/expected-chelsea.safetensors"), "--out", &written.display().to_string()], &[]));
+    let bytes = std::fs::read(&written).unwrap();
+    let run = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let got = run.tensor("predicted_depth").unwrap();
+    let want = st.tensor("predicted_depth").unwrap();
+    assert_eq!(got.shape(), [1, 96, 96]);
+    let f = |t: &safetensors::tensor::TensorView| -> Vec<f32> { t.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect() };
+    let err = f(&got).iter().zip(f(&want)).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+    assert!(err <= 1e-4, "run's predicted_depth differs from transformers' by {err}");
+    // The ViT backbone quantized to 8 bits.
+    let q = out.join("q8");
+    ok(&tessera(&["quantize", "--model", model, "--bits", "8", "--out", &q.display().to_string()], &[]));
+    let doc8: serde_json::Value = serde_json::from_str(&ok(&tessera(&["depth", photo, "--model", &q.display().to_string(), "--out", &o, "--json"], &[]))).unwrap();
+    let a = &doc8["results"][0];
+    for k in ["min", "max", "mean"] {
+        assert!((a[k].as_f64().unwrap() - r[k].as_f64().unwrap()).abs() <= 0.01 * (hi - lo) as f64, "int8 {k}: {a} vs {r}");
+    }
+    let _ = std::fs::remove_dir_all(&out);
+}

@@ -95,11 +95,36 @@ export function makeApi(init, Engine, relaxedUrl, glueUrl, defaultWasmUrl, initS
     return err;
   }
   
-  async function call(f) {
+  /**
+   * `f()`, its error wrapped. With `owner` (the `Tessera` whose engine runs it) on WebGPU, the
+   * call also rejects with a `device_lost` error as soon as that device is lost: a call in flight
+   * on a lost device may never settle.
+   */
+  async function call(f, owner) {
+    const engine = owner && owner.device === 'webgpu' ? owner._engine : null;
+    const run = (async () => {
+      try {
+        return await f();
+      } catch (e) {
+        throw wrap(e);
+      }
+    })();
+    if (!engine || typeof engine.isLost !== 'function') return run;
+    run.catch(() => {});
+    let timer;
+    const lost = new Promise((_, reject) => {
+      const check = () => {
+        if (!engine.isLost()) return;
+        const err = new Error('the GPU device was lost during the call: create a new engine and load the model again');
+        err.kind = 'device_lost';
+        reject(err);
+      };
+      timer = setInterval(check, 100);
+    });
     try {
-      return await f();
-    } catch (e) {
-      throw wrap(e);
+      return await Promise.race([run, lost]);
+    } finally {
+      clearInterval(timer);
     }
   }
   
@@ -182,7 +207,7 @@ export function makeApi(init, Engine, relaxedUrl, glueUrl, defaultWasmUrl, initS
   /** A wasm model's attention map of an image: `{source, rows, cols, heads, perHead, mean}`. */
   async function attentionOf(model, image, maxPatches, merge) {
     const a = await imageArgs(image);
-    const r = JSON.parse(await call(async () => (await live(model)).attention(a.bytes, a.rgba, a.width, a.height, a.name, budget(maxPatches), model._mergeArg(merge))));
+    const r = JSON.parse(await call(async () => (await live(model)).attention(a.bytes, a.rgba, a.width, a.height, a.name, budget(maxPatches), model._mergeArg(merge)), model._tessera));
     return { ...r, perHead: Float32Array.from(r.perHead), mean: Float32Array.from(r.mean), groups: r.groups.length ? Uint32Array.from(r.groups) : null };
   }
 
@@ -315,13 +340,13 @@ export function makeApi(init, Engine, relaxedUrl, glueUrl, defaultWasmUrl, initS
      */
     async classify(image, { topK = 5, maxPatches, merge } = {}) {
       const a = await imageArgs(image);
-      return JSON.parse(await call(async () => (await live(this)).classify(a.bytes, a.rgba, a.width, a.height, a.name, topK, budget(maxPatches), this._mergeArg(merge))));
+      return JSON.parse(await call(async () => (await live(this)).classify(a.bytes, a.rgba, a.width, a.height, a.name, topK, budget(maxPatches), this._mergeArg(merge)), this._tessera));
     }
 
     /** The image's embedding (pooler output, else the CLS token). */
     async embed(image, { maxPatches, merge } = {}) {
       const a = await imageArgs(image);
-      return call(async () => (await live(this)).embed(a.bytes, a.rgba, a.width, a.height, a.name, budget(maxPatches), this._mergeArg(merge)));
+      return call(async () => (await live(this)).embed(a.bytes, a.rgba, a.width, a.height, a.name, budget(maxPatches), this._mergeArg(merge)), this._tessera);
     }
 
     /**
@@ -350,7 +375,7 @@ export function makeApi(init, Engine, relaxedUrl, glueUrl, defaultWasmUrl, initS
      */
     async depth(image) {
       const a = await imageArgs(image);
-      return call(async () => (await live(this)).depth(a.bytes, a.rgba, a.width, a.height, a.name));
+      return call(async () => (await live(this)).depth(a.bytes, a.rgba, a.width, a.height, a.name), this._tessera);
     }
 
     /** `pixelValues` (B, C, H, W) as `model(pixel_values=...)` in transformers; `merge` as for `classify`. */
@@ -360,7 +385,7 @@ export function makeApi(init, Engine, relaxedUrl, glueUrl, defaultWasmUrl, initS
         err.kind = 'input';
         throw err;
       }
-      return call(async () => (await live(this)).run(pixelValues, Uint32Array.from(dims), this._mergeArg(merge)));
+      return call(async () => (await live(this)).run(pixelValues, Uint32Array.from(dims), this._mergeArg(merge)), this._tessera);
     }
   
     /** Frees the GPU memory; later calls reject. */
@@ -567,8 +592,9 @@ export function makeApi(init, Engine, relaxedUrl, glueUrl, defaultWasmUrl, initS
       }
       mergeArg(merge);
       const { name, config, weights, preprocessor } = await this._modelFiles(source, { endpoint, revision, onProgress, cache });
-      const loadOn = (engine, w) => call(() => engine.loadModel(name, config, w, preprocessor ?? undefined, f16, patchSize ?? undefined, !!int8));
+      const loadOn = (engine, w) => call(() => engine.loadModel(name, config, w, preprocessor ?? undefined, f16, patchSize ?? undefined, !!int8), this);
       const model = new Model(await loadOn(await this._live(), weights), merge);
+      model._tessera = this;
       if (this._workerOptions) model._reload = async () => loadOn(await this._live(), await weightsAgain(source, { endpoint, revision, onProgress, cache }));
       return model;
     }
@@ -647,8 +673,9 @@ export function makeApi(init, Engine, relaxedUrl, glueUrl, defaultWasmUrl, initS
         throw err;
       }
       const { config, weights, preprocessor, tokenizer, tokenizerConfig, sentencepiece } = files;
-      const loadOn = (engine, w) => call(() => engine.loadClip(name, config, w, preprocessor ?? undefined, tokenizer ?? undefined, tokenizerConfig ?? undefined, sentencepiece ?? undefined));
+      const loadOn = (engine, w) => call(() => engine.loadClip(name, config, w, preprocessor ?? undefined, tokenizer ?? undefined, tokenizerConfig ?? undefined, sentencepiece ?? undefined), this);
       const model = new ClipModel(await loadOn(await this._live(), weights), merge);
+      model._tessera = this;
       if (this._workerOptions) model._reload = async () => loadOn(await this._live(), await weightsAgain(source, { endpoint, revision, onProgress, cache }));
       return model;
     }
@@ -666,7 +693,7 @@ export function makeApi(init, Engine, relaxedUrl, glueUrl, defaultWasmUrl, initS
     /** Unit-length embeddings of `texts` (one Float32Array each); `truncated[i]` says text i was cut to the model's tokens. */
     async embedText(texts) {
       const list = typeof texts === 'string' ? [texts] : Array.from(texts ?? []);
-      const [flat, truncated] = await call(async () => (await live(this)).embedText(list));
+      const [flat, truncated] = await call(async () => (await live(this)).embedText(list), this._tessera);
       const p = this.info.projectionDim;
       const embeddings = list.map((_, i) => flat.slice(i * p, (i + 1) * p));
       return { embeddings, truncated };
@@ -675,13 +702,13 @@ export function makeApi(init, Engine, relaxedUrl, glueUrl, defaultWasmUrl, initS
     /** The unit-length embedding of an image. `maxPatches`: a NaFlex model's patch budget. */
     async embedImage(image, { maxPatches, merge } = {}) {
       const a = await imageArgs(image);
-      return call(async () => (await live(this)).embedImage(a.bytes, a.rgba, a.width, a.height, a.name, budget(maxPatches), this._mergeArg(merge)));
+      return call(async () => (await live(this)).embedImage(a.bytes, a.rgba, a.width, a.height, a.name, budget(maxPatches), this._mergeArg(merge)), this._tessera);
     }
   
     /** Zero-shot classification: `[{label, score, logit}]`, best first; `template` puts each label in a prompt (`{}` marks it). */
     async zeroShot(image, labels, { template = 'a photo of a {}.', maxPatches, merge } = {}) {
       const a = await imageArgs(image);
-      return JSON.parse(await call(async () => (await live(this)).zeroShot(a.bytes, a.rgba, a.width, a.height, a.name, Array.from(labels ?? []), template, budget(maxPatches), this._mergeArg(merge))));
+      return JSON.parse(await call(async () => (await live(this)).zeroShot(a.bytes, a.rgba, a.width, a.height, a.name, Array.from(labels ?? []), template, budget(maxPatches), this._mergeArg(merge)), this._tessera));
     }
 
     /** The image tower's attention over the patch grid, as `Model.attention`. */

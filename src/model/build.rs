@@ -56,7 +56,8 @@ pub fn build_graph(arch: Arch, batch: usize, h: usize, w: usize, opts: RunOption
     let heads = def.heads(&mut g, &tower)?;
     let mut outputs = Outputs { logits: heads.logits, ..Default::default() };
     if let Some(spec) = &cfg.depth {
-        // The neck reads the hidden states at `out_indices` through the final norm.
+        // The neck reads the hidden states at `out_indices` (through the final norm where its
+        // spec says).
         if merge.is_some() {
             return Err(Error::Input { name: "merge".into(), problem: "a depth head reads every patch of its hidden states: token merging does not apply".into() });
         }
@@ -66,8 +67,10 @@ pub fn build_graph(arch: Arch, batch: usize, h: usize, w: usize, opts: RunOption
         let (nw, nb) = tower.final_norm;
         let mut features = Vec::new();
         for (k, &i) in spec.out_indices.iter().enumerate() {
-            // The last layer's normed output is the last hidden state, already computed.
-            features.push(if i == cfg.num_layers && !cfg.layout.fc_norm {
+            features.push(if !spec.normed {
+                hidden[i]
+            } else if i == cfg.num_layers && !cfg.layout.fc_norm {
+                // The last layer's normed output is the last hidden state, already computed.
                 tower.seq
             } else {
                 g.layer_norm(&format!("depth.feature.{k}"), hidden[i], nw, nb, cfg.layer_norm_eps)?

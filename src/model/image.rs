@@ -21,7 +21,8 @@ pub struct DepthMap {
     pub width: usize,
     /// The image's height.
     pub height: usize,
-    /// The size the model ran at, (height, width).
+    /// The size of the image the model ran on, (height, width) (its depth map may be larger:
+    /// DPT's head doubles past the input).
     pub model_size: (usize, usize),
 }
 
@@ -521,20 +522,20 @@ impl Model {
         self.run(&pixels, [images.len(), 3, h, w], opts).await
     }
 
-    /// The depth of an image at the image's own size (Depth Anything): preprocessed as the
+    /// The depth of an image at the image's own size (Depth Anything, DPT): preprocessed as the
     /// checkpoint asks, run, then `predicted_depth` resized back as transformers'
     /// `post_process_depth_estimation` does (bicubic). Relative models give larger values nearer
     /// the camera; metric ones meters.
     pub async fn depth(&self, img: &image::RgbImage) -> Result<DepthMap> {
         if self.config.depth.is_none() {
-            return Err(Error::Input { name: self.source.clone(), problem: "this model has no depth head (a Depth Anything checkpoint has one)".into() });
+            return Err(Error::Input { name: self.source.clone(), problem: "this model has no depth head (a Depth Anything or DPT checkpoint has one)".into() });
         }
         let (pixels, h, w) = self.preprocessor.apply(img)?;
         let out = self.run(&pixels, [1, 3, h, w], RunOptions { logits_only: true, ..Default::default() }).await?;
         let d = out.predicted_depth.ok_or_else(|| Error::gpu("", "no predicted_depth"))?;
         let (width, height) = (img.width() as usize, img.height() as usize);
         let data = crate::model::shared::dpt::resize_bicubic(&d.data, (d.shape[1], d.shape[2]), (height, width));
-        Ok(DepthMap { data, width, height, model_size: (d.shape[1], d.shape[2]) })
+        Ok(DepthMap { data, width, height, model_size: (h, w) })
     }
 
     /// [`Model::depth`], blocking (native).

@@ -4,7 +4,7 @@
 //! along the batch.
 
 use crate::model::build::{build_graph, Built, Outputs};
-use crate::model::shared::interp::{bicubic, bicubic_antialias, bilinear_antialias};
+use crate::model::shared::interp::{bicubic, bicubic_antialias, bilinear, bilinear_antialias};
 use crate::model::shared::reader::{PosResample, Positions};
 use crate::model::shared::tower::{Arch, RunOptions};
 use crate::error::{Error, Result};
@@ -93,6 +93,7 @@ impl Runner {
             PosResample::BicubicAntialias => out.extend(bicubic_antialias(&self.pos.patches, s, s, d, gh, gw)),
             // SigLIP 2: to every grid (the checkpoint's own gives the grid itself).
             PosResample::BilinearAntialias => out.extend(bilinear_antialias(&self.pos.patches, s, s, d, gh, gw)),
+            PosResample::Bilinear => out.extend(bilinear(&self.pos.patches, s, s, d, gh, gw)),
             PosResample::Bicubic if gh * gw == s * s && h == w => out.extend_from_slice(&self.pos.patches),
             PosResample::Bicubic => out.extend(bicubic(&self.pos.patches, s, s, d, gh, gw)),
         }

@@ -194,6 +194,25 @@ test('after a device loss calls reject with device_lost, and a new engine works'
   assert.deepEqual(r.after, r.before);
 });
 
+test('a load and a call in flight when the device is lost settle with device_lost, never hang', { timeout: 300_000 }, async () => {
+  const r = await page.evaluate(async () => {
+    const { Tessera } = await import('/web/index.js');
+    const settle = (p) => Promise.race([p.then(() => 'resolved', (e) => e.kind), new Promise((done) => setTimeout(() => done('hung'), 60_000))]);
+    const engine = await Tessera.create({ device: 'webgpu' });
+    const loading = engine.load('/models/fashion-vit', { cache: false });
+    engine.destroy();
+    const load = await settle(loading);
+    const engine2 = await Tessera.create({ device: 'webgpu' });
+    const model = await engine2.load('/models/fashion-vit', { cache: false });
+    const blob = await (await fetch('/models/fashion-vit/samples/0009-sneaker.png')).blob();
+    const running = model.classify(blob);
+    engine2.destroy();
+    const call = await settle(running);
+    return { load, call };
+  });
+  assert.deepEqual(r, { load: 'device_lost', call: 'device_lost' });
+});
+
 test('f16 storage matches transformers within 1e-2 where the adapter has shader-f16, and is refused otherwise', { timeout: 300_000 }, async () => {
   const expected = readSafetensors(readFileSync(join(ROOT, 'tests/fixtures/vit-classifier/expected.safetensors')));
   const r = await page.evaluate(async () => {

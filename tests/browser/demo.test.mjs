@@ -239,7 +239,9 @@ test('a GPU reset while the model loads, and an image dropped meanwhile: the pag
   });
   const file = join(ROOT, 'models/fashion-vit/samples/0018-bag.png');
   await dropFile(file, 'bag.png', 'image/png');
-  await page.waitForSelector('body[data-result]', { timeout: 180_000 });
+  await page.waitForSelector('body[data-result]', { timeout: 120_000 }).catch(async (e) => {
+    throw new Error(`${e.message}; status: ${await page.textContent('#status')}; error: ${await page.textContent('#error')}`);
+  });
   assert.equal(await page.textContent('#predictions li:first-child .label'), nativeTop1(file));
   assert.equal(await page.evaluate(() => window.__tessera.engine().lost), false, 'the page runs on a new device');
   assert.equal(await page.isHidden('#error'), true, await page.textContent('#error'));

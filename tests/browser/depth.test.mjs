@@ -1,5 +1,6 @@
-// Depth Anything in headless Chromium, on WebGPU (SwiftShader), the CPU backend and two worker
-// threads: the random-weight fixtures of tests/fixtures/depth (made with transformers) run from
+// Depth Anything and DPT in headless Chromium, on WebGPU (SwiftShader), the CPU backend and two
+// worker threads: the random-weight fixtures of tests/fixtures/depth and tests/fixtures/dpt (a ViT
+// backbone, readout "project" and "add", batch norm; made with transformers) run from
 // transformers' pixel_values (`run`'s predictedDepth) and from the photos themselves
 // (`model.depth`, at the photo's size after the bicubic post-process), against transformers;
 // `paintDepth` draws the map; a model without a depth head rejects.
@@ -27,8 +28,10 @@ after(async () => {
   await server?.close();
 });
 
+const MODELS = [[DIR, 'depth-anything-v1'], [DIR, 'depth-anything-v2-metric'], ['tests/fixtures/dpt', 'dpt-project'], ['tests/fixtures/dpt', 'dpt-add-bn']];
+
 for (const device of ['webgpu', 'cpu', 'cpu2']) {
-  for (const model of ['depth-anything-v1', 'depth-anything-v2-metric']) {
+  for (const [dir, model] of MODELS) {
     test(`${model} on ${device}: transformers' depth`, { timeout: 300_000 }, async () => {
       const photos = { chelsea: '/tests/fixtures/photos/chelsea.png', portrait: `/${DIR}/portrait-150x220.png` };
       const r = await page.evaluate(async ({ dir, model, device, photos }) => {
@@ -47,10 +50,10 @@ for (const device of ['webgpu', 'cpu', 'cpu2']) {
           out.cases[name] = { predicted: Array.from(ran.predictedDepth), dims: ran.predictedDepthDims, depth: Array.from(d.depth), width: d.width, height: d.height, canvas: [canvas.width, canvas.height], range };
         }
         return out;
-      }, { dir: DIR, model, device, photos });
+      }, { dir, model, device, photos });
       assert.equal(r.info, model.includes('metric') ? 'metric' : 'relative');
       for (const name of ['chelsea', 'portrait']) {
-        const exp = readSafetensors(readFileSync(join(ROOT, DIR, model, `expected-${name}.safetensors`)));
+        const exp = readSafetensors(readFileSync(join(ROOT, dir, model, `expected-${name}.safetensors`)));
         const c = r.cases[name];
         const want = exp.predicted_depth;
         assert.deepEqual(c.dims, want.dims, `${name}: predictedDepth's shape`);

@@ -141,16 +141,30 @@ pub fn info_model(device: &Device, args: &InfoArgs) -> Result<()> {
     let (p, own) = (model.patch_size(), model.original_patch_size());
     println!("\nmodel: {} ({:?}, {} layers, width {}, {} heads, {} classes)", model.source, c.family, c.num_layers, c.hidden_size, c.num_heads, c.labels.len());
     if let Some(d) = &c.depth {
+        use tessera::model::shared::dpt::{DepthStyle, DptReadout};
+        let (style, head) = match d.style {
+            DepthStyle::DepthAnything => ("Depth Anything's DPT", format!("head width {}", d.head_hidden_size)),
+            DepthStyle::Dpt => ("DPT's", "head doubling past the last fused map".to_string()),
+        };
+        let readout = match d.readout {
+            DptReadout::Ignore => "class token dropped",
+            DptReadout::Add => "class token added to each patch",
+            DptReadout::Project => "class token appended to each patch and projected",
+        };
         println!(
-            "depth head: {} (x {}), DPT neck over hidden states {:?} (widths {:?}, factors {:?}, fusion {}), head width {}; images keep their aspect ratio, each side a multiple of the patch",
+            "depth head: {} (x {}), {style} neck over hidden states {:?}{} ({readout}; widths {:?}, factors {:?}, fusion {}{}), {head}",
             if d.metric { "metric, sigmoid" } else { "relative, ReLU" },
             d.max_depth,
             d.out_indices,
+            if d.normed { " through the final norm" } else { "" },
             d.neck_hidden_sizes,
             d.reassemble_factors,
             d.fusion_hidden_size,
-            d.head_hidden_size
+            if d.batch_norm { ", batch norms folded" } else { "" },
         );
+        let (ih, iw) = model.preprocessor.output_size(480, 640);
+        let keeps = ih != iw;
+        println!("  a 640x480 image (width x height) runs at {iw}x{ih}{}", if keeps { ", its aspect ratio kept" } else { "" });
     }
     let own_note = if p != own { format!(" (PI-resized from the checkpoint's {own})") } else { " (the checkpoint's own)".into() };
     match model.preprocessor.max_patches() {

@@ -61,7 +61,7 @@ fn stem(p: &Path) -> String {
 pub fn run(device: &Device, args: &DepthArgs) -> Result<()> {
     let model = models::load(device, &args.model)?;
     let Some(spec) = model.config.depth.as_ref() else {
-        bail!("{}: this model has no depth head (a Depth Anything checkpoint, `DepthAnythingForDepthEstimation`, has one)", model.source);
+        bail!("{}: this model has no depth head (a Depth Anything or DPT checkpoint, `DepthAnythingForDepthEstimation` or `DPTForDepthEstimation`, has one)", model.source);
     };
     let metric = spec.metric;
     let paths = models::collect_images(&args.images)?;

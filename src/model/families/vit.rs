@@ -13,7 +13,11 @@
 //!
 //! Depth Anything (`DepthAnythingForDepthEstimation`, `modeling_depth_anything.py`) is a DINOv2
 //! written under `backbone.` with its `config.json` in `backbone_config`, and a DPT neck and
-//! depth head (`model::shared::dpt`) over its hidden states.
+//! depth head (`model::shared::dpt`) over its hidden states. DPT (`DPTForDepthEstimation`,
+//! `modeling_dpt.py`, Intel/dpt-large's layout) is a ViT under `dpt.` with its fields at the top
+//! of its `config.json`, position embeddings resized bilinearly to every grid, and DPT's own neck
+//! and head over the hidden states as its layers leave them; DPT-Hybrid (a ResNet stem) and other
+//! backbones are refused by name.
 
 use crate::error::{Error, Result};
 use crate::graph::ir::Graph;
@@ -23,7 +27,7 @@ use crate::model::shared::family::{FamilyDef, Shapes};
 use crate::model::shared::hf_config::{self, head_of, Defaults, FamilyParts, VisionFields};
 use crate::model::shared::names::{engine, Linear, Norm};
 use crate::model::shared::preprocess::{PreprocessorConfig, Resample};
-use crate::model::shared::reader::{check_all_used, positions_named, qkv_to, Loaded, Reader, Sink};
+use crate::model::shared::reader::{check_all_used, positions_named, qkv_to, Loaded, PosResample, Reader, Sink};
 use crate::model::shared::spec::{Family, Head, Layout, ModelConfig};
 use crate::model::shared::tower::{Heads, Tower};
 use crate::ops::Activation;
@@ -40,6 +44,8 @@ impl Family {
     pub const Dinov2: Family = Family::named("Dinov2");
     /// `model_type: "depth_anything"`: a DINOv2 backbone and a DPT depth head.
     pub const DepthAnything: Family = Family::named("DepthAnything");
+    /// `model_type: "dpt"`: a ViT backbone and DPT's depth head.
+    pub const Dpt: Family = Family::named("Dpt");
 }
 
 /// `ViTConfig`, `DeiTConfig` and `Dinov2Config`: the shared vision fields, and DINOv2's own.
@@ -64,6 +70,7 @@ const ARCHITECTURES: &[(&str, Head)] = &[
     ("Dinov2Model", Head::None),
     ("Dinov2ForImageClassification", Head::ClsMeanPatch),
     ("DepthAnythingForDepthEstimation", Head::None),
+    ("DPTForDepthEstimation", Head::None),
 ];
 
 /// One of the three families.
@@ -80,6 +87,8 @@ pub const DEIT: HfVit = HfVit { family: Family::Deit, model_type: &["deit"] };
 pub const DINOV2: HfVit = HfVit { family: Family::Dinov2, model_type: &["dinov2"] };
 /// Depth Anything (V1 and V2, relative and metric).
 pub const DEPTH_ANYTHING: HfVit = HfVit { family: Family::DepthAnything, model_type: &["depth_anything"] };
+/// DPT with a ViT backbone (`DPTForDepthEstimation`).
+pub const DPT: HfVit = HfVit { family: Family::Dpt, model_type: &["dpt"] };
 
 impl FamilyDef for HfVit {
     fn family(&self) -> Family {
@@ -91,8 +100,12 @@ impl FamilyDef for HfVit {
     }
 
     fn parse(&self, config: &Value, file: &str, _shapes: Shapes) -> Result<(ModelConfig, PreprocessorConfig)> {
-        let depth = self.family == Family::DepthAnything;
-        let backbone = if depth { depth_backbone(config, file)? } else { config };
+        let depth = self.family == Family::DepthAnything || self.family == Family::Dpt;
+        let backbone = match self.family {
+            Family::DepthAnything => depth_backbone(config, file)?,
+            Family::Dpt => dpt_backbone(config, file)?,
+            _ => config,
+        };
         let raw: Config = hf_config::read(backbone, file)?;
         let dinov2 = names::dinov2_layout(self.family);
         let top = if depth { config.get("architectures").and_then(|a| a.get(0)).and_then(Value::as_str).map(String::from) } else { None };
@@ -110,7 +123,8 @@ impl FamilyDef for HfVit {
         };
         let mut cfg = raw.common.validate(parts, &Defaults { shape: None, eps: 1e-12, act: Activation::Gelu }, file)?;
         if depth {
-            let spec = DepthHead::from_config(config, file)?;
+            let mut spec = DepthHead::from_config(config, file)?;
+            spec.readout_act = cfg.hidden_act;
             spec.check(cfg.num_layers, file)?;
             cfg.depth = Some(spec);
             cfg.labels.clear();
@@ -120,7 +134,7 @@ impl FamilyDef for HfVit {
             }
         }
         let pre = if depth {
-            PreprocessorConfig::parse(depth_preprocessor(&cfg).to_string().as_bytes(), file)?
+            PreprocessorConfig::parse(depth_preprocessor(self.family, &cfg).to_string().as_bytes(), file)?
         } else {
             PreprocessorConfig::vit_default(cfg.image_size, Resample::Bilinear)
         };
@@ -128,8 +142,8 @@ impl FamilyDef for HfVit {
     }
 
     fn preprocessor_json(&self, config: &ModelConfig) -> Option<Value> {
-        if self.family == Family::DepthAnything {
-            return Some(depth_preprocessor(config));
+        if config.depth.is_some() {
+            return Some(depth_preprocessor(self.family, config));
         }
         Some(PreprocessorConfig::vit_default_json("ViTImageProcessor", config.image_size, Resample::Bilinear))
     }
@@ -144,7 +158,7 @@ impl FamilyDef for HfVit {
 
     fn heads(&self, g: &mut Graph, t: &Tower) -> Result<Heads> {
         let cfg = t.arch.config;
-        if self.family == Family::DepthAnything {
+        if cfg.depth.is_some() {
             // The depth head reads the hidden states (`model::build`).
             return Ok(Heads::default());
         }
@@ -271,7 +285,11 @@ fn load(ck: &Checkpoint, patch: usize, sink: &mut dyn Sink) -> Result<Loaded> {
         // Only used for masked image modeling; marked as known.
         rd.used.insert(format!("{prefix}{}", hf::MASK_TOKEN));
     }
-    let pos = positions_named(ck, &mut rd, hf::POSITIONS, prefix_tokens)?;
+    let mut pos = positions_named(ck, &mut rd, hf::POSITIONS, prefix_tokens)?;
+    if cfg.family == Family::Dpt {
+        // DPT resizes its grid bilinearly for every input (`DPTViTEmbeddings._resize_pos_embed`).
+        pos.resample = PosResample::Bilinear;
+    }
 
     // Encoder.
     let mlp = cfg.intermediate_size;
@@ -296,7 +314,14 @@ fn load(ck: &Checkpoint, patch: usize, sink: &mut dyn Sink) -> Result<Loaded> {
     if let Some(spec) = &cfg.depth {
         let mut top = Reader::new(ck, "");
         dpt::load(spec, d, &mut |n, s| top.get(n, s), sink)?;
+        if spec.readout == dpt::DptReadout::Project {
+            for i in 0..spec.out_indices.len() {
+                let (name, engine) = dpt::readout_projection(i);
+                top.linear_to(sink, &name, engine, (2 * d, d), None)?;
+            }
+        }
         rd.used.extend(top.used);
+        rd.used.extend(ck.tensor_names().into_iter().filter(|n| dpt::unread(n)));
     }
     if pooler {
         rd.linear_to(sink, hf::POOLER, engine::pooler(), (d, d), None)?;
@@ -352,11 +377,37 @@ fn depth_backbone<'a>(config: &'a Value, file: &str) -> Result<&'a Value> {
     Ok(b)
 }
 
-/// Depth Anything's preprocessing (the hub checkpoints' `preprocessor_config.json`): the shorter
-/// scale towards the training size keeping the aspect ratio, each side a multiple of the patch,
-/// bicubic, ImageNet's mean and std.
-fn depth_preprocessor(cfg: &ModelConfig) -> Value {
+/// A DPT `config.json`'s backbone: the config itself (a ViT's fields at its top level). DPT-Hybrid
+/// and the backbones transformers loads through `backbone_config` are refused by name.
+fn dpt_backbone<'a>(config: &'a Value, file: &str) -> Result<&'a Value> {
+    if config.get("is_hybrid").and_then(Value::as_bool) == Some(true) {
+        return Err(Error::model(file, "DPT-Hybrid (`is_hybrid: true`: a ResNet (BiT) stem before the ViT, as Intel/dpt-hybrid-midas) is not supported; DPT with a plain ViT backbone is"));
+    }
+    if let Some(name) = config.get("backbone").and_then(Value::as_str) {
+        return Err(Error::model(file, format!("`backbone: {name}` names a backbone loaded from elsewhere; DPT with its own ViT backbone is supported")));
+    }
+    if let Some(b) = config.get("backbone_config").filter(|v| !v.is_null()) {
+        let kind = b.get("model_type").and_then(Value::as_str).unwrap_or("unnamed");
+        return Err(Error::model(file, format!("a `{kind}` backbone_config: DPT over another backbone is not supported; DPT with its own ViT backbone is")));
+    }
+    Ok(config)
+}
+
+/// A depth model's preprocessing where the checkpoint has none: Depth Anything's hub checkpoints'
+/// (the shorter side scaled towards the training size keeping the aspect ratio, each side a
+/// multiple of the patch, bicubic, ImageNet's mean and std), or `DPTImageProcessor`'s defaults as
+/// Intel/dpt-large keeps them (the training size, bicubic, mean and std 0.5).
+fn depth_preprocessor(family: Family, cfg: &ModelConfig) -> Value {
     let (h, w) = cfg.image_size;
+    if family == Family::Dpt {
+        return serde_json::json!({
+            "image_processor_type": "DPTImageProcessor",
+            "do_resize": true, "size": { "height": h, "width": w }, "resample": 3,
+            "keep_aspect_ratio": false, "ensure_multiple_of": 1, "do_pad": false,
+            "do_rescale": true, "rescale_factor": 1.0 / 255.0,
+            "do_normalize": true, "image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5],
+        });
+    }
     serde_json::json!({
         "image_processor_type": "DPTImageProcessor",
         "do_resize": true, "size": { "height": h, "width": w }, "resample": 3,
@@ -365,4 +416,3 @@ fn depth_preprocessor(cfg: &ModelConfig) -> Value {
         "do_normalize": true, "image_mean": [0.485, 0.456, 0.406], "image_std": [0.229, 0.224, 0.225],
     })
 }
-

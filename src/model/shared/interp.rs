@@ -125,6 +125,37 @@ pub fn bilinear_antialias(grid: &[f32], h: usize, w: usize, dim: usize, out_h: u
     out
 }
 
+/// Resamples `grid` of shape `(h, w, dim)` to `(out_h, out_w, dim)` as `interpolate(...,
+/// mode="bilinear", align_corners=False)` (no antialiasing), in f64.
+pub fn bilinear(grid: &[f32], h: usize, w: usize, dim: usize, out_h: usize, out_w: usize) -> Vec<f32> {
+    // Per output index: the two input taps and the weight of the second (as PyTorch: the source
+    // coordinate clamped at 0, the upper tap at the last index).
+    let taps = |n: usize, m: usize| -> Vec<(usize, usize, f64)> {
+        let scale = n as f64 / m as f64;
+        (0..m)
+            .map(|o| {
+                let src = ((o as f64 + 0.5) * scale - 0.5).max(0.0);
+                let i0 = (src.floor() as usize).min(n - 1);
+                let i1 = (i0 + 1).min(n - 1);
+                (i0, i1, src - i0 as f64)
+            })
+            .collect()
+    };
+    let (ty, tx) = (taps(h, out_h), taps(w, out_w));
+    let mut out = vec![0f32; out_h * out_w * dim];
+    for (oy, &(y0, y1, fy)) in ty.iter().enumerate() {
+        for (ox, &(x0, x1, fx)) in tx.iter().enumerate() {
+            let at = |y: usize, x: usize, d: usize| grid[(y * w + x) * dim + d] as f64;
+            for d in 0..dim {
+                let top = at(y0, x0, d) * (1.0 - fx) + at(y0, x1, d) * fx;
+                let bottom = at(y1, x0, d) * (1.0 - fx) + at(y1, x1, d) * fx;
+                out[(oy * out_w + ox) * dim + d] = (top * (1.0 - fy) + bottom * fy) as f32;
+            }
+        }
+    }
+    out
+}
+
 /// Resamples `grid` of shape `(h, w, dim)` (row-major) to `(out_h, out_w, dim)`.
 pub fn bicubic(grid: &[f32], h: usize, w: usize, dim: usize, out_h: usize, out_w: usize) -> Vec<f32> {
     let ty = taps(h, out_h);

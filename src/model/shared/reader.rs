@@ -48,6 +48,8 @@ pub enum PosResample {
     BicubicAntialias,
     /// As SigLIP 2 resizes its grid per image: bilinear with antialiasing, to every grid.
     BilinearAntialias,
+    /// As DPT resizes its grid: bilinear without antialiasing, to every grid.
+    Bilinear,
 }
 
 /// Receives each engine weight: float (name, shape, values) or quantized.

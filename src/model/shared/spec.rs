@@ -140,18 +140,32 @@ impl ModelConfig {
     }
 }
 
-/// The neck and head of a Depth Anything checkpoint (`DepthAnythingConfig`); read, checked and
-/// built by `model::shared::dpt`.
+/// The neck and head of a depth checkpoint (`DepthAnythingConfig`, or `DPTConfig` with a ViT
+/// backbone); read, checked and built by `model::shared::dpt`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct DepthHead {
-    /// The backbone's hidden states the neck reads (0: the embeddings, i: layer i's output).
+    /// Whose neck and head: Depth Anything's or DPT's.
+    pub style: DepthStyle,
+    /// The backbone's hidden states the neck reads (0: the embeddings, i: layer i's output), in
+    /// the order the neck takes them.
     pub out_indices: Vec<usize>,
+    /// Whether the neck reads those hidden states through the backbone's final norm (Depth
+    /// Anything) or as the layers left them (DPT's ViT).
+    pub normed: bool,
+    /// What each reassembled map takes of the class token.
+    pub readout: DptReadout,
+    /// The activation after `"project"`'s linear layer (the backbone's `hidden_act`).
+    pub readout_act: Activation,
     /// Each reassembled map's scale against the patch grid (4, 2, 1, 0.5).
     pub reassemble_factors: Vec<f64>,
     /// Each reassembled map's channels.
     pub neck_hidden_sizes: Vec<usize>,
     /// Channels of the fusion stage.
     pub fusion_hidden_size: usize,
+    /// Batch norm after each convolution of the fusion's residual units (folded into it at load).
+    pub batch_norm: bool,
+    /// Biases on the convolutions of the fusion's residual units.
+    pub fusion_bias: bool,
     /// Channels of the head's second convolution.
     pub head_hidden_size: usize,
     /// Which fused map the head reads (negative: from the end).
@@ -160,4 +174,27 @@ pub struct DepthHead {
     pub metric: bool,
     /// The factor on the head's output.
     pub max_depth: f32,
+}
+
+/// Whose neck and head a [`DepthHead`] is (they differ in how the fusion upsamples and in the
+/// head).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DepthStyle {
+    /// Depth Anything's (`modeling_depth_anything.py`): each fused map resized to the next map's
+    /// size; the head resizes to the input's size.
+    DepthAnything,
+    /// DPT's (`modeling_dpt.py`): each fused map doubled (the next map resized to it where they
+    /// differ); the head doubles once more.
+    Dpt,
+}
+
+/// DPT's `readout_type`: what the reassembled maps take of the class token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DptReadout {
+    /// Dropped.
+    Ignore,
+    /// Added to every patch token.
+    Add,
+    /// Appended to every patch token, then a linear layer back to the width and an activation.
+    Project,
 }
