@@ -1,5 +1,7 @@
 // Ops on channels-last feature maps (B, H, W, C), one output element per invocation (the channel
-// fastest, so neighbouring invocations read neighbouring weights and one input pixel).
+// fastest, so neighbouring invocations read neighbouring weights and one input pixel), but for
+// CONV: a block of 4 output pixels along a row x 4 output channels per invocation (16
+// accumulators: each weight read serves 4 pixels, each input read 4 channels).
 //   CONV:   out (B, Ho, Wo, Co) = act(sum over ky, kx, ci of x[b, y*s+ky-p, x*s+kx-p, ci]
 //           * w[(ky*k+kx)*Ci+ci, co] + bias[co]) * scale + residual; PRE_RELU: ReLU on x as read;
 //           padding reads zeros. Act: RELU or SIGMOID (or none).
@@ -28,6 +30,94 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
         @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
     let i = linear_workgroup(wid, nwg) * WG + lid;
+#ifdef CONV
+    // Invocation i: channels cb*4.. +4 of pixels xb*4.. +4 of output row oy of image b.
+    let cblocks = (P.out_c + 3u) / 4u;
+    let xblocks = (P.out_w + 3u) / 4u;
+    if (i >= P.batch * P.out_h * xblocks * cblocks) {
+        return;
+    }
+    let co = (i % cblocks) * 4u;
+    let ox = ((i / cblocks) % xblocks) * 4u;
+    let oy = (i / (cblocks * xblocks)) % P.out_h;
+    let b = i / (cblocks * xblocks * P.out_h);
+    // Channels past the last read the last one's weights (their sums are never written).
+    let c1 = min(co + 1u, P.out_c - 1u);
+    let c2 = min(co + 2u, P.out_c - 1u);
+    let c3 = min(co + 3u, P.out_c - 1u);
+    var a0 = vec4<f32>(0.0);
+    var a1 = vec4<f32>(0.0);
+    var a2 = vec4<f32>(0.0);
+    var a3 = vec4<f32>(0.0);
+    for (var ky = 0u; ky < P.kernel; ky++) {
+        let iy = i32(oy * P.stride + ky) - i32(P.pad);
+        if (iy < 0 || iy >= i32(P.in_h)) {
+            continue;
+        }
+        let row = (b * P.in_h + u32(iy)) * P.in_w;
+        for (var kx = 0u; kx < P.kernel; kx++) {
+            // The four pixels' input columns: a column in the padding reads column 0, masked to 0.
+            let ix = vec4<i32>(i32((ox + 0u) * P.stride + kx), i32((ox + 1u) * P.stride + kx), i32((ox + 2u) * P.stride + kx), i32((ox + 3u) * P.stride + kx)) - vec4<i32>(i32(P.pad));
+            let inside = ix >= vec4<i32>(0) & ix < vec4<i32>(i32(P.in_w));
+            let m = select(vec4<f32>(0.0), vec4<f32>(1.0), inside);
+            let col = vec4<u32>(select(vec4<i32>(0), ix, inside));
+            let src = (vec4<u32>(row) + col) * P.in_c;
+            let wrow = (ky * P.kernel + kx) * P.in_c;
+            for (var ci = 0u; ci < P.in_c; ci++) {
+                let r = (wrow + ci) * P.out_c;
+                let wv = vec4<f32>(f32(w[r + co]), f32(w[r + c1]), f32(w[r + c2]), f32(w[r + c3]));
+                var v = vec4<f32>(f32(x[src.x + ci]), f32(x[src.y + ci]), f32(x[src.z + ci]), f32(x[src.w + ci]));
+#ifdef PRE_RELU
+                v = max(v, vec4<f32>(0.0));
+#endif
+                v *= m;
+                a0 += v.x * wv;
+                a1 += v.y * wv;
+                a2 += v.z * wv;
+                a3 += v.w * wv;
+            }
+        }
+    }
+#ifdef BIAS
+    let bv = vec4<f32>(f32(bias[co]), f32(bias[c1]), f32(bias[c2]), f32(bias[c3]));
+    a0 += bv;
+    a1 += bv;
+    a2 += bv;
+    a3 += bv;
+#endif
+    let base = ((b * P.out_h + oy) * P.out_w + ox) * P.out_c + co;
+    for (var p = 0u; p < 4u; p++) {
+        if (ox + p >= P.out_w) {
+            break;
+        }
+        var acc = a0;
+        if (p == 1u) {
+            acc = a1;
+        } else if (p == 2u) {
+            acc = a2;
+        } else if (p == 3u) {
+            acc = a3;
+        }
+#ifdef RELU
+        acc = max(acc, vec4<f32>(0.0));
+#endif
+#ifdef SIGMOID
+        acc = 1.0 / (1.0 + exp(-acc));
+#endif
+        acc *= P.scale;
+        for (var c = 0u; c < 4u; c++) {
+            if (co + c >= P.out_c) {
+                break;
+            }
+            let o = base + p * P.out_c + c;
+#ifdef RESIDUAL
+            out[o] = S(acc[c] + f32(residual[o]));
+#else
+            out[o] = S(acc[c]);
+#endif
+        }
+    }
+#else
     if (i >= P.batch * P.out_h * P.out_w * P.out_c) {
         return;
     }
@@ -35,44 +125,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
     let ox = (i / P.out_c) % P.out_w;
     let oy = (i / (P.out_c * P.out_w)) % P.out_h;
     let b = i / (P.out_c * P.out_w * P.out_h);
-#ifdef CONV
-    var acc = 0.0;
-    for (var ky = 0u; ky < P.kernel; ky++) {
-        let iy = i32(oy * P.stride + ky) - i32(P.pad);
-        if (iy < 0 || iy >= i32(P.in_h)) {
-            continue;
-        }
-        for (var kx = 0u; kx < P.kernel; kx++) {
-            let ix = i32(ox * P.stride + kx) - i32(P.pad);
-            if (ix < 0 || ix >= i32(P.in_w)) {
-                continue;
-            }
-            let src = ((b * P.in_h + u32(iy)) * P.in_w + u32(ix)) * P.in_c;
-            let wrow = (ky * P.kernel + kx) * P.in_c;
-            for (var ci = 0u; ci < P.in_c; ci++) {
-#ifdef PRE_RELU
-                let v = max(f32(x[src + ci]), 0.0);
-#else
-                let v = f32(x[src + ci]);
-#endif
-                acc += v * f32(w[(wrow + ci) * P.out_c + co]);
-            }
-        }
-    }
-#ifdef BIAS
-    acc += f32(bias[co]);
-#endif
-#ifdef RELU
-    acc = max(acc, 0.0);
-#endif
-#ifdef SIGMOID
-    acc = 1.0 / (1.0 + exp(-acc));
-#endif
-    acc *= P.scale;
-#ifdef RESIDUAL
-    acc += f32(residual[i]);
-#endif
-    out[i] = S(acc);
 #endif
 #ifdef DECONV
     let k = P.kernel;

@@ -263,7 +263,12 @@ impl OpDef for Spatial {
                 8.0 * n as f64
             }
         };
-        vec![Kernel::new(self.kind(), decl(self), p, grid(n.div_ceil(ELEMENT_WG as u64)), flops)]
+        // A convolution's invocation computes 4 pixels of a row x 4 channels.
+        let invocations = match self {
+            Spatial::Conv { .. } => (o[0] * o[1] * o[2].div_ceil(4) * o[3].div_ceil(4)) as u64,
+            _ => n,
+        };
+        vec![Kernel::new(self.kind(), decl(self), p, grid(invocations.div_ceil(ELEMENT_WG as u64)), flops)]
     }
 
     fn cpu_kernel(&self, cpu: &Cpu, node: &str, inputs: &[&TensorInfo], output: &TensorInfo, weights: &[Option<&HostWeight>]) -> Result<Box<dyn CpuKernel>> {
