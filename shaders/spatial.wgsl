@@ -58,7 +58,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
         for (var kx = 0u; kx < P.kernel; kx++) {
             // The four pixels' input columns: a column in the padding reads column 0, masked to 0.
             let ix = vec4<i32>(i32((ox + 0u) * P.stride + kx), i32((ox + 1u) * P.stride + kx), i32((ox + 2u) * P.stride + kx), i32((ox + 3u) * P.stride + kx)) - vec4<i32>(i32(P.pad));
-            let inside = ix >= vec4<i32>(0) & ix < vec4<i32>(i32(P.in_w));
+            let inside = (ix >= vec4<i32>(0)) & (ix < vec4<i32>(i32(P.in_w)));
             let m = select(vec4<f32>(0.0), vec4<f32>(1.0), inside);
             let col = vec4<u32>(select(vec4<i32>(0), ix, inside));
             let src = (vec4<u32>(row) + col) * P.in_c;
