@@ -461,14 +461,16 @@ async function zeroShotFile(file) {
 }
 
 async function handleFile(file) {
-  const zeroShot = clip && modelKind === 'clip';
-  if (!zeroShot && !model) {
-    showError(new Error('No model is loaded yet.'));
-    return;
-  }
+  // While a model loads (or the page reconnects to the GPU, with no model for a moment) the
+  // image waits its turn; it is checked against the model once the page is free.
   if (busy) {
     pendingFile = file;
     status(`${file.name || 'The image'} runs when the model is ready…`);
+    return;
+  }
+  const zeroShot = clip && modelKind === 'clip';
+  if (!zeroShot && !model) {
+    showError(new Error('No model is loaded yet.'));
     return;
   }
   setBusy(true);
@@ -480,7 +482,7 @@ async function handleFile(file) {
     await (zeroShot ? zeroShotFile(file) : model.info.depth ? depthFile(file) : classifyFile(file));
   } catch (e) {
     if (!zeroShot && e.kind === 'device_lost') {
-      setBusy(false);
+      // Busy until the new device is open; loadModel takes over from there.
       await recover(file);
       return;
     }
@@ -552,7 +554,11 @@ async function classifyFile(file) {
 async function recover(file) {
   status('The GPU was reset; reconnecting…');
   try {
-    engine = await Tessera.create({ device: engine?.device ?? 'auto', ...cpuOptions() });
+    try {
+      engine = await Tessera.create({ device: engine?.device ?? 'auto', ...cpuOptions() });
+    } finally {
+      setBusy(false);
+    }
     const patch = model ? model.info.patchSize : undefined;
     model = null;
     await loadModel(modelKind);
@@ -668,7 +674,8 @@ async function main() {
   document.body.dataset.ready = 'true';
 }
 
-// For the page's own tests: the engine in use (to simulate a GPU reset).
-window.__tessera = { engine: () => engine };
+// For the page's own tests: the engine in use (to simulate a GPU reset) and the package's class
+// (to hold a reconnect open while an image is dropped).
+window.__tessera = { engine: () => engine, Tessera };
 
 main();

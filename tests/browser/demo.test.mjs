@@ -232,13 +232,29 @@ test('the page recovers from a GPU device loss without a reload', { timeout: 300
 test('a GPU reset while the model loads, and an image dropped meanwhile: the page reconnects, loads and runs it', { timeout: 300_000 }, async () => {
   await page.selectOption('#modelKind', 'default');
   await page.evaluate(() => document.body.removeAttribute('data-result'));
+  // Hold the reconnect open until the image has been dropped: the page has no model then.
+  await page.evaluate(() => {
+    const T = window.__tessera.Tessera;
+    const create = T.create;
+    window.__release = null;
+    T.create = async (...args) => {
+      await new Promise((resolve) => { window.__release = resolve; });
+      T.create = create;
+      return create.apply(T, args);
+    };
+  });
   // The click starts the load; the device goes while it runs.
   await page.evaluate(() => {
     document.getElementById('loadBtn').click();
     window.__tessera.engine().destroy();
   });
+  await page.waitForFunction(() => window.__release !== null, null, { timeout: 120_000 });
+  assert.match(await page.textContent('#status'), /reconnecting/);
   const file = join(ROOT, 'models/fashion-vit/samples/0018-bag.png');
   await dropFile(file, 'bag.png', 'image/png');
+  assert.match(await page.textContent('#status'), /runs when the model is ready/);
+  assert.equal(await page.isHidden('#error'), true, await page.textContent('#error'));
+  await page.evaluate(() => window.__release());
   await page.waitForSelector('body[data-result]', { timeout: 120_000 }).catch(async (e) => {
     throw new Error(`${e.message}; status: ${await page.textContent('#status')}; error: ${await page.textContent('#error')}`);
   });
