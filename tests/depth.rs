@@ -7,23 +7,11 @@
 
 mod common;
 
-use safetensors::SafeTensors;
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use tessera::model::shared::dpt::{self, DepthHead};
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/depth").join(name)
-}
-
-/// Every tensor of a safetensors file (f32), by name.
-fn tensors(path: &Path) -> HashMap<String, (Vec<usize>, Vec<f32>)> {
-    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let st = SafeTensors::deserialize(&bytes).expect("a safetensors file");
-    st.tensors()
-        .into_iter()
-        .map(|(n, t)| (n, (t.shape().to_vec(), t.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())))
-        .collect()
 }
 
 /// The depth of one case on one device, and transformers'.
@@ -32,8 +20,8 @@ fn run(name: &str, case: &str, device: &tessera::Device) -> (Vec<f32>, Vec<f32>,
     let config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
     let spec = DepthHead::from_config(&config, "config.json").expect("the neck's config");
     spec.check(4, "config.json").expect("a consistent neck");
-    let model = tensors(&dir.join("model.safetensors"));
-    let expected = tensors(&dir.join(format!("expected-{case}.safetensors")));
+    let model = common::tensors(&dir.join("model.safetensors"));
+    let expected = common::tensors(&dir.join(format!("expected-{case}.safetensors")));
     let mut weights = tessera::Weights::new(device);
     let mut get = |n: &str, shape: &[usize]| -> tessera::Result<Vec<f32>> {
         let (s, d) = model.get(n).unwrap_or_else(|| panic!("{name}: no tensor {n}"));
@@ -89,7 +77,7 @@ fn depth_anything_checkpoints_match_transformers_end_to_end() {
             let model = Model::load(&d, &ck).unwrap_or_else(|e| panic!("{name}: {e}"));
             assert!(model.labels().is_empty(), "{name}: a depth model has no classes");
             for case in ["chelsea", "portrait"] {
-                let expected = tensors(&fixture(name).join(format!("expected-{case}.safetensors")));
+                let expected = common::tensors(&fixture(name).join(format!("expected-{case}.safetensors")));
                 let (dims, pixels) = &expected["pixel_values"];
                 let out = model.run_blocking(pixels, [dims[0], dims[1], dims[2], dims[3]], RunOptions::default()).unwrap_or_else(|e| panic!("{name} {case}: {e}"));
                 let depth = out.predicted_depth.unwrap_or_else(|| panic!("{name} {case} on {device}: no predicted_depth"));
@@ -107,49 +95,21 @@ fn depth_anything_checkpoints_match_transformers_end_to_end() {
 /// backbone that is not DINOv2: refused naming the tensor or the field.
 #[test]
 fn bad_depth_checkpoints_are_refused_naming_the_problem() {
-    use tessera::model::{Checkpoint, Model};
-    let src = fixture("depth-anything-v1");
-    let dir = std::env::temp_dir().join(format!("tessera-depth-hostile-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(src.join("config.json")).unwrap()).unwrap();
-    let write = |cfg: &serde_json::Value, weights: &Path| {
-        std::fs::write(dir.join("config.json"), serde_json::to_string(cfg).unwrap()).unwrap();
-        std::fs::copy(weights, dir.join("model.safetensors")).unwrap();
-        std::fs::copy(src.join("preprocessor_config.json"), dir.join("preprocessor_config.json")).unwrap();
-    };
-    let cpu = tessera::Device::Cpu(common::cpu());
-    let load = || Checkpoint::from_dir(&dir).and_then(|ck| Model::load(&cpu, &ck).map(|_| ())).unwrap_err().to_string();
+    let h = common::Hostile::new(fixture("depth-anything-v1"), "depth");
     // Neck widths that do not match the weights.
-    let mut c = config.clone();
-    c["neck_hidden_sizes"] = serde_json::json!([6, 10, 12, 20]);
-    write(&c, &src.join("model.safetensors"));
-    let e = load();
+    let e = h.with("neck_hidden_sizes", serde_json::json!([6, 10, 12, 20]));
     assert!(e.contains("neck.reassemble_stage.layers.3.projection.weight"), "{e}");
     // Fewer widths than hidden states.
-    let mut c = config.clone();
-    c["neck_hidden_sizes"] = serde_json::json!([6, 10, 12]);
-    write(&c, &src.join("model.safetensors"));
-    let e = load();
+    let e = h.with("neck_hidden_sizes", serde_json::json!([6, 10, 12]));
     assert!(e.contains("neck_hidden_sizes") && e.contains("config.json"), "{e}");
     // A backbone that is not DINOv2.
-    let mut c = config.clone();
+    let mut c = h.config.clone();
     c["backbone_config"]["model_type"] = "bit".into();
-    write(&c, &src.join("model.safetensors"));
-    let e = load();
+    let e = h.with_config(&c);
     assert!(e.contains("backbone_config.model_type `bit`"), "{e}");
     // A missing head weight.
-    let all = tensors(&src.join("model.safetensors"));
-    let bytes = std::fs::read(src.join("model.safetensors")).unwrap();
-    let st = SafeTensors::deserialize(&bytes).unwrap();
-    let views: Vec<(String, safetensors::tensor::TensorView)> = st.tensors().into_iter().filter(|(n, _)| n != "head.conv2.weight").collect();
-    let stripped = dir.join("stripped.safetensors");
-    safetensors::tensor::serialize_to_file(views, None, &stripped).unwrap();
-    assert!(all.contains_key("head.conv2.weight"));
-    write(&config, &stripped);
-    let e = load();
+    let e = h.without("head.conv2.weight");
     assert!(e.contains("head.conv2.weight"), "{e}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// DPTImageProcessor's sizes (keep_aspect_ratio on and off, several targets and multiples, ties
@@ -181,7 +141,7 @@ fn dpt_preprocessing_matches_transformers_pil_backend() {
     use tessera::model::PreprocessorConfig;
     let json = std::fs::read(fixture("depth-anything-v1/preprocessor_config.json")).unwrap();
     let pre = PreprocessorConfig::parse(&json, "preprocessor_config.json").expect("DPTImageProcessor's config");
-    let want = tensors(&fixture("preprocess.safetensors"));
+    let want = common::tensors(&fixture("preprocess.safetensors"));
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
     for (case, file) in [("chelsea", root.join("photos/chelsea.png")), ("portrait", fixture("portrait-150x220.png"))] {
         let bytes = std::fs::read(&file).unwrap();
@@ -206,7 +166,7 @@ fn model_depth_at_the_image_size_matches_transformers() {
             for (case, file) in [("chelsea", root.join("photos/chelsea.png")), ("portrait", fixture("portrait-150x220.png"))] {
                 let img = tessera::model::decode_image(&std::fs::read(&file).unwrap(), "photo").unwrap();
                 let got = model.depth_blocking(&img).unwrap_or_else(|e| panic!("{name} {case}: {e}"));
-                let (shape, want) = &tensors(&fixture(name).join(format!("expected-{case}.safetensors")))["depth_at_input"];
+                let (shape, want) = &common::tensors(&fixture(name).join(format!("expected-{case}.safetensors")))["depth_at_input"];
                 assert_eq!([got.height, got.width], [shape[0], shape[1]], "{name} {case}: the photo's size");
                 let err = got.data.iter().zip(want).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
                 eprintln!("{device} {name} {case} at the photo's size: max |tessera - transformers| {err:.2e}");

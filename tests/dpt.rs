@@ -8,8 +8,6 @@
 
 mod common;
 
-use safetensors::SafeTensors;
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use tessera::model::{Checkpoint, Model, RunOptions};
 
@@ -17,16 +15,6 @@ const CHECKPOINTS: [&str; 3] = ["dpt-project", "dpt-add-bn", "dpt-ignore"];
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/dpt").join(name)
-}
-
-/// Every tensor of a safetensors file (f32), by name.
-fn tensors(path: &Path) -> HashMap<String, (Vec<usize>, Vec<f32>)> {
-    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let st = SafeTensors::deserialize(&bytes).expect("a safetensors file");
-    st.tensors()
-        .into_iter()
-        .map(|(n, t)| (n, (t.shape().to_vec(), t.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())))
-        .collect()
 }
 
 fn max_diff(a: &[f32], b: &[f32]) -> f32 {
@@ -43,7 +31,7 @@ fn dpt_checkpoints_match_transformers_end_to_end() {
             let model = Model::load(&d, &ck).unwrap_or_else(|e| panic!("{name}: {e}"));
             assert!(model.labels().is_empty(), "{name}: a depth model has no classes");
             for case in ["chelsea", "portrait", "odd"] {
-                let expected = tensors(&fixture(name).join(format!("expected-{case}.safetensors")));
+                let expected = common::tensors(&fixture(name).join(format!("expected-{case}.safetensors")));
                 let (dims, pixels) = &expected["pixel_values"];
                 let opts = RunOptions { hidden_states: true, ..Default::default() };
                 let out = model.run_blocking(pixels, [dims[0], dims[1], dims[2], dims[3]], opts).unwrap_or_else(|e| panic!("{name} {case}: {e}"));
@@ -79,7 +67,7 @@ fn dpt_depth_at_the_image_size_matches_transformers() {
             for (case, file) in [("chelsea", root.join("photos/chelsea.png")), ("portrait", root.join("depth/portrait-150x220.png"))] {
                 let img = tessera::model::decode_image(&std::fs::read(&file).unwrap(), "photo").unwrap();
                 let got = model.depth_blocking(&img).unwrap_or_else(|e| panic!("{name} {case}: {e}"));
-                let (shape, want) = &tensors(&fixture(name).join(format!("expected-{case}.safetensors")))["depth_at_input"];
+                let (shape, want) = &common::tensors(&fixture(name).join(format!("expected-{case}.safetensors")))["depth_at_input"];
                 assert_eq!([got.height, got.width], [shape[0], shape[1]], "{name} {case}: the photo's size");
                 assert_eq!(got.model_size, (48, 48), "{name} {case}: the processor's square");
                 let err = max_diff(&got.data, want);
@@ -96,48 +84,23 @@ fn dpt_depth_at_the_image_size_matches_transformers() {
 /// projection, batch norm claimed where the checkpoint has none.
 #[test]
 fn bad_dpt_checkpoints_are_refused_naming_the_problem() {
-    let src = fixture("dpt-project");
-    let dir = std::env::temp_dir().join(format!("tessera-dpt-hostile-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(src.join("config.json")).unwrap()).unwrap();
-    let write = |cfg: &serde_json::Value, weights: &Path| {
-        std::fs::write(dir.join("config.json"), serde_json::to_string(cfg).unwrap()).unwrap();
-        std::fs::copy(weights, dir.join("model.safetensors")).unwrap();
-        std::fs::copy(src.join("preprocessor_config.json"), dir.join("preprocessor_config.json")).unwrap();
-    };
-    let cpu = tessera::Device::Cpu(common::cpu());
-    let load = || Checkpoint::from_dir(&dir).and_then(|ck| Model::load(&cpu, &ck).map(|_| ())).unwrap_err().to_string();
-    let with = |field: &str, v: serde_json::Value| {
-        let mut c = config.clone();
-        c[field] = v;
-        write(&c, &src.join("model.safetensors"));
-        load()
-    };
-    let e = with("is_hybrid", true.into());
+    let h = common::Hostile::new(fixture("dpt-project"), "dpt");
+    let e = h.with("is_hybrid", true.into());
     assert!(e.contains("DPT-Hybrid") && e.contains("config.json"), "{e}");
-    let e = with("backbone_config", serde_json::json!({"model_type": "swinv2"}));
+    let e = h.with("backbone_config", serde_json::json!({"model_type": "swinv2"}));
     assert!(e.contains("swinv2"), "{e}");
-    let e = with("readout_type", "mean".into());
+    let e = h.with("readout_type", "mean".into());
     assert!(e.contains("readout_type"), "{e}");
-    let e = with("backbone_out_indices", serde_json::json!([0, 1, 1, 3]));
+    let e = h.with("backbone_out_indices", serde_json::json!([0, 1, 1, 3]));
     assert!(e.contains("backbone_out_indices"), "{e}");
-    let e = with("backbone_out_indices", serde_json::json!([0, 1, 2, 4]));
+    let e = h.with("backbone_out_indices", serde_json::json!([0, 1, 2, 4]));
     assert!(e.contains("backbone_out_indices names layer 4"), "{e}");
-    let e = with("add_projection", true.into());
+    let e = h.with("add_projection", true.into());
     assert!(e.contains("add_projection"), "{e}");
-    let e = with("use_batch_norm_in_fusion_residual", true.into());
+    let e = h.with("use_batch_norm_in_fusion_residual", true.into());
     assert!(e.contains("batch_norm1"), "{e}");
     // The readout projection of one stage missing.
-    let bytes = std::fs::read(src.join("model.safetensors")).unwrap();
-    let st = SafeTensors::deserialize(&bytes).unwrap();
     let gone = "neck.reassemble_stage.readout_projects.2.0.weight";
-    let views: Vec<(String, safetensors::tensor::TensorView)> = st.tensors().into_iter().filter(|(n, _)| n != gone).collect();
-    assert_eq!(views.len() + 1, st.tensors().len(), "the fixture has {gone}");
-    let stripped = dir.join("stripped.safetensors");
-    safetensors::tensor::serialize_to_file(views, None, &stripped).unwrap();
-    write(&config, &stripped);
-    let e = load();
+    let e = h.without(gone);
     assert!(e.contains(gone), "{e}");
-    let _ = std::fs::remove_dir_all(&dir);
 }

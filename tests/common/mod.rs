@@ -149,3 +149,80 @@ pub fn check_matmul(m: usize, k: usize, n: usize, bias: bool, act: Activation, r
     let want = r::matmul(&a, &b, m, k, n, bias.then_some(&bv[..]), act, residual.then_some(&rv[..]));
     assert_close(&format!("matmul {m}x{k}x{n} bias={bias} act={act:?} residual={residual}"), &got, &want, 1e-5, 1e-4);
 }
+
+/// Every tensor of a safetensors file (f32), by name.
+pub fn tensors(path: &std::path::Path) -> std::collections::HashMap<String, (Vec<usize>, Vec<f32>)> {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let st = safetensors::SafeTensors::deserialize(&bytes).expect("a safetensors file");
+    st.tensors()
+        .into_iter()
+        .map(|(n, t)| (n, (t.shape().to_vec(), t.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())))
+        .collect()
+}
+
+/// A scratch checkpoint folder made from a fixture's, for tests that load broken variants of it
+/// (a changed config, a tensor taken out) and read the error. Removed when dropped.
+pub struct Hostile {
+    pub src: std::path::PathBuf,
+    pub dir: std::path::PathBuf,
+    pub config: serde_json::Value,
+}
+
+impl Hostile {
+    /// `tag` names the folder (with the process id) so test binaries running at once do not share it.
+    pub fn new(src: std::path::PathBuf, tag: &str) -> Hostile {
+        let dir = std::env::temp_dir().join(format!("tessera-{tag}-hostile-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = serde_json::from_str(&std::fs::read_to_string(src.join("config.json")).unwrap()).unwrap();
+        Hostile { src, dir, config }
+    }
+
+    /// Writes `cfg` with the given weights (and the fixture's preprocessor) into the folder.
+    pub fn write(&self, cfg: &serde_json::Value, weights: &std::path::Path) {
+        std::fs::write(self.dir.join("config.json"), serde_json::to_string(cfg).unwrap()).unwrap();
+        std::fs::copy(weights, self.dir.join("model.safetensors")).unwrap();
+        std::fs::copy(self.src.join("preprocessor_config.json"), self.dir.join("preprocessor_config.json")).unwrap();
+    }
+
+    /// The error loading the folder on the CPU backend gives (it must fail).
+    pub fn load_error(&self) -> String {
+        use tessera::model::{Checkpoint, Model};
+        let cpu = tessera::Device::Cpu(cpu());
+        match Checkpoint::from_dir(&self.dir).and_then(|ck| Model::load(&cpu, &ck).map(|_| ())) {
+            Ok(()) => panic!("{} loaded", self.dir.display()),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    /// The error for the fixture's config with `field` set to `v`.
+    pub fn with(&self, field: &str, v: serde_json::Value) -> String {
+        let mut c = self.config.clone();
+        c[field] = v;
+        self.with_config(&c)
+    }
+
+    /// The error for `cfg` with the fixture's weights.
+    pub fn with_config(&self, cfg: &serde_json::Value) -> String {
+        self.write(cfg, &self.src.join("model.safetensors"));
+        self.load_error()
+    }
+
+    /// The error for the fixture's config and weights without the tensor `gone` (which the fixture must have).
+    pub fn without(&self, gone: &str) -> String {
+        let bytes = std::fs::read(self.src.join("model.safetensors")).unwrap();
+        let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        let views: Vec<(String, safetensors::tensor::TensorView)> = st.tensors().into_iter().filter(|(n, _)| n != gone).collect();
+        assert_eq!(views.len() + 1, st.tensors().len(), "the fixture has {gone}");
+        let stripped = self.dir.join("stripped.safetensors");
+        safetensors::tensor::serialize_to_file(views, None, &stripped).unwrap();
+        self.write(&self.config, &stripped);
+        self.load_error()
+    }
+}
+
+impl Drop for Hostile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
