@@ -54,6 +54,31 @@ CHECKPOINTS = {
 }
 
 
+def depth_at_input(model, pil, img):
+    """The photo through the PIL backend `pil`, the model, and `post_process_depth_estimation` to
+    the photo's size (bicubic)."""
+    px = torch.from_numpy(pil(images=img, return_tensors="np").pixel_values)
+    with torch.no_grad():
+        raw = model(pixel_values=px)
+    return pil.post_process_depth_estimation(raw, target_sizes=[(img.height, img.width)])[0]["predicted_depth"]
+
+
+def run_case(model, px):
+    """`pixel_values`, every hidden state `hidden.{i}` and `predicted_depth` of one input."""
+    with torch.no_grad():
+        out = model(pixel_values=px, output_hidden_states=True)
+    e = {"pixel_values": px, "predicted_depth": out.predicted_depth}
+    for i, h in enumerate(out.hidden_states):
+        e[f"hidden.{i}"] = h
+    return e
+
+
+def save_expected(e, path, label):
+    save_file({k: v.detach().float().contiguous().clone() for k, v in e.items()}, path)
+    d = e["predicted_depth"]
+    print(label, tuple(e["pixel_values"].shape), tuple(d.shape), float(d.min()), float(d.max()))
+
+
 def main():
     shutil.rmtree(OUT, ignore_errors=True)
     os.makedirs(OUT)
@@ -88,21 +113,10 @@ def main():
         cases = {case: (img, processor) for case, img in photos.items()}
         cases["odd"] = (portrait, odd)
         for case, (img, proc) in cases.items():
-            px = proc(images=img, return_tensors="pt").pixel_values
-            with torch.no_grad():
-                out = model(pixel_values=px, output_hidden_states=True)
-            e = {"pixel_values": px, "predicted_depth": out.predicted_depth}
-            for i, h in enumerate(out.hidden_states):
-                e[f"hidden.{i}"] = h
+            e = run_case(model, proc(images=img, return_tensors="pt").pixel_values)
             if case in photos:
-                pil = DPTImageProcessorPil(**SETTINGS)
-                px_pil = torch.from_numpy(pil(images=img, return_tensors="np").pixel_values)
-                with torch.no_grad():
-                    raw = model(pixel_values=px_pil)
-                e["depth_at_input"] = pil.post_process_depth_estimation(raw, target_sizes=[(img.height, img.width)])[0]["predicted_depth"]
-            save_file({k: v.detach().float().contiguous().clone() for k, v in e.items()}, os.path.join(d, f"expected-{case}.safetensors"))
-            print(name, case, tuple(px.shape), tuple(out.predicted_depth.shape),
-                  float(out.predicted_depth.min()), float(out.predicted_depth.max()))
+                e["depth_at_input"] = depth_at_input(model, DPTImageProcessorPil(**SETTINGS), img)
+            save_expected(e, os.path.join(d, f"expected-{case}.safetensors"), f"{name} {case}")
     with open(os.path.join(OUT, "cases.json"), "w") as f:
         json.dump({"chelsea": "../photos/chelsea.png", "portrait": "../depth/portrait-150x220.png"}, f, indent=2)
 

@@ -831,6 +831,39 @@ fn depth_writes_one_map_per_image_at_its_size() {
 /// A DPT checkpoint (ViT backbone) through the CLI: `info` names its neck, `depth` writes maps at
 /// the photos' sizes matching transformers' post-processed depth, `run` writes `predicted_depth`,
 /// and its 8-bit quantized backbone gives the same depth within 1%.
+/// DPT over a DINOv2 backbone through the CLI: `info` says the image runs at its own size padded
+/// to the patch, `depth` on a photo gives transformers' map at the photo's size, and the 8-bit
+/// backbone stays close.
+#[test]
+fn dpt_dinov2_depth_through_the_cli_matches_transformers() {
+    let out = std::env::temp_dir().join(format!("tessera-cli-dpt-dinov2-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let o = out.display().to_string();
+    let model = "tests/fixtures/dpt-dinov2/dpt-dinov2";
+    let info = ok(&tessera(&["info", "--model", model, "--device", "cpu"], &[]));
+    assert!(info.contains("DptDinov2") && info.contains("3x3 projection") && info.contains("runs at 644x483 (its own size, zero-padded to a multiple of 7)"), "{info}");
+    let photo = "tests/fixtures/dpt-dinov2/photo-wide.png";
+    let doc: serde_json::Value = serde_json::from_str(&ok(&tessera(&["depth", photo, "--model", model, "--out", &o, "--json"], &[]))).unwrap();
+    let r = &doc["results"][0];
+    assert_eq!((r["width"].as_u64(), r["height"].as_u64()), (Some(61), Some(40)), "{r}");
+    assert_eq!(r["model_size"], serde_json::json!([42, 63]), "{r}");
+    let bytes = std::fs::read(format!("{model}/expected-wide.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let want: Vec<f32> = st.tensor("depth_at_input").unwrap().data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+    let (lo, hi) = want.iter().fold((f32::MAX, f32::MIN), |(a, b), &v| (a.min(v), b.max(v)));
+    for (k, v) in [("min", lo), ("max", hi)] {
+        assert!((r[k].as_f64().unwrap() - v as f64).abs() <= 2e-4, "{k}: {r} vs transformers' {v}");
+    }
+    let q = out.join("q8");
+    ok(&tessera(&["quantize", "--model", model, "--bits", "8", "--out", &q.display().to_string()], &[]));
+    let doc8: serde_json::Value = serde_json::from_str(&ok(&tessera(&["depth", photo, "--model", &q.display().to_string(), "--out", &o, "--json"], &[]))).unwrap();
+    let a = &doc8["results"][0];
+    for k in ["min", "max", "mean"] {
+        assert!((a[k].as_f64().unwrap() - r[k].as_f64().unwrap()).abs() <= 0.02 * (hi - lo) as f64, "int8 {k}: {a} vs {r}");
+    }
+    let _ = std::fs::remove_dir_all(&out);
+}
+
 #[test]
 fn dpt_depth_through_the_cli_matches_transformers() {
     let out = std::env::temp_dir().join(format!("tessera-cli-dpt-{}", std::process::id()));

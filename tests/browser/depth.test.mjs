@@ -1,6 +1,7 @@
 // Depth Anything and DPT in headless Chromium, on WebGPU (SwiftShader), the CPU backend and two
-// worker threads: the random-weight fixtures of tests/fixtures/depth and tests/fixtures/dpt (a ViT
-// backbone, readout "project" and "add", batch norm; made with transformers) run from
+// worker threads: the random-weight fixtures of tests/fixtures/depth, tests/fixtures/dpt (a ViT
+// backbone, readout "project" and "add", batch norm) and tests/fixtures/dpt-dinov2 (a DINOv2
+// backbone, photos at their own sizes padded to the patch; all made with transformers) run from
 // transformers' pixel_values (`run`'s predictedDepth) and from the photos themselves
 // (`model.depth`, at the photo's size after the bicubic post-process), against transformers;
 // `paintDepth` draws the map; a model without a depth head rejects.
@@ -28,12 +29,20 @@ after(async () => {
   await server?.close();
 });
 
-const MODELS = [[DIR, 'depth-anything-v1'], [DIR, 'depth-anything-v2-metric'], ['tests/fixtures/dpt', 'dpt-project'], ['tests/fixtures/dpt', 'dpt-add-bn']];
+const PHOTOS = { chelsea: '/tests/fixtures/photos/chelsea.png', portrait: `/${DIR}/portrait-150x220.png` };
+const DINOV2 = 'tests/fixtures/dpt-dinov2';
+const SMALL = { wide: `/${DINOV2}/photo-wide.png`, tall: `/${DINOV2}/photo-tall.png` };
+const MODELS = [
+  [DIR, 'depth-anything-v1', PHOTOS],
+  [DIR, 'depth-anything-v2-metric', PHOTOS],
+  ['tests/fixtures/dpt', 'dpt-project', PHOTOS],
+  ['tests/fixtures/dpt', 'dpt-add-bn', PHOTOS],
+  [DINOV2, 'dpt-dinov2', SMALL],
+];
 
 for (const device of ['webgpu', 'cpu', 'cpu2']) {
-  for (const [dir, model] of MODELS) {
+  for (const [dir, model, photos] of MODELS) {
     test(`${model} on ${device}: transformers' depth`, { timeout: 300_000 }, async () => {
-      const photos = { chelsea: '/tests/fixtures/photos/chelsea.png', portrait: `/${DIR}/portrait-150x220.png` };
       const r = await page.evaluate(async ({ dir, model, device, photos }) => {
         const { readTensor } = await import('/tests/browser/blank.js');
         const { Tessera, paintDepth } = await import('/web/index.js');
@@ -52,7 +61,7 @@ for (const device of ['webgpu', 'cpu', 'cpu2']) {
         return out;
       }, { dir, model, device, photos });
       assert.equal(r.info, model.includes('metric') ? 'metric' : 'relative');
-      for (const name of ['chelsea', 'portrait']) {
+      for (const name of Object.keys(photos)) {
         const exp = readSafetensors(readFileSync(join(ROOT, dir, model, `expected-${name}.safetensors`)));
         const c = r.cases[name];
         const want = exp.predicted_depth;

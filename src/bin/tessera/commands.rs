@@ -144,6 +144,7 @@ pub fn info_model(device: &Device, args: &InfoArgs) -> Result<()> {
         use tessera::model::shared::dpt::{DepthStyle, DptReadout};
         let (style, head) = match d.style {
             DepthStyle::DepthAnything => ("Depth Anything's DPT", format!("head width {}", d.head_hidden_size)),
+            DepthStyle::Dpt if d.projection => ("DPT's", "a 3x3 projection and ReLU, then the head doubling past the last fused map".to_string()),
             DepthStyle::Dpt => ("DPT's", "head doubling past the last fused map".to_string()),
         };
         let readout = match d.readout {
@@ -162,9 +163,15 @@ pub fn info_model(device: &Device, args: &InfoArgs) -> Result<()> {
             d.fusion_hidden_size,
             if d.batch_norm { ", batch norms folded" } else { "" },
         );
-        let (ih, iw) = model.preprocessor.output_size(480, 640);
-        let keeps = ih != iw;
-        println!("  a 640x480 image (width x height) runs at {iw}x{ih}{}", if keeps { ", its aspect ratio kept" } else { "" });
+        let pre = &model.preprocessor;
+        let (ih, iw) = pre.output_size(480, 640);
+        let how = match (&pre.resize, pre.pad_to) {
+            (None, Some(m)) => format!(" (its own size, zero-padded to a multiple of {m})"),
+            (None, None) => " (its own size)".into(),
+            _ if ih != iw => ", its aspect ratio kept".into(),
+            _ => String::new(),
+        };
+        println!("  a 640x480 image (width x height) runs at {iw}x{ih}{how}");
     }
     let own_note = if p != own { format!(" (PI-resized from the checkpoint's {own})") } else { " (the checkpoint's own)".into() };
     match model.preprocessor.max_patches() {

@@ -17,7 +17,7 @@ use serde_json::Value;
 
 /// Every family, in the order `config.json` is offered to them (the first that claims it reads
 /// it) and in which messages list them.
-pub const TABLE: &[&dyn FamilyDef] = &[&vit::VIT, &vit::DEIT, &vit::DINOV2, &vit::DEPTH_ANYTHING, &vit::DPT, &clip::CLIP, &siglip::SIGLIP, &siglip2::SIGLIP2, &timm::TIMM];
+pub const TABLE: &[&dyn FamilyDef] = &[&vit::VIT, &vit::DEIT, &vit::DINOV2, &vit::DEPTH_ANYTHING, &vit::DPT_DINOV2, &vit::DPT, &clip::CLIP, &siglip::SIGLIP, &siglip2::SIGLIP2, &timm::TIMM];
 
 /// The family that reads `config` (`file` names it in errors), or an error listing the
 /// `model_type`s that are read.

@@ -300,7 +300,7 @@ pub fn preprocessing(pre: &Value, (h, w): (usize, usize), file: &str) -> Result<
     if std.iter().any(|s| !(s.is_finite() && *s > 0.0)) || mean.iter().any(|m| !m.is_finite()) {
         return Err(bad(format!("mean {mean:?} / std {std:?} are not usable")));
     }
-    Ok(PreprocessorConfig { resize: Some((resize, resample)), center_crop: Some((h, w)), rescale: Some(1.0 / 255.0), normalize: Some((mean, std)), crop_round: true })
+    Ok(PreprocessorConfig { resize: Some((resize, resample)), center_crop: Some((h, w)), rescale: Some(1.0 / 255.0), normalize: Some((mean, std)), crop_round: true, pad_to: None })
 }
 
 /// `timm`'s names (vision_transformer.py, deit.py), at the top level of the state dict.

@@ -46,6 +46,9 @@ impl Family {
     pub const DepthAnything: Family = Family::named("DepthAnything");
     /// `model_type: "dpt"`: a ViT backbone and DPT's depth head.
     pub const Dpt: Family = Family::named("Dpt");
+    /// `model_type: "dpt"` over a DINOv2 `backbone_config` (facebook/dpt-dinov2-*'s layout): the
+    /// DINOv2 under `backbone.` and DPT's neck and head.
+    pub const DptDinov2: Family = Family::named("DptDinov2");
 }
 
 /// `ViTConfig`, `DeiTConfig` and `Dinov2Config`: the shared vision fields, and DINOv2's own.
@@ -89,6 +92,15 @@ pub const DINOV2: HfVit = HfVit { family: Family::Dinov2, model_type: &["dinov2"
 pub const DEPTH_ANYTHING: HfVit = HfVit { family: Family::DepthAnything, model_type: &["depth_anything"] };
 /// DPT with a ViT backbone (`DPTForDepthEstimation`).
 pub const DPT: HfVit = HfVit { family: Family::Dpt, model_type: &["dpt"] };
+/// DPT over a DINOv2 `backbone_config`: claims the `dpt` configs that have one (listed before
+/// [`DPT`]; its `model_type` is DPT's, so it lists none of its own).
+pub const DPT_DINOV2: HfVit = HfVit { family: Family::DptDinov2, model_type: &[] };
+
+/// Whether a `config.json` is a DPT over a DINOv2 `backbone_config`.
+fn dpt_over_dinov2(config: &Value) -> bool {
+    config.get("model_type").and_then(Value::as_str) == Some("dpt")
+        && config.get("backbone_config").and_then(|b| b.get("model_type")).and_then(Value::as_str) == Some("dinov2")
+}
 
 impl FamilyDef for HfVit {
     fn family(&self) -> Family {
@@ -99,15 +111,26 @@ impl FamilyDef for HfVit {
         self.model_type
     }
 
+    fn claims(&self, config: &Value) -> bool {
+        if self.family == Family::DptDinov2 {
+            return dpt_over_dinov2(config);
+        }
+        config.get("model_type").and_then(Value::as_str).is_some_and(|m| self.model_type.contains(&m))
+    }
+
     fn parse(&self, config: &Value, file: &str, _shapes: Shapes) -> Result<(ModelConfig, PreprocessorConfig)> {
-        let depth = self.family == Family::DepthAnything || self.family == Family::Dpt;
+        let depth = [Family::DepthAnything, Family::Dpt, Family::DptDinov2].contains(&self.family);
         let backbone = match self.family {
-            Family::DepthAnything => depth_backbone(config, file)?,
+            Family::DepthAnything | Family::DptDinov2 => depth_backbone(config, file)?,
             Family::Dpt => dpt_backbone(config, file)?,
             _ => config,
         };
+        let family = self.family;
+        if family == Family::DptDinov2 && config.get("is_hybrid").and_then(Value::as_bool) == Some(true) {
+            return Err(Error::model(file, "`is_hybrid: true` with a DINOv2 backbone_config: DPT-Hybrid is not supported"));
+        }
         let raw: Config = hf_config::read(backbone, file)?;
-        let dinov2 = names::dinov2_layout(self.family);
+        let dinov2 = names::dinov2_layout(family);
         let top = if depth { config.get("architectures").and_then(|a| a.get(0)).and_then(Value::as_str).map(String::from) } else { None };
         let architecture = top.or_else(|| raw.common.architectures.as_ref().and_then(|a| a.first().cloned()));
         let head = head_of(architecture.as_deref(), ARCHITECTURES, file)?;
@@ -115,7 +138,7 @@ impl FamilyDef for HfVit {
             return Err(Error::model(file, "`use_swiglu_ffn: true` (SwiGLU MLP) is not supported"));
         }
         let parts = FamilyParts {
-            family: self.family,
+            family,
             head,
             mlp_ratio: dinov2.then(|| raw.mlp_ratio.unwrap_or(4.0)),
             layout: Layout { dist_token: self.family == Family::Deit, ..Default::default() },
@@ -134,7 +157,7 @@ impl FamilyDef for HfVit {
             }
         }
         let pre = if depth {
-            PreprocessorConfig::parse(depth_preprocessor(self.family, &cfg).to_string().as_bytes(), file)?
+            PreprocessorConfig::parse(depth_preprocessor(family, &cfg).to_string().as_bytes(), file)?
         } else {
             PreprocessorConfig::vit_default(cfg.image_size, Resample::Bilinear)
         };
@@ -143,7 +166,7 @@ impl FamilyDef for HfVit {
 
     fn preprocessor_json(&self, config: &ModelConfig) -> Option<Value> {
         if config.depth.is_some() {
-            return Some(depth_preprocessor(self.family, config));
+            return Some(depth_preprocessor(config.family, config));
         }
         Some(PreprocessorConfig::vit_default_json("ViTImageProcessor", config.image_size, Resample::Bilinear))
     }
@@ -216,7 +239,7 @@ pub mod names {
 
     /// Whether the family's encoder is written as DINOv2's (`norm1`, `mlp.fc1`, layer scale).
     pub fn dinov2_layout(family: Family) -> bool {
-        family == Family::Dinov2 || family == Family::DepthAnything
+        family == Family::Dinov2 || family == Family::DepthAnything || family == Family::DptDinov2
     }
 
     /// Layer `i`'s norm.
@@ -359,8 +382,9 @@ fn load(ck: &Checkpoint, patch: usize, sink: &mut dyn Sink) -> Result<Loaded> {
     Ok(Loaded { head, pooler, projection: false, pos })
 }
 
-/// A Depth Anything `config.json`'s backbone: its `backbone_config`, which must be a DINOv2
-/// (transformers' other backbones, and a named `backbone` loaded from elsewhere, are not read).
+/// A Depth Anything `config.json`'s backbone (or a DPT's over DINOv2): its `backbone_config`,
+/// which must be a DINOv2 (transformers' other backbones, and a named `backbone` loaded from
+/// elsewhere, are not read).
 fn depth_backbone<'a>(config: &'a Value, file: &str) -> Result<&'a Value> {
     if let Some(name) = config.get("backbone").and_then(Value::as_str) {
         return Err(Error::model(file, format!("`backbone: {name}` names a backbone loaded from elsewhere; only a DINOv2 `backbone_config` is supported")));
@@ -371,14 +395,15 @@ fn depth_backbone<'a>(config: &'a Value, file: &str) -> Result<&'a Value> {
         Some(other) => return Err(Error::model(file, format!("backbone_config.model_type `{other}`: only a `dinov2` backbone is supported"))),
         None => return Err(Error::model(file, "backbone_config has no `model_type` (expected `dinov2`)")),
     }
-    if b.get("apply_layernorm").and_then(Value::as_bool) == Some(false) || b.get("reshape_hidden_states").and_then(Value::as_bool) == Some(true) {
-        return Err(Error::model(file, "backbone_config: the neck reads the backbone's layer-normed token sequences (apply_layernorm true, reshape_hidden_states false)"));
+    if b.get("reshape_hidden_states").and_then(Value::as_bool) == Some(true) {
+        return Err(Error::model(file, "backbone_config: the neck reads the backbone's token sequences (reshape_hidden_states false)"));
     }
     Ok(b)
 }
 
 /// A DPT `config.json`'s backbone: the config itself (a ViT's fields at its top level). DPT-Hybrid
-/// and the backbones transformers loads through `backbone_config` are refused by name.
+/// and the backbones transformers loads through `backbone_config` other than DINOv2
+/// ([`DPT_DINOV2`]'s) are refused by name.
 fn dpt_backbone<'a>(config: &'a Value, file: &str) -> Result<&'a Value> {
     if config.get("is_hybrid").and_then(Value::as_bool) == Some(true) {
         return Err(Error::model(file, "DPT-Hybrid (`is_hybrid: true`: a ResNet (BiT) stem before the ViT, as Intel/dpt-hybrid-midas) is not supported; DPT with a plain ViT backbone is"));
@@ -388,7 +413,7 @@ fn dpt_backbone<'a>(config: &'a Value, file: &str) -> Result<&'a Value> {
     }
     if let Some(b) = config.get("backbone_config").filter(|v| !v.is_null()) {
         let kind = b.get("model_type").and_then(Value::as_str).unwrap_or("unnamed");
-        return Err(Error::model(file, format!("a `{kind}` backbone_config: DPT over another backbone is not supported; DPT with its own ViT backbone is")));
+        return Err(Error::model(file, format!("a `{kind}` backbone_config: DPT over this backbone is not supported; DPT with its own ViT backbone or a DINOv2 backbone_config is")));
     }
     Ok(config)
 }
@@ -399,6 +424,15 @@ fn dpt_backbone<'a>(config: &'a Value, file: &str) -> Result<&'a Value> {
 /// Intel/dpt-large keeps them (the training size, bicubic, mean and std 0.5).
 fn depth_preprocessor(family: Family, cfg: &ModelConfig) -> Value {
     let (h, w) = cfg.image_size;
+    if family == Family::DptDinov2 {
+        // facebook/dpt-dinov2-*'s: the image at its own size, zero-padded to a multiple of the
+        // patch after normalizing with ImageNet's mean and std in 0..255 units.
+        return serde_json::json!({
+            "image_processor_type": "DPTImageProcessor",
+            "do_resize": false, "do_pad": true, "size_divisor": cfg.patch_size, "do_rescale": false,
+            "do_normalize": true, "image_mean": [123.675, 116.28, 103.53], "image_std": [58.395, 57.12, 57.375],
+        });
+    }
     if family == Family::Dpt {
         return serde_json::json!({
             "image_processor_type": "DPTImageProcessor",

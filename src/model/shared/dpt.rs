@@ -104,6 +104,40 @@ impl Fields<'_> {
     }
 }
 
+/// The hidden states a `Dinov2Backbone` hands DPT's neck: its `backbone_config`'s `out_indices`
+/// (stage i: the output of layer i, 0 the embeddings), or the stages its `out_features` name
+/// (`"stage3"`); without either, transformers' default: the last stage alone (which DPT's four
+/// maps refuse). The layer count is checked with the neck.
+fn dinov2_stages(f: &Fields) -> Result<Vec<usize>> {
+    let b = f.get("backbone_config").expect("checked by the caller");
+    if let Some(v) = b.get("out_indices").filter(|v| !v.is_null()) {
+        return f.uints_of(v, "backbone_config.out_indices");
+    }
+    let layers = b.get("num_hidden_layers").and_then(serde_json::Value::as_u64).unwrap_or(12).min(1 << 20) as usize;
+    let Some(v) = b.get("out_features").filter(|v| !v.is_null()) else {
+        return Ok(vec![layers]);
+    };
+    let bad = || f.bad("backbone_config.out_features", "a list of stage names (\"stem\", \"stage1\", ...)");
+    v.as_array()
+        .ok_or_else(bad)?
+        .iter()
+        .map(|s| match s.as_str() {
+            Some("stem") => Ok(0),
+            Some(s) => s.strip_prefix("stage").and_then(|n| n.parse::<usize>().ok()).filter(|&n| n <= 1 << 20).ok_or_else(bad),
+            None => Err(bad()),
+        })
+        .collect()
+}
+
+/// Whether a `Dinov2Backbone` hands the neck its hidden states through the final norm
+/// (`apply_layernorm`, true by default).
+fn applies_layernorm(f: &Fields, backbone: &serde_json::Value) -> Result<bool> {
+    match backbone.get("apply_layernorm").filter(|v| !v.is_null()) {
+        None => Ok(true),
+        Some(v) => v.as_bool().ok_or_else(|| f.bad("backbone_config.apply_layernorm", "true or false")),
+    }
+}
+
 impl DepthHead {
     /// The neck and head of a depth `config.json` (`file` names it): a `DepthAnythingConfig`
     /// (`out_indices` from its `backbone_config`), or a `DPTConfig` (`model_type: "dpt"`, its
@@ -119,6 +153,7 @@ impl DepthHead {
             Some(v) => f.uints_of(v, "backbone_config.out_indices")?,
             None => vec![9, 10, 11, 12],
         };
+        let normed = applies_layernorm(&f, backbone)?;
         let metric = match f.get("depth_estimation_type").map(|v| v.as_str()) {
             None | Some(Some("relative")) => false,
             Some(Some("metric")) => true,
@@ -131,7 +166,8 @@ impl DepthHead {
         Ok(DepthHead {
             style: DepthStyle::DepthAnything,
             out_indices,
-            normed: true,
+            layer_indices: false,
+            normed,
             readout: DptReadout::Ignore,
             readout_act: Activation::Gelu,
             reassemble_factors: f.floats("reassemble_factors", &[4.0, 2.0, 1.0, 0.5])?,
@@ -141,21 +177,28 @@ impl DepthHead {
             fusion_bias: true,
             head_hidden_size: f.uint("head_hidden_size", 32)?,
             head_in_index: f.head_in_index()?,
+            projection: false,
             metric,
             max_depth,
         })
     }
 
-    /// `DPTConfig`'s neck and head over a ViT backbone.
+    /// `DPTConfig`'s neck and head over its own ViT backbone, or over a DINOv2 `backbone_config`
+    /// (`Dinov2Backbone`: its `out_indices` stages through the final norm, class token kept).
     fn from_dpt(f: &Fields) -> Result<DepthHead> {
-        // DPT keeps the hidden states after the layers `backbone_out_indices` names (0: the
-        // first layer's output), in layer order whatever the list's order.
-        let mut out_indices: Vec<usize> = f.uints("backbone_out_indices", &[2, 5, 8, 11])?.into_iter().map(|i| i + 1).collect();
+        let dinov2 = f.get("backbone_config").and_then(|b| b.get("model_type")).and_then(serde_json::Value::as_str) == Some("dinov2");
+        let (mut out_indices, field) = if dinov2 {
+            (dinov2_stages(f)?, "backbone_config.out_indices")
+        } else {
+            // DPT keeps the hidden states after the layers `backbone_out_indices` names (0: the
+            // first layer's output), in layer order whatever the list's order.
+            (f.uints("backbone_out_indices", &[2, 5, 8, 11])?.into_iter().map(|i| i + 1).collect(), "backbone_out_indices")
+        };
         out_indices.sort_unstable();
         let listed = out_indices.len();
         out_indices.dedup();
         if out_indices.len() != listed {
-            return Err(f.bad("backbone_out_indices", "a list of different layers"));
+            return Err(f.bad(field, "a list of different layers"));
         }
         let readout = match f.get("readout_type").map(|v| v.as_str()) {
             None | Some(Some("project")) => DptReadout::Project,
@@ -163,14 +206,15 @@ impl DepthHead {
             Some(Some("ignore")) => DptReadout::Ignore,
             Some(_) => return Err(f.bad("readout_type", "\"ignore\", \"add\" or \"project\"")),
         };
-        if f.flag("add_projection")? == Some(true) {
-            return Err(Error::model(f.file, "`add_projection: true` (a 256-channel convolution before the head, DPT-Hybrid's) is not supported"));
-        }
         let batch_norm = f.flag("use_batch_norm_in_fusion_residual")?.unwrap_or(false);
         Ok(DepthHead {
             style: DepthStyle::Dpt,
             out_indices,
-            normed: false,
+            layer_indices: !dinov2,
+            normed: match f.get("backbone_config") {
+                Some(b) if dinov2 => applies_layernorm(f, b)?,
+                _ => false,
+            },
             readout,
             readout_act: Activation::Gelu,
             reassemble_factors: f.floats("reassemble_factors", &[4.0, 2.0, 1.0, 0.5])?,
@@ -180,6 +224,7 @@ impl DepthHead {
             fusion_bias: f.flag("use_bias_in_fusion_residual")?.unwrap_or(!batch_norm),
             head_hidden_size: 32,
             head_in_index: f.head_in_index()?,
+            projection: f.flag("add_projection")?.unwrap_or(false),
             metric: false,
             max_depth: 1.0,
         })
@@ -188,7 +233,9 @@ impl DepthHead {
     /// Checks the spec against a backbone of `layers` layers; `file` names the config.
     pub fn check(&self, layers: usize, file: &str) -> Result<()> {
         let n = self.out_indices.len();
-        let field = if self.style == DepthStyle::Dpt { "backbone_out_indices" } else { "out_indices" };
+        // DPT's own ViT names layers (0: the first layer's output); DINOv2 backbones name hidden states.
+        let own_vit = self.layer_indices;
+        let field = if own_vit { "backbone_out_indices" } else { "out_indices" };
         if n == 0 || self.reassemble_factors.len() != n || self.neck_hidden_sizes.len() != n {
             return Err(Error::model(
                 file,
@@ -203,9 +250,10 @@ impl DepthHead {
         if let Some(i) = self.out_indices.iter().find(|&&i| i > layers) {
             return Err(Error::model(
                 file,
-                match self.style {
-                    DepthStyle::Dpt => format!("backbone_out_indices names layer {}, but the backbone has layers 0 to {}", i - 1, layers.saturating_sub(1)),
-                    DepthStyle::DepthAnything => format!("out_indices names hidden state {i}, but the backbone has {layers} layers"),
+                if own_vit {
+                    format!("backbone_out_indices names layer {}, but the backbone has layers 0 to {}", i - 1, layers.saturating_sub(1))
+                } else {
+                    format!("out_indices names hidden state {i}, but the backbone has {layers} layers")
                 },
             ));
         }
@@ -298,11 +346,17 @@ pub fn load(spec: &DepthHead, d: usize, get: &mut Getter, sink: &mut dyn Sink) -
         let layer = format!("neck.fusion_stage.layers.{i}");
         conv(get, &format!("{layer}.projection"), f, f, 1, true, sink)?;
         for unit in ["residual_layer1", "residual_layer2"] {
+            if i == 0 && unit == "residual_layer1" {
+                continue; // never run (`unread`)
+            }
             for j in [1, 2] {
                 let bn = spec.batch_norm.then(|| format!("{layer}.{unit}.batch_norm{j}"));
                 conv_bn(get, &format!("{layer}.{unit}.convolution{j}"), (f, f, 3), spec.fusion_bias, bn.as_deref(), sink)?;
             }
         }
+    }
+    if spec.projection {
+        conv(get, "head.projection", f, f, 3, true, sink)?;
     }
     let [c1, c2, c3] = head_names(spec.style);
     conv(get, c1, f / 2, f, 3, true, sink)?;
@@ -319,11 +373,15 @@ fn head_names(style: DepthStyle) -> [&'static str; 3] {
     }
 }
 
-/// Whether a checkpoint tensor is one a depth head holds but never reads (a batch norm's count
-/// of training batches).
+/// Whether a checkpoint tensor is one a depth head holds but never reads: a batch norm's count
+/// of training batches, and the first fusion layer's residual unit for a previous fused map it
+/// does not have (transformers builds it; facebook/dpt-dinov2-*'s checkpoints lack it).
 pub fn unread(name: &str) -> bool {
-    name.starts_with("neck.") && name.ends_with(".num_batches_tracked")
+    name.starts_with("neck.") && name.ends_with(".num_batches_tracked") || name.starts_with(FIRST_RESIDUAL)
 }
+
+/// The residual unit of the first fusion layer, which has no previous map to add.
+const FIRST_RESIDUAL: &str = "neck.fusion_stage.layers.0.residual_layer1.";
 
 /// A convolution over `x` with the weights `name.weight` and (where `bias`) `name.bias`.
 #[allow(clippy::too_many_arguments)]
@@ -419,7 +477,10 @@ pub fn build(g: &mut Graph, spec: &DepthHead, features: &[TensorId], (gh, gw): (
         outs.push(h);
     }
     let [c1, c2, c3] = head_names(spec.style);
-    let x = outs[spec.head_index()];
+    let mut x = outs[spec.head_index()];
+    if spec.projection {
+        x = conv(g, "head.projection", x, (f, f), (3, 1, 1), true, false, ConvAct::Relu, 1.0, None)?;
+    }
     let x = conv(g, c1, x, (f, f / 2), (3, 1, 1), true, false, ConvAct::None, 1.0, None)?;
     let (th, tw) = match spec.style {
         DepthStyle::DepthAnything => (gh * patch, gw * patch),

@@ -177,6 +177,9 @@ pub struct PreprocessorConfig {
     /// Center-crop offsets rounded half to even, as torchvision's `CenterCrop` (`timm`), instead
     /// of floored as `transformers` does.
     pub crop_round: bool,
+    /// Zero-pad (after normalizing) each side to a multiple of this, centred, the odd pixel at the
+    /// bottom and right (DPTImageProcessor's `do_pad` with `size_divisor`).
+    pub pad_to: Option<usize>,
 }
 
 #[derive(Deserialize, Default)]
@@ -219,6 +222,7 @@ struct Raw {
     keep_aspect_ratio: Option<bool>,
     ensure_multiple_of: Option<usize>,
     do_pad: Option<bool>,
+    size_divisor: Option<usize>,
 }
 
 const MAX_SIDE: usize = MAX_IMAGE_SIDE as usize;
@@ -233,6 +237,7 @@ impl PreprocessorConfig {
             rescale: Some(1.0 / 255.0),
             normalize: Some((vec![0.5; 3], vec![0.5; 3])),
             crop_round: false,
+            pad_to: None,
         }
     }
 
@@ -284,9 +289,13 @@ impl PreprocessorConfig {
         let kind = |p: &str| [&raw.image_processor_type, &raw.feature_extractor_type].iter().any(|t| t.as_deref().is_some_and(|t| t.starts_with(p)));
         let clip = kind("CLIP");
         let dpt = kind("DPT");
-        if dpt && raw.do_pad == Some(true) {
-            return Err(bad("DPTImageProcessor's `do_pad` (padding to a size divisor) is not supported".into()));
-        }
+        let pad_to = match (raw.do_pad, raw.size_divisor) {
+            (Some(true), _) if !dpt => return Err(bad("`do_pad` is DPTImageProcessor's; this processor is not one".into())),
+            (Some(true), Some(d)) if (1..=1024).contains(&d) => Some(d),
+            (Some(true), Some(d)) => return Err(bad(format!("`size_divisor` {d} is out of range (1..=1024)"))),
+            (Some(true), None) => return Err(bad("`do_pad` is set but `size_divisor` is missing".into())),
+            _ => None,
+        };
         let multiple = raw.ensure_multiple_of.unwrap_or(1);
         if multiple == 0 || multiple > 1024 {
             return Err(bad(format!("`ensure_multiple_of` {multiple} is out of range (1..=1024)")));
@@ -376,7 +385,7 @@ impl PreprocessorConfig {
         } else {
             None
         };
-        Ok(PreprocessorConfig { resize, center_crop, rescale, normalize, crop_round: false })
+        Ok(PreprocessorConfig { resize, center_crop, rescale, normalize, crop_round: false, pad_to })
     }
 
     /// The same preprocessing with a budget of `max` patches, for a NaFlex processor
@@ -409,6 +418,9 @@ impl PreprocessorConfig {
         if let Some(c) = self.center_crop {
             (h, w) = c;
         }
+        if let Some(m) = self.pad_to {
+            (h, w) = (h.div_ceil(m) * m, w.div_ceil(m) * m);
+        }
         (h, w)
     }
 
@@ -427,6 +439,13 @@ impl PreprocessorConfig {
                     ),
                 });
             }
+        }
+        let (ph, pw) = self.output_size(h0 as usize, w0 as usize);
+        if ph > MAX_SIDE || pw > MAX_SIDE || ph * pw > MAX_PIXELS {
+            return Err(Error::Input {
+                name: "image".into(),
+                problem: format!("a {w0}x{h0} image preprocesses to {pw}x{ph}, over the {MAX_PIXELS} pixels and {MAX_SIDE} per side preprocessing holds"),
+            });
         }
         let mut buf = Planes { h: h0 as usize, w: w0 as usize, data: [vec![], vec![], vec![]] };
         for (c, plane) in buf.data.iter_mut().enumerate() {
@@ -452,6 +471,20 @@ impl PreprocessorConfig {
                 }
                 x
             }));
+        }
+        if let Some(m) = self.pad_to {
+            let (ph, pw) = (h.div_ceil(m) * m, w.div_ceil(m) * m);
+            if (ph, pw) != (h, w) {
+                let (top, left) = ((ph - h) / 2, (pw - w) / 2);
+                let mut padded = vec![0f32; 3 * ph * pw];
+                for c in 0..3 {
+                    for y in 0..h {
+                        let dst = (c * ph + top + y) * pw + left;
+                        padded[dst..dst + w].copy_from_slice(&out[(c * h + y) * w..(c * h + y + 1) * w]);
+                    }
+                }
+                return Ok((padded, ph, pw));
+            }
         }
         Ok((out, h, w))
     }

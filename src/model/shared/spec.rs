@@ -140,8 +140,8 @@ impl ModelConfig {
     }
 }
 
-/// The neck and head of a depth checkpoint (`DepthAnythingConfig`, or `DPTConfig` with a ViT
-/// backbone); read, checked and built by `model::shared::dpt`.
+/// The neck and head of a depth checkpoint (`DepthAnythingConfig`, or `DPTConfig` with a ViT or
+/// DINOv2 backbone); read, checked and built by `model::shared::dpt`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct DepthHead {
     /// Whose neck and head: Depth Anything's or DPT's.
@@ -149,8 +149,11 @@ pub struct DepthHead {
     /// The backbone's hidden states the neck reads (0: the embeddings, i: layer i's output), in
     /// the order the neck takes them.
     pub out_indices: Vec<usize>,
+    /// Whether the config named them as DPT's `backbone_out_indices` (its own ViT's layers from
+    /// 0) rather than as a DINOv2 backbone's stages (hidden states); for messages.
+    pub layer_indices: bool,
     /// Whether the neck reads those hidden states through the backbone's final norm (Depth
-    /// Anything) or as the layers left them (DPT's ViT).
+    /// Anything, DPT over a DINOv2 backbone) or as the layers left them (DPT's ViT).
     pub normed: bool,
     /// What each reassembled map takes of the class token.
     pub readout: DptReadout,
@@ -170,6 +173,9 @@ pub struct DepthHead {
     pub head_hidden_size: usize,
     /// Which fused map the head reads (negative: from the end).
     pub head_in_index: isize,
+    /// DPT's `add_projection`: a 3x3 convolution (fusion width to fusion width, bias) and a ReLU
+    /// on the fused map before the head.
+    pub projection: bool,
     /// Metric depth (a sigmoid) rather than relative (a ReLU).
     pub metric: bool,
     /// The factor on the head's output.
